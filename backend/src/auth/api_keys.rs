@@ -1,0 +1,197 @@
+//! API keys for third-party clients: shown once, stored as a hash, scoped, revocable.
+
+use actix_web::{HttpResponse, delete, get, post, web};
+use chrono::{DateTime, Utc};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, sea_query::Expr};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::{
+    Scope,
+    extractors::{API_KEY_PREFIX, SessionUser},
+    service::{hash_secret, random_token},
+};
+use crate::{
+    entities::api_keys,
+    error::{ApiError, FieldError, Problem},
+    state::AppState,
+};
+
+/// How many characters of a key are kept in clear to recognise it.
+const DISPLAY_PREFIX_LEN: usize = 11;
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CreateApiKeyRequest {
+    /// What the key is for, 1 to 100 characters.
+    #[schema(example = "summarizer backend")]
+    pub name: String,
+    /// At least one of `credits:read`, `credits:spend`.
+    #[schema(example = json!(["credits:read", "credits:spend"]))]
+    pub scopes: Vec<String>,
+}
+
+/// An API key as listed: never the secret.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApiKeyResponse {
+    pub id: Uuid,
+    pub name: String,
+    /// The first characters of the key, to recognise it.
+    #[schema(example = "tg_Xk3vQ9aB")]
+    pub prefix: String,
+    pub scopes: Vec<Scope>,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+/// A key just created: the only time its secret is shown.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedApiKeyResponse {
+    #[serde(flatten)]
+    pub key: ApiKeyResponse,
+    /// The secret. Store it now: it is not shown again.
+    pub secret: String,
+}
+
+impl From<api_keys::Model> for ApiKeyResponse {
+    fn from(key: api_keys::Model) -> Self {
+        Self {
+            id: key.id,
+            name: key.name,
+            prefix: key.prefix,
+            scopes: key.scopes.split(',').filter_map(Scope::parse).collect(),
+            created_at: key.created_at,
+            last_used_at: key.last_used_at,
+        }
+    }
+}
+
+/// Create an API key; the secret is in the response and nowhere else.
+#[utoipa::path(
+    tag = "api-keys",
+    request_body = CreateApiKeyRequest,
+    responses(
+        (status = 201, description = "The key, with its secret shown once.", body = CreatedApiKeyResponse),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`session_required`: API keys cannot create keys", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[post("/api-keys")]
+pub async fn create_api_key(
+    state: web::Data<AppState>,
+    caller: SessionUser,
+    body: web::Json<CreateApiKeyRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let mut errors = Vec::new();
+    let name = body.name.trim().to_owned();
+    if name.is_empty() || name.chars().count() > 100 {
+        errors.push(FieldError {
+            field: "name".into(),
+            code: "length".into(),
+            message: "name must be 1 to 100 characters".into(),
+        });
+    }
+    let mut scopes = Vec::new();
+    for raw in &body.scopes {
+        match Scope::parse(raw) {
+            Some(scope) if !scopes.contains(&scope) => scopes.push(scope),
+            Some(_) => {}
+            None => errors.push(FieldError {
+                field: "scopes".into(),
+                code: "unknown_scope".into(),
+                message: format!("`{raw}` is not a scope; use credits:read or credits:spend"),
+            }),
+        }
+    }
+    if scopes.is_empty() && errors.iter().all(|e| e.field != "scopes") {
+        errors.push(FieldError {
+            field: "scopes".into(),
+            code: "required".into(),
+            message: "give at least one scope".into(),
+        });
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::validation(errors));
+    }
+
+    let secret = format!("{API_KEY_PREFIX}{}", random_token());
+    let model = api_keys::Model {
+        id: Uuid::now_v7(),
+        user_id: caller.0.user_id,
+        name,
+        prefix: secret.chars().take(DISPLAY_PREFIX_LEN).collect(),
+        key_hash: hash_secret(&secret),
+        scopes: scopes
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(","),
+        created_at: Utc::now(),
+        last_used_at: None,
+        revoked_at: None,
+    };
+    api_keys::Entity::insert(api_keys::ActiveModel::from(model.clone()))
+        .exec_without_returning(&state.db)
+        .await?;
+    Ok(HttpResponse::Created().json(CreatedApiKeyResponse {
+        key: model.into(),
+        secret,
+    }))
+}
+
+/// The caller's keys that are not revoked, newest first.
+#[utoipa::path(
+    tag = "api-keys",
+    responses(
+        (status = 200, description = "The keys (never their secrets).", body = Vec<ApiKeyResponse>),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`session_required`", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[get("/api-keys")]
+pub async fn list_api_keys(
+    state: web::Data<AppState>,
+    caller: SessionUser,
+) -> Result<web::Json<Vec<ApiKeyResponse>>, ApiError> {
+    let keys = api_keys::Entity::find()
+        .filter(api_keys::Column::UserId.eq(caller.0.user_id))
+        .filter(api_keys::Column::RevokedAt.is_null())
+        .order_by_desc(api_keys::Column::CreatedAt)
+        .all(&state.db)
+        .await?;
+    Ok(web::Json(keys.into_iter().map(Into::into).collect()))
+}
+
+/// Revoke a key: it stops working at once.
+#[utoipa::path(
+    tag = "api-keys",
+    params(("id" = Uuid, Path, description = "The key's id")),
+    responses(
+        (status = 204, description = "Revoked."),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`api_key_not_found`", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[delete("/api-keys/{id}")]
+pub async fn revoke_api_key(
+    state: web::Data<AppState>,
+    caller: SessionUser,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let revoked = api_keys::Entity::update_many()
+        .col_expr(api_keys::Column::RevokedAt, Expr::value(Utc::now()))
+        .filter(api_keys::Column::Id.eq(id.into_inner()))
+        .filter(api_keys::Column::UserId.eq(caller.0.user_id))
+        .filter(api_keys::Column::RevokedAt.is_null())
+        .exec(&state.db)
+        .await?;
+    if revoked.rows_affected == 0 {
+        return Err(ApiError::not_found("api_key_not_found", "No such API key."));
+    }
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,188 @@
+//! The command line: `tollgate serve` (the default) and the operator's commands.
+
+use clap::{Parser, Subcommand};
+
+use crate::{
+    auth,
+    config::Settings,
+    credits::{
+        self,
+        ledger::LotSource,
+        service::{GrantCommand, Outcome, Recipient},
+    },
+    db,
+    domain::{Credits, Email, IdempotencyKey},
+    idempotency::IdempotentRequest,
+    startup::Application,
+};
+
+/// Tollgate: credit-based billing for AI features.
+#[derive(Debug, Parser)]
+#[command(name = "tollgate", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the API and the SPA (the default). Migrates first unless MIGRATE_ON_START=false.
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Print the OpenAPI spec as YAML (`tollgate openapi > openapi.yaml`).
+    Openapi,
+    /// Manage users.
+    Users {
+        #[command(subcommand)]
+        command: UsersCommand,
+    },
+    /// Grant credits to a user, as an admin would; the key makes a retry harmless.
+    Grant {
+        /// The user's email.
+        #[arg(long)]
+        email: String,
+        /// Credits to grant.
+        #[arg(long)]
+        amount: i64,
+        /// Why; shown in the user's history.
+        #[arg(long)]
+        reason: String,
+        /// Idempotency key (default: a new one, so each run grants).
+        #[arg(long)]
+        key: Option<String>,
+    },
+    /// Post due expiries and release overdue holds now, then exit.
+    Expire,
+    /// Check the ledger's invariants; exit 1 on any violation.
+    Reconcile {
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// Give a user the admin role.
+    Promote {
+        /// The user's email.
+        email: String,
+    },
+}
+
+/// Runs the command; the return value is the process exit code.
+pub async fn run(cli: Cli) -> anyhow::Result<i32> {
+    let command = cli.command.unwrap_or(Command::Serve);
+    if let Command::Openapi = command {
+        print!("{}", crate::openapi::spec_yaml()?);
+        return Ok(0);
+    }
+    let settings = Settings::from_env()?;
+    match command {
+        Command::Serve => {
+            let sandbox = true;
+            log::info!(
+                "starting Tollgate on http://{} ({}){}",
+                settings.bind,
+                if settings.is_sqlite() {
+                    "SQLite"
+                } else {
+                    "PostgreSQL"
+                },
+                if sandbox {
+                    ", Stripe sandbox mode: no real payments"
+                } else {
+                    ""
+                }
+            );
+            let app = Application::build(settings).await?;
+            app.run_until_stopped().await?;
+            Ok(0)
+        }
+        Command::Migrate => {
+            let db = db::connect(&settings).await?;
+            db::migrate(&db).await?;
+            println!("migrations applied");
+            Ok(0)
+        }
+        Command::Users {
+            command: UsersCommand::Promote { email },
+        } => {
+            let email = Email::parse(&email).map_err(|m| anyhow::anyhow!("email {m}"))?;
+            let db = connect_migrated(&settings).await?;
+            let user = auth::service::promote(&db, &email)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}: {email}"))?;
+            println!("{} is now an admin", user.email);
+            Ok(0)
+        }
+        Command::Grant {
+            email,
+            amount,
+            reason,
+            key,
+        } => {
+            let db = connect_migrated(&settings).await?;
+            let key = match key {
+                Some(k) => IdempotencyKey::parse(&k).map_err(|m| anyhow::anyhow!("--key {m}"))?,
+                None => IdempotencyKey::generate(),
+            };
+            let amount = Credits::new(amount).map_err(|e| anyhow::anyhow!("--amount: {e}"))?;
+            if amount.is_zero() {
+                anyhow::bail!("--amount must be positive");
+            }
+            let request = IdempotentRequest {
+                scope: "admin-cli".to_owned(),
+                fingerprint: format!("grant:{email}:{amount}:{reason}"),
+                key,
+            };
+            let command = GrantCommand {
+                recipient: Recipient::Email(email),
+                amount,
+                reason,
+                source: LotSource::Grant,
+                priority: None,
+                expires_at: None,
+            };
+            match credits::service::grant(&db, &request, command)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?
+            {
+                Outcome::Fresh(r) => println!(
+                    "granted {}; balance is now {}",
+                    r.transfer.amount, r.balance.balance
+                ),
+                Outcome::Replayed(_) => println!("already granted with this key; nothing changed"),
+            }
+            Ok(0)
+        }
+        Command::Expire => {
+            let db = connect_migrated(&settings).await?;
+            let n = credits::service::expire_due(&db)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("settled {n} wallets");
+            Ok(0)
+        }
+        Command::Reconcile { json } => {
+            let db = connect_migrated(&settings).await?;
+            let report = credits::reconcile::reconcile(&db).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.to_text());
+            }
+            Ok(if report.ok { 0 } else { 1 })
+        }
+        Command::Openapi => Ok(0),
+    }
+}
+
+async fn connect_migrated(settings: &Settings) -> anyhow::Result<sea_orm::DatabaseConnection> {
+    let db = db::connect(settings).await?;
+    if settings.migrate_on_start {
+        db::migrate(&db).await?;
+    }
+    Ok(db)
+}

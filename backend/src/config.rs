@@ -1,0 +1,353 @@
+//! One `Settings` struct, read from the environment (and an optional `.env`) and checked once at
+//! start: a wrong value stops the server with a message naming the variable. Secrets are never
+//! printed: `Debug` redacts them.
+
+use std::{env, fmt, net::SocketAddr, path::PathBuf, time::Duration};
+
+use rand::RngCore;
+
+/// Where Tollgate runs: development generates what it lacks, production refuses to guess.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Environment {
+    Development,
+    Production,
+}
+
+/// SQLite's `synchronous` pragma: `FULL` (the default) makes every commit durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SqliteSynchronous {
+    Off,
+    Normal,
+    Full,
+    Extra,
+}
+
+impl SqliteSynchronous {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Off => "OFF",
+            Self::Normal => "NORMAL",
+            Self::Full => "FULL",
+            Self::Extra => "EXTRA",
+        }
+    }
+}
+
+/// Argon2id cost. Defaults are OWASP's recommendation (19 MiB, 2 iterations, 1 lane).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PasswordHashing {
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+}
+
+impl Default for PasswordHashing {
+    fn default() -> Self {
+        Self {
+            memory_kib: 19 * 1024,
+            iterations: 2,
+            parallelism: 1,
+        }
+    }
+}
+
+/// A secret that never shows up in logs or `Debug` output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Every setting Tollgate reads. README lists each variable.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub environment: Environment,
+    pub bind: SocketAddr,
+    pub database_url: String,
+    pub database_max_connections: u32,
+    pub sqlite_synchronous: SqliteSynchronous,
+    pub data_dir: PathBuf,
+    pub jwt_secret: Secret,
+    pub admin_api_key: Option<Secret>,
+    pub site_url: String,
+    pub access_token_ttl: Duration,
+    pub refresh_token_ttl: Duration,
+    pub password_hashing: PasswordHashing,
+    pub login_max_failures: u32,
+    pub login_lockout: Duration,
+    pub workers: usize,
+    pub expiry_interval: Duration,
+    pub frontend_dir: PathBuf,
+    pub migrate_on_start: bool,
+}
+
+/// A setting that is missing or wrong, named so the operator can fix it.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration error: {variable}: {message}")]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub message: String,
+}
+
+fn invalid(variable: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        variable,
+        message: message.into(),
+    }
+}
+
+fn var(name: &'static str) -> Option<String> {
+    env::var(name)
+        .ok()
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+}
+
+fn parse_number<T: std::str::FromStr>(
+    name: &'static str,
+    default: T,
+    min: T,
+    max: T,
+) -> Result<T, ConfigError>
+where
+    T: PartialOrd + fmt::Display + Copy,
+{
+    let Some(raw) = var(name) else {
+        return Ok(default);
+    };
+    let value: T = raw
+        .parse()
+        .map_err(|_| invalid(name, format!("`{raw}` is not a whole number")))?;
+    if value < min || value > max {
+        return Err(invalid(name, format!("{value} is outside {min}..={max}")));
+    }
+    Ok(value)
+}
+
+fn parse_bool(name: &'static str, default: bool) -> Result<bool, ConfigError> {
+    match var(name).map(|v| v.to_ascii_lowercase()).as_deref() {
+        None => Ok(default),
+        Some("1" | "true" | "yes" | "on") => Ok(true),
+        Some("0" | "false" | "no" | "off") => Ok(false),
+        Some(other) => Err(invalid(name, format!("`{other}` is not true or false"))),
+    }
+}
+
+/// The shortest JWT secret accepted: HS256 wants at least 256 bits.
+pub const MIN_JWT_SECRET_LEN: usize = 32;
+/// The shortest admin key accepted.
+pub const MIN_ADMIN_KEY_LEN: usize = 16;
+
+impl Settings {
+    /// Reads `.env` (if present) and the environment, and checks every value.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let _ = dotenvy::dotenv();
+
+        let environment = match var("TOLLGATE_ENV")
+            .map(|v| v.to_ascii_lowercase())
+            .as_deref()
+        {
+            None | Some("development") | Some("dev") => Environment::Development,
+            Some("production") | Some("prod") => Environment::Production,
+            Some(other) => {
+                return Err(invalid(
+                    "TOLLGATE_ENV",
+                    format!("`{other}` is neither `development` nor `production`"),
+                ));
+            }
+        };
+
+        let bind_raw = var("BIND").unwrap_or_else(|| "127.0.0.1:8080".to_owned());
+        let bind: SocketAddr = bind_raw.parse().map_err(|_| {
+            invalid(
+                "BIND",
+                format!("`{bind_raw}` is not an address like 127.0.0.1:8080"),
+            )
+        })?;
+
+        let data_dir =
+            PathBuf::from(var("TOLLGATE_DATA_DIR").unwrap_or_else(|| "./data".to_owned()));
+
+        let database_url = match var("DATABASE_URL") {
+            Some(url) => {
+                if !(url.starts_with("sqlite:")
+                    || url.starts_with("postgres://")
+                    || url.starts_with("postgresql://"))
+                {
+                    return Err(invalid(
+                        "DATABASE_URL",
+                        "must start with sqlite:, postgres:// or postgresql://",
+                    ));
+                }
+                url
+            }
+            None => format!(
+                "sqlite://{}?mode=rwc",
+                data_dir.join("tollgate.db").display()
+            ),
+        };
+
+        let sqlite_synchronous = match var("SQLITE_SYNCHRONOUS")
+            .map(|v| v.to_ascii_uppercase())
+            .as_deref()
+        {
+            None | Some("FULL") => SqliteSynchronous::Full,
+            Some("NORMAL") => SqliteSynchronous::Normal,
+            Some("EXTRA") => SqliteSynchronous::Extra,
+            Some("OFF") => SqliteSynchronous::Off,
+            Some(other) => {
+                return Err(invalid(
+                    "SQLITE_SYNCHRONOUS",
+                    format!("`{other}` is not one of OFF, NORMAL, FULL, EXTRA"),
+                ));
+            }
+        };
+
+        let jwt_secret = match var("JWT_SECRET") {
+            Some(secret) if secret.len() < MIN_JWT_SECRET_LEN => {
+                return Err(invalid(
+                    "JWT_SECRET",
+                    format!("must be at least {MIN_JWT_SECRET_LEN} characters"),
+                ));
+            }
+            Some(secret) => Secret::new(secret),
+            None if environment == Environment::Production => {
+                return Err(invalid(
+                    "JWT_SECRET",
+                    "is required when TOLLGATE_ENV=production",
+                ));
+            }
+            None => Secret::new(load_or_create_dev_secret(&data_dir)?),
+        };
+
+        let admin_api_key = match var("ADMIN_API_KEY") {
+            Some(key) if key.len() < MIN_ADMIN_KEY_LEN => {
+                return Err(invalid(
+                    "ADMIN_API_KEY",
+                    format!("must be at least {MIN_ADMIN_KEY_LEN} characters"),
+                ));
+            }
+            other => other.map(Secret::new),
+        };
+
+        let site_url = var("SITE_URL").unwrap_or_else(|| format!("http://{bind}"));
+        if !(site_url.starts_with("http://") || site_url.starts_with("https://")) {
+            return Err(invalid("SITE_URL", "must start with http:// or https://"));
+        }
+        let site_url = site_url.trim_end_matches('/').to_owned();
+
+        let defaults = PasswordHashing::default();
+        let password_hashing = PasswordHashing {
+            memory_kib: parse_number("PASSWORD_HASH_MEMORY_KIB", defaults.memory_kib, 8, 1 << 21)?,
+            iterations: parse_number("PASSWORD_HASH_ITERATIONS", defaults.iterations, 1, 64)?,
+            parallelism: parse_number("PASSWORD_HASH_PARALLELISM", defaults.parallelism, 1, 16)?,
+        };
+        if password_hashing.memory_kib < 8 * password_hashing.parallelism {
+            return Err(invalid(
+                "PASSWORD_HASH_MEMORY_KIB",
+                "must be at least 8 times PASSWORD_HASH_PARALLELISM",
+            ));
+        }
+
+        let default_workers = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
+        Ok(Self {
+            environment,
+            bind,
+            database_url,
+            database_max_connections: parse_number("DATABASE_MAX_CONNECTIONS", 16, 1, 1000)?,
+            sqlite_synchronous,
+            data_dir,
+            jwt_secret,
+            admin_api_key,
+            site_url,
+            access_token_ttl: Duration::from_secs(parse_number(
+                "ACCESS_TOKEN_TTL_SECONDS",
+                900,
+                30,
+                86_400,
+            )?),
+            refresh_token_ttl: Duration::from_secs(
+                parse_number("REFRESH_TOKEN_TTL_DAYS", 30u64, 1, 365)? * 86_400,
+            ),
+            password_hashing,
+            login_max_failures: parse_number("LOGIN_MAX_FAILURES", 5, 1, 1000)?,
+            login_lockout: Duration::from_secs(parse_number(
+                "LOGIN_LOCKOUT_SECONDS",
+                900,
+                1,
+                86_400,
+            )?),
+            workers: parse_number("WORKERS", default_workers, 1, 256)?,
+            expiry_interval: Duration::from_secs(parse_number(
+                "EXPIRY_INTERVAL_SECONDS",
+                30,
+                1,
+                86_400,
+            )?),
+            frontend_dir: PathBuf::from(
+                var("FRONTEND_DIR").unwrap_or_else(|| "./frontend/dist".to_owned()),
+            ),
+            migrate_on_start: parse_bool("MIGRATE_ON_START", true)?,
+        })
+    }
+
+    /// True when the database is an embedded SQLite file.
+    pub fn is_sqlite(&self) -> bool {
+        self.database_url.starts_with("sqlite:")
+    }
+
+    /// Whether cookies should carry `Secure`: whenever the site is served over HTTPS.
+    pub fn secure_cookies(&self) -> bool {
+        self.site_url.starts_with("https://")
+    }
+}
+
+/// In development without `JWT_SECRET`, keep a generated secret in the data folder so sessions
+/// survive restarts, and say so.
+fn load_or_create_dev_secret(data_dir: &std::path::Path) -> Result<String, ConfigError> {
+    let path = data_dir.join("jwt-secret");
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        let existing = existing.trim().to_owned();
+        if existing.len() >= MIN_JWT_SECRET_LEN {
+            log::warn!(
+                "JWT_SECRET is not set: using the development secret kept in {}",
+                path.display()
+            );
+            return Ok(existing);
+        }
+    }
+    std::fs::create_dir_all(data_dir).map_err(|e| {
+        invalid(
+            "TOLLGATE_DATA_DIR",
+            format!("cannot create {}: {e}", data_dir.display()),
+        )
+    })?;
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    let secret = hex::encode(bytes);
+    std::fs::write(&path, &secret).map_err(|e| {
+        invalid(
+            "TOLLGATE_DATA_DIR",
+            format!("cannot write {}: {e}", path.display()),
+        )
+    })?;
+    log::warn!(
+        "JWT_SECRET is not set: generated a development secret and kept it in {} (set JWT_SECRET in production)",
+        path.display()
+    );
+    Ok(secret)
+}

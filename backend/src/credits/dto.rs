@@ -1,0 +1,367 @@
+//! Wire types of the credits API. Responses that a retry may replay are stored as they are
+//! serialised here.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use super::ledger::LotMovement;
+use crate::entities::{accounts, features, holds, lots, transfers};
+
+/// A wallet's figures.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct WalletBalance {
+    /// Credits in the wallet (negative only while it owes a debt).
+    pub balance: i64,
+    /// What can be spent now: balance less open holds; 0 while a debt is owed.
+    pub available: i64,
+    /// Reserved by open holds.
+    pub held: i64,
+    /// Credits clawed back after they were spent; must be covered before spending again.
+    pub debt: i64,
+}
+
+impl WalletBalance {
+    pub fn of(wallet: &accounts::Model) -> Self {
+        Self {
+            balance: wallet.balance,
+            available: super::ledger::available(wallet),
+            held: wallet.held,
+            debt: wallet.debt,
+        }
+    }
+}
+
+/// A lot with credits left.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct LotView {
+    pub id: Uuid,
+    /// `purchase`, `subscription`, `grant` or `promotion`.
+    pub source: String,
+    pub amount: i64,
+    pub remaining: i64,
+    pub priority: i32,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<lots::Model> for LotView {
+    fn from(lot: lots::Model) -> Self {
+        Self {
+            id: lot.id,
+            source: lot.source,
+            amount: lot.amount,
+            remaining: lot.remaining,
+            priority: lot.priority,
+            expires_at: lot.expires_at,
+            created_at: lot.created_at,
+        }
+    }
+}
+
+/// `GET /credits/balance`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BalanceResponse {
+    #[serde(flatten)]
+    pub wallet: WalletBalance,
+    /// Lots that expire, soonest first (at most 5).
+    pub expiring_soon: Vec<LotView>,
+}
+
+/// How much a transfer took from (or gave to) one lot.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct LotMovementView {
+    pub lot_id: Uuid,
+    pub amount: i64,
+}
+
+impl From<LotMovement> for LotMovementView {
+    fn from(m: LotMovement) -> Self {
+        Self {
+            lot_id: m.lot_id,
+            amount: m.amount,
+        }
+    }
+}
+
+/// A transfer as its wallet sees it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TransferView {
+    pub id: Uuid,
+    /// `spend`, `grant`, `purchase`, `subscription`, `promotion`, `expiry`, `clawback`, ...
+    pub kind: String,
+    /// Positive: the amount moved.
+    pub amount: i64,
+    pub feature: Option<String>,
+    pub quantity: Option<i64>,
+    pub description: Option<String>,
+    pub metadata: Option<serde_json::Value>,
+    pub hold_id: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+    /// The lots it took from, in the order it took them.
+    pub lots: Vec<LotMovementView>,
+}
+
+impl TransferView {
+    pub fn new(transfer: &transfers::Model, lots: Vec<LotMovementView>) -> Self {
+        Self {
+            id: transfer.id,
+            kind: transfer.kind.clone(),
+            amount: transfer.amount,
+            feature: transfer.feature.clone(),
+            quantity: transfer.quantity,
+            description: transfer.description.clone(),
+            metadata: transfer.metadata.clone(),
+            hold_id: transfer.hold_id,
+            created_at: transfer.created_at,
+            lots,
+        }
+    }
+}
+
+/// `POST /credits/spend`: either `amount`, or `feature` and `quantity`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SpendRequest {
+    /// An explicit amount, for callers that price their own usage.
+    #[schema(example = 5)]
+    pub amount: Option<i64>,
+    /// A feature from the rate card (`GET /features`), priced by the server.
+    #[schema(example = "example.summarize")]
+    pub feature: Option<String>,
+    /// Units of the feature; 1 when omitted.
+    pub quantity: Option<i64>,
+    /// Up to 500 characters, shown in history.
+    pub description: Option<String>,
+    /// Any JSON object, up to 4 KiB, kept with the transfer.
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<serde_json::Value>,
+}
+
+/// The answer to a spend (and its replays).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SpendResponse {
+    pub transfer: TransferView,
+    pub balance: WalletBalance,
+}
+
+/// `POST /credits/grant` (admin). Accepts the seed's camelCase names too.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct GrantRequest {
+    /// The user's id; or give `email`.
+    #[serde(alias = "userId")]
+    pub user_id: Option<Uuid>,
+    pub email: Option<String>,
+    #[schema(example = 100)]
+    pub amount: i64,
+    /// Why: shown in the user's history.
+    #[schema(example = "Welcome bonus")]
+    pub reason: String,
+    /// `grant` (default) or `promotion`.
+    pub source: Option<String>,
+    /// Lower is spent first. Defaults: promotion 10, grant 20.
+    pub priority: Option<i32>,
+    pub expires_at: Option<DateTime<Utc>>,
+    /// The seed's clients send the key in the body; the `Idempotency-Key` header wins.
+    #[serde(alias = "idempotencyKey")]
+    pub idempotency_key: Option<String>,
+}
+
+/// The answer to a grant.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct GrantResponse {
+    pub user_id: Uuid,
+    pub transfer: TransferView,
+    pub lot_id: Uuid,
+    pub balance: WalletBalance,
+}
+
+/// `POST /credits/holds`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CreateHoldRequest {
+    pub amount: Option<i64>,
+    pub feature: Option<String>,
+    pub quantity: Option<i64>,
+    pub description: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<serde_json::Value>,
+    /// Seconds until the hold releases itself: 1 to 3600, default 300.
+    pub ttl_seconds: Option<i64>,
+}
+
+/// `POST /credits/holds/{id}/capture`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CaptureHoldRequest {
+    /// The actual cost, at most the held amount; the rest is released.
+    pub amount: i64,
+    pub description: Option<String>,
+}
+
+/// A hold.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct HoldView {
+    pub id: Uuid,
+    /// `open`, `captured`, `released` or `expired`.
+    pub status: String,
+    pub amount: i64,
+    pub feature: Option<String>,
+    pub quantity: Option<i64>,
+    pub description: Option<String>,
+    pub captured_amount: Option<i64>,
+    pub capture_transfer_id: Option<Uuid>,
+    pub expires_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    pub closed_at: Option<DateTime<Utc>>,
+}
+
+impl From<&holds::Model> for HoldView {
+    fn from(hold: &holds::Model) -> Self {
+        Self {
+            id: hold.id,
+            status: hold.status.clone(),
+            amount: hold.amount,
+            feature: hold.feature.clone(),
+            quantity: hold.quantity,
+            description: hold.description.clone(),
+            captured_amount: hold.captured_amount,
+            capture_transfer_id: hold.capture_transfer_id,
+            expires_at: hold.expires_at,
+            created_at: hold.created_at,
+            closed_at: hold.closed_at,
+        }
+    }
+}
+
+/// The answer to placing, capturing or releasing a hold.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct HoldResponse {
+    pub hold: HoldView,
+    /// The spend a capture posted (absent otherwise, and for a capture of 0).
+    pub transfer: Option<TransferView>,
+    pub balance: WalletBalance,
+}
+
+/// `GET /credits/ledger` filters.
+#[derive(Debug, Clone, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct LedgerQuery {
+    /// Only entries of this kind (`spend`, `grant`, `purchase`, `expiry`, ...).
+    pub kind: Option<String>,
+    /// Only entries at or after this time.
+    pub from: Option<DateTime<Utc>>,
+    /// Only entries before this time.
+    pub to: Option<DateTime<Utc>>,
+    /// From `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// 1 to 200, default 50.
+    pub limit: Option<u64>,
+}
+
+/// One line of a wallet's history.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct LedgerEntry {
+    pub id: Uuid,
+    pub kind: String,
+    /// Signed from the wallet's view: positive in, negative out.
+    pub amount: i64,
+    /// The wallet's balance right after this entry.
+    pub balance_after: Option<i64>,
+    pub description: Option<String>,
+    pub feature: Option<String>,
+    pub quantity: Option<i64>,
+    pub metadata: Option<serde_json::Value>,
+    pub hold_id: Option<Uuid>,
+    /// The lot this entry created (grants, purchases).
+    pub lot_id: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+    /// The lots it touched.
+    pub lots: Vec<LotMovementView>,
+}
+
+/// A page of history, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LedgerPage {
+    pub entries: Vec<LedgerEntry>,
+    /// Pass as `cursor` for the next (older) page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// `GET /usage` parameters.
+#[derive(Debug, Clone, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct UsageQuery {
+    /// `day` (default) or `feature`.
+    pub group_by: Option<String>,
+    /// Start of the range (default: 30 days ago).
+    pub from: Option<DateTime<Utc>>,
+    /// End of the range, exclusive (default: now).
+    pub to: Option<DateTime<Utc>>,
+}
+
+/// One bucket of usage.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct UsageBucket {
+    /// The day (`YYYY-MM-DD`, UTC) or the feature (`unpriced` for explicit amounts).
+    pub key: String,
+    pub credits: i64,
+    pub spends: i64,
+}
+
+/// Usage over a range.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UsageResponse {
+    pub group_by: String,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub total_credits: i64,
+    pub buckets: Vec<UsageBucket>,
+}
+
+/// A feature on the rate card.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct FeatureView {
+    #[schema(example = "example.summarize")]
+    pub key: String,
+    pub name: String,
+    pub description: Option<String>,
+    /// What one unit is, e.g. `call` or `1,000 characters`.
+    pub unit: String,
+    pub credits_per_unit: i64,
+    pub active: bool,
+}
+
+impl From<features::Model> for FeatureView {
+    fn from(f: features::Model) -> Self {
+        Self {
+            key: f.key,
+            name: f.name,
+            description: f.description,
+            unit: f.unit,
+            credits_per_unit: f.credits_per_unit,
+            active: f.active,
+        }
+    }
+}
+
+/// `POST /features` (admin).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+pub struct CreateFeatureRequest {
+    /// Lower-case letters, digits, `.`, `_` and `-`; 1 to 64 characters.
+    #[schema(example = "chat.completion")]
+    pub key: String,
+    pub name: String,
+    pub description: Option<String>,
+    #[schema(example = "call")]
+    pub unit: String,
+    pub credits_per_unit: i64,
+}
+
+/// `PATCH /features/{key}` (admin): only the fields given change.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+pub struct UpdateFeatureRequest {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub unit: Option<String>,
+    pub credits_per_unit: Option<i64>,
+    pub active: Option<bool>,
+}

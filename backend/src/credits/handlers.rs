@@ -1,0 +1,530 @@
+//! HTTP handlers for the credits API: parse, call one service function, answer.
+
+use actix_web::{HttpRequest, HttpResponse, get, patch, post, web};
+use uuid::Uuid;
+
+use super::{
+    dto::*,
+    ledger::LotSource,
+    service::{
+        self, CaptureCommand, CreditsError, GrantCommand, HoldCommand, Outcome, Recipient,
+        SpendCommand,
+    },
+};
+use crate::{
+    auth::extractors::{Admin, CreditsRead, CreditsSpend, Scoped},
+    domain::IdempotencyKey,
+    error::{ApiError, Problem},
+    idempotency::{self, IdempotentRequest},
+    state::AppState,
+};
+
+impl From<CreditsError> for ApiError {
+    fn from(err: CreditsError) -> Self {
+        use actix_web::http::StatusCode;
+        let detail = err.to_string();
+        match err {
+            CreditsError::WalletNotFound => ApiError::not_found("wallet_not_found", detail),
+            CreditsError::UserNotFound => ApiError::not_found("user_not_found", detail),
+            CreditsError::InsufficientCredits {
+                available,
+                requested,
+            } => ApiError::new(
+                StatusCode::PAYMENT_REQUIRED,
+                "insufficient_credits",
+                "Insufficient credits",
+                detail,
+            )
+            .with("available", available)
+            .with("requested", requested),
+            CreditsError::OutstandingDebt { debt } => ApiError::new(
+                StatusCode::PAYMENT_REQUIRED,
+                "outstanding_debt",
+                "Outstanding debt",
+                detail,
+            )
+            .with("debt", debt)
+            .with("available", 0),
+            CreditsError::IdempotencyKeyReused => idempotency::reused_error(),
+            CreditsError::UnknownFeature(_) => {
+                ApiError::field("feature", "unknown_feature", detail)
+            }
+            CreditsError::FeatureInactive(_) => {
+                ApiError::field("feature", "feature_inactive", detail)
+            }
+            CreditsError::FeatureExists(_) => ApiError::conflict("feature_exists", detail),
+            CreditsError::HoldNotFound => ApiError::not_found("hold_not_found", detail),
+            CreditsError::HoldExpired { .. } => ApiError::conflict("hold_expired", detail),
+            CreditsError::HoldNotOpen { .. } => ApiError::conflict("hold_not_open", detail),
+            CreditsError::HoldAlreadyCaptured { captured } => {
+                ApiError::conflict("hold_already_captured", detail)
+                    .with("captured_amount", captured)
+            }
+            CreditsError::CaptureExceedsHold { held, requested } => {
+                ApiError::field("amount", "capture_exceeds_hold", detail)
+                    .with("held", held)
+                    .with("requested", requested)
+            }
+            CreditsError::Invalid { field, message } => {
+                ApiError::field(field, "invalid", format!("{field} {message}"))
+            }
+            CreditsError::Database(e) => e.into(),
+        }
+    }
+}
+
+/// Answers a write: 200 with the fresh result, or the stored answer marked as replayed.
+pub(crate) fn respond<T: serde::Serialize>(outcome: Outcome<T>) -> HttpResponse {
+    match outcome {
+        Outcome::Fresh(body) => HttpResponse::Ok().json(body),
+        Outcome::Replayed(stored) => {
+            let status = actix_web::http::StatusCode::from_u16(stored.status)
+                .unwrap_or(actix_web::http::StatusCode::OK);
+            HttpResponse::build(status)
+                .insert_header((idempotency::REPLAYED_HEADER, "true"))
+                .json(stored.body)
+        }
+    }
+}
+
+fn keyed(
+    req: &HttpRequest,
+    scope: String,
+    key: IdempotencyKey,
+    body: &impl serde::Serialize,
+) -> IdempotentRequest {
+    IdempotentRequest {
+        scope,
+        key,
+        fingerprint: idempotency::fingerprint(req, body),
+    }
+}
+
+/// The caller's balance, what they can spend, and lots about to expire.
+#[utoipa::path(
+    tag = "credits",
+    responses(
+        (status = 200, body = BalanceResponse),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`insufficient_scope`: the API key lacks `credits:read`", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[get("/credits/balance")]
+pub async fn get_balance(
+    state: web::Data<AppState>,
+    caller: Scoped<CreditsRead>,
+) -> Result<web::Json<BalanceResponse>, ApiError> {
+    Ok(web::Json(
+        service::balance(&state.db, caller.0.user_id).await?,
+    ))
+}
+
+/// Spend credits: an explicit `amount`, or a `feature` and `quantity` priced by the rate card.
+///
+/// Requires an `Idempotency-Key`. Retrying with the same key and body returns the first answer
+/// (with `Idempotent-Replayed: true`) and spends nothing more.
+#[utoipa::path(
+    tag = "credits",
+    request_body = SpendRequest,
+    params(("Idempotency-Key" = String, Header, description = "Unique per spend; reuse it to retry safely.")),
+    responses(
+        (status = 200, description = "Spent.", body = SpendResponse),
+        (status = 400, description = "`idempotency_key_required` or `invalid_json`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 402, description = "`insufficient_credits` (with `available` and `requested`) or `outstanding_debt`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`insufficient_scope`: the API key lacks `credits:spend`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`idempotency_key_reused`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[post("/credits/spend")]
+pub async fn spend_credits(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: Scoped<CreditsSpend>,
+    body: web::Json<SpendRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let key = idempotency::require_key(req.headers())?;
+    let body = body.into_inner();
+    service::check_details(&body.description, &body.metadata)?;
+    let charge = service::parse_charge(body.amount, body.feature.clone(), body.quantity)?;
+    let request = keyed(&req, caller.0.idempotency_scope(), key, &body);
+    let command = SpendCommand {
+        charge,
+        description: body.description,
+        metadata: body.metadata,
+    };
+    Ok(respond(
+        service::spend(&state.db, caller.0.user_id, &request, command).await?,
+    ))
+}
+
+/// Grant credits to a user (admin), as a lot with optional expiry and priority.
+///
+/// The idempotency key comes from the `Idempotency-Key` header or, as the seed's clients send
+/// it, `idempotencyKey` in the body.
+#[utoipa::path(
+    tag = "credits",
+    request_body = GrantRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Required here or as `idempotencyKey` in the body.")),
+    responses(
+        (status = 200, description = "Granted.", body = GrantResponse),
+        (status = 400, description = "`idempotency_key_required`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`admin_required`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`user_not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`idempotency_key_reused`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []), ("admin_key" = []))
+)]
+#[post("/credits/grant")]
+pub async fn grant_credits(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    admin: Admin,
+    body: web::Json<GrantRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let mut body = body.into_inner();
+    let key = match idempotency::key_from_headers(req.headers())? {
+        Some(key) => key,
+        None => match body.idempotency_key.as_deref() {
+            Some(raw) => IdempotencyKey::parse(raw).map_err(|m| {
+                ApiError::field("idempotencyKey", "invalid", format!("idempotencyKey {m}"))
+            })?,
+            None => {
+                return Err(ApiError::bad_request(
+                    "idempotency_key_required",
+                    "Send an Idempotency-Key header (or `idempotencyKey` in the body).",
+                ));
+            }
+        },
+    };
+    // The key is not part of what the request asks for.
+    body.idempotency_key = None;
+    let recipient = match (body.user_id, body.email.as_deref()) {
+        (Some(id), None) => Recipient::Id(id),
+        (None, Some(email)) => Recipient::Email(email.to_owned()),
+        _ => {
+            return Err(ApiError::field(
+                "user_id",
+                "invalid",
+                "give exactly one of user_id (userId) or email",
+            ));
+        }
+    };
+    let amount = service::parse_amount("amount", body.amount, false)?;
+    let reason = body.reason.trim().to_owned();
+    if reason.is_empty() || reason.chars().count() > 500 {
+        return Err(ApiError::field(
+            "reason",
+            "length",
+            "reason must be 1 to 500 characters",
+        ));
+    }
+    let source = match body.source.as_deref() {
+        None | Some("grant") => LotSource::Grant,
+        Some("promotion") => LotSource::Promotion,
+        Some(other) => {
+            return Err(ApiError::field(
+                "source",
+                "invalid",
+                format!("source `{other}` is not `grant` or `promotion`"),
+            ));
+        }
+    };
+    if body.expires_at.is_some_and(|at| at <= chrono::Utc::now()) {
+        return Err(ApiError::field(
+            "expires_at",
+            "invalid",
+            "expires_at must be in the future",
+        ));
+    }
+    if body.priority.is_some_and(|p| !(0..=1000).contains(&p)) {
+        return Err(ApiError::field(
+            "priority",
+            "range",
+            "priority must be between 0 and 1000",
+        ));
+    }
+    let request = keyed(&req, admin.0.idempotency_scope(), key, &body);
+    let command = GrantCommand {
+        recipient,
+        amount,
+        reason,
+        source,
+        priority: body.priority,
+        expires_at: body.expires_at,
+    };
+    Ok(respond(service::grant(&state.db, &request, command).await?))
+}
+
+/// Reserve credits for work whose cost is known only afterwards.
+///
+/// The hold releases itself after `ttl_seconds` (default 300, at most 3600) unless captured.
+#[utoipa::path(
+    tag = "holds",
+    request_body = CreateHoldRequest,
+    params(("Idempotency-Key" = String, Header, description = "Unique per hold.")),
+    responses(
+        (status = 200, description = "Held.", body = HoldResponse),
+        (status = 400, description = "`idempotency_key_required`", body = Problem, content_type = "application/problem+json"),
+        (status = 402, description = "`insufficient_credits` or `outstanding_debt`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`idempotency_key_reused`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[post("/credits/holds")]
+pub async fn create_hold(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: Scoped<CreditsSpend>,
+    body: web::Json<CreateHoldRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let key = idempotency::require_key(req.headers())?;
+    let body = body.into_inner();
+    service::check_details(&body.description, &body.metadata)?;
+    let charge = service::parse_charge(body.amount, body.feature.clone(), body.quantity)?;
+    let ttl = body
+        .ttl_seconds
+        .unwrap_or(service::DEFAULT_HOLD_TTL_SECONDS);
+    if !(1..=service::MAX_HOLD_TTL_SECONDS).contains(&ttl) {
+        return Err(ApiError::field(
+            "ttl_seconds",
+            "range",
+            "ttl_seconds must be between 1 and 3600",
+        ));
+    }
+    let request = keyed(&req, caller.0.idempotency_scope(), key, &body);
+    let command = HoldCommand {
+        charge,
+        description: body.description,
+        metadata: body.metadata,
+        ttl: chrono::Duration::seconds(ttl),
+    };
+    Ok(respond(
+        service::create_hold(&state.db, caller.0.user_id, &request, command).await?,
+    ))
+}
+
+/// A hold of the caller's.
+#[utoipa::path(
+    tag = "holds",
+    params(("id" = Uuid, Path)),
+    responses(
+        (status = 200, body = HoldView),
+        (status = 404, description = "`hold_not_found`", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[get("/credits/holds/{id}")]
+pub async fn get_hold(
+    state: web::Data<AppState>,
+    caller: Scoped<CreditsRead>,
+    id: web::Path<Uuid>,
+) -> Result<web::Json<HoldView>, ApiError> {
+    Ok(web::Json(
+        service::get_hold(&state.db, caller.0.user_id, id.into_inner()).await?,
+    ))
+}
+
+/// Spend the actual cost (at most the hold) and release the rest.
+///
+/// Capturing an already captured hold with the same amount answers as the first capture did.
+#[utoipa::path(
+    tag = "holds",
+    request_body = CaptureHoldRequest,
+    params(("id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header)),
+    responses(
+        (status = 200, description = "Captured.", body = HoldResponse),
+        (status = 402, description = "`insufficient_credits` (lots expired or clawed back meanwhile)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`hold_not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`hold_expired`, `hold_not_open`, `hold_already_captured`, `idempotency_key_reused`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed` (e.g. `capture_exceeds_hold`)", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[post("/credits/holds/{id}/capture")]
+pub async fn capture_hold(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: Scoped<CreditsSpend>,
+    id: web::Path<Uuid>,
+    body: web::Json<CaptureHoldRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let key = idempotency::key_from_headers(req.headers())?;
+    let body = body.into_inner();
+    service::check_details(&body.description, &None)?;
+    let amount = service::parse_amount("amount", body.amount, true)?;
+    let request = key.map(|k| keyed(&req, caller.0.idempotency_scope(), k, &body));
+    let command = CaptureCommand {
+        amount,
+        description: body.description,
+    };
+    Ok(respond(
+        service::capture_hold(
+            &state.db,
+            caller.0.user_id,
+            id.into_inner(),
+            request.as_ref(),
+            command,
+        )
+        .await?,
+    ))
+}
+
+/// Release a hold without spending.
+#[utoipa::path(
+    tag = "holds",
+    params(("id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header)),
+    responses(
+        (status = 200, description = "Released (or already released or expired).", body = HoldResponse),
+        (status = 404, description = "`hold_not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`hold_already_captured`", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[post("/credits/holds/{id}/release")]
+pub async fn release_hold(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: Scoped<CreditsSpend>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let key = idempotency::key_from_headers(req.headers())?;
+    let request = key.map(|k| {
+        keyed(
+            &req,
+            caller.0.idempotency_scope(),
+            k,
+            &serde_json::Value::Null,
+        )
+    });
+    Ok(respond(
+        service::release_hold(
+            &state.db,
+            caller.0.user_id,
+            id.into_inner(),
+            request.as_ref(),
+        )
+        .await?,
+    ))
+}
+
+/// The caller's history, newest first, paged by cursor.
+#[utoipa::path(
+    tag = "credits",
+    params(LedgerQuery),
+    responses(
+        (status = 200, body = LedgerPage),
+        (status = 400, description = "`invalid_query`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[get("/credits/ledger")]
+pub async fn list_ledger_entries(
+    state: web::Data<AppState>,
+    caller: Scoped<CreditsRead>,
+    query: web::Query<LedgerQuery>,
+) -> Result<web::Json<LedgerPage>, ApiError> {
+    Ok(web::Json(
+        service::list_ledger(&state.db, caller.0.user_id, query.into_inner()).await?,
+    ))
+}
+
+/// Usage aggregated by day or feature, for charts.
+#[utoipa::path(
+    tag = "credits",
+    params(UsageQuery),
+    responses(
+        (status = 200, body = UsageResponse),
+        (status = 422, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+#[get("/usage")]
+pub async fn get_usage(
+    state: web::Data<AppState>,
+    caller: Scoped<CreditsRead>,
+    query: web::Query<UsageQuery>,
+) -> Result<web::Json<UsageResponse>, ApiError> {
+    Ok(web::Json(
+        service::usage(&state.db, caller.0.user_id, query.into_inner()).await?,
+    ))
+}
+
+/// The public rate card.
+#[utoipa::path(tag = "features", responses((status = 200, body = Vec<FeatureView>)))]
+#[get("/features")]
+pub async fn list_features(
+    state: web::Data<AppState>,
+) -> Result<web::Json<Vec<FeatureView>>, ApiError> {
+    Ok(web::Json(service::list_features(&state.db, false).await?))
+}
+
+/// Add a feature to the rate card (admin).
+#[utoipa::path(
+    tag = "features",
+    request_body = CreateFeatureRequest,
+    responses(
+        (status = 201, body = FeatureView),
+        (status = 403, description = "`admin_required`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`feature_exists`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []), ("admin_key" = []))
+)]
+#[post("/features")]
+pub async fn create_feature(
+    state: web::Data<AppState>,
+    _admin: Admin,
+    body: web::Json<CreateFeatureRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let feature = service::create_feature(&state.db, body.into_inner()).await?;
+    Ok(HttpResponse::Created().json(feature))
+}
+
+/// Change a feature's price, wording or availability (admin).
+#[utoipa::path(
+    tag = "features",
+    request_body = UpdateFeatureRequest,
+    params(("key" = String, Path)),
+    responses(
+        (status = 200, body = FeatureView),
+        (status = 403, description = "`admin_required`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed` (e.g. `unknown_feature`)", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []), ("admin_key" = []))
+)]
+#[patch("/features/{key}")]
+pub async fn update_feature(
+    state: web::Data<AppState>,
+    _admin: Admin,
+    key: web::Path<String>,
+    body: web::Json<UpdateFeatureRequest>,
+) -> Result<web::Json<FeatureView>, ApiError> {
+    Ok(web::Json(
+        service::update_feature(&state.db, &key, body.into_inner()).await?,
+    ))
+}
+
+/// Check the ledger's invariants over the whole database (admin).
+#[utoipa::path(
+    tag = "admin",
+    responses(
+        (status = 200, description = "The report; `ok` is false when any check found a violation.", body = super::reconcile::ReconcileReport),
+        (status = 403, description = "`admin_required`", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []), ("admin_key" = []))
+)]
+#[get("/admin/reconcile")]
+pub async fn reconcile_ledger(
+    state: web::Data<AppState>,
+    _admin: Admin,
+) -> Result<web::Json<super::reconcile::ReconcileReport>, ApiError> {
+    Ok(web::Json(super::reconcile::reconcile(&state.db).await?))
+}

@@ -1,0 +1,549 @@
+//! Ledger primitives: every function here runs inside the caller's transaction, after the caller
+//! has locked the wallet (`lock_wallet`), and writes only immutable transfers, the lots they
+//! touch, and the wallet's cached balance. Nothing here writes a row shared by all users: system
+//! accounts' balances are derived from their transfers.
+
+use std::cmp::Ordering;
+
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ActiveValue::{NotSet, Set},
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect,
+    sea_query::Expr,
+};
+use uuid::Uuid;
+
+use crate::{
+    domain::Credits,
+    entities::{accounts, holds, lots, transfer_lots, transfers},
+    idempotency::IdempotentRequest,
+};
+
+/// The system accounts, seeded by the ledger migration with these fixed ids.
+pub mod system {
+    use uuid::Uuid;
+
+    pub const PURCHASES: Uuid = Uuid::from_u128(0x00000000_0000_7000_8000_000000000001);
+    pub const SUBSCRIPTIONS: Uuid = Uuid::from_u128(0x00000000_0000_7000_8000_000000000002);
+    pub const GRANTS: Uuid = Uuid::from_u128(0x00000000_0000_7000_8000_000000000003);
+    pub const PROMOTIONS: Uuid = Uuid::from_u128(0x00000000_0000_7000_8000_000000000004);
+    pub const USAGE: Uuid = Uuid::from_u128(0x00000000_0000_7000_8000_000000000005);
+    pub const EXPIRY: Uuid = Uuid::from_u128(0x00000000_0000_7000_8000_000000000006);
+    pub const CLAWBACK: Uuid = Uuid::from_u128(0x00000000_0000_7000_8000_000000000007);
+    pub const DISPUTES: Uuid = Uuid::from_u128(0x00000000_0000_7000_8000_000000000008);
+    pub const WRITEOFF: Uuid = Uuid::from_u128(0x00000000_0000_7000_8000_000000000009);
+}
+
+/// Why credits moved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransferKind {
+    Purchase,
+    Subscription,
+    Grant,
+    Promotion,
+    Spend,
+    Expiry,
+    Clawback,
+    DisputeFreeze,
+    DisputeRelease,
+    WriteOff,
+}
+
+impl TransferKind {
+    pub const ALL: [TransferKind; 10] = [
+        Self::Purchase,
+        Self::Subscription,
+        Self::Grant,
+        Self::Promotion,
+        Self::Spend,
+        Self::Expiry,
+        Self::Clawback,
+        Self::DisputeFreeze,
+        Self::DisputeRelease,
+        Self::WriteOff,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Purchase => "purchase",
+            Self::Subscription => "subscription",
+            Self::Grant => "grant",
+            Self::Promotion => "promotion",
+            Self::Spend => "spend",
+            Self::Expiry => "expiry",
+            Self::Clawback => "clawback",
+            Self::DisputeFreeze => "dispute_freeze",
+            Self::DisputeRelease => "dispute_release",
+            Self::WriteOff => "write_off",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == value)
+    }
+}
+
+/// Where a lot's credits came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LotSource {
+    Purchase,
+    Subscription,
+    Grant,
+    Promotion,
+}
+
+impl LotSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Purchase => "purchase",
+            Self::Subscription => "subscription",
+            Self::Grant => "grant",
+            Self::Promotion => "promotion",
+        }
+    }
+
+    /// Lower is spent first: free credits before those a subscription period brings, before
+    /// paid packs, which never expire.
+    pub fn default_priority(self) -> i32 {
+        match self {
+            Self::Promotion => 10,
+            Self::Grant => 20,
+            Self::Subscription => 50,
+            Self::Purchase => 100,
+        }
+    }
+}
+
+/// Opens a user's wallet; called in the transaction that creates the user.
+pub async fn create_wallet(
+    db: &impl ConnectionTrait,
+    user_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<Uuid, DbErr> {
+    let id = Uuid::now_v7();
+    accounts::Entity::insert(accounts::ActiveModel {
+        id: Set(id),
+        kind: Set("wallet".to_owned()),
+        code: Set(None),
+        user_id: Set(Some(user_id)),
+        balance: Set(0),
+        held: Set(0),
+        debt: Set(0),
+        created_at: Set(now),
+        updated_at: Set(now),
+    })
+    .exec_without_returning(db)
+    .await?;
+    Ok(id)
+}
+
+/// Reads a user's wallet and locks it until the transaction ends (`FOR UPDATE` on PostgreSQL;
+/// on SQLite the transaction already holds the database's write lock).
+pub async fn lock_wallet(
+    db: &impl ConnectionTrait,
+    user_id: Uuid,
+) -> Result<Option<accounts::Model>, DbErr> {
+    accounts::Entity::find()
+        .filter(accounts::Column::UserId.eq(user_id))
+        .lock_exclusive()
+        .one(db)
+        .await
+}
+
+/// Reads a user's wallet without locking it.
+pub async fn find_wallet(
+    db: &impl ConnectionTrait,
+    user_id: Uuid,
+) -> Result<Option<accounts::Model>, DbErr> {
+    accounts::Entity::find()
+        .filter(accounts::Column::UserId.eq(user_id))
+        .one(db)
+        .await
+}
+
+/// Writes the wallet's cached figures back.
+pub async fn save_wallet(
+    db: &impl ConnectionTrait,
+    wallet: &accounts::Model,
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    accounts::Entity::update_many()
+        .col_expr(accounts::Column::Balance, Expr::value(wallet.balance))
+        .col_expr(accounts::Column::Held, Expr::value(wallet.held))
+        .col_expr(accounts::Column::Debt, Expr::value(wallet.debt))
+        .col_expr(accounts::Column::UpdatedAt, Expr::value(now))
+        .filter(accounts::Column::Id.eq(wallet.id))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// The order lots are spent in: priority, then soonest expiry (none last), then oldest.
+pub fn spend_order(a: &lots::Model, b: &lots::Model) -> Ordering {
+    a.priority
+        .cmp(&b.priority)
+        .then_with(|| match (a.expires_at, b.expires_at) {
+            (Some(x), Some(y)) => x.cmp(&y),
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (None, None) => Ordering::Equal,
+        })
+        .then_with(|| a.created_at.cmp(&b.created_at))
+        .then_with(|| a.id.cmp(&b.id))
+}
+
+/// Details common to every transfer a service posts.
+#[derive(Debug, Clone, Default)]
+pub struct TransferDetails {
+    pub description: Option<String>,
+    pub feature: Option<String>,
+    pub quantity: Option<i64>,
+    pub metadata: Option<serde_json::Value>,
+    pub hold_id: Option<Uuid>,
+    pub reference: Option<String>,
+}
+
+/// How much one transfer took from one lot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LotMovement {
+    pub lot_id: Uuid,
+    pub amount: i64,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn new_transfer(
+    debit: Uuid,
+    credit: Uuid,
+    amount: Credits,
+    kind: TransferKind,
+    debit_balance_after: Option<i64>,
+    credit_balance_after: Option<i64>,
+    details: TransferDetails,
+    idempotency: Option<&IdempotentRequest>,
+    lot_id: Option<Uuid>,
+    now: DateTime<Utc>,
+) -> transfers::Model {
+    transfers::Model {
+        seq: 0,
+        id: Uuid::now_v7(),
+        debit_account_id: debit,
+        credit_account_id: credit,
+        amount: amount.get(),
+        kind: kind.as_str().to_owned(),
+        debit_balance_after,
+        credit_balance_after,
+        description: details.description,
+        feature: details.feature,
+        quantity: details.quantity,
+        metadata: details.metadata,
+        idempotency_key: idempotency.map(|i| i.key.as_str().to_owned()),
+        request_fingerprint: idempotency.map(|i| i.fingerprint.clone()),
+        hold_id: details.hold_id,
+        lot_id,
+        reference: details.reference,
+        created_at: now,
+    }
+}
+
+async fn insert_transfer(
+    db: &impl ConnectionTrait,
+    transfer: &transfers::Model,
+) -> Result<(), DbErr> {
+    let mut active: transfers::ActiveModel = transfer.clone().into();
+    active.seq = NotSet;
+    transfers::Entity::insert(active)
+        .exec_without_returning(db)
+        .await?;
+    Ok(())
+}
+
+async fn insert_movements(
+    db: &impl ConnectionTrait,
+    transfer_id: Uuid,
+    movements: &[LotMovement],
+) -> Result<(), DbErr> {
+    if movements.is_empty() {
+        return Ok(());
+    }
+    transfer_lots::Entity::insert_many(movements.iter().map(|m| transfer_lots::ActiveModel {
+        transfer_id: Set(transfer_id),
+        lot_id: Set(m.lot_id),
+        amount: Set(m.amount),
+    }))
+    .exec_without_returning(db)
+    .await?;
+    Ok(())
+}
+
+/// Applies what time has done to a locked wallet: posts the expiry of lots past their expiry
+/// and releases holds past their time to live. Returns the wallet's live lots in spend order.
+pub async fn settle(
+    db: &impl ConnectionTrait,
+    wallet: &mut accounts::Model,
+    now: DateTime<Utc>,
+) -> Result<Vec<lots::Model>, DbErr> {
+    let all = lots::Entity::find()
+        .filter(lots::Column::AccountId.eq(wallet.id))
+        .filter(lots::Column::Remaining.gt(0))
+        .all(db)
+        .await?;
+    let (expired, mut live): (Vec<_>, Vec<_>) = all
+        .into_iter()
+        .partition(|lot| lot.expires_at.is_some_and(|at| at <= now));
+
+    for lot in expired {
+        wallet.balance -= lot.remaining;
+        let transfer = new_transfer(
+            wallet.id,
+            system::EXPIRY,
+            Credits::new(lot.remaining).map_err(|e| DbErr::Custom(e.to_string()))?,
+            TransferKind::Expiry,
+            Some(wallet.balance),
+            None,
+            TransferDetails {
+                description: Some(format!("{} credits expired", lot.source)),
+                ..Default::default()
+            },
+            None,
+            Some(lot.id),
+            now,
+        );
+        insert_transfer(db, &transfer).await?;
+        lots::Entity::update_many()
+            .col_expr(lots::Column::Remaining, Expr::value(0i64))
+            .col_expr(lots::Column::ExpiredAt, Expr::value(now))
+            .filter(lots::Column::Id.eq(lot.id))
+            .exec(db)
+            .await?;
+        insert_movements(
+            db,
+            transfer.id,
+            &[LotMovement {
+                lot_id: lot.id,
+                amount: lot.remaining,
+            }],
+        )
+        .await?;
+    }
+
+    if wallet.held > 0 {
+        let overdue = holds::Entity::find()
+            .filter(holds::Column::AccountId.eq(wallet.id))
+            .filter(holds::Column::Status.eq(HoldStatus::Open.as_str()))
+            .filter(holds::Column::ExpiresAt.lte(now))
+            .all(db)
+            .await?;
+        for hold in overdue {
+            holds::Entity::update_many()
+                .col_expr(
+                    holds::Column::Status,
+                    Expr::value(HoldStatus::Expired.as_str()),
+                )
+                .col_expr(holds::Column::ClosedAt, Expr::value(now))
+                .filter(holds::Column::Id.eq(hold.id))
+                .exec(db)
+                .await?;
+            wallet.held -= hold.amount;
+        }
+    }
+
+    live.sort_by(spend_order);
+    Ok(live)
+}
+
+/// What a wallet can spend now: its balance less open holds, or nothing while it owes a debt.
+pub fn available(wallet: &accounts::Model) -> i64 {
+    if wallet.debt > 0 {
+        0
+    } else {
+        (wallet.balance - wallet.held).max(0)
+    }
+}
+
+/// Moves credits out of a settled, locked wallet, taking them from its live lots in spend order.
+/// The caller has checked that the wallet can afford it.
+pub async fn debit_wallet(
+    db: &impl ConnectionTrait,
+    wallet: &mut accounts::Model,
+    live_lots: &mut [lots::Model],
+    to: Uuid,
+    amount: Credits,
+    kind: TransferKind,
+    details: TransferDetails,
+    idempotency: Option<&IdempotentRequest>,
+    now: DateTime<Utc>,
+) -> Result<(transfers::Model, Vec<LotMovement>), DbErr> {
+    let mut left = amount.get();
+    let mut movements = Vec::new();
+    for lot in live_lots.iter_mut() {
+        if left == 0 {
+            break;
+        }
+        let take = lot.remaining.min(left);
+        if take == 0 {
+            continue;
+        }
+        let updated = lots::Entity::update_many()
+            .col_expr(
+                lots::Column::Remaining,
+                sea_orm::sea_query::ExprTrait::sub(Expr::col(lots::Column::Remaining), take),
+            )
+            .filter(lots::Column::Id.eq(lot.id))
+            .filter(lots::Column::Remaining.gte(take))
+            .exec(db)
+            .await?;
+        if updated.rows_affected != 1 {
+            return Err(DbErr::Custom(format!(
+                "lot {} changed under a locked wallet",
+                lot.id
+            )));
+        }
+        lot.remaining -= take;
+        left -= take;
+        movements.push(LotMovement {
+            lot_id: lot.id,
+            amount: take,
+        });
+    }
+    if left != 0 {
+        return Err(DbErr::Custom(format!(
+            "wallet {} has {} fewer credits in its lots than its balance says",
+            wallet.id, left
+        )));
+    }
+    wallet.balance -= amount.get();
+    let transfer = new_transfer(
+        wallet.id,
+        to,
+        amount,
+        kind,
+        Some(wallet.balance),
+        None,
+        details,
+        idempotency,
+        None,
+        now,
+    );
+    insert_transfer(db, &transfer).await?;
+    insert_movements(db, transfer.id, &movements).await?;
+    Ok((transfer, movements))
+}
+
+/// A lot about to enter a wallet.
+#[derive(Debug, Clone)]
+pub struct NewLot {
+    pub source: LotSource,
+    pub kind: TransferKind,
+    /// The system account the credits come from.
+    pub from: Uuid,
+    pub amount: Credits,
+    pub priority: i32,
+    pub expires_at: Option<DateTime<Utc>>,
+    /// What caused it; unique, so one cause can never grant twice.
+    pub reference: String,
+}
+
+/// Moves credits into a locked wallet as a new lot. An outstanding debt is covered first from
+/// the new lot (recorded as a movement of this transfer against the lot).
+pub async fn credit_wallet(
+    db: &impl ConnectionTrait,
+    wallet: &mut accounts::Model,
+    lot: NewLot,
+    details: TransferDetails,
+    idempotency: Option<&IdempotentRequest>,
+    now: DateTime<Utc>,
+) -> Result<(transfers::Model, lots::Model), DbErr> {
+    let amount = lot.amount.get();
+    wallet.balance = wallet
+        .balance
+        .checked_add(amount)
+        .ok_or_else(|| DbErr::Custom("wallet balance would overflow".to_owned()))?;
+    let cover = wallet.debt.min(amount);
+    wallet.debt -= cover;
+
+    let lot_id = Uuid::now_v7();
+    let transfer = new_transfer(
+        lot.from,
+        wallet.id,
+        lot.amount,
+        lot.kind,
+        None,
+        Some(wallet.balance),
+        details,
+        idempotency,
+        Some(lot_id),
+        now,
+    );
+    let model = lots::Model {
+        id: lot_id,
+        account_id: wallet.id,
+        source: lot.source.as_str().to_owned(),
+        amount,
+        remaining: amount - cover,
+        priority: lot.priority,
+        expires_at: lot.expires_at,
+        expired_at: None,
+        reference: lot.reference,
+        transfer_id: transfer.id,
+        created_at: now,
+    };
+    lots::Entity::insert(lots::ActiveModel::from(model.clone()))
+        .exec_without_returning(db)
+        .await?;
+    insert_transfer(db, &transfer).await?;
+    if cover > 0 {
+        insert_movements(
+            db,
+            transfer.id,
+            &[LotMovement {
+                lot_id,
+                amount: cover,
+            }],
+        )
+        .await?;
+    }
+    Ok((transfer, model))
+}
+
+/// A hold's life: open until captured, released, or past its time to live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HoldStatus {
+    Open,
+    Captured,
+    Released,
+    Expired,
+}
+
+impl HoldStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Captured => "captured",
+            Self::Released => "released",
+            Self::Expired => "expired",
+        }
+    }
+
+    pub fn parse(value: &str) -> Self {
+        match value {
+            "captured" => Self::Captured,
+            "released" => Self::Released,
+            "expired" => Self::Expired,
+            _ => Self::Open,
+        }
+    }
+}
+
+/// The lots each of the given transfers touched.
+pub async fn movements_of(
+    db: &impl ConnectionTrait,
+    transfer_ids: &[Uuid],
+) -> Result<Vec<transfer_lots::Model>, DbErr> {
+    if transfer_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    transfer_lots::Entity::find()
+        .filter(transfer_lots::Column::TransferId.is_in(transfer_ids.iter().copied()))
+        .all(db)
+        .await
+}

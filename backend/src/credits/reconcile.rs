@@ -1,0 +1,343 @@
+//! `tollgate reconcile` and `GET /admin/reconcile`: prove the books balance by checking the
+//! ledger's four invariants over the whole database.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect,
+    sea_query::{Expr, ExprTrait},
+};
+use serde::Serialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::ledger::{HoldStatus, TransferKind};
+use crate::entities::{accounts, holds, idempotency_keys, lots, transfer_lots, transfers};
+
+/// The most violations listed per check; the count is always complete.
+const MAX_LISTED: usize = 100;
+
+/// One invariant and what checking it found.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CheckResult {
+    pub name: String,
+    pub description: String,
+    /// How many rows (transfers, wallets, lots, keys) were checked.
+    pub checked: u64,
+    pub violation_count: u64,
+    /// The first violations, described.
+    pub violations: Vec<String>,
+}
+
+/// The whole report.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReconcileReport {
+    /// True when no check found a violation.
+    pub ok: bool,
+    pub checked_at: DateTime<Utc>,
+    pub checks: Vec<CheckResult>,
+}
+
+struct Check {
+    result: CheckResult,
+}
+
+impl Check {
+    fn new(name: &str, description: &str) -> Self {
+        Self {
+            result: CheckResult {
+                name: name.to_owned(),
+                description: description.to_owned(),
+                checked: 0,
+                violation_count: 0,
+                violations: Vec::new(),
+            },
+        }
+    }
+
+    fn violation(&mut self, message: String) {
+        self.result.violation_count += 1;
+        if self.result.violations.len() < MAX_LISTED {
+            self.result.violations.push(message);
+        }
+    }
+}
+
+const SUM_AMOUNT: &str = "CAST(SUM(amount) AS BIGINT)";
+
+async fn sums_by(
+    db: &impl ConnectionTrait,
+    column: transfers::Column,
+) -> Result<HashMap<Uuid, i64>, DbErr> {
+    let rows: Vec<(Uuid, i64)> = transfers::Entity::find()
+        .select_only()
+        .column(column)
+        .column_as(Expr::cust(SUM_AMOUNT), "total")
+        .group_by(column)
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(rows.into_iter().collect())
+}
+
+/// Runs every check. Read-only.
+pub async fn reconcile(db: &impl ConnectionTrait) -> Result<ReconcileReport, DbErr> {
+    let mut checks = Vec::new();
+
+    // 1. Every transfer balances; all balances sum to zero.
+    let mut balanced = Check::new(
+        "transfers_balance",
+        "Every transfer moves a positive amount between two different accounts, and all account balances sum to zero.",
+    );
+    let transfer_count: i64 = transfers::Entity::find()
+        .select_only()
+        .column_as(Expr::cust("COUNT(*)"), "n")
+        .into_tuple()
+        .one(db)
+        .await?
+        .unwrap_or(0);
+    balanced.result.checked = transfer_count as u64;
+    let malformed: Vec<(Uuid, i64)> = transfers::Entity::find()
+        .select_only()
+        .column(transfers::Column::Id)
+        .column(transfers::Column::Amount)
+        .filter(
+            Expr::col(transfers::Column::Amount)
+                .lte(0)
+                .or(Expr::col(transfers::Column::DebitAccountId)
+                    .eq(Expr::col(transfers::Column::CreditAccountId))),
+        )
+        .into_tuple()
+        .all(db)
+        .await?;
+    for (id, amount) in malformed {
+        balanced.violation(format!(
+            "transfer {id} moves {amount} or debits and credits one account"
+        ));
+    }
+    let credits_in = sums_by(db, transfers::Column::CreditAccountId).await?;
+    let debits_out = sums_by(db, transfers::Column::DebitAccountId).await?;
+    let total: i128 = credits_in.values().map(|v| i128::from(*v)).sum::<i128>()
+        - debits_out.values().map(|v| i128::from(*v)).sum::<i128>();
+    if total != 0 {
+        balanced.violation(format!("account balances sum to {total}, not 0"));
+    }
+    checks.push(balanced);
+
+    // 2. Cached wallet figures match the transfers, the lots and the holds.
+    let mut cached = Check::new(
+        "wallet_balances",
+        "Each wallet's cached balance equals the sum of its transfers and the sum of its lots' remainders minus its debt; its held amount equals its open holds.",
+    );
+    let wallets = accounts::Entity::find()
+        .filter(accounts::Column::Kind.eq("wallet"))
+        .all(db)
+        .await?;
+    cached.result.checked = wallets.len() as u64;
+    let remaining: HashMap<Uuid, i64> = lots::Entity::find()
+        .select_only()
+        .column(lots::Column::AccountId)
+        .column_as(Expr::cust("CAST(SUM(remaining) AS BIGINT)"), "total")
+        .group_by(lots::Column::AccountId)
+        .into_tuple::<(Uuid, i64)>()
+        .all(db)
+        .await?
+        .into_iter()
+        .collect();
+    let open_holds: HashMap<Uuid, i64> = holds::Entity::find()
+        .select_only()
+        .column(holds::Column::AccountId)
+        .column_as(Expr::cust(SUM_AMOUNT), "total")
+        .filter(holds::Column::Status.eq(HoldStatus::Open.as_str()))
+        .group_by(holds::Column::AccountId)
+        .into_tuple::<(Uuid, i64)>()
+        .all(db)
+        .await?
+        .into_iter()
+        .collect();
+    for wallet in &wallets {
+        let derived = credits_in.get(&wallet.id).copied().unwrap_or(0)
+            - debits_out.get(&wallet.id).copied().unwrap_or(0);
+        if derived != wallet.balance {
+            cached.violation(format!(
+                "wallet {}: cached balance {} but transfers sum to {derived}",
+                wallet.id, wallet.balance
+            ));
+        }
+        let in_lots = remaining.get(&wallet.id).copied().unwrap_or(0);
+        if in_lots - wallet.debt != wallet.balance {
+            cached.violation(format!(
+                "wallet {}: balance {} but lots hold {in_lots} and debt is {}",
+                wallet.id, wallet.balance, wallet.debt
+            ));
+        }
+        let held = open_holds.get(&wallet.id).copied().unwrap_or(0);
+        if held != wallet.held {
+            cached.violation(format!(
+                "wallet {}: held {} but open holds total {held}",
+                wallet.id, wallet.held
+            ));
+        }
+    }
+    checks.push(cached);
+
+    // 3. No overdraft through a spend or hold; lots account for what was taken from them.
+    let mut overdraft = Check::new(
+        "no_overdraft",
+        "No spend left its wallet below zero, no wallet is negative beyond its recorded debt, and every lot's consumption equals what transfers took from it.",
+    );
+    let overdrawn: Vec<(Uuid, Option<i64>)> = transfers::Entity::find()
+        .select_only()
+        .column(transfers::Column::Id)
+        .column(transfers::Column::DebitBalanceAfter)
+        .filter(transfers::Column::Kind.eq(TransferKind::Spend.as_str()))
+        .filter(transfers::Column::DebitBalanceAfter.lt(0))
+        .into_tuple()
+        .all(db)
+        .await?;
+    for (id, after) in overdrawn {
+        overdraft.violation(format!(
+            "spend {id} left its wallet at {}",
+            after.unwrap_or_default()
+        ));
+    }
+    for wallet in &wallets {
+        if wallet.balance < -wallet.debt || wallet.held < 0 {
+            overdraft.violation(format!(
+                "wallet {}: balance {}, held {}, debt {}",
+                wallet.id, wallet.balance, wallet.held, wallet.debt
+            ));
+        }
+    }
+    let taken: HashMap<Uuid, i64> = transfer_lots::Entity::find()
+        .select_only()
+        .column(transfer_lots::Column::LotId)
+        .column_as(Expr::cust(SUM_AMOUNT), "total")
+        .group_by(transfer_lots::Column::LotId)
+        .into_tuple::<(Uuid, i64)>()
+        .all(db)
+        .await?
+        .into_iter()
+        .collect();
+    let all_lots: Vec<(Uuid, i64, i64)> = lots::Entity::find()
+        .select_only()
+        .column(lots::Column::Id)
+        .column(lots::Column::Amount)
+        .column(lots::Column::Remaining)
+        .into_tuple()
+        .all(db)
+        .await?;
+    overdraft.result.checked = all_lots.len() as u64 + wallets.len() as u64;
+    for (id, amount, left) in all_lots {
+        if left < 0 || left > amount {
+            overdraft.violation(format!("lot {id}: {left} remaining of {amount}"));
+        }
+        let consumed = taken.get(&id).copied().unwrap_or(0);
+        if amount - left != consumed {
+            overdraft.violation(format!(
+                "lot {id}: {} consumed but transfers took {consumed}",
+                amount - left
+            ));
+        }
+    }
+    checks.push(overdraft);
+
+    // 4. Each key, invoice, session or charge applied at most once.
+    let mut once = Check::new(
+        "applied_once",
+        "Each idempotency key, lot reference (grant key, Stripe invoice, session or charge) and hold is applied at most once.",
+    );
+    let duplicate_refs: Vec<(String, i64)> = lots::Entity::find()
+        .select_only()
+        .column(lots::Column::Reference)
+        .column_as(Expr::cust("COUNT(*)"), "n")
+        .group_by(lots::Column::Reference)
+        .having(Expr::cust("COUNT(*) > 1"))
+        .into_tuple()
+        .all(db)
+        .await?;
+    for (reference, n) in duplicate_refs {
+        once.violation(format!("lot reference {reference} granted {n} times"));
+    }
+    // Spends are keyed per wallet; grants are covered by their lot reference above.
+    let duplicate_keys: Vec<(Uuid, Option<String>, i64)> = transfers::Entity::find()
+        .select_only()
+        .column(transfers::Column::DebitAccountId)
+        .column(transfers::Column::IdempotencyKey)
+        .column_as(Expr::cust("COUNT(*)"), "n")
+        .filter(transfers::Column::IdempotencyKey.is_not_null())
+        .filter(transfers::Column::HoldId.is_null())
+        .filter(transfers::Column::Kind.eq(TransferKind::Spend.as_str()))
+        .group_by(transfers::Column::DebitAccountId)
+        .group_by(transfers::Column::IdempotencyKey)
+        .having(Expr::cust("COUNT(*) > 1"))
+        .into_tuple()
+        .all(db)
+        .await?;
+    for (account, key, n) in duplicate_keys {
+        once.violation(format!(
+            "account {account}: key {} applied {n} times",
+            key.unwrap_or_default()
+        ));
+    }
+    let duplicate_captures: Vec<(Option<Uuid>, i64)> = transfers::Entity::find()
+        .select_only()
+        .column(transfers::Column::HoldId)
+        .column_as(Expr::cust("COUNT(*)"), "n")
+        .filter(transfers::Column::HoldId.is_not_null())
+        .group_by(transfers::Column::HoldId)
+        .having(Expr::cust("COUNT(*) > 1"))
+        .into_tuple()
+        .all(db)
+        .await?;
+    for (hold, n) in duplicate_captures {
+        once.violation(format!(
+            "hold {} captured {n} times",
+            hold.unwrap_or_default()
+        ));
+    }
+    let keys: i64 = idempotency_keys::Entity::find()
+        .select_only()
+        .column_as(Expr::cust("COUNT(*)"), "n")
+        .into_tuple()
+        .one(db)
+        .await?
+        .unwrap_or(0);
+    once.result.checked = keys as u64 + transfer_count as u64;
+    checks.push(once);
+
+    let checks: Vec<CheckResult> = checks.into_iter().map(|c| c.result).collect();
+    Ok(ReconcileReport {
+        ok: checks.iter().all(|c| c.violation_count == 0),
+        checked_at: Utc::now(),
+        checks,
+    })
+}
+
+impl ReconcileReport {
+    /// The report as an operator reads it in a terminal.
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        for check in &self.checks {
+            let mark = if check.violation_count == 0 {
+                "ok  "
+            } else {
+                "FAIL"
+            };
+            out.push_str(&format!(
+                "{mark} {:<18} {} checked, {} violations\n     {}\n",
+                check.name, check.checked, check.violation_count, check.description
+            ));
+            for v in &check.violations {
+                out.push_str(&format!("     - {v}\n"));
+            }
+        }
+        out.push_str(if self.ok {
+            "reconcile: the books balance\n"
+        } else {
+            "reconcile: VIOLATIONS FOUND\n"
+        });
+        out
+    }
+}

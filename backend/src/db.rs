@@ -1,0 +1,112 @@
+//! Connecting to the database, migrating it, and opening transactions that write.
+//!
+//! SQLite is opened in WAL mode with foreign keys on, a busy timeout and the configured
+//! `synchronous` level. A writing transaction on SQLite takes the write lock when it begins
+//! (`BEGIN IMMEDIATE`), so two writers never both read and then fail to upgrade; on PostgreSQL the
+//! same transaction is a plain `BEGIN`, and the services lock the rows they change.
+
+use std::{path::Path, time::Duration};
+
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
+    DbErr, SqlErr, SqliteTransactionMode, TransactionOptions, TransactionTrait,
+};
+use tollgate_migrations::{Migrator, MigratorTrait};
+
+use crate::config::Settings;
+
+/// Opens the pool described by the settings.
+pub async fn connect(settings: &Settings) -> Result<DatabaseConnection, DbErr> {
+    let url = &settings.database_url;
+    if settings.is_sqlite() {
+        ensure_sqlite_parent_dir(url);
+    }
+    let mut options = ConnectOptions::new(url.clone());
+    options
+        .max_connections(settings.database_max_connections)
+        .min_connections(1)
+        .connect_timeout(Duration::from_secs(5))
+        .acquire_timeout(Duration::from_secs(10))
+        .sqlx_logging(false);
+    if settings.is_sqlite() {
+        let synchronous = settings.sqlite_synchronous.as_str();
+        options.map_sqlx_sqlite_opts(move |opts| {
+            use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+            let sync = match synchronous {
+                "OFF" => SqliteSynchronous::Off,
+                "NORMAL" => SqliteSynchronous::Normal,
+                "EXTRA" => SqliteSynchronous::Extra,
+                _ => SqliteSynchronous::Full,
+            };
+            opts.journal_mode(SqliteJournalMode::Wal)
+                .foreign_keys(true)
+                .busy_timeout(Duration::from_secs(30))
+                .synchronous(sync)
+                .create_if_missing(true)
+        });
+    }
+    Database::connect(options).await
+}
+
+/// `sqlite://./data/x.db?mode=rwc` cannot create `./data` by itself.
+fn ensure_sqlite_parent_dir(url: &str) {
+    let path = url
+        .trim_start_matches("sqlite:")
+        .trim_start_matches("//")
+        .split('?')
+        .next()
+        .unwrap_or_default();
+    if path.is_empty() || path == ":memory:" {
+        return;
+    }
+    if let Some(parent) = Path::new(path).parent() {
+        if !parent.as_os_str().is_empty() {
+            let _ = std::fs::create_dir_all(parent);
+        }
+    }
+}
+
+/// Applies every pending migration.
+pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
+    Migrator::up(db, None).await
+}
+
+/// Begins a transaction that will write: `BEGIN IMMEDIATE` on SQLite, `BEGIN` on PostgreSQL.
+pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> {
+    db.begin_with_options(TransactionOptions {
+        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+        ..Default::default()
+    })
+    .await
+}
+
+/// True when the error is a unique-constraint violation (a racing writer got there first).
+pub fn is_unique_violation(err: &DbErr) -> bool {
+    matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
+}
+
+/// True when the error says the database could not be reached at all.
+pub fn is_unavailable(err: &DbErr) -> bool {
+    match err {
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
+        DbErr::Exec(e) | DbErr::Query(e) => {
+            let text = e.to_string();
+            text.contains("Connection refused")
+                || text.contains("PoolTimedOut")
+                || text.contains("pool timed out")
+                || text.contains("connection closed")
+                || text.contains("unexpected end of file")
+        }
+        _ => false,
+    }
+}
+
+/// Checks the database answers a trivial query.
+pub async fn ping(db: &DatabaseConnection) -> Result<(), DbErr> {
+    db.execute_unprepared("SELECT 1").await.map(|_| ())
+}
+
+/// The backend in use, for the few queries that differ.
+pub fn backend(db: &impl ConnectionTrait) -> DbBackend {
+    db.get_database_backend()
+}

@@ -1,0 +1,11 @@
+//! Types that carry meaning: parsed once at the edge, trusted inside.
+
+mod credits;
+mod email;
+mod idempotency_key;
+mod password;
+
+pub use credits::{Credits, CreditsError};
+pub use email::Email;
+pub use idempotency_key::IdempotencyKey;
+pub use password::Password;

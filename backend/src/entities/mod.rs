@@ -1,0 +1,14 @@
+//! Table models in sea-orm-cli's format: one file per table, no behaviour. Rules live in the
+//! feature modules beside them.
+
+pub mod accounts;
+pub mod api_keys;
+pub mod features;
+pub mod holds;
+pub mod idempotency_keys;
+pub mod login_failures;
+pub mod lots;
+pub mod refresh_tokens;
+pub mod transfer_lots;
+pub mod transfers;
+pub mod users;

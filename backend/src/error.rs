@@ -1,0 +1,324 @@
+//! `ApiError`, the only error type that knows HTTP. Every error response, including the ones
+//! actix would write by itself (bad JSON, unknown route, wrong method, body too large), is an
+//! RFC 9457 `application/problem+json` document with a stable machine-readable `code` and the
+//! request id. A 5xx logs its whole cause chain and tells the client only a generic message.
+
+use std::fmt;
+
+use actix_web::{
+    HttpRequest, HttpResponse, ResponseError,
+    http::{StatusCode, header},
+};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+
+use crate::request_id;
+
+/// The problem details body, as documented in the OpenAPI spec.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Problem {
+    /// A URI naming the kind of problem: `urn:tollgate:problem:<code>`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// A short summary of the kind of problem.
+    pub title: String,
+    /// The HTTP status code.
+    pub status: u16,
+    /// What went wrong with this request.
+    pub detail: String,
+    /// Stable machine-readable code, e.g. `insufficient_credits`.
+    pub code: String,
+    /// The request id, as in the `X-Request-Id` response header.
+    pub request_id: String,
+    /// Field-level failures, for `validation_failed`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errors: Option<Vec<FieldError>>,
+}
+
+/// One failing field of a request body.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct FieldError {
+    /// The field, as named in the request body.
+    pub field: String,
+    /// A stable code for the rule it broke, e.g. `length`, `email`.
+    pub code: String,
+    /// A human-readable explanation.
+    pub message: String,
+}
+
+/// An error on its way to becoming a problem+json response.
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    title: &'static str,
+    detail: String,
+    extensions: Map<String, Value>,
+    retry_after: Option<u64>,
+    source: Option<anyhow::Error>,
+}
+
+impl ApiError {
+    pub fn new(
+        status: StatusCode,
+        code: &'static str,
+        title: &'static str,
+        detail: impl Into<String>,
+    ) -> Self {
+        Self {
+            status,
+            code,
+            title,
+            detail: detail.into(),
+            extensions: Map::new(),
+            retry_after: None,
+            source: None,
+        }
+    }
+
+    /// Adds an extension member (e.g. `available`, `requested`) to the body.
+    pub fn with(mut self, key: &str, value: impl Serialize) -> Self {
+        if let Ok(value) = serde_json::to_value(value) {
+            self.extensions.insert(key.to_owned(), value);
+        }
+        self
+    }
+
+    /// Sets the `Retry-After` header, in seconds.
+    pub fn retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds.max(1));
+        self
+    }
+
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+
+    pub fn bad_request(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, "Bad request", detail)
+    }
+
+    pub fn unauthorized(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, code, "Unauthorized", detail)
+    }
+
+    pub fn forbidden(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, code, "Forbidden", detail)
+    }
+
+    pub fn not_found(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, code, "Not found", detail)
+    }
+
+    pub fn conflict(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, code, "Conflict", detail)
+    }
+
+    /// 422 with the failing fields.
+    pub fn validation(errors: Vec<FieldError>) -> Self {
+        let detail = match errors.as_slice() {
+            [one] => format!("{}: {}", one.field, one.message),
+            _ => format!("{} fields are invalid", errors.len()),
+        };
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            "Validation failed",
+            detail,
+        )
+        .with("errors", errors)
+    }
+
+    /// One failing field.
+    pub fn field(field: &str, code: &str, message: impl Into<String>) -> Self {
+        Self::validation(vec![FieldError {
+            field: field.to_owned(),
+            code: code.to_owned(),
+            message: message.into(),
+        }])
+    }
+
+    /// A failure the client cannot fix; the cause is logged, not shown.
+    pub fn internal(source: impl Into<anyhow::Error>) -> Self {
+        let mut err = Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "Internal server error",
+            "Something went wrong on our side. Quote the request id if you contact support.",
+        );
+        err.source = Some(source.into());
+        err
+    }
+
+    /// The database cannot be reached right now.
+    pub fn database_unavailable(source: impl Into<anyhow::Error>) -> Self {
+        let mut err = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "database_unavailable",
+            "Service unavailable",
+            "The database is unavailable. Retry shortly.",
+        )
+        .retry_after(5);
+        err.source = Some(source.into());
+        err
+    }
+
+    fn body(&self) -> Value {
+        let mut body = Map::new();
+        body.insert(
+            "type".into(),
+            Value::String(format!("urn:tollgate:problem:{}", self.code)),
+        );
+        body.insert("title".into(), Value::String(self.title.to_owned()));
+        body.insert("status".into(), Value::from(self.status.as_u16()));
+        body.insert("detail".into(), Value::String(self.detail.clone()));
+        body.insert("code".into(), Value::String(self.code.to_owned()));
+        body.insert(
+            "request_id".into(),
+            Value::String(request_id::current().unwrap_or_default()),
+        );
+        for (key, value) in &self.extensions {
+            body.entry(key.clone()).or_insert_with(|| value.clone());
+        }
+        Value::Object(body)
+    }
+}
+
+impl fmt::Debug for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiError")
+            .field("status", &self.status)
+            .field("code", &self.code)
+            .field("detail", &self.detail)
+            .field("source", &self.source)
+            .finish()
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.detail)
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if self.status.is_server_error() {
+            match &self.source {
+                Some(source) => log::error!("{} {}: {source:#}", self.status.as_u16(), self.code),
+                None => log::error!("{} {}: {}", self.status.as_u16(), self.code, self.detail),
+            }
+        }
+        let mut response = HttpResponse::build(self.status);
+        response.insert_header((header::CONTENT_TYPE, "application/problem+json"));
+        if let Some(seconds) = self.retry_after {
+            response.insert_header((header::RETRY_AFTER, seconds.to_string()));
+        }
+        response.body(self.body().to_string())
+    }
+}
+
+impl From<sea_orm::DbErr> for ApiError {
+    fn from(err: sea_orm::DbErr) -> Self {
+        if crate::db::is_unavailable(&err) {
+            Self::database_unavailable(err)
+        } else {
+            Self::internal(err)
+        }
+    }
+}
+
+impl From<validator::ValidationErrors> for ApiError {
+    fn from(errors: validator::ValidationErrors) -> Self {
+        let mut fields: Vec<FieldError> = errors
+            .field_errors()
+            .into_iter()
+            .flat_map(|(field, errs)| {
+                errs.iter().map(move |e| FieldError {
+                    field: field.to_string(),
+                    code: e.code.to_string(),
+                    message: e
+                        .message
+                        .as_ref()
+                        .map(|m| m.to_string())
+                        .unwrap_or_else(|| e.code.to_string()),
+                })
+            })
+            .collect();
+        fields.sort_by(|a, b| a.field.cmp(&b.field));
+        Self::validation(fields)
+    }
+}
+
+/// The error for a JSON body actix could not read, in problem+json.
+pub fn json_error(err: actix_web::error::JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
+    use actix_web::error::JsonPayloadError as E;
+    let api = match &err {
+        E::OverflowKnownLength { .. } | E::Overflow { .. } => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "Payload too large",
+            "The request body is larger than this endpoint accepts.",
+        ),
+        E::ContentType => ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "Unsupported media type",
+            "Send the body as application/json.",
+        ),
+        E::Deserialize(e) if e.is_data() => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            "Validation failed",
+            format!("The body does not have the expected shape: {e}"),
+        )
+        .with("errors", Vec::<FieldError>::new()),
+        E::Deserialize(e) => {
+            ApiError::bad_request("invalid_json", format!("The body is not valid JSON: {e}"))
+        }
+        other => ApiError::bad_request(
+            "invalid_json",
+            format!("The body could not be read: {other}"),
+        ),
+    };
+    api.into()
+}
+
+/// The error for a query string actix could not read.
+pub fn query_error(
+    err: actix_web::error::QueryPayloadError,
+    _req: &HttpRequest,
+) -> actix_web::Error {
+    ApiError::bad_request(
+        "invalid_query",
+        format!("The query string is invalid: {err}"),
+    )
+    .into()
+}
+
+/// The error for a path segment actix could not read (e.g. an id that is not a UUID).
+pub fn path_error(err: actix_web::error::PathError, _req: &HttpRequest) -> actix_web::Error {
+    ApiError::not_found("not_found", format!("No such resource: {err}")).into()
+}
+
+/// Answers for routes that do not exist, and for known routes called with the wrong method.
+pub async fn not_found(req: HttpRequest) -> ApiError {
+    ApiError::not_found(
+        "not_found",
+        format!("No route for {} {}.", req.method(), req.path()),
+    )
+}
+
+/// 405 for a known path with a method it does not accept.
+pub async fn method_not_allowed(req: HttpRequest) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "Method not allowed",
+        format!("{} is not allowed on {}.", req.method(), req.path()),
+    )
+}

@@ -1,0 +1,18 @@
+//! Tollgate: credit-based billing for AI features.
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod credits;
+pub mod db;
+pub mod domain;
+pub mod entities;
+pub mod error;
+pub mod example;
+pub mod health;
+pub mod idempotency;
+pub mod openapi;
+pub mod request_id;
+pub mod spa;
+pub mod startup;
+pub mod state;

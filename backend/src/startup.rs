@@ -1,0 +1,241 @@
+//! Builds the application once, for `main`, the spec generator and the tests: the route table,
+//! the middleware, the error handlers, and the background tasks.
+
+use std::{net::TcpListener, sync::Arc, time::Duration};
+
+use actix_web::{
+    App, HttpRequest, HttpResponse, HttpServer,
+    dev::Server,
+    http::{Method, header},
+    middleware::{Logger, from_fn},
+    web,
+};
+use sea_orm::DatabaseConnection;
+use utoipa::OpenApi;
+use utoipa_actix_web::{AppExt, scope, service_config::ServiceConfig};
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::{
+    auth, config::Settings, credits, db, error, example, health, openapi::ApiDoc, request_id, spa,
+    state::AppState,
+};
+
+/// Every route under `/api/v1`, registered with its documentation.
+pub fn api_routes(cfg: &mut ServiceConfig) {
+    cfg.service(auth::handlers::register_user)
+        .service(auth::handlers::create_session)
+        .service(auth::handlers::refresh_session)
+        .service(auth::handlers::delete_session)
+        .service(auth::handlers::get_me)
+        .service(auth::api_keys::create_api_key)
+        .service(auth::api_keys::list_api_keys)
+        .service(auth::api_keys::revoke_api_key)
+        .service(credits::handlers::get_balance)
+        .service(credits::handlers::spend_credits)
+        .service(credits::handlers::grant_credits)
+        .service(credits::handlers::create_hold)
+        .service(credits::handlers::get_hold)
+        .service(credits::handlers::capture_hold)
+        .service(credits::handlers::release_hold)
+        .service(credits::handlers::list_ledger_entries)
+        .service(credits::handlers::get_usage)
+        .service(credits::handlers::list_features)
+        .service(credits::handlers::create_feature)
+        .service(credits::handlers::update_feature)
+        .service(credits::handlers::reconcile_ledger)
+        .service(example::handlers::estimate_summary)
+        .service(example::handlers::use_credits);
+}
+
+/// Routes outside `/api/v1`, also documented.
+fn root_routes(cfg: &mut ServiceConfig) {
+    cfg.service(health::healthz).service(health::readyz);
+}
+
+/// The spec, collected from the route table.
+pub fn spec() -> utoipa::openapi::OpenApi {
+    let (_, api) = App::new()
+        .into_utoipa_app()
+        .openapi(ApiDoc::openapi())
+        .configure(root_routes)
+        .service(scope("/api/v1").configure(api_routes))
+        .split_for_parts();
+    api
+}
+
+/// The documented paths and their methods, to tell a wrong method (405) from an unknown path.
+struct KnownRoutes(Vec<(Vec<String>, Vec<Method>)>);
+
+impl KnownRoutes {
+    fn from_spec(api: &utoipa::openapi::OpenApi) -> Self {
+        let routes = api
+            .paths
+            .paths
+            .iter()
+            .map(|(path, item)| {
+                let segments = path
+                    .trim_matches('/')
+                    .split('/')
+                    .map(str::to_owned)
+                    .collect();
+                let methods = [
+                    (Method::GET, item.get.is_some()),
+                    (Method::POST, item.post.is_some()),
+                    (Method::PUT, item.put.is_some()),
+                    (Method::PATCH, item.patch.is_some()),
+                    (Method::DELETE, item.delete.is_some()),
+                ]
+                .into_iter()
+                .filter_map(|(m, present)| present.then_some(m))
+                .collect();
+                (segments, methods)
+            })
+            .collect();
+        Self(routes)
+    }
+
+    /// The methods a path accepts, if it is a known path.
+    fn allowed(&self, path: &str) -> Option<Vec<Method>> {
+        let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let mut allowed: Vec<Method> = Vec::new();
+        for (segments, methods) in &self.0 {
+            let matches = segments.len() == parts.len()
+                && segments
+                    .iter()
+                    .zip(&parts)
+                    .all(|(s, p)| (s.starts_with('{') && !p.is_empty()) || s == p);
+            if matches {
+                allowed.extend(methods.iter().cloned());
+            }
+        }
+        (!allowed.is_empty()).then_some(allowed)
+    }
+}
+
+async fn fallback(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    known: web::Data<KnownRoutes>,
+) -> HttpResponse {
+    use actix_web::ResponseError;
+    if let Some(methods) = known.allowed(req.path()) {
+        let allow = methods
+            .iter()
+            .map(Method::as_str)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut response = error::method_not_allowed(req).await.error_response();
+        if let Ok(value) = header::HeaderValue::from_str(&allow) {
+            response.headers_mut().insert(header::ALLOW, value);
+        }
+        return response;
+    }
+    let api_path = req.path().starts_with("/api/") || req.path() == "/api";
+    if req.method() == Method::GET && !api_path {
+        return spa::serve(req, state).await;
+    }
+    error::not_found(req).await.error_response()
+}
+
+/// A running (not yet awaited) server and what it needs.
+pub struct Application {
+    port: u16,
+    server: Server,
+    state: AppState,
+}
+
+impl Application {
+    /// Connects, migrates (unless disabled), binds and builds the server.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let db = db::connect(&settings).await?;
+        if settings.migrate_on_start {
+            db::migrate(&db).await?;
+        }
+        Self::build_with_db(settings, db).await
+    }
+
+    /// Builds the server over an existing pool (the tests share theirs).
+    pub async fn build_with_db(settings: Settings, db: DatabaseConnection) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(settings.bind)?;
+        let port = listener.local_addr()?.port();
+        let workers = settings.workers;
+        let state = AppState::new(db, settings)?;
+        let server = run(listener, state.clone(), workers)?;
+        Ok(Self {
+            port,
+            server,
+            state,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until SIGINT/SIGTERM (in-flight requests finish), with the background tasks.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let background = tokio::spawn(background_tasks(self.state.clone()));
+        let result = self.server.await;
+        background.abort();
+        result
+    }
+}
+
+/// Posts due expiries and releases overdue holds, every `EXPIRY_INTERVAL_SECONDS`.
+async fn background_tasks(state: AppState) {
+    let mut ticker = tokio::time::interval(state.settings.expiry_interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        match credits::service::expire_due(&state.db).await {
+            Ok(0) => {}
+            Ok(n) => log::info!("expiry: settled {n} wallets"),
+            Err(e) => log::warn!("expiry: {e}"),
+        }
+    }
+}
+
+fn run(listener: TcpListener, state: AppState, workers: usize) -> anyhow::Result<Server> {
+    let known = web::Data::new(KnownRoutes::from_spec(&spec()));
+    let data = web::Data::new(state);
+    let server = HttpServer::new(move || {
+        let (app, api) = App::new()
+            .into_utoipa_app()
+            .openapi(ApiDoc::openapi())
+            .app_data(data.clone())
+            .app_data(known.clone())
+            .app_data(
+                web::JsonConfig::default()
+                    .limit(256 * 1024)
+                    .error_handler(error::json_error),
+            )
+            .app_data(web::QueryConfig::default().error_handler(error::query_error))
+            .app_data(web::PathConfig::default().error_handler(error::path_error))
+            .configure(root_routes)
+            .service(scope("/api/v1").configure(api_routes))
+            .split_for_parts();
+        let api = Arc::new(api);
+        app.service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", (*api).clone()))
+            .route(
+                "/docs",
+                web::get().to(|| async {
+                    HttpResponse::Found()
+                        .insert_header((header::LOCATION, "/docs/"))
+                        .finish()
+                }),
+            )
+            .default_service(web::to(fallback))
+            .wrap(Logger::new("%a \"%r\" %s %b %Dms rid=%{x-request-id}i"))
+            .wrap(from_fn(request_id::middleware))
+    })
+    .workers(workers)
+    .shutdown_timeout(30)
+    .keep_alive(Duration::from_secs(75))
+    .listen(listener)?
+    .run();
+    Ok(server)
+}

@@ -1,0 +1,20 @@
+//! Tollgate's database schema, one migration per change, applied in order by `Migrator`.
+//! Landed migrations are never edited: a change is a new file.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261124_000001_foundation;
+mod m20261124_000002_ledger;
+
+/// Every migration Tollgate knows, oldest first.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20261124_000001_foundation::Migration),
+            Box::new(m20261124_000002_ledger::Migration),
+        ]
+    }
+}
