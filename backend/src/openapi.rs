@@ -57,6 +57,50 @@ pub fn spec() -> utoipa::openapi::OpenApi {
     crate::startup::spec()
 }
 
+/// Every secured operation can answer 401 (no or bad credentials); admin-only ones 403 too.
+/// Added here once so that no handler can forget them.
+pub fn document_auth_errors(api: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    let problem = |description: &str| {
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/problem+json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("Problem")))
+                    .build(),
+            )
+            .build()
+    };
+    for item in api.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.post,
+            &mut item.put,
+            &mut item.patch,
+            &mut item.delete,
+        ];
+        for operation in operations.into_iter().flatten() {
+            let Some(security) = &operation.security else {
+                continue;
+            };
+            if security.is_empty() {
+                continue;
+            }
+            let text = serde_json::to_string(security).unwrap_or_default();
+            let responses = &mut operation.responses.responses;
+            responses.entry("401".to_owned()).or_insert_with(|| {
+                problem("`unauthenticated`, `invalid_token`, `token_expired`, `invalid_api_key` or `invalid_admin_key`").into()
+            });
+            if text.contains("admin_key") {
+                responses.entry("403".to_owned()).or_insert_with(|| {
+                    problem("`admin_required`: the caller is not an administrator").into()
+                });
+            }
+        }
+    }
+}
+
 /// The spec as YAML, as committed in `openapi.yaml` (`tollgate openapi > openapi.yaml`).
 pub fn spec_yaml() -> anyhow::Result<String> {
     Ok(spec().to_yaml()?)

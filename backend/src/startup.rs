@@ -1,7 +1,7 @@
 //! Builds the application once, for `main`, the spec generator and the tests: the route table,
 //! the middleware, the error handlers, and the background tasks.
 
-use std::{net::TcpListener, sync::Arc, time::Duration};
+use std::{net::TcpListener, time::Duration};
 
 use actix_web::{
     App, HttpRequest, HttpResponse, HttpServer,
@@ -60,6 +60,8 @@ pub fn spec() -> utoipa::openapi::OpenApi {
         .configure(root_routes)
         .service(scope("/api/v1").configure(api_routes))
         .split_for_parts();
+    let mut api = api;
+    crate::openapi::document_auth_errors(&mut api);
     api
 }
 
@@ -200,12 +202,11 @@ async fn background_tasks(state: AppState) {
 }
 
 fn run(listener: TcpListener, state: AppState, workers: usize) -> anyhow::Result<Server> {
-    let known = web::Data::new(KnownRoutes::from_spec(&spec()));
+    let api = spec();
+    let known = web::Data::new(KnownRoutes::from_spec(&api));
     let data = web::Data::new(state);
     let server = HttpServer::new(move || {
-        let (app, api) = App::new()
-            .into_utoipa_app()
-            .openapi(ApiDoc::openapi())
+        let app = App::new()
             .app_data(data.clone())
             .app_data(known.clone())
             .app_data(
@@ -215,11 +216,11 @@ fn run(listener: TcpListener, state: AppState, workers: usize) -> anyhow::Result
             )
             .app_data(web::QueryConfig::default().error_handler(error::query_error))
             .app_data(web::PathConfig::default().error_handler(error::path_error))
+            .into_utoipa_app()
             .configure(root_routes)
             .service(scope("/api/v1").configure(api_routes))
-            .split_for_parts();
-        let api = Arc::new(api);
-        app.service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", (*api).clone()))
+            .into_app();
+        app.service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", api.clone()))
             .route(
                 "/docs",
                 web::get().to(|| async {

@@ -1,1 +1,11 @@
-fn main() {}
+//! All integration tests, in one binary so it links once. Each test drives the real server over
+//! HTTP, on SQLite and on PostgreSQL.
+
+mod helpers;
+
+mod api_keys;
+mod auth;
+mod credits;
+mod errors;
+mod holds;
+mod openapi;

@@ -1,0 +1,362 @@
+//! `TestApp`: the real server on port 0 over a fresh database, SQLite or PostgreSQL.
+
+use std::{sync::OnceLock, time::Duration};
+
+use reqwest::{Client, Response, StatusCode};
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+use tollgate::{
+    config::{Environment, PasswordHashing, Secret, Settings, SqliteSynchronous},
+    startup::Application,
+};
+use tollgate_migrations::{Migrator, MigratorTrait};
+use uuid::Uuid;
+
+pub const ADMIN_KEY: &str = "test-admin-key-0123456789";
+pub const PASSWORD: &str = "correct horse battery";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs a test body once per backend: `both!(name, ...)` makes `name::sqlite` and
+/// `name::postgres` from `async fn name(app: TestApp)`.
+#[macro_export]
+macro_rules! both {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    let app = $crate::helpers::TestApp::spawn($crate::helpers::Backend::Sqlite).await;
+                    super::$name(app.expect("SQLite is always available")).await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    if let Some(app) = $crate::helpers::TestApp::spawn($crate::helpers::Backend::Postgres).await {
+                        super::$name(app).await;
+                    }
+                }
+            }
+        )*
+    };
+}
+
+/// A signed-in user.
+#[derive(Debug, Clone)]
+pub struct TestUser {
+    pub id: Uuid,
+    pub email: String,
+    pub token: String,
+    pub refresh_token: String,
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub client: Client,
+    pub db: DatabaseConnection,
+    pub backend: Backend,
+    _dir: Option<tempfile::TempDir>,
+}
+
+const PG_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+const PG_TEMPLATE: &str = "tollgate_test_template";
+
+fn pg_url(database: &str) -> String {
+    format!("postgres://postgres@127.0.0.1:5432/{database}")
+}
+
+/// Builds the migrated template once per test process; `None` when PostgreSQL is down.
+async fn pg_template() -> Option<&'static str> {
+    static READY: OnceLock<Mutex<Option<bool>>> = OnceLock::new();
+    let lock = READY.get_or_init(|| Mutex::new(None));
+    let mut ready = lock.lock().await;
+    if let Some(ok) = *ready {
+        return ok.then_some(PG_TEMPLATE);
+    }
+    let admin = match Database::connect(PG_ADMIN_URL).await {
+        Ok(admin) => admin,
+        Err(e) => {
+            if std::env::var_os("CI").is_some() {
+                panic!("PostgreSQL at 127.0.0.1:5432 is required in CI: {e}");
+            }
+            eprintln!("PostgreSQL is not reachable ({e}); skipping PostgreSQL tests");
+            *ready = Some(false);
+            return None;
+        }
+    };
+    // Leftovers of earlier runs, then a fresh template with every migration.
+    let old = admin
+        .query_all_raw(Statement::from_string(
+            admin.get_database_backend(),
+            "SELECT datname FROM pg_database WHERE datname LIKE 'tollgate_test_%'",
+        ))
+        .await
+        .expect("list test databases");
+    for row in old {
+        let name: String = row.try_get("", "datname").expect("datname");
+        let _ = admin
+            .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+            .await;
+    }
+    admin
+        .execute_unprepared(&format!("CREATE DATABASE {PG_TEMPLATE}"))
+        .await
+        .expect("create template");
+    let template = Database::connect(pg_url(PG_TEMPLATE))
+        .await
+        .expect("connect template");
+    Migrator::up(&template, None)
+        .await
+        .expect("migrate template");
+    template.close().await.expect("close template");
+    *ready = Some(true);
+    Some(PG_TEMPLATE)
+}
+
+async fn pg_database() -> Option<String> {
+    let template = pg_template().await?;
+    let name = format!("tollgate_test_{}", Uuid::new_v4().simple());
+    let admin = Database::connect(PG_ADMIN_URL)
+        .await
+        .expect("connect admin");
+    admin
+        .execute_unprepared(&format!("CREATE DATABASE \"{name}\" TEMPLATE {template}"))
+        .await
+        .expect("copy template");
+    admin.close().await.ok();
+    Some(pg_url(&name))
+}
+
+pub fn test_settings(database_url: String, data_dir: std::path::PathBuf) -> Settings {
+    Settings {
+        environment: Environment::Development,
+        bind: "127.0.0.1:0".parse().expect("address"),
+        database_url,
+        database_max_connections: 10,
+        sqlite_synchronous: SqliteSynchronous::Normal,
+        data_dir,
+        jwt_secret: Secret::new("test-jwt-secret-that-is-long-enough-0123456789"),
+        admin_api_key: Some(Secret::new(ADMIN_KEY)),
+        site_url: "http://127.0.0.1:8080".to_owned(),
+        access_token_ttl: Duration::from_secs(900),
+        refresh_token_ttl: Duration::from_secs(30 * 86_400),
+        // Cheap hashing keeps tests fast; production uses OWASP's parameters.
+        password_hashing: PasswordHashing {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+        },
+        login_max_failures: 5,
+        login_lockout: Duration::from_secs(900),
+        workers: 2,
+        expiry_interval: Duration::from_secs(3600),
+        frontend_dir: "/nonexistent".into(),
+        migrate_on_start: true,
+    }
+}
+
+impl TestApp {
+    /// Starts the server over a fresh database; `None` when PostgreSQL is down outside CI.
+    pub async fn spawn(backend: Backend) -> Option<TestApp> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = match backend {
+            Backend::Sqlite => {
+                format!("sqlite://{}?mode=rwc", dir.path().join("test.db").display())
+            }
+            Backend::Postgres => pg_database().await?,
+        };
+        let settings = test_settings(url, dir.path().to_path_buf());
+        let app = Application::build(settings).await.expect("build app");
+        let address = format!("http://127.0.0.1:{}", app.port());
+        let db = app.state().db.clone();
+        tokio::spawn(app.run_until_stopped());
+        let client = Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(60))
+            .build()
+            .expect("client");
+        Some(TestApp {
+            address,
+            client,
+            db,
+            backend,
+            _dir: Some(dir),
+        })
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Response {
+        let mut req = self.client.get(self.url(path));
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        req.send().await.expect("request")
+    }
+
+    pub async fn post(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        key: Option<&str>,
+        body: &Value,
+    ) -> Response {
+        let mut req = self.client.post(self.url(path)).json(body);
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        if let Some(key) = key {
+            req = req.header("Idempotency-Key", key);
+        }
+        req.send().await.expect("request")
+    }
+
+    pub async fn post_admin(&self, path: &str, key: Option<&str>, body: &Value) -> Response {
+        let mut req = self
+            .client
+            .post(self.url(path))
+            .header("x-admin-key", ADMIN_KEY)
+            .json(body);
+        if let Some(key) = key {
+            req = req.header("Idempotency-Key", key);
+        }
+        req.send().await.expect("request")
+    }
+
+    pub async fn register(&self, email: &str, password: &str) -> Response {
+        self.post(
+            "/api/v1/auth/register",
+            None,
+            None,
+            &json!({ "email": email, "password": password }),
+        )
+        .await
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> Response {
+        self.post(
+            "/api/v1/auth/login",
+            None,
+            None,
+            &json!({ "email": email, "password": password }),
+        )
+        .await
+    }
+
+    /// Registers and signs in a new user.
+    pub async fn user(&self) -> TestUser {
+        let email = format!("user-{}@example.com", Uuid::new_v4().simple());
+        let registered = self.register(&email, PASSWORD).await;
+        assert_eq!(registered.status(), StatusCode::CREATED);
+        let body: Value = self
+            .login(&email, PASSWORD)
+            .await
+            .json()
+            .await
+            .expect("json");
+        TestUser {
+            id: body["user"]["id"]
+                .as_str()
+                .expect("id")
+                .parse()
+                .expect("uuid"),
+            email,
+            token: body["access_token"].as_str().expect("token").to_owned(),
+            refresh_token: body["refresh_token"].as_str().expect("refresh").to_owned(),
+        }
+    }
+
+    /// Grants credits with the operator key and checks it worked.
+    pub async fn grant(&self, user: &TestUser, amount: i64) -> Value {
+        let key = Uuid::new_v4().to_string();
+        let res = self
+            .post_admin(
+                "/api/v1/credits/grant",
+                Some(&key),
+                &json!({ "user_id": user.id, "amount": amount, "reason": "test" }),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::OK);
+        res.json().await.expect("json")
+    }
+
+    pub async fn spend(&self, user: &TestUser, key: &str, body: Value) -> Response {
+        self.post("/api/v1/credits/spend", Some(&user.token), Some(key), &body)
+            .await
+    }
+
+    pub async fn balance(&self, user: &TestUser) -> Value {
+        let res = self.get("/api/v1/credits/balance", Some(&user.token)).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        res.json().await.expect("json")
+    }
+
+    /// Rows in a table: to show a refused request wrote nothing.
+    pub async fn count(&self, table: &str) -> i64 {
+        let row = self
+            .db
+            .query_one_raw(Statement::from_string(
+                self.db.get_database_backend(),
+                format!("SELECT CAST(COUNT(*) AS BIGINT) AS n FROM {table}"),
+            ))
+            .await
+            .expect("count")
+            .expect("row");
+        row.try_get("", "n").expect("n")
+    }
+
+    /// Counts of every table a credit write touches.
+    pub async fn ledger_counts(&self) -> [i64; 5] {
+        [
+            self.count("transfers").await,
+            self.count("lots").await,
+            self.count("transfer_lots").await,
+            self.count("holds").await,
+            self.count("idempotency_keys").await,
+        ]
+    }
+
+    /// Asserts the four ledger invariants hold over the whole database.
+    pub async fn assert_reconciled(&self) {
+        let report = tollgate::credits::reconcile::reconcile(&self.db)
+            .await
+            .expect("reconcile");
+        assert!(
+            report.ok,
+            "reconcile found violations:\n{}",
+            report.to_text()
+        );
+    }
+}
+
+/// Reads a problem+json body and checks its envelope.
+pub async fn problem(res: Response, status: StatusCode, code: &str) -> Value {
+    assert_eq!(res.status(), status, "unexpected status");
+    let content_type = res
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap_or_default().to_owned());
+    assert_eq!(content_type.as_deref(), Some("application/problem+json"));
+    let request_id = res
+        .headers()
+        .get("x-request-id")
+        .map(|v| v.to_str().unwrap_or_default().to_owned());
+    let body: Value = res.json().await.expect("json");
+    assert_eq!(body["code"], code, "body: {body}");
+    assert_eq!(body["status"], status.as_u16());
+    assert!(body["title"].is_string() && body["detail"].is_string() && body["type"].is_string());
+    assert_eq!(
+        body["request_id"].as_str(),
+        request_id.as_deref(),
+        "request id in body and header"
+    );
+    body
+}
