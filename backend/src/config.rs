@@ -115,14 +115,9 @@ fn var(name: &'static str) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
-fn parse_number<T: std::str::FromStr>(
-    name: &'static str,
-    default: T,
-    min: T,
-    max: T,
-) -> Result<T, ConfigError>
+fn parse_number<T>(name: &'static str, default: T, min: T, max: T) -> Result<T, ConfigError>
 where
-    T: PartialOrd + fmt::Display + Copy,
+    T: std::str::FromStr + PartialOrd + fmt::Display + Copy,
 {
     let Some(raw) = var(name) else {
         return Ok(default);

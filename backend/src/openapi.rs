@@ -57,9 +57,10 @@ pub fn spec() -> utoipa::openapi::OpenApi {
     crate::startup::spec()
 }
 
-/// Every secured operation can answer 401 (no or bad credentials); admin-only ones 403 too.
-/// Added here once so that no handler can forget them.
-pub fn document_auth_errors(api: &mut utoipa::openapi::OpenApi) {
+/// Completes what handlers leave implicit, once for all of them: every response gets a
+/// description (OpenAPI requires one), every secured operation documents 401 (no or bad
+/// credentials), and every admin operation 403.
+pub fn complete_spec(api: &mut utoipa::openapi::OpenApi) {
     use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
     let problem = |description: &str| {
         ResponseBuilder::new()
@@ -81,6 +82,19 @@ pub fn document_auth_errors(api: &mut utoipa::openapi::OpenApi) {
             &mut item.delete,
         ];
         for operation in operations.into_iter().flatten() {
+            for (status, response) in operation.responses.responses.iter_mut() {
+                if let utoipa::openapi::RefOr::T(response) = response
+                    && response.description.is_empty()
+                {
+                    let reason = status
+                        .parse::<u16>()
+                        .ok()
+                        .and_then(|code| actix_web::http::StatusCode::from_u16(code).ok())
+                        .and_then(|code| code.canonical_reason())
+                        .unwrap_or("Response");
+                    response.description = reason.to_owned();
+                }
+            }
             let Some(security) = &operation.security else {
                 continue;
             };

@@ -43,8 +43,10 @@ fn content_type(path: &Path) -> &'static str {
 pub async fn serve(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let root = &state.settings.frontend_dir;
     let index = root.join("index.html");
-    if let Some(file) = safe_join(root, req.path()).filter(|p| p.is_file()) {
-        if let Ok(bytes) = tokio::fs::read(&file).await {
+    if let Some(file) = safe_join(root, req.path()).filter(|p| p.is_file())
+        && let Ok(bytes) = tokio::fs::read(&file).await
+    {
+        {
             let hashed = req.path().starts_with("/assets/");
             let cache = if hashed {
                 "public, max-age=31536000, immutable"

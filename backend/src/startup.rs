@@ -61,7 +61,7 @@ pub fn spec() -> utoipa::openapi::OpenApi {
         .service(scope("/api/v1").configure(api_routes))
         .split_for_parts();
     let mut api = api;
-    crate::openapi::document_auth_errors(&mut api);
+    crate::openapi::complete_spec(&mut api);
     api
 }
 

@@ -360,19 +360,32 @@ pub fn available(wallet: &accounts::Model) -> i64 {
     }
 }
 
+/// Credits leaving a wallet.
+#[derive(Debug, Clone)]
+pub struct Debit {
+    /// The system account receiving them.
+    pub to: Uuid,
+    pub amount: Credits,
+    pub kind: TransferKind,
+    pub details: TransferDetails,
+}
+
 /// Moves credits out of a settled, locked wallet, taking them from its live lots in spend order.
 /// The caller has checked that the wallet can afford it.
 pub async fn debit_wallet(
     db: &impl ConnectionTrait,
     wallet: &mut accounts::Model,
     live_lots: &mut [lots::Model],
-    to: Uuid,
-    amount: Credits,
-    kind: TransferKind,
-    details: TransferDetails,
+    debit: Debit,
     idempotency: Option<&IdempotentRequest>,
     now: DateTime<Utc>,
 ) -> Result<(transfers::Model, Vec<LotMovement>), DbErr> {
+    let Debit {
+        to,
+        amount,
+        kind,
+        details,
+    } = debit;
     let mut left = amount.get();
     let mut movements = Vec::new();
     for lot in live_lots.iter_mut() {

@@ -15,7 +15,8 @@ use uuid::Uuid;
 use super::{
     dto::*,
     ledger::{
-        self, HoldStatus, LotMovement, LotSource, NewLot, TransferDetails, TransferKind, system,
+        self, Debit, HoldStatus, LotMovement, LotSource, NewLot, TransferDetails, TransferKind,
+        system,
     },
 };
 use crate::{
@@ -306,10 +307,12 @@ pub async fn spend(
             &txn,
             &mut wallet,
             &mut lots,
-            system::USAGE,
-            priced.amount,
-            TransferKind::Spend,
-            details,
+            Debit {
+                to: system::USAGE,
+                amount: priced.amount,
+                kind: TransferKind::Spend,
+                details,
+            },
             Some(request),
             now,
         )
@@ -653,10 +656,12 @@ pub async fn capture_hold(
                 &txn,
                 &mut wallet,
                 &mut lots,
-                system::USAGE,
-                command.amount,
-                TransferKind::Spend,
-                details,
+                Debit {
+                    to: system::USAGE,
+                    amount: command.amount,
+                    kind: TransferKind::Spend,
+                    details,
+                },
                 request,
                 now,
             )
