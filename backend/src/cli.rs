@@ -54,12 +54,24 @@ pub enum Command {
     },
     /// Post due expiries and release overdue holds now, then exit.
     Expire,
+    /// Sandbox mode tools.
+    Sandbox {
+        #[command(subcommand)]
+        command: SandboxCommand,
+    },
     /// Check the ledger's invariants; exit 1 on any violation.
     Reconcile {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SandboxCommand {
+    /// Start a new period for every sandbox subscription: grant its credits, or end it if it
+    /// was set to cancel at period end.
+    Renew,
 }
 
 #[derive(Debug, Subcommand)]
@@ -81,7 +93,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     let settings = Settings::from_env()?;
     match command {
         Command::Serve => {
-            let sandbox = true;
+            let sandbox = settings.stripe_mode() == "sandbox";
             log::info!(
                 "starting Tollgate on http://{} ({}){}",
                 settings.bind,
@@ -155,6 +167,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 ),
                 Outcome::Replayed(_) => println!("already granted with this key; nothing changed"),
             }
+            Ok(0)
+        }
+        Command::Sandbox {
+            command: SandboxCommand::Renew,
+        } => {
+            let db = connect_migrated(&settings).await?;
+            let (renewed, ended) = crate::billing::service::renew_sandbox_subscriptions(&db)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("renewed {renewed} sandbox subscriptions, ended {ended}");
             Ok(0)
         }
         Command::Expire => {

@@ -91,6 +91,8 @@ pub struct Settings {
     pub expiry_interval: Duration,
     pub frontend_dir: PathBuf,
     pub migrate_on_start: bool,
+    /// Where the billing portal sends the user back to.
+    pub billing_portal_return_url: String,
 }
 
 /// A setting that is missing or wrong, named so the operator can fix it.
@@ -243,6 +245,23 @@ impl Settings {
         }
         let site_url = site_url.trim_end_matches('/').to_owned();
 
+        if var("STRIPE_SECRET_KEY").is_some() {
+            return Err(invalid(
+                "STRIPE_SECRET_KEY",
+                "live Stripe mode is not available in this build yet; unset it to run in sandbox mode",
+            ));
+        }
+        let billing_portal_return_url =
+            var("BILLING_PORTAL_RETURN_URL").unwrap_or_else(|| format!("{site_url}/credits"));
+        if !(billing_portal_return_url.starts_with("http://")
+            || billing_portal_return_url.starts_with("https://"))
+        {
+            return Err(invalid(
+                "BILLING_PORTAL_RETURN_URL",
+                "must start with http:// or https://",
+            ));
+        }
+
         let defaults = PasswordHashing::default();
         let password_hashing = PasswordHashing {
             memory_kib: parse_number("PASSWORD_HASH_MEMORY_KIB", defaults.memory_kib, 8, 1 << 21)?,
@@ -297,12 +316,19 @@ impl Settings {
                 var("FRONTEND_DIR").unwrap_or_else(|| "./frontend/dist".to_owned()),
             ),
             migrate_on_start: parse_bool("MIGRATE_ON_START", true)?,
+            billing_portal_return_url,
         })
     }
 
     /// True when the database is an embedded SQLite file.
     pub fn is_sqlite(&self) -> bool {
         self.database_url.starts_with("sqlite:")
+    }
+
+    /// `sandbox` while no Stripe keys are configured: checkout and the portal are local pages
+    /// and no real payment is taken.
+    pub fn stripe_mode(&self) -> &'static str {
+        "sandbox"
     }
 
     /// Whether cookies should carry `Secure`: whenever the site is served over HTTPS.

@@ -44,7 +44,7 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
             "postgres"
         }
         .to_owned(),
-        stripe_mode: "sandbox".to_owned(),
+        stripe_mode: state.settings.stripe_mode().to_owned(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
     };
     if ready {

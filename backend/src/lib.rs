@@ -1,6 +1,7 @@
 //! Tollgate: credit-based billing for AI features.
 
 pub mod auth;
+pub mod billing;
 pub mod cli;
 pub mod config;
 pub mod credits;

@@ -25,6 +25,7 @@ use crate::error::{FieldError, Problem};
         (name = "holds", description = "Reserve, capture, release"),
         (name = "features", description = "The rate card"),
         (name = "example", description = "The example AI feature"),
+        (name = "billing", description = "Catalog, checkout, portal, subscription"),
         (name = "admin", description = "Operator tools"),
         (name = "health", description = "Probes"),
     )

@@ -16,8 +16,8 @@ use utoipa_actix_web::{AppExt, scope, service_config::ServiceConfig};
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::{
-    auth, config::Settings, credits, db, error, example, health, openapi::ApiDoc, request_id, spa,
-    state::AppState,
+    auth, billing, config::Settings, credits, db, error, example, health, openapi::ApiDoc,
+    request_id, spa, state::AppState,
 };
 
 /// Every route under `/api/v1`, registered with its documentation.
@@ -44,7 +44,12 @@ pub fn api_routes(cfg: &mut ServiceConfig) {
         .service(credits::handlers::update_feature)
         .service(credits::handlers::reconcile_ledger)
         .service(example::handlers::estimate_summary)
-        .service(example::handlers::use_credits);
+        .service(example::handlers::use_credits)
+        .service(billing::handlers::get_catalog)
+        .service(billing::handlers::create_checkout_session)
+        .service(billing::handlers::create_portal_link)
+        .service(billing::handlers::get_portal_link)
+        .service(billing::handlers::get_subscription);
 }
 
 /// Routes outside `/api/v1`, also documented.
@@ -153,6 +158,9 @@ impl Application {
         if settings.migrate_on_start {
             db::migrate(&db).await?;
         }
+        if settings.stripe_mode() == "sandbox" {
+            billing::service::seed_sandbox_catalog(&db).await?;
+        }
         Self::build_with_db(settings, db).await
     }
 
@@ -220,7 +228,12 @@ fn run(listener: TcpListener, state: AppState, workers: usize) -> anyhow::Result
             .configure(root_routes)
             .service(scope("/api/v1").configure(api_routes))
             .into_app();
-        app.service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", api.clone()))
+        app.service(billing::sandbox::checkout_page)
+            .service(billing::sandbox::pay)
+            .service(billing::sandbox::cancel)
+            .service(billing::sandbox::portal_page)
+            .service(billing::sandbox::portal_action)
+            .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", api.clone()))
             .route(
                 "/docs",
                 web::get().to(|| async {

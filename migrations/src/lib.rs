@@ -5,6 +5,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261124_000001_foundation;
 mod m20261124_000002_ledger;
+mod m20261124_000003_billing;
 
 /// Every migration Tollgate knows, oldest first.
 pub struct Migrator;
@@ -15,6 +16,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261124_000001_foundation::Migration),
             Box::new(m20261124_000002_ledger::Migration),
+            Box::new(m20261124_000003_billing::Migration),
         ]
     }
 }

@@ -3,12 +3,15 @@
 
 pub mod accounts;
 pub mod api_keys;
+pub mod checkout_sessions;
 pub mod features;
 pub mod holds;
 pub mod idempotency_keys;
 pub mod login_failures;
 pub mod lots;
+pub mod prices;
 pub mod refresh_tokens;
+pub mod subscriptions;
 pub mod transfer_lots;
 pub mod transfers;
 pub mod users;

@@ -157,6 +157,7 @@ pub fn test_settings(database_url: String, data_dir: std::path::PathBuf) -> Sett
         expiry_interval: Duration::from_secs(3600),
         frontend_dir: "/nonexistent".into(),
         migrate_on_start: true,
+        billing_portal_return_url: "http://127.0.0.1:8080/credits".to_owned(),
     }
 }
 

@@ -10,6 +10,7 @@ mod helpers;
 
 mod api_keys;
 mod auth;
+mod billing;
 mod credits;
 mod errors;
 mod holds;

@@ -1,0 +1,332 @@
+//! Load benchmark for `POST /api/v1/credits/spend`.
+//!
+//! Starts the release server as its own process over a fresh SQLite file or PostgreSQL database,
+//! seeds 10,000 users with credits through the ledger's own code, then drives spends with 32
+//! connections for a fixed time, over wallets spread across all users and over one hot wallet.
+//! Reports spends per second, p50 and p99 latency, the server's peak memory, and reconciles.
+//!
+//! ```sh
+//! cargo build --release -p tollgate
+//! cargo bench -p tollgate --bench spend_load -- --db sqlite --seconds 20
+//! cargo bench -p tollgate --bench spend_load -- --db postgres --seconds 20
+//! ```
+
+use std::{
+    process::{Child, Command, Stdio},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use chrono::Utc;
+use sea_orm::{ActiveValue::Set, ConnectionTrait, Database, EntityTrait};
+use tollgate::{
+    auth::{Role, jwt::JwtKeys},
+    credits::ledger::{self, LotSource, NewLot, TransferDetails, TransferKind, system},
+    db,
+    domain::Credits,
+    entities::users,
+};
+use uuid::Uuid;
+
+const USERS: usize = 10_000;
+const CONNECTIONS: usize = 32;
+const SECRET: &str = "benchmark-jwt-secret-0123456789-abcdef";
+const PORT: u16 = 18_480;
+
+struct Options {
+    db: String,
+    seconds: u64,
+    binary: String,
+}
+
+fn options() -> Options {
+    let mut opts = Options {
+        db: "sqlite".to_owned(),
+        seconds: 20,
+        binary: format!(
+            "{}/release/tollgate",
+            std::env::var("CARGO_TARGET_DIR")
+                .unwrap_or_else(|_| "/var/tmp/tollgate-target".to_owned())
+        ),
+    };
+    let args: Vec<String> = std::env::args().collect();
+    let mut i = 1;
+    while i < args.len() {
+        match args[i].as_str() {
+            "--db" => {
+                opts.db = args.get(i + 1).cloned().unwrap_or_default();
+                i += 1;
+            }
+            "--seconds" => {
+                opts.seconds = args.get(i + 1).and_then(|s| s.parse().ok()).unwrap_or(20);
+                i += 1;
+            }
+            "--binary" => {
+                opts.binary = args.get(i + 1).cloned().unwrap_or_default();
+                i += 1;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    opts
+}
+
+async fn fresh_database(kind: &str, dir: &std::path::Path) -> String {
+    match kind {
+        "postgres" => {
+            let admin = Database::connect("postgres://postgres@127.0.0.1:5432/postgres")
+                .await
+                .expect("postgres");
+            admin
+                .execute_unprepared("DROP DATABASE IF EXISTS tollgate_bench WITH (FORCE)")
+                .await
+                .expect("drop");
+            admin
+                .execute_unprepared("CREATE DATABASE tollgate_bench")
+                .await
+                .expect("create");
+            "postgres://postgres@127.0.0.1:5432/tollgate_bench".to_owned()
+        }
+        _ => format!("sqlite://{}?mode=rwc", dir.join("bench.db").display()),
+    }
+}
+
+fn start_server(opts: &Options, url: &str, dir: &std::path::Path) -> Child {
+    Command::new(&opts.binary)
+        .arg("serve")
+        .env("BIND", format!("127.0.0.1:{PORT}"))
+        .env("DATABASE_URL", url)
+        .env("TOLLGATE_DATA_DIR", dir)
+        .env("JWT_SECRET", SECRET)
+        .env("SQLITE_SYNCHRONOUS", "FULL")
+        .env("DATABASE_MAX_CONNECTIONS", "16")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot start {}: {e} (run `cargo build --release -p tollgate` first)",
+                opts.binary
+            )
+        })
+}
+
+async fn wait_ready(client: &reqwest::Client) {
+    for _ in 0..300 {
+        if let Ok(res) = client
+            .get(format!("http://127.0.0.1:{PORT}/readyz"))
+            .send()
+            .await
+            && res.status().is_success()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the server did not become ready");
+}
+
+/// Seeds users with wallets and one lot each, 1,000 per transaction, through the ledger code.
+async fn seed(url: &str) -> Vec<String> {
+    let conn = Database::connect(url).await.expect("connect");
+    let keys = JwtKeys::new(SECRET, Duration::from_secs(3600));
+    let mut tokens = Vec::with_capacity(USERS);
+    let now = Utc::now();
+    for chunk in 0..USERS / 1000 {
+        let txn = db::begin_write(&conn).await.expect("begin");
+        for i in 0..1000 {
+            let n = chunk * 1000 + i;
+            let id = Uuid::now_v7();
+            users::Entity::insert(users::ActiveModel {
+                id: Set(id),
+                email: Set(format!("bench-{n}@example.com")),
+                name: Set(None),
+                password_hash: Set("$argon2id$v=19$m=64,t=1,p=1$none$none".to_owned()),
+                role: Set("user".to_owned()),
+                created_at: Set(now),
+                updated_at: Set(now),
+            })
+            .exec_without_returning(&txn)
+            .await
+            .expect("user");
+            ledger::create_wallet(&txn, id, now).await.expect("wallet");
+            let mut wallet = ledger::lock_wallet(&txn, id)
+                .await
+                .expect("lock")
+                .expect("wallet");
+            let lot = NewLot {
+                source: LotSource::Grant,
+                kind: TransferKind::Grant,
+                from: system::GRANTS,
+                amount: Credits::new(1_000_000_000).expect("credits"),
+                priority: 20,
+                expires_at: None,
+                reference: format!("bench:{id}"),
+            };
+            ledger::credit_wallet(
+                &txn,
+                &mut wallet,
+                lot,
+                TransferDetails::default(),
+                None,
+                now,
+            )
+            .await
+            .expect("lot");
+            ledger::save_wallet(&txn, &wallet, now).await.expect("save");
+            tokens.push(keys.issue(id, Role::User).expect("token"));
+        }
+        txn.commit().await.expect("commit");
+    }
+    conn.close().await.ok();
+    tokens
+}
+
+fn peak_rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+struct Run {
+    ok: u64,
+    errors: u64,
+    latencies_us: Vec<u64>,
+    elapsed: Duration,
+}
+
+async fn drive(tokens: Arc<Vec<String>>, hot: bool, seconds: u64) -> Run {
+    let stop = Arc::new(AtomicBool::new(false));
+    let errors = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for worker in 0..CONNECTIONS {
+        let tokens = tokens.clone();
+        let stop = stop.clone();
+        let errors = errors.clone();
+        tasks.push(tokio::spawn(async move {
+            let client = reqwest::Client::builder()
+                .pool_max_idle_per_host(1)
+                .build()
+                .expect("client");
+            let url = format!("http://127.0.0.1:{PORT}/api/v1/credits/spend");
+            let mut latencies = Vec::with_capacity(100_000);
+            let mut n: u64 = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let user = if hot {
+                    0
+                } else {
+                    (worker * 7919 + n as usize * 104_729) % tokens.len()
+                };
+                let key = format!("bench-{worker}-{n}-{}", Uuid::new_v4().simple());
+                n += 1;
+                let t = Instant::now();
+                let res = client
+                    .post(&url)
+                    .bearer_auth(&tokens[user])
+                    .header("Idempotency-Key", key)
+                    .header("content-type", "application/json")
+                    .body(r#"{"amount":1}"#)
+                    .send()
+                    .await;
+                match res {
+                    Ok(r) if r.status().is_success() => {
+                        let _ = r.bytes().await;
+                        latencies.push(t.elapsed().as_micros() as u64);
+                    }
+                    _ => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            latencies
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut latencies_us = Vec::new();
+    for task in tasks {
+        latencies_us.extend(task.await.expect("task"));
+    }
+    let elapsed = started.elapsed();
+    latencies_us.sort_unstable();
+    Run {
+        ok: latencies_us.len() as u64,
+        errors: errors.load(Ordering::Relaxed),
+        latencies_us,
+        elapsed,
+    }
+}
+
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx] as f64 / 1000.0
+}
+
+#[tokio::main]
+async fn main() {
+    let opts = options();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = fresh_database(&opts.db, dir.path()).await;
+    let mut server = start_server(&opts, &url, dir.path());
+    let client = reqwest::Client::new();
+    wait_ready(&client).await;
+
+    let seeding = Instant::now();
+    let tokens = Arc::new(seed(&url).await);
+    eprintln!(
+        "seeded {USERS} users in {:.1}s",
+        seeding.elapsed().as_secs_f64()
+    );
+
+    println!(
+        "database: {} | {CONNECTIONS} connections | {} s per run",
+        opts.db, opts.seconds
+    );
+    println!(
+        "{:<8} {:>10} {:>10} {:>10} {:>8}",
+        "wallets", "spends/s", "p50 ms", "p99 ms", "errors"
+    );
+    for hot in [false, true] {
+        let run = drive(tokens.clone(), hot, opts.seconds).await;
+        println!(
+            "{:<8} {:>10.0} {:>10.2} {:>10.2} {:>8}",
+            if hot { "hot" } else { "spread" },
+            run.ok as f64 / run.elapsed.as_secs_f64(),
+            percentile(&run.latencies_us, 0.50),
+            percentile(&run.latencies_us, 0.99),
+            run.errors
+        );
+    }
+    println!(
+        "server peak memory (VmHWM): {:.1} MiB",
+        peak_rss_mib(server.id())
+    );
+
+    let conn = Database::connect(&url).await.expect("connect");
+    let report = tollgate::credits::reconcile::reconcile(&conn)
+        .await
+        .expect("reconcile");
+    println!(
+        "reconcile: {}",
+        if report.ok { "clean" } else { "VIOLATIONS" }
+    );
+    if !report.ok {
+        print!("{}", report.to_text());
+    }
+    let _ = server.kill();
+    let _ = server.wait();
+}

@@ -1,0 +1,516 @@
+//! Billing rules: the catalog, checkout, subscriptions, and fulfilment. Fulfilment is the one
+//! path by which paid credits enter a wallet, whether the payment was confirmed by Stripe's
+//! webhook or by the sandbox checkout page; each grant is keyed by the object that paid for it
+//! (the checkout session, the invoice), so no payment is ever credited twice.
+
+use chrono::{DateTime, Duration, Months, Utc};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
+    QueryFilter, QueryOrder, sea_query::Expr,
+};
+use uuid::Uuid;
+
+use super::dto::*;
+use crate::{
+    credits::ledger::{self, LotSource, NewLot, TransferDetails, TransferKind, system},
+    db,
+    domain::Credits,
+    entities::{checkout_sessions, lots, prices, subscriptions},
+};
+
+/// What went wrong, in billing's words.
+#[derive(Debug, thiserror::Error)]
+pub enum BillingError {
+    #[error("no price `{0}` is on offer")]
+    UnknownPrice(String),
+    #[error("you already have an active subscription; change plans in the billing portal")]
+    AlreadySubscribed,
+    #[error("no such checkout session")]
+    SessionNotFound,
+    #[error("this checkout session is {0}")]
+    SessionClosed(String),
+    #[error("no subscription to manage")]
+    NoSubscription,
+    #[error("the wallet does not exist")]
+    WalletNotFound,
+    #[error(transparent)]
+    Database(#[from] DbErr),
+}
+
+/// The seed system's offer, which sandbox mode starts with.
+const SANDBOX_OFFER: [(&str, &str, &str, Option<&str>, i64, i64, i32); 5] = [
+    (
+        "sandbox_pack_100",
+        "Starter pack",
+        "one_time",
+        None,
+        500,
+        100,
+        1,
+    ),
+    (
+        "sandbox_pack_500",
+        "Pro pack",
+        "one_time",
+        None,
+        2000,
+        500,
+        2,
+    ),
+    (
+        "sandbox_pack_2000",
+        "Enterprise pack",
+        "one_time",
+        None,
+        7000,
+        2000,
+        3,
+    ),
+    (
+        "sandbox_plan_monthly",
+        "Monthly plan",
+        "recurring",
+        Some("month"),
+        1500,
+        1000,
+        4,
+    ),
+    (
+        "sandbox_plan_yearly",
+        "Yearly plan",
+        "recurring",
+        Some("year"),
+        15000,
+        15000,
+        5,
+    ),
+];
+
+/// Puts the seed's offer in the catalog when it is empty (sandbox mode).
+pub async fn seed_sandbox_catalog(db: &DatabaseConnection) -> Result<(), BillingError> {
+    if prices::Entity::find().one(db).await?.is_some() {
+        return Ok(());
+    }
+    let now = Utc::now();
+    for (id, name, kind, interval, amount, credits, order) in SANDBOX_OFFER {
+        let description = match interval {
+            Some(every) => format!("{credits} credits every {every}"),
+            None => format!("{credits} credits, never expire"),
+        };
+        let model = prices::Model {
+            id: id.to_owned(),
+            product_id: id.replace("sandbox_", "sandbox_prod_"),
+            product_name: name.to_owned(),
+            product_description: Some(description),
+            kind: kind.to_owned(),
+            interval: interval.map(str::to_owned),
+            unit_amount: amount,
+            currency: "usd".to_owned(),
+            credits,
+            rollover: false,
+            active: true,
+            display_order: order,
+            created_at: now,
+            updated_at: now,
+        };
+        let inserted = prices::Entity::insert(prices::ActiveModel::from(model))
+            .exec_without_returning(db)
+            .await;
+        match inserted {
+            // Another replica seeded it at the same moment.
+            Err(e) if db::is_unique_violation(&e) => {}
+            other => {
+                other?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The offer: active prices that grant credits, in display order.
+pub async fn catalog(db: &DatabaseConnection, mode: &str) -> Result<CatalogResponse, BillingError> {
+    let rows = prices::Entity::find()
+        .filter(prices::Column::Active.eq(true))
+        .filter(prices::Column::Credits.gt(0))
+        .order_by_asc(prices::Column::DisplayOrder)
+        .order_by_asc(prices::Column::UnitAmount)
+        .all(db)
+        .await?;
+    let (plans, packs): (Vec<_>, Vec<_>) = rows
+        .into_iter()
+        .map(CatalogPrice::from)
+        .partition(|p| p.kind == "recurring");
+    Ok(CatalogResponse {
+        mode: mode.to_owned(),
+        packs,
+        plans,
+    })
+}
+
+async fn offered_price(
+    db: &impl ConnectionTrait,
+    price_id: &str,
+) -> Result<prices::Model, BillingError> {
+    prices::Entity::find_by_id(price_id.to_owned())
+        .filter(prices::Column::Active.eq(true))
+        .filter(prices::Column::Credits.gt(0))
+        .one(db)
+        .await?
+        .ok_or_else(|| BillingError::UnknownPrice(price_id.to_owned()))
+}
+
+/// Statuses in which a subscription still entitles its owner.
+const LIVE_STATUSES: [&str; 3] = ["active", "trialing", "past_due"];
+
+async fn live_subscription(
+    db: &impl ConnectionTrait,
+    user_id: Uuid,
+) -> Result<Option<subscriptions::Model>, DbErr> {
+    subscriptions::Entity::find()
+        .filter(subscriptions::Column::UserId.eq(user_id))
+        .filter(subscriptions::Column::Status.is_in(LIVE_STATUSES))
+        .order_by_desc(subscriptions::Column::CurrentPeriodEnd)
+        .one(db)
+        .await
+}
+
+/// Opens a sandbox checkout session: the sandbox page at the returned URL pays or cancels it.
+pub async fn create_sandbox_checkout(
+    db: &DatabaseConnection,
+    site_url: &str,
+    user_id: Uuid,
+    price_id: &str,
+) -> Result<CheckoutSessionResponse, BillingError> {
+    let price = offered_price(db, price_id).await?;
+    let mode = if price.kind == "recurring" {
+        "subscription"
+    } else {
+        "payment"
+    };
+    if mode == "subscription" && live_subscription(db, user_id).await?.is_some() {
+        return Err(BillingError::AlreadySubscribed);
+    }
+    let id = format!("cs_sandbox_{}", Uuid::now_v7().simple());
+    let url = format!("{site_url}/sandbox/checkout/{id}");
+    checkout_sessions::Entity::insert(checkout_sessions::ActiveModel {
+        id: Set(id.clone()),
+        user_id: Set(user_id),
+        price_id: Set(price.id),
+        mode: Set(mode.to_owned()),
+        status: Set("open".to_owned()),
+        url: Set(url.clone()),
+        created_at: Set(Utc::now()),
+        completed_at: Set(None),
+    })
+    .exec_without_returning(db)
+    .await?;
+    Ok(CheckoutSessionResponse {
+        session_id: id,
+        url,
+    })
+}
+
+/// A checkout session with its price, for the sandbox page.
+pub async fn find_session(
+    db: &DatabaseConnection,
+    session_id: &str,
+) -> Result<(checkout_sessions::Model, prices::Model), BillingError> {
+    let session = checkout_sessions::Entity::find_by_id(session_id.to_owned())
+        .one(db)
+        .await?
+        .ok_or(BillingError::SessionNotFound)?;
+    let price = prices::Entity::find_by_id(session.price_id.clone())
+        .one(db)
+        .await?
+        .ok_or_else(|| BillingError::UnknownPrice(session.price_id.clone()))?;
+    Ok((session, price))
+}
+
+/// What fulfilment did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fulfilled {
+    /// Credits were granted now, as this lot.
+    Granted { lot_id: Uuid, credits: i64 },
+    /// This payment was credited before: nothing changed.
+    AlreadyApplied,
+}
+
+/// Grants a paid lot to a user, keyed by `reference`; a second call with the same reference
+/// changes nothing. Runs inside the caller's transaction.
+#[allow(clippy::too_many_arguments)]
+async fn grant_paid_lot(
+    txn: &impl ConnectionTrait,
+    user_id: Uuid,
+    source: LotSource,
+    credits: i64,
+    expires_at: Option<DateTime<Utc>>,
+    reference: String,
+    description: String,
+    metadata: serde_json::Value,
+) -> Result<Fulfilled, BillingError> {
+    let mut wallet = ledger::lock_wallet(txn, user_id)
+        .await?
+        .ok_or(BillingError::WalletNotFound)?;
+    // Checked after the wallet lock, so two deliveries about one payment cannot both pass.
+    if lots::Entity::find()
+        .filter(lots::Column::Reference.eq(reference.clone()))
+        .one(txn)
+        .await?
+        .is_some()
+    {
+        return Ok(Fulfilled::AlreadyApplied);
+    }
+    let now = Utc::now();
+    ledger::settle(txn, &mut wallet, now).await?;
+    let (kind, from) = match source {
+        LotSource::Subscription => (TransferKind::Subscription, system::SUBSCRIPTIONS),
+        _ => (TransferKind::Purchase, system::PURCHASES),
+    };
+    let amount = Credits::new(credits).map_err(|e| DbErr::Custom(e.to_string()))?;
+    let lot = NewLot {
+        source,
+        kind,
+        from,
+        amount,
+        priority: source.default_priority(),
+        expires_at,
+        reference: reference.clone(),
+    };
+    let details = TransferDetails {
+        description: Some(description),
+        metadata: Some(metadata),
+        reference: Some(reference),
+        ..Default::default()
+    };
+    let (_, lot) = ledger::credit_wallet(txn, &mut wallet, lot, details, None, now).await?;
+    ledger::save_wallet(txn, &wallet, now).await?;
+    Ok(Fulfilled::Granted {
+        lot_id: lot.id,
+        credits,
+    })
+}
+
+/// Grants a credit pack bought through a checkout session (keyed by the session).
+pub async fn fulfil_pack(
+    txn: &impl ConnectionTrait,
+    user_id: Uuid,
+    price: &prices::Model,
+    session_id: &str,
+) -> Result<Fulfilled, BillingError> {
+    grant_paid_lot(
+        txn,
+        user_id,
+        LotSource::Purchase,
+        price.credits,
+        None,
+        format!("stripe:checkout_session:{session_id}"),
+        format!("{} ({} credits)", price.product_name, price.credits),
+        serde_json::json!({ "price_id": price.id, "checkout_session": session_id }),
+    )
+    .await
+}
+
+/// Grants a subscription period's credits (keyed by the invoice), expiring at the period's end
+/// unless the plan rolls over.
+pub async fn fulfil_invoice(
+    txn: &impl ConnectionTrait,
+    user_id: Uuid,
+    price: &prices::Model,
+    invoice_id: &str,
+    period_end: DateTime<Utc>,
+) -> Result<Fulfilled, BillingError> {
+    grant_paid_lot(
+        txn,
+        user_id,
+        LotSource::Subscription,
+        price.credits,
+        (!price.rollover).then_some(period_end),
+        format!("stripe:invoice:{invoice_id}"),
+        format!(
+            "{}: {} credits for the period",
+            price.product_name, price.credits
+        ),
+        serde_json::json!({ "price_id": price.id, "invoice": invoice_id }),
+    )
+    .await
+}
+
+fn period_end(start: DateTime<Utc>, interval: Option<&str>) -> DateTime<Utc> {
+    let months = if interval == Some("year") { 12 } else { 1 };
+    start
+        .checked_add_months(Months::new(months))
+        .unwrap_or(start + Duration::days(30 * i64::from(months)))
+}
+
+/// Pays a sandbox checkout session, through the same fulfilment as Stripe's webhooks. Paying a
+/// session twice grants once. Returns where the browser goes next.
+pub async fn pay_sandbox_session(
+    db: &DatabaseConnection,
+    site_url: &str,
+    session_id: &str,
+) -> Result<String, BillingError> {
+    let (session, price) = find_session(db, session_id).await?;
+    let success = format!("{site_url}/credits?checkout=success&session_id={session_id}");
+    if session.status == "complete" {
+        return Ok(success);
+    }
+    if session.status != "open" {
+        return Err(BillingError::SessionClosed(session.status));
+    }
+    let txn = db::begin_write(db).await?;
+    let now = Utc::now();
+    let closed = checkout_sessions::Entity::update_many()
+        .col_expr(checkout_sessions::Column::Status, Expr::value("complete"))
+        .col_expr(checkout_sessions::Column::CompletedAt, Expr::value(now))
+        .filter(checkout_sessions::Column::Id.eq(session_id))
+        .filter(checkout_sessions::Column::Status.eq("open"))
+        .exec(&txn)
+        .await?;
+    if closed.rows_affected == 0 {
+        // Paid by a concurrent click.
+        return Ok(success);
+    }
+    if session.mode == "subscription" {
+        if live_subscription(&txn, session.user_id).await?.is_some() {
+            return Err(BillingError::AlreadySubscribed);
+        }
+        let end = period_end(now, price.interval.as_deref());
+        let subscription_id = format!("sub_sandbox_{}", Uuid::now_v7().simple());
+        subscriptions::Entity::insert(subscriptions::ActiveModel {
+            id: Set(subscription_id),
+            user_id: Set(session.user_id),
+            price_id: Set(price.id.clone()),
+            status: Set("active".to_owned()),
+            current_period_start: Set(now),
+            current_period_end: Set(end),
+            cancel_at_period_end: Set(false),
+            source_updated_at: Set(now),
+            created_at: Set(now),
+            updated_at: Set(now),
+        })
+        .exec_without_returning(&txn)
+        .await?;
+        let invoice = format!("in_sandbox_{}", Uuid::now_v7().simple());
+        fulfil_invoice(&txn, session.user_id, &price, &invoice, end).await?;
+    } else {
+        fulfil_pack(&txn, session.user_id, &price, session_id).await?;
+    }
+    txn.commit().await?;
+    Ok(success)
+}
+
+/// Cancels a sandbox checkout session. Returns where the browser goes next.
+pub async fn cancel_sandbox_session(
+    db: &DatabaseConnection,
+    site_url: &str,
+    session_id: &str,
+) -> Result<String, BillingError> {
+    find_session(db, session_id).await?;
+    checkout_sessions::Entity::update_many()
+        .col_expr(checkout_sessions::Column::Status, Expr::value("expired"))
+        .filter(checkout_sessions::Column::Id.eq(session_id))
+        .filter(checkout_sessions::Column::Status.eq("open"))
+        .exec(db)
+        .await?;
+    Ok(format!("{site_url}/credits?checkout=cancelled"))
+}
+
+/// The user's current subscription (the live one, else the latest).
+pub async fn subscription(
+    db: &DatabaseConnection,
+    user_id: Uuid,
+) -> Result<SubscriptionResponse, BillingError> {
+    let current = match live_subscription(db, user_id).await? {
+        Some(s) => Some(s),
+        None => {
+            subscriptions::Entity::find()
+                .filter(subscriptions::Column::UserId.eq(user_id))
+                .order_by_desc(subscriptions::Column::UpdatedAt)
+                .one(db)
+                .await?
+        }
+    };
+    let Some(sub) = current else {
+        return Ok(SubscriptionResponse { subscription: None });
+    };
+    let price = prices::Entity::find_by_id(sub.price_id.clone())
+        .one(db)
+        .await?;
+    Ok(SubscriptionResponse {
+        subscription: Some(SubscriptionView::new(sub, price)),
+    })
+}
+
+/// Sets or clears cancellation at the period's end (the sandbox portal's one action).
+pub async fn set_cancel_at_period_end(
+    db: &DatabaseConnection,
+    user_id: Uuid,
+    cancel: bool,
+) -> Result<SubscriptionResponse, BillingError> {
+    let sub = live_subscription(db, user_id)
+        .await?
+        .ok_or(BillingError::NoSubscription)?;
+    let now = Utc::now();
+    subscriptions::Entity::update_many()
+        .col_expr(
+            subscriptions::Column::CancelAtPeriodEnd,
+            Expr::value(cancel),
+        )
+        .col_expr(subscriptions::Column::SourceUpdatedAt, Expr::value(now))
+        .col_expr(subscriptions::Column::UpdatedAt, Expr::value(now))
+        .filter(subscriptions::Column::Id.eq(sub.id))
+        .exec(db)
+        .await?;
+    subscription(db, user_id).await
+}
+
+/// Starts a new period for every live sandbox subscription (`tollgate sandbox renew`): grants
+/// the period's credits through the invoice path, or ends those set to cancel.
+pub async fn renew_sandbox_subscriptions(
+    db: &DatabaseConnection,
+) -> Result<(usize, usize), BillingError> {
+    let live = subscriptions::Entity::find()
+        .filter(subscriptions::Column::Status.is_in(LIVE_STATUSES))
+        .filter(subscriptions::Column::Id.starts_with("sub_sandbox_"))
+        .all(db)
+        .await?;
+    let (mut renewed, mut ended) = (0, 0);
+    for sub in live {
+        let now = Utc::now();
+        let txn = db::begin_write(db).await?;
+        if sub.cancel_at_period_end {
+            subscriptions::Entity::update_many()
+                .col_expr(subscriptions::Column::Status, Expr::value("canceled"))
+                .col_expr(subscriptions::Column::SourceUpdatedAt, Expr::value(now))
+                .col_expr(subscriptions::Column::UpdatedAt, Expr::value(now))
+                .filter(subscriptions::Column::Id.eq(sub.id.clone()))
+                .exec(&txn)
+                .await?;
+            txn.commit().await?;
+            ended += 1;
+            continue;
+        }
+        let price = prices::Entity::find_by_id(sub.price_id.clone())
+            .one(&txn)
+            .await?
+            .ok_or_else(|| BillingError::UnknownPrice(sub.price_id.clone()))?;
+        let start = sub.current_period_end.max(now);
+        let end = period_end(start, price.interval.as_deref());
+        subscriptions::Entity::update_many()
+            .col_expr(
+                subscriptions::Column::CurrentPeriodStart,
+                Expr::value(start),
+            )
+            .col_expr(subscriptions::Column::CurrentPeriodEnd, Expr::value(end))
+            .col_expr(subscriptions::Column::SourceUpdatedAt, Expr::value(now))
+            .col_expr(subscriptions::Column::UpdatedAt, Expr::value(now))
+            .filter(subscriptions::Column::Id.eq(sub.id.clone()))
+            .exec(&txn)
+            .await?;
+        let invoice = format!("in_sandbox_{}", Uuid::now_v7().simple());
+        fulfil_invoice(&txn, sub.user_id, &price, &invoice, end).await?;
+        txn.commit().await?;
+        renewed += 1;
+    }
+    Ok((renewed, ended))
+}
