@@ -37,8 +37,19 @@ pub enum BillingError {
     Database(#[from] DbErr),
 }
 
+/// One price of the sandbox offer: id, name, kind, interval, cents, credits, display order.
+type OfferedPrice = (
+    &'static str,
+    &'static str,
+    &'static str,
+    Option<&'static str>,
+    i64,
+    i64,
+    i32,
+);
+
 /// The seed system's offer, which sandbox mode starts with.
-const SANDBOX_OFFER: [(&str, &str, &str, Option<&str>, i64, i64, i32); 5] = [
+const SANDBOX_OFFER: [OfferedPrice; 5] = [
     (
         "sandbox_pack_100",
         "Starter pack",

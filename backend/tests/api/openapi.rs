@@ -27,6 +27,7 @@ fn every_operation_documents_its_errors_and_security() {
                     "/readyz",
                     "/api/v1/features",
                     "/api/v1/example/estimate",
+                    "/api/v1/billing/catalog",
                 ]
                 .contains(&path.as_str());
             if !public || (path == "/api/v1/features" && method == "post") {
