@@ -48,8 +48,7 @@ fn options() -> Options {
         seconds: 20,
         binary: format!(
             "{}/release/tollgate",
-            std::env::var("CARGO_TARGET_DIR")
-                .unwrap_or_else(|_| "/var/tmp/tollgate-target".to_owned())
+            std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "/var/tmp/tollgate-target".to_owned())
         ),
     };
     let args: Vec<String> = std::env::args().collect();
@@ -78,17 +77,9 @@ fn options() -> Options {
 async fn fresh_database(kind: &str, dir: &std::path::Path) -> String {
     match kind {
         "postgres" => {
-            let admin = Database::connect("postgres://postgres@127.0.0.1:5432/postgres")
-                .await
-                .expect("postgres");
-            admin
-                .execute_unprepared("DROP DATABASE IF EXISTS tollgate_bench WITH (FORCE)")
-                .await
-                .expect("drop");
-            admin
-                .execute_unprepared("CREATE DATABASE tollgate_bench")
-                .await
-                .expect("create");
+            let admin = Database::connect("postgres://postgres@127.0.0.1:5432/postgres").await.expect("postgres");
+            admin.execute_unprepared("DROP DATABASE IF EXISTS tollgate_bench WITH (FORCE)").await.expect("drop");
+            admin.execute_unprepared("CREATE DATABASE tollgate_bench").await.expect("create");
             "postgres://postgres@127.0.0.1:5432/tollgate_bench".to_owned()
         }
         _ => format!("sqlite://{}?mode=rwc", dir.join("bench.db").display()),
@@ -103,28 +94,17 @@ fn start_server(opts: &Options, url: &str, dir: &std::path::Path) -> Child {
         .env("TOLLGATE_DATA_DIR", dir)
         .env("JWT_SECRET", SECRET)
         .env("SQLITE_SYNCHRONOUS", "FULL")
-        .env(
-            "DATABASE_MAX_CONNECTIONS",
-            std::env::var("BENCH_POOL").unwrap_or_else(|_| "16".to_owned()),
-        )
+        .env("DATABASE_MAX_CONNECTIONS", std::env::var("BENCH_POOL").unwrap_or_else(|_| "16".to_owned()))
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot start {}: {e} (run `cargo build --release -p tollgate` first)",
-                opts.binary
-            )
-        })
+        .unwrap_or_else(|e| panic!("cannot start {}: {e} (run `cargo build --release -p tollgate` first)", opts.binary))
 }
 
 async fn wait_ready(client: &reqwest::Client) {
     for _ in 0..300 {
-        if let Ok(res) = client
-            .get(format!("http://127.0.0.1:{PORT}/readyz"))
-            .send()
-            .await
+        if let Ok(res) = client.get(format!("http://127.0.0.1:{PORT}/readyz")).send().await
             && res.status().is_success()
         {
             return;
@@ -158,10 +138,7 @@ async fn seed(url: &str) -> Vec<String> {
             .await
             .expect("user");
             ledger::create_wallet(&txn, id, now).await.expect("wallet");
-            let mut wallet = ledger::lock_wallet(&txn, id)
-                .await
-                .expect("lock")
-                .expect("wallet");
+            let mut wallet = ledger::lock_wallet(&txn, id).await.expect("lock").expect("wallet");
             let lot = NewLot {
                 source: LotSource::Grant,
                 kind: TransferKind::Grant,
@@ -171,16 +148,7 @@ async fn seed(url: &str) -> Vec<String> {
                 expires_at: None,
                 reference: format!("bench:{id}"),
             };
-            ledger::credit_wallet(
-                &txn,
-                &mut wallet,
-                lot,
-                TransferDetails::default(),
-                None,
-                now,
-            )
-            .await
-            .expect("lot");
+            ledger::credit_wallet(&txn, &mut wallet, lot, TransferDetails::default(), None, now).await.expect("lot");
             ledger::save_wallet(&txn, &wallet, now).await.expect("save");
             tokens.push(keys.issue(id, Role::User).expect("token"));
         }
@@ -218,19 +186,12 @@ async fn drive(tokens: Arc<Vec<String>>, hot: bool, seconds: u64) -> Run {
         let stop = stop.clone();
         let errors = errors.clone();
         tasks.push(tokio::spawn(async move {
-            let client = reqwest::Client::builder()
-                .pool_max_idle_per_host(1)
-                .build()
-                .expect("client");
+            let client = reqwest::Client::builder().pool_max_idle_per_host(1).build().expect("client");
             let url = format!("http://127.0.0.1:{PORT}/api/v1/credits/spend");
             let mut latencies = Vec::with_capacity(100_000);
             let mut n: u64 = 0;
             while !stop.load(Ordering::Relaxed) {
-                let user = if hot {
-                    0
-                } else {
-                    (worker * 7919 + n as usize * 104_729) % tokens.len()
-                };
+                let user = if hot { 0 } else { (worker * 7919 + n as usize * 104_729) % tokens.len() };
                 let key = format!("bench-{worker}-{n}-{}", Uuid::new_v4().simple());
                 n += 1;
                 let t = Instant::now();
@@ -263,12 +224,7 @@ async fn drive(tokens: Arc<Vec<String>>, hot: bool, seconds: u64) -> Run {
     }
     let elapsed = started.elapsed();
     latencies_us.sort_unstable();
-    Run {
-        ok: latencies_us.len() as u64,
-        errors: errors.load(Ordering::Relaxed),
-        latencies_us,
-        elapsed,
-    }
+    Run { ok: latencies_us.len() as u64, errors: errors.load(Ordering::Relaxed), latencies_us, elapsed }
 }
 
 fn percentile(sorted: &[u64], p: f64) -> f64 {
@@ -290,19 +246,10 @@ async fn main() {
 
     let seeding = Instant::now();
     let tokens = Arc::new(seed(&url).await);
-    eprintln!(
-        "seeded {USERS} users in {:.1}s",
-        seeding.elapsed().as_secs_f64()
-    );
+    eprintln!("seeded {USERS} users in {:.1}s", seeding.elapsed().as_secs_f64());
 
-    println!(
-        "database: {} | {CONNECTIONS} connections | {} s per run",
-        opts.db, opts.seconds
-    );
-    println!(
-        "{:<8} {:>10} {:>10} {:>10} {:>8}",
-        "wallets", "spends/s", "p50 ms", "p99 ms", "errors"
-    );
+    println!("database: {} | {CONNECTIONS} connections | {} s per run", opts.db, opts.seconds);
+    println!("{:<8} {:>10} {:>10} {:>10} {:>8}", "wallets", "spends/s", "p50 ms", "p99 ms", "errors");
     for hot in [false, true] {
         let run = drive(tokens.clone(), hot, opts.seconds).await;
         println!(
@@ -314,19 +261,11 @@ async fn main() {
             run.errors
         );
     }
-    println!(
-        "server peak memory (VmHWM): {:.1} MiB",
-        peak_rss_mib(server.id())
-    );
+    println!("server peak memory (VmHWM): {:.1} MiB", peak_rss_mib(server.id()));
 
     let conn = Database::connect(&url).await.expect("connect");
-    let report = tollgate::credits::reconcile::reconcile(&conn)
-        .await
-        .expect("reconcile");
-    println!(
-        "reconcile: {}",
-        if report.ok { "clean" } else { "VIOLATIONS" }
-    );
+    let report = tollgate::credits::reconcile::reconcile(&conn).await.expect("reconcile");
+    println!("reconcile: {}", if report.ok { "clean" } else { "VIOLATIONS" });
     if !report.ok {
         print!("{}", report.to_text());
     }

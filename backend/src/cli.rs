@@ -52,6 +52,8 @@ pub enum Command {
         #[arg(long)]
         key: Option<String>,
     },
+    /// Mirror Stripe's active prices (with credits in their metadata) into the catalog.
+    SyncPrices,
     /// Post due expiries and release overdue holds now, then exit.
     Expire,
     /// Sandbox mode tools.
@@ -97,16 +99,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             log::info!(
                 "starting Tollgate on http://{} ({}){}",
                 settings.bind,
-                if settings.is_sqlite() {
-                    "SQLite"
-                } else {
-                    "PostgreSQL"
-                },
-                if sandbox {
-                    ", Stripe sandbox mode: no real payments"
-                } else {
-                    ""
-                }
+                if settings.is_sqlite() { "SQLite" } else { "PostgreSQL" },
+                if sandbox { ", Stripe sandbox mode: no real payments" } else { "" }
             );
             let app = Application::build(settings).await?;
             app.run_until_stopped().await?;
@@ -118,23 +112,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             println!("migrations applied");
             Ok(0)
         }
-        Command::Users {
-            command: UsersCommand::Promote { email },
-        } => {
+        Command::Users { command: UsersCommand::Promote { email } } => {
             let email = Email::parse(&email).map_err(|m| anyhow::anyhow!("email {m}"))?;
             let db = connect_migrated(&settings).await?;
-            let user = auth::service::promote(&db, &email)
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}: {email}"))?;
+            let user = auth::service::promote(&db, &email).await.map_err(|e| anyhow::anyhow!("{e}: {email}"))?;
             println!("{} is now an admin", user.email);
             Ok(0)
         }
-        Command::Grant {
-            email,
-            amount,
-            reason,
-            key,
-        } => {
+        Command::Grant { email, amount, reason, key } => {
             let db = connect_migrated(&settings).await?;
             let key = match key {
                 Some(k) => IdempotencyKey::parse(&k).map_err(|m| anyhow::anyhow!("--key {m}"))?,
@@ -157,33 +142,32 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 priority: None,
                 expires_at: None,
             };
-            match credits::service::grant(&db, &request, command)
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?
-            {
-                Outcome::Fresh(r) => println!(
-                    "granted {}; balance is now {}",
-                    r.transfer.amount, r.balance.balance
-                ),
+            match credits::service::grant(&db, &request, command).await.map_err(|e| anyhow::anyhow!("{e}"))? {
+                Outcome::Fresh(r) => println!("granted {}; balance is now {}", r.transfer.amount, r.balance.balance),
                 Outcome::Replayed(_) => println!("already granted with this key; nothing changed"),
             }
             Ok(0)
         }
-        Command::Sandbox {
-            command: SandboxCommand::Renew,
-        } => {
+        Command::Sandbox { command: SandboxCommand::Renew } => {
             let db = connect_migrated(&settings).await?;
-            let (renewed, ended) = crate::billing::service::renew_sandbox_subscriptions(&db)
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let (renewed, ended) =
+                crate::billing::service::renew_sandbox_subscriptions(&db).await.map_err(|e| anyhow::anyhow!("{e}"))?;
             println!("renewed {renewed} sandbox subscriptions, ended {ended}");
+            Ok(0)
+        }
+        Command::SyncPrices => {
+            let db = connect_migrated(&settings).await?;
+            let Some(gateway) = crate::billing::stripe::StripeGateway::from_settings(&settings)? else {
+                anyhow::bail!("STRIPE_SECRET_KEY is not set: sandbox mode has no Stripe prices to sync");
+            };
+            let (synced, deactivated) =
+                crate::billing::service::sync_prices(&db, &gateway).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("mirrored {synced} prices, deactivated {deactivated}");
             Ok(0)
         }
         Command::Expire => {
             let db = connect_migrated(&settings).await?;
-            let n = credits::service::expire_due(&db)
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let n = credits::service::expire_due(&db).await.map_err(|e| anyhow::anyhow!("{e}"))?;
             println!("settled {n} wallets");
             Ok(0)
         }

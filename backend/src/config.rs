@@ -43,11 +43,7 @@ pub struct PasswordHashing {
 
 impl Default for PasswordHashing {
     fn default() -> Self {
-        Self {
-            memory_kib: 19 * 1024,
-            iterations: 2,
-            parallelism: 1,
-        }
+        Self { memory_kib: 19 * 1024, iterations: 2, parallelism: 1 }
     }
 }
 
@@ -93,6 +89,14 @@ pub struct Settings {
     pub migrate_on_start: bool,
     /// Where the billing portal sends the user back to.
     pub billing_portal_return_url: String,
+    /// Stripe's secret key; without it Tollgate runs in sandbox mode.
+    pub stripe_secret_key: Option<Secret>,
+    /// The signing secret of the webhook endpoint (`whsec_…`).
+    pub stripe_webhook_secret: Option<Secret>,
+    /// Stripe's publishable key, handed to the SPA.
+    pub stripe_publishable_key: Option<String>,
+    /// Stripe's API base URL; tests point it at a local fake.
+    pub stripe_api_base: Option<String>,
 }
 
 /// A setting that is missing or wrong, named so the operator can fix it.
@@ -104,17 +108,11 @@ pub struct ConfigError {
 }
 
 fn invalid(variable: &'static str, message: impl Into<String>) -> ConfigError {
-    ConfigError {
-        variable,
-        message: message.into(),
-    }
+    ConfigError { variable, message: message.into() }
 }
 
 fn var(name: &'static str) -> Option<String> {
-    env::var(name)
-        .ok()
-        .map(|v| v.trim().to_owned())
-        .filter(|v| !v.is_empty())
+    env::var(name).ok().map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
 }
 
 fn parse_number<T>(name: &'static str, default: T, min: T, max: T) -> Result<T, ConfigError>
@@ -124,9 +122,7 @@ where
     let Some(raw) = var(name) else {
         return Ok(default);
     };
-    let value: T = raw
-        .parse()
-        .map_err(|_| invalid(name, format!("`{raw}` is not a whole number")))?;
+    let value: T = raw.parse().map_err(|_| invalid(name, format!("`{raw}` is not a whole number")))?;
     if value < min || value > max {
         return Err(invalid(name, format!("{value} is outside {min}..={max}")));
     }
@@ -152,89 +148,55 @@ impl Settings {
     pub fn from_env() -> Result<Self, ConfigError> {
         let _ = dotenvy::dotenv();
 
-        let environment = match var("TOLLGATE_ENV")
-            .map(|v| v.to_ascii_lowercase())
-            .as_deref()
-        {
+        let environment = match var("TOLLGATE_ENV").map(|v| v.to_ascii_lowercase()).as_deref() {
             None | Some("development") | Some("dev") => Environment::Development,
             Some("production") | Some("prod") => Environment::Production,
             Some(other) => {
-                return Err(invalid(
-                    "TOLLGATE_ENV",
-                    format!("`{other}` is neither `development` nor `production`"),
-                ));
+                return Err(invalid("TOLLGATE_ENV", format!("`{other}` is neither `development` nor `production`")));
             }
         };
 
         let bind_raw = var("BIND").unwrap_or_else(|| "127.0.0.1:8080".to_owned());
-        let bind: SocketAddr = bind_raw.parse().map_err(|_| {
-            invalid(
-                "BIND",
-                format!("`{bind_raw}` is not an address like 127.0.0.1:8080"),
-            )
-        })?;
+        let bind: SocketAddr = bind_raw
+            .parse()
+            .map_err(|_| invalid("BIND", format!("`{bind_raw}` is not an address like 127.0.0.1:8080")))?;
 
-        let data_dir =
-            PathBuf::from(var("TOLLGATE_DATA_DIR").unwrap_or_else(|| "./data".to_owned()));
+        let data_dir = PathBuf::from(var("TOLLGATE_DATA_DIR").unwrap_or_else(|| "./data".to_owned()));
 
         let database_url = match var("DATABASE_URL") {
             Some(url) => {
-                if !(url.starts_with("sqlite:")
-                    || url.starts_with("postgres://")
-                    || url.starts_with("postgresql://"))
-                {
-                    return Err(invalid(
-                        "DATABASE_URL",
-                        "must start with sqlite:, postgres:// or postgresql://",
-                    ));
+                if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                    return Err(invalid("DATABASE_URL", "must start with sqlite:, postgres:// or postgresql://"));
                 }
                 url
             }
-            None => format!(
-                "sqlite://{}?mode=rwc",
-                data_dir.join("tollgate.db").display()
-            ),
+            None => format!("sqlite://{}?mode=rwc", data_dir.join("tollgate.db").display()),
         };
 
-        let sqlite_synchronous = match var("SQLITE_SYNCHRONOUS")
-            .map(|v| v.to_ascii_uppercase())
-            .as_deref()
-        {
+        let sqlite_synchronous = match var("SQLITE_SYNCHRONOUS").map(|v| v.to_ascii_uppercase()).as_deref() {
             None | Some("FULL") => SqliteSynchronous::Full,
             Some("NORMAL") => SqliteSynchronous::Normal,
             Some("EXTRA") => SqliteSynchronous::Extra,
             Some("OFF") => SqliteSynchronous::Off,
             Some(other) => {
-                return Err(invalid(
-                    "SQLITE_SYNCHRONOUS",
-                    format!("`{other}` is not one of OFF, NORMAL, FULL, EXTRA"),
-                ));
+                return Err(invalid("SQLITE_SYNCHRONOUS", format!("`{other}` is not one of OFF, NORMAL, FULL, EXTRA")));
             }
         };
 
         let jwt_secret = match var("JWT_SECRET") {
             Some(secret) if secret.len() < MIN_JWT_SECRET_LEN => {
-                return Err(invalid(
-                    "JWT_SECRET",
-                    format!("must be at least {MIN_JWT_SECRET_LEN} characters"),
-                ));
+                return Err(invalid("JWT_SECRET", format!("must be at least {MIN_JWT_SECRET_LEN} characters")));
             }
             Some(secret) => Secret::new(secret),
             None if environment == Environment::Production => {
-                return Err(invalid(
-                    "JWT_SECRET",
-                    "is required when TOLLGATE_ENV=production",
-                ));
+                return Err(invalid("JWT_SECRET", "is required when TOLLGATE_ENV=production"));
             }
             None => Secret::new(load_or_create_dev_secret(&data_dir)?),
         };
 
         let admin_api_key = match var("ADMIN_API_KEY") {
             Some(key) if key.len() < MIN_ADMIN_KEY_LEN => {
-                return Err(invalid(
-                    "ADMIN_API_KEY",
-                    format!("must be at least {MIN_ADMIN_KEY_LEN} characters"),
-                ));
+                return Err(invalid("ADMIN_API_KEY", format!("must be at least {MIN_ADMIN_KEY_LEN} characters")));
             }
             other => other.map(Secret::new),
         };
@@ -245,21 +207,30 @@ impl Settings {
         }
         let site_url = site_url.trim_end_matches('/').to_owned();
 
-        if var("STRIPE_SECRET_KEY").is_some() {
+        let stripe_secret_key = var("STRIPE_SECRET_KEY");
+        if let Some(key) = &stripe_secret_key
+            && !(key.starts_with("sk_") || key.starts_with("rk_"))
+        {
+            return Err(invalid("STRIPE_SECRET_KEY", "must be a Stripe secret key (sk_… or rk_…)"));
+        }
+        let stripe_webhook_secret = var("STRIPE_WEBHOOK_SECRET");
+        if stripe_webhook_secret.as_ref().is_some_and(|s| !s.starts_with("whsec_")) {
+            return Err(invalid("STRIPE_WEBHOOK_SECRET", "must be a webhook signing secret (whsec_…)"));
+        }
+        if stripe_secret_key.is_some() && stripe_webhook_secret.is_none() && environment == Environment::Production {
             return Err(invalid(
-                "STRIPE_SECRET_KEY",
-                "live Stripe mode is not available in this build yet; unset it to run in sandbox mode",
+                "STRIPE_WEBHOOK_SECRET",
+                "is required with STRIPE_SECRET_KEY in production: payments are credited by webhooks",
             ));
+        }
+        let stripe_api_base = var("STRIPE_API_BASE");
+        if stripe_api_base.as_ref().is_some_and(|u| !(u.starts_with("http://") || u.starts_with("https://"))) {
+            return Err(invalid("STRIPE_API_BASE", "must start with http:// or https://"));
         }
         let billing_portal_return_url =
             var("BILLING_PORTAL_RETURN_URL").unwrap_or_else(|| format!("{site_url}/credits"));
-        if !(billing_portal_return_url.starts_with("http://")
-            || billing_portal_return_url.starts_with("https://"))
-        {
-            return Err(invalid(
-                "BILLING_PORTAL_RETURN_URL",
-                "must start with http:// or https://",
-            ));
+        if !(billing_portal_return_url.starts_with("http://") || billing_portal_return_url.starts_with("https://")) {
+            return Err(invalid("BILLING_PORTAL_RETURN_URL", "must start with http:// or https://"));
         }
 
         let defaults = PasswordHashing::default();
@@ -269,16 +240,11 @@ impl Settings {
             parallelism: parse_number("PASSWORD_HASH_PARALLELISM", defaults.parallelism, 1, 16)?,
         };
         if password_hashing.memory_kib < 8 * password_hashing.parallelism {
-            return Err(invalid(
-                "PASSWORD_HASH_MEMORY_KIB",
-                "must be at least 8 times PASSWORD_HASH_PARALLELISM",
-            ));
+            return Err(invalid("PASSWORD_HASH_MEMORY_KIB", "must be at least 8 times PASSWORD_HASH_PARALLELISM"));
         }
 
         let is_sqlite = database_url.starts_with("sqlite:");
-        let default_workers = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2);
+        let default_workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
         Ok(Self {
             environment,
             bind,
@@ -296,35 +262,20 @@ impl Settings {
             jwt_secret,
             admin_api_key,
             site_url,
-            access_token_ttl: Duration::from_secs(parse_number(
-                "ACCESS_TOKEN_TTL_SECONDS",
-                900,
-                30,
-                86_400,
-            )?),
-            refresh_token_ttl: Duration::from_secs(
-                parse_number("REFRESH_TOKEN_TTL_DAYS", 30u64, 1, 365)? * 86_400,
-            ),
+            access_token_ttl: Duration::from_secs(parse_number("ACCESS_TOKEN_TTL_SECONDS", 900, 30, 86_400)?),
+            refresh_token_ttl: Duration::from_secs(parse_number("REFRESH_TOKEN_TTL_DAYS", 30u64, 1, 365)? * 86_400),
             password_hashing,
             login_max_failures: parse_number("LOGIN_MAX_FAILURES", 5, 1, 1000)?,
-            login_lockout: Duration::from_secs(parse_number(
-                "LOGIN_LOCKOUT_SECONDS",
-                900,
-                1,
-                86_400,
-            )?),
+            login_lockout: Duration::from_secs(parse_number("LOGIN_LOCKOUT_SECONDS", 900, 1, 86_400)?),
             workers: parse_number("WORKERS", default_workers, 1, 256)?,
-            expiry_interval: Duration::from_secs(parse_number(
-                "EXPIRY_INTERVAL_SECONDS",
-                30,
-                1,
-                86_400,
-            )?),
-            frontend_dir: PathBuf::from(
-                var("FRONTEND_DIR").unwrap_or_else(|| "./frontend/dist".to_owned()),
-            ),
+            expiry_interval: Duration::from_secs(parse_number("EXPIRY_INTERVAL_SECONDS", 30, 1, 86_400)?),
+            frontend_dir: PathBuf::from(var("FRONTEND_DIR").unwrap_or_else(|| "./frontend/dist".to_owned())),
             migrate_on_start: parse_bool("MIGRATE_ON_START", true)?,
             billing_portal_return_url,
+            stripe_secret_key: stripe_secret_key.map(Secret::new),
+            stripe_webhook_secret: stripe_webhook_secret.map(Secret::new),
+            stripe_publishable_key: var("STRIPE_PUBLISHABLE_KEY"),
+            stripe_api_base,
         })
     }
 
@@ -336,7 +287,11 @@ impl Settings {
     /// `sandbox` while no Stripe keys are configured: checkout and the portal are local pages
     /// and no real payment is taken.
     pub fn stripe_mode(&self) -> &'static str {
-        "sandbox"
+        match &self.stripe_secret_key {
+            None => "sandbox",
+            Some(key) if key.expose().contains("_live_") => "live",
+            Some(_) => "test",
+        }
     }
 
     /// Whether cookies should carry `Secure`: whenever the site is served over HTTPS.
@@ -352,28 +307,17 @@ fn load_or_create_dev_secret(data_dir: &std::path::Path) -> Result<String, Confi
     if let Ok(existing) = std::fs::read_to_string(&path) {
         let existing = existing.trim().to_owned();
         if existing.len() >= MIN_JWT_SECRET_LEN {
-            log::warn!(
-                "JWT_SECRET is not set: using the development secret kept in {}",
-                path.display()
-            );
+            log::warn!("JWT_SECRET is not set: using the development secret kept in {}", path.display());
             return Ok(existing);
         }
     }
-    std::fs::create_dir_all(data_dir).map_err(|e| {
-        invalid(
-            "TOLLGATE_DATA_DIR",
-            format!("cannot create {}: {e}", data_dir.display()),
-        )
-    })?;
+    std::fs::create_dir_all(data_dir)
+        .map_err(|e| invalid("TOLLGATE_DATA_DIR", format!("cannot create {}: {e}", data_dir.display())))?;
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
     let secret = hex::encode(bytes);
-    std::fs::write(&path, &secret).map_err(|e| {
-        invalid(
-            "TOLLGATE_DATA_DIR",
-            format!("cannot write {}: {e}", path.display()),
-        )
-    })?;
+    std::fs::write(&path, &secret)
+        .map_err(|e| invalid("TOLLGATE_DATA_DIR", format!("cannot write {}: {e}", path.display())))?;
     log::warn!(
         "JWT_SECRET is not set: generated a development secret and kept it in {} (set JWT_SECRET in production)",
         path.display()

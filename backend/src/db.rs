@@ -8,8 +8,8 @@
 use std::{path::Path, time::Duration};
 
 use sea_orm::{
-    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
-    DbErr, SqlErr, SqliteTransactionMode, TransactionOptions, TransactionTrait,
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, SqlErr,
+    SqliteTransactionMode, TransactionOptions, TransactionTrait,
 };
 use tollgate_migrations::{Migrator, MigratorTrait};
 
@@ -50,12 +50,7 @@ pub async fn connect(settings: &Settings) -> Result<DatabaseConnection, DbErr> {
 
 /// `sqlite://./data/x.db?mode=rwc` cannot create `./data` by itself.
 fn ensure_sqlite_parent_dir(url: &str) {
-    let path = url
-        .trim_start_matches("sqlite:")
-        .trim_start_matches("//")
-        .split('?')
-        .next()
-        .unwrap_or_default();
+    let path = url.trim_start_matches("sqlite:").trim_start_matches("//").split('?').next().unwrap_or_default();
     if path.is_empty() || path == ":memory:" {
         return;
     }

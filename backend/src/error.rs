@@ -59,21 +59,8 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    pub fn new(
-        status: StatusCode,
-        code: &'static str,
-        title: &'static str,
-        detail: impl Into<String>,
-    ) -> Self {
-        Self {
-            status,
-            code,
-            title,
-            detail: detail.into(),
-            extensions: Map::new(),
-            retry_after: None,
-            source: None,
-        }
+    pub fn new(status: StatusCode, code: &'static str, title: &'static str, detail: impl Into<String>) -> Self {
+        Self { status, code, title, detail: detail.into(), extensions: Map::new(), retry_after: None, source: None }
     }
 
     /// Adds an extension member (e.g. `available`, `requested`) to the body.
@@ -120,22 +107,13 @@ impl ApiError {
             [one] => format!("{}: {}", one.field, one.message),
             _ => format!("{} fields are invalid", errors.len()),
         };
-        Self::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation_failed",
-            "Validation failed",
-            detail,
-        )
-        .with("errors", errors)
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", "Validation failed", detail)
+            .with("errors", errors)
     }
 
     /// One failing field.
     pub fn field(field: &str, code: &str, message: impl Into<String>) -> Self {
-        Self::validation(vec![FieldError {
-            field: field.to_owned(),
-            code: code.to_owned(),
-            message: message.into(),
-        }])
+        Self::validation(vec![FieldError { field: field.to_owned(), code: code.to_owned(), message: message.into() }])
     }
 
     /// A failure the client cannot fix; the cause is logged, not shown.
@@ -165,18 +143,12 @@ impl ApiError {
 
     fn body(&self) -> Value {
         let mut body = Map::new();
-        body.insert(
-            "type".into(),
-            Value::String(format!("urn:tollgate:problem:{}", self.code)),
-        );
+        body.insert("type".into(), Value::String(format!("urn:tollgate:problem:{}", self.code)));
         body.insert("title".into(), Value::String(self.title.to_owned()));
         body.insert("status".into(), Value::from(self.status.as_u16()));
         body.insert("detail".into(), Value::String(self.detail.clone()));
         body.insert("code".into(), Value::String(self.code.to_owned()));
-        body.insert(
-            "request_id".into(),
-            Value::String(request_id::current().unwrap_or_default()),
-        );
+        body.insert("request_id".into(), Value::String(request_id::current().unwrap_or_default()));
         for (key, value) in &self.extensions {
             body.entry(key.clone()).or_insert_with(|| value.clone());
         }
@@ -224,11 +196,7 @@ impl ResponseError for ApiError {
 
 impl From<sea_orm::DbErr> for ApiError {
     fn from(err: sea_orm::DbErr) -> Self {
-        if crate::db::is_unavailable(&err) {
-            Self::database_unavailable(err)
-        } else {
-            Self::internal(err)
-        }
+        if crate::db::is_unavailable(&err) { Self::database_unavailable(err) } else { Self::internal(err) }
     }
 }
 
@@ -241,11 +209,7 @@ impl From<validator::ValidationErrors> for ApiError {
                 errs.iter().map(move |e| FieldError {
                     field: field.to_string(),
                     code: e.code.to_string(),
-                    message: e
-                        .message
-                        .as_ref()
-                        .map(|m| m.to_string())
-                        .unwrap_or_else(|| e.code.to_string()),
+                    message: e.message.as_ref().map(|m| m.to_string()).unwrap_or_else(|| e.code.to_string()),
                 })
             })
             .collect();
@@ -277,27 +241,15 @@ pub fn json_error(err: actix_web::error::JsonPayloadError, _req: &HttpRequest) -
             format!("The body does not have the expected shape: {e}"),
         )
         .with("errors", Vec::<FieldError>::new()),
-        E::Deserialize(e) => {
-            ApiError::bad_request("invalid_json", format!("The body is not valid JSON: {e}"))
-        }
-        other => ApiError::bad_request(
-            "invalid_json",
-            format!("The body could not be read: {other}"),
-        ),
+        E::Deserialize(e) => ApiError::bad_request("invalid_json", format!("The body is not valid JSON: {e}")),
+        other => ApiError::bad_request("invalid_json", format!("The body could not be read: {other}")),
     };
     api.into()
 }
 
 /// The error for a query string actix could not read.
-pub fn query_error(
-    err: actix_web::error::QueryPayloadError,
-    _req: &HttpRequest,
-) -> actix_web::Error {
-    ApiError::bad_request(
-        "invalid_query",
-        format!("The query string is invalid: {err}"),
-    )
-    .into()
+pub fn query_error(err: actix_web::error::QueryPayloadError, _req: &HttpRequest) -> actix_web::Error {
+    ApiError::bad_request("invalid_query", format!("The query string is invalid: {err}")).into()
 }
 
 /// The error for a path segment actix could not read (e.g. an id that is not a UUID).
@@ -307,10 +259,7 @@ pub fn path_error(err: actix_web::error::PathError, _req: &HttpRequest) -> actix
 
 /// Answers for routes that do not exist, and for known routes called with the wrong method.
 pub async fn not_found(req: HttpRequest) -> ApiError {
-    ApiError::not_found(
-        "not_found",
-        format!("No route for {} {}.", req.method(), req.path()),
-    )
+    ApiError::not_found("not_found", format!("No route for {} {}.", req.method(), req.path()))
 }
 
 /// 405 for a known path with a method it does not accept.

@@ -38,18 +38,9 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let ready = db::ping(&state.db).await.is_ok();
     let body = ReadyResponse {
         status: if ready { "ready" } else { "unavailable" }.to_owned(),
-        database: if state.settings.is_sqlite() {
-            "sqlite"
-        } else {
-            "postgres"
-        }
-        .to_owned(),
+        database: if state.settings.is_sqlite() { "sqlite" } else { "postgres" }.to_owned(),
         stripe_mode: state.settings.stripe_mode().to_owned(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
     };
-    if ready {
-        HttpResponse::Ok().json(body)
-    } else {
-        HttpResponse::ServiceUnavailable().json(body)
-    }
+    if ready { HttpResponse::Ok().json(body) } else { HttpResponse::ServiceUnavailable().json(body) }
 }

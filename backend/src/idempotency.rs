@@ -47,13 +47,9 @@ pub fn key_from_headers(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, A
     let Some(value) = headers.get(HEADER) else {
         return Ok(None);
     };
-    let raw = value.to_str().map_err(|_| {
-        ApiError::field(
-            "Idempotency-Key",
-            "invalid",
-            "Idempotency-Key must be printable ASCII",
-        )
-    })?;
+    let raw = value
+        .to_str()
+        .map_err(|_| ApiError::field("Idempotency-Key", "invalid", "Idempotency-Key must be printable ASCII"))?;
     IdempotencyKey::parse(raw)
         .map(Some)
         .map_err(|m| ApiError::field("Idempotency-Key", "invalid", format!("Idempotency-Key {m}")))
@@ -71,9 +67,7 @@ pub fn require_key(headers: &HeaderMap) -> Result<IdempotencyKey, ApiError> {
 
 /// SHA-256 over the method, the path and the canonical JSON of the parsed body.
 pub fn fingerprint(req: &HttpRequest, body: &impl Serialize) -> String {
-    let canonical = serde_json::to_value(body)
-        .map(|v| v.to_string())
-        .unwrap_or_default();
+    let canonical = serde_json::to_value(body).map(|v| v.to_string()).unwrap_or_default();
     let mut hasher = Sha256::new();
     hasher.update(req.method().as_str().as_bytes());
     hasher.update(b" ");
@@ -84,16 +78,9 @@ pub fn fingerprint(req: &HttpRequest, body: &impl Serialize) -> String {
 }
 
 /// Looks the key up; call it after taking the lock that serialises the caller's writes.
-pub async fn lookup(
-    db: &impl ConnectionTrait,
-    request: &IdempotentRequest,
-) -> Result<Lookup, DbErr> {
-    let found = idempotency_keys::Entity::find_by_id((
-        request.scope.clone(),
-        request.key.as_str().to_owned(),
-    ))
-    .one(db)
-    .await?;
+pub async fn lookup(db: &impl ConnectionTrait, request: &IdempotentRequest) -> Result<Lookup, DbErr> {
+    let found =
+        idempotency_keys::Entity::find_by_id((request.scope.clone(), request.key.as_str().to_owned())).one(db).await?;
     Ok(match found {
         None => Lookup::New,
         Some(row) if row.fingerprint != request.fingerprint => Lookup::Mismatch,
@@ -128,8 +115,5 @@ pub async fn store(
 
 /// The error for a key reused with a different request.
 pub fn reused_error() -> ApiError {
-    ApiError::conflict(
-        "idempotency_key_reused",
-        "This Idempotency-Key was already used with a different request.",
-    )
+    ApiError::conflict("idempotency_key_reused", "This Idempotency-Key was already used with a different request.")
 }

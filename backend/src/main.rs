@@ -4,24 +4,20 @@ use clap::Parser;
 use tollgate::cli::{Cli, run};
 
 fn init_logging() {
-    env_logger::Builder::from_env(
-        env_logger::Env::default().default_filter_or("info,sqlx=warn,sea_orm=warn"),
-    )
-    .format(|buf, record| {
-        let rid = tollgate::request_id::current()
-            .map(|id| format!(" rid={id}"))
-            .unwrap_or_default();
-        writeln!(
-            buf,
-            "{} {:<5} {}{} {}",
-            chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ"),
-            record.level(),
-            record.target(),
-            rid,
-            record.args()
-        )
-    })
-    .init();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info,sqlx=warn,sea_orm=warn"))
+        .format(|buf, record| {
+            let rid = tollgate::request_id::current().map(|id| format!(" rid={id}")).unwrap_or_default();
+            writeln!(
+                buf,
+                "{} {:<5} {}{} {}",
+                chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ"),
+                record.level(),
+                record.target(),
+                rid,
+                record.args()
+            )
+        })
+        .init();
 }
 
 #[actix_web::main]

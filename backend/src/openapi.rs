@@ -46,10 +46,8 @@ impl Modify for SecurityAddon {
                     .build(),
             ),
         );
-        components.add_security_scheme(
-            "admin_key",
-            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("x-admin-key"))),
-        );
+        components
+            .add_security_scheme("admin_key", SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("x-admin-key"))));
     }
 }
 
@@ -68,20 +66,12 @@ pub fn complete_spec(api: &mut utoipa::openapi::OpenApi) {
             .description(description)
             .content(
                 "application/problem+json",
-                ContentBuilder::new()
-                    .schema(Some(Ref::from_schema_name("Problem")))
-                    .build(),
+                ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build(),
             )
             .build()
     };
     for item in api.paths.paths.values_mut() {
-        let operations = [
-            &mut item.get,
-            &mut item.post,
-            &mut item.put,
-            &mut item.patch,
-            &mut item.delete,
-        ];
+        let operations = [&mut item.get, &mut item.post, &mut item.put, &mut item.patch, &mut item.delete];
         for operation in operations.into_iter().flatten() {
             for (status, response) in operation.responses.responses.iter_mut() {
                 if let utoipa::openapi::RefOr::T(response) = response
@@ -105,12 +95,13 @@ pub fn complete_spec(api: &mut utoipa::openapi::OpenApi) {
             let text = serde_json::to_string(security).unwrap_or_default();
             let responses = &mut operation.responses.responses;
             responses.entry("401".to_owned()).or_insert_with(|| {
-                problem("`unauthenticated`, `invalid_token`, `token_expired`, `invalid_api_key` or `invalid_admin_key`").into()
+                problem("`unauthenticated`, `invalid_token`, `token_expired`, `invalid_api_key` or `invalid_admin_key`")
+                    .into()
             });
             if text.contains("admin_key") {
-                responses.entry("403".to_owned()).or_insert_with(|| {
-                    problem("`admin_required`: the caller is not an administrator").into()
-                });
+                responses
+                    .entry("403".to_owned())
+                    .or_insert_with(|| problem("`admin_required`: the caller is not an administrator").into());
             }
         }
     }

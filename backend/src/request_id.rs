@@ -26,9 +26,7 @@ fn acceptable(value: &HeaderValue) -> Option<String> {
     let text = value.to_str().ok()?;
     let ok = !text.is_empty()
         && text.len() <= 128
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
+        && text.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
     ok.then(|| text.to_owned())
 }
 
@@ -37,19 +35,12 @@ pub async fn middleware(
     mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, Error> {
-    let id = req
-        .headers()
-        .get(&HEADER)
-        .and_then(acceptable)
-        .unwrap_or_else(|| uuid::Uuid::now_v7().simple().to_string());
-    let header_value =
-        HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("invalid"));
+    let id =
+        req.headers().get(&HEADER).and_then(acceptable).unwrap_or_else(|| uuid::Uuid::now_v7().simple().to_string());
+    let header_value = HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("invalid"));
     req.headers_mut().insert(HEADER, header_value.clone());
     // Handlers' errors arrive here as responses, already rendered inside the id's scope.
-    let mut response = REQUEST_ID
-        .scope(id, next.call(req))
-        .await?
-        .map_into_boxed_body();
+    let mut response = REQUEST_ID.scope(id, next.call(req)).await?.map_into_boxed_body();
     response.headers_mut().insert(HEADER, header_value);
     Ok(response)
 }

@@ -21,11 +21,7 @@ fn safe_join(root: &Path, request_path: &str) -> Option<PathBuf> {
 }
 
 fn content_type(path: &Path) -> &'static str {
-    match path
-        .extension()
-        .and_then(|e| e.to_str())
-        .unwrap_or_default()
-    {
+    match path.extension().and_then(|e| e.to_str()).unwrap_or_default() {
         "html" => "text/html; charset=utf-8",
         "js" | "mjs" => "text/javascript; charset=utf-8",
         "css" => "text/css; charset=utf-8",
@@ -48,11 +44,7 @@ pub async fn serve(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse
     {
         {
             let hashed = req.path().starts_with("/assets/");
-            let cache = if hashed {
-                "public, max-age=31536000, immutable"
-            } else {
-                "no-cache"
-            };
+            let cache = if hashed { "public, max-age=31536000, immutable" } else { "no-cache" };
             return HttpResponse::Ok()
                 .insert_header((header::CONTENT_TYPE, content_type(&file)))
                 .insert_header((header::CACHE_CONTROL, cache))

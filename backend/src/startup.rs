@@ -16,8 +16,8 @@ use utoipa_actix_web::{AppExt, scope, service_config::ServiceConfig};
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::{
-    auth, billing, config::Settings, credits, db, error, example, health, openapi::ApiDoc,
-    request_id, spa, state::AppState,
+    auth, billing, config::Settings, credits, db, error, example, health, openapi::ApiDoc, request_id, spa,
+    state::AppState,
 };
 
 /// Every route under `/api/v1`, registered with its documentation.
@@ -49,12 +49,16 @@ pub fn api_routes(cfg: &mut ServiceConfig) {
         .service(billing::handlers::create_checkout_session)
         .service(billing::handlers::create_portal_link)
         .service(billing::handlers::get_portal_link)
-        .service(billing::handlers::get_subscription);
+        .service(billing::handlers::get_subscription)
+        .service(billing::handlers::sync_prices)
+        .service(billing::handlers::stripe_webhook)
+        .service(billing::handlers::list_stripe_events)
+        .service(billing::handlers::retry_stripe_event);
 }
 
 /// Routes outside `/api/v1`, also documented.
 fn root_routes(cfg: &mut ServiceConfig) {
-    cfg.service(health::healthz).service(health::readyz);
+    cfg.service(health::healthz).service(health::readyz).service(billing::handlers::stripe_webhook_legacy);
 }
 
 /// The spec, collected from the route table.
@@ -80,11 +84,7 @@ impl KnownRoutes {
             .paths
             .iter()
             .map(|(path, item)| {
-                let segments = path
-                    .trim_matches('/')
-                    .split('/')
-                    .map(str::to_owned)
-                    .collect();
+                let segments = path.trim_matches('/').split('/').map(str::to_owned).collect();
                 let methods = [
                     (Method::GET, item.get.is_some()),
                     (Method::POST, item.post.is_some()),
@@ -107,10 +107,7 @@ impl KnownRoutes {
         let mut allowed: Vec<Method> = Vec::new();
         for (segments, methods) in &self.0 {
             let matches = segments.len() == parts.len()
-                && segments
-                    .iter()
-                    .zip(&parts)
-                    .all(|(s, p)| (s.starts_with('{') && !p.is_empty()) || s == p);
+                && segments.iter().zip(&parts).all(|(s, p)| (s.starts_with('{') && !p.is_empty()) || s == p);
             if matches {
                 allowed.extend(methods.iter().cloned());
             }
@@ -119,18 +116,10 @@ impl KnownRoutes {
     }
 }
 
-async fn fallback(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    known: web::Data<KnownRoutes>,
-) -> HttpResponse {
+async fn fallback(req: HttpRequest, state: web::Data<AppState>, known: web::Data<KnownRoutes>) -> HttpResponse {
     use actix_web::ResponseError;
     if let Some(methods) = known.allowed(req.path()) {
-        let allow = methods
-            .iter()
-            .map(Method::as_str)
-            .collect::<Vec<_>>()
-            .join(", ");
+        let allow = methods.iter().map(Method::as_str).collect::<Vec<_>>().join(", ");
         let mut response = error::method_not_allowed(req).await.error_response();
         if let Ok(value) = header::HeaderValue::from_str(&allow) {
             response.headers_mut().insert(header::ALLOW, value);
@@ -171,11 +160,7 @@ impl Application {
         let workers = settings.workers;
         let state = AppState::new(db, settings)?;
         let server = run(listener, state.clone(), workers)?;
-        Ok(Self {
-            port,
-            server,
-            state,
-        })
+        Ok(Self { port, server, state })
     }
 
     pub fn port(&self) -> u16 {
@@ -217,11 +202,7 @@ fn run(listener: TcpListener, state: AppState, workers: usize) -> anyhow::Result
         let app = App::new()
             .app_data(data.clone())
             .app_data(known.clone())
-            .app_data(
-                web::JsonConfig::default()
-                    .limit(256 * 1024)
-                    .error_handler(error::json_error),
-            )
+            .app_data(web::JsonConfig::default().limit(256 * 1024).error_handler(error::json_error))
             .app_data(web::QueryConfig::default().error_handler(error::query_error))
             .app_data(web::PathConfig::default().error_handler(error::path_error))
             .into_utoipa_app()
@@ -236,11 +217,7 @@ fn run(listener: TcpListener, state: AppState, workers: usize) -> anyhow::Result
             .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", api.clone()))
             .route(
                 "/docs",
-                web::get().to(|| async {
-                    HttpResponse::Found()
-                        .insert_header((header::LOCATION, "/docs/"))
-                        .finish()
-                }),
+                web::get().to(|| async { HttpResponse::Found().insert_header((header::LOCATION, "/docs/")).finish() }),
             )
             .default_service(web::to(fallback))
             .wrap(Logger::new("%a \"%r\" %s %b %Dms rid=%{x-request-id}i"))

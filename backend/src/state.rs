@@ -6,6 +6,7 @@ use sea_orm::DatabaseConnection;
 
 use crate::{
     auth::{jwt::JwtKeys, password::PasswordHasher},
+    billing::stripe::StripeGateway,
     config::Settings,
 };
 
@@ -16,17 +17,15 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub jwt: JwtKeys,
     pub passwords: PasswordHasher,
+    /// Stripe's API; `None` in sandbox mode.
+    pub stripe: Option<StripeGateway>,
 }
 
 impl AppState {
     pub fn new(db: DatabaseConnection, settings: Settings) -> anyhow::Result<Self> {
         let jwt = JwtKeys::new(settings.jwt_secret.expose(), settings.access_token_ttl);
         let passwords = PasswordHasher::new(settings.password_hashing)?;
-        Ok(Self {
-            db,
-            settings: Arc::new(settings),
-            jwt,
-            passwords,
-        })
+        let stripe = StripeGateway::from_settings(&settings)?;
+        Ok(Self { db, settings: Arc::new(settings), jwt, passwords, stripe })
     }
 }

@@ -6,6 +6,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261124_000001_foundation;
 mod m20261124_000002_ledger;
 mod m20261124_000003_billing;
+mod m20261124_000004_stripe;
 
 /// Every migration Tollgate knows, oldest first.
 pub struct Migrator;
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000001_foundation::Migration),
             Box::new(m20261124_000002_ledger::Migration),
             Box::new(m20261124_000003_billing::Migration),
+            Box::new(m20261124_000004_stripe::Migration),
         ]
     }
 }

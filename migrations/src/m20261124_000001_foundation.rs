@@ -46,11 +46,7 @@ impl MigrationTrait for Migration {
             .await?;
         manager
             .create_index(
-                Index::create()
-                    .name("idx_refresh_tokens_family")
-                    .table("refresh_tokens")
-                    .col("family_id")
-                    .to_owned(),
+                Index::create().name("idx_refresh_tokens_family").table("refresh_tokens").col("family_id").to_owned(),
             )
             .await?;
 
@@ -98,21 +94,13 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("idx_api_keys_user")
-                    .table("api_keys")
-                    .col("user_id")
-                    .to_owned(),
-            )
+            .create_index(Index::create().name("idx_api_keys_user").table("api_keys").col("user_id").to_owned())
             .await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         for table in ["api_keys", "login_failures", "refresh_tokens", "users"] {
-            manager
-                .drop_table(Table::drop().table(table).to_owned())
-                .await?;
+            manager.drop_table(Table::drop().table(table).to_owned()).await?;
         }
         Ok(())
     }

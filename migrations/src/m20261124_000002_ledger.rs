@@ -34,11 +34,7 @@ impl MigrationTrait for Migration {
                     // transfers so that no row is written by every spend of every user.
                     .col(big_integer("balance").default(0))
                     .col(big_integer("held").default(0))
-                    .col(
-                        big_integer("debt")
-                            .default(0)
-                            .check(Expr::col("debt").gte(0)),
-                    )
+                    .col(big_integer("debt").default(0).check(Expr::col("debt").gte(0)))
                     .col(timestamp_with_time_zone("created_at"))
                     .col(timestamp_with_time_zone("updated_at"))
                     .foreign_key(
@@ -74,33 +70,14 @@ impl MigrationTrait for Migration {
                     .col(string_len_null("reference", 255))
                     .col(timestamp_with_time_zone("created_at"))
                     .check(Expr::col("debit_account_id").ne(Expr::col("credit_account_id")))
-                    .foreign_key(
-                        ForeignKey::create()
-                            .from("transfers", "debit_account_id")
-                            .to("accounts", "id"),
-                    )
-                    .foreign_key(
-                        ForeignKey::create()
-                            .from("transfers", "credit_account_id")
-                            .to("accounts", "id"),
-                    )
+                    .foreign_key(ForeignKey::create().from("transfers", "debit_account_id").to("accounts", "id"))
+                    .foreign_key(ForeignKey::create().from("transfers", "credit_account_id").to("accounts", "id"))
                     .to_owned(),
             )
             .await?;
-        for (name, col) in [
-            ("idx_transfers_debit", "debit_account_id"),
-            ("idx_transfers_credit", "credit_account_id"),
-        ] {
-            manager
-                .create_index(
-                    Index::create()
-                        .name(name)
-                        .table("transfers")
-                        .col(col)
-                        .col("seq")
-                        .to_owned(),
-                )
-                .await?;
+        for (name, col) in [("idx_transfers_debit", "debit_account_id"), ("idx_transfers_credit", "credit_account_id")]
+        {
+            manager.create_index(Index::create().name(name).table("transfers").col(col).col("seq").to_owned()).await?;
         }
 
         manager
@@ -118,37 +95,18 @@ impl MigrationTrait for Migration {
                     .col(string_len_uniq("reference", 255))
                     .col(uuid("transfer_id"))
                     .col(timestamp_with_time_zone("created_at"))
-                    .check(
-                        Expr::col("remaining")
-                            .gte(0)
-                            .and(Expr::col("remaining").lte(Expr::col("amount"))),
-                    )
-                    .foreign_key(
-                        ForeignKey::create()
-                            .from("lots", "account_id")
-                            .to("accounts", "id"),
-                    )
+                    .check(Expr::col("remaining").gte(0).and(Expr::col("remaining").lte(Expr::col("amount"))))
+                    .foreign_key(ForeignKey::create().from("lots", "account_id").to("accounts", "id"))
                     .to_owned(),
             )
             .await?;
         manager
             .create_index(
-                Index::create()
-                    .name("idx_lots_account")
-                    .table("lots")
-                    .col("account_id")
-                    .col("remaining")
-                    .to_owned(),
+                Index::create().name("idx_lots_account").table("lots").col("account_id").col("remaining").to_owned(),
             )
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("idx_lots_expires")
-                    .table("lots")
-                    .col("expires_at")
-                    .to_owned(),
-            )
+            .create_index(Index::create().name("idx_lots_expires").table("lots").col("expires_at").to_owned())
             .await?;
 
         manager
@@ -159,22 +117,12 @@ impl MigrationTrait for Migration {
                     .col(uuid("lot_id"))
                     .col(big_integer("amount").check(Expr::col("amount").gt(0)))
                     .primary_key(Index::create().col("transfer_id").col("lot_id"))
-                    .foreign_key(
-                        ForeignKey::create()
-                            .from("transfer_lots", "lot_id")
-                            .to("lots", "id"),
-                    )
+                    .foreign_key(ForeignKey::create().from("transfer_lots", "lot_id").to("lots", "id"))
                     .to_owned(),
             )
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("idx_transfer_lots_lot")
-                    .table("transfer_lots")
-                    .col("lot_id")
-                    .to_owned(),
-            )
+            .create_index(Index::create().name("idx_transfer_lots_lot").table("transfer_lots").col("lot_id").to_owned())
             .await?;
 
         manager
@@ -194,11 +142,7 @@ impl MigrationTrait for Migration {
                     .col(timestamp_with_time_zone("expires_at"))
                     .col(timestamp_with_time_zone("created_at"))
                     .col(timestamp_with_time_zone_null("closed_at"))
-                    .foreign_key(
-                        ForeignKey::create()
-                            .from("holds", "account_id")
-                            .to("accounts", "id"),
-                    )
+                    .foreign_key(ForeignKey::create().from("holds", "account_id").to("accounts", "id"))
                     .to_owned(),
             )
             .await?;
@@ -246,9 +190,7 @@ impl MigrationTrait for Migration {
                     .col(string_len("name", 100))
                     .col(string_len_null("description", 500))
                     .col(string_len("unit", 64))
-                    .col(
-                        big_integer("credits_per_unit").check(Expr::col("credits_per_unit").gte(0)),
-                    )
+                    .col(big_integer("credits_per_unit").check(Expr::col("credits_per_unit").gte(0)))
                     .col(boolean("active").default(true))
                     .col(timestamp_with_time_zone("created_at"))
                     .col(timestamp_with_time_zone("updated_at"))
@@ -262,11 +204,7 @@ impl MigrationTrait for Migration {
         let epoch = "'2026-01-01T00:00:00+00:00'";
         let connection = manager.get_connection();
         for (id, code) in SYSTEM_ACCOUNTS {
-            let id = if sqlite {
-                format!("X'{}'", id.replace('-', ""))
-            } else {
-                format!("'{id}'")
-            };
+            let id = if sqlite { format!("X'{}'", id.replace('-', "")) } else { format!("'{id}'") };
             connection
                 .execute_unprepared(&format!(
                     "INSERT INTO accounts (id, kind, code, balance, held, debt, created_at, updated_at) \
@@ -287,18 +225,8 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        for table in [
-            "features",
-            "idempotency_keys",
-            "holds",
-            "transfer_lots",
-            "lots",
-            "transfers",
-            "accounts",
-        ] {
-            manager
-                .drop_table(Table::drop().table(table).to_owned())
-                .await?;
+        for table in ["features", "idempotency_keys", "holds", "transfer_lots", "lots", "transfers", "accounts"] {
+            manager.drop_table(Table::drop().table(table).to_owned()).await?;
         }
         Ok(())
     }

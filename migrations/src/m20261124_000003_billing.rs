@@ -43,11 +43,7 @@ impl MigrationTrait for Migration {
                     .col(string_len("url", 2048))
                     .col(timestamp_with_time_zone("created_at"))
                     .col(timestamp_with_time_zone_null("completed_at"))
-                    .foreign_key(
-                        ForeignKey::create()
-                            .from("checkout_sessions", "user_id")
-                            .to("users", "id"),
-                    )
+                    .foreign_key(ForeignKey::create().from("checkout_sessions", "user_id").to("users", "id"))
                     .to_owned(),
             )
             .await?;
@@ -68,30 +64,20 @@ impl MigrationTrait for Migration {
                     .col(timestamp_with_time_zone("source_updated_at"))
                     .col(timestamp_with_time_zone("created_at"))
                     .col(timestamp_with_time_zone("updated_at"))
-                    .foreign_key(
-                        ForeignKey::create()
-                            .from("subscriptions", "user_id")
-                            .to("users", "id"),
-                    )
+                    .foreign_key(ForeignKey::create().from("subscriptions", "user_id").to("users", "id"))
                     .to_owned(),
             )
             .await?;
         manager
             .create_index(
-                Index::create()
-                    .name("idx_subscriptions_user")
-                    .table("subscriptions")
-                    .col("user_id")
-                    .to_owned(),
+                Index::create().name("idx_subscriptions_user").table("subscriptions").col("user_id").to_owned(),
             )
             .await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         for table in ["subscriptions", "checkout_sessions", "prices"] {
-            manager
-                .drop_table(Table::drop().table(table).to_owned())
-                .await?;
+            manager.drop_table(Table::drop().table(table).to_owned()).await?;
         }
         Ok(())
     }

@@ -124,22 +124,13 @@ pub async fn create_api_key(
         name,
         prefix: secret.chars().take(DISPLAY_PREFIX_LEN).collect(),
         key_hash: hash_secret(&secret),
-        scopes: scopes
-            .iter()
-            .map(|s| s.as_str())
-            .collect::<Vec<_>>()
-            .join(","),
+        scopes: scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(","),
         created_at: Utc::now(),
         last_used_at: None,
         revoked_at: None,
     };
-    api_keys::Entity::insert(api_keys::ActiveModel::from(model.clone()))
-        .exec_without_returning(&state.db)
-        .await?;
-    Ok(HttpResponse::Created().json(CreatedApiKeyResponse {
-        key: model.into(),
-        secret,
-    }))
+    api_keys::Entity::insert(api_keys::ActiveModel::from(model.clone())).exec_without_returning(&state.db).await?;
+    Ok(HttpResponse::Created().json(CreatedApiKeyResponse { key: model.into(), secret }))
 }
 
 /// The caller's keys that are not revoked, newest first.

@@ -57,17 +57,14 @@ fn bearer(req: &HttpRequest) -> Result<Option<String>, ApiError> {
     let Some(value) = req.headers().get(header::AUTHORIZATION) else {
         return Ok(None);
     };
-    let value = value.to_str().map_err(|_| {
-        ApiError::unauthorized("invalid_token", "The Authorization header is not readable.")
-    })?;
+    let value = value
+        .to_str()
+        .map_err(|_| ApiError::unauthorized("invalid_token", "The Authorization header is not readable."))?;
     let mut parts = value.splitn(2, ' ');
     let scheme = parts.next().unwrap_or_default();
     let token = parts.next().unwrap_or_default().trim();
     if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
-        return Err(ApiError::unauthorized(
-            "invalid_token",
-            "Use `Authorization: Bearer <access token or API key>`.",
-        ));
+        return Err(ApiError::unauthorized("invalid_token", "Use `Authorization: Bearer <access token or API key>`."));
     }
     Ok(Some(token.to_owned()))
 }
@@ -84,19 +81,11 @@ async fn authenticate(req: &HttpRequest) -> Result<Principal, ApiError> {
         return authenticate_api_key(&state, &token).await;
     }
     match state.jwt.verify(&token) {
-        Ok(claims) => Ok(Principal {
-            user_id: claims.sub,
-            role: claims.role,
-            credential: Credential::Session,
-        }),
-        Err(TokenError::Expired) => Err(ApiError::unauthorized(
-            "token_expired",
-            "The access token has expired; refresh it.",
-        )),
-        Err(TokenError::Invalid) => Err(ApiError::unauthorized(
-            "invalid_token",
-            "The access token is not valid.",
-        )),
+        Ok(claims) => Ok(Principal { user_id: claims.sub, role: claims.role, credential: Credential::Session }),
+        Err(TokenError::Expired) => {
+            Err(ApiError::unauthorized("token_expired", "The access token has expired; refresh it."))
+        }
+        Err(TokenError::Invalid) => Err(ApiError::unauthorized("invalid_token", "The access token is not valid.")),
     }
 }
 
@@ -106,20 +95,14 @@ async fn authenticate_api_key(state: &AppState, token: &str) -> Result<Principal
         .filter(api_keys::Column::RevokedAt.is_null())
         .one(&state.db)
         .await?
-        .ok_or_else(|| {
-            ApiError::unauthorized("invalid_api_key", "The API key is unknown or revoked.")
-        })?;
+        .ok_or_else(|| ApiError::unauthorized("invalid_api_key", "The API key is unknown or revoked."))?;
     let user = crate::entities::users::Entity::find_by_id(key.user_id)
         .one(&state.db)
         .await?
-        .ok_or_else(|| {
-            ApiError::unauthorized("invalid_api_key", "The API key is unknown or revoked.")
-        })?;
+        .ok_or_else(|| ApiError::unauthorized("invalid_api_key", "The API key is unknown or revoked."))?;
 
     let now = Utc::now();
-    let stale = key
-        .last_used_at
-        .is_none_or(|t| now - t > chrono::Duration::seconds(60));
+    let stale = key.last_used_at.is_none_or(|t| now - t > chrono::Duration::seconds(60));
     if stale {
         // Recorded at most once a minute and off the request path, so that keys do not add a
         // write to every spend.
@@ -258,28 +241,17 @@ impl FromRequest for Admin {
                         "No ADMIN_API_KEY is configured on this server.",
                     ));
                 };
-                let matches: bool = presented
-                    .as_bytes()
-                    .ct_eq(expected.expose().as_bytes())
-                    .into();
+                let matches: bool = presented.as_bytes().ct_eq(expected.expose().as_bytes()).into();
                 return if matches {
                     Ok(Admin(AdminActor::OperatorKey))
                 } else {
-                    Err(ApiError::unauthorized(
-                        "invalid_admin_key",
-                        "The admin key is wrong.",
-                    ))
+                    Err(ApiError::unauthorized("invalid_admin_key", "The admin key is wrong."))
                 };
             }
             let principal = authenticate(&req).await?;
             match (principal.role, &principal.credential) {
-                (Role::Admin, Credential::Session) => {
-                    Ok(Admin(AdminActor::User(principal.user_id)))
-                }
-                _ => Err(ApiError::forbidden(
-                    "admin_required",
-                    "This action needs an administrator.",
-                )),
+                (Role::Admin, Credential::Session) => Ok(Admin(AdminActor::User(principal.user_id))),
+                _ => Err(ApiError::forbidden("admin_required", "This action needs an administrator.")),
             }
         })
     }

@@ -91,9 +91,7 @@ impl From<AuthError> for ApiError {
     fn from(err: AuthError) -> Self {
         match err {
             AuthError::EmailTaken => ApiError::conflict("email_taken", err.to_string()),
-            AuthError::InvalidCredentials => {
-                ApiError::unauthorized("invalid_credentials", err.to_string())
-            }
+            AuthError::InvalidCredentials => ApiError::unauthorized("invalid_credentials", err.to_string()),
             AuthError::TooManyAttempts { retry_after } => ApiError::new(
                 actix_web::http::StatusCode::TOO_MANY_REQUESTS,
                 "too_many_attempts",
@@ -101,15 +99,9 @@ impl From<AuthError> for ApiError {
                 err.to_string(),
             )
             .retry_after(retry_after),
-            AuthError::InvalidRefreshToken => {
-                ApiError::unauthorized("invalid_refresh_token", err.to_string())
-            }
-            AuthError::RefreshTokenReused => {
-                ApiError::unauthorized("refresh_token_reused", err.to_string())
-            }
-            AuthError::UserNotFound => {
-                ApiError::unauthorized("invalid_token", "The user no longer exists.")
-            }
+            AuthError::InvalidRefreshToken => ApiError::unauthorized("invalid_refresh_token", err.to_string()),
+            AuthError::RefreshTokenReused => ApiError::unauthorized("refresh_token_reused", err.to_string()),
+            AuthError::UserNotFound => ApiError::unauthorized("invalid_token", "The user no longer exists."),
             AuthError::Database(e) => e.into(),
             AuthError::Internal(e) => ApiError::internal(e),
         }
@@ -122,9 +114,7 @@ fn refresh_cookie(state: &AppState, token: &str) -> Cookie<'static> {
         .http_only(true)
         .same_site(SameSite::Strict)
         .secure(state.settings.secure_cookies())
-        .max_age(CookieDuration::seconds(
-            state.settings.refresh_token_ttl.as_secs() as i64,
-        ))
+        .max_age(CookieDuration::seconds(state.settings.refresh_token_ttl.as_secs() as i64))
         .finish()
 }
 
@@ -139,10 +129,7 @@ fn session_response(state: &AppState, session: Session) -> HttpResponse {
     })
 }
 
-fn presented_refresh_token(
-    req: &HttpRequest,
-    body: Option<web::Json<RefreshRequest>>,
-) -> Option<String> {
+fn presented_refresh_token(req: &HttpRequest, body: Option<web::Json<RefreshRequest>>) -> Option<String> {
     body.and_then(|b| b.into_inner().refresh_token)
         .filter(|t| !t.is_empty())
         .or_else(|| req.cookie(REFRESH_COOKIE).map(|c| c.value().to_owned()))
@@ -168,11 +155,7 @@ pub async fn register_user(
     let mut errors = Vec::new();
     let email = Email::parse(&body.email)
         .map_err(|m| {
-            errors.push(FieldError {
-                field: "email".into(),
-                code: "email".into(),
-                message: format!("email {m}"),
-            })
+            errors.push(FieldError { field: "email".into(), code: "email".into(), message: format!("email {m}") })
         })
         .ok();
     let password = Password::parse(body.password)
@@ -184,10 +167,7 @@ pub async fn register_user(
             })
         })
         .ok();
-    let name = body
-        .name
-        .map(|n| n.trim().to_owned())
-        .filter(|n| !n.is_empty());
+    let name = body.name.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty());
     if name.as_ref().is_some_and(|n| n.chars().count() > 200) {
         errors.push(FieldError {
             field: "name".into(),
@@ -222,10 +202,7 @@ pub async fn create_session(
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     if body.password.len() > 4 * Password::MAX_CHARS {
-        return Err(ApiError::unauthorized(
-            "invalid_credentials",
-            AuthError::InvalidCredentials.to_string(),
-        ));
+        return Err(ApiError::unauthorized("invalid_credentials", AuthError::InvalidCredentials.to_string()));
     }
     let session = service::login(&state, &body.email, body.password).await?;
     Ok(session_response(&state, session))
@@ -249,8 +226,7 @@ pub async fn refresh_session(
     state: web::Data<AppState>,
     body: Option<web::Json<RefreshRequest>>,
 ) -> Result<HttpResponse, ApiError> {
-    let token = presented_refresh_token(&req, body)
-        .ok_or_else(|| ApiError::from(AuthError::InvalidRefreshToken))?;
+    let token = presented_refresh_token(&req, body).ok_or_else(|| ApiError::from(AuthError::InvalidRefreshToken))?;
     let session = service::refresh(&state, &token).await?;
     Ok(session_response(&state, session))
 }
@@ -285,10 +261,7 @@ pub async fn delete_session(
     security(("bearer" = []))
 )]
 #[get("/me")]
-pub async fn get_me(
-    state: web::Data<AppState>,
-    caller: Authenticated,
-) -> Result<web::Json<UserResponse>, ApiError> {
+pub async fn get_me(state: web::Data<AppState>, caller: Authenticated) -> Result<web::Json<UserResponse>, ApiError> {
     let user = service::find_user(&state.db, caller.0.user_id).await?;
     Ok(web::Json(user.into()))
 }

@@ -28,11 +28,7 @@ impl Role {
     }
 
     pub fn parse(value: &str) -> Role {
-        if value == "admin" {
-            Role::Admin
-        } else {
-            Role::User
-        }
+        if value == "admin" { Role::Admin } else { Role::User }
     }
 }
 

@@ -36,9 +36,7 @@ impl PasswordHasher {
         let params = self.params.clone();
         let ok = tokio::task::spawn_blocking(move || {
             let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
-            argon
-                .verify_password(password.as_bytes(), hash.as_str())
-                .is_ok()
+            argon.verify_password(password.as_bytes(), hash.as_str()).is_ok()
         })
         .await?;
         Ok(known && ok)
@@ -47,8 +45,6 @@ impl PasswordHasher {
 
 fn hash_with(params: &Params, password: &str) -> anyhow::Result<String> {
     let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
-    let hash = argon
-        .hash_password(password.as_bytes())
-        .map_err(|e| anyhow::anyhow!("hashing failed: {e}"))?;
+    let hash = argon.hash_password(password.as_bytes()).map_err(|e| anyhow::anyhow!("hashing failed: {e}"))?;
     Ok(hash.to_string())
 }

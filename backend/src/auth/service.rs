@@ -3,8 +3,8 @@
 use chrono::{DateTime, Utc};
 use rand::RngCore;
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, sea_query::Expr,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, sea_query::Expr,
 };
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -77,9 +77,7 @@ pub async fn register(
         updated_at: now,
     };
     let txn = db::begin_write(&state.db).await?;
-    let inserted = users::Entity::insert(users::ActiveModel::from(user.clone()))
-        .exec_without_returning(&txn)
-        .await;
+    let inserted = users::Entity::insert(users::ActiveModel::from(user.clone())).exec_without_returning(&txn).await;
     match inserted {
         Err(e) if db::is_unique_violation(&e) => return Err(AuthError::EmailTaken),
         other => {
@@ -110,20 +108,13 @@ pub async fn login(state: &AppState, email: &str, password: String) -> Result<Se
         .await?;
     if recent.len() as u32 >= settings.login_max_failures {
         let oldest = recent.first().map(|f| f.attempted_at).unwrap_or(now);
-        let unlock =
-            oldest + chrono::Duration::from_std(settings.login_lockout).unwrap_or_default();
+        let unlock = oldest + chrono::Duration::from_std(settings.login_lockout).unwrap_or_default();
         let retry_after = (unlock - now).num_seconds().max(1) as u64;
         return Err(AuthError::TooManyAttempts { retry_after });
     }
 
-    let user = users::Entity::find()
-        .filter(users::Column::Email.eq(&email))
-        .one(&state.db)
-        .await?;
-    let verified = state
-        .passwords
-        .verify(password, user.as_ref().map(|u| u.password_hash.clone()))
-        .await?;
+    let user = users::Entity::find().filter(users::Column::Email.eq(&email)).one(&state.db).await?;
+    let verified = state.passwords.verify(password, user.as_ref().map(|u| u.password_hash.clone())).await?;
     let Some(user) = user.filter(|_| verified) else {
         login_failures::Entity::insert(login_failures::ActiveModel {
             email: Set(email),
@@ -135,17 +126,10 @@ pub async fn login(state: &AppState, email: &str, password: String) -> Result<Se
         return Err(AuthError::InvalidCredentials);
     };
 
-    login_failures::Entity::delete_many()
-        .filter(login_failures::Column::Email.eq(&email))
-        .exec(&state.db)
-        .await?;
+    login_failures::Entity::delete_many().filter(login_failures::Column::Email.eq(&email)).exec(&state.db).await?;
     let refresh_token = issue_refresh_token(&state.db, state, user.id, Uuid::now_v7(), now).await?;
     let access_token = state.jwt.issue(user.id, Role::parse(&user.role))?;
-    Ok(Session {
-        user,
-        access_token,
-        refresh_token,
-    })
+    Ok(Session { user, access_token, refresh_token })
 }
 
 async fn issue_refresh_token(
@@ -172,11 +156,7 @@ async fn issue_refresh_token(
     Ok(token)
 }
 
-async fn revoke_family(
-    db: &impl ConnectionTrait,
-    family_id: Uuid,
-    now: DateTime<Utc>,
-) -> Result<(), AuthError> {
+async fn revoke_family(db: &impl ConnectionTrait, family_id: Uuid, now: DateTime<Utc>) -> Result<(), AuthError> {
     refresh_tokens::Entity::update_many()
         .col_expr(refresh_tokens::Column::RevokedAt, Expr::value(now))
         .filter(refresh_tokens::Column::FamilyId.eq(family_id))
@@ -218,18 +198,11 @@ pub async fn refresh(state: &AppState, token: &str) -> Result<Session, AuthError
         revoke_family(&state.db, stored.family_id, now).await?;
         return Err(AuthError::RefreshTokenReused);
     }
-    let user = users::Entity::find_by_id(stored.user_id)
-        .one(&txn)
-        .await?
-        .ok_or(AuthError::InvalidRefreshToken)?;
+    let user = users::Entity::find_by_id(stored.user_id).one(&txn).await?.ok_or(AuthError::InvalidRefreshToken)?;
     let refresh_token = issue_refresh_token(&txn, state, user.id, stored.family_id, now).await?;
     txn.commit().await?;
     let access_token = state.jwt.issue(user.id, Role::parse(&user.role))?;
-    Ok(Session {
-        user,
-        access_token,
-        refresh_token,
-    })
+    Ok(Session { user, access_token, refresh_token })
 }
 
 /// Signs out: revokes the refresh token's whole family. Unknown tokens are ignored.
@@ -244,21 +217,12 @@ pub async fn logout(state: &AppState, token: &str) -> Result<(), AuthError> {
     Ok(())
 }
 
-pub async fn find_user(
-    db: &impl ConnectionTrait,
-    user_id: Uuid,
-) -> Result<users::Model, AuthError> {
-    users::Entity::find_by_id(user_id)
-        .one(db)
-        .await?
-        .ok_or(AuthError::UserNotFound)
+pub async fn find_user(db: &impl ConnectionTrait, user_id: Uuid) -> Result<users::Model, AuthError> {
+    users::Entity::find_by_id(user_id).one(db).await?.ok_or(AuthError::UserNotFound)
 }
 
 /// Makes a user an admin (`tollgate users promote EMAIL`).
-pub async fn promote(
-    db: &sea_orm::DatabaseConnection,
-    email: &Email,
-) -> Result<users::Model, AuthError> {
+pub async fn promote(db: &sea_orm::DatabaseConnection, email: &Email) -> Result<users::Model, AuthError> {
     let user = users::Entity::find()
         .filter(users::Column::Email.eq(email.as_str()))
         .one(db)

@@ -108,3 +108,43 @@ pub struct SubscriptionResponse {
     /// Absent when the user never subscribed.
     pub subscription: Option<SubscriptionView>,
 }
+
+/// What `sync-prices` did.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SyncPricesResponse {
+    /// Active prices listed by Stripe and mirrored.
+    pub synced: usize,
+    /// Local prices Stripe no longer offers, now inactive.
+    pub deactivated: u64,
+}
+
+/// An event in the Stripe inbox.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StripeEventView {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// When Stripe created it.
+    pub created_at: DateTime<Utc>,
+    pub received_at: DateTime<Utc>,
+    pub processed_at: Option<DateTime<Utc>>,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    /// `processed`, `ignored` (a type Tollgate does not act on) or `failed`.
+    pub status: String,
+}
+
+/// A page of the inbox, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StripeEventPage {
+    pub events: Vec<StripeEventView>,
+    pub next_cursor: Option<String>,
+}
+
+/// The answer to a webhook delivery.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WebhookAck {
+    pub received: bool,
+    /// `processed`, `ignored` or `duplicate`.
+    pub status: String,
+}

@@ -1,13 +1,14 @@
 //! HTTP handlers for the billing API.
 
-use actix_web::{get, post, web};
+use actix_web::{HttpRequest, HttpResponse, get, post, web};
 
 use super::{
     dto::*,
     service::{self, BillingError},
+    webhooks::{self, Delivery, WebhookFailure},
 };
 use crate::{
-    auth::extractors::{Authenticated, SessionUser},
+    auth::extractors::{Admin, Authenticated, SessionUser},
     error::{ApiError, Problem},
     state::AppState,
 };
@@ -18,12 +19,22 @@ impl From<BillingError> for ApiError {
         match err {
             BillingError::UnknownPrice(_) => ApiError::field("price_id", "unknown_price", detail),
             BillingError::AlreadySubscribed => ApiError::conflict("already_subscribed", detail),
-            BillingError::SessionNotFound => {
-                ApiError::not_found("checkout_session_not_found", detail)
-            }
+            BillingError::SessionNotFound => ApiError::not_found("checkout_session_not_found", detail),
             BillingError::SessionClosed(_) => ApiError::conflict("checkout_session_closed", detail),
             BillingError::NoSubscription => ApiError::not_found("subscription_not_found", detail),
             BillingError::WalletNotFound => ApiError::not_found("wallet_not_found", detail),
+            BillingError::NoCustomer => ApiError::not_found("no_customer", detail),
+            BillingError::Stripe(e) => {
+                let mut err = ApiError::new(
+                    actix_web::http::StatusCode::BAD_GATEWAY,
+                    "stripe_unavailable",
+                    "Bad gateway",
+                    "Stripe could not be reached or refused the request; retry shortly.",
+                );
+                err = err.retry_after(5);
+                log::error!("stripe: {e}");
+                err
+            }
             BillingError::Database(e) => e.into(),
         }
     }
@@ -32,12 +43,8 @@ impl From<BillingError> for ApiError {
 /// The packs and plans on offer (public).
 #[utoipa::path(tag = "billing", responses((status = 200, body = CatalogResponse)))]
 #[get("/billing/catalog")]
-pub async fn get_catalog(
-    state: web::Data<AppState>,
-) -> Result<web::Json<CatalogResponse>, ApiError> {
-    Ok(web::Json(
-        service::catalog(&state.db, state.settings.stripe_mode()).await?,
-    ))
+pub async fn get_catalog(state: web::Data<AppState>) -> Result<web::Json<CatalogResponse>, ApiError> {
+    Ok(web::Json(service::catalog(&state.db, state.settings.stripe_mode()).await?))
 }
 
 /// Start a checkout for a pack (one-time payment) or a plan (subscription). Returns the URL of
@@ -58,24 +65,18 @@ pub async fn create_checkout_session(
     caller: SessionUser,
     body: web::Json<CheckoutSessionRequest>,
 ) -> Result<web::Json<CheckoutSessionResponse>, ApiError> {
-    let session = service::create_sandbox_checkout(
-        &state.db,
-        &state.settings.site_url,
-        caller.0.user_id,
-        &body.price_id,
-    )
-    .await?;
+    let session =
+        service::create_sandbox_checkout(&state.db, &state.settings.site_url, caller.0.user_id, &body.price_id).await?;
     Ok(web::Json(session))
 }
 
-fn portal_link(state: &AppState, caller: &Authenticated) -> Result<PortalLinkResponse, ApiError> {
-    let token = state
-        .jwt
-        .issue(caller.0.user_id, caller.0.role)
-        .map_err(ApiError::internal)?;
-    Ok(PortalLinkResponse {
-        url: format!("{}/sandbox/portal?token={token}", state.settings.site_url),
-    })
+async fn portal_link(state: &AppState, caller: &Authenticated) -> Result<PortalLinkResponse, ApiError> {
+    if let Some(gateway) = &state.stripe {
+        let return_url = &state.settings.billing_portal_return_url;
+        return Ok(service::stripe_portal_link(&state.db, gateway, caller.0.user_id, return_url).await?);
+    }
+    let token = state.jwt.issue(caller.0.user_id, caller.0.role).map_err(ApiError::internal)?;
+    Ok(PortalLinkResponse { url: format!("{}/sandbox/portal?token={token}", state.settings.site_url) })
 }
 
 /// A link to the billing portal, where a subscriber changes or cancels their plan.
@@ -85,7 +86,7 @@ pub async fn create_portal_link(
     state: web::Data<AppState>,
     caller: Authenticated,
 ) -> Result<web::Json<PortalLinkResponse>, ApiError> {
-    Ok(web::Json(portal_link(&state, &caller)?))
+    Ok(web::Json(portal_link(&state, &caller).await?))
 }
 
 /// The same link, by GET, as the seed allowed.
@@ -95,7 +96,7 @@ pub async fn get_portal_link(
     state: web::Data<AppState>,
     caller: Authenticated,
 ) -> Result<web::Json<PortalLinkResponse>, ApiError> {
-    Ok(web::Json(portal_link(&state, &caller)?))
+    Ok(web::Json(portal_link(&state, &caller).await?))
 }
 
 /// The caller's plan: status, current period, cancellation at period end.
@@ -105,7 +106,167 @@ pub async fn get_subscription(
     state: web::Data<AppState>,
     caller: Authenticated,
 ) -> Result<web::Json<SubscriptionResponse>, ApiError> {
-    Ok(web::Json(
-        service::subscription(&state.db, caller.0.user_id).await?,
-    ))
+    Ok(web::Json(service::subscription(&state.db, caller.0.user_id).await?))
+}
+
+/// Mirror Stripe's active prices into the catalog now (admin); `product.*` and `price.*` events
+/// keep it fresh afterwards.
+#[utoipa::path(
+    tag = "billing",
+    responses(
+        (status = 200, body = SyncPricesResponse),
+        (status = 409, description = "`sandbox_mode`: there is no Stripe account to sync from", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "`stripe_unavailable`", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []), ("admin_key" = []))
+)]
+#[post("/billing/sync-prices")]
+pub async fn sync_prices(state: web::Data<AppState>, _admin: Admin) -> Result<web::Json<SyncPricesResponse>, ApiError> {
+    let Some(gateway) = &state.stripe else {
+        return Err(ApiError::conflict("sandbox_mode", "Sandbox mode has no Stripe account to sync prices from."));
+    };
+    let (synced, deactivated) = service::sync_prices(&state.db, gateway).await?;
+    Ok(web::Json(SyncPricesResponse { synced, deactivated }))
+}
+
+impl From<WebhookFailure> for ApiError {
+    fn from(err: WebhookFailure) -> Self {
+        use actix_web::http::StatusCode;
+        let detail = err.to_string();
+        match err {
+            WebhookFailure::MissingSignature => ApiError::bad_request("missing_signature", detail),
+            WebhookFailure::BadSignature => ApiError::bad_request("invalid_signature", detail),
+            WebhookFailure::StaleSignature => ApiError::bad_request("stale_signature", detail),
+            WebhookFailure::NotConfigured => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "webhooks_not_configured", "Service unavailable", detail)
+            }
+            WebhookFailure::Apply(message) => ApiError::internal(anyhow::anyhow!("webhook: {message}")),
+            WebhookFailure::Database(e) => e.into(),
+        }
+    }
+}
+
+async fn receive_webhook(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let payload = std::str::from_utf8(&body)
+        .map_err(|_| ApiError::bad_request("invalid_payload", "The body is not UTF-8 text."))?;
+    let signature = req.headers().get("stripe-signature").and_then(|v| v.to_str().ok());
+    let secret = state.settings.stripe_webhook_secret.as_ref().map(|s| s.expose());
+    let delivery = webhooks::receive(&state.db, secret, signature, payload).await?;
+    let status = match delivery {
+        Delivery::Processed => "processed",
+        Delivery::Ignored => "ignored",
+        Delivery::Duplicate => "duplicate",
+    };
+    Ok(HttpResponse::Ok().json(WebhookAck { received: true, status: status.to_owned() }))
+}
+
+/// Stripe's webhook endpoint. The signature (`Stripe-Signature`) is checked over the raw body
+/// before anything is parsed; each event is applied once, whatever the order and however often
+/// it arrives. Enable: `checkout.session.completed`, `checkout.session.async_payment_succeeded`,
+/// `checkout.session.async_payment_failed`, `invoice.paid`, `customer.subscription.created`,
+/// `customer.subscription.updated`, `customer.subscription.deleted`, `charge.refunded`,
+/// `charge.dispute.created`, `charge.dispute.closed`, `price.*`, `product.*`.
+#[utoipa::path(
+    tag = "billing",
+    request_body(content = String, content_type = "application/json", description = "The event, exactly as Stripe sent it."),
+    params(("Stripe-Signature" = String, Header, description = "`t=…,v1=…`")),
+    responses(
+        (status = 200, description = "Acknowledged: processed, ignored (unused type) or duplicate.", body = WebhookAck),
+        (status = 400, description = "`missing_signature`, `invalid_signature` or `stale_signature`: nothing was stored", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Applying failed; the inbox keeps the error and Stripe retries", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/webhooks/stripe")]
+pub async fn stripe_webhook(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    receive_webhook(req, state, body).await
+}
+
+/// The seed's webhook path, so an existing Stripe endpoint keeps working.
+#[utoipa::path(
+    tag = "billing",
+    request_body(content = String, content_type = "application/json"),
+    params(("Stripe-Signature" = String, Header)),
+    responses(
+        (status = 200, body = WebhookAck),
+        (status = 400, description = "`missing_signature`, `invalid_signature` or `stale_signature`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/api/webhooks/stripe")]
+pub async fn stripe_webhook_legacy(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    receive_webhook(req, state, body).await
+}
+
+/// Inbox filters.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct StripeEventQuery {
+    /// `processed`, `ignored` or `failed`.
+    pub status: Option<String>,
+    pub cursor: Option<String>,
+    /// 1 to 200, default 50.
+    pub limit: Option<u64>,
+}
+
+/// The Stripe event inbox, newest first (admin).
+#[utoipa::path(
+    tag = "admin",
+    params(StripeEventQuery),
+    responses(
+        (status = 200, body = StripeEventPage),
+        (status = 422, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []), ("admin_key" = []))
+)]
+#[get("/admin/stripe-events")]
+pub async fn list_stripe_events(
+    state: web::Data<AppState>,
+    _admin: Admin,
+    query: web::Query<StripeEventQuery>,
+) -> Result<web::Json<StripeEventPage>, ApiError> {
+    let query = query.into_inner();
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=200).contains(&limit) {
+        return Err(ApiError::field("limit", "range", "limit must be between 1 and 200"));
+    }
+    Ok(web::Json(service::list_events(&state.db, query.status, query.cursor, limit).await?))
+}
+
+/// Re-apply an event that failed (admin).
+#[utoipa::path(
+    tag = "admin",
+    params(("id" = String, Path, description = "The Stripe event id, `evt_…`")),
+    responses(
+        (status = 200, body = WebhookAck),
+        (status = 404, description = "`event_not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "It failed again; the inbox keeps the error", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []), ("admin_key" = []))
+)]
+#[post("/admin/stripe-events/{id}/retry")]
+pub async fn retry_stripe_event(
+    state: web::Data<AppState>,
+    _admin: Admin,
+    id: web::Path<String>,
+) -> Result<web::Json<WebhookAck>, ApiError> {
+    if !service::event_exists(&state.db, &id).await? {
+        return Err(ApiError::not_found("event_not_found", "No such event in the inbox."));
+    }
+    let status = match webhooks::retry(&state.db, &id).await? {
+        Delivery::Processed => "processed",
+        Delivery::Ignored => "ignored",
+        Delivery::Duplicate => "duplicate",
+    };
+    Ok(web::Json(WebhookAck { received: true, status: status.to_owned() }))
 }

@@ -6,3 +6,5 @@ pub mod dto;
 pub mod handlers;
 pub mod sandbox;
 pub mod service;
+pub mod stripe;
+pub mod webhooks;

@@ -8,20 +8,11 @@ use super::service::{self, BillingError};
 use crate::{error::ApiError, state::AppState};
 
 fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&#39;")
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
 }
 
 fn money(minor: i64, currency: &str) -> String {
-    format!(
-        "{}.{:02} {}",
-        minor / 100,
-        minor % 100,
-        currency.to_uppercase()
-    )
+    format!("{}.{:02} {}", minor / 100, minor % 100, currency.to_uppercase())
 }
 
 fn page(title: &str, body: &str) -> HttpResponse {
@@ -41,17 +32,12 @@ button.secondary{{background:#e5e7eb;color:#111827}} form{{display:inline-block;
 }
 
 fn see_other(location: String) -> HttpResponse {
-    HttpResponse::SeeOther()
-        .insert_header((header::LOCATION, location))
-        .finish()
+    HttpResponse::SeeOther().insert_header((header::LOCATION, location)).finish()
 }
 
 /// The sandbox checkout page: pay or cancel.
 #[get("/sandbox/checkout/{id}")]
-pub async fn checkout_page(
-    state: web::Data<AppState>,
-    id: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn checkout_page(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let (session, price) = service::find_session(&state.db, &id).await?;
     let id = escape(&session.id);
     let what = match price.interval.as_deref() {
@@ -65,10 +51,7 @@ pub async fn checkout_page(
             amount = money(price.unit_amount, &price.currency)
         )
     } else {
-        format!(
-            "<p>This checkout session is {}.</p>",
-            escape(&session.status)
-        )
+        format!("<p>This checkout session is {}.</p>", escape(&session.status))
     };
     Ok(page(
         "Sandbox checkout",
@@ -76,31 +59,21 @@ pub async fn checkout_page(
             r#"<main class="card"><h1>{name}</h1><p>{what}</p><p><strong>{amount}</strong>{per}</p>{action}</main>"#,
             name = escape(&price.product_name),
             amount = money(price.unit_amount, &price.currency),
-            per = price
-                .interval
-                .as_deref()
-                .map(|i| format!(" per {i}"))
-                .unwrap_or_default(),
+            per = price.interval.as_deref().map(|i| format!(" per {i}")).unwrap_or_default(),
         ),
     ))
 }
 
 /// Pays the session through the same fulfilment the webhooks use, then returns to the app.
 #[post("/sandbox/checkout/{id}/pay")]
-pub async fn pay(
-    state: web::Data<AppState>,
-    id: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn pay(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let next = service::pay_sandbox_session(&state.db, &state.settings.site_url, &id).await?;
     Ok(see_other(next))
 }
 
 /// Cancels the session and returns to the app.
 #[post("/sandbox/checkout/{id}/cancel")]
-pub async fn cancel(
-    state: web::Data<AppState>,
-    id: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn cancel(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let next = service::cancel_sandbox_session(&state.db, &state.settings.site_url, &id).await?;
     Ok(see_other(next))
 }
@@ -117,40 +90,22 @@ pub struct PortalForm {
 }
 
 fn portal_user(state: &AppState, token: &str) -> Result<uuid::Uuid, ApiError> {
-    state
-        .jwt
-        .verify(token)
-        .map(|claims| claims.sub)
-        .map_err(|_| {
-            ApiError::unauthorized(
-                "invalid_token",
-                "This portal link has expired; open it again from the app.",
-            )
-        })
+    state.jwt.verify(token).map(|claims| claims.sub).map_err(|_| {
+        ApiError::unauthorized("invalid_token", "This portal link has expired; open it again from the app.")
+    })
 }
 
 /// The sandbox billing portal: see the plan, cancel at period end or resume.
 #[get("/sandbox/portal")]
-pub async fn portal_page(
-    state: web::Data<AppState>,
-    query: web::Query<PortalQuery>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn portal_page(state: web::Data<AppState>, query: web::Query<PortalQuery>) -> Result<HttpResponse, ApiError> {
     let user_id = portal_user(&state, &query.token)?;
-    let current = service::subscription(&state.db, user_id)
-        .await?
-        .subscription;
+    let current = service::subscription(&state.db, user_id).await?.subscription;
     let back = state.settings.billing_portal_return_url.clone();
     let body = match current {
-        None => {
-            "<main class=\"card\"><h1>Billing portal</h1><p>You have no subscription.</p></main>"
-                .to_owned()
-        }
+        None => "<main class=\"card\"><h1>Billing portal</h1><p>You have no subscription.</p></main>".to_owned(),
         Some(sub) => {
-            let (label, value) = if sub.cancel_at_period_end {
-                ("Resume plan", "false")
-            } else {
-                ("Cancel at period end", "true")
-            };
+            let (label, value) =
+                if sub.cancel_at_period_end { ("Resume plan", "false") } else { ("Cancel at period end", "true") };
             format!(
                 r#"<main class="card"><h1>Billing portal</h1><p><strong>{plan}</strong>: {status}</p>
 <p>Current period ends {end}.{note}</p>
@@ -158,30 +113,17 @@ pub async fn portal_page(
                 plan = escape(sub.plan_name.as_deref().unwrap_or(&sub.price_id)),
                 status = escape(&sub.status),
                 end = sub.current_period_end.format("%Y-%m-%d"),
-                note = if sub.cancel_at_period_end {
-                    " It will not renew."
-                } else {
-                    ""
-                },
+                note = if sub.cancel_at_period_end { " It will not renew." } else { "" },
                 token = escape(&query.token),
             )
         }
     };
-    Ok(page(
-        "Sandbox billing portal",
-        &format!(
-            "{body}<p><a href=\"{}\">Return to Tollgate</a></p>",
-            escape(&back)
-        ),
-    ))
+    Ok(page("Sandbox billing portal", &format!("{body}<p><a href=\"{}\">Return to Tollgate</a></p>", escape(&back))))
 }
 
 /// Applies the portal's action and shows the portal again.
 #[post("/sandbox/portal")]
-pub async fn portal_action(
-    state: web::Data<AppState>,
-    form: web::Form<PortalForm>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn portal_action(state: web::Data<AppState>, form: web::Form<PortalForm>) -> Result<HttpResponse, ApiError> {
     let user_id = portal_user(&state, &form.token)?;
     match service::set_cancel_at_period_end(&state.db, user_id, form.cancel == "true").await {
         Ok(_) | Err(BillingError::NoSubscription) => {}

@@ -5,17 +5,20 @@
 
 use chrono::{DateTime, Duration, Months, Utc};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
-    QueryFilter, QueryOrder, sea_query::Expr,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    sea_query::Expr,
 };
 use uuid::Uuid;
 
-use super::dto::*;
+use super::{
+    dto::*,
+    stripe::{CheckoutRequest, GatewayError, StripeGateway},
+};
 use crate::{
     credits::ledger::{self, LotSource, NewLot, TransferDetails, TransferKind, system},
     db,
     domain::Credits,
-    entities::{checkout_sessions, lots, prices, subscriptions},
+    entities::{checkout_sessions, customers, lots, prices, subscriptions, users},
 };
 
 /// What went wrong, in billing's words.
@@ -33,68 +36,24 @@ pub enum BillingError {
     NoSubscription,
     #[error("the wallet does not exist")]
     WalletNotFound,
+    #[error("no Stripe customer yet: buy a pack or a plan first")]
+    NoCustomer,
+    #[error("Stripe is unavailable: {0}")]
+    Stripe(#[from] GatewayError),
     #[error(transparent)]
     Database(#[from] DbErr),
 }
 
 /// One price of the sandbox offer: id, name, kind, interval, cents, credits, display order.
-type OfferedPrice = (
-    &'static str,
-    &'static str,
-    &'static str,
-    Option<&'static str>,
-    i64,
-    i64,
-    i32,
-);
+type OfferedPrice = (&'static str, &'static str, &'static str, Option<&'static str>, i64, i64, i32);
 
 /// The seed system's offer, which sandbox mode starts with.
 const SANDBOX_OFFER: [OfferedPrice; 5] = [
-    (
-        "sandbox_pack_100",
-        "Starter pack",
-        "one_time",
-        None,
-        500,
-        100,
-        1,
-    ),
-    (
-        "sandbox_pack_500",
-        "Pro pack",
-        "one_time",
-        None,
-        2000,
-        500,
-        2,
-    ),
-    (
-        "sandbox_pack_2000",
-        "Enterprise pack",
-        "one_time",
-        None,
-        7000,
-        2000,
-        3,
-    ),
-    (
-        "sandbox_plan_monthly",
-        "Monthly plan",
-        "recurring",
-        Some("month"),
-        1500,
-        1000,
-        4,
-    ),
-    (
-        "sandbox_plan_yearly",
-        "Yearly plan",
-        "recurring",
-        Some("year"),
-        15000,
-        15000,
-        5,
-    ),
+    ("sandbox_pack_100", "Starter pack", "one_time", None, 500, 100, 1),
+    ("sandbox_pack_500", "Pro pack", "one_time", None, 2000, 500, 2),
+    ("sandbox_pack_2000", "Enterprise pack", "one_time", None, 7000, 2000, 3),
+    ("sandbox_plan_monthly", "Monthly plan", "recurring", Some("month"), 1500, 1000, 4),
+    ("sandbox_plan_yearly", "Yearly plan", "recurring", Some("year"), 15000, 15000, 5),
 ];
 
 /// Puts the seed's offer in the catalog when it is empty (sandbox mode).
@@ -124,9 +83,7 @@ pub async fn seed_sandbox_catalog(db: &DatabaseConnection) -> Result<(), Billing
             created_at: now,
             updated_at: now,
         };
-        let inserted = prices::Entity::insert(prices::ActiveModel::from(model))
-            .exec_without_returning(db)
-            .await;
+        let inserted = prices::Entity::insert(prices::ActiveModel::from(model)).exec_without_returning(db).await;
         match inserted {
             // Another replica seeded it at the same moment.
             Err(e) if db::is_unique_violation(&e) => {}
@@ -147,21 +104,12 @@ pub async fn catalog(db: &DatabaseConnection, mode: &str) -> Result<CatalogRespo
         .order_by_asc(prices::Column::UnitAmount)
         .all(db)
         .await?;
-    let (plans, packs): (Vec<_>, Vec<_>) = rows
-        .into_iter()
-        .map(CatalogPrice::from)
-        .partition(|p| p.kind == "recurring");
-    Ok(CatalogResponse {
-        mode: mode.to_owned(),
-        packs,
-        plans,
-    })
+    let (plans, packs): (Vec<_>, Vec<_>) =
+        rows.into_iter().map(CatalogPrice::from).partition(|p| p.kind == "recurring");
+    Ok(CatalogResponse { mode: mode.to_owned(), packs, plans })
 }
 
-async fn offered_price(
-    db: &impl ConnectionTrait,
-    price_id: &str,
-) -> Result<prices::Model, BillingError> {
+async fn offered_price(db: &impl ConnectionTrait, price_id: &str) -> Result<prices::Model, BillingError> {
     prices::Entity::find_by_id(price_id.to_owned())
         .filter(prices::Column::Active.eq(true))
         .filter(prices::Column::Credits.gt(0))
@@ -173,10 +121,7 @@ async fn offered_price(
 /// Statuses in which a subscription still entitles its owner.
 const LIVE_STATUSES: [&str; 3] = ["active", "trialing", "past_due"];
 
-async fn live_subscription(
-    db: &impl ConnectionTrait,
-    user_id: Uuid,
-) -> Result<Option<subscriptions::Model>, DbErr> {
+async fn live_subscription(db: &impl ConnectionTrait, user_id: Uuid) -> Result<Option<subscriptions::Model>, DbErr> {
     subscriptions::Entity::find()
         .filter(subscriptions::Column::UserId.eq(user_id))
         .filter(subscriptions::Column::Status.is_in(LIVE_STATUSES))
@@ -193,11 +138,7 @@ pub async fn create_sandbox_checkout(
     price_id: &str,
 ) -> Result<CheckoutSessionResponse, BillingError> {
     let price = offered_price(db, price_id).await?;
-    let mode = if price.kind == "recurring" {
-        "subscription"
-    } else {
-        "payment"
-    };
+    let mode = if price.kind == "recurring" { "subscription" } else { "payment" };
     if mode == "subscription" && live_subscription(db, user_id).await?.is_some() {
         return Err(BillingError::AlreadySubscribed);
     }
@@ -215,10 +156,7 @@ pub async fn create_sandbox_checkout(
     })
     .exec_without_returning(db)
     .await?;
-    Ok(CheckoutSessionResponse {
-        session_id: id,
-        url,
-    })
+    Ok(CheckoutSessionResponse { session_id: id, url })
 }
 
 /// A checkout session with its price, for the sandbox page.
@@ -259,16 +197,9 @@ async fn grant_paid_lot(
     description: String,
     metadata: serde_json::Value,
 ) -> Result<Fulfilled, BillingError> {
-    let mut wallet = ledger::lock_wallet(txn, user_id)
-        .await?
-        .ok_or(BillingError::WalletNotFound)?;
+    let mut wallet = ledger::lock_wallet(txn, user_id).await?.ok_or(BillingError::WalletNotFound)?;
     // Checked after the wallet lock, so two deliveries about one payment cannot both pass.
-    if lots::Entity::find()
-        .filter(lots::Column::Reference.eq(reference.clone()))
-        .one(txn)
-        .await?
-        .is_some()
-    {
+    if lots::Entity::find().filter(lots::Column::Reference.eq(reference.clone())).one(txn).await?.is_some() {
         return Ok(Fulfilled::AlreadyApplied);
     }
     let now = Utc::now();
@@ -295,10 +226,7 @@ async fn grant_paid_lot(
     };
     let (_, lot) = ledger::credit_wallet(txn, &mut wallet, lot, details, None, now).await?;
     ledger::save_wallet(txn, &wallet, now).await?;
-    Ok(Fulfilled::Granted {
-        lot_id: lot.id,
-        credits,
-    })
+    Ok(Fulfilled::Granted { lot_id: lot.id, credits })
 }
 
 /// Grants a credit pack bought through a checkout session (keyed by the session).
@@ -337,10 +265,7 @@ pub async fn fulfil_invoice(
         price.credits,
         (!price.rollover).then_some(period_end),
         format!("stripe:invoice:{invoice_id}"),
-        format!(
-            "{}: {} credits for the period",
-            price.product_name, price.credits
-        ),
+        format!("{}: {} credits for the period", price.product_name, price.credits),
         serde_json::json!({ "price_id": price.id, "invoice": invoice_id }),
     )
     .await
@@ -348,9 +273,7 @@ pub async fn fulfil_invoice(
 
 fn period_end(start: DateTime<Utc>, interval: Option<&str>) -> DateTime<Utc> {
     let months = if interval == Some("year") { 12 } else { 1 };
-    start
-        .checked_add_months(Months::new(months))
-        .unwrap_or(start + Duration::days(30 * i64::from(months)))
+    start.checked_add_months(Months::new(months)).unwrap_or(start + Duration::days(30 * i64::from(months)))
 }
 
 /// Pays a sandbox checkout session, through the same fulfilment as Stripe's webhooks. Paying a
@@ -427,10 +350,7 @@ pub async fn cancel_sandbox_session(
 }
 
 /// The user's current subscription (the live one, else the latest).
-pub async fn subscription(
-    db: &DatabaseConnection,
-    user_id: Uuid,
-) -> Result<SubscriptionResponse, BillingError> {
+pub async fn subscription(db: &DatabaseConnection, user_id: Uuid) -> Result<SubscriptionResponse, BillingError> {
     let current = match live_subscription(db, user_id).await? {
         Some(s) => Some(s),
         None => {
@@ -444,12 +364,8 @@ pub async fn subscription(
     let Some(sub) = current else {
         return Ok(SubscriptionResponse { subscription: None });
     };
-    let price = prices::Entity::find_by_id(sub.price_id.clone())
-        .one(db)
-        .await?;
-    Ok(SubscriptionResponse {
-        subscription: Some(SubscriptionView::new(sub, price)),
-    })
+    let price = prices::Entity::find_by_id(sub.price_id.clone()).one(db).await?;
+    Ok(SubscriptionResponse { subscription: Some(SubscriptionView::new(sub, price)) })
 }
 
 /// Sets or clears cancellation at the period's end (the sandbox portal's one action).
@@ -458,15 +374,10 @@ pub async fn set_cancel_at_period_end(
     user_id: Uuid,
     cancel: bool,
 ) -> Result<SubscriptionResponse, BillingError> {
-    let sub = live_subscription(db, user_id)
-        .await?
-        .ok_or(BillingError::NoSubscription)?;
+    let sub = live_subscription(db, user_id).await?.ok_or(BillingError::NoSubscription)?;
     let now = Utc::now();
     subscriptions::Entity::update_many()
-        .col_expr(
-            subscriptions::Column::CancelAtPeriodEnd,
-            Expr::value(cancel),
-        )
+        .col_expr(subscriptions::Column::CancelAtPeriodEnd, Expr::value(cancel))
         .col_expr(subscriptions::Column::SourceUpdatedAt, Expr::value(now))
         .col_expr(subscriptions::Column::UpdatedAt, Expr::value(now))
         .filter(subscriptions::Column::Id.eq(sub.id))
@@ -477,9 +388,7 @@ pub async fn set_cancel_at_period_end(
 
 /// Starts a new period for every live sandbox subscription (`tollgate sandbox renew`): grants
 /// the period's credits through the invoice path, or ends those set to cancel.
-pub async fn renew_sandbox_subscriptions(
-    db: &DatabaseConnection,
-) -> Result<(usize, usize), BillingError> {
+pub async fn renew_sandbox_subscriptions(db: &DatabaseConnection) -> Result<(usize, usize), BillingError> {
     let live = subscriptions::Entity::find()
         .filter(subscriptions::Column::Status.is_in(LIVE_STATUSES))
         .filter(subscriptions::Column::Id.starts_with("sub_sandbox_"))
@@ -508,10 +417,7 @@ pub async fn renew_sandbox_subscriptions(
         let start = sub.current_period_end.max(now);
         let end = period_end(start, price.interval.as_deref());
         subscriptions::Entity::update_many()
-            .col_expr(
-                subscriptions::Column::CurrentPeriodStart,
-                Expr::value(start),
-            )
+            .col_expr(subscriptions::Column::CurrentPeriodStart, Expr::value(start))
             .col_expr(subscriptions::Column::CurrentPeriodEnd, Expr::value(end))
             .col_expr(subscriptions::Column::SourceUpdatedAt, Expr::value(now))
             .col_expr(subscriptions::Column::UpdatedAt, Expr::value(now))
@@ -524,4 +430,266 @@ pub async fn renew_sandbox_subscriptions(
         renewed += 1;
     }
     Ok((renewed, ended))
+}
+
+/// The user's Stripe customer, created once (Stripe de-duplicates by the user-derived key, and a
+/// racing second request finds the row the first one wrote).
+pub async fn ensure_customer(
+    db: &DatabaseConnection,
+    gateway: &StripeGateway,
+    user_id: Uuid,
+) -> Result<String, BillingError> {
+    if let Some(existing) = customers::Entity::find_by_id(user_id).one(db).await? {
+        return Ok(existing.stripe_customer_id);
+    }
+    let user = users::Entity::find_by_id(user_id).one(db).await?.ok_or(BillingError::WalletNotFound)?;
+    let customer = gateway.create_customer(user_id, &user.email).await?;
+    let inserted = customers::Entity::insert(customers::ActiveModel {
+        user_id: Set(user_id),
+        stripe_customer_id: Set(customer.clone()),
+        created_at: Set(Utc::now()),
+    })
+    .exec_without_returning(db)
+    .await;
+    match inserted {
+        Err(e) if db::is_unique_violation(&e) => {}
+        other => {
+            other?;
+        }
+    }
+    Ok(customer)
+}
+
+/// Opens a Stripe checkout session for a pack (`payment`) or a plan (`subscription`).
+pub async fn create_stripe_checkout(
+    db: &DatabaseConnection,
+    gateway: &StripeGateway,
+    site_url: &str,
+    user_id: Uuid,
+    price_id: &str,
+    idempotency_key: Option<&str>,
+) -> Result<CheckoutSessionResponse, BillingError> {
+    let price = offered_price(db, price_id).await?;
+    let subscription = price.kind == "recurring";
+    if subscription && live_subscription(db, user_id).await?.is_some() {
+        return Err(BillingError::AlreadySubscribed);
+    }
+    let customer = ensure_customer(db, gateway, user_id).await?;
+    let key = match idempotency_key {
+        Some(key) => format!("tollgate-checkout-{user_id}-{key}"),
+        None => format!("tollgate-checkout-{}", Uuid::now_v7()),
+    };
+    let (id, url) = gateway
+        .create_checkout_session(CheckoutRequest {
+            customer: &customer,
+            price_id: &price.id,
+            subscription,
+            user_id,
+            success_url: format!("{site_url}/credits?checkout=success&session_id={{CHECKOUT_SESSION_ID}}"),
+            cancel_url: format!("{site_url}/credits?checkout=cancelled"),
+            idempotency_key: key,
+        })
+        .await?;
+    let inserted = checkout_sessions::Entity::insert(checkout_sessions::ActiveModel {
+        id: Set(id.clone()),
+        user_id: Set(user_id),
+        price_id: Set(price.id),
+        mode: Set(if subscription { "subscription" } else { "payment" }.to_owned()),
+        status: Set("open".to_owned()),
+        url: Set(url.clone()),
+        created_at: Set(Utc::now()),
+        completed_at: Set(None),
+    })
+    .exec_without_returning(db)
+    .await;
+    match inserted {
+        // The same idempotent request again: Stripe returned the same session.
+        Err(e) if db::is_unique_violation(&e) => {}
+        other => {
+            other?;
+        }
+    }
+    Ok(CheckoutSessionResponse { session_id: id, url })
+}
+
+/// A Stripe billing portal session for the user's customer.
+pub async fn stripe_portal_link(
+    db: &DatabaseConnection,
+    gateway: &StripeGateway,
+    user_id: Uuid,
+    return_url: &str,
+) -> Result<PortalLinkResponse, BillingError> {
+    let customer = customers::Entity::find_by_id(user_id).one(db).await?.ok_or(BillingError::NoCustomer)?;
+    let url = gateway.create_portal_session(&customer.stripe_customer_id, return_url).await?;
+    Ok(PortalLinkResponse { url })
+}
+
+/// The credits a Stripe price grants: its own `credits` metadata, else its product's
+/// `includedCredits` (as the seed read it).
+fn credits_of(price: &stripe_shared::Price, product: Option<&stripe_shared::Product>) -> Option<i64> {
+    let parse = |v: &String| v.trim().parse::<i64>().ok().filter(|c| *c >= 0);
+    price
+        .metadata
+        .get("credits")
+        .and_then(parse)
+        .or_else(|| product.and_then(|p| p.metadata.get("includedCredits")).and_then(parse))
+}
+
+/// Mirrors one Stripe price into the catalog. `product` overrides the (possibly unexpanded)
+/// product on the price.
+pub async fn upsert_stripe_price(
+    db: &impl ConnectionTrait,
+    price: &stripe_shared::Price,
+    product: Option<&stripe_shared::Product>,
+) -> Result<(), BillingError> {
+    let product = product.or_else(|| price.product.as_object());
+    let existing = prices::Entity::find_by_id(price.id.to_string()).one(db).await?;
+    let credits = credits_of(price, product).or(existing.as_ref().map(|p| p.credits)).unwrap_or(0);
+    let now = Utc::now();
+    let name = product
+        .map(|p| p.name.clone())
+        .or_else(|| existing.as_ref().map(|p| p.product_name.clone()))
+        .unwrap_or_else(|| price.product.id().to_string());
+    let description = product
+        .and_then(|p| p.description.clone())
+        .or_else(|| existing.as_ref().and_then(|p| p.product_description.clone()));
+    let rollover = price.metadata.get("rollover").is_some_and(|v| v == "true")
+        || product.is_some_and(|p| p.metadata.get("rollover").is_some_and(|v| v == "true"));
+    let model = prices::ActiveModel {
+        id: Set(price.id.to_string()),
+        product_id: Set(price.product.id().to_string()),
+        product_name: Set(name),
+        product_description: Set(description),
+        kind: Set(if price.recurring.is_some() { "recurring" } else { "one_time" }.to_owned()),
+        interval: Set(price.recurring.as_ref().map(|r| r.interval.as_str().to_owned())),
+        unit_amount: Set(price.unit_amount.unwrap_or(0)),
+        currency: Set(price.currency.to_string()),
+        credits: Set(credits),
+        rollover: Set(rollover),
+        active: Set(price.active && product.is_none_or(|p| p.active)),
+        display_order: Set(existing.as_ref().map(|p| p.display_order).unwrap_or(0)),
+        created_at: Set(existing.as_ref().map(|p| p.created_at).unwrap_or(now)),
+        updated_at: Set(now),
+    };
+    if existing.is_some() {
+        prices::Entity::update(model).exec(db).await?;
+    } else {
+        prices::Entity::insert(model).exec_without_returning(db).await?;
+    }
+    Ok(())
+}
+
+/// Applies a product's new name, description and availability to its prices.
+pub async fn update_stripe_product(
+    db: &impl ConnectionTrait,
+    product: &stripe_shared::Product,
+) -> Result<(), BillingError> {
+    let mut update = prices::Entity::update_many()
+        .col_expr(prices::Column::ProductName, Expr::value(product.name.clone()))
+        .col_expr(prices::Column::ProductDescription, Expr::value(product.description.clone()))
+        .col_expr(prices::Column::UpdatedAt, Expr::value(Utc::now()));
+    if !product.active {
+        update = update.col_expr(prices::Column::Active, Expr::value(false));
+    }
+    update.filter(prices::Column::ProductId.eq(product.id.as_str())).exec(db).await?;
+    Ok(())
+}
+
+/// Takes prices off the offer (a deleted price, or every price of a deleted product).
+pub async fn deactivate_prices(
+    db: &impl ConnectionTrait,
+    column: prices::Column,
+    value: &str,
+) -> Result<(), BillingError> {
+    prices::Entity::update_many()
+        .col_expr(prices::Column::Active, Expr::value(false))
+        .col_expr(prices::Column::UpdatedAt, Expr::value(Utc::now()))
+        .filter(column.eq(value))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// Mirrors every active Stripe price (all pages) and deactivates what Stripe no longer offers.
+/// Returns (prices mirrored, prices deactivated).
+pub async fn sync_prices(db: &DatabaseConnection, gateway: &StripeGateway) -> Result<(usize, u64), BillingError> {
+    let listed = gateway.list_active_prices().await?;
+    let txn = db::begin_write(db).await?;
+    for price in &listed {
+        upsert_stripe_price(&txn, price, None).await?;
+    }
+    let ids: Vec<String> = listed.iter().map(|p| p.id.to_string()).collect();
+    let gone = prices::Entity::update_many()
+        .col_expr(prices::Column::Active, Expr::value(false))
+        .col_expr(prices::Column::UpdatedAt, Expr::value(Utc::now()))
+        .filter(prices::Column::Active.eq(true))
+        .filter(prices::Column::Id.is_not_in(ids))
+        .exec(&txn)
+        .await?;
+    txn.commit().await?;
+    Ok((listed.len(), gone.rows_affected))
+}
+
+/// A page of the Stripe event inbox, newest first.
+pub async fn list_events(
+    db: &DatabaseConnection,
+    status: Option<String>,
+    cursor: Option<String>,
+    limit: u64,
+) -> Result<StripeEventPage, BillingError> {
+    use crate::entities::stripe_events;
+    use sea_orm::{Condition, QuerySelect};
+    let mut select = stripe_events::Entity::find();
+    if let Some(status) = status {
+        select = select.filter(stripe_events::Column::Status.eq(status));
+    }
+    if let Some((at, id)) = cursor.as_deref().and_then(decode_event_cursor) {
+        select =
+            select.filter(Condition::any().add(stripe_events::Column::ReceivedAt.lt(at)).add(
+                Condition::all().add(stripe_events::Column::ReceivedAt.eq(at)).add(stripe_events::Column::Id.lt(id)),
+            ));
+    }
+    let mut rows = select
+        .order_by_desc(stripe_events::Column::ReceivedAt)
+        .order_by_desc(stripe_events::Column::Id)
+        .limit(limit + 1)
+        .all(db)
+        .await?;
+    let next_cursor = if rows.len() as u64 > limit {
+        rows.truncate(limit as usize);
+        rows.last().map(|e| encode_event_cursor(e.received_at, &e.id))
+    } else {
+        None
+    };
+    let events = rows
+        .into_iter()
+        .map(|e| StripeEventView {
+            id: e.id,
+            event_type: e.event_type,
+            created_at: e.created_at,
+            received_at: e.received_at,
+            processed_at: e.processed_at,
+            attempts: e.attempts,
+            last_error: e.last_error,
+            status: e.status,
+        })
+        .collect();
+    Ok(StripeEventPage { events, next_cursor })
+}
+
+/// Whether the inbox holds this event.
+pub async fn event_exists(db: &DatabaseConnection, id: &str) -> Result<bool, BillingError> {
+    Ok(crate::entities::stripe_events::Entity::find_by_id(id.to_owned()).one(db).await?.is_some())
+}
+
+fn encode_event_cursor(at: DateTime<Utc>, id: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{}|{id}", at.to_rfc3339()))
+}
+
+fn decode_event_cursor(cursor: &str) -> Option<(DateTime<Utc>, String)> {
+    use base64::Engine;
+    let raw = String::from_utf8(base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(cursor).ok()?).ok()?;
+    let (at, id) = raw.split_once('|')?;
+    Some((DateTime::parse_from_rfc3339(at).ok()?.with_timezone(&Utc), id.to_owned()))
 }

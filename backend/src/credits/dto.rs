@@ -78,10 +78,7 @@ pub struct LotMovementView {
 
 impl From<LotMovement> for LotMovementView {
     fn from(m: LotMovement) -> Self {
-        Self {
-            lot_id: m.lot_id,
-            amount: m.amount,
-        }
+        Self { lot_id: m.lot_id, amount: m.amount }
     }
 }
 

@@ -6,10 +6,7 @@ use uuid::Uuid;
 use super::{
     dto::*,
     ledger::LotSource,
-    service::{
-        self, CaptureCommand, CreditsError, GrantCommand, HoldCommand, Outcome, Recipient,
-        SpendCommand,
-    },
+    service::{self, CaptureCommand, CreditsError, GrantCommand, HoldCommand, Outcome, Recipient, SpendCommand},
 };
 use crate::{
     auth::extractors::{Admin, CreditsRead, CreditsSpend, Scoped},
@@ -26,48 +23,32 @@ impl From<CreditsError> for ApiError {
         match err {
             CreditsError::WalletNotFound => ApiError::not_found("wallet_not_found", detail),
             CreditsError::UserNotFound => ApiError::not_found("user_not_found", detail),
-            CreditsError::InsufficientCredits {
-                available,
-                requested,
-            } => ApiError::new(
-                StatusCode::PAYMENT_REQUIRED,
-                "insufficient_credits",
-                "Insufficient credits",
-                detail,
-            )
-            .with("available", available)
-            .with("requested", requested),
-            CreditsError::OutstandingDebt { debt } => ApiError::new(
-                StatusCode::PAYMENT_REQUIRED,
-                "outstanding_debt",
-                "Outstanding debt",
-                detail,
-            )
-            .with("debt", debt)
-            .with("available", 0),
+            CreditsError::InsufficientCredits { available, requested } => {
+                ApiError::new(StatusCode::PAYMENT_REQUIRED, "insufficient_credits", "Insufficient credits", detail)
+                    .with("available", available)
+                    .with("requested", requested)
+            }
+            CreditsError::OutstandingDebt { debt } => {
+                ApiError::new(StatusCode::PAYMENT_REQUIRED, "outstanding_debt", "Outstanding debt", detail)
+                    .with("debt", debt)
+                    .with("available", 0)
+            }
             CreditsError::IdempotencyKeyReused => idempotency::reused_error(),
-            CreditsError::UnknownFeature(_) => {
-                ApiError::field("feature", "unknown_feature", detail)
-            }
-            CreditsError::FeatureInactive(_) => {
-                ApiError::field("feature", "feature_inactive", detail)
-            }
+            CreditsError::UnknownFeature(_) => ApiError::field("feature", "unknown_feature", detail),
+            CreditsError::FeatureInactive(_) => ApiError::field("feature", "feature_inactive", detail),
             CreditsError::FeatureExists(_) => ApiError::conflict("feature_exists", detail),
             CreditsError::HoldNotFound => ApiError::not_found("hold_not_found", detail),
             CreditsError::HoldExpired { .. } => ApiError::conflict("hold_expired", detail),
             CreditsError::HoldNotOpen { .. } => ApiError::conflict("hold_not_open", detail),
             CreditsError::HoldAlreadyCaptured { captured } => {
-                ApiError::conflict("hold_already_captured", detail)
-                    .with("captured_amount", captured)
+                ApiError::conflict("hold_already_captured", detail).with("captured_amount", captured)
             }
             CreditsError::CaptureExceedsHold { held, requested } => {
                 ApiError::field("amount", "capture_exceeds_hold", detail)
                     .with("held", held)
                     .with("requested", requested)
             }
-            CreditsError::Invalid { field, message } => {
-                ApiError::field(field, "invalid", format!("{field} {message}"))
-            }
+            CreditsError::Invalid { field, message } => ApiError::field(field, "invalid", format!("{field} {message}")),
             CreditsError::Database(e) => e.into(),
         }
     }
@@ -78,26 +59,15 @@ pub(crate) fn respond<T: serde::Serialize>(outcome: Outcome<T>) -> HttpResponse 
     match outcome {
         Outcome::Fresh(body) => HttpResponse::Ok().json(body),
         Outcome::Replayed(stored) => {
-            let status = actix_web::http::StatusCode::from_u16(stored.status)
-                .unwrap_or(actix_web::http::StatusCode::OK);
-            HttpResponse::build(status)
-                .insert_header((idempotency::REPLAYED_HEADER, "true"))
-                .json(stored.body)
+            let status =
+                actix_web::http::StatusCode::from_u16(stored.status).unwrap_or(actix_web::http::StatusCode::OK);
+            HttpResponse::build(status).insert_header((idempotency::REPLAYED_HEADER, "true")).json(stored.body)
         }
     }
 }
 
-fn keyed(
-    req: &HttpRequest,
-    scope: String,
-    key: IdempotencyKey,
-    body: &impl serde::Serialize,
-) -> IdempotentRequest {
-    IdempotentRequest {
-        scope,
-        key,
-        fingerprint: idempotency::fingerprint(req, body),
-    }
+fn keyed(req: &HttpRequest, scope: String, key: IdempotencyKey, body: &impl serde::Serialize) -> IdempotentRequest {
+    IdempotentRequest { scope, key, fingerprint: idempotency::fingerprint(req, body) }
 }
 
 /// The caller's balance, what they can spend, and lots about to expire.
@@ -115,9 +85,7 @@ pub async fn get_balance(
     state: web::Data<AppState>,
     caller: Scoped<CreditsRead>,
 ) -> Result<web::Json<BalanceResponse>, ApiError> {
-    Ok(web::Json(
-        service::balance(&state.db, caller.0.user_id).await?,
-    ))
+    Ok(web::Json(service::balance(&state.db, caller.0.user_id).await?))
 }
 
 /// Spend credits: an explicit `amount`, or a `feature` and `quantity` priced by the rate card.
@@ -151,14 +119,8 @@ pub async fn spend_credits(
     service::check_details(&body.description, &body.metadata)?;
     let charge = service::parse_charge(body.amount, body.feature.clone(), body.quantity)?;
     let request = keyed(&req, caller.0.idempotency_scope(), key, &body);
-    let command = SpendCommand {
-        charge,
-        description: body.description,
-        metadata: body.metadata,
-    };
-    Ok(respond(
-        service::spend(&state.db, caller.0.user_id, &request, command).await?,
-    ))
+    let command = SpendCommand { charge, description: body.description, metadata: body.metadata };
+    Ok(respond(service::spend(&state.db, caller.0.user_id, &request, command).await?))
 }
 
 /// Grant credits to a user (admin), as a lot with optional expiry and priority.
@@ -191,9 +153,8 @@ pub async fn grant_credits(
     let key = match idempotency::key_from_headers(req.headers())? {
         Some(key) => key,
         None => match body.idempotency_key.as_deref() {
-            Some(raw) => IdempotencyKey::parse(raw).map_err(|m| {
-                ApiError::field("idempotencyKey", "invalid", format!("idempotencyKey {m}"))
-            })?,
+            Some(raw) => IdempotencyKey::parse(raw)
+                .map_err(|m| ApiError::field("idempotencyKey", "invalid", format!("idempotencyKey {m}")))?,
             None => {
                 return Err(ApiError::bad_request(
                     "idempotency_key_required",
@@ -208,21 +169,13 @@ pub async fn grant_credits(
         (Some(id), None) => Recipient::Id(id),
         (None, Some(email)) => Recipient::Email(email.to_owned()),
         _ => {
-            return Err(ApiError::field(
-                "user_id",
-                "invalid",
-                "give exactly one of user_id (userId) or email",
-            ));
+            return Err(ApiError::field("user_id", "invalid", "give exactly one of user_id (userId) or email"));
         }
     };
     let amount = service::parse_amount("amount", body.amount, false)?;
     let reason = body.reason.trim().to_owned();
     if reason.is_empty() || reason.chars().count() > 500 {
-        return Err(ApiError::field(
-            "reason",
-            "length",
-            "reason must be 1 to 500 characters",
-        ));
+        return Err(ApiError::field("reason", "length", "reason must be 1 to 500 characters"));
     }
     let source = match body.source.as_deref() {
         None | Some("grant") => LotSource::Grant,
@@ -236,28 +189,14 @@ pub async fn grant_credits(
         }
     };
     if body.expires_at.is_some_and(|at| at <= chrono::Utc::now()) {
-        return Err(ApiError::field(
-            "expires_at",
-            "invalid",
-            "expires_at must be in the future",
-        ));
+        return Err(ApiError::field("expires_at", "invalid", "expires_at must be in the future"));
     }
     if body.priority.is_some_and(|p| !(0..=1000).contains(&p)) {
-        return Err(ApiError::field(
-            "priority",
-            "range",
-            "priority must be between 0 and 1000",
-        ));
+        return Err(ApiError::field("priority", "range", "priority must be between 0 and 1000"));
     }
     let request = keyed(&req, admin.0.idempotency_scope(), key, &body);
-    let command = GrantCommand {
-        recipient,
-        amount,
-        reason,
-        source,
-        priority: body.priority,
-        expires_at: body.expires_at,
-    };
+    let command =
+        GrantCommand { recipient, amount, reason, source, priority: body.priority, expires_at: body.expires_at };
     Ok(respond(service::grant(&state.db, &request, command).await?))
 }
 
@@ -288,15 +227,9 @@ pub async fn create_hold(
     let body = body.into_inner();
     service::check_details(&body.description, &body.metadata)?;
     let charge = service::parse_charge(body.amount, body.feature.clone(), body.quantity)?;
-    let ttl = body
-        .ttl_seconds
-        .unwrap_or(service::DEFAULT_HOLD_TTL_SECONDS);
+    let ttl = body.ttl_seconds.unwrap_or(service::DEFAULT_HOLD_TTL_SECONDS);
     if !(1..=service::MAX_HOLD_TTL_SECONDS).contains(&ttl) {
-        return Err(ApiError::field(
-            "ttl_seconds",
-            "range",
-            "ttl_seconds must be between 1 and 3600",
-        ));
+        return Err(ApiError::field("ttl_seconds", "range", "ttl_seconds must be between 1 and 3600"));
     }
     let request = keyed(&req, caller.0.idempotency_scope(), key, &body);
     let command = HoldCommand {
@@ -305,9 +238,7 @@ pub async fn create_hold(
         metadata: body.metadata,
         ttl: chrono::Duration::seconds(ttl),
     };
-    Ok(respond(
-        service::create_hold(&state.db, caller.0.user_id, &request, command).await?,
-    ))
+    Ok(respond(service::create_hold(&state.db, caller.0.user_id, &request, command).await?))
 }
 
 /// A hold of the caller's.
@@ -326,9 +257,7 @@ pub async fn get_hold(
     caller: Scoped<CreditsRead>,
     id: web::Path<Uuid>,
 ) -> Result<web::Json<HoldView>, ApiError> {
-    Ok(web::Json(
-        service::get_hold(&state.db, caller.0.user_id, id.into_inner()).await?,
-    ))
+    Ok(web::Json(service::get_hold(&state.db, caller.0.user_id, id.into_inner()).await?))
 }
 
 /// Spend the actual cost (at most the hold) and release the rest.
@@ -360,20 +289,8 @@ pub async fn capture_hold(
     service::check_details(&body.description, &None)?;
     let amount = service::parse_amount("amount", body.amount, true)?;
     let request = key.map(|k| keyed(&req, caller.0.idempotency_scope(), k, &body));
-    let command = CaptureCommand {
-        amount,
-        description: body.description,
-    };
-    Ok(respond(
-        service::capture_hold(
-            &state.db,
-            caller.0.user_id,
-            id.into_inner(),
-            request.as_ref(),
-            command,
-        )
-        .await?,
-    ))
+    let command = CaptureCommand { amount, description: body.description };
+    Ok(respond(service::capture_hold(&state.db, caller.0.user_id, id.into_inner(), request.as_ref(), command).await?))
 }
 
 /// Release a hold without spending.
@@ -395,23 +312,8 @@ pub async fn release_hold(
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let key = idempotency::key_from_headers(req.headers())?;
-    let request = key.map(|k| {
-        keyed(
-            &req,
-            caller.0.idempotency_scope(),
-            k,
-            &serde_json::Value::Null,
-        )
-    });
-    Ok(respond(
-        service::release_hold(
-            &state.db,
-            caller.0.user_id,
-            id.into_inner(),
-            request.as_ref(),
-        )
-        .await?,
-    ))
+    let request = key.map(|k| keyed(&req, caller.0.idempotency_scope(), k, &serde_json::Value::Null));
+    Ok(respond(service::release_hold(&state.db, caller.0.user_id, id.into_inner(), request.as_ref()).await?))
 }
 
 /// The caller's history, newest first, paged by cursor.
@@ -431,9 +333,7 @@ pub async fn list_ledger_entries(
     caller: Scoped<CreditsRead>,
     query: web::Query<LedgerQuery>,
 ) -> Result<web::Json<LedgerPage>, ApiError> {
-    Ok(web::Json(
-        service::list_ledger(&state.db, caller.0.user_id, query.into_inner()).await?,
-    ))
+    Ok(web::Json(service::list_ledger(&state.db, caller.0.user_id, query.into_inner()).await?))
 }
 
 /// Usage aggregated by day or feature, for charts.
@@ -452,17 +352,13 @@ pub async fn get_usage(
     caller: Scoped<CreditsRead>,
     query: web::Query<UsageQuery>,
 ) -> Result<web::Json<UsageResponse>, ApiError> {
-    Ok(web::Json(
-        service::usage(&state.db, caller.0.user_id, query.into_inner()).await?,
-    ))
+    Ok(web::Json(service::usage(&state.db, caller.0.user_id, query.into_inner()).await?))
 }
 
 /// The public rate card.
 #[utoipa::path(tag = "features", responses((status = 200, body = Vec<FeatureView>)))]
 #[get("/features")]
-pub async fn list_features(
-    state: web::Data<AppState>,
-) -> Result<web::Json<Vec<FeatureView>>, ApiError> {
+pub async fn list_features(state: web::Data<AppState>) -> Result<web::Json<Vec<FeatureView>>, ApiError> {
     Ok(web::Json(service::list_features(&state.db, false).await?))
 }
 
@@ -507,9 +403,7 @@ pub async fn update_feature(
     key: web::Path<String>,
     body: web::Json<UpdateFeatureRequest>,
 ) -> Result<web::Json<FeatureView>, ApiError> {
-    Ok(web::Json(
-        service::update_feature(&state.db, &key, body.into_inner()).await?,
-    ))
+    Ok(web::Json(service::update_feature(&state.db, &key, body.into_inner()).await?))
 }
 
 /// Check the ledger's invariants over the whole database (admin).

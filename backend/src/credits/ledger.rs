@@ -115,11 +115,7 @@ impl LotSource {
 }
 
 /// Opens a user's wallet; called in the transaction that creates the user.
-pub async fn create_wallet(
-    db: &impl ConnectionTrait,
-    user_id: Uuid,
-    now: DateTime<Utc>,
-) -> Result<Uuid, DbErr> {
+pub async fn create_wallet(db: &impl ConnectionTrait, user_id: Uuid, now: DateTime<Utc>) -> Result<Uuid, DbErr> {
     let id = Uuid::now_v7();
     accounts::Entity::insert(accounts::ActiveModel {
         id: Set(id),
@@ -139,34 +135,17 @@ pub async fn create_wallet(
 
 /// Reads a user's wallet and locks it until the transaction ends (`FOR UPDATE` on PostgreSQL;
 /// on SQLite the transaction already holds the database's write lock).
-pub async fn lock_wallet(
-    db: &impl ConnectionTrait,
-    user_id: Uuid,
-) -> Result<Option<accounts::Model>, DbErr> {
-    accounts::Entity::find()
-        .filter(accounts::Column::UserId.eq(user_id))
-        .lock_exclusive()
-        .one(db)
-        .await
+pub async fn lock_wallet(db: &impl ConnectionTrait, user_id: Uuid) -> Result<Option<accounts::Model>, DbErr> {
+    accounts::Entity::find().filter(accounts::Column::UserId.eq(user_id)).lock_exclusive().one(db).await
 }
 
 /// Reads a user's wallet without locking it.
-pub async fn find_wallet(
-    db: &impl ConnectionTrait,
-    user_id: Uuid,
-) -> Result<Option<accounts::Model>, DbErr> {
-    accounts::Entity::find()
-        .filter(accounts::Column::UserId.eq(user_id))
-        .one(db)
-        .await
+pub async fn find_wallet(db: &impl ConnectionTrait, user_id: Uuid) -> Result<Option<accounts::Model>, DbErr> {
+    accounts::Entity::find().filter(accounts::Column::UserId.eq(user_id)).one(db).await
 }
 
 /// Writes the wallet's cached figures back.
-pub async fn save_wallet(
-    db: &impl ConnectionTrait,
-    wallet: &accounts::Model,
-    now: DateTime<Utc>,
-) -> Result<(), DbErr> {
+pub async fn save_wallet(db: &impl ConnectionTrait, wallet: &accounts::Model, now: DateTime<Utc>) -> Result<(), DbErr> {
     accounts::Entity::update_many()
         .col_expr(accounts::Column::Balance, Expr::value(wallet.balance))
         .col_expr(accounts::Column::Held, Expr::value(wallet.held))
@@ -245,15 +224,10 @@ fn new_transfer(
     }
 }
 
-async fn insert_transfer(
-    db: &impl ConnectionTrait,
-    transfer: &transfers::Model,
-) -> Result<(), DbErr> {
+async fn insert_transfer(db: &impl ConnectionTrait, transfer: &transfers::Model) -> Result<(), DbErr> {
     let mut active: transfers::ActiveModel = transfer.clone().into();
     active.seq = NotSet;
-    transfers::Entity::insert(active)
-        .exec_without_returning(db)
-        .await?;
+    transfers::Entity::insert(active).exec_without_returning(db).await?;
     Ok(())
 }
 
@@ -287,9 +261,8 @@ pub async fn settle(
         .filter(lots::Column::Remaining.gt(0))
         .all(db)
         .await?;
-    let (expired, mut live): (Vec<_>, Vec<_>) = all
-        .into_iter()
-        .partition(|lot| lot.expires_at.is_some_and(|at| at <= now));
+    let (expired, mut live): (Vec<_>, Vec<_>) =
+        all.into_iter().partition(|lot| lot.expires_at.is_some_and(|at| at <= now));
 
     for lot in expired {
         wallet.balance -= lot.remaining;
@@ -300,10 +273,7 @@ pub async fn settle(
             TransferKind::Expiry,
             Some(wallet.balance),
             None,
-            TransferDetails {
-                description: Some(format!("{} credits expired", lot.source)),
-                ..Default::default()
-            },
+            TransferDetails { description: Some(format!("{} credits expired", lot.source)), ..Default::default() },
             None,
             Some(lot.id),
             now,
@@ -315,15 +285,7 @@ pub async fn settle(
             .filter(lots::Column::Id.eq(lot.id))
             .exec(db)
             .await?;
-        insert_movements(
-            db,
-            transfer.id,
-            &[LotMovement {
-                lot_id: lot.id,
-                amount: lot.remaining,
-            }],
-        )
-        .await?;
+        insert_movements(db, transfer.id, &[LotMovement { lot_id: lot.id, amount: lot.remaining }]).await?;
     }
 
     if wallet.held > 0 {
@@ -335,10 +297,7 @@ pub async fn settle(
             .await?;
         for hold in overdue {
             holds::Entity::update_many()
-                .col_expr(
-                    holds::Column::Status,
-                    Expr::value(HoldStatus::Expired.as_str()),
-                )
+                .col_expr(holds::Column::Status, Expr::value(HoldStatus::Expired.as_str()))
                 .col_expr(holds::Column::ClosedAt, Expr::value(now))
                 .filter(holds::Column::Id.eq(hold.id))
                 .exec(db)
@@ -353,11 +312,43 @@ pub async fn settle(
 
 /// What a wallet can spend now: its balance less open holds, or nothing while it owes a debt.
 pub fn available(wallet: &accounts::Model) -> i64 {
-    if wallet.debt > 0 {
-        0
-    } else {
-        (wallet.balance - wallet.held).max(0)
+    if wallet.debt > 0 { 0 } else { (wallet.balance - wallet.held).max(0) }
+}
+
+/// Takes up to `amount` from the lots in the order given; returns what it took from each and
+/// what it could not find.
+async fn take_from_lots(
+    db: &impl ConnectionTrait,
+    lots_in_order: &mut [lots::Model],
+    amount: i64,
+) -> Result<(Vec<LotMovement>, i64), DbErr> {
+    let mut left = amount;
+    let mut movements = Vec::new();
+    for lot in lots_in_order.iter_mut() {
+        if left == 0 {
+            break;
+        }
+        let take = lot.remaining.min(left);
+        if take == 0 {
+            continue;
+        }
+        let updated = lots::Entity::update_many()
+            .col_expr(
+                lots::Column::Remaining,
+                sea_orm::sea_query::ExprTrait::sub(Expr::col(lots::Column::Remaining), take),
+            )
+            .filter(lots::Column::Id.eq(lot.id))
+            .filter(lots::Column::Remaining.gte(take))
+            .exec(db)
+            .await?;
+        if updated.rows_affected != 1 {
+            return Err(DbErr::Custom(format!("lot {} changed under a locked wallet", lot.id)));
+        }
+        lot.remaining -= take;
+        left -= take;
+        movements.push(LotMovement { lot_id: lot.id, amount: take });
     }
+    Ok((movements, left))
 }
 
 /// Credits leaving a wallet.
@@ -380,44 +371,8 @@ pub async fn debit_wallet(
     idempotency: Option<&IdempotentRequest>,
     now: DateTime<Utc>,
 ) -> Result<(transfers::Model, Vec<LotMovement>), DbErr> {
-    let Debit {
-        to,
-        amount,
-        kind,
-        details,
-    } = debit;
-    let mut left = amount.get();
-    let mut movements = Vec::new();
-    for lot in live_lots.iter_mut() {
-        if left == 0 {
-            break;
-        }
-        let take = lot.remaining.min(left);
-        if take == 0 {
-            continue;
-        }
-        let updated = lots::Entity::update_many()
-            .col_expr(
-                lots::Column::Remaining,
-                sea_orm::sea_query::ExprTrait::sub(Expr::col(lots::Column::Remaining), take),
-            )
-            .filter(lots::Column::Id.eq(lot.id))
-            .filter(lots::Column::Remaining.gte(take))
-            .exec(db)
-            .await?;
-        if updated.rows_affected != 1 {
-            return Err(DbErr::Custom(format!(
-                "lot {} changed under a locked wallet",
-                lot.id
-            )));
-        }
-        lot.remaining -= take;
-        left -= take;
-        movements.push(LotMovement {
-            lot_id: lot.id,
-            amount: take,
-        });
-    }
+    let Debit { to, amount, kind, details } = debit;
+    let (movements, left) = take_from_lots(db, live_lots, amount.get()).await?;
     if left != 0 {
         return Err(DbErr::Custom(format!(
             "wallet {} has {} fewer credits in its lots than its balance says",
@@ -425,21 +380,48 @@ pub async fn debit_wallet(
         )));
     }
     wallet.balance -= amount.get();
-    let transfer = new_transfer(
-        wallet.id,
-        to,
-        amount,
-        kind,
-        Some(wallet.balance),
-        None,
-        details,
-        idempotency,
-        None,
-        now,
-    );
+    let transfer =
+        new_transfer(wallet.id, to, amount, kind, Some(wallet.balance), None, details, idempotency, None, now);
     insert_transfer(db, &transfer).await?;
     insert_movements(db, transfer.id, &movements).await?;
     Ok((transfer, movements))
+}
+
+/// Takes credits back from a locked, settled wallet (a refund, a dispute): first what remains
+/// of the lot they were bought as, then the wallet's other live lots in spend order; whatever
+/// was already spent becomes debt, which blocks spending until new credits cover it.
+/// Returns the transfer and the debt it added.
+pub async fn claw_back(
+    db: &impl ConnectionTrait,
+    wallet: &mut accounts::Model,
+    live_lots: Vec<lots::Model>,
+    lot_id: Uuid,
+    debit: Debit,
+    now: DateTime<Utc>,
+) -> Result<(transfers::Model, i64), DbErr> {
+    let Debit { to, amount, kind, details } = debit;
+    let (mut ordered, rest): (Vec<_>, Vec<_>) = live_lots.into_iter().partition(|lot| lot.id == lot_id);
+    ordered.extend(rest);
+    let (movements, left) = take_from_lots(db, &mut ordered, amount.get()).await?;
+    wallet.balance -= amount.get();
+    wallet.debt += left;
+    let transfer = new_transfer(wallet.id, to, amount, kind, Some(wallet.balance), None, details, None, None, now);
+    insert_transfer(db, &transfer).await?;
+    insert_movements(db, transfer.id, &movements).await?;
+    Ok((transfer, left))
+}
+
+/// Moves credits between two system accounts (a lost dispute: from `disputes` to `clawback`).
+pub async fn transfer_between_system_accounts(
+    db: &impl ConnectionTrait,
+    from: Uuid,
+    debit: Debit,
+    now: DateTime<Utc>,
+) -> Result<transfers::Model, DbErr> {
+    let Debit { to, amount, kind, details } = debit;
+    let transfer = new_transfer(from, to, amount, kind, None, None, details, None, None, now);
+    insert_transfer(db, &transfer).await?;
+    Ok(transfer)
 }
 
 /// A lot about to enter a wallet.
@@ -467,10 +449,8 @@ pub async fn credit_wallet(
     now: DateTime<Utc>,
 ) -> Result<(transfers::Model, lots::Model), DbErr> {
     let amount = lot.amount.get();
-    wallet.balance = wallet
-        .balance
-        .checked_add(amount)
-        .ok_or_else(|| DbErr::Custom("wallet balance would overflow".to_owned()))?;
+    wallet.balance =
+        wallet.balance.checked_add(amount).ok_or_else(|| DbErr::Custom("wallet balance would overflow".to_owned()))?;
     let cover = wallet.debt.min(amount);
     wallet.debt -= cover;
 
@@ -500,20 +480,10 @@ pub async fn credit_wallet(
         transfer_id: transfer.id,
         created_at: now,
     };
-    lots::Entity::insert(lots::ActiveModel::from(model.clone()))
-        .exec_without_returning(db)
-        .await?;
+    lots::Entity::insert(lots::ActiveModel::from(model.clone())).exec_without_returning(db).await?;
     insert_transfer(db, &transfer).await?;
     if cover > 0 {
-        insert_movements(
-            db,
-            transfer.id,
-            &[LotMovement {
-                lot_id,
-                amount: cover,
-            }],
-        )
-        .await?;
+        insert_movements(db, transfer.id, &[LotMovement { lot_id, amount: cover }]).await?;
     }
     Ok((transfer, model))
 }

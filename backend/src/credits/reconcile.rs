@@ -66,10 +66,7 @@ impl Check {
 
 const SUM_AMOUNT: &str = "CAST(SUM(amount) AS BIGINT)";
 
-async fn sums_by(
-    db: &impl ConnectionTrait,
-    column: transfers::Column,
-) -> Result<HashMap<Uuid, i64>, DbErr> {
+async fn sums_by(db: &impl ConnectionTrait, column: transfers::Column) -> Result<HashMap<Uuid, i64>, DbErr> {
     let rows: Vec<(Uuid, i64)> = transfers::Entity::find()
         .select_only()
         .column(column)
@@ -105,16 +102,13 @@ pub async fn reconcile(db: &impl ConnectionTrait) -> Result<ReconcileReport, DbE
         .filter(
             Expr::col(transfers::Column::Amount)
                 .lte(0)
-                .or(Expr::col(transfers::Column::DebitAccountId)
-                    .eq(Expr::col(transfers::Column::CreditAccountId))),
+                .or(Expr::col(transfers::Column::DebitAccountId).eq(Expr::col(transfers::Column::CreditAccountId))),
         )
         .into_tuple()
         .all(db)
         .await?;
     for (id, amount) in malformed {
-        balanced.violation(format!(
-            "transfer {id} moves {amount} or debits and credits one account"
-        ));
+        balanced.violation(format!("transfer {id} moves {amount} or debits and credits one account"));
     }
     let credits_in = sums_by(db, transfers::Column::CreditAccountId).await?;
     let debits_out = sums_by(db, transfers::Column::DebitAccountId).await?;
@@ -130,10 +124,7 @@ pub async fn reconcile(db: &impl ConnectionTrait) -> Result<ReconcileReport, DbE
         "wallet_balances",
         "Each wallet's cached balance equals the sum of its transfers and the sum of its lots' remainders minus its debt; its held amount equals its open holds.",
     );
-    let wallets = accounts::Entity::find()
-        .filter(accounts::Column::Kind.eq("wallet"))
-        .all(db)
-        .await?;
+    let wallets = accounts::Entity::find().filter(accounts::Column::Kind.eq("wallet")).all(db).await?;
     cached.result.checked = wallets.len() as u64;
     let remaining: HashMap<Uuid, i64> = lots::Entity::find()
         .select_only()
@@ -157,8 +148,8 @@ pub async fn reconcile(db: &impl ConnectionTrait) -> Result<ReconcileReport, DbE
         .into_iter()
         .collect();
     for wallet in &wallets {
-        let derived = credits_in.get(&wallet.id).copied().unwrap_or(0)
-            - debits_out.get(&wallet.id).copied().unwrap_or(0);
+        let derived =
+            credits_in.get(&wallet.id).copied().unwrap_or(0) - debits_out.get(&wallet.id).copied().unwrap_or(0);
         if derived != wallet.balance {
             cached.violation(format!(
                 "wallet {}: cached balance {} but transfers sum to {derived}",
@@ -174,10 +165,7 @@ pub async fn reconcile(db: &impl ConnectionTrait) -> Result<ReconcileReport, DbE
         }
         let held = open_holds.get(&wallet.id).copied().unwrap_or(0);
         if held != wallet.held {
-            cached.violation(format!(
-                "wallet {}: held {} but open holds total {held}",
-                wallet.id, wallet.held
-            ));
+            cached.violation(format!("wallet {}: held {} but open holds total {held}", wallet.id, wallet.held));
         }
     }
     checks.push(cached);
@@ -197,10 +185,7 @@ pub async fn reconcile(db: &impl ConnectionTrait) -> Result<ReconcileReport, DbE
         .all(db)
         .await?;
     for (id, after) in overdrawn {
-        overdraft.violation(format!(
-            "spend {id} left its wallet at {}",
-            after.unwrap_or_default()
-        ));
+        overdraft.violation(format!("spend {id} left its wallet at {}", after.unwrap_or_default()));
     }
     for wallet in &wallets {
         if wallet.balance < -wallet.debt || wallet.held < 0 {
@@ -235,10 +220,7 @@ pub async fn reconcile(db: &impl ConnectionTrait) -> Result<ReconcileReport, DbE
         }
         let consumed = taken.get(&id).copied().unwrap_or(0);
         if amount - left != consumed {
-            overdraft.violation(format!(
-                "lot {id}: {} consumed but transfers took {consumed}",
-                amount - left
-            ));
+            overdraft.violation(format!("lot {id}: {} consumed but transfers took {consumed}", amount - left));
         }
     }
     checks.push(overdraft);
@@ -276,10 +258,7 @@ pub async fn reconcile(db: &impl ConnectionTrait) -> Result<ReconcileReport, DbE
         .all(db)
         .await?;
     for (account, key, n) in duplicate_keys {
-        once.violation(format!(
-            "account {account}: key {} applied {n} times",
-            key.unwrap_or_default()
-        ));
+        once.violation(format!("account {account}: key {} applied {n} times", key.unwrap_or_default()));
     }
     let duplicate_captures: Vec<(Option<Uuid>, i64)> = transfers::Entity::find()
         .select_only()
@@ -292,10 +271,7 @@ pub async fn reconcile(db: &impl ConnectionTrait) -> Result<ReconcileReport, DbE
         .all(db)
         .await?;
     for (hold, n) in duplicate_captures {
-        once.violation(format!(
-            "hold {} captured {n} times",
-            hold.unwrap_or_default()
-        ));
+        once.violation(format!("hold {} captured {n} times", hold.unwrap_or_default()));
     }
     let keys: i64 = idempotency_keys::Entity::find()
         .select_only()
@@ -308,11 +284,7 @@ pub async fn reconcile(db: &impl ConnectionTrait) -> Result<ReconcileReport, DbE
     checks.push(once);
 
     let checks: Vec<CheckResult> = checks.into_iter().map(|c| c.result).collect();
-    Ok(ReconcileReport {
-        ok: checks.iter().all(|c| c.violation_count == 0),
-        checked_at: Utc::now(),
-        checks,
-    })
+    Ok(ReconcileReport { ok: checks.iter().all(|c| c.violation_count == 0), checked_at: Utc::now(), checks })
 }
 
 impl ReconcileReport {
@@ -320,11 +292,7 @@ impl ReconcileReport {
     pub fn to_text(&self) -> String {
         let mut out = String::new();
         for check in &self.checks {
-            let mark = if check.violation_count == 0 {
-                "ok  "
-            } else {
-                "FAIL"
-            };
+            let mark = if check.violation_count == 0 { "ok  " } else { "FAIL" };
             out.push_str(&format!(
                 "{mark} {:<18} {} checked, {} violations\n     {}\n",
                 check.name, check.checked, check.violation_count, check.description
@@ -333,11 +301,7 @@ impl ReconcileReport {
                 out.push_str(&format!("     - {v}\n"));
             }
         }
-        out.push_str(if self.ok {
-            "reconcile: the books balance\n"
-        } else {
-            "reconcile: VIOLATIONS FOUND\n"
-        });
+        out.push_str(if self.ok { "reconcile: the books balance\n" } else { "reconcile: VIOLATIONS FOUND\n" });
         out
     }
 }

@@ -6,18 +6,14 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Duration, Utc};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection,
-    DatabaseTransaction, DbBackend, DbErr, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
-    QuerySelect, TransactionTrait, sea_query::Expr,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend,
+    DbErr, EntityTrait, FromQueryResult, QueryFilter, QueryOrder, QuerySelect, TransactionTrait, sea_query::Expr,
 };
 use uuid::Uuid;
 
 use super::{
     dto::*,
-    ledger::{
-        self, Debit, HoldStatus, LotMovement, LotSource, NewLot, TransferDetails, TransferKind,
-        system,
-    },
+    ledger::{self, Debit, HoldStatus, LotMovement, LotSource, NewLot, TransferDetails, TransferKind, system},
 };
 use crate::{
     db,
@@ -35,9 +31,7 @@ pub enum CreditsError {
     UserNotFound,
     #[error("not enough credits: {available} available, {requested} requested")]
     InsufficientCredits { available: i64, requested: i64 },
-    #[error(
-        "the wallet owes {debt} credits from a refund or dispute; they must be covered before spending"
-    )]
+    #[error("the wallet owes {debt} credits from a refund or dispute; they must be covered before spending")]
     OutstandingDebt { debt: i64 },
     #[error("this Idempotency-Key was already used with a different request")]
     IdempotencyKeyReused,
@@ -58,10 +52,7 @@ pub enum CreditsError {
     #[error("cannot capture {requested}: the hold is for {held}")]
     CaptureExceedsHold { held: i64, requested: i64 },
     #[error("{field}: {message}")]
-    Invalid {
-        field: &'static str,
-        message: String,
-    },
+    Invalid { field: &'static str, message: String },
     #[error(transparent)]
     Database(#[from] DbErr),
 }
@@ -88,33 +79,19 @@ pub struct Priced {
 }
 
 fn invalid(field: &'static str, message: impl Into<String>) -> CreditsError {
-    CreditsError::Invalid {
-        field,
-        message: message.into(),
-    }
+    CreditsError::Invalid { field, message: message.into() }
 }
 
 /// Checks an amount a client sent.
-pub fn parse_amount(
-    field: &'static str,
-    value: i64,
-    allow_zero: bool,
-) -> Result<Credits, CreditsError> {
+pub fn parse_amount(field: &'static str, value: i64, allow_zero: bool) -> Result<Credits, CreditsError> {
     if value < 0 || (value == 0 && !allow_zero) {
         return Err(invalid(
             field,
-            if allow_zero {
-                "must not be negative"
-            } else {
-                "must be a positive whole number"
-            },
+            if allow_zero { "must not be negative" } else { "must be a positive whole number" },
         ));
     }
     if value > Credits::MAX_PER_REQUEST {
-        return Err(invalid(
-            field,
-            format!("must be at most {}", Credits::MAX_PER_REQUEST),
-        ));
+        return Err(invalid(field, format!("must be at most {}", Credits::MAX_PER_REQUEST)));
     }
     Credits::new(value).map_err(|e| invalid(field, e.to_string()))
 }
@@ -127,16 +104,10 @@ pub fn parse_charge(
 ) -> Result<Charge, CreditsError> {
     match (amount, feature) {
         (Some(_), Some(_)) => Err(invalid("amount", "give either amount or feature, not both")),
-        (None, None) => Err(invalid(
-            "amount",
-            "give an amount, or a feature and quantity",
-        )),
+        (None, None) => Err(invalid("amount", "give an amount, or a feature and quantity")),
         (Some(amount), None) => {
             if quantity.is_some() {
-                return Err(invalid(
-                    "quantity",
-                    "quantity goes with feature, not amount",
-                ));
+                return Err(invalid("quantity", "quantity goes with feature, not amount"));
             }
             Ok(Charge::Amount(parse_amount("amount", amount, false)?))
         }
@@ -151,14 +122,8 @@ pub fn parse_charge(
 }
 
 /// Checks a description and metadata the client sent.
-pub fn check_details(
-    description: &Option<String>,
-    metadata: &Option<serde_json::Value>,
-) -> Result<(), CreditsError> {
-    if description
-        .as_ref()
-        .is_some_and(|d| d.chars().count() > 500)
-    {
+pub fn check_details(description: &Option<String>, metadata: &Option<serde_json::Value>) -> Result<(), CreditsError> {
+    if description.as_ref().is_some_and(|d| d.chars().count() > 500) {
         return Err(invalid("description", "must be at most 500 characters"));
     }
     if let Some(metadata) = metadata {
@@ -175,11 +140,7 @@ pub fn check_details(
 /// Prices a charge with the rate card.
 pub async fn price(db: &impl ConnectionTrait, charge: &Charge) -> Result<Priced, CreditsError> {
     match charge {
-        Charge::Amount(amount) => Ok(Priced {
-            amount: *amount,
-            feature: None,
-            quantity: None,
-        }),
+        Charge::Amount(amount) => Ok(Priced { amount: *amount, feature: None, quantity: None }),
         Charge::Feature { key, quantity } => {
             let feature = features::Entity::find_by_id(key.clone())
                 .one(db)
@@ -188,30 +149,18 @@ pub async fn price(db: &impl ConnectionTrait, charge: &Charge) -> Result<Priced,
             if !feature.active {
                 return Err(CreditsError::FeatureInactive(key.clone()));
             }
-            let unit = Credits::new(feature.credits_per_unit)
-                .map_err(|e| invalid("feature", e.to_string()))?;
-            let amount = unit
-                .checked_mul(*quantity)
-                .map_err(|e| invalid("quantity", e.to_string()))?;
+            let unit = Credits::new(feature.credits_per_unit).map_err(|e| invalid("feature", e.to_string()))?;
+            let amount = unit.checked_mul(*quantity).map_err(|e| invalid("quantity", e.to_string()))?;
             if amount.get() > Credits::MAX_PER_REQUEST {
                 return Err(invalid("quantity", "the priced amount is too large"));
             }
-            Ok(Priced {
-                amount,
-                feature: Some(key.clone()),
-                quantity: Some(*quantity),
-            })
+            Ok(Priced { amount, feature: Some(key.clone()), quantity: Some(*quantity) })
         }
     }
 }
 
-async fn open_wallet(
-    txn: &DatabaseTransaction,
-    user_id: Uuid,
-) -> Result<accounts::Model, CreditsError> {
-    ledger::lock_wallet(txn, user_id)
-        .await?
-        .ok_or(CreditsError::WalletNotFound)
+async fn open_wallet(txn: &DatabaseTransaction, user_id: Uuid) -> Result<accounts::Model, CreditsError> {
+    ledger::lock_wallet(txn, user_id).await?.ok_or(CreditsError::WalletNotFound)
 }
 
 /// Checks the key after the wallet lock is held; a replay or mismatch ends the transaction.
@@ -257,10 +206,7 @@ fn ensure_affordable(wallet: &accounts::Model, amount: Credits) -> Result<(), Cr
     }
     let available = ledger::available(wallet);
     if available < amount.get() {
-        return Err(CreditsError::InsufficientCredits {
-            available,
-            requested: amount.get(),
-        });
+        return Err(CreditsError::InsufficientCredits { available, requested: amount.get() });
     }
     Ok(())
 }
@@ -307,12 +253,7 @@ pub async fn spend(
             &txn,
             &mut wallet,
             &mut lots,
-            Debit {
-                to: system::USAGE,
-                amount: priced.amount,
-                kind: TransferKind::Spend,
-                details,
-            },
+            Debit { to: system::USAGE, amount: priced.amount, kind: TransferKind::Spend, details },
             Some(request),
             now,
         )
@@ -357,10 +298,7 @@ pub async fn grant(
     let user = match &command.recipient {
         Recipient::Id(id) => users::Entity::find_by_id(*id).one(db).await?,
         Recipient::Email(email) => {
-            users::Entity::find()
-                .filter(users::Column::Email.eq(email.trim().to_lowercase()))
-                .one(db)
-                .await?
+            users::Entity::find().filter(users::Column::Email.eq(email.trim().to_lowercase())).one(db).await?
         }
     }
     .ok_or(CreditsError::UserNotFound)?;
@@ -383,18 +321,12 @@ pub async fn grant(
             kind,
             from,
             amount: command.amount,
-            priority: command
-                .priority
-                .unwrap_or_else(|| command.source.default_priority()),
+            priority: command.priority.unwrap_or_else(|| command.source.default_priority()),
             expires_at: command.expires_at,
             reference: format!("grant:{}:{}", request.scope, request.key),
         };
-        let details = TransferDetails {
-            description: Some(command.reason.clone()),
-            ..Default::default()
-        };
-        let credited =
-            ledger::credit_wallet(&txn, &mut wallet, lot, details, Some(request), now).await;
+        let details = TransferDetails { description: Some(command.reason.clone()), ..Default::default() };
+        let credited = ledger::credit_wallet(&txn, &mut wallet, lot, details, Some(request), now).await;
         let (transfer, lot) = match credited {
             Err(e) if db::is_unique_violation(&e) => {
                 txn.rollback().await?;
@@ -404,10 +336,7 @@ pub async fn grant(
         };
         ledger::save_wallet(&txn, &wallet, now).await?;
         let movements = if lot.remaining < lot.amount {
-            vec![LotMovementView {
-                lot_id: lot.id,
-                amount: lot.amount - lot.remaining,
-            }]
+            vec![LotMovementView { lot_id: lot.id, amount: lot.amount - lot.remaining }]
         } else {
             Vec::new()
         };
@@ -426,14 +355,9 @@ pub async fn grant(
 
 /// The wallet's figures as of now, counting expired lots and holds as gone even before the
 /// expiry job has posted them. Writes nothing.
-pub async fn balance(
-    db: &DatabaseConnection,
-    user_id: Uuid,
-) -> Result<BalanceResponse, CreditsError> {
+pub async fn balance(db: &DatabaseConnection, user_id: Uuid) -> Result<BalanceResponse, CreditsError> {
     let now = Utc::now();
-    let mut wallet = ledger::find_wallet(db, user_id)
-        .await?
-        .ok_or(CreditsError::WalletNotFound)?;
+    let mut wallet = ledger::find_wallet(db, user_id).await?.ok_or(CreditsError::WalletNotFound)?;
     let live = lots::Entity::find()
         .filter(lots::Column::AccountId.eq(wallet.id))
         .filter(lots::Column::Remaining.gt(0))
@@ -510,16 +434,10 @@ pub async fn create_hold(
             created_at: now,
             closed_at: None,
         };
-        holds::Entity::insert(holds::ActiveModel::from(hold.clone()))
-            .exec_without_returning(&txn)
-            .await?;
+        holds::Entity::insert(holds::ActiveModel::from(hold.clone())).exec_without_returning(&txn).await?;
         wallet.held += hold.amount;
         ledger::save_wallet(&txn, &wallet, now).await?;
-        let response = HoldResponse {
-            hold: (&hold).into(),
-            transfer: None,
-            balance: WalletBalance::of(&wallet),
-        };
+        let response = HoldResponse { hold: (&hold).into(), transfer: None, balance: WalletBalance::of(&wallet) };
         if finish(txn, Some(request), &response).await? {
             return Ok(Outcome::Fresh(response));
         }
@@ -527,11 +445,7 @@ pub async fn create_hold(
     Err(DbErr::Custom("idempotent hold did not settle after retries".to_owned()).into())
 }
 
-async fn find_hold(
-    db: &impl ConnectionTrait,
-    wallet_id: Uuid,
-    hold_id: Uuid,
-) -> Result<holds::Model, CreditsError> {
+async fn find_hold(db: &impl ConnectionTrait, wallet_id: Uuid, hold_id: Uuid) -> Result<holds::Model, CreditsError> {
     holds::Entity::find_by_id(hold_id)
         .filter(holds::Column::AccountId.eq(wallet_id))
         .one(db)
@@ -546,20 +460,13 @@ async fn transfer_view(
     let Some(id) = transfer_id else {
         return Ok(None);
     };
-    let Some(transfer) = transfers::Entity::find()
-        .filter(transfers::Column::Id.eq(id))
-        .one(db)
-        .await?
-    else {
+    let Some(transfer) = transfers::Entity::find().filter(transfers::Column::Id.eq(id)).one(db).await? else {
         return Ok(None);
     };
     let movements = ledger::movements_of(db, &[id])
         .await?
         .into_iter()
-        .map(|m| LotMovementView {
-            lot_id: m.lot_id,
-            amount: m.amount,
-        })
+        .map(|m| LotMovementView { lot_id: m.lot_id, amount: m.amount })
         .collect();
     Ok(Some(TransferView::new(&transfer, movements)))
 }
@@ -596,36 +503,23 @@ pub async fn capture_hold(
                     return Err(CreditsError::HoldAlreadyCaptured { captured });
                 }
                 let transfer = transfer_view(&txn, hold.capture_transfer_id).await?;
-                let response = HoldResponse {
-                    hold: (&hold).into(),
-                    transfer,
-                    balance: WalletBalance::of(&wallet),
-                };
+                let response = HoldResponse { hold: (&hold).into(), transfer, balance: WalletBalance::of(&wallet) };
                 txn.rollback().await?;
                 return Ok(Outcome::Fresh(response));
             }
             HoldStatus::Expired => {
-                return Err(CreditsError::HoldExpired {
-                    expires_at: hold.expires_at,
-                });
+                return Err(CreditsError::HoldExpired { expires_at: hold.expires_at });
             }
             HoldStatus::Released => {
-                return Err(CreditsError::HoldNotOpen {
-                    status: hold.status,
-                });
+                return Err(CreditsError::HoldNotOpen { status: hold.status });
             }
             HoldStatus::Open if hold.expires_at <= now => {
-                return Err(CreditsError::HoldExpired {
-                    expires_at: hold.expires_at,
-                });
+                return Err(CreditsError::HoldExpired { expires_at: hold.expires_at });
             }
             HoldStatus::Open => {}
         }
         if command.amount.get() > hold.amount {
-            return Err(CreditsError::CaptureExceedsHold {
-                held: hold.amount,
-                requested: command.amount.get(),
-            });
+            return Err(CreditsError::CaptureExceedsHold { held: hold.amount, requested: command.amount.get() });
         }
         let mut lots = ledger::settle(&txn, &mut wallet, now).await?;
         wallet.held -= hold.amount;
@@ -642,10 +536,7 @@ pub async fn capture_hold(
                 });
             }
             let details = TransferDetails {
-                description: command
-                    .description
-                    .clone()
-                    .or_else(|| hold.description.clone()),
+                description: command.description.clone().or_else(|| hold.description.clone()),
                 feature: hold.feature.clone(),
                 quantity: hold.quantity,
                 metadata: hold.metadata.clone(),
@@ -656,12 +547,7 @@ pub async fn capture_hold(
                 &txn,
                 &mut wallet,
                 &mut lots,
-                Debit {
-                    to: system::USAGE,
-                    amount: command.amount,
-                    kind: TransferKind::Spend,
-                    details,
-                },
+                Debit { to: system::USAGE, amount: command.amount, kind: TransferKind::Spend, details },
                 request,
                 now,
             )
@@ -674,30 +560,18 @@ pub async fn capture_hold(
         hold.closed_at = Some(now);
         let closed = holds::Entity::update_many()
             .col_expr(holds::Column::Status, Expr::value(hold.status.clone()))
-            .col_expr(
-                holds::Column::CapturedAmount,
-                Expr::value(hold.captured_amount),
-            )
-            .col_expr(
-                holds::Column::CaptureTransferId,
-                Expr::value(hold.capture_transfer_id),
-            )
+            .col_expr(holds::Column::CapturedAmount, Expr::value(hold.captured_amount))
+            .col_expr(holds::Column::CaptureTransferId, Expr::value(hold.capture_transfer_id))
             .col_expr(holds::Column::ClosedAt, Expr::value(now))
             .filter(holds::Column::Id.eq(hold.id))
             .filter(holds::Column::Status.eq(HoldStatus::Open.as_str()))
             .exec(&txn)
             .await?;
         if closed.rows_affected != 1 {
-            return Err(
-                DbErr::Custom(format!("hold {} changed under a locked wallet", hold.id)).into(),
-            );
+            return Err(DbErr::Custom(format!("hold {} changed under a locked wallet", hold.id)).into());
         }
         ledger::save_wallet(&txn, &wallet, now).await?;
-        let response = HoldResponse {
-            hold: (&hold).into(),
-            transfer,
-            balance: WalletBalance::of(&wallet),
-        };
+        let response = HoldResponse { hold: (&hold).into(), transfer, balance: WalletBalance::of(&wallet) };
         if finish(txn, request, &response).await? {
             return Ok(Outcome::Fresh(response));
         }
@@ -726,16 +600,11 @@ pub async fn release_hold(
         let mut hold = find_hold(&txn, wallet.id, hold.id).await?;
         match HoldStatus::parse(&hold.status) {
             HoldStatus::Captured => {
-                return Err(CreditsError::HoldAlreadyCaptured {
-                    captured: hold.captured_amount.unwrap_or_default(),
-                });
+                return Err(CreditsError::HoldAlreadyCaptured { captured: hold.captured_amount.unwrap_or_default() });
             }
             HoldStatus::Released | HoldStatus::Expired => {
-                let response = HoldResponse {
-                    hold: (&hold).into(),
-                    transfer: None,
-                    balance: WalletBalance::of(&wallet),
-                };
+                let response =
+                    HoldResponse { hold: (&hold).into(), transfer: None, balance: WalletBalance::of(&wallet) };
                 if finish(txn, request, &response).await? {
                     return Ok(Outcome::Fresh(response));
                 }
@@ -744,10 +613,7 @@ pub async fn release_hold(
             HoldStatus::Open => {}
         }
         holds::Entity::update_many()
-            .col_expr(
-                holds::Column::Status,
-                Expr::value(HoldStatus::Released.as_str()),
-            )
+            .col_expr(holds::Column::Status, Expr::value(HoldStatus::Released.as_str()))
             .col_expr(holds::Column::ClosedAt, Expr::value(now))
             .filter(holds::Column::Id.eq(hold.id))
             .exec(&txn)
@@ -756,11 +622,7 @@ pub async fn release_hold(
         hold.status = HoldStatus::Released.as_str().to_owned();
         hold.closed_at = Some(now);
         ledger::save_wallet(&txn, &wallet, now).await?;
-        let response = HoldResponse {
-            hold: (&hold).into(),
-            transfer: None,
-            balance: WalletBalance::of(&wallet),
-        };
+        let response = HoldResponse { hold: (&hold).into(), transfer: None, balance: WalletBalance::of(&wallet) };
         if finish(txn, request, &response).await? {
             return Ok(Outcome::Fresh(response));
         }
@@ -769,14 +631,8 @@ pub async fn release_hold(
 }
 
 /// One hold of the caller's, with its status as of now.
-pub async fn get_hold(
-    db: &DatabaseConnection,
-    user_id: Uuid,
-    hold_id: Uuid,
-) -> Result<HoldView, CreditsError> {
-    let wallet = ledger::find_wallet(db, user_id)
-        .await?
-        .ok_or(CreditsError::WalletNotFound)?;
+pub async fn get_hold(db: &DatabaseConnection, user_id: Uuid, hold_id: Uuid) -> Result<HoldView, CreditsError> {
+    let wallet = ledger::find_wallet(db, user_id).await?.ok_or(CreditsError::WalletNotFound)?;
     let mut hold = find_hold(db, wallet.id, hold_id).await?;
     if hold.status == HoldStatus::Open.as_str() && hold.expires_at <= Utc::now() {
         hold.status = HoldStatus::Expired.as_str().to_owned();
@@ -811,9 +667,7 @@ pub async fn list_ledger(
     if !(1..=200).contains(&limit) {
         return Err(invalid("limit", "must be between 1 and 200"));
     }
-    let wallet = ledger::find_wallet(db, user_id)
-        .await?
-        .ok_or(CreditsError::WalletNotFound)?;
+    let wallet = ledger::find_wallet(db, user_id).await?.ok_or(CreditsError::WalletNotFound)?;
     let mut select = transfers::Entity::find().filter(
         Condition::any()
             .add(transfers::Column::DebitAccountId.eq(wallet.id))
@@ -834,11 +688,7 @@ pub async fn list_ledger(
     if let Some(cursor) = &query.cursor {
         select = select.filter(transfers::Column::Seq.lt(decode_cursor(cursor)?));
     }
-    let mut rows = select
-        .order_by_desc(transfers::Column::Seq)
-        .limit(limit + 1)
-        .all(db)
-        .await?;
+    let mut rows = select.order_by_desc(transfers::Column::Seq).limit(limit + 1).all(db).await?;
     let next_cursor = if rows.len() as u64 > limit {
         rows.truncate(limit as usize);
         rows.last().map(|t| encode_cursor(t.seq))
@@ -848,13 +698,7 @@ pub async fn list_ledger(
     let ids: Vec<Uuid> = rows.iter().map(|t| t.id).collect();
     let mut movements: HashMap<Uuid, Vec<LotMovementView>> = HashMap::new();
     for m in ledger::movements_of(db, &ids).await? {
-        movements
-            .entry(m.transfer_id)
-            .or_default()
-            .push(LotMovementView {
-                lot_id: m.lot_id,
-                amount: m.amount,
-            });
+        movements.entry(m.transfer_id).or_default().push(LotMovementView { lot_id: m.lot_id, amount: m.amount });
     }
     let entries = rows
         .into_iter()
@@ -864,11 +708,7 @@ pub async fn list_ledger(
                 id: t.id,
                 kind: t.kind,
                 amount: if incoming { t.amount } else { -t.amount },
-                balance_after: if incoming {
-                    t.credit_balance_after
-                } else {
-                    t.debit_balance_after
-                },
+                balance_after: if incoming { t.credit_balance_after } else { t.debit_balance_after },
                 description: t.description,
                 feature: t.feature,
                 quantity: t.quantity,
@@ -880,10 +720,7 @@ pub async fn list_ledger(
             }
         })
         .collect();
-    Ok(LedgerPage {
-        entries,
-        next_cursor,
-    })
+    Ok(LedgerPage { entries, next_cursor })
 }
 
 #[derive(Debug, FromQueryResult)]
@@ -894,11 +731,7 @@ struct UsageRow {
 }
 
 /// Spending aggregated by day (UTC) or by feature over a range.
-pub async fn usage(
-    db: &DatabaseConnection,
-    user_id: Uuid,
-    query: UsageQuery,
-) -> Result<UsageResponse, CreditsError> {
+pub async fn usage(db: &DatabaseConnection, user_id: Uuid, query: UsageQuery) -> Result<UsageResponse, CreditsError> {
     let to = query.to.unwrap_or_else(Utc::now);
     let from = query.from.unwrap_or(to - Duration::days(30));
     if from >= to {
@@ -914,9 +747,7 @@ pub async fn usage(
         ("day", _) => "substr(created_at, 1, 10)",
         _ => return Err(invalid("group_by", "must be `day` or `feature`")),
     };
-    let wallet = ledger::find_wallet(db, user_id)
-        .await?
-        .ok_or(CreditsError::WalletNotFound)?;
+    let wallet = ledger::find_wallet(db, user_id).await?.ok_or(CreditsError::WalletNotFound)?;
     // A capture posts a spend too; both are usage.
     let rows = transfers::Entity::find()
         .select_only()
@@ -940,13 +771,7 @@ pub async fn usage(
             spends: r.spends,
         })
         .collect();
-    Ok(UsageResponse {
-        group_by,
-        from,
-        to,
-        total_credits: buckets.iter().map(|b| b.credits).sum(),
-        buckets,
-    })
+    Ok(UsageResponse { group_by, from, to, total_credits: buckets.iter().map(|b| b.credits).sum(), buckets })
 }
 
 /// Posts expiry for every wallet with lots past their expiry or holds past their TTL.
@@ -976,10 +801,7 @@ pub async fn expire_due(db: &DatabaseConnection) -> Result<usize, CreditsError> 
     accounts.dedup();
     for account_id in &accounts {
         let txn = db::begin_write(db).await?;
-        let wallet = accounts::Entity::find_by_id(*account_id)
-            .lock_exclusive()
-            .one(&txn)
-            .await?;
+        let wallet = accounts::Entity::find_by_id(*account_id).lock_exclusive().one(&txn).await?;
         let Some(mut wallet) = wallet else {
             txn.rollback().await?;
             continue;
@@ -992,38 +814,22 @@ pub async fn expire_due(db: &DatabaseConnection) -> Result<usize, CreditsError> 
 }
 
 /// The public rate card: active features.
-pub async fn list_features(
-    db: &DatabaseConnection,
-    include_inactive: bool,
-) -> Result<Vec<FeatureView>, CreditsError> {
+pub async fn list_features(db: &DatabaseConnection, include_inactive: bool) -> Result<Vec<FeatureView>, CreditsError> {
     let mut select = features::Entity::find();
     if !include_inactive {
         select = select.filter(features::Column::Active.eq(true));
     }
-    Ok(select
-        .order_by_asc(features::Column::Key)
-        .all(db)
-        .await?
-        .into_iter()
-        .map(Into::into)
-        .collect())
+    Ok(select.order_by_asc(features::Column::Key).all(db).await?.into_iter().map(Into::into).collect())
 }
 
-fn check_feature_text(
-    name: &str,
-    unit: &str,
-    description: &Option<String>,
-) -> Result<(), CreditsError> {
+fn check_feature_text(name: &str, unit: &str, description: &Option<String>) -> Result<(), CreditsError> {
     if name.trim().is_empty() || name.chars().count() > 100 {
         return Err(invalid("name", "must be 1 to 100 characters"));
     }
     if unit.trim().is_empty() || unit.chars().count() > 64 {
         return Err(invalid("unit", "must be 1 to 64 characters"));
     }
-    if description
-        .as_ref()
-        .is_some_and(|d| d.chars().count() > 500)
-    {
+    if description.as_ref().is_some_and(|d| d.chars().count() > 500) {
         return Err(invalid("description", "must be at most 500 characters"));
     }
     Ok(())
@@ -1035,10 +841,7 @@ pub async fn create_feature(
     request: CreateFeatureRequest,
 ) -> Result<FeatureView, CreditsError> {
     let key_ok = (1..=64).contains(&request.key.len())
-        && request
-            .key
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
+        && request.key.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
     if !key_ok {
         return Err(invalid("key", "must be 1 to 64 of a-z, 0-9, `.`, `_`, `-`"));
     }
@@ -1055,10 +858,7 @@ pub async fn create_feature(
         created_at: now,
         updated_at: now,
     };
-    match features::Entity::insert(features::ActiveModel::from(model.clone()))
-        .exec_without_returning(db)
-        .await
-    {
+    match features::Entity::insert(features::ActiveModel::from(model.clone())).exec_without_returning(db).await {
         Err(e) if db::is_unique_violation(&e) => Err(CreditsError::FeatureExists(request.key)),
         other => other.map(|_| model.into()).map_err(Into::into),
     }
@@ -1092,9 +892,7 @@ pub async fn update_feature(
         feature.active = active;
     }
     feature.updated_at = Utc::now();
-    features::Entity::update(features::ActiveModel::from(feature.clone()).reset_all())
-        .exec(&txn)
-        .await?;
+    features::Entity::update(features::ActiveModel::from(feature.clone()).reset_all()).exec(&txn).await?;
     txn.commit().await?;
     Ok(feature.into())
 }

@@ -23,11 +23,7 @@ impl Credits {
     pub const MAX_PER_REQUEST: i64 = 1_000_000_000_000;
 
     pub fn new(value: i64) -> Result<Self, CreditsError> {
-        if value < 0 {
-            Err(CreditsError::Negative)
-        } else {
-            Ok(Self(value))
-        }
+        if value < 0 { Err(CreditsError::Negative) } else { Ok(Self(value)) }
     }
 
     pub fn get(self) -> i64 {
@@ -39,10 +35,7 @@ impl Credits {
     }
 
     pub fn checked_add(self, other: Credits) -> Result<Credits, CreditsError> {
-        self.0
-            .checked_add(other.0)
-            .map(Credits)
-            .ok_or(CreditsError::Overflow)
+        self.0.checked_add(other.0).map(Credits).ok_or(CreditsError::Overflow)
     }
 
     pub fn checked_sub(self, other: Credits) -> Result<Credits, CreditsError> {
@@ -57,10 +50,7 @@ impl Credits {
         if factor < 0 {
             return Err(CreditsError::Negative);
         }
-        self.0
-            .checked_mul(factor)
-            .map(Credits)
-            .ok_or(CreditsError::Overflow)
+        self.0.checked_mul(factor).map(Credits).ok_or(CreditsError::Overflow)
     }
 
     pub fn min(self, other: Credits) -> Credits {
@@ -92,10 +82,7 @@ mod tests {
         let three = Credits::new(3).unwrap();
         assert_eq!(five.checked_sub(three).unwrap().get(), 2);
         assert_eq!(three.checked_sub(five), Err(CreditsError::Negative));
-        assert_eq!(
-            Credits::new(i64::MAX).unwrap().checked_add(five),
-            Err(CreditsError::Overflow)
-        );
+        assert_eq!(Credits::new(i64::MAX).unwrap().checked_add(five), Err(CreditsError::Overflow));
         assert_eq!(five.checked_mul(i64::MAX), Err(CreditsError::Overflow));
         assert!(serde_json::from_str::<Credits>("-4").is_err());
         assert!(serde_json::from_str::<Credits>("1.5").is_err());

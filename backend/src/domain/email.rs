@@ -38,10 +38,7 @@ mod tests {
 
     #[test]
     fn normalises_and_rejects() {
-        assert_eq!(
-            Email::parse("  Ada@Example.COM ").unwrap().as_str(),
-            "ada@example.com"
-        );
+        assert_eq!(Email::parse("  Ada@Example.COM ").unwrap().as_str(), "ada@example.com");
         assert!(Email::parse("not-an-email").is_err());
         assert!(Email::parse("").is_err());
         assert!(Email::parse(&format!("{}@x.io", "a".repeat(260))).is_err());

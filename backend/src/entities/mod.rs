@@ -4,13 +4,17 @@
 pub mod accounts;
 pub mod api_keys;
 pub mod checkout_sessions;
+pub mod customers;
+pub mod disputes;
 pub mod features;
 pub mod holds;
 pub mod idempotency_keys;
 pub mod login_failures;
 pub mod lots;
+pub mod payments;
 pub mod prices;
 pub mod refresh_tokens;
+pub mod stripe_events;
 pub mod subscriptions;
 pub mod transfer_lots;
 pub mod transfers;

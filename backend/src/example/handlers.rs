@@ -64,31 +64,16 @@ fn units(chars: usize) -> i64 {
 fn check_text(text: &str) -> Result<usize, ApiError> {
     let chars = text.chars().count();
     if text.trim().is_empty() {
-        return Err(ApiError::field(
-            "text",
-            "required",
-            "text must not be empty",
-        ));
+        return Err(ApiError::field("text", "required", "text must not be empty"));
     }
     if chars > MAX_CHARS {
-        return Err(ApiError::field(
-            "text",
-            "length",
-            format!("text must be at most {MAX_CHARS} characters"),
-        ));
+        return Err(ApiError::field("text", "length", format!("text must be at most {MAX_CHARS} characters")));
     }
     Ok(chars)
 }
 
 async fn unit_price(state: &AppState) -> Result<i64, ApiError> {
-    let priced = service::price(
-        &state.db,
-        &Charge::Feature {
-            key: FEATURE.to_owned(),
-            quantity: 1,
-        },
-    )
-    .await?;
+    let priced = service::price(&state.db, &Charge::Feature { key: FEATURE.to_owned(), quantity: 1 }).await?;
     Ok(priced.amount.get())
 }
 
@@ -150,10 +135,7 @@ pub async fn use_credits(
         fingerprint: idempotency::fingerprint(&req, &body),
     };
     let hold_command = HoldCommand {
-        charge: Charge::Feature {
-            key: FEATURE.to_owned(),
-            quantity: units(chars),
-        },
+        charge: Charge::Feature { key: FEATURE.to_owned(), quantity: units(chars) },
         description: Some("Summarize text".to_owned()),
         metadata: None,
         ttl: chrono::Duration::seconds(120),
@@ -161,9 +143,7 @@ pub async fn use_credits(
     let hold = match service::create_hold(&state.db, user_id, &hold_request, hold_command).await? {
         Outcome::Fresh(h) => h.hold,
         Outcome::Replayed(stored) => {
-            serde_json::from_value::<HoldResponse>(stored.body)
-                .map_err(ApiError::internal)?
-                .hold
+            serde_json::from_value::<HoldResponse>(stored.body).map_err(ApiError::internal)?.hold
         }
     };
 
@@ -176,17 +156,12 @@ pub async fn use_credits(
         user_id,
         hold.id,
         None,
-        CaptureCommand {
-            amount,
-            description: Some("Summarize text".to_owned()),
-        },
+        CaptureCommand { amount, description: Some("Summarize text".to_owned()) },
     )
     .await;
     let captured = match captured {
         Ok(Outcome::Fresh(c)) => c,
-        Ok(Outcome::Replayed(stored)) => {
-            serde_json::from_value(stored.body).map_err(ApiError::internal)?
-        }
+        Ok(Outcome::Replayed(stored)) => serde_json::from_value(stored.body).map_err(ApiError::internal)?,
         Err(e) => {
             let _ = service::release_hold(&state.db, user_id, hold.id, None).await;
             return Err(e.into());

@@ -5,16 +5,15 @@
 use std::collections::HashMap;
 
 const STOPWORDS: &[&str] = &[
-    "a", "about", "above", "after", "again", "all", "also", "am", "an", "and", "any", "are", "as",
-    "at", "be", "because", "been", "before", "being", "below", "between", "both", "but", "by",
-    "can", "could", "did", "do", "does", "doing", "down", "during", "each", "few", "for", "from",
-    "further", "had", "has", "have", "having", "he", "her", "here", "hers", "him", "his", "how",
-    "i", "if", "in", "into", "is", "it", "its", "itself", "just", "me", "more", "most", "my", "no",
-    "nor", "not", "now", "of", "off", "on", "once", "only", "or", "other", "our", "ours", "out",
-    "over", "own", "same", "she", "should", "so", "some", "such", "than", "that", "the", "their",
-    "theirs", "them", "then", "there", "these", "they", "this", "those", "through", "to", "too",
-    "under", "until", "up", "very", "was", "we", "were", "what", "when", "where", "which", "while",
-    "who", "whom", "why", "will", "with", "would", "you", "your", "yours",
+    "a", "about", "above", "after", "again", "all", "also", "am", "an", "and", "any", "are", "as", "at", "be",
+    "because", "been", "before", "being", "below", "between", "both", "but", "by", "can", "could", "did", "do", "does",
+    "doing", "down", "during", "each", "few", "for", "from", "further", "had", "has", "have", "having", "he", "her",
+    "here", "hers", "him", "his", "how", "i", "if", "in", "into", "is", "it", "its", "itself", "just", "me", "more",
+    "most", "my", "no", "nor", "not", "now", "of", "off", "on", "once", "only", "or", "other", "our", "ours", "out",
+    "over", "own", "same", "she", "should", "so", "some", "such", "than", "that", "the", "their", "theirs", "them",
+    "then", "there", "these", "they", "this", "those", "through", "to", "too", "under", "until", "up", "very", "was",
+    "we", "were", "what", "when", "where", "which", "while", "who", "whom", "why", "will", "with", "would", "you",
+    "your", "yours",
 ];
 
 /// The characters of a text that are analysed: runs of whitespace collapse to one space.
@@ -28,8 +27,7 @@ pub fn sentences(text: &str) -> Vec<&str> {
     let mut start = 0;
     let bytes = text.as_bytes();
     for (i, &b) in bytes.iter().enumerate() {
-        let ends =
-            matches!(b, b'.' | b'!' | b'?') && bytes.get(i + 1).is_none_or(|next| *next == b' ');
+        let ends = matches!(b, b'.' | b'!' | b'?') && bytes.get(i + 1).is_none_or(|next| *next == b' ');
         if ends {
             let sentence = text[start..=i].trim();
             if !sentence.is_empty() {
@@ -108,24 +106,14 @@ mod tests {
         let s = summarize(text);
         assert_eq!(s.sentences_total, 5);
         assert_eq!(s.sentences_kept, 1);
-        assert!(
-            s.summary.to_lowercase().contains("credits"),
-            "{}",
-            s.summary
-        );
+        assert!(s.summary.to_lowercase().contains("credits"), "{}", s.summary);
         assert_eq!(summarize(text), s, "deterministic");
     }
 
     #[test]
     fn splits_sentences_and_collapses_whitespace() {
-        assert_eq!(
-            sentences("One. Two!  Three? Four"),
-            vec!["One.", "Two!", "Three?", "Four"]
-        );
+        assert_eq!(sentences("One. Two!  Three? Four"), vec!["One.", "Two!", "Three?", "Four"]);
         assert_eq!(normalize("a  b\n\n c"), "a b c");
-        assert_eq!(
-            sentences("Version 1.5 is out. Yes."),
-            vec!["Version 1.5 is out.", "Yes."]
-        );
+        assert_eq!(sentences("Version 1.5 is out. Yes."), vec!["Version 1.5 is out.", "Yes."]);
     }
 }

@@ -26,27 +26,16 @@ async fn register_normalises_email_and_rejects_duplicates(app: TestApp) {
     assert_eq!(body["role"], "user");
     assert!(body.get("password_hash").is_none());
 
-    let again = app
-        .register("ada.lovelace@example.com", "another password")
-        .await;
+    let again = app.register("ada.lovelace@example.com", "another password").await;
     problem(again, StatusCode::CONFLICT, "email_taken").await;
     assert_eq!(app.count("users").await, 1);
-    assert_eq!(
-        app.count("accounts WHERE kind = 'wallet'").await,
-        1,
-        "one wallet per user"
-    );
+    assert_eq!(app.count("accounts WHERE kind = 'wallet'").await, 1, "one wallet per user");
 }
 
 async fn register_reports_every_invalid_field(app: TestApp) {
     let res = app.register("not-an-email", "short").await;
     let body = problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
-    let fields: Vec<&str> = body["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["field"].as_str().unwrap())
-        .collect();
+    let fields: Vec<&str> = body["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
     assert_eq!(fields, ["email", "password"]);
 
     let long = "x".repeat(129);
@@ -55,19 +44,9 @@ async fn register_reports_every_invalid_field(app: TestApp) {
 
     // 128 characters (multi-byte ones count as one) is fine.
     let ok = "é".repeat(128);
-    assert_eq!(
-        app.register("bob@example.com", &ok).await.status(),
-        StatusCode::CREATED
-    );
+    assert_eq!(app.register("bob@example.com", &ok).await.status(), StatusCode::CREATED);
 
-    let res = app
-        .post(
-            "/api/v1/auth/register",
-            None,
-            None,
-            &json!({ "email": "c@example.com" }),
-        )
-        .await;
+    let res = app.post("/api/v1/auth/register", None, None, &json!({ "email": "c@example.com" })).await;
     problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
     assert_eq!(app.count("users").await, 1);
 }
@@ -76,18 +55,9 @@ async fn login_returns_tokens_that_open_me(app: TestApp) {
     app.register("ada@example.com", PASSWORD).await;
     let res = app.login(" ADA@example.com", PASSWORD).await;
     assert_eq!(res.status(), StatusCode::OK);
-    let cookie = res
-        .headers()
-        .get("set-cookie")
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let cookie = res.headers().get("set-cookie").unwrap().to_str().unwrap().to_owned();
     assert!(cookie.starts_with("tollgate_refresh="), "{cookie}");
-    assert!(
-        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
-        "{cookie}"
-    );
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["token_type"], "Bearer");
     assert_eq!(body["expires_in"], 900);
@@ -95,53 +65,30 @@ async fn login_returns_tokens_that_open_me(app: TestApp) {
 
     let claims = token.split('.').nth(1).unwrap();
     use base64::Engine;
-    let claims: Value = serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(claims)
-            .unwrap(),
-    )
-    .unwrap();
+    let claims: Value =
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(claims).unwrap()).unwrap();
     for claim in ["sub", "exp", "iat", "iss", "aud", "jti", "role"] {
         assert!(claims.get(claim).is_some(), "missing claim {claim}");
     }
-    assert_eq!(
-        claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap(),
-        900
-    );
+    assert_eq!(claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap(), 900);
 
-    let me: Value = app
-        .get("/api/v1/me", Some(token))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let me: Value = app.get("/api/v1/me", Some(token)).await.json().await.unwrap();
     assert_eq!(me["email"], "ada@example.com");
     assert_eq!(me["id"], body["user"]["id"]);
     // Only a hash of the refresh token is stored.
     let refresh = body["refresh_token"].as_str().unwrap();
     assert_eq!(refresh.len(), 43, "256 bits, base64url");
-    assert_eq!(
-        app.count(&format!("refresh_tokens WHERE token_hash = '{refresh}'"))
-            .await,
-        0
-    );
+    assert_eq!(app.count(&format!("refresh_tokens WHERE token_hash = '{refresh}'")).await, 0);
     assert_eq!(app.count("refresh_tokens").await, 1);
 }
 
 async fn wrong_password_and_unknown_email_look_the_same(app: TestApp) {
     app.register("ada@example.com", PASSWORD).await;
-    let wrong = problem(
-        app.login("ada@example.com", "wrong password").await,
-        StatusCode::UNAUTHORIZED,
-        "invalid_credentials",
-    )
-    .await;
-    let unknown = problem(
-        app.login("nobody@example.com", PASSWORD).await,
-        StatusCode::UNAUTHORIZED,
-        "invalid_credentials",
-    )
-    .await;
+    let wrong =
+        problem(app.login("ada@example.com", "wrong password").await, StatusCode::UNAUTHORIZED, "invalid_credentials")
+            .await;
+    let unknown =
+        problem(app.login("nobody@example.com", PASSWORD).await, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
     assert_eq!(wrong["detail"], unknown["detail"]);
     assert_eq!(wrong["title"], unknown["title"]);
 }
@@ -149,101 +96,40 @@ async fn wrong_password_and_unknown_email_look_the_same(app: TestApp) {
 async fn refresh_rotates_and_reuse_revokes_the_family(app: TestApp) {
     let user = app.user().await;
     let first = user.refresh_token.clone();
-    let res = app
-        .post(
-            "/api/v1/auth/refresh",
-            None,
-            None,
-            &json!({ "refresh_token": first }),
-        )
-        .await;
+    let res = app.post("/api/v1/auth/refresh", None, None, &json!({ "refresh_token": first })).await;
     assert_eq!(res.status(), StatusCode::OK);
     let rotated: Value = res.json().await.unwrap();
     let second = rotated["refresh_token"].as_str().unwrap().to_owned();
     assert_ne!(first, second);
-    assert_eq!(
-        app.get("/api/v1/me", rotated["access_token"].as_str())
-            .await
-            .status(),
-        StatusCode::OK
-    );
+    assert_eq!(app.get("/api/v1/me", rotated["access_token"].as_str()).await.status(), StatusCode::OK);
 
     // The first token again: someone replayed it. The whole family dies, the newest token too.
-    let reuse = app
-        .post(
-            "/api/v1/auth/refresh",
-            None,
-            None,
-            &json!({ "refresh_token": first }),
-        )
-        .await;
+    let reuse = app.post("/api/v1/auth/refresh", None, None, &json!({ "refresh_token": first })).await;
     problem(reuse, StatusCode::UNAUTHORIZED, "refresh_token_reused").await;
-    let after = app
-        .post(
-            "/api/v1/auth/refresh",
-            None,
-            None,
-            &json!({ "refresh_token": second }),
-        )
-        .await;
+    let after = app.post("/api/v1/auth/refresh", None, None, &json!({ "refresh_token": second })).await;
     problem(after, StatusCode::UNAUTHORIZED, "refresh_token_reused").await;
 
-    let unknown = app
-        .post(
-            "/api/v1/auth/refresh",
-            None,
-            None,
-            &json!({ "refresh_token": "nonsense" }),
-        )
-        .await;
+    let unknown = app.post("/api/v1/auth/refresh", None, None, &json!({ "refresh_token": "nonsense" })).await;
     problem(unknown, StatusCode::UNAUTHORIZED, "invalid_refresh_token").await;
 }
 
 async fn refresh_works_from_the_cookie_and_logout_revokes(app: TestApp) {
     app.register("ada@example.com", PASSWORD).await;
     // The client keeps the cookie from sign-in.
-    assert_eq!(
-        app.login("ada@example.com", PASSWORD).await.status(),
-        StatusCode::OK
-    );
-    let res = app
-        .client
-        .post(app.url("/api/v1/auth/refresh"))
-        .send()
-        .await
-        .unwrap();
+    assert_eq!(app.login("ada@example.com", PASSWORD).await.status(), StatusCode::OK);
+    let res = app.client.post(app.url("/api/v1/auth/refresh")).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     let body: Value = res.json().await.unwrap();
     let token = body["refresh_token"].as_str().unwrap().to_owned();
 
-    let out = app
-        .client
-        .post(app.url("/api/v1/auth/logout"))
-        .send()
-        .await
-        .unwrap();
+    let out = app.client.post(app.url("/api/v1/auth/logout")).send().await.unwrap();
     assert_eq!(out.status(), StatusCode::NO_CONTENT);
     let cleared = out.headers().get("set-cookie").unwrap().to_str().unwrap();
-    assert!(
-        cleared.contains("tollgate_refresh=;") || cleared.contains("Max-Age=0"),
-        "{cleared}"
-    );
+    assert!(cleared.contains("tollgate_refresh=;") || cleared.contains("Max-Age=0"), "{cleared}");
 
-    let res = app
-        .post(
-            "/api/v1/auth/refresh",
-            None,
-            None,
-            &json!({ "refresh_token": token }),
-        )
-        .await;
+    let res = app.post("/api/v1/auth/refresh", None, None, &json!({ "refresh_token": token })).await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
-    let no_cookie = app
-        .client
-        .post(app.url("/api/v1/auth/refresh"))
-        .send()
-        .await
-        .unwrap();
+    let no_cookie = app.client.post(app.url("/api/v1/auth/refresh")).send().await.unwrap();
     problem(no_cookie, StatusCode::UNAUTHORIZED, "invalid_refresh_token").await;
 }
 
@@ -255,53 +141,22 @@ async fn repeated_failures_are_throttled(app: TestApp) {
     }
     // Even the right password is refused now, with a time to wait.
     let res = app.login("ada@example.com", PASSWORD).await;
-    let retry_after: u64 = res
-        .headers()
-        .get("retry-after")
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let retry_after: u64 = res.headers().get("retry-after").unwrap().to_str().unwrap().parse().unwrap();
     assert!((1..=900).contains(&retry_after), "{retry_after}");
     problem(res, StatusCode::TOO_MANY_REQUESTS, "too_many_attempts").await;
     // Another email is not affected; an unknown one is throttled the same way.
     app.register("bob@example.com", PASSWORD).await;
-    assert_eq!(
-        app.login("bob@example.com", PASSWORD).await.status(),
-        StatusCode::OK
-    );
+    assert_eq!(app.login("bob@example.com", PASSWORD).await.status(), StatusCode::OK);
     for _ in 0..5 {
         app.login("ghost@example.com", "wrong password").await;
     }
-    assert_eq!(
-        app.login("ghost@example.com", "wrong password")
-            .await
-            .status(),
-        StatusCode::TOO_MANY_REQUESTS
-    );
+    assert_eq!(app.login("ghost@example.com", "wrong password").await.status(), StatusCode::TOO_MANY_REQUESTS);
 }
 
 async fn bad_tokens_are_refused(app: TestApp) {
-    problem(
-        app.get("/api/v1/me", None).await,
-        StatusCode::UNAUTHORIZED,
-        "unauthenticated",
-    )
-    .await;
-    problem(
-        app.get("/api/v1/me", Some("not.a.jwt")).await,
-        StatusCode::UNAUTHORIZED,
-        "invalid_token",
-    )
-    .await;
-    let res = app
-        .client
-        .get(app.url("/api/v1/me"))
-        .header("authorization", "Basic abc")
-        .send()
-        .await
-        .unwrap();
+    problem(app.get("/api/v1/me", None).await, StatusCode::UNAUTHORIZED, "unauthenticated").await;
+    problem(app.get("/api/v1/me", Some("not.a.jwt")).await, StatusCode::UNAUTHORIZED, "invalid_token").await;
+    let res = app.client.get(app.url("/api/v1/me")).header("authorization", "Basic abc").send().await.unwrap();
     problem(res, StatusCode::UNAUTHORIZED, "invalid_token").await;
 
     // A token signed with another secret.
@@ -314,29 +169,15 @@ async fn bad_tokens_are_refused(app: TestApp) {
         &jsonwebtoken::EncodingKey::from_secret(b"another-secret-another-secret!!"),
     )
     .unwrap();
-    problem(
-        app.get("/api/v1/me", Some(&forged)).await,
-        StatusCode::UNAUTHORIZED,
-        "invalid_token",
-    )
-    .await;
+    problem(app.get("/api/v1/me", Some(&forged)).await, StatusCode::UNAUTHORIZED, "invalid_token").await;
 }
 
 async fn admin_routes_need_admin(app: TestApp) {
     let user = app.user().await;
     let body = json!({ "user_id": user.id, "amount": 10, "reason": "test" });
-    let anonymous = app
-        .post("/api/v1/credits/grant", None, Some("k1"), &body)
-        .await;
+    let anonymous = app.post("/api/v1/credits/grant", None, Some("k1"), &body).await;
     problem(anonymous, StatusCode::UNAUTHORIZED, "unauthenticated").await;
-    let plain = app
-        .post(
-            "/api/v1/credits/grant",
-            Some(&user.token),
-            Some("k1"),
-            &body,
-        )
-        .await;
+    let plain = app.post("/api/v1/credits/grant", Some(&user.token), Some("k1"), &body).await;
     problem(plain, StatusCode::FORBIDDEN, "admin_required").await;
     let wrong_key = app
         .client
@@ -352,18 +193,9 @@ async fn admin_routes_need_admin(app: TestApp) {
 
     // Promoted (as `tollgate users promote` does), then signed in again: an admin.
     let email = tollgate::domain::Email::parse(&user.email).unwrap();
-    tollgate::auth::service::promote(&app.db, &email)
-        .await
-        .unwrap();
+    tollgate::auth::service::promote(&app.db, &email).await.unwrap();
     let token: Value = app.login(&user.email, PASSWORD).await.json().await.unwrap();
-    let res = app
-        .post(
-            "/api/v1/credits/grant",
-            token["access_token"].as_str(),
-            Some("k1"),
-            &body,
-        )
-        .await;
+    let res = app.post("/api/v1/credits/grant", token["access_token"].as_str(), Some("k1"), &body).await;
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(app.balance(&user).await["balance"], 10);
 }

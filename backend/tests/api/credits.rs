@@ -32,23 +32,12 @@ async fn concurrent_spends_never_overdraw(app: TestApp) {
     let results = join_all((0..200).map(|i| {
         let app = app.clone();
         let user = user.clone();
-        async move {
-            app.spend(&user, &format!("spend-{i}"), json!({ "amount": 1 }))
-                .await
-                .status()
-        }
+        async move { app.spend(&user, &format!("spend-{i}"), json!({ "amount": 1 })).await.status() }
     }))
     .await;
     let ok = results.iter().filter(|s| **s == StatusCode::OK).count();
-    let refused = results
-        .iter()
-        .filter(|s| **s == StatusCode::PAYMENT_REQUIRED)
-        .count();
-    assert_eq!(
-        (ok, refused),
-        (50, 150),
-        "every request is either spent or refused: {results:?}"
-    );
+    let refused = results.iter().filter(|s| **s == StatusCode::PAYMENT_REQUIRED).count();
+    assert_eq!((ok, refused), (50, 150), "every request is either spent or refused: {results:?}");
     let balance = app.balance(&user).await;
     assert_eq!(balance["balance"], 0);
     assert_eq!(balance["available"], 0);
@@ -76,10 +65,7 @@ async fn concurrent_retries_with_one_key_spend_once(app: TestApp) {
         assert_eq!(*status, StatusCode::OK, "{body}");
     }
     let first = &responses[0].1["transfer"]["id"];
-    assert!(
-        responses.iter().all(|(_, b)| &b["transfer"]["id"] == first),
-        "all see one transfer"
-    );
+    assert!(responses.iter().all(|(_, b)| &b["transfer"]["id"] == first), "all see one transfer");
     assert_eq!(app.count("transfers WHERE kind = 'spend'").await, 1);
     assert_eq!(app.balance(&user).await["balance"], 93);
 
@@ -93,13 +79,7 @@ async fn concurrent_retries_with_one_key_spend_once(app: TestApp) {
     let other = app.user().await;
     app.grant(&other, 10).await;
     assert_eq!(
-        app.spend(
-            &other,
-            "same-key",
-            json!({ "amount": 7, "description": "one call" })
-        )
-        .await
-        .status(),
+        app.spend(&other, "same-key", json!({ "amount": 7, "description": "one call" })).await.status(),
         StatusCode::OK
     );
     app.assert_reconciled().await;
@@ -109,11 +89,7 @@ async fn spend_prices_features_and_refuses_bad_input_without_writing(app: TestAp
     let user = app.user().await;
     app.grant(&user, 20).await;
     let res = app
-        .spend(
-            &user,
-            "f1",
-            json!({ "feature": "example.summarize", "quantity": 3, "metadata": { "model": "x" } }),
-        )
+        .spend(&user, "f1", json!({ "feature": "example.summarize", "quantity": 3, "metadata": { "model": "x" } }))
         .await;
     assert_eq!(res.status(), StatusCode::OK);
     let body: Value = res.json().await.unwrap();
@@ -124,95 +100,36 @@ async fn spend_prices_features_and_refuses_bad_input_without_writing(app: TestAp
 
     let before = app.ledger_counts().await;
     let cases = [
-        (
-            json!({ "amount": 6 }),
-            StatusCode::PAYMENT_REQUIRED,
-            "insufficient_credits",
-        ),
-        (
-            json!({ "amount": 0 }),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation_failed",
-        ),
-        (
-            json!({ "amount": -3 }),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation_failed",
-        ),
-        (
-            json!({ "amount": 1.5 }),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation_failed",
-        ),
-        (
-            json!({}),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation_failed",
-        ),
-        (
-            json!({ "amount": 1, "feature": "example.summarize" }),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation_failed",
-        ),
-        (
-            json!({ "feature": "nope" }),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation_failed",
-        ),
+        (json!({ "amount": 6 }), StatusCode::PAYMENT_REQUIRED, "insufficient_credits"),
+        (json!({ "amount": 0 }), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+        (json!({ "amount": -3 }), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+        (json!({ "amount": 1.5 }), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+        (json!({}), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+        (json!({ "amount": 1, "feature": "example.summarize" }), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+        (json!({ "feature": "nope" }), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
         (
             json!({ "feature": "example.summarize", "quantity": 0 }),
             StatusCode::UNPROCESSABLE_ENTITY,
             "validation_failed",
         ),
-        (
-            json!({ "amount": i64::MAX }),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation_failed",
-        ),
-        (
-            json!({ "amount": 1, "metadata": [1, 2] }),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation_failed",
-        ),
-        (
-            json!({ "amount": 1, "description": "d".repeat(501) }),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation_failed",
-        ),
+        (json!({ "amount": i64::MAX }), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+        (json!({ "amount": 1, "metadata": [1, 2] }), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+        (json!({ "amount": 1, "description": "d".repeat(501) }), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
     ];
     for (i, (body, status, code)) in cases.into_iter().enumerate() {
         let res = app.spend(&user, &format!("bad-{i}"), body.clone()).await;
         let problem = problem(res, status, code).await;
         if code == "insufficient_credits" {
-            assert_eq!(
-                (problem["available"].as_i64(), problem["requested"].as_i64()),
-                (Some(5), Some(6))
-            );
+            assert_eq!((problem["available"].as_i64(), problem["requested"].as_i64()), (Some(5), Some(6)));
         }
     }
-    let res = app
-        .post(
-            "/api/v1/credits/spend",
-            Some(&user.token),
-            None,
-            &json!({ "amount": 1 }),
-        )
-        .await;
+    let res = app.post("/api/v1/credits/spend", Some(&user.token), None, &json!({ "amount": 1 })).await;
     problem(res, StatusCode::BAD_REQUEST, "idempotency_key_required").await;
-    assert_eq!(
-        app.ledger_counts().await,
-        before,
-        "refused requests wrote nothing"
-    );
+    assert_eq!(app.ledger_counts().await, before, "refused requests wrote nothing");
 
     // A 402 is not remembered: after a top-up, the same key goes through.
     app.grant(&user, 10).await;
-    assert_eq!(
-        app.spend(&user, "bad-0", json!({ "amount": 6 }))
-            .await
-            .status(),
-        StatusCode::OK
-    );
+    assert_eq!(app.spend(&user, "bad-0", json!({ "amount": 6 })).await.status(), StatusCode::OK);
     app.assert_reconciled().await;
 }
 
@@ -220,13 +137,7 @@ async fn grant_with(app: &TestApp, user_id: Uuid, body: Value) -> Value {
     let mut body = body;
     body["user_id"] = json!(user_id);
     body["reason"] = json!("test");
-    let res = app
-        .post_admin(
-            "/api/v1/credits/grant",
-            Some(&Uuid::new_v4().to_string()),
-            &body,
-        )
-        .await;
+    let res = app.post_admin("/api/v1/credits/grant", Some(&Uuid::new_v4().to_string()), &body).await;
     assert_eq!(res.status(), StatusCode::OK);
     res.json().await.unwrap()
 }
@@ -235,67 +146,26 @@ async fn lots_are_spent_by_priority_then_expiry_then_age(app: TestApp) {
     let user = app.user().await;
     let soon = chrono::Utc::now() + chrono::Duration::days(1);
     let later = chrono::Utc::now() + chrono::Duration::days(9);
-    let paid =
-        grant_with(&app, user.id, json!({ "amount": 10, "priority": 100 })).await["lot_id"].clone();
-    let old_free =
-        grant_with(&app, user.id, json!({ "amount": 10, "priority": 20 })).await["lot_id"].clone();
-    let late = grant_with(
-        &app,
-        user.id,
-        json!({ "amount": 10, "priority": 20, "expires_at": later }),
-    )
-    .await["lot_id"]
-        .clone();
-    let soonest = grant_with(
-        &app,
-        user.id,
-        json!({ "amount": 10, "priority": 20, "expires_at": soon }),
-    )
-    .await["lot_id"]
-        .clone();
-    let promo = grant_with(
-        &app,
-        user.id,
-        json!({ "amount": 10, "source": "promotion" }),
-    )
-    .await["lot_id"]
-        .clone();
+    let paid = grant_with(&app, user.id, json!({ "amount": 10, "priority": 100 })).await["lot_id"].clone();
+    let old_free = grant_with(&app, user.id, json!({ "amount": 10, "priority": 20 })).await["lot_id"].clone();
+    let late =
+        grant_with(&app, user.id, json!({ "amount": 10, "priority": 20, "expires_at": later })).await["lot_id"].clone();
+    let soonest =
+        grant_with(&app, user.id, json!({ "amount": 10, "priority": 20, "expires_at": soon })).await["lot_id"].clone();
+    let promo = grant_with(&app, user.id, json!({ "amount": 10, "source": "promotion" })).await["lot_id"].clone();
 
     // Promotion (priority 10) first; then priority 20 by soonest expiry, never-expiring last;
     // the paid lot (priority 100) last of all.
-    let body: Value = app
-        .spend(&user, "big", json!({ "amount": 45 }))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let body: Value = app.spend(&user, "big", json!({ "amount": 45 })).await.json().await.unwrap();
     let taken: Vec<(Value, i64)> = body["transfer"]["lots"]
         .as_array()
         .unwrap()
         .iter()
         .map(|m| (m["lot_id"].clone(), m["amount"].as_i64().unwrap()))
         .collect();
-    assert_eq!(
-        taken,
-        vec![
-            (promo, 10),
-            (soonest, 10),
-            (late, 10),
-            (old_free, 10),
-            (paid.clone(), 5)
-        ]
-    );
-    let ledger: Value = app
-        .get("/api/v1/credits/ledger?kind=spend", Some(&user.token))
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(
-        ledger["entries"][0]["lots"].as_array().unwrap().len(),
-        5,
-        "history shows the lots touched"
-    );
+    assert_eq!(taken, vec![(promo, 10), (soonest, 10), (late, 10), (old_free, 10), (paid.clone(), 5)]);
+    let ledger: Value = app.get("/api/v1/credits/ledger?kind=spend", Some(&user.token)).await.json().await.unwrap();
+    assert_eq!(ledger["entries"][0]["lots"].as_array().unwrap().len(), 5, "history shows the lots touched");
     assert_eq!(app.balance(&user).await["balance"], 5);
     app.assert_reconciled().await;
 }
@@ -303,12 +173,7 @@ async fn lots_are_spent_by_priority_then_expiry_then_age(app: TestApp) {
 async fn expired_lots_are_never_spent_and_expiry_is_posted(app: TestApp) {
     let user = app.user().await;
     let expires = chrono::Utc::now() + chrono::Duration::milliseconds(1200);
-    grant_with(
-        &app,
-        user.id,
-        json!({ "amount": 30, "priority": 1, "expires_at": expires }),
-    )
-    .await;
+    grant_with(&app, user.id, json!({ "amount": 30, "priority": 1, "expires_at": expires })).await;
     grant_with(&app, user.id, json!({ "amount": 5 })).await;
     let balance = app.balance(&user).await;
     assert_eq!(balance["balance"], 35);
@@ -317,50 +182,25 @@ async fn expired_lots_are_never_spent_and_expiry_is_posted(app: TestApp) {
 
     // Before the expiry job has run, the expired lot is already gone from what can be spent.
     assert_eq!(app.balance(&user).await["available"], 5);
-    let res = app
-        .spend(&user, "after-expiry", json!({ "amount": 6 }))
-        .await;
+    let res = app.spend(&user, "after-expiry", json!({ "amount": 6 })).await;
     problem(res, StatusCode::PAYMENT_REQUIRED, "insufficient_credits").await;
-    assert_eq!(
-        app.count("transfers WHERE kind = 'expiry'").await,
-        0,
-        "the refusal wrote nothing"
-    );
+    assert_eq!(app.count("transfers WHERE kind = 'expiry'").await, 0, "the refusal wrote nothing");
 
-    let settled = tollgate::credits::service::expire_due(&app.db)
-        .await
-        .unwrap();
+    let settled = tollgate::credits::service::expire_due(&app.db).await.unwrap();
     assert_eq!(settled, 1);
     assert_eq!(app.count("transfers WHERE kind = 'expiry'").await, 1);
-    let ledger: Value = app
-        .get("/api/v1/credits/ledger?kind=expiry", Some(&user.token))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let ledger: Value = app.get("/api/v1/credits/ledger?kind=expiry", Some(&user.token)).await.json().await.unwrap();
     assert_eq!(ledger["entries"][0]["amount"], -30);
     assert_eq!(ledger["entries"][0]["balance_after"], 5);
-    assert_eq!(
-        tollgate::credits::service::expire_due(&app.db)
-            .await
-            .unwrap(),
-        0,
-        "posted once"
-    );
-    assert_eq!(
-        app.spend(&user, "ok", json!({ "amount": 5 }))
-            .await
-            .status(),
-        StatusCode::OK
-    );
+    assert_eq!(tollgate::credits::service::expire_due(&app.db).await.unwrap(), 0, "posted once");
+    assert_eq!(app.spend(&user, "ok", json!({ "amount": 5 })).await.status(), StatusCode::OK);
     app.assert_reconciled().await;
 }
 
 async fn grants_are_idempotent_and_accept_the_seed_shape(app: TestApp) {
     let user = app.user().await;
     // The seed's curl: camelCase, key in the body.
-    let seed =
-        json!({ "userId": user.id, "amount": 100, "reason": "test", "idempotencyKey": "test-123" });
+    let seed = json!({ "userId": user.id, "amount": 100, "reason": "test", "idempotencyKey": "test-123" });
     let first = app.post_admin("/api/v1/credits/grant", None, &seed).await;
     assert_eq!(first.status(), StatusCode::OK);
     let first: Value = first.json().await.unwrap();
@@ -370,8 +210,7 @@ async fn grants_are_idempotent_and_accept_the_seed_shape(app: TestApp) {
     assert_eq!(app.balance(&user).await["balance"], 100);
 
     let before = app.ledger_counts().await;
-    let other =
-        json!({ "userId": user.id, "amount": 50, "reason": "test", "idempotencyKey": "test-123" });
+    let other = json!({ "userId": user.id, "amount": 50, "reason": "test", "idempotencyKey": "test-123" });
     problem(
         app.post_admin("/api/v1/credits/grant", None, &other).await,
         StatusCode::CONFLICT,
@@ -379,20 +218,11 @@ async fn grants_are_idempotent_and_accept_the_seed_shape(app: TestApp) {
     )
     .await;
     let by_email = json!({ "email": user.email.to_uppercase(), "amount": 5, "reason": "by email" });
-    assert_eq!(
-        app.post_admin("/api/v1/credits/grant", Some("e1"), &by_email)
-            .await
-            .status(),
-        StatusCode::OK
-    );
+    assert_eq!(app.post_admin("/api/v1/credits/grant", Some("e1"), &by_email).await.status(), StatusCode::OK);
     let after_email = app.ledger_counts().await;
     assert_eq!(after_email[0], before[0] + 1);
     for (body, status, code) in [
-        (
-            json!({ "email": "nobody@example.com", "amount": 5, "reason": "x" }),
-            StatusCode::NOT_FOUND,
-            "user_not_found",
-        ),
+        (json!({ "email": "nobody@example.com", "amount": 5, "reason": "x" }), StatusCode::NOT_FOUND, "user_not_found"),
         (
             json!({ "user_id": user.id, "amount": 0, "reason": "x" }),
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -414,34 +244,16 @@ async fn grants_are_idempotent_and_accept_the_seed_shape(app: TestApp) {
             "validation_failed",
         ),
     ] {
-        problem(
-            app.post_admin(
-                "/api/v1/credits/grant",
-                Some(&Uuid::new_v4().to_string()),
-                &body,
-            )
-            .await,
-            status,
-            code,
-        )
-        .await;
+        problem(app.post_admin("/api/v1/credits/grant", Some(&Uuid::new_v4().to_string()), &body).await, status, code)
+            .await;
     }
     problem(
-        app.post_admin(
-            "/api/v1/credits/grant",
-            None,
-            &json!({ "user_id": user.id, "amount": 5, "reason": "x" }),
-        )
-        .await,
+        app.post_admin("/api/v1/credits/grant", None, &json!({ "user_id": user.id, "amount": 5, "reason": "x" })).await,
         StatusCode::BAD_REQUEST,
         "idempotency_key_required",
     )
     .await;
-    assert_eq!(
-        app.ledger_counts().await,
-        after_email,
-        "refused grants wrote nothing"
-    );
+    assert_eq!(app.ledger_counts().await, after_email, "refused grants wrote nothing");
     app.assert_reconciled().await;
 }
 
@@ -449,32 +261,18 @@ async fn ledger_pages_filters_and_usage(app: TestApp) {
     let user = app.user().await;
     app.grant(&user, 100).await;
     for i in 0..5 {
-        app.spend(
-            &user,
-            &format!("s{i}"),
-            json!({ "amount": i + 1, "description": format!("call {i}") }),
-        )
-        .await;
+        app.spend(&user, &format!("s{i}"), json!({ "amount": i + 1, "description": format!("call {i}") })).await;
     }
-    app.spend(&user, "f", json!({ "feature": "example.summarize" }))
-        .await;
+    app.spend(&user, "f", json!({ "feature": "example.summarize" })).await;
 
-    let page: Value = app
-        .get("/api/v1/credits/ledger?limit=4", Some(&user.token))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let page: Value = app.get("/api/v1/credits/ledger?limit=4", Some(&user.token)).await.json().await.unwrap();
     let entries = page["entries"].as_array().unwrap();
     assert_eq!(entries.len(), 4);
     assert_eq!(entries[0]["amount"], -5, "newest first");
     assert_eq!(entries[0]["balance_after"], 100 - 15 - 5);
     let cursor = page["next_cursor"].as_str().unwrap();
     let rest: Value = app
-        .get(
-            &format!("/api/v1/credits/ledger?limit=4&cursor={cursor}"),
-            Some(&user.token),
-        )
+        .get(&format!("/api/v1/credits/ledger?limit=4&cursor={cursor}"), Some(&user.token))
         .await
         .json()
         .await
@@ -485,45 +283,26 @@ async fn ledger_pages_filters_and_usage(app: TestApp) {
     assert_eq!(rest[2]["amount"], 100);
     assert_eq!(rest[2]["balance_after"], 100);
 
-    let grants: Value = app
-        .get("/api/v1/credits/ledger?kind=grant", Some(&user.token))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let grants: Value = app.get("/api/v1/credits/ledger?kind=grant", Some(&user.token)).await.json().await.unwrap();
     assert_eq!(grants["entries"].as_array().unwrap().len(), 1);
     assert!(grants["next_cursor"].is_null());
-    let future: Value = app
-        .get(
-            "/api/v1/credits/ledger?from=2999-01-01T00:00:00Z",
-            Some(&user.token),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let future: Value =
+        app.get("/api/v1/credits/ledger?from=2999-01-01T00:00:00Z", Some(&user.token)).await.json().await.unwrap();
     assert!(future["entries"].as_array().unwrap().is_empty());
     problem(
-        app.get("/api/v1/credits/ledger?kind=bogus", Some(&user.token))
-            .await,
+        app.get("/api/v1/credits/ledger?kind=bogus", Some(&user.token)).await,
         StatusCode::UNPROCESSABLE_ENTITY,
         "validation_failed",
     )
     .await;
     problem(
-        app.get("/api/v1/credits/ledger?cursor=zzz", Some(&user.token))
-            .await,
+        app.get("/api/v1/credits/ledger?cursor=zzz", Some(&user.token)).await,
         StatusCode::UNPROCESSABLE_ENTITY,
         "validation_failed",
     )
     .await;
 
-    let by_feature: Value = app
-        .get("/api/v1/usage?group_by=feature", Some(&user.token))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let by_feature: Value = app.get("/api/v1/usage?group_by=feature", Some(&user.token)).await.json().await.unwrap();
     assert_eq!(by_feature["total_credits"], 20);
     assert_eq!(
         by_feature["buckets"],
@@ -532,20 +311,11 @@ async fn ledger_pages_filters_and_usage(app: TestApp) {
             { "key": "unpriced", "credits": 15, "spends": 5 },
         ])
     );
-    let by_day: Value = app
-        .get("/api/v1/usage", Some(&user.token))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let by_day: Value = app.get("/api/v1/usage", Some(&user.token)).await.json().await.unwrap();
     let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
-    assert_eq!(
-        by_day["buckets"],
-        json!([{ "key": today, "credits": 20, "spends": 6 }])
-    );
+    assert_eq!(by_day["buckets"], json!([{ "key": today, "credits": 20, "spends": 6 }]));
     problem(
-        app.get("/api/v1/usage?group_by=hour", Some(&user.token))
-            .await,
+        app.get("/api/v1/usage?group_by=hour", Some(&user.token)).await,
         StatusCode::UNPROCESSABLE_ENTITY,
         "validation_failed",
     )
@@ -553,12 +323,7 @@ async fn ledger_pages_filters_and_usage(app: TestApp) {
 
     // Another user sees none of it.
     let other = app.user().await;
-    let theirs: Value = app
-        .get("/api/v1/credits/ledger", Some(&other.token))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let theirs: Value = app.get("/api/v1/credits/ledger", Some(&other.token)).await.json().await.unwrap();
     assert!(theirs["entries"].as_array().unwrap().is_empty());
 }
 
@@ -569,44 +334,21 @@ async fn example_feature_holds_then_captures_and_refuses_early(app: TestApp) {
         .repeat(10);
     assert!(text.len() > 1000 && text.len() < 2000);
 
-    let estimate: Value = app
-        .post(
-            "/api/v1/example/estimate",
-            None,
-            None,
-            &json!({ "text": text }),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let estimate: Value =
+        app.post("/api/v1/example/estimate", None, None, &json!({ "text": text })).await.json().await.unwrap();
     assert_eq!(estimate["units"], 2);
     assert_eq!(estimate["estimated_cost"], 10);
 
     // Too few credits: 402 before any work, nothing written.
     app.grant(&user, 7).await;
     let before = app.ledger_counts().await;
-    let res = app
-        .post(
-            "/api/v1/example/use-credits",
-            Some(&user.token),
-            None,
-            &json!({ "text": text }),
-        )
-        .await;
+    let res = app.post("/api/v1/example/use-credits", Some(&user.token), None, &json!({ "text": text })).await;
     let body = problem(res, StatusCode::PAYMENT_REQUIRED, "insufficient_credits").await;
     assert_eq!(body["requested"], 10);
     assert_eq!(app.ledger_counts().await, before);
 
     app.grant(&user, 20).await;
-    let res = app
-        .post(
-            "/api/v1/example/use-credits",
-            Some(&user.token),
-            Some("run-1"),
-            &json!({ "text": text }),
-        )
-        .await;
+    let res = app.post("/api/v1/example/use-credits", Some(&user.token), Some("run-1"), &json!({ "text": text })).await;
     assert_eq!(res.status(), StatusCode::OK);
     let body: Value = res.json().await.unwrap();
     assert!(!body["summary"].as_str().unwrap().is_empty());
@@ -620,12 +362,7 @@ async fn example_feature_holds_then_captures_and_refuses_early(app: TestApp) {
 
     // Retried with the same key: the same hold, charged once.
     let again: Value = app
-        .post(
-            "/api/v1/example/use-credits",
-            Some(&user.token),
-            Some("run-1"),
-            &json!({ "text": text }),
-        )
+        .post("/api/v1/example/use-credits", Some(&user.token), Some("run-1"), &json!({ "text": text }))
         .await
         .json()
         .await
@@ -633,13 +370,7 @@ async fn example_feature_holds_then_captures_and_refuses_early(app: TestApp) {
     assert_eq!(again["hold_id"], body["hold_id"]);
     assert_eq!(app.balance(&user).await["balance"], 27 - cost);
     problem(
-        app.post(
-            "/api/v1/example/use-credits",
-            Some(&user.token),
-            None,
-            &json!({ "text": "x".repeat(20_001) }),
-        )
-        .await,
+        app.post("/api/v1/example/use-credits", Some(&user.token), None, &json!({ "text": "x".repeat(20_001) })).await,
         StatusCode::UNPROCESSABLE_ENTITY,
         "validation_failed",
     )
@@ -648,37 +379,20 @@ async fn example_feature_holds_then_captures_and_refuses_early(app: TestApp) {
 }
 
 async fn rate_card_is_managed_by_admins(app: TestApp) {
-    let features: Value = app
-        .get("/api/v1/features", None)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let features: Value = app.get("/api/v1/features", None).await.json().await.unwrap();
     assert_eq!(features[0]["key"], "example.summarize");
     assert_eq!(features[0]["credits_per_unit"], 5);
 
     let user = app.user().await;
-    let body =
-        json!({ "key": "chat.completion", "name": "Chat", "unit": "call", "credits_per_unit": 3 });
+    let body = json!({ "key": "chat.completion", "name": "Chat", "unit": "call", "credits_per_unit": 3 });
     problem(
-        app.post("/api/v1/features", Some(&user.token), None, &body)
-            .await,
+        app.post("/api/v1/features", Some(&user.token), None, &body).await,
         StatusCode::FORBIDDEN,
         "admin_required",
     )
     .await;
-    assert_eq!(
-        app.post_admin("/api/v1/features", None, &body)
-            .await
-            .status(),
-        StatusCode::CREATED
-    );
-    problem(
-        app.post_admin("/api/v1/features", None, &body).await,
-        StatusCode::CONFLICT,
-        "feature_exists",
-    )
-    .await;
+    assert_eq!(app.post_admin("/api/v1/features", None, &body).await.status(), StatusCode::CREATED);
+    problem(app.post_admin("/api/v1/features", None, &body).await, StatusCode::CONFLICT, "feature_exists").await;
     let bad = json!({ "key": "Bad Key", "name": "x", "unit": "call", "credits_per_unit": 1 });
     problem(
         app.post_admin("/api/v1/features", None, &bad).await,
@@ -688,16 +402,8 @@ async fn rate_card_is_managed_by_admins(app: TestApp) {
     .await;
 
     app.grant(&user, 100).await;
-    let spent: Value = app
-        .spend(
-            &user,
-            "c1",
-            json!({ "feature": "chat.completion", "quantity": 2 }),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let spent: Value =
+        app.spend(&user, "c1", json!({ "feature": "chat.completion", "quantity": 2 })).await.json().await.unwrap();
     assert_eq!(spent["transfer"]["amount"], 6);
 
     let patch = |body: Value| {
@@ -707,40 +413,15 @@ async fn rate_card_is_managed_by_admins(app: TestApp) {
             .json(&body)
             .send()
     };
-    assert_eq!(
-        patch(json!({ "credits_per_unit": 4 }))
-            .await
-            .unwrap()
-            .status(),
-        StatusCode::OK
-    );
-    let spent: Value = app
-        .spend(&user, "c2", json!({ "feature": "chat.completion" }))
-        .await
-        .json()
-        .await
-        .unwrap();
+    assert_eq!(patch(json!({ "credits_per_unit": 4 })).await.unwrap().status(), StatusCode::OK);
+    let spent: Value = app.spend(&user, "c2", json!({ "feature": "chat.completion" })).await.json().await.unwrap();
     assert_eq!(spent["transfer"]["amount"], 4, "the new price applies");
-    assert_eq!(
-        patch(json!({ "active": false })).await.unwrap().status(),
-        StatusCode::OK
-    );
-    let res = app
-        .spend(&user, "c3", json!({ "feature": "chat.completion" }))
-        .await;
+    assert_eq!(patch(json!({ "active": false })).await.unwrap().status(), StatusCode::OK);
+    let res = app.spend(&user, "c3", json!({ "feature": "chat.completion" })).await;
     let body = problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
     assert_eq!(body["errors"][0]["code"], "feature_inactive");
-    let listed: Value = app
-        .get("/api/v1/features", None)
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(
-        listed.as_array().unwrap().len(),
-        1,
-        "inactive features are not offered"
-    );
+    let listed: Value = app.get("/api/v1/features", None).await.json().await.unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 1, "inactive features are not offered");
 }
 
 async fn reconcile_catches_a_corrupted_wallet(app: TestApp) {
@@ -762,23 +443,11 @@ async fn reconcile_catches_a_corrupted_wallet(app: TestApp) {
 
     // Someone edits a balance by hand: reconcile names the wallet.
     use sea_orm::ConnectionTrait;
-    app.db
-        .execute_unprepared("UPDATE accounts SET balance = balance + 1000 WHERE kind = 'wallet'")
-        .await
-        .unwrap();
-    let report = tollgate::credits::reconcile::reconcile(&app.db)
-        .await
-        .unwrap();
+    app.db.execute_unprepared("UPDATE accounts SET balance = balance + 1000 WHERE kind = 'wallet'").await.unwrap();
+    let report = tollgate::credits::reconcile::reconcile(&app.db).await.unwrap();
     assert!(!report.ok);
-    let wallets = report
-        .checks
-        .iter()
-        .find(|c| c.name == "wallet_balances")
-        .unwrap();
-    assert_eq!(
-        wallets.violation_count, 2,
-        "against transfers and against lots"
-    );
+    let wallets = report.checks.iter().find(|c| c.name == "wallet_balances").unwrap();
+    assert_eq!(wallets.violation_count, 2, "against transfers and against lots");
     assert!(report.to_text().contains("VIOLATIONS"));
 }
 
@@ -794,10 +463,7 @@ async fn random_operations_match_a_model(app: TestApp) {
     let user = app.user().await;
     for seed in [7_u64, 42, 1337] {
         let mut rng = StdRng::seed_from_u64(seed);
-        let mut model = Model {
-            balance: app.balance(&user).await["balance"].as_i64().unwrap(),
-            ..Default::default()
-        };
+        let mut model = Model { balance: app.balance(&user).await["balance"].as_i64().unwrap(), ..Default::default() };
         model.held = 0;
         let mut last_spend: Option<(String, i64)> = None;
         for step in 0..60 {
@@ -816,36 +482,21 @@ async fn random_operations_match_a_model(app: TestApp) {
                         model.balance -= amount;
                         last_spend = Some((key, amount));
                     } else {
-                        assert_eq!(
-                            res.status(),
-                            StatusCode::PAYMENT_REQUIRED,
-                            "seed {seed} step {step}"
-                        );
+                        assert_eq!(res.status(), StatusCode::PAYMENT_REQUIRED, "seed {seed} step {step}");
                     }
                 }
                 3 => {
                     let amount = rng.random_range(1..20);
                     let res = app
-                        .post(
-                            "/api/v1/credits/holds",
-                            Some(&user.token),
-                            Some(&key),
-                            &json!({ "amount": amount }),
-                        )
+                        .post("/api/v1/credits/holds", Some(&user.token), Some(&key), &json!({ "amount": amount }))
                         .await;
                     if model.balance - model.held >= amount {
                         assert_eq!(res.status(), StatusCode::OK, "seed {seed} step {step}");
                         let body: Value = res.json().await.unwrap();
                         model.held += amount;
-                        model
-                            .holds
-                            .push((body["hold"]["id"].as_str().unwrap().to_owned(), amount));
+                        model.holds.push((body["hold"]["id"].as_str().unwrap().to_owned(), amount));
                     } else {
-                        assert_eq!(
-                            res.status(),
-                            StatusCode::PAYMENT_REQUIRED,
-                            "seed {seed} step {step}"
-                        );
+                        assert_eq!(res.status(), StatusCode::PAYMENT_REQUIRED, "seed {seed} step {step}");
                     }
                 }
                 4 if !model.holds.is_empty() => {
@@ -864,12 +515,7 @@ async fn random_operations_match_a_model(app: TestApp) {
                         model.balance -= capture;
                     } else {
                         let res = app
-                            .post(
-                                &format!("/api/v1/credits/holds/{id}/release"),
-                                Some(&user.token),
-                                None,
-                                &json!(null),
-                            )
+                            .post(&format!("/api/v1/credits/holds/{id}/release"), Some(&user.token), None, &json!(null))
                             .await;
                         assert_eq!(res.status(), StatusCode::OK, "seed {seed} step {step}");
                     }
@@ -886,20 +532,10 @@ async fn random_operations_match_a_model(app: TestApp) {
             let balance = app.balance(&user).await;
             assert_eq!(balance["balance"], model.balance, "seed {seed} step {step}");
             assert_eq!(balance["held"], model.held, "seed {seed} step {step}");
-            assert_eq!(
-                balance["available"],
-                model.balance - model.held,
-                "seed {seed} step {step}"
-            );
+            assert_eq!(balance["available"], model.balance - model.held, "seed {seed} step {step}");
         }
         for (id, _) in model.holds.drain(..) {
-            app.post(
-                &format!("/api/v1/credits/holds/{id}/release"),
-                Some(&user.token),
-                None,
-                &json!(null),
-            )
-            .await;
+            app.post(&format!("/api/v1/credits/holds/{id}/release"), Some(&user.token), None, &json!(null)).await;
         }
         app.assert_reconciled().await;
     }

@@ -6,11 +6,7 @@ use crate::{
     helpers::{TestApp, problem},
 };
 
-both!(
-    actix_errors_are_problem_details,
-    request_ids_are_kept_or_made,
-    health_probes_answer
-);
+both!(actix_errors_are_problem_details, request_ids_are_kept_or_made, health_probes_answer);
 
 async fn actix_errors_are_problem_details(app: TestApp) {
     let user = app.user().await;
@@ -38,12 +34,7 @@ async fn actix_errors_are_problem_details(app: TestApp) {
         .send()
         .await
         .unwrap();
-    problem(
-        res,
-        StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        "unsupported_media_type",
-    )
-    .await;
+    problem(res, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type").await;
 
     let huge = json!({ "amount": 1, "description": "x".repeat(300 * 1024) });
     let res = app
@@ -68,55 +59,26 @@ async fn actix_errors_are_problem_details(app: TestApp) {
         .unwrap();
     problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
 
-    problem(
-        app.get("/api/v1/no-such-route", None).await,
-        StatusCode::NOT_FOUND,
-        "not_found",
-    )
-    .await;
-    let res = app
-        .client
-        .delete(app.url("/api/v1/credits/spend"))
-        .send()
-        .await
-        .unwrap();
+    problem(app.get("/api/v1/no-such-route", None).await, StatusCode::NOT_FOUND, "not_found").await;
+    let res = app.client.delete(app.url("/api/v1/credits/spend")).send().await.unwrap();
     assert_eq!(res.headers().get("allow").unwrap(), "POST");
     problem(res, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed").await;
-    let res = app
-        .client
-        .get(app.url("/api/v1/credits/holds/not-a-uuid"))
-        .bearer_auth(&user.token)
-        .send()
-        .await
-        .unwrap();
+    let res =
+        app.client.get(app.url("/api/v1/credits/holds/not-a-uuid")).bearer_auth(&user.token).send().await.unwrap();
     problem(res, StatusCode::NOT_FOUND, "not_found").await;
-    let res = app
-        .get("/api/v1/credits/ledger?limit=abc", Some(&user.token))
-        .await;
+    let res = app.get("/api/v1/credits/ledger?limit=abc", Some(&user.token)).await;
     problem(res, StatusCode::BAD_REQUEST, "invalid_query").await;
     assert_eq!(app.count("transfers").await, 0);
 }
 
 async fn request_ids_are_kept_or_made(app: TestApp) {
-    let res = app
-        .client
-        .get(app.url("/api/v1/nope"))
-        .header("x-request-id", "trace-abc-123")
-        .send()
-        .await
-        .unwrap();
+    let res = app.client.get(app.url("/api/v1/nope")).header("x-request-id", "trace-abc-123").send().await.unwrap();
     assert_eq!(res.headers().get("x-request-id").unwrap(), "trace-abc-123");
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["request_id"], "trace-abc-123");
 
     // An unreasonable one is replaced.
-    let res = app
-        .client
-        .get(app.url("/healthz"))
-        .header("x-request-id", "bad id with spaces")
-        .send()
-        .await
-        .unwrap();
+    let res = app.client.get(app.url("/healthz")).header("x-request-id", "bad id with spaces").send().await.unwrap();
     let id = res.headers().get("x-request-id").unwrap().to_str().unwrap();
     assert_ne!(id, "bad id with spaces");
     assert_eq!(id.len(), 32);
@@ -133,10 +95,7 @@ async fn health_probes_answer(app: TestApp) {
     assert_eq!(ready["database"], expected);
     let docs = app.get("/docs/", None).await;
     assert_eq!(docs.status(), StatusCode::OK);
-    assert!(
-        docs.text().await.unwrap().contains("swagger"),
-        "Swagger UI is served"
-    );
+    assert!(docs.text().await.unwrap().contains("swagger"), "Swagger UI is served");
     let spec: Value = app.get("/openapi.json", None).await.json().await.unwrap();
     assert!(spec["paths"]["/api/v1/credits/spend"]["post"].is_object());
 }

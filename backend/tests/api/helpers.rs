@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 pub const ADMIN_KEY: &str = "test-admin-key-0123456789";
 pub const PASSWORD: &str = "correct horse battery";
+pub const WEBHOOK_SECRET: &str = "whsec_test_secret_for_tollgate_tests";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -99,20 +100,11 @@ async fn pg_template() -> Option<&'static str> {
         .expect("list test databases");
     for row in old {
         let name: String = row.try_get("", "datname").expect("datname");
-        let _ = admin
-            .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-            .await;
+        let _ = admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await;
     }
-    admin
-        .execute_unprepared(&format!("CREATE DATABASE {PG_TEMPLATE}"))
-        .await
-        .expect("create template");
-    let template = Database::connect(pg_url(PG_TEMPLATE))
-        .await
-        .expect("connect template");
-    Migrator::up(&template, None)
-        .await
-        .expect("migrate template");
+    admin.execute_unprepared(&format!("CREATE DATABASE {PG_TEMPLATE}")).await.expect("create template");
+    let template = Database::connect(pg_url(PG_TEMPLATE)).await.expect("connect template");
+    Migrator::up(&template, None).await.expect("migrate template");
     template.close().await.expect("close template");
     *ready = Some(true);
     Some(PG_TEMPLATE)
@@ -121,24 +113,15 @@ async fn pg_template() -> Option<&'static str> {
 async fn pg_database() -> Option<String> {
     let template = pg_template().await?;
     let name = format!("tollgate_test_{}", Uuid::new_v4().simple());
-    let admin = Database::connect(PG_ADMIN_URL)
-        .await
-        .expect("connect admin");
-    admin
-        .execute_unprepared(&format!("CREATE DATABASE \"{name}\" TEMPLATE {template}"))
-        .await
-        .expect("copy template");
+    let admin = Database::connect(PG_ADMIN_URL).await.expect("connect admin");
+    admin.execute_unprepared(&format!("CREATE DATABASE \"{name}\" TEMPLATE {template}")).await.expect("copy template");
     admin.close().await.ok();
     Some(pg_url(&name))
 }
 
 pub fn test_settings(database_url: String, data_dir: std::path::PathBuf) -> Settings {
     // As in production: SQLite through one connection, PostgreSQL through a pool.
-    let database_max_connections = if database_url.starts_with("sqlite:") {
-        1
-    } else {
-        10
-    };
+    let database_max_connections = if database_url.starts_with("sqlite:") { 1 } else { 10 };
     Settings {
         environment: Environment::Development,
         bind: "127.0.0.1:0".parse().expect("address"),
@@ -152,11 +135,7 @@ pub fn test_settings(database_url: String, data_dir: std::path::PathBuf) -> Sett
         access_token_ttl: Duration::from_secs(900),
         refresh_token_ttl: Duration::from_secs(30 * 86_400),
         // Cheap hashing keeps tests fast; production uses OWASP's parameters.
-        password_hashing: PasswordHashing {
-            memory_kib: 64,
-            iterations: 1,
-            parallelism: 1,
-        },
+        password_hashing: PasswordHashing { memory_kib: 64, iterations: 1, parallelism: 1 },
         login_max_failures: 5,
         login_lockout: Duration::from_secs(900),
         workers: 2,
@@ -164,6 +143,10 @@ pub fn test_settings(database_url: String, data_dir: std::path::PathBuf) -> Sett
         frontend_dir: "/nonexistent".into(),
         migrate_on_start: true,
         billing_portal_return_url: "http://127.0.0.1:8080/credits".to_owned(),
+        stripe_secret_key: None,
+        stripe_webhook_secret: Some(Secret::new(WEBHOOK_SECRET)),
+        stripe_publishable_key: None,
+        stripe_api_base: None,
     }
 }
 
@@ -188,13 +171,7 @@ impl TestApp {
             .timeout(Duration::from_secs(60))
             .build()
             .expect("client");
-        Some(TestApp {
-            address,
-            client,
-            db,
-            backend,
-            _dir: Some(dir),
-        })
+        Some(TestApp { address, client, db, backend, _dir: Some(dir) })
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -209,13 +186,7 @@ impl TestApp {
         req.send().await.expect("request")
     }
 
-    pub async fn post(
-        &self,
-        path: &str,
-        token: Option<&str>,
-        key: Option<&str>,
-        body: &Value,
-    ) -> Response {
+    pub async fn post(&self, path: &str, token: Option<&str>, key: Option<&str>, body: &Value) -> Response {
         let mut req = self.client.post(self.url(path)).json(body);
         if let Some(token) = token {
             req = req.bearer_auth(token);
@@ -227,11 +198,7 @@ impl TestApp {
     }
 
     pub async fn post_admin(&self, path: &str, key: Option<&str>, body: &Value) -> Response {
-        let mut req = self
-            .client
-            .post(self.url(path))
-            .header("x-admin-key", ADMIN_KEY)
-            .json(body);
+        let mut req = self.client.post(self.url(path)).header("x-admin-key", ADMIN_KEY).json(body);
         if let Some(key) = key {
             req = req.header("Idempotency-Key", key);
         }
@@ -239,23 +206,11 @@ impl TestApp {
     }
 
     pub async fn register(&self, email: &str, password: &str) -> Response {
-        self.post(
-            "/api/v1/auth/register",
-            None,
-            None,
-            &json!({ "email": email, "password": password }),
-        )
-        .await
+        self.post("/api/v1/auth/register", None, None, &json!({ "email": email, "password": password })).await
     }
 
     pub async fn login(&self, email: &str, password: &str) -> Response {
-        self.post(
-            "/api/v1/auth/login",
-            None,
-            None,
-            &json!({ "email": email, "password": password }),
-        )
-        .await
+        self.post("/api/v1/auth/login", None, None, &json!({ "email": email, "password": password })).await
     }
 
     /// Registers and signs in a new user.
@@ -263,18 +218,9 @@ impl TestApp {
         let email = format!("user-{}@example.com", Uuid::new_v4().simple());
         let registered = self.register(&email, PASSWORD).await;
         assert_eq!(registered.status(), StatusCode::CREATED);
-        let body: Value = self
-            .login(&email, PASSWORD)
-            .await
-            .json()
-            .await
-            .expect("json");
+        let body: Value = self.login(&email, PASSWORD).await.json().await.expect("json");
         TestUser {
-            id: body["user"]["id"]
-                .as_str()
-                .expect("id")
-                .parse()
-                .expect("uuid"),
+            id: body["user"]["id"].as_str().expect("id").parse().expect("uuid"),
             email,
             token: body["access_token"].as_str().expect("token").to_owned(),
             refresh_token: body["refresh_token"].as_str().expect("refresh").to_owned(),
@@ -296,8 +242,7 @@ impl TestApp {
     }
 
     pub async fn spend(&self, user: &TestUser, key: &str, body: Value) -> Response {
-        self.post("/api/v1/credits/spend", Some(&user.token), Some(key), &body)
-            .await
+        self.post("/api/v1/credits/spend", Some(&user.token), Some(key), &body).await
     }
 
     pub async fn balance(&self, user: &TestUser) -> Value {
@@ -333,37 +278,21 @@ impl TestApp {
 
     /// Asserts the four ledger invariants hold over the whole database.
     pub async fn assert_reconciled(&self) {
-        let report = tollgate::credits::reconcile::reconcile(&self.db)
-            .await
-            .expect("reconcile");
-        assert!(
-            report.ok,
-            "reconcile found violations:\n{}",
-            report.to_text()
-        );
+        let report = tollgate::credits::reconcile::reconcile(&self.db).await.expect("reconcile");
+        assert!(report.ok, "reconcile found violations:\n{}", report.to_text());
     }
 }
 
 /// Reads a problem+json body and checks its envelope.
 pub async fn problem(res: Response, status: StatusCode, code: &str) -> Value {
     assert_eq!(res.status(), status, "unexpected status");
-    let content_type = res
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().unwrap_or_default().to_owned());
+    let content_type = res.headers().get("content-type").map(|v| v.to_str().unwrap_or_default().to_owned());
     assert_eq!(content_type.as_deref(), Some("application/problem+json"));
-    let request_id = res
-        .headers()
-        .get("x-request-id")
-        .map(|v| v.to_str().unwrap_or_default().to_owned());
+    let request_id = res.headers().get("x-request-id").map(|v| v.to_str().unwrap_or_default().to_owned());
     let body: Value = res.json().await.expect("json");
     assert_eq!(body["code"], code, "body: {body}");
     assert_eq!(body["status"], status.as_u16());
     assert!(body["title"].is_string() && body["detail"].is_string() && body["type"].is_string());
-    assert_eq!(
-        body["request_id"].as_str(),
-        request_id.as_deref(),
-        "request id in body and header"
-    );
+    assert_eq!(body["request_id"].as_str(), request_id.as_deref(), "request id in body and header");
     body
 }

@@ -18,9 +18,7 @@ both!(
 );
 
 async fn hold(app: &TestApp, user: &TestUser, key: &str, body: Value) -> Value {
-    let res = app
-        .post("/api/v1/credits/holds", Some(&user.token), Some(key), &body)
-        .await;
+    let res = app.post("/api/v1/credits/holds", Some(&user.token), Some(key), &body).await;
     assert_eq!(res.status(), StatusCode::OK);
     res.json().await.unwrap()
 }
@@ -28,18 +26,9 @@ async fn hold(app: &TestApp, user: &TestUser, key: &str, body: Value) -> Value {
 async fn capture_less_than_held_releases_the_rest(app: TestApp) {
     let user = app.user().await;
     app.grant(&user, 50).await;
-    let held = hold(
-        &app,
-        &user,
-        "h1",
-        json!({ "feature": "example.summarize", "quantity": 4 }),
-    )
-    .await;
+    let held = hold(&app, &user, "h1", json!({ "feature": "example.summarize", "quantity": 4 })).await;
     assert_eq!(held["hold"]["amount"], 20);
-    assert_eq!(
-        held["balance"],
-        json!({ "balance": 50, "available": 30, "held": 20, "debt": 0 })
-    );
+    assert_eq!(held["balance"], json!({ "balance": 50, "available": 30, "held": 20, "debt": 0 }));
 
     // Open holds count against spending.
     problem(
@@ -51,61 +40,31 @@ async fn capture_less_than_held_releases_the_rest(app: TestApp) {
 
     let id = held["hold"]["id"].as_str().unwrap();
     let res = app
-        .post(
-            &format!("/api/v1/credits/holds/{id}/capture"),
-            Some(&user.token),
-            None,
-            &json!({ "amount": 12 }),
-        )
+        .post(&format!("/api/v1/credits/holds/{id}/capture"), Some(&user.token), None, &json!({ "amount": 12 }))
         .await;
     assert_eq!(res.status(), StatusCode::OK);
     let captured: Value = res.json().await.unwrap();
     assert_eq!(captured["hold"]["status"], "captured");
     assert_eq!(captured["transfer"]["amount"], 12);
     assert_eq!(captured["transfer"]["feature"], "example.summarize");
-    assert_eq!(
-        captured["balance"],
-        json!({ "balance": 38, "available": 38, "held": 0, "debt": 0 })
-    );
+    assert_eq!(captured["balance"], json!({ "balance": 38, "available": 38, "held": 0, "debt": 0 }));
 
     // Capturing again with the same amount answers the same; another amount is refused.
     let again: Value = app
-        .post(
-            &format!("/api/v1/credits/holds/{id}/capture"),
-            Some(&user.token),
-            None,
-            &json!({ "amount": 12 }),
-        )
+        .post(&format!("/api/v1/credits/holds/{id}/capture"), Some(&user.token), None, &json!({ "amount": 12 }))
         .await
         .json()
         .await
         .unwrap();
     assert_eq!(again["transfer"]["id"], captured["transfer"]["id"]);
     let res = app
-        .post(
-            &format!("/api/v1/credits/holds/{id}/capture"),
-            Some(&user.token),
-            None,
-            &json!({ "amount": 13 }),
-        )
+        .post(&format!("/api/v1/credits/holds/{id}/capture"), Some(&user.token), None, &json!({ "amount": 13 }))
         .await;
     problem(res, StatusCode::CONFLICT, "hold_already_captured").await;
-    let res = app
-        .post(
-            &format!("/api/v1/credits/holds/{id}/release"),
-            Some(&user.token),
-            None,
-            &json!(null),
-        )
-        .await;
+    let res = app.post(&format!("/api/v1/credits/holds/{id}/release"), Some(&user.token), None, &json!(null)).await;
     problem(res, StatusCode::CONFLICT, "hold_already_captured").await;
     assert_eq!(app.count("transfers WHERE kind = 'spend'").await, 1);
-    let view: Value = app
-        .get(&format!("/api/v1/credits/holds/{id}"), Some(&user.token))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let view: Value = app.get(&format!("/api/v1/credits/holds/{id}"), Some(&user.token)).await.json().await.unwrap();
     assert_eq!(view["captured_amount"], 12);
     app.assert_reconciled().await;
 }
@@ -115,28 +74,12 @@ async fn release_and_replays(app: TestApp) {
     app.grant(&user, 10).await;
     let first = hold(&app, &user, "h1", json!({ "amount": 8 })).await;
     // The same key again: the same hold, not a second one.
-    let replay = app
-        .post(
-            "/api/v1/credits/holds",
-            Some(&user.token),
-            Some("h1"),
-            &json!({ "amount": 8 }),
-        )
-        .await;
+    let replay = app.post("/api/v1/credits/holds", Some(&user.token), Some("h1"), &json!({ "amount": 8 })).await;
     assert_eq!(replay.headers().get("idempotent-replayed").unwrap(), "true");
-    assert_eq!(
-        replay.json::<Value>().await.unwrap()["hold"]["id"],
-        first["hold"]["id"]
-    );
+    assert_eq!(replay.json::<Value>().await.unwrap()["hold"]["id"], first["hold"]["id"]);
     assert_eq!(app.count("holds").await, 1);
     problem(
-        app.post(
-            "/api/v1/credits/holds",
-            Some(&user.token),
-            Some("h1"),
-            &json!({ "amount": 9 }),
-        )
-        .await,
+        app.post("/api/v1/credits/holds", Some(&user.token), Some("h1"), &json!({ "amount": 9 })).await,
         StatusCode::CONFLICT,
         "idempotency_key_reused",
     )
@@ -144,34 +87,21 @@ async fn release_and_replays(app: TestApp) {
 
     let id = first["hold"]["id"].as_str().unwrap();
     for _ in 0..2 {
-        let res = app
-            .post(
-                &format!("/api/v1/credits/holds/{id}/release"),
-                Some(&user.token),
-                None,
-                &json!(null),
-            )
-            .await;
+        let res = app.post(&format!("/api/v1/credits/holds/{id}/release"), Some(&user.token), None, &json!(null)).await;
         assert_eq!(res.status(), StatusCode::OK);
         let body: Value = res.json().await.unwrap();
         assert_eq!(body["hold"]["status"], "released");
         assert_eq!(body["balance"]["available"], 10);
     }
     let res = app
-        .post(
-            &format!("/api/v1/credits/holds/{id}/capture"),
-            Some(&user.token),
-            None,
-            &json!({ "amount": 1 }),
-        )
+        .post(&format!("/api/v1/credits/holds/{id}/capture"), Some(&user.token), None, &json!({ "amount": 1 }))
         .await;
     problem(res, StatusCode::CONFLICT, "hold_not_open").await;
 
     // Someone else's hold does not exist for them.
     let other = app.user().await;
     problem(
-        app.get(&format!("/api/v1/credits/holds/{id}"), Some(&other.token))
-            .await,
+        app.get(&format!("/api/v1/credits/holds/{id}"), Some(&other.token)).await,
         StatusCode::NOT_FOUND,
         "hold_not_found",
     )
@@ -189,54 +119,26 @@ async fn holds_expire_by_themselves(app: TestApp) {
 
     // Released by itself: before the job runs, reads already see it.
     let balance = app.balance(&user).await;
-    assert_eq!(
-        (balance["available"].as_i64(), balance["held"].as_i64()),
-        (Some(10), Some(0))
-    );
-    let view: Value = app
-        .get(&format!("/api/v1/credits/holds/{id}"), Some(&user.token))
-        .await
-        .json()
-        .await
-        .unwrap();
+    assert_eq!((balance["available"].as_i64(), balance["held"].as_i64()), (Some(10), Some(0)));
+    let view: Value = app.get(&format!("/api/v1/credits/holds/{id}"), Some(&user.token)).await.json().await.unwrap();
     assert_eq!(view["status"], "expired");
     let before = app.ledger_counts().await;
     let res = app
-        .post(
-            &format!("/api/v1/credits/holds/{id}/capture"),
-            Some(&user.token),
-            None,
-            &json!({ "amount": 9 }),
-        )
+        .post(&format!("/api/v1/credits/holds/{id}/capture"), Some(&user.token), None, &json!({ "amount": 9 }))
         .await;
     problem(res, StatusCode::CONFLICT, "hold_expired").await;
     assert_eq!(app.ledger_counts().await, before);
 
     // A spend settles it; then the job has nothing left to do.
-    assert_eq!(
-        app.spend(&user, "s", json!({ "amount": 10 }))
-            .await
-            .status(),
-        StatusCode::OK
-    );
-    assert_eq!(
-        tollgate::credits::service::expire_due(&app.db)
-            .await
-            .unwrap(),
-        0
-    );
+    assert_eq!(app.spend(&user, "s", json!({ "amount": 10 })).await.status(), StatusCode::OK);
+    assert_eq!(tollgate::credits::service::expire_due(&app.db).await.unwrap(), 0);
     app.assert_reconciled().await;
 
     // And the job releases one no request touched.
     app.grant(&user, 5).await;
     hold(&app, &user, "h2", json!({ "amount": 5, "ttl_seconds": 1 })).await;
     tokio::time::sleep(std::time::Duration::from_millis(1300)).await;
-    assert_eq!(
-        tollgate::credits::service::expire_due(&app.db)
-            .await
-            .unwrap(),
-        1
-    );
+    assert_eq!(tollgate::credits::service::expire_due(&app.db).await.unwrap(), 1);
     assert_eq!(app.count("holds WHERE status = 'expired'").await, 2);
     app.assert_reconciled().await;
 }
@@ -266,21 +168,10 @@ async fn concurrent_captures_of_one_hold_spend_once(app: TestApp) {
         }
     }))
     .await;
-    let winners: Vec<i64> = results
-        .iter()
-        .filter(|(_, s)| *s == StatusCode::OK)
-        .map(|(a, _)| *a)
-        .collect();
+    let winners: Vec<i64> = results.iter().filter(|(_, s)| *s == StatusCode::OK).map(|(a, _)| *a).collect();
     assert!(!winners.is_empty());
-    assert!(
-        winners.iter().all(|a| *a == winners[0]),
-        "only one amount captured: {results:?}"
-    );
-    assert!(
-        results
-            .iter()
-            .all(|(a, s)| *s == StatusCode::OK || (*s == StatusCode::CONFLICT && *a != winners[0]))
-    );
+    assert!(winners.iter().all(|a| *a == winners[0]), "only one amount captured: {results:?}");
+    assert!(results.iter().all(|(a, s)| *s == StatusCode::OK || (*s == StatusCode::CONFLICT && *a != winners[0])));
     assert_eq!(app.count("transfers WHERE kind = 'spend'").await, 1);
     assert_eq!(app.balance(&user).await["balance"], 100 - winners[0]);
     app.assert_reconciled().await;
@@ -293,68 +184,26 @@ async fn holds_refuse_bad_input_without_writing(app: TestApp) {
     let id = held["hold"]["id"].as_str().unwrap();
     let before = app.ledger_counts().await;
     for (body, status, code) in [
-        (
-            json!({ "amount": 6 }),
-            StatusCode::PAYMENT_REQUIRED,
-            "insufficient_credits",
-        ),
-        (
-            json!({ "amount": 1, "ttl_seconds": 3601 }),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation_failed",
-        ),
-        (
-            json!({ "amount": 1, "ttl_seconds": 0 }),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation_failed",
-        ),
-        (
-            json!({ "amount": 0 }),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation_failed",
-        ),
+        (json!({ "amount": 6 }), StatusCode::PAYMENT_REQUIRED, "insufficient_credits"),
+        (json!({ "amount": 1, "ttl_seconds": 3601 }), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+        (json!({ "amount": 1, "ttl_seconds": 0 }), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+        (json!({ "amount": 0 }), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
     ] {
         let key = uuid::Uuid::new_v4().to_string();
-        problem(
-            app.post(
-                "/api/v1/credits/holds",
-                Some(&user.token),
-                Some(&key),
-                &body,
-            )
-            .await,
-            status,
-            code,
-        )
-        .await;
+        problem(app.post("/api/v1/credits/holds", Some(&user.token), Some(&key), &body).await, status, code).await;
     }
     let res = app
-        .post(
-            &format!("/api/v1/credits/holds/{id}/capture"),
-            Some(&user.token),
-            None,
-            &json!({ "amount": 6 }),
-        )
+        .post(&format!("/api/v1/credits/holds/{id}/capture"), Some(&user.token), None, &json!({ "amount": 6 }))
         .await;
     let body = problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
     assert_eq!(body["errors"][0]["code"], "capture_exceeds_hold");
     let res = app
-        .post(
-            &format!("/api/v1/credits/holds/{id}/capture"),
-            Some(&user.token),
-            None,
-            &json!({ "amount": -1 }),
-        )
+        .post(&format!("/api/v1/credits/holds/{id}/capture"), Some(&user.token), None, &json!({ "amount": -1 }))
         .await;
     problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
     let missing = uuid::Uuid::new_v4();
     let res = app
-        .post(
-            &format!("/api/v1/credits/holds/{missing}/capture"),
-            Some(&user.token),
-            None,
-            &json!({ "amount": 1 }),
-        )
+        .post(&format!("/api/v1/credits/holds/{missing}/capture"), Some(&user.token), None, &json!({ "amount": 1 }))
         .await;
     problem(res, StatusCode::NOT_FOUND, "hold_not_found").await;
     assert_eq!(app.ledger_counts().await, before);

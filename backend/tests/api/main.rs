@@ -1,7 +1,4 @@
-#![expect(
-    clippy::unwrap_used,
-    reason = "a test that cannot unwrap should fail loudly"
-)]
+#![expect(clippy::unwrap_used, reason = "a test that cannot unwrap should fail loudly")]
 
 //! All integration tests, in one binary so it links once. Each test drives the real server over
 //! HTTP, on SQLite and on PostgreSQL.

@@ -1,0 +1,125 @@
+//! The calls Tollgate makes to Stripe, through async-stripe. Every creating call carries an
+//! idempotency key derived from what it is for, so a retry never creates a second customer or
+//! session.
+
+use std::collections::HashMap;
+
+use futures_util::TryStreamExt;
+use stripe::{Client, ClientBuilder, RequestStrategy, StripeRequest};
+use stripe_billing::billing_portal_session::CreateBillingPortalSession;
+use stripe_checkout::checkout_session::{CreateCheckoutSession, CreateCheckoutSessionLineItems};
+use stripe_core::customer::CreateCustomer;
+use stripe_product::price::ListPrice;
+use stripe_shared::{CheckoutSessionMode, Price};
+use uuid::Uuid;
+
+use crate::config::Settings;
+
+/// A failed call to Stripe.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("Stripe request failed: {0}")]
+    Stripe(#[from] stripe::StripeError),
+    #[error("Stripe answered without {0}")]
+    Missing(&'static str),
+    #[error("invalid idempotency key: {0}")]
+    Key(String),
+}
+
+/// A client for Stripe's API.
+#[derive(Clone)]
+pub struct StripeGateway {
+    client: Client,
+}
+
+/// What a checkout session needs.
+pub struct CheckoutRequest<'a> {
+    pub customer: &'a str,
+    pub price_id: &'a str,
+    pub subscription: bool,
+    pub user_id: Uuid,
+    pub success_url: String,
+    pub cancel_url: String,
+    pub idempotency_key: String,
+}
+
+fn idempotent(key: &str) -> Result<RequestStrategy, GatewayError> {
+    stripe::IdempotencyKey::new(key).map(RequestStrategy::Idempotent).map_err(|e| GatewayError::Key(e.to_string()))
+}
+
+impl StripeGateway {
+    /// The gateway for the configured key; `None` in sandbox mode.
+    pub fn from_settings(settings: &Settings) -> anyhow::Result<Option<Self>> {
+        let Some(key) = &settings.stripe_secret_key else { return Ok(None) };
+        let mut builder = ClientBuilder::new(key.expose());
+        if let Some(base) = &settings.stripe_api_base {
+            let base = if base.ends_with('/') { base.clone() } else { format!("{base}/") };
+            builder = builder.url(base);
+        }
+        Ok(Some(Self { client: builder.build()? }))
+    }
+
+    /// Creates the user's Stripe customer; the key derived from the user makes it happen once.
+    pub async fn create_customer(&self, user_id: Uuid, email: &str) -> Result<String, GatewayError> {
+        let metadata = HashMap::from([("user_id".to_owned(), user_id.to_string())]);
+        let customer = CreateCustomer::new()
+            .email(email)
+            .metadata(metadata)
+            .customize()
+            .request_strategy(idempotent(&format!("tollgate-customer-{user_id}"))?)
+            .send(&self.client)
+            .await?;
+        Ok(customer.id.to_string())
+    }
+
+    /// Opens a hosted checkout session; returns its id and URL.
+    pub async fn create_checkout_session(
+        &self,
+        request: CheckoutRequest<'_>,
+    ) -> Result<(String, String), GatewayError> {
+        let metadata = HashMap::from([
+            ("user_id".to_owned(), request.user_id.to_string()),
+            ("price_id".to_owned(), request.price_id.to_owned()),
+        ]);
+        let line = CreateCheckoutSessionLineItems {
+            price: Some(request.price_id.to_owned()),
+            quantity: Some(1),
+            ..CreateCheckoutSessionLineItems::new()
+        };
+        let mode = if request.subscription { CheckoutSessionMode::Subscription } else { CheckoutSessionMode::Payment };
+        let session = CreateCheckoutSession::new()
+            .mode(mode)
+            .customer(request.customer)
+            .client_reference_id(request.user_id.to_string())
+            .metadata(metadata)
+            .line_items(vec![line])
+            .success_url(request.success_url)
+            .cancel_url(request.cancel_url)
+            .customize()
+            .request_strategy(idempotent(&request.idempotency_key)?)
+            .send(&self.client)
+            .await?;
+        let url = session.url.ok_or(GatewayError::Missing("a checkout URL"))?;
+        Ok((session.id.to_string(), url))
+    }
+
+    /// Opens a billing portal session for the customer; returns its URL.
+    pub async fn create_portal_session(&self, customer: &str, return_url: &str) -> Result<String, GatewayError> {
+        let session =
+            CreateBillingPortalSession::new().customer(customer).return_url(return_url).send(&self.client).await?;
+        Ok(session.url)
+    }
+
+    /// Every active price, with its product, across all pages.
+    pub async fn list_active_prices(&self) -> Result<Vec<Price>, GatewayError> {
+        let prices = ListPrice::new()
+            .active(true)
+            .limit(100)
+            .expand(vec!["data.product".to_owned()])
+            .paginate()
+            .stream(&self.client)
+            .try_collect()
+            .await?;
+        Ok(prices)
+    }
+}

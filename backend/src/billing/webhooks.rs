@@ -1,0 +1,580 @@
+//! Stripe webhooks. The signature over the raw body is verified (with Stripe's 5-minute
+//! tolerance) before anything is parsed; each verified event is stored by its id in an inbox and
+//! applied in the same transaction as its effects, so a repeated delivery changes nothing and a
+//! failed one leaves its error for the operator and answers 500 for Stripe to retry.
+
+use chrono::{DateTime, TimeZone, Utc};
+use sea_orm::{
+    ActiveValue::Set,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait, QueryFilter,
+    QuerySelect,
+    sea_query::{Expr, OnConflict},
+};
+use stripe_shared::{CheckoutSession, CheckoutSessionMode, CheckoutSessionPaymentStatus, DisputeStatus};
+use stripe_webhook::{EventObject, Webhook, WebhookError};
+use uuid::Uuid;
+
+use super::service::{self, BillingError, Fulfilled};
+use crate::{
+    credits::ledger::{self, Debit, LotSource, NewLot, TransferDetails, TransferKind, system},
+    db,
+    domain::Credits,
+    entities::{customers, disputes, payments, prices, stripe_events, subscriptions},
+};
+
+/// Why a delivery was refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookFailure {
+    #[error("the Stripe-Signature header is missing")]
+    MissingSignature,
+    #[error("the signature does not match this endpoint's secret")]
+    BadSignature,
+    #[error("the signature is older than Stripe's tolerance")]
+    StaleSignature,
+    #[error("webhooks are not configured: set STRIPE_WEBHOOK_SECRET")]
+    NotConfigured,
+    #[error("the event could not be applied: {0}")]
+    Apply(String),
+    #[error(transparent)]
+    Database(#[from] DbErr),
+}
+
+impl From<BillingError> for WebhookFailure {
+    fn from(err: BillingError) -> Self {
+        match err {
+            BillingError::Database(e) => Self::Database(e),
+            other => Self::Apply(other.to_string()),
+        }
+    }
+}
+
+/// How a delivery ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    /// Applied now.
+    Processed,
+    /// Stored and acknowledged: Tollgate does not act on this type.
+    Ignored,
+    /// Seen before: nothing changed.
+    Duplicate,
+}
+
+fn timestamp(seconds: i64) -> DateTime<Utc> {
+    Utc.timestamp_opt(seconds, 0).single().unwrap_or_else(Utc::now)
+}
+
+/// Verifies and applies one delivery.
+pub async fn receive(
+    db: &DatabaseConnection,
+    secret: Option<&str>,
+    signature: Option<&str>,
+    payload: &str,
+) -> Result<Delivery, WebhookFailure> {
+    let secret = secret.ok_or(WebhookFailure::NotConfigured)?;
+    let signature = signature.ok_or(WebhookFailure::MissingSignature)?;
+    let parsed = match Webhook::construct_event(payload, signature, secret) {
+        Ok(event) => Ok(event),
+        Err(WebhookError::BadTimestamp(_)) => return Err(WebhookFailure::StaleSignature),
+        Err(WebhookError::BadParse(e)) => Err(e),
+        Err(_) => return Err(WebhookFailure::BadSignature),
+    };
+    // The signature is good: the payload is Stripe's. Its envelope is read as plain JSON so that
+    // even an event async-stripe cannot parse is kept in the inbox.
+    let envelope: serde_json::Value =
+        serde_json::from_str(payload).map_err(|e| WebhookFailure::Apply(format!("not JSON: {e}")))?;
+    let id = envelope["id"].as_str().unwrap_or_default().to_owned();
+    let event_type = envelope["type"].as_str().unwrap_or_default().to_owned();
+    if id.is_empty() || event_type.is_empty() {
+        return Err(WebhookFailure::Apply("the event has no id or type".to_owned()));
+    }
+    let created = timestamp(envelope["created"].as_i64().unwrap_or_default());
+
+    let txn = db::begin_write(db).await?;
+    let now = Utc::now();
+    stripe_events::Entity::insert(stripe_events::ActiveModel {
+        id: Set(id.clone()),
+        event_type: Set(event_type.clone()),
+        created_at: Set(created),
+        payload: Set(payload.to_owned()),
+        received_at: Set(now),
+        processed_at: Set(None),
+        attempts: Set(0),
+        last_error: Set(None),
+        status: Set("received".to_owned()),
+    })
+    .on_conflict(OnConflict::column(stripe_events::Column::Id).do_nothing().to_owned())
+    .exec_without_returning(&txn)
+    .await?;
+    // Locks the row: a concurrent delivery of the same event waits here, then sees it done.
+    let stored = stripe_events::Entity::find_by_id(id.clone())
+        .lock_exclusive()
+        .one(&txn)
+        .await?
+        .ok_or_else(|| WebhookFailure::Apply("the inbox lost the event".to_owned()))?;
+    if stored.processed_at.is_some() {
+        txn.rollback().await?;
+        return Ok(Delivery::Duplicate);
+    }
+    let outcome = match parsed {
+        Ok(event) => apply(&txn, event.data.object, created).await,
+        Err(parse_error) if handled_type(&event_type) => Err(WebhookFailure::Apply(parse_error)),
+        Err(_) => Ok(Delivery::Ignored),
+    };
+    finish(db, txn, &id, outcome).await
+}
+
+/// Records how applying went, in the event's transaction on success, or on its own after a
+/// rollback on failure.
+async fn finish(
+    db: &DatabaseConnection,
+    txn: DatabaseTransaction,
+    id: &str,
+    outcome: Result<Delivery, WebhookFailure>,
+) -> Result<Delivery, WebhookFailure> {
+    match outcome {
+        Ok(delivery) => {
+            let status = if delivery == Delivery::Ignored { "ignored" } else { "processed" };
+            stripe_events::Entity::update_many()
+                .col_expr(stripe_events::Column::Status, Expr::value(status))
+                .col_expr(stripe_events::Column::ProcessedAt, Expr::value(Utc::now()))
+                .col_expr(stripe_events::Column::LastError, Expr::value(Option::<String>::None))
+                .col_expr(
+                    stripe_events::Column::Attempts,
+                    sea_orm::sea_query::ExprTrait::add(Expr::col(stripe_events::Column::Attempts), 1),
+                )
+                .filter(stripe_events::Column::Id.eq(id))
+                .exec(&txn)
+                .await?;
+            txn.commit().await?;
+            Ok(delivery)
+        }
+        Err(failure) => {
+            txn.rollback().await?;
+            stripe_events::Entity::update_many()
+                .col_expr(stripe_events::Column::Status, Expr::value("failed"))
+                .col_expr(stripe_events::Column::LastError, Expr::value(failure.to_string()))
+                .col_expr(
+                    stripe_events::Column::Attempts,
+                    sea_orm::sea_query::ExprTrait::add(Expr::col(stripe_events::Column::Attempts), 1),
+                )
+                .filter(stripe_events::Column::Id.eq(id))
+                .exec(db)
+                .await?;
+            Err(failure)
+        }
+    }
+}
+
+fn handled_type(event_type: &str) -> bool {
+    event_type.starts_with("checkout.session.")
+        || event_type == "invoice.paid"
+        || event_type.starts_with("customer.subscription.")
+        || event_type == "charge.refunded"
+        || event_type.starts_with("charge.dispute.")
+        || event_type.starts_with("price.")
+        || event_type.starts_with("product.")
+}
+
+/// Re-applies a stored event that failed (admin). Its signature was verified on receipt.
+pub async fn retry(db: &DatabaseConnection, id: &str) -> Result<Delivery, WebhookFailure> {
+    let txn = db::begin_write(db).await?;
+    let stored = stripe_events::Entity::find_by_id(id.to_owned())
+        .lock_exclusive()
+        .one(&txn)
+        .await?
+        .ok_or_else(|| WebhookFailure::Apply(format!("no event {id}")))?;
+    if stored.processed_at.is_some() {
+        txn.rollback().await?;
+        return Ok(Delivery::Duplicate);
+    }
+    let outcome = match Webhook::insecure(&stored.payload) {
+        Ok(event) => apply(&txn, event.data.object, stored.created_at).await,
+        Err(e) if handled_type(&stored.event_type) => Err(WebhookFailure::Apply(e.to_string())),
+        Err(_) => Ok(Delivery::Ignored),
+    };
+    finish(db, txn, id, outcome).await
+}
+
+async fn apply(
+    txn: &DatabaseTransaction,
+    object: EventObject,
+    created: DateTime<Utc>,
+) -> Result<Delivery, WebhookFailure> {
+    match object {
+        EventObject::CheckoutSessionCompleted(session) | EventObject::CheckoutSessionAsyncPaymentSucceeded(session) => {
+            checkout_paid(txn, &session).await
+        }
+        EventObject::CheckoutSessionAsyncPaymentFailed(_) => Ok(Delivery::Processed),
+        EventObject::InvoicePaid(invoice) => invoice_paid(txn, &invoice).await,
+        EventObject::CustomerSubscriptionCreated(sub) | EventObject::CustomerSubscriptionUpdated(sub) => {
+            mirror_subscription(txn, &sub, created, false).await
+        }
+        EventObject::CustomerSubscriptionDeleted(sub) => mirror_subscription(txn, &sub, created, true).await,
+        EventObject::ChargeRefunded(charge) => charge_refunded(txn, &charge).await,
+        EventObject::ChargeDisputeCreated(dispute) => dispute_created(txn, &dispute).await,
+        EventObject::ChargeDisputeClosed(dispute) => dispute_closed(txn, &dispute).await,
+        EventObject::PriceCreated(price) | EventObject::PriceUpdated(price) => {
+            service::upsert_stripe_price(txn, &price, None).await?;
+            Ok(Delivery::Processed)
+        }
+        EventObject::PriceDeleted(price) => {
+            service::deactivate_prices(txn, prices::Column::Id, price.id.as_str()).await?;
+            Ok(Delivery::Processed)
+        }
+        EventObject::ProductCreated(product) | EventObject::ProductUpdated(product) => {
+            service::update_stripe_product(txn, &product).await?;
+            Ok(Delivery::Processed)
+        }
+        EventObject::ProductDeleted(product) => {
+            service::deactivate_prices(txn, prices::Column::ProductId, product.id.as_str()).await?;
+            Ok(Delivery::Processed)
+        }
+        _ => Ok(Delivery::Ignored),
+    }
+}
+
+async fn user_for_customer(txn: &impl ConnectionTrait, customer: Option<&str>) -> Result<Option<Uuid>, DbErr> {
+    let Some(customer) = customer else { return Ok(None) };
+    Ok(customers::Entity::find()
+        .filter(customers::Column::StripeCustomerId.eq(customer))
+        .one(txn)
+        .await?
+        .map(|c| c.user_id))
+}
+
+async fn local_price(txn: &impl ConnectionTrait, price_id: &str) -> Result<prices::Model, WebhookFailure> {
+    prices::Entity::find_by_id(price_id.to_owned())
+        .one(txn)
+        .await?
+        .ok_or_else(|| WebhookFailure::Apply(format!("price {price_id} is not in the catalog: run sync-prices")))
+}
+
+async fn record_payment(
+    txn: &impl ConnectionTrait,
+    payment_intent: Option<String>,
+    user_id: Uuid,
+    fulfilled: &Fulfilled,
+    amount: i64,
+    currency: &str,
+) -> Result<(), DbErr> {
+    let (Some(payment_intent), Fulfilled::Granted { lot_id, credits }) = (payment_intent, fulfilled) else {
+        return Ok(());
+    };
+    payments::Entity::insert(payments::ActiveModel {
+        id: Set(payment_intent),
+        user_id: Set(user_id),
+        lot_id: Set(*lot_id),
+        credits: Set(*credits),
+        amount: Set(amount),
+        currency: Set(currency.to_owned()),
+        clawed_back: Set(0),
+        created_at: Set(Utc::now()),
+    })
+    .on_conflict(OnConflict::column(payments::Column::Id).do_nothing().to_owned())
+    .exec_without_returning(txn)
+    .await?;
+    Ok(())
+}
+
+async fn checkout_paid(txn: &DatabaseTransaction, session: &CheckoutSession) -> Result<Delivery, WebhookFailure> {
+    if session.payment_status != CheckoutSessionPaymentStatus::Paid {
+        // Completed but not yet paid (a delayed method): async_payment_succeeded grants it.
+        return Ok(Delivery::Processed);
+    }
+    let session_id = session.id.as_str();
+    let metadata = session.metadata.clone().unwrap_or_default();
+    let user_id = match session.client_reference_id.as_deref().or(metadata.get("user_id").map(String::as_str)) {
+        Some(raw) => raw.parse::<Uuid>().ok(),
+        None => user_for_customer(txn, session.customer.as_ref().map(|c| c.id().as_str())).await?,
+    }
+    .ok_or_else(|| WebhookFailure::Apply(format!("checkout session {session_id} names no Tollgate user")))?;
+    checkout_sessions_complete(txn, session_id).await?;
+    if session.mode != CheckoutSessionMode::Payment {
+        // A plan's credits come with each paid invoice.
+        return Ok(Delivery::Processed);
+    }
+    let price_id = metadata
+        .get("price_id")
+        .ok_or_else(|| WebhookFailure::Apply(format!("checkout session {session_id} carries no price_id")))?;
+    let price = local_price(txn, price_id).await?;
+    let fulfilled = service::fulfil_pack(txn, user_id, &price, session_id).await?;
+    let payment_intent = session.payment_intent.as_ref().map(|p| p.id().to_string());
+    let currency = session.currency.as_ref().map(|c| c.to_string()).unwrap_or_else(|| price.currency.clone());
+    record_payment(
+        txn,
+        payment_intent,
+        user_id,
+        &fulfilled,
+        session.amount_total.unwrap_or(price.unit_amount),
+        &currency,
+    )
+    .await?;
+    Ok(Delivery::Processed)
+}
+
+async fn checkout_sessions_complete(txn: &impl ConnectionTrait, session_id: &str) -> Result<(), DbErr> {
+    crate::entities::checkout_sessions::Entity::update_many()
+        .col_expr(crate::entities::checkout_sessions::Column::Status, Expr::value("complete"))
+        .col_expr(crate::entities::checkout_sessions::Column::CompletedAt, Expr::value(Utc::now()))
+        .filter(crate::entities::checkout_sessions::Column::Id.eq(session_id))
+        .exec(txn)
+        .await?;
+    Ok(())
+}
+
+async fn invoice_paid(txn: &DatabaseTransaction, invoice: &stripe_shared::Invoice) -> Result<Delivery, WebhookFailure> {
+    let invoice_id = invoice.id.as_ref().map(|i| i.to_string()).unwrap_or_default();
+    let subscription_details = invoice.parent.as_ref().and_then(|p| p.subscription_details.as_ref());
+    let Some(line) = invoice.lines.data.iter().find_map(|line| {
+        let price = line.pricing.as_ref()?.price_details.as_ref()?.price.id().to_string();
+        Some((price, line.period.end))
+    }) else {
+        return Ok(Delivery::Ignored);
+    };
+    if subscription_details.is_none() && invoice.subscription.is_none() {
+        // Not a subscription invoice: nothing to grant.
+        return Ok(Delivery::Ignored);
+    }
+    let from_metadata = subscription_details
+        .and_then(|d| d.metadata.as_ref())
+        .and_then(|m| m.get("user_id"))
+        .and_then(|raw| raw.parse::<Uuid>().ok());
+    let user_id = match from_metadata {
+        Some(id) => Some(id),
+        None => user_for_customer(txn, invoice.customer.as_ref().map(|c| c.id().as_str())).await?,
+    }
+    .ok_or_else(|| WebhookFailure::Apply(format!("invoice {invoice_id} belongs to no Tollgate user")))?;
+    let price = local_price(txn, &line.0).await?;
+    let fulfilled = service::fulfil_invoice(txn, user_id, &price, &invoice_id, timestamp(line.1)).await?;
+    let payment_intent = invoice
+        .payments
+        .as_ref()
+        .and_then(|p| p.data.iter().find_map(|pay| pay.payment.payment_intent.as_ref()))
+        .map(|p| p.id().to_string());
+    record_payment(txn, payment_intent, user_id, &fulfilled, invoice.amount_paid, &invoice.currency.to_string())
+        .await?;
+    Ok(Delivery::Processed)
+}
+
+async fn mirror_subscription(
+    txn: &DatabaseTransaction,
+    sub: &stripe_shared::Subscription,
+    created: DateTime<Utc>,
+    deleted: bool,
+) -> Result<Delivery, WebhookFailure> {
+    let id = sub.id.as_str().to_owned();
+    let user_id = match sub.metadata.get("user_id").and_then(|raw| raw.parse::<Uuid>().ok()) {
+        Some(id) => id,
+        None => user_for_customer(txn, Some(sub.customer.id().as_str()))
+            .await?
+            .ok_or_else(|| WebhookFailure::Apply(format!("subscription {id} belongs to no Tollgate user")))?,
+    };
+    let item =
+        sub.items.data.first().ok_or_else(|| WebhookFailure::Apply(format!("subscription {id} has no items")))?;
+    let status = if deleted { "canceled".to_owned() } else { sub.status.as_str().to_owned() };
+    let existing = subscriptions::Entity::find_by_id(id.clone()).lock_exclusive().one(txn).await?;
+    if existing.as_ref().is_some_and(|s| s.source_updated_at > created) {
+        // An older event than what is stored: it must not overwrite newer state.
+        return Ok(Delivery::Processed);
+    }
+    let now = Utc::now();
+    let model = subscriptions::ActiveModel {
+        id: Set(id.clone()),
+        user_id: Set(user_id),
+        price_id: Set(item.price.id.to_string()),
+        status: Set(status),
+        current_period_start: Set(timestamp(item.current_period_start)),
+        current_period_end: Set(timestamp(item.current_period_end)),
+        cancel_at_period_end: Set(sub.cancel_at_period_end),
+        source_updated_at: Set(created),
+        created_at: Set(existing.as_ref().map(|s| s.created_at).unwrap_or(now)),
+        updated_at: Set(now),
+    };
+    if existing.is_some() {
+        subscriptions::Entity::update(model).exec(txn).await?;
+    } else {
+        subscriptions::Entity::insert(model).exec_without_returning(txn).await?;
+    }
+    Ok(Delivery::Processed)
+}
+
+async fn payment_for(
+    txn: &impl ConnectionTrait,
+    payment_intent: Option<String>,
+) -> Result<Option<payments::Model>, DbErr> {
+    let Some(id) = payment_intent else { return Ok(None) };
+    payments::Entity::find_by_id(id).lock_exclusive().one(txn).await
+}
+
+/// Takes credits from the wallet that bought them: the lot's unspent credits first.
+async fn take_back(
+    txn: &DatabaseTransaction,
+    payment: &payments::Model,
+    credits: i64,
+    kind: TransferKind,
+    to: Uuid,
+    description: String,
+) -> Result<(), WebhookFailure> {
+    let now = Utc::now();
+    let mut wallet = ledger::lock_wallet(txn, payment.user_id)
+        .await?
+        .ok_or_else(|| WebhookFailure::Apply("the paying user has no wallet".to_owned()))?;
+    let live = ledger::settle(txn, &mut wallet, now).await?;
+    let amount = Credits::new(credits).map_err(|e| WebhookFailure::Apply(e.to_string()))?;
+    let details =
+        TransferDetails { description: Some(description), reference: Some(payment.id.clone()), ..Default::default() };
+    ledger::claw_back(txn, &mut wallet, live, payment.lot_id, Debit { to, amount, kind, details }, now).await?;
+    ledger::save_wallet(txn, &wallet, now).await?;
+    Ok(())
+}
+
+/// The credits a share of a payment's money stands for, rounded down.
+fn credits_for(payment: &payments::Model, money: i64) -> i64 {
+    if payment.amount <= 0 {
+        return payment.credits;
+    }
+    let share = i128::from(payment.credits) * i128::from(money.clamp(0, payment.amount)) / i128::from(payment.amount);
+    i64::try_from(share).unwrap_or(payment.credits)
+}
+
+async fn charge_refunded(
+    txn: &DatabaseTransaction,
+    charge: &stripe_shared::Charge,
+) -> Result<Delivery, WebhookFailure> {
+    let Some(payment) = payment_for(txn, charge.payment_intent.as_ref().map(|p| p.id().to_string())).await? else {
+        return Ok(Delivery::Ignored);
+    };
+    // `amount_refunded` is cumulative, so each refund event claws back only what is new.
+    let target = credits_for(&payment, charge.amount_refunded);
+    let delta = target - payment.clawed_back;
+    if delta <= 0 {
+        return Ok(Delivery::Processed);
+    }
+    take_back(txn, &payment, delta, TransferKind::Clawback, system::CLAWBACK, format!("Refund of {}", charge.id))
+        .await?;
+    payments::Entity::update_many()
+        .col_expr(payments::Column::ClawedBack, Expr::value(target))
+        .filter(payments::Column::Id.eq(payment.id.clone()))
+        .exec(txn)
+        .await?;
+    Ok(Delivery::Processed)
+}
+
+async fn adjust_clawed_back(txn: &impl ConnectionTrait, payment_id: &str, by: i64) -> Result<(), DbErr> {
+    payments::Entity::update_many()
+        .col_expr(
+            payments::Column::ClawedBack,
+            sea_orm::sea_query::ExprTrait::add(Expr::col(payments::Column::ClawedBack), by),
+        )
+        .filter(payments::Column::Id.eq(payment_id))
+        .exec(txn)
+        .await?;
+    Ok(())
+}
+
+fn dispute_payment_intent(dispute: &stripe_shared::Dispute) -> Option<String> {
+    dispute
+        .payment_intent
+        .as_ref()
+        .map(|p| p.id().to_string())
+        .or_else(|| dispute.charge.as_object().and_then(|c| c.payment_intent.as_ref()).map(|p| p.id().to_string()))
+}
+
+async fn dispute_created(
+    txn: &DatabaseTransaction,
+    dispute: &stripe_shared::Dispute,
+) -> Result<Delivery, WebhookFailure> {
+    let id = dispute.id.as_str().to_owned();
+    if disputes::Entity::find_by_id(id.clone()).one(txn).await?.is_some() {
+        return Ok(Delivery::Processed);
+    }
+    let Some(payment) = payment_for(txn, dispute_payment_intent(dispute)).await? else {
+        return Ok(Delivery::Ignored);
+    };
+    let credits = credits_for(&payment, dispute.amount).min(payment.credits - payment.clawed_back).max(0);
+    disputes::Entity::insert(disputes::ActiveModel {
+        id: Set(id.clone()),
+        payment_id: Set(payment.id.clone()),
+        user_id: Set(payment.user_id),
+        credits: Set(credits),
+        status: Set("open".to_owned()),
+        created_at: Set(Utc::now()),
+        closed_at: Set(None),
+    })
+    .exec_without_returning(txn)
+    .await?;
+    if credits > 0 {
+        take_back(
+            txn,
+            &payment,
+            credits,
+            TransferKind::DisputeFreeze,
+            system::DISPUTES,
+            format!("Disputed payment {id}"),
+        )
+        .await?;
+        // Frozen credits count as taken back, so a refund during the dispute does not take them twice.
+        adjust_clawed_back(txn, &payment.id, credits).await?;
+    }
+    Ok(Delivery::Processed)
+}
+
+async fn dispute_closed(
+    txn: &DatabaseTransaction,
+    dispute: &stripe_shared::Dispute,
+) -> Result<Delivery, WebhookFailure> {
+    let id = dispute.id.as_str().to_owned();
+    let Some(row) = disputes::Entity::find_by_id(id.clone()).lock_exclusive().one(txn).await? else {
+        // A close without its creation: freeze first, then close.
+        if dispute_created(txn, dispute).await? == Delivery::Ignored {
+            return Ok(Delivery::Ignored);
+        }
+        return Box::pin(dispute_closed(txn, dispute)).await;
+    };
+    if row.status != "open" {
+        return Ok(Delivery::Processed);
+    }
+    let now = Utc::now();
+    let won = dispute.status == DisputeStatus::Won;
+    if row.credits > 0 {
+        let amount = Credits::new(row.credits).map_err(|e| WebhookFailure::Apply(e.to_string()))?;
+        if won {
+            let mut wallet = ledger::lock_wallet(txn, row.user_id)
+                .await?
+                .ok_or_else(|| WebhookFailure::Apply("the paying user has no wallet".to_owned()))?;
+            ledger::settle(txn, &mut wallet, now).await?;
+            let lot = NewLot {
+                source: LotSource::Purchase,
+                kind: TransferKind::DisputeRelease,
+                from: system::DISPUTES,
+                amount,
+                priority: LotSource::Purchase.default_priority(),
+                expires_at: None,
+                reference: format!("stripe:dispute:{id}:won"),
+            };
+            let details = TransferDetails {
+                description: Some(format!("Dispute {id} won: credits returned")),
+                reference: Some(id.clone()),
+                ..Default::default()
+            };
+            ledger::credit_wallet(txn, &mut wallet, lot, details, None, now).await?;
+            ledger::save_wallet(txn, &wallet, now).await?;
+            adjust_clawed_back(txn, &row.payment_id, -row.credits).await?;
+        } else {
+            let details = TransferDetails {
+                description: Some(format!("Dispute {id} lost")),
+                reference: Some(id.clone()),
+                ..Default::default()
+            };
+            let debit = Debit { to: system::CLAWBACK, amount, kind: TransferKind::Clawback, details };
+            ledger::transfer_between_system_accounts(txn, system::DISPUTES, debit, now).await?;
+        }
+    }
+    disputes::Entity::update_many()
+        .col_expr(disputes::Column::Status, Expr::value(if won { "won" } else { "lost" }))
+        .col_expr(disputes::Column::ClosedAt, Expr::value(now))
+        .filter(disputes::Column::Id.eq(id))
+        .exec(txn)
+        .await?;
+    Ok(Delivery::Processed)
+}
