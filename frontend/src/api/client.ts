@@ -1,0 +1,44 @@
+import createClient from 'openapi-fetch';
+import { ApiError } from './errors';
+import type { components, paths } from './schema';
+import { authFetch } from './session';
+
+export type Schemas = components['schemas'];
+export type User = Schemas['UserResponse'];
+export type Balance = Schemas['BalanceResponse'];
+export type WalletBalance = Schemas['WalletBalance'];
+export type LedgerEntry = Schemas['LedgerEntry'];
+export type LedgerPage = Schemas['LedgerPage'];
+export type UsageResponse = Schemas['UsageResponse'];
+export type ApiKey = Schemas['ApiKeyResponse'];
+export type CreatedApiKey = Schemas['CreatedApiKeyResponse'];
+export type Estimate = Schemas['EstimateResponse'];
+export type SummarizeResult = Schemas['SummarizeResponse'];
+export type ReconcileReport = Schemas['ReconcileReport'];
+export type Feature = Schemas['FeatureView'];
+export type Ready = Schemas['ReadyResponse'];
+
+/** The typed API client (same origin as the SPA). */
+export const api = createClient<paths>({
+  baseUrl: typeof window === 'undefined' ? '' : window.location.origin,
+  fetch: authFetch,
+  credentials: 'same-origin',
+});
+
+type Result<D> = { data?: D; error?: unknown; response: Response };
+
+/** Awaits an openapi-fetch call: its data, or an `ApiError` carrying the problem details. */
+export async function unwrap<D>(call: Promise<Result<D>>): Promise<D> {
+  let result: Result<D>;
+  try {
+    result = await call;
+  } catch (cause) {
+    throw ApiError.network(cause);
+  }
+  if (!result.response.ok) throw ApiError.fromResponse(result.response, result.error);
+  return result.data as D;
+}
+export type CatalogPrice = Schemas['CatalogPrice'];
+export type Catalog = Schemas['CatalogResponse'];
+export type Subscription = Schemas['SubscriptionView'];
+

@@ -1,0 +1,144 @@
+import { keepPreviousData, useInfiniteQuery, useQuery, type QueryClient } from '@tanstack/react-query';
+import { api, unwrap } from './client';
+
+export const keys = {
+  ready: ['ready'] as const,
+  me: ['me'] as const,
+  balance: ['balance'] as const,
+  ledger: (filters: LedgerFilters) => ['ledger', filters] as const,
+  ledgerAll: ['ledger'] as const,
+  usage: (groupBy: 'day' | 'feature') => ['usage', groupBy] as const,
+  usageAll: ['usage'] as const,
+  features: ['features'] as const,
+  apiKeys: ['api-keys'] as const,
+  reconcile: ['admin', 'reconcile'] as const,
+};
+
+export interface LedgerFilters {
+  kind?: string;
+  /** ISO date-time, inclusive. */
+  from?: string;
+  /** ISO date-time, exclusive. */
+  to?: string;
+  limit?: number;
+}
+
+/** Refetches everything a movement of credits changes. */
+export function invalidateCredits(queryClient: QueryClient): Promise<void> {
+  return Promise.all([
+    queryClient.invalidateQueries({ queryKey: keys.balance }),
+    queryClient.invalidateQueries({ queryKey: keys.ledgerAll }),
+    queryClient.invalidateQueries({ queryKey: keys.usageAll }),
+  ]).then(() => undefined);
+}
+
+/** GET /readyz: public; tells whether Stripe runs in sandbox mode. */
+export function useReady() {
+  return useQuery({
+    queryKey: keys.ready,
+    queryFn: () => unwrap(api.GET('/readyz')),
+    staleTime: 5 * 60_000,
+    retry: 1,
+  });
+}
+
+export function useBalance(options: { refetchInterval?: number | false } = {}) {
+  return useQuery({
+    queryKey: keys.balance,
+    queryFn: () => unwrap(api.GET('/api/v1/credits/balance')),
+    refetchInterval: options.refetchInterval,
+  });
+}
+
+/** One page of history, newest first (for the dashboard). */
+export function useLedgerPage(filters: LedgerFilters) {
+  return useQuery({
+    queryKey: [...keys.ledger(filters), 'page'],
+    queryFn: () =>
+      unwrap(
+        api.GET('/api/v1/credits/ledger', {
+          params: { query: { limit: filters.limit ?? 50, kind: filters.kind, from: filters.from, to: filters.to } },
+        }),
+      ),
+  });
+}
+
+/** History paged by cursor (for the history page). */
+export function useLedger(filters: LedgerFilters) {
+  return useInfiniteQuery({
+    queryKey: keys.ledger(filters),
+    initialPageParam: undefined as string | undefined,
+    queryFn: ({ pageParam }) =>
+      unwrap(
+        api.GET('/api/v1/credits/ledger', {
+          params: {
+            query: {
+              limit: filters.limit ?? 50,
+              kind: filters.kind || undefined,
+              from: filters.from || undefined,
+              to: filters.to || undefined,
+              cursor: pageParam,
+            },
+          },
+        }),
+      ),
+    getNextPageParam: (last) => last.next_cursor ?? undefined,
+    placeholderData: keepPreviousData,
+  });
+}
+
+export function useUsage(groupBy: 'day' | 'feature') {
+  return useQuery({
+    queryKey: keys.usage(groupBy),
+    queryFn: () => unwrap(api.GET('/api/v1/usage', { params: { query: { group_by: groupBy } } })),
+  });
+}
+
+export function useFeatures() {
+  return useQuery({
+    queryKey: keys.features,
+    queryFn: () => unwrap(api.GET('/api/v1/features')),
+    staleTime: 5 * 60_000,
+  });
+}
+
+export function useApiKeys() {
+  return useQuery({
+    queryKey: keys.apiKeys,
+    queryFn: () => unwrap(api.GET('/api/v1/api-keys')),
+  });
+}
+
+export function useReconcile() {
+  return useQuery({
+    queryKey: keys.reconcile,
+    queryFn: () => unwrap(api.GET('/api/v1/admin/reconcile')),
+    refetchOnWindowFocus: false,
+  });
+}
+
+export const billingKeys = {
+  catalog: ['billing', 'catalog'] as const,
+  subscription: ['billing', 'subscription'] as const,
+};
+
+/** GET /billing/catalog: public, the packs and plans on offer. */
+export function useCatalog() {
+  return useQuery({
+    queryKey: billingKeys.catalog,
+    queryFn: () => unwrap(api.GET('/api/v1/billing/catalog')),
+    staleTime: 5 * 60_000,
+  });
+}
+
+export function useSubscription() {
+  return useQuery({
+    queryKey: billingKeys.subscription,
+    queryFn: () => unwrap(api.GET('/api/v1/billing/subscription')),
+  });
+}
+
+/** Statuses in which a subscription still grants credits and can be managed. */
+export function isLiveSubscription(status: string | undefined): boolean {
+  return status === 'active' || status === 'trialing' || status === 'past_due' || status === 'unpaid';
+}

@@ -1,0 +1,24 @@
+import type { ReactNode } from 'react';
+import { Navigate, useLocation } from 'react-router';
+import { Loading } from '../components/ui';
+import { useAuth } from './AuthProvider';
+
+/** Renders its children for a signed-in user; sends anyone else to sign in, and back after. */
+export function RequireAuth({ children }: { children: ReactNode }) {
+  const { state } = useAuth();
+  const location = useLocation();
+  if (state.status === 'loading') {
+    return (
+      <div className="mx-auto max-w-6xl px-4 py-10">
+        <Loading label="Restoring your session…" />
+      </div>
+    );
+  }
+  if (state.status === 'signedOut') {
+    const next = `${location.pathname}${location.search}${location.hash}`;
+    const params = new URLSearchParams({ next });
+    if (state.expired) params.set('expired', '1');
+    return <Navigate to={`/sign-in?${params.toString()}`} replace />;
+  }
+  return <>{children}</>;
+}

@@ -1,0 +1,106 @@
+import type { LedgerEntry } from '../api/client';
+import { formatDateTime, formatKind, formatNumber, formatSignedCredits } from '../lib/format';
+import { Badge } from './ui';
+
+const kindTone: Record<string, 'good' | 'bad' | 'warn' | 'brand' | 'neutral'> = {
+  purchase: 'good',
+  subscription: 'brand',
+  grant: 'good',
+  promotion: 'good',
+  spend: 'neutral',
+  expiry: 'warn',
+  clawback: 'bad',
+  dispute_freeze: 'bad',
+  dispute_release: 'good',
+  write_off: 'warn',
+};
+
+export function KindBadge({ kind }: { kind: string }) {
+  return <Badge tone={kindTone[kind] ?? 'neutral'}>{formatKind(kind)}</Badge>;
+}
+
+/** Ledger entries as a table: when, what, the signed amount and the balance after. */
+export function LedgerTable({
+  entries,
+  caption,
+  detailed = false,
+}: {
+  entries: readonly LedgerEntry[];
+  caption: string;
+  /** Adds the feature and quantity columns (on wider screens). */
+  detailed?: boolean;
+}) {
+  return (
+    <div className="-mx-4 overflow-x-auto sm:mx-0">
+      <table className="min-w-full divide-y divide-slate-200 text-sm">
+        <caption className="sr-only">{caption}</caption>
+        <thead>
+          <tr className="text-left text-xs font-semibold uppercase tracking-wide text-slate-600">
+            <th scope="col" className="px-4 py-2 sm:pl-0">
+              Date
+            </th>
+            <th scope="col" className="px-2 py-2">
+              Entry
+            </th>
+            {detailed && (
+              <th scope="col" className="hidden px-2 py-2 md:table-cell">
+                Feature
+              </th>
+            )}
+            <th scope="col" className="px-2 py-2 text-right">
+              Amount
+            </th>
+            <th scope="col" className="px-4 py-2 text-right sm:pr-0">
+              Balance after
+            </th>
+          </tr>
+        </thead>
+        <tbody className="divide-y divide-slate-100">
+          {entries.map((entry) => (
+            <tr key={entry.id} className="align-top">
+              <td className="whitespace-nowrap px-4 py-3 text-slate-600 sm:pl-0">
+                <time dateTime={entry.created_at}>{formatDateTime(entry.created_at)}</time>
+              </td>
+              <td className="px-2 py-3">
+                <div className="flex flex-col items-start gap-1">
+                  <KindBadge kind={entry.kind} />
+                  {entry.description && <span className="text-slate-800">{entry.description}</span>}
+                  {entry.feature && (
+                    <span className={detailed ? 'text-xs text-slate-600 md:hidden' : 'text-xs text-slate-600'}>
+                      {entry.feature}
+                      {entry.quantity != null && ` × ${formatNumber(entry.quantity)}`}
+                    </span>
+                  )}
+                </div>
+              </td>
+              {detailed && (
+                <td className="hidden px-2 py-3 text-slate-700 md:table-cell">
+                  {entry.feature ? (
+                    <>
+                      <code className="text-xs">{entry.feature}</code>
+                      {entry.quantity != null && <span className="text-slate-600"> × {formatNumber(entry.quantity)}</span>}
+                    </>
+                  ) : (
+                    <span className="text-slate-400" aria-label="none">
+                      —
+                    </span>
+                  )}
+                </td>
+              )}
+              <td
+                className={`whitespace-nowrap px-2 py-3 text-right font-semibold tabular-nums ${
+                  entry.amount > 0 ? 'text-emerald-700' : entry.amount < 0 ? 'text-slate-900' : 'text-slate-500'
+                }`}
+              >
+                {formatSignedCredits(entry.amount)}
+              </td>
+              <td className="whitespace-nowrap px-4 py-3 text-right tabular-nums text-slate-700 sm:pr-0">
+                {entry.balance_after != null ? formatNumber(entry.balance_after) : '—'}
+              </td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </div>
+  );
+}

@@ -1,0 +1,150 @@
+import { screen, within } from '@testing-library/react';
+import userEvent from '@testing-library/user-event';
+import { describe, expect, it, vi } from 'vitest';
+import { browser } from '../lib/navigate';
+import { balance, json, mockApi, problem, tokens } from '../test/mockApi';
+import { renderApp } from '../test/renderApp';
+
+const price = (id: string, name: string, unit_amount: number, credits: number, interval: string | null = null) => ({
+  price_id: id,
+  product_id: `prod_${id}`,
+  name,
+  description: null,
+  kind: interval ? 'recurring' : 'one_time',
+  interval,
+  unit_amount,
+  currency: 'usd',
+  credits,
+});
+
+const catalog = {
+  mode: 'sandbox',
+  packs: [price('pack_100', 'Starter pack', 500, 100), price('pack_2000', 'Enterprise pack', 7000, 2000)],
+  plans: [price('plan_month', 'Monthly plan', 1500, 1000, 'month')],
+};
+
+const base = {
+  'POST /api/v1/auth/refresh': () => json(tokens()),
+  'GET /api/v1/billing/catalog': () => json(catalog),
+  'GET /api/v1/billing/subscription': () => json({ subscription: null }),
+};
+
+describe('credits', () => {
+  it('lists packs and plans with prices, and sends the browser to checkout', async () => {
+    const assign = vi.spyOn(browser, 'assign').mockImplementation(() => {});
+    const { requests } = mockApi({
+      ...base,
+      'GET /api/v1/credits/balance': () => json(balance),
+      'POST /api/v1/billing/checkout-session': () => json({ session_id: 'cs_1', url: '/sandbox/checkout/cs_1' }),
+    });
+    renderApp('/credits');
+    const user = userEvent.setup();
+
+    const starter = (await screen.findByRole('heading', { name: 'Starter pack' })).closest('li')!;
+    expect(starter).toHaveTextContent('100 credits');
+    expect(starter).toHaveTextContent('$5.00');
+    expect(starter).toHaveTextContent('$0.05 per credit');
+    const enterprise = screen.getByRole('heading', { name: 'Enterprise pack' }).closest('li')!;
+    expect(enterprise).toHaveTextContent('2,000 credits');
+    expect(enterprise).toHaveTextContent('$70.00');
+    const monthly = screen.getByRole('heading', { name: 'Monthly plan' }).closest('li')!;
+    expect(monthly).toHaveTextContent('1,000 credits per month');
+    expect(monthly).toHaveTextContent('$15.00per month');
+
+    await user.click(within(starter).getByRole('button', { name: 'Buy 100 credits' }));
+    await vi.waitFor(() => expect(assign).toHaveBeenCalledWith('/sandbox/checkout/cs_1'));
+    const sent = requests.find((r) => r.url.endsWith('/billing/checkout-session'));
+    expect(await sent?.json()).toEqual({ price_id: 'pack_100' });
+    expect(screen.getByRole('button', { name: 'Opening checkout…' })).toBeDisabled();
+  });
+
+  it('explains a refused checkout', async () => {
+    mockApi({
+      ...base,
+      'GET /api/v1/credits/balance': () => json(balance),
+      'POST /api/v1/billing/checkout-session': () =>
+        problem(409, 'already_subscribed', 'you already have a subscription: change plans in the portal'),
+    });
+    renderApp('/credits');
+    const user = userEvent.setup();
+    await user.click(await screen.findByRole('button', { name: 'Subscribe to Monthly plan' }));
+    const alert = await screen.findByRole('alert');
+    expect(alert).toHaveTextContent('Checkout could not start');
+    expect(alert).toHaveTextContent('You already have a subscription: change plans in the portal');
+  });
+
+  it('on return from a paid checkout, waits for the credits and shows the new balance', async () => {
+    let landed = false;
+    mockApi({
+      ...base,
+      'GET /api/v1/credits/balance': () => json({ ...balance, balance: landed ? 100 : 0, available: landed ? 100 : 0 }),
+      'GET /api/v1/credits/ledger': () => {
+        const entries = landed
+          ? [
+              {
+                id: 'e1',
+                kind: 'purchase',
+                amount: 100,
+                balance_after: 100,
+                created_at: new Date().toISOString(),
+                description: 'Starter pack (100 credits)',
+                lots: [],
+                metadata: { checkout_session: 'cs_1', price_id: 'pack_100' },
+              },
+            ]
+          : [];
+        landed = true;
+        return json({ entries, next_cursor: null });
+      },
+    });
+    renderApp('/credits?checkout=success&session_id=cs_1');
+    expect(await screen.findByText('Payment received')).toBeInTheDocument();
+    expect(await screen.findByText('Payment complete', {}, { timeout: 4000 })).toBeInTheDocument();
+    expect(
+      await screen.findByText('100 credits added to your wallet. Your balance is now 100 credits.'),
+    ).toBeInTheDocument();
+  });
+
+  it('on return from a cancelled checkout, says nothing was charged', async () => {
+    mockApi({ ...base, 'GET /api/v1/credits/balance': () => json(balance) });
+    renderApp('/credits?checkout=cancelled');
+    expect(await screen.findByText('Checkout cancelled')).toBeInTheDocument();
+    expect(screen.getByText(/You were not charged/)).toBeInTheDocument();
+    await userEvent.setup().click(screen.getByRole('button', { name: 'Dismiss' }));
+    expect(screen.queryByText('Checkout cancelled')).not.toBeInTheDocument();
+    expect(screen.getByTestId('location')).toHaveTextContent(/^\/credits$/);
+  });
+
+  it('offers subscribers the billing portal', async () => {
+    const assign = vi.spyOn(browser, 'assign').mockImplementation(() => {});
+    mockApi({
+      ...base,
+      'GET /api/v1/credits/balance': () => json(balance),
+      'GET /api/v1/billing/subscription': () =>
+        json({
+          subscription: {
+            id: 'sub_1',
+            status: 'active',
+            plan_name: 'Monthly plan',
+            price_id: 'plan_month',
+            interval: 'month',
+            credits_per_period: 1000,
+            current_period_start: '2026-11-24T00:00:00Z',
+            current_period_end: '2026-12-24T12:00:00Z',
+            cancel_at_period_end: false,
+          },
+        }),
+      'POST /api/v1/billing/portal-link': () => json({ url: '/sandbox/portal?token=t' }),
+    });
+    renderApp('/credits');
+    const user = userEvent.setup();
+    const region = await screen.findByRole('region', { name: 'Your subscription' });
+    expect(region).toHaveTextContent('Monthly plan');
+    expect(region).toHaveTextContent('1,000 credits per month');
+    expect(region).toHaveTextContent('Renews on Dec 24, 2026');
+    expect(screen.getByText('Current plan')).toBeInTheDocument();
+    expect(screen.queryByRole('button', { name: 'Subscribe to Monthly plan' })).not.toBeInTheDocument();
+    await user.click(within(region).getByRole('button', { name: 'Manage subscription' }));
+    await vi.waitFor(() => expect(assign).toHaveBeenCalledWith('/sandbox/portal?token=t'));
+  });
+});

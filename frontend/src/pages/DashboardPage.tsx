@@ -1,0 +1,194 @@
+import { lazy, Suspense } from 'react';
+import { Link } from 'react-router';
+import { isLiveSubscription, useBalance, useLedgerPage, useSubscription, useUsage } from '../api/queries';
+import { useUser } from '../auth/AuthProvider';
+import { LedgerTable } from '../components/LedgerTable';
+import { Alert, Card, ErrorAlert, Loading, PageHeader, Stat, buttonClass } from '../components/ui';
+import { formatCredits, formatDate, formatInterval, formatKind } from '../lib/format';
+import { useDocumentTitle } from '../lib/useDocumentTitle';
+
+// uPlot is loaded with the charts, only when there is something to chart.
+const BalanceChart = lazy(() => import('../components/DashboardCharts').then((m) => ({ default: m.BalanceChart })));
+const UsageChart = lazy(() => import('../components/DashboardCharts').then((m) => ({ default: m.UsageChart })));
+
+/** Below this many available credits the dashboard suggests buying more. */
+export const LOW_BALANCE = 20;
+
+function PlanCard() {
+  const subscription = useSubscription();
+  const sub = subscription.data?.subscription ?? null;
+  return (
+    <Card title="Plan">
+      {subscription.isPending ? (
+        <Loading />
+      ) : subscription.isError ? (
+        <p className="text-sm text-slate-600">Plan details are unavailable right now.</p>
+      ) : sub && isLiveSubscription(sub.status) ? (
+        <div className="space-y-2 text-sm">
+          <p className="text-lg font-semibold text-slate-900">{sub.plan_name ?? 'Subscription'}</p>
+          {sub.credits_per_period != null && (
+            <p className="text-slate-700">
+              {formatCredits(sub.credits_per_period)} {formatInterval(sub.interval)}
+            </p>
+          )}
+          <p className="text-slate-700">
+            {sub.cancel_at_period_end ? 'Ends on ' : 'Renews on '}
+            <time dateTime={sub.current_period_end} className="font-medium">
+              {formatDate(sub.current_period_end)}
+            </time>
+          </p>
+          {sub.status !== 'active' && <p className="text-amber-800">Status: {formatKind(sub.status)}</p>}
+          <Link to="/credits" className="inline-block font-semibold text-brand-700 hover:underline">
+            Manage plan
+          </Link>
+        </div>
+      ) : (
+        <div className="space-y-3 text-sm">
+          <p className="text-slate-700">You pay as you go, with no plan.</p>
+          <Link to="/credits#plans" className="font-semibold text-brand-700 hover:underline">
+            See plans
+          </Link>
+        </div>
+      )}
+    </Card>
+  );
+}
+
+export function DashboardPage() {
+  useDocumentTitle('Dashboard');
+  const user = useUser();
+  const balance = useBalance();
+  const ledger = useLedgerPage({ limit: 100 });
+  const usage = useUsage('feature');
+
+  const b = balance.data;
+  const entries = ledger.data?.entries ?? [];
+
+  return (
+    <>
+      <PageHeader
+        title="Dashboard"
+        description={`Signed in as ${user.name ? `${user.name} (${user.email})` : user.email}`}
+        actions={
+          <Link to="/credits" className={buttonClass('primary')}>
+            Buy credits
+          </Link>
+        }
+      />
+      <div className="space-y-6">
+        {balance.isError && <ErrorAlert error={balance.error} onRetry={() => void balance.refetch()} />}
+        {b && b.debt > 0 && (
+          <Alert tone="error" title="You owe credits">
+            {formatCredits(b.debt)} were taken back after they were spent. Buy credits to cover the debt before
+            spending again.
+          </Alert>
+        )}
+        {b && b.debt === 0 && b.available < LOW_BALANCE && (
+          <Alert
+            tone="warning"
+            title={b.available === 0 ? 'You have no credits left' : 'You are running low on credits'}
+            action={
+              <Link to="/credits" className={buttonClass('primary')}>
+                Buy credits
+              </Link>
+            }
+          >
+            You have {formatCredits(b.available)} available. Top up to keep using AI features.
+          </Alert>
+        )}
+
+        <dl className="grid grid-cols-1 gap-4 sm:grid-cols-3">
+          <Stat label="Balance" testId="stat-balance" value={b ? formatCredits(b.balance) : '…'} />
+          <Stat
+            label="Available"
+            testId="stat-available"
+            value={b ? formatCredits(b.available) : '…'}
+            hint="Balance less credits held for running work"
+          />
+          <Stat label="Held" testId="stat-held" value={b ? formatCredits(b.held) : '…'} />
+        </dl>
+
+        <div className="grid grid-cols-1 gap-6 lg:grid-cols-2">
+          <PlanCard />
+          <Card title="Expiring soon">
+            {!b ? (
+              <Loading />
+            ) : b.expiring_soon.length === 0 ? (
+              <p className="text-sm text-slate-600">None of your credits are due to expire.</p>
+            ) : (
+              <ul className="divide-y divide-slate-100 text-sm">
+                {b.expiring_soon.map((lot) => (
+                  <li key={lot.id} className="flex flex-wrap justify-between gap-2 py-2">
+                    <span>
+                      <span className="font-semibold">{formatCredits(lot.remaining)}</span> from a{' '}
+                      {formatKind(lot.source).toLowerCase()}
+                    </span>
+                    {lot.expires_at && (
+                      <span className="text-slate-600">
+                        expire on <time dateTime={lot.expires_at}>{formatDate(lot.expires_at)}</time>
+                      </span>
+                    )}
+                  </li>
+                ))}
+              </ul>
+            )}
+          </Card>
+        </div>
+
+        <div className="grid grid-cols-1 gap-6 lg:grid-cols-2">
+          <Card title="Balance over time">
+            {ledger.isPending || !b ? (
+              <Loading />
+            ) : ledger.isError ? (
+              <ErrorAlert error={ledger.error} onRetry={() => void ledger.refetch()} />
+            ) : entries.length === 0 ? (
+              <p className="text-sm text-slate-600">No activity yet. Your balance will be charted here.</p>
+            ) : (
+              <Suspense fallback={<Loading label="Loading chart…" />}>
+                <BalanceChart entries={entries} balance={b.balance} />
+              </Suspense>
+            )}
+          </Card>
+          <Card title="Usage by feature (30 days)">
+            {usage.isPending ? (
+              <Loading />
+            ) : usage.isError ? (
+              <ErrorAlert error={usage.error} onRetry={() => void usage.refetch()} />
+            ) : usage.data.buckets.length === 0 ? (
+              <p className="text-sm text-slate-600">You have not spent any credits in the last 30 days.</p>
+            ) : (
+              <>
+                <p className="mb-2 text-sm text-slate-700">
+                  Total: <span className="font-semibold">{formatCredits(usage.data.total_credits)}</span>
+                </p>
+                <Suspense fallback={<Loading label="Loading chart…" />}>
+                  <UsageChart usage={usage.data} />
+                </Suspense>
+              </>
+            )}
+          </Card>
+        </div>
+
+        <Card
+          title="Recent activity"
+          actions={
+            <Link to="/history" className="text-sm font-semibold text-brand-700 hover:underline">
+              View all history
+            </Link>
+          }
+        >
+          {ledger.isPending ? (
+            <Loading />
+          ) : entries.length === 0 ? (
+            <p className="text-sm text-slate-600">
+              Nothing yet. <Link to="/credits" className="font-semibold text-brand-700 hover:underline">Buy credits</Link>{' '}
+              or try the <Link to="/example" className="font-semibold text-brand-700 hover:underline">example AI feature</Link>.
+            </p>
+          ) : (
+            <LedgerTable entries={entries.slice(0, 5)} caption="Your five most recent ledger entries" />
+          )}
+        </Card>
+      </div>
+    </>
+  );
+}

@@ -1,0 +1,141 @@
+import { useMemo } from 'react';
+import { useSearchParams } from 'react-router';
+import { useLedger } from '../api/queries';
+import { LedgerTable } from '../components/LedgerTable';
+import { Button, Card, ErrorAlert, Loading, PageHeader, SelectField, TextField } from '../components/ui';
+import { ledgerToCsv, downloadText } from '../lib/csv';
+import { formatKind, formatNumber } from '../lib/format';
+import { useDocumentTitle } from '../lib/useDocumentTitle';
+
+export const LEDGER_KINDS = [
+  'purchase',
+  'subscription',
+  'grant',
+  'promotion',
+  'spend',
+  'expiry',
+  'clawback',
+  'dispute_freeze',
+  'dispute_release',
+  'write_off',
+] as const;
+
+/** Local midnight of a `YYYY-MM-DD` day, as an ISO instant; `plusDays` moves it. */
+export function dayStart(day: string, plusDays = 0): string | undefined {
+  const match = /^(\d{4})-(\d{2})-(\d{2})$/.exec(day);
+  if (!match) return undefined;
+  const date = new Date(Number(match[1]), Number(match[2]) - 1, Number(match[3]) + plusDays);
+  return Number.isNaN(date.getTime()) ? undefined : date.toISOString();
+}
+
+export function HistoryPage() {
+  useDocumentTitle('History');
+  const [params, setParams] = useSearchParams();
+  const kind = params.get('kind') ?? '';
+  const fromDay = params.get('from') ?? '';
+  const toDay = params.get('to') ?? '';
+  const rangeError = fromDay && toDay && fromDay > toDay ? 'The end date must be on or after the start date.' : null;
+
+  const filters = useMemo(
+    () => ({
+      kind: kind || undefined,
+      from: fromDay ? dayStart(fromDay) : undefined,
+      // The end date is inclusive: up to the start of the next day.
+      to: toDay ? dayStart(toDay, 1) : undefined,
+      limit: 50,
+    }),
+    [kind, fromDay, toDay],
+  );
+  const ledger = useLedger(rangeError ? { ...filters, to: undefined } : filters);
+  const entries = useMemo(() => ledger.data?.pages.flatMap((p) => p.entries) ?? [], [ledger.data]);
+  const filtered = Boolean(kind || fromDay || toDay);
+
+  const setFilter = (name: string, value: string) => {
+    const next = new URLSearchParams(params);
+    if (value) next.set(name, value);
+    else next.delete(name);
+    setParams(next, { replace: true });
+  };
+
+  const exportCsv = () => {
+    const suffix = [kind, fromDay, toDay].filter(Boolean).join('_');
+    downloadText(`tollgate-history${suffix ? `_${suffix}` : ''}.csv`, ledgerToCsv(entries));
+  };
+
+  return (
+    <>
+      <PageHeader
+        title="History"
+        description="Every credit that entered or left your wallet, newest first."
+        actions={
+          <Button variant="secondary" onClick={exportCsv} disabled={entries.length === 0}>
+            Export CSV
+          </Button>
+        }
+      />
+      <div className="space-y-6">
+        <Card>
+          <form
+            aria-label="Filter history"
+            className="grid grid-cols-1 gap-4 sm:grid-cols-[1fr_1fr_1fr_auto] sm:items-end"
+            onSubmit={(e) => e.preventDefault()}
+          >
+            <SelectField label="Kind" name="kind" value={kind} onChange={(e) => setFilter('kind', e.target.value)}>
+              <option value="">All kinds</option>
+              {LEDGER_KINDS.map((k) => (
+                <option key={k} value={k}>
+                  {formatKind(k)}
+                </option>
+              ))}
+            </SelectField>
+            <TextField label="From" name="from" type="date" value={fromDay} onChange={(e) => setFilter('from', e.target.value)} />
+            <TextField
+              label="To"
+              name="to"
+              type="date"
+              value={toDay}
+              min={fromDay || undefined}
+              onChange={(e) => setFilter('to', e.target.value)}
+              error={rangeError}
+            />
+            <Button variant="ghost" onClick={() => setParams(new URLSearchParams(), { replace: true })} disabled={!filtered}>
+              Clear filters
+            </Button>
+          </form>
+        </Card>
+
+        <Card>
+          {ledger.isPending ? (
+            <Loading label="Loading history…" />
+          ) : ledger.isError ? (
+            <ErrorAlert error={ledger.error} onRetry={() => void ledger.refetch()} />
+          ) : entries.length === 0 ? (
+            <p className="py-6 text-center text-sm text-slate-600">
+              {filtered ? 'No entries match these filters.' : 'No activity yet.'}
+            </p>
+          ) : (
+            <>
+              <LedgerTable entries={entries} caption="Ledger entries, newest first" detailed />
+              <div className="mt-4 flex flex-wrap items-center justify-between gap-2 text-sm text-slate-600">
+                <p aria-live="polite">
+                  Showing {formatNumber(entries.length)} {entries.length === 1 ? 'entry' : 'entries'}
+                  {ledger.hasNextPage ? '' : ' (all)'}
+                </p>
+                {ledger.hasNextPage && (
+                  <Button
+                    variant="secondary"
+                    onClick={() => void ledger.fetchNextPage()}
+                    busy={ledger.isFetchingNextPage}
+                    busyLabel="Loading…"
+                  >
+                    Load more
+                  </Button>
+                )}
+              </div>
+            </>
+          )}
+        </Card>
+      </div>
+    </>
+  );
+}

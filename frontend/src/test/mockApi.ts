@@ -1,0 +1,68 @@
+import { vi } from 'vitest';
+
+export type Handler = (request: Request) => Response | Promise<Response>;
+
+export function json(body: unknown, status = 200, headers: Record<string, string> = {}): Response {
+  return new Response(JSON.stringify(body), { status, headers: { 'content-type': 'application/json', ...headers } });
+}
+
+export function problem(status: number, code: string, detail: string, extra: Record<string, unknown> = {}): Response {
+  return new Response(
+    JSON.stringify({
+      type: `urn:tollgate:problem:${code}`,
+      title: 'Problem',
+      status,
+      detail,
+      code,
+      request_id: 'req-1',
+      ...extra,
+    }),
+    { status, headers: { 'content-type': 'application/problem+json' } },
+  );
+}
+
+export const user = {
+  id: '0191e2a4-0000-7000-8000-000000000001',
+  email: 'ada@example.com',
+  name: 'Ada',
+  role: 'user' as const,
+  created_at: '2026-11-01T10:00:00Z',
+};
+
+export function tokens(accessToken = 'access-1') {
+  return { access_token: accessToken, token_type: 'Bearer', expires_in: 900, refresh_token: 'refresh-1', user };
+}
+
+export const balance = { balance: 0, available: 0, held: 0, debt: 0, expiring_soon: [] };
+
+/**
+ * Replaces `fetch` with a router over "METHOD /path" keys. Unmatched calls fail the test loudly.
+ * Returns the mock, whose calls are the Requests made.
+ */
+export function mockApi(routes: Record<string, Handler>) {
+  const requests: Request[] = [];
+  const fetchMock = vi.fn(async (input: RequestInfo | URL, init?: RequestInit) => {
+    const request = input instanceof Request ? input : new Request(new URL(String(input), window.location.origin), init);
+    requests.push(request.clone());
+    const url = new URL(request.url);
+    const handler = routes[`${request.method} ${url.pathname}`];
+    if (!handler) {
+      if (url.pathname === '/readyz') return json({ status: 'ready', database: 'sqlite', stripe_mode: 'sandbox', version: 'test' });
+      throw new Error(`unexpected request: ${request.method} ${url.pathname}`);
+    }
+    return handler(request);
+  });
+  vi.stubGlobal('fetch', fetchMock);
+  return { fetchMock, requests };
+}
+
+/** A promise and its resolver, to hold a response until the test says so. */
+export function deferred<T>() {
+  let resolve!: (value: T) => void;
+  let reject!: (error: unknown) => void;
+  const promise = new Promise<T>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  return { promise, resolve, reject };
+}
