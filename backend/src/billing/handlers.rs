@@ -61,12 +61,20 @@ pub async fn get_catalog(state: web::Data<AppState>) -> Result<web::Json<Catalog
 )]
 #[post("/billing/checkout-session")]
 pub async fn create_checkout_session(
+    req: HttpRequest,
     state: web::Data<AppState>,
     caller: SessionUser,
     body: web::Json<CheckoutSessionRequest>,
 ) -> Result<web::Json<CheckoutSessionResponse>, ApiError> {
-    let session =
-        service::create_sandbox_checkout(&state.db, &state.settings.site_url, caller.0.user_id, &body.price_id).await?;
+    let key = crate::idempotency::key_from_headers(req.headers())?;
+    let site = &state.settings.site_url;
+    let session = match &state.stripe {
+        Some(gateway) => {
+            let key = key.as_ref().map(|k| k.as_str());
+            service::create_stripe_checkout(&state.db, gateway, site, caller.0.user_id, &body.price_id, key).await?
+        }
+        None => service::create_sandbox_checkout(&state.db, site, caller.0.user_id, &body.price_id).await?,
+    };
     Ok(web::Json(session))
 }
 

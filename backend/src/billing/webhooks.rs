@@ -120,7 +120,16 @@ pub async fn receive(
         Err(parse_error) if handled_type(&event_type) => Err(WebhookFailure::Apply(parse_error)),
         Err(_) => Ok(Delivery::Ignored),
     };
-    finish(db, txn, &id, outcome).await
+    let inbox = InboxEntry { id, event_type, created, payload: payload.to_owned() };
+    finish(db, txn, &inbox, outcome).await
+}
+
+/// What the inbox keeps of an event, so a failure can be recorded after its rollback.
+struct InboxEntry {
+    id: String,
+    event_type: String,
+    created: DateTime<Utc>,
+    payload: String,
 }
 
 /// Records how applying went, in the event's transaction on success, or on its own after a
@@ -128,9 +137,10 @@ pub async fn receive(
 async fn finish(
     db: &DatabaseConnection,
     txn: DatabaseTransaction,
-    id: &str,
+    inbox: &InboxEntry,
     outcome: Result<Delivery, WebhookFailure>,
 ) -> Result<Delivery, WebhookFailure> {
+    let id = inbox.id.as_str();
     match outcome {
         Ok(delivery) => {
             let status = if delivery == Delivery::Ignored { "ignored" } else { "processed" };
@@ -150,6 +160,21 @@ async fn finish(
         }
         Err(failure) => {
             txn.rollback().await?;
+            // The rollback took the inbox row with it: write it again, with the error.
+            stripe_events::Entity::insert(stripe_events::ActiveModel {
+                id: Set(id.to_owned()),
+                event_type: Set(inbox.event_type.clone()),
+                created_at: Set(inbox.created),
+                payload: Set(inbox.payload.clone()),
+                received_at: Set(Utc::now()),
+                processed_at: Set(None),
+                attempts: Set(0),
+                last_error: Set(None),
+                status: Set("failed".to_owned()),
+            })
+            .on_conflict(OnConflict::column(stripe_events::Column::Id).do_nothing().to_owned())
+            .exec_without_returning(db)
+            .await?;
             stripe_events::Entity::update_many()
                 .col_expr(stripe_events::Column::Status, Expr::value("failed"))
                 .col_expr(stripe_events::Column::LastError, Expr::value(failure.to_string()))
@@ -158,6 +183,7 @@ async fn finish(
                     sea_orm::sea_query::ExprTrait::add(Expr::col(stripe_events::Column::Attempts), 1),
                 )
                 .filter(stripe_events::Column::Id.eq(id))
+                .filter(stripe_events::Column::ProcessedAt.is_null())
                 .exec(db)
                 .await?;
             Err(failure)
@@ -192,7 +218,13 @@ pub async fn retry(db: &DatabaseConnection, id: &str) -> Result<Delivery, Webhoo
         Err(e) if handled_type(&stored.event_type) => Err(WebhookFailure::Apply(e.to_string())),
         Err(_) => Ok(Delivery::Ignored),
     };
-    finish(db, txn, id, outcome).await
+    let inbox = InboxEntry {
+        id: stored.id.clone(),
+        event_type: stored.event_type.clone(),
+        created: stored.created_at,
+        payload: stored.payload.clone(),
+    };
+    finish(db, txn, &inbox, outcome).await
 }
 
 async fn apply(

@@ -23,6 +23,27 @@ pub enum Backend {
     Postgres,
 }
 
+/// Runs `async fn name(backend: Backend)` once per backend, for tests that configure their own
+/// server.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    super::$name($crate::helpers::Backend::Sqlite).await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    super::$name($crate::helpers::Backend::Postgres).await;
+                }
+            }
+        )*
+    };
+}
+
 /// Runs a test body once per backend: `both!(name, ...)` makes `name::sqlite` and
 /// `name::postgres` from `async fn name(app: TestApp)`.
 #[macro_export]
@@ -153,6 +174,11 @@ pub fn test_settings(database_url: String, data_dir: std::path::PathBuf) -> Sett
 impl TestApp {
     /// Starts the server over a fresh database; `None` when PostgreSQL is down outside CI.
     pub async fn spawn(backend: Backend) -> Option<TestApp> {
+        Self::spawn_with(backend, |_| {}).await
+    }
+
+    /// Like `spawn`, with settings changed first (e.g. Stripe keys and a fake Stripe).
+    pub async fn spawn_with(backend: Backend, configure: impl FnOnce(&mut Settings)) -> Option<TestApp> {
         let dir = tempfile::tempdir().expect("tempdir");
         let url = match backend {
             Backend::Sqlite => {
@@ -160,7 +186,8 @@ impl TestApp {
             }
             Backend::Postgres => pg_database().await?,
         };
-        let settings = test_settings(url, dir.path().to_path_buf());
+        let mut settings = test_settings(url, dir.path().to_path_buf());
+        configure(&mut settings);
         let app = Application::build(settings).await.expect("build app");
         let address = format!("http://127.0.0.1:{}", app.port());
         let db = app.state().db.clone();

@@ -1,3 +1,4 @@
+#![recursion_limit = "256"]
 #![expect(clippy::unwrap_used, reason = "a test that cannot unwrap should fail loudly")]
 
 //! All integration tests, in one binary so it links once. Each test drives the real server over
@@ -12,3 +13,4 @@ mod credits;
 mod errors;
 mod holds;
 mod openapi;
+mod stripe;

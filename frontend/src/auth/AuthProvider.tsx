@@ -5,7 +5,7 @@ import { onSessionLost, onSessionRefreshed, refreshSession, setAccessToken } fro
 
 export type AuthState =
   | { status: 'loading'; user: null }
-  | { status: 'signedOut'; user: null; expired?: boolean }
+  | { status: 'signedOut'; user: null; expired?: boolean; byUser?: boolean }
   | { status: 'signedIn'; user: User };
 
 export interface RegisterInput {
@@ -84,7 +84,7 @@ export function AuthProvider({ children }: { children: ReactNode }) {
     }
     setAccessToken(null);
     queryClient.clear();
-    setState({ status: 'signedOut', user: null });
+    setState({ status: 'signedOut', user: null, byUser: true });
   }, [queryClient]);
 
   const value = useMemo(() => ({ state, signIn, register, signOut }), [state, signIn, register, signOut]);
