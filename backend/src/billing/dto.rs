@@ -47,6 +47,8 @@ impl From<prices::Model> for CatalogPrice {
 pub struct CatalogResponse {
     /// `sandbox` when no Stripe keys are configured: no real payments.
     pub mode: String,
+    /// Stripe's publishable key, for clients that use Stripe.js (absent in sandbox mode).
+    pub publishable_key: Option<String>,
     pub packs: Vec<CatalogPrice>,
     pub plans: Vec<CatalogPrice>,
 }

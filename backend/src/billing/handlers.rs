@@ -44,7 +44,10 @@ impl From<BillingError> for ApiError {
 #[utoipa::path(tag = "billing", responses((status = 200, body = CatalogResponse)))]
 #[get("/billing/catalog")]
 pub async fn get_catalog(state: web::Data<AppState>) -> Result<web::Json<CatalogResponse>, ApiError> {
-    Ok(web::Json(service::catalog(&state.db, state.settings.stripe_mode()).await?))
+    Ok(web::Json(
+        service::catalog(&state.db, state.settings.stripe_mode(), state.settings.stripe_publishable_key.clone())
+            .await?,
+    ))
 }
 
 /// Start a checkout for a pack (one-time payment) or a plan (subscription). Returns the URL of

@@ -96,7 +96,11 @@ pub async fn seed_sandbox_catalog(db: &DatabaseConnection) -> Result<(), Billing
 }
 
 /// The offer: active prices that grant credits, in display order.
-pub async fn catalog(db: &DatabaseConnection, mode: &str) -> Result<CatalogResponse, BillingError> {
+pub async fn catalog(
+    db: &DatabaseConnection,
+    mode: &str,
+    publishable_key: Option<String>,
+) -> Result<CatalogResponse, BillingError> {
     let rows = prices::Entity::find()
         .filter(prices::Column::Active.eq(true))
         .filter(prices::Column::Credits.gt(0))
@@ -106,7 +110,7 @@ pub async fn catalog(db: &DatabaseConnection, mode: &str) -> Result<CatalogRespo
         .await?;
     let (plans, packs): (Vec<_>, Vec<_>) =
         rows.into_iter().map(CatalogPrice::from).partition(|p| p.kind == "recurring");
-    Ok(CatalogResponse { mode: mode.to_owned(), packs, plans })
+    Ok(CatalogResponse { mode: mode.to_owned(), publishable_key, packs, plans })
 }
 
 async fn offered_price(db: &impl ConnectionTrait, price_id: &str) -> Result<prices::Model, BillingError> {

@@ -655,6 +655,7 @@ async fn stale_subscription_updates_are_ignored(backend: Backend) {
     assert_eq!(ack(&app, &deleted).await, "processed");
     let sub: Value = app.get("/api/v1/billing/subscription", Some(&user.token)).await.json().await.unwrap();
     assert_eq!(sub["subscription"]["status"], "canceled");
+    app.assert_reconciled().await;
 }
 
 async fn failed_events_keep_their_error_and_can_be_retried(backend: Backend) {

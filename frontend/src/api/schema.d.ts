@@ -652,6 +652,8 @@ export interface components {
             mode: string;
             packs: components["schemas"]["CatalogPrice"][];
             plans: components["schemas"]["CatalogPrice"][];
+            /** @description Stripe's publishable key, for clients that use Stripe.js (absent in sandbox mode). */
+            publishable_key?: string | null;
         };
         /** @description One invariant and what checking it found. */
         CheckResult: {
