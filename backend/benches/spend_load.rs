@@ -87,14 +87,18 @@ async fn fresh_database(kind: &str, dir: &std::path::Path) -> String {
 }
 
 fn start_server(opts: &Options, url: &str, dir: &std::path::Path) -> Child {
-    Command::new(&opts.binary)
+    let mut command = Command::new(&opts.binary);
+    // The server's own pool default unless BENCH_POOL overrides it.
+    if let Ok(pool) = std::env::var("BENCH_POOL") {
+        command.env("DATABASE_MAX_CONNECTIONS", pool);
+    }
+    command
         .arg("serve")
         .env("BIND", format!("127.0.0.1:{PORT}"))
         .env("DATABASE_URL", url)
         .env("TOLLGATE_DATA_DIR", dir)
         .env("JWT_SECRET", SECRET)
         .env("SQLITE_SYNCHRONOUS", "FULL")
-        .env("DATABASE_MAX_CONNECTIONS", std::env::var("BENCH_POOL").unwrap_or_else(|_| "16".to_owned()))
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())

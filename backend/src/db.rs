@@ -80,6 +80,15 @@ pub fn is_unique_violation(err: &DbErr) -> bool {
     matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
 }
 
+/// Accepts a unique violation as success: for writes where a racing writer (another replica, an
+/// idempotent retry) inserting the same row first is the expected outcome.
+pub fn tolerate_duplicate<T>(result: Result<T, DbErr>) -> Result<(), DbErr> {
+    match result {
+        Err(e) if is_unique_violation(&e) => Ok(()),
+        other => other.map(|_| ()),
+    }
+}
+
 /// True when the error says the database could not be reached at all.
 pub fn is_unavailable(err: &DbErr) -> bool {
     match err {

@@ -5,7 +5,7 @@ use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use super::{
     dto::*,
     service::{self, BillingError},
-    webhooks::{self, Delivery, WebhookFailure},
+    webhooks::{self, WebhookFailure},
 };
 use crate::{
     auth::extractors::{Admin, Authenticated, SessionUser},
@@ -167,11 +167,7 @@ async fn receive_webhook(
     let signature = req.headers().get("stripe-signature").and_then(|v| v.to_str().ok());
     let secret = state.settings.stripe_webhook_secret.as_ref().map(|s| s.expose());
     let delivery = webhooks::receive(&state.db, secret, signature, payload).await?;
-    let status = match delivery {
-        Delivery::Processed => "processed",
-        Delivery::Ignored => "ignored",
-        Delivery::Duplicate => "duplicate",
-    };
+    let status = delivery.as_str();
     Ok(HttpResponse::Ok().json(WebhookAck { received: true, status: status.to_owned() }))
 }
 
@@ -274,10 +270,6 @@ pub async fn retry_stripe_event(
     if !service::event_exists(&state.db, &id).await? {
         return Err(ApiError::not_found("event_not_found", "No such event in the inbox."));
     }
-    let status = match webhooks::retry(&state.db, &id).await? {
-        Delivery::Processed => "processed",
-        Delivery::Ignored => "ignored",
-        Delivery::Duplicate => "duplicate",
-    };
+    let status = webhooks::retry(&state.db, &id).await?.as_str();
     Ok(web::Json(WebhookAck { received: true, status: status.to_owned() }))
 }

@@ -83,14 +83,10 @@ pub async fn seed_sandbox_catalog(db: &DatabaseConnection) -> Result<(), Billing
             created_at: now,
             updated_at: now,
         };
-        let inserted = prices::Entity::insert(prices::ActiveModel::from(model)).exec_without_returning(db).await;
-        match inserted {
-            // Another replica seeded it at the same moment.
-            Err(e) if db::is_unique_violation(&e) => {}
-            other => {
-                other?;
-            }
-        }
+        // Another replica may seed it at the same moment.
+        db::tolerate_duplicate(
+            prices::Entity::insert(prices::ActiveModel::from(model)).exec_without_returning(db).await,
+        )?;
     }
     Ok(())
 }
@@ -455,12 +451,8 @@ pub async fn ensure_customer(
     })
     .exec_without_returning(db)
     .await;
-    match inserted {
-        Err(e) if db::is_unique_violation(&e) => {}
-        other => {
-            other?;
-        }
-    }
+    // A concurrent request for the same user got there first; Stripe returned the same customer.
+    db::tolerate_duplicate(inserted)?;
     Ok(customer)
 }
 
@@ -506,13 +498,8 @@ pub async fn create_stripe_checkout(
     })
     .exec_without_returning(db)
     .await;
-    match inserted {
-        // The same idempotent request again: Stripe returned the same session.
-        Err(e) if db::is_unique_violation(&e) => {}
-        other => {
-            other?;
-        }
-    }
+    // The same idempotent request again: Stripe returned the same session.
+    db::tolerate_duplicate(inserted)?;
     Ok(CheckoutSessionResponse { session_id: id, url })
 }
 

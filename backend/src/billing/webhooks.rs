@@ -59,6 +59,16 @@ pub enum Delivery {
     Duplicate,
 }
 
+impl Delivery {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Processed => "processed",
+            Self::Ignored => "ignored",
+            Self::Duplicate => "duplicate",
+        }
+    }
+}
+
 fn timestamp(seconds: i64) -> DateTime<Utc> {
     Utc.timestamp_opt(seconds, 0).single().unwrap_or_else(Utc::now)
 }
@@ -143,7 +153,7 @@ async fn finish(
     let id = inbox.id.as_str();
     match outcome {
         Ok(delivery) => {
-            let status = if delivery == Delivery::Ignored { "ignored" } else { "processed" };
+            let status = delivery.as_str();
             stripe_events::Entity::update_many()
                 .col_expr(stripe_events::Column::Status, Expr::value(status))
                 .col_expr(stripe_events::Column::ProcessedAt, Expr::value(Utc::now()))

@@ -246,19 +246,16 @@ async fn ack(app: &TestApp, payload: &str) -> String {
     let res = deliver(app, payload).await;
     if res.status() != StatusCode::OK {
         // The inbox keeps the reason; show it.
-        let inbox: Value = app
-            .client
-            .get(app.url("/api/v1/admin/stripe-events?status=failed"))
-            .header("x-admin-key", crate::helpers::ADMIN_KEY)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let inbox = inbox(app, "?status=failed").await;
         panic!("delivery answered {}: {}", res.status(), inbox["events"][0]["last_error"]);
     }
     res.json::<Value>().await.unwrap()["status"].as_str().unwrap().to_owned()
+}
+
+/// The admin's view of the webhook inbox.
+async fn inbox(app: &TestApp, query: &str) -> Value {
+    let url = app.url(&format!("/api/v1/admin/stripe-events{query}"));
+    app.client.get(url).header("x-admin-key", crate::helpers::ADMIN_KEY).send().await.unwrap().json().await.unwrap()
 }
 
 /// A signed-in user whose Stripe customer exists (made by a first checkout through the fake).
@@ -435,16 +432,7 @@ async fn webhook_signatures_are_checked_before_anything_is_stored(backend: Backe
         json!({ "id": CUSTOMER, "object": "customer", "created": 1, "livemode": false }),
     );
     assert_eq!(ack(&app, &other).await, "ignored");
-    let inbox: Value = app
-        .client
-        .get(app.url("/api/v1/admin/stripe-events"))
-        .header("x-admin-key", crate::helpers::ADMIN_KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let inbox = inbox(&app, "").await;
     let statuses: Vec<&str> =
         inbox["events"].as_array().unwrap().iter().map(|e| e["status"].as_str().unwrap()).collect();
     assert_eq!(statuses, ["ignored", "processed"]);
@@ -671,16 +659,7 @@ async fn failed_events_keep_their_error_and_can_be_retried(backend: Backend) {
     let res = deliver(&app, &paid).await;
     problem(res, StatusCode::INTERNAL_SERVER_ERROR, "internal_error").await;
     assert_eq!(app.balance(&user).await["balance"], 0);
-    let inbox: Value = app
-        .client
-        .get(app.url("/api/v1/admin/stripe-events?status=failed"))
-        .header("x-admin-key", crate::helpers::ADMIN_KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let inbox = inbox(&app, "?status=failed").await;
     assert_eq!(inbox["events"][0]["id"], "evt_fail");
     assert_eq!(inbox["events"][0]["attempts"], 1);
     assert!(inbox["events"][0]["last_error"].as_str().unwrap().contains("price_unsynced"));
