@@ -190,7 +190,7 @@ pub struct LotMovement {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn new_transfer(
+pub(crate) fn new_transfer(
     debit: Uuid,
     credit: Uuid,
     amount: Credits,
@@ -349,6 +349,79 @@ async fn take_from_lots(
         movements.push(LotMovement { lot_id: lot.id, amount: take });
     }
     Ok((movements, left))
+}
+
+/// What a spend of `amount` would take from each lot, in the order given, and what it could not
+/// find. Pure: the caller writes it.
+pub fn plan_take(lots_in_order: &[lots::Model], amount: i64) -> (Vec<LotMovement>, i64) {
+    let mut left = amount;
+    let mut movements = Vec::new();
+    for lot in lots_in_order {
+        if left == 0 {
+            break;
+        }
+        let take = lot.remaining.min(left);
+        if take > 0 {
+            movements.push(LotMovement { lot_id: lot.id, amount: take });
+            left -= take;
+        }
+    }
+    (movements, left)
+}
+
+/// PostgreSQL only: a spend's five writes (the lots it takes from, the transfer, what it took
+/// from each lot, the wallet's figures, the idempotency record) as one statement of
+/// data-modifying CTEs, under the wallet lock the transaction already holds. Fails if any lot no
+/// longer has what the plan takes from it.
+pub async fn write_spend_pg(
+    db: &impl ConnectionTrait,
+    wallet: &accounts::Model,
+    transfer: &transfers::Model,
+    movements: &[LotMovement],
+    idempotency: &IdempotentRequest,
+    response: &str,
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    use sea_orm::{Statement, Value};
+    let mut values: Vec<Value> = Vec::new();
+    let mut param = |v: Value| {
+        values.push(v);
+        format!("${}", values.len())
+    };
+    let rows: Vec<String> = movements
+        .iter()
+        .map(|m| format!("({}::uuid, {}::bigint)", param(m.lot_id.into()), param(m.amount.into())))
+        .collect();
+    let rows = rows.join(", ");
+    let transfer_id = param(transfer.id.into());
+    let sql = format!(
+        "WITH plan(id, take) AS (VALUES {rows}),          taken AS (UPDATE lots SET remaining = lots.remaining - plan.take FROM plan                    WHERE lots.id = plan.id AND lots.remaining >= plan.take RETURNING lots.id),          posted AS (INSERT INTO transfers (id, debit_account_id, credit_account_id, amount, kind, debit_balance_after,                     description, feature, quantity, metadata, idempotency_key, request_fingerprint, created_at)                     VALUES ({transfer_id}, {debit}, {credit}, {amount}, {kind}, {after}, {description}, {feature}, {quantity},                     {metadata}, {key}, {fingerprint}, {now})),          moved AS (INSERT INTO transfer_lots (transfer_id, lot_id, amount) SELECT {transfer_id}, id, take FROM plan),          saved AS (UPDATE accounts SET balance = {after}, held = {held}, debt = {debt}, updated_at = {now} WHERE id = {debit}),          kept AS (INSERT INTO idempotency_keys (scope, key, fingerprint, status_code, response, created_at)                   VALUES ({scope}, {key}, {fingerprint}, 200, {response}, {now}))          SELECT CAST(COUNT(*) AS BIGINT) AS taken FROM taken",
+        debit = param(transfer.debit_account_id.into()),
+        credit = param(transfer.credit_account_id.into()),
+        amount = param(transfer.amount.into()),
+        kind = param(transfer.kind.clone().into()),
+        after = param(wallet.balance.into()),
+        description = param(transfer.description.clone().into()),
+        feature = param(transfer.feature.clone().into()),
+        quantity = param(transfer.quantity.into()),
+        metadata = param(transfer.metadata.clone().into()),
+        key = param(idempotency.key.as_str().to_owned().into()),
+        fingerprint = param(idempotency.fingerprint.clone().into()),
+        now = param(now.into()),
+        held = param(wallet.held.into()),
+        debt = param(wallet.debt.into()),
+        scope = param(idempotency.scope.clone().into()),
+        response = param(response.to_owned().into()),
+    );
+    let row = db
+        .query_one_raw(Statement::from_sql_and_values(sea_orm::DbBackend::Postgres, sql, values))
+        .await?
+        .ok_or_else(|| DbErr::Custom("the spend statement returned no row".to_owned()))?;
+    let taken: i64 = row.try_get("", "taken")?;
+    if taken != movements.len() as i64 {
+        return Err(DbErr::Custom(format!("wallet {}: a lot changed under a locked wallet", wallet.id)));
+    }
+    Ok(())
 }
 
 /// Credits leaving a wallet.

@@ -393,6 +393,13 @@ async fn rate_card_is_managed_by_admins(app: TestApp) {
     .await;
     assert_eq!(app.post_admin("/api/v1/features", None, &body).await.status(), StatusCode::CREATED);
     problem(app.post_admin("/api/v1/features", None, &body).await, StatusCode::CONFLICT, "feature_exists").await;
+    let free = json!({ "key": "free.thing", "name": "Free", "unit": "call", "credits_per_unit": 0 });
+    problem(
+        app.post_admin("/api/v1/features", None, &free).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    )
+    .await;
     let bad = json!({ "key": "Bad Key", "name": "x", "unit": "call", "credits_per_unit": 1 });
     problem(
         app.post_admin("/api/v1/features", None, &bad).await,
