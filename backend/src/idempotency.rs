@@ -81,14 +81,19 @@ pub fn fingerprint(req: &HttpRequest, body: &impl Serialize) -> String {
 pub async fn lookup(db: &impl ConnectionTrait, request: &IdempotentRequest) -> Result<Lookup, DbErr> {
     let found =
         idempotency_keys::Entity::find_by_id((request.scope.clone(), request.key.as_str().to_owned())).one(db).await?;
-    Ok(match found {
+    Ok(judge(request, found))
+}
+
+/// What a stored record (or its absence) means for this request.
+pub fn judge(request: &IdempotentRequest, found: Option<idempotency_keys::Model>) -> Lookup {
+    match found {
         None => Lookup::New,
         Some(row) if row.fingerprint != request.fingerprint => Lookup::Mismatch,
         Some(row) => Lookup::Replay(StoredResponse {
             status: u16::try_from(row.status_code).unwrap_or(200),
             body: serde_json::from_str(&row.response).unwrap_or(serde_json::Value::Null),
         }),
-    })
+    }
 }
 
 /// Stores the answer in the request's transaction. A unique violation here means a concurrent

@@ -139,6 +139,40 @@ pub async fn lock_wallet(db: &impl ConnectionTrait, user_id: Uuid) -> Result<Opt
     accounts::Entity::find().filter(accounts::Column::UserId.eq(user_id)).lock_exclusive().one(db).await
 }
 
+/// PostgreSQL only: locks the wallet and reads the caller's idempotency record in one round
+/// trip. After waiting for the lock the joined record may be stale; the record's unique key then
+/// refuses the second write and the caller's retry replays the first answer.
+pub async fn lock_wallet_with_key_pg(
+    db: &impl ConnectionTrait,
+    user_id: Uuid,
+    idempotency: &IdempotentRequest,
+) -> Result<Option<(accounts::Model, Option<crate::entities::idempotency_keys::Model>)>, DbErr> {
+    use sea_orm::{FromQueryResult, Statement};
+    let sql = "SELECT a.*, i.scope AS i_scope, i.key AS i_key, i.fingerprint AS i_fingerprint, \
+               i.status_code AS i_status_code, i.response AS i_response, i.created_at AS i_created_at \
+               FROM accounts a LEFT JOIN idempotency_keys i ON i.scope = $2 AND i.key = $3 \
+               WHERE a.user_id = $1 FOR UPDATE OF a";
+    let values: Vec<sea_orm::Value> =
+        vec![user_id.into(), idempotency.scope.clone().into(), idempotency.key.as_str().to_owned().into()];
+    let Some(row) = db.query_one_raw(Statement::from_sql_and_values(sea_orm::DbBackend::Postgres, sql, values)).await?
+    else {
+        return Ok(None);
+    };
+    let wallet = accounts::Model::from_query_result(&row, "")?;
+    let key = match row.try_get::<Option<String>>("", "i_fingerprint")? {
+        None => None,
+        Some(fingerprint) => Some(crate::entities::idempotency_keys::Model {
+            scope: row.try_get("", "i_scope")?,
+            key: row.try_get("", "i_key")?,
+            fingerprint,
+            status_code: row.try_get("", "i_status_code")?,
+            response: row.try_get("", "i_response")?,
+            created_at: row.try_get("", "i_created_at")?,
+        }),
+    };
+    Ok(Some((wallet, key)))
+}
+
 /// Reads a user's wallet without locking it.
 pub async fn find_wallet(db: &impl ConnectionTrait, user_id: Uuid) -> Result<Option<accounts::Model>, DbErr> {
     accounts::Entity::find().filter(accounts::Column::UserId.eq(user_id)).one(db).await

@@ -232,13 +232,25 @@ pub async fn spend(
     command: SpendCommand,
 ) -> Result<Outcome<SpendResponse>, CreditsError> {
     let priced = price(db, &command.charge).await?;
+    let postgres = db::backend(db) == DbBackend::Postgres;
     for _attempt in 0..3 {
         let now = Utc::now();
         let txn = db::begin_write(db).await?;
-        let mut wallet = open_wallet(&txn, user_id).await?;
-        if let Some(stored) = check_key(&txn, Some(request)).await? {
-            txn.rollback().await?;
-            return Ok(Outcome::Replayed(stored));
+        let (mut wallet, lookup) = if postgres {
+            let (wallet, stored) =
+                ledger::lock_wallet_with_key_pg(&txn, user_id, request).await?.ok_or(CreditsError::WalletNotFound)?;
+            (wallet, idempotency::judge(request, stored))
+        } else {
+            let wallet = open_wallet(&txn, user_id).await?;
+            (wallet, idempotency::lookup(&txn, request).await?)
+        };
+        match lookup {
+            Lookup::New => {}
+            Lookup::Replay(stored) => {
+                txn.rollback().await?;
+                return Ok(Outcome::Replayed(stored));
+            }
+            Lookup::Mismatch => return Err(CreditsError::IdempotencyKeyReused),
         }
         let mut lots = ledger::settle(&txn, &mut wallet, now).await?;
         ensure_affordable(&wallet, priced.amount)?;
@@ -249,7 +261,7 @@ pub async fn spend(
             metadata: command.metadata.clone(),
             ..Default::default()
         };
-        if db::backend(db) == DbBackend::Postgres {
+        if postgres {
             // One statement for all five writes: the spend's hot path on PostgreSQL.
             let (movements, left) = ledger::plan_take(&lots, priced.amount.get());
             if left != 0 {
