@@ -98,7 +98,7 @@ fn start_server(opts: &Options, url: &str, dir: &std::path::Path) -> Child {
         .env("DATABASE_URL", url)
         .env("TOLLGATE_DATA_DIR", dir)
         .env("JWT_SECRET", SECRET)
-        .env("SQLITE_SYNCHRONOUS", "FULL")
+        .env("SQLITE_SYNCHRONOUS", std::env::var("BENCH_SQLITE_SYNCHRONOUS").unwrap_or_else(|_| "FULL".to_owned()))
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())

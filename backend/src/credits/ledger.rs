@@ -139,23 +139,34 @@ pub async fn lock_wallet(db: &impl ConnectionTrait, user_id: Uuid) -> Result<Opt
     accounts::Entity::find().filter(accounts::Column::UserId.eq(user_id)).lock_exclusive().one(db).await
 }
 
-/// PostgreSQL only: locks the wallet and reads the caller's idempotency record in one round
-/// trip. After waiting for the lock the joined record may be stale; the record's unique key then
-/// refuses the second write and the caller's retry replays the first answer.
-pub async fn lock_wallet_with_key_pg(
+/// Locks the wallet and reads the caller's idempotency record in one round trip. On PostgreSQL
+/// the joined record may be stale after waiting for the row lock; the record's unique key then
+/// refuses the second write and the caller's retry replays the first answer. On SQLite the
+/// transaction already holds the write lock, so the read is exact.
+pub async fn lock_wallet_with_key(
     db: &impl ConnectionTrait,
     user_id: Uuid,
     idempotency: &IdempotentRequest,
 ) -> Result<Option<(accounts::Model, Option<crate::entities::idempotency_keys::Model>)>, DbErr> {
     use sea_orm::{FromQueryResult, Statement};
-    let sql = "SELECT a.*, i.scope AS i_scope, i.key AS i_key, i.fingerprint AS i_fingerprint, \
-               i.status_code AS i_status_code, i.response AS i_response, i.created_at AS i_created_at \
-               FROM accounts a LEFT JOIN idempotency_keys i ON i.scope = $2 AND i.key = $3 \
-               WHERE a.user_id = $1 FOR UPDATE OF a";
-    let values: Vec<sea_orm::Value> =
-        vec![user_id.into(), idempotency.scope.clone().into(), idempotency.key.as_str().to_owned().into()];
-    let Some(row) = db.query_one_raw(Statement::from_sql_and_values(sea_orm::DbBackend::Postgres, sql, values)).await?
-    else {
+    let backend = db.get_database_backend();
+    let (sql, values): (&str, Vec<sea_orm::Value>) = if backend == sea_orm::DbBackend::Postgres {
+        (
+            "SELECT a.*, i.scope AS i_scope, i.key AS i_key, i.fingerprint AS i_fingerprint, \
+             i.status_code AS i_status_code, i.response AS i_response, i.created_at AS i_created_at \
+             FROM accounts a LEFT JOIN idempotency_keys i ON i.scope = $2 AND i.key = $3 \
+             WHERE a.user_id = $1 FOR UPDATE OF a",
+            vec![user_id.into(), idempotency.scope.clone().into(), idempotency.key.as_str().to_owned().into()],
+        )
+    } else {
+        (
+            "SELECT a.*, i.scope AS i_scope, i.key AS i_key, i.fingerprint AS i_fingerprint, \
+             i.status_code AS i_status_code, i.response AS i_response, i.created_at AS i_created_at \
+             FROM accounts a LEFT JOIN idempotency_keys i ON i.scope = ? AND i.key = ? WHERE a.user_id = ?",
+            vec![idempotency.scope.clone().into(), idempotency.key.as_str().to_owned().into(), user_id.into()],
+        )
+    };
+    let Some(row) = db.query_one_raw(Statement::from_sql_and_values(backend, sql, values)).await? else {
         return Ok(None);
     };
     let wallet = accounts::Model::from_query_result(&row, "")?;

@@ -236,14 +236,9 @@ pub async fn spend(
     for _attempt in 0..3 {
         let now = Utc::now();
         let txn = db::begin_write(db).await?;
-        let (mut wallet, lookup) = if postgres {
-            let (wallet, stored) =
-                ledger::lock_wallet_with_key_pg(&txn, user_id, request).await?.ok_or(CreditsError::WalletNotFound)?;
-            (wallet, idempotency::judge(request, stored))
-        } else {
-            let wallet = open_wallet(&txn, user_id).await?;
-            (wallet, idempotency::lookup(&txn, request).await?)
-        };
+        let (mut wallet, stored) =
+            ledger::lock_wallet_with_key(&txn, user_id, request).await?.ok_or(CreditsError::WalletNotFound)?;
+        let lookup = idempotency::judge(request, stored);
         match lookup {
             Lookup::New => {}
             Lookup::Replay(stored) => {
