@@ -126,6 +126,9 @@ pub fn check_details(description: &Option<String>, metadata: &Option<serde_json:
     if description.as_ref().is_some_and(|d| d.chars().count() > 500) {
         return Err(invalid("description", "must be at most 500 characters"));
     }
+    if description.as_ref().is_some_and(|d| d.contains('\0')) {
+        return Err(invalid("description", "must not contain NUL characters"));
+    }
     if let Some(metadata) = metadata {
         if !metadata.is_object() {
             return Err(invalid("metadata", "must be a JSON object"));
@@ -247,7 +250,7 @@ pub async fn spend(
             }
             Lookup::Mismatch => return Err(CreditsError::IdempotencyKeyReused),
         }
-        let mut lots = ledger::settle(&txn, &mut wallet, now).await?;
+        let lots = ledger::settle(&txn, &mut wallet, now).await?;
         ensure_affordable(&wallet, priced.amount)?;
         let details = TransferDetails {
             description: command.description.clone(),
@@ -256,60 +259,46 @@ pub async fn spend(
             metadata: command.metadata.clone(),
             ..Default::default()
         };
-        if postgres {
-            // One statement for all five writes: the spend's hot path on PostgreSQL.
-            let (movements, left) = ledger::plan_take(&lots, priced.amount.get());
-            if left != 0 {
-                return Err(
-                    DbErr::Custom(format!("wallet {} has fewer credits in lots than its balance", wallet.id)).into()
-                );
-            }
-            wallet.balance -= priced.amount.get();
-            let transfer = ledger::new_transfer(
-                wallet.id,
-                system::USAGE,
-                priced.amount,
-                TransferKind::Spend,
-                Some(wallet.balance),
-                None,
-                details,
-                Some(request),
-                None,
-                now,
+        // The hot path: all five writes in one call.
+        let (movements, left) = ledger::plan_take(&lots, priced.amount.get());
+        if left != 0 {
+            return Err(
+                DbErr::Custom(format!("wallet {} has fewer credits in lots than its balance", wallet.id)).into()
             );
-            let response = SpendResponse {
-                transfer: TransferView::new(&transfer, movements_view(movements.clone())),
-                balance: WalletBalance::of(&wallet),
-            };
-            let body = serde_json::to_string(&response).map_err(|e| DbErr::Custom(e.to_string()))?;
-            match ledger::write_spend_pg(&txn, &wallet, &transfer, &movements, request, &body, now).await {
-                // A concurrent request with the same key committed first: run again to replay it.
-                Err(e) if db::is_unique_violation(&e) => {
-                    txn.rollback().await?;
-                    continue;
-                }
-                other => other?,
-            }
-            txn.commit().await?;
-            return Ok(Outcome::Fresh(response));
         }
-        let (transfer, movements) = ledger::debit_wallet(
-            &txn,
-            &mut wallet,
-            &mut lots,
-            Debit { to: system::USAGE, amount: priced.amount, kind: TransferKind::Spend, details },
+        wallet.balance -= priced.amount.get();
+        let transfer = ledger::new_transfer(
+            wallet.id,
+            system::USAGE,
+            priced.amount,
+            TransferKind::Spend,
+            Some(wallet.balance),
+            None,
+            details,
             Some(request),
+            None,
             now,
-        )
-        .await?;
-        ledger::save_wallet(&txn, &wallet, now).await?;
+        );
         let response = SpendResponse {
-            transfer: TransferView::new(&transfer, movements_view(movements)),
+            transfer: TransferView::new(&transfer, movements_view(movements.clone())),
             balance: WalletBalance::of(&wallet),
         };
-        if finish(txn, Some(request), &response).await? {
-            return Ok(Outcome::Fresh(response));
+        let body = serde_json::to_string(&response).map_err(|e| DbErr::Custom(e.to_string()))?;
+        let written = if postgres {
+            ledger::write_spend_pg(&txn, &wallet, &transfer, &movements, request, &body, now).await
+        } else {
+            ledger::write_spend_sqlite(&txn, &wallet, &transfer, &movements, request, &body, now).await
+        };
+        match written {
+            // A concurrent request with the same key committed first: run again to replay it.
+            Err(e) if db::is_unique_violation(&e) => {
+                txn.rollback().await?;
+                continue;
+            }
+            other => other?,
         }
+        txn.commit().await?;
+        return Ok(Outcome::Fresh(response));
     }
     Err(DbErr::Custom("idempotent spend did not settle after retries".to_owned()).into())
 }

@@ -19,6 +19,7 @@ both!(
     expired_lots_are_never_spent_and_expiry_is_posted,
     grants_are_idempotent_and_accept_the_seed_shape,
     ledger_pages_filters_and_usage,
+    text_is_stored_exactly_as_sent,
     example_feature_holds_then_captures_and_refuses_early,
     rate_card_is_managed_by_admins,
     reconcile_catches_a_corrupted_wallet,
@@ -546,4 +547,25 @@ async fn random_operations_match_a_model(app: TestApp) {
         }
         app.assert_reconciled().await;
     }
+}
+
+async fn text_is_stored_exactly_as_sent(app: TestApp) {
+    let user = app.user().await;
+    app.grant(&user, 10).await;
+    let description = "O'Brien's \"call\" -- '); DROP TABLE transfers; -- ünïcödé ✓\nsecond line";
+    let metadata = json!({ "quote": "it's", "nested": { "sql": "x'); --" }, "n": 1 });
+    let key = "key'with\"quotes";
+    let res = app.spend(&user, key, json!({ "amount": 2, "description": description, "metadata": metadata })).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let ledger: Value = app.get("/api/v1/credits/ledger?kind=spend", Some(&user.token)).await.json().await.unwrap();
+    assert_eq!(ledger["entries"][0]["description"], description);
+    assert_eq!(ledger["entries"][0]["metadata"], metadata);
+    // The stored answer replays exactly too.
+    let again = app.spend(&user, key, json!({ "amount": 2, "description": description, "metadata": metadata })).await;
+    assert_eq!(again.headers().get("idempotent-replayed").unwrap(), "true");
+    assert_eq!(again.json::<Value>().await.unwrap()["transfer"]["description"], description);
+    let res = app.spend(&user, "nul", json!({ "amount": 1, "description": "a\0b" })).await;
+    problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    assert_eq!(app.count("transfers WHERE kind = 'spend'").await, 1);
+    app.assert_reconciled().await;
 }
