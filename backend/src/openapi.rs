@@ -86,6 +86,48 @@ pub fn complete_spec(api: &mut utoipa::openapi::OpenApi) {
                     response.description = reason.to_owned();
                 }
             }
+            // A JSON body can be malformed, of the wrong type, or too large; actix answers those.
+            if operation.request_body.is_some() {
+                let responses = &mut operation.responses.responses;
+                responses
+                    .entry("400".to_owned())
+                    .or_insert_with(|| problem("`invalid_json`: the body is not JSON").into());
+                responses
+                    .entry("413".to_owned())
+                    .or_insert_with(|| problem("`payload_too_large`: the body exceeds 256 KiB").into());
+                responses
+                    .entry("415".to_owned())
+                    .or_insert_with(|| problem("`unsupported_media_type`: send application/json").into());
+                responses
+                    .entry("422".to_owned())
+                    .or_insert_with(|| problem("`validation_failed`: a field is missing or invalid").into());
+            }
+            let has_query = operation.parameters.iter().flatten().any(|p| {
+                matches!(p, utoipa::openapi::RefOr::T(p) if p.parameter_in == utoipa::openapi::path::ParameterIn::Query)
+            });
+            if has_query {
+                operation
+                    .responses
+                    .responses
+                    .entry("400".to_owned())
+                    .or_insert_with(|| problem("`invalid_query`: a query parameter has the wrong type").into());
+            }
+            for parameter in operation.parameters.iter_mut().flatten() {
+                let utoipa::openapi::RefOr::T(parameter) = parameter else { continue };
+                if parameter.name == "Idempotency-Key"
+                    && let Some(utoipa::openapi::RefOr::T(utoipa::openapi::Schema::Object(schema))) =
+                        &mut parameter.schema
+                {
+                    // What `IdempotencyKey::parse` accepts: printable ASCII, no spaces.
+                    schema.min_length = Some(1);
+                    schema.max_length = Some(255);
+                    schema.pattern = Some("^[!-~]+$".to_owned());
+                    // A bad key is refused with 422 before anything else.
+                    operation.responses.responses.entry("422".to_owned()).or_insert_with(|| {
+                        problem("`validation_failed`: the Idempotency-Key is not printable ASCII").into()
+                    });
+                }
+            }
             let Some(security) = &operation.security else {
                 continue;
             };

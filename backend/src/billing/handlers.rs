@@ -142,15 +142,12 @@ pub async fn sync_prices(state: web::Data<AppState>, _admin: Admin) -> Result<we
 
 impl From<WebhookFailure> for ApiError {
     fn from(err: WebhookFailure) -> Self {
-        use actix_web::http::StatusCode;
         let detail = err.to_string();
         match err {
             WebhookFailure::MissingSignature => ApiError::bad_request("missing_signature", detail),
             WebhookFailure::BadSignature => ApiError::bad_request("invalid_signature", detail),
             WebhookFailure::StaleSignature => ApiError::bad_request("stale_signature", detail),
-            WebhookFailure::NotConfigured => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "webhooks_not_configured", "Service unavailable", detail)
-            }
+            WebhookFailure::NotConfigured => ApiError::not_found("webhooks_not_configured", detail),
             WebhookFailure::Apply(message) => ApiError::internal(anyhow::anyhow!("webhook: {message}")),
             WebhookFailure::Database(e) => e.into(),
         }
@@ -185,6 +182,7 @@ async fn receive_webhook(
         (status = 200, description = "Acknowledged: processed, ignored (unused type) or duplicate.", body = WebhookAck),
         (status = 400, description = "`missing_signature`, `invalid_signature` or `stale_signature`: nothing was stored", body = Problem, content_type = "application/problem+json"),
         (status = 500, description = "Applying failed; the inbox keeps the error and Stripe retries", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`webhooks_not_configured`: STRIPE_WEBHOOK_SECRET is not set", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[post("/webhooks/stripe")]
@@ -204,6 +202,8 @@ pub async fn stripe_webhook(
     responses(
         (status = 200, body = WebhookAck),
         (status = 400, description = "`missing_signature`, `invalid_signature` or `stale_signature`", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Applying failed; the inbox keeps the error and Stripe retries", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`webhooks_not_configured`: STRIPE_WEBHOOK_SECRET is not set", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[post("/api/webhooks/stripe")]
@@ -223,6 +223,7 @@ pub struct StripeEventQuery {
     pub status: Option<String>,
     pub cursor: Option<String>,
     /// 1 to 200, default 50.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u64>,
 }
 

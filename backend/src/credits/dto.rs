@@ -251,6 +251,7 @@ pub struct LedgerQuery {
     /// From `next_cursor` of the previous page.
     pub cursor: Option<String>,
     /// 1 to 200, default 50.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u64>,
 }
 
