@@ -131,7 +131,7 @@ async fn pg_template() -> Option<&'static str> {
     Some(PG_TEMPLATE)
 }
 
-async fn pg_database() -> Option<String> {
+pub async fn pg_database() -> Option<String> {
     let template = pg_template().await?;
     let name = format!("tollgate_test_{}", Uuid::new_v4().simple());
     let admin = Database::connect(PG_ADMIN_URL).await.expect("connect admin");

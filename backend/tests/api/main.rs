@@ -13,4 +13,5 @@ mod credits;
 mod errors;
 mod holds;
 mod openapi;
+mod resilience;
 mod stripe;
