@@ -99,6 +99,7 @@ fn start_server(opts: &Options, url: &str, dir: &std::path::Path) -> Child {
         .env("TOLLGATE_DATA_DIR", dir)
         .env("JWT_SECRET", SECRET)
         .env("SQLITE_SYNCHRONOUS", std::env::var("BENCH_SQLITE_SYNCHRONOUS").unwrap_or_else(|_| "FULL".to_owned()))
+        .env("RATE_LIMIT_SPEND_PER_SECOND", "1000000")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())

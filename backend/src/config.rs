@@ -97,6 +97,12 @@ pub struct Settings {
     pub stripe_publishable_key: Option<String>,
     /// Stripe's API base URL; tests point it at a local fake.
     pub stripe_api_base: Option<String>,
+    /// Credit-moving requests per second per caller (API key or user); bursts of twice that.
+    pub rate_limit_spend_per_second: u32,
+    /// Sign-in, sign-up and refresh requests per minute per client IP.
+    pub rate_limit_auth_per_minute: u32,
+    /// Origins allowed to call the API from a browser (CORS); none when empty.
+    pub cors_origins: Vec<String>,
 }
 
 /// A setting that is missing or wrong, named so the operator can fix it.
@@ -276,6 +282,9 @@ impl Settings {
             stripe_webhook_secret: stripe_webhook_secret.map(Secret::new),
             stripe_publishable_key: var("STRIPE_PUBLISHABLE_KEY"),
             stripe_api_base,
+            rate_limit_spend_per_second: parse_number("RATE_LIMIT_SPEND_PER_SECOND", 100, 1, 1_000_000)?,
+            rate_limit_auth_per_minute: parse_number("RATE_LIMIT_AUTH_PER_MINUTE", 60, 1, 1_000_000)?,
+            cors_origins: parse_origins()?,
         })
     }
 
@@ -298,6 +307,22 @@ impl Settings {
     pub fn secure_cookies(&self) -> bool {
         self.site_url.starts_with("https://")
     }
+}
+
+fn parse_origins() -> Result<Vec<String>, ConfigError> {
+    let Some(raw) = var("CORS_ORIGINS") else { return Ok(Vec::new()) };
+    raw.split(',')
+        .map(str::trim)
+        .filter(|o| !o.is_empty())
+        .map(|origin| {
+            let ok = (origin.starts_with("http://") || origin.starts_with("https://")) && !origin.ends_with('/');
+            if ok {
+                Ok(origin.to_owned())
+            } else {
+                Err(invalid("CORS_ORIGINS", format!("`{origin}` is not an origin like https://app.example.com")))
+            }
+        })
+        .collect()
 }
 
 /// In development without `JWT_SECRET`, keep a generated secret in the data folder so sessions

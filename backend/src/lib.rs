@@ -12,6 +12,7 @@ pub mod error;
 pub mod example;
 pub mod health;
 pub mod idempotency;
+pub mod limits;
 pub mod openapi;
 pub mod request_id;
 pub mod spa;

@@ -56,6 +56,18 @@ pub fn spec() -> utoipa::openapi::OpenApi {
     crate::startup::spec()
 }
 
+/// Operations behind a rate limit (see `limits`).
+const RATE_LIMITED: [&str; 8] = [
+    "register_user",
+    "create_session",
+    "refresh_session",
+    "spend_credits",
+    "create_hold",
+    "capture_hold",
+    "release_hold",
+    "use_credits",
+];
+
 /// Completes what handlers leave implicit, once for all of them: every response gets a
 /// description (OpenAPI requires one), every secured operation documents 401 (no or bad
 /// credentials), and every admin operation 403.
@@ -101,6 +113,12 @@ pub fn complete_spec(api: &mut utoipa::openapi::OpenApi) {
                 responses
                     .entry("422".to_owned())
                     .or_insert_with(|| problem("`validation_failed`: a field is missing or invalid").into());
+            }
+            if RATE_LIMITED.contains(&operation.operation_id.as_deref().unwrap_or_default()) {
+                operation.responses.responses.entry("429".to_owned()).or_insert_with(|| {
+                    problem("`rate_limited` (or `too_many_attempts` for sign-in): retry after `Retry-After` seconds")
+                        .into()
+                });
             }
             let has_query = operation.parameters.iter().flatten().any(|p| {
                 matches!(p, utoipa::openapi::RefOr::T(p) if p.parameter_in == utoipa::openapi::path::ParameterIn::Query)

@@ -191,12 +191,47 @@ async fn background_tasks(state: AppState) {
             Ok(n) => log::info!("expiry: settled {n} wallets"),
             Err(e) => log::warn!("expiry: {e}"),
         }
+        state.limits.shrink();
     }
+}
+
+/// The SPA's policy: its own scripts only, inline styles (uPlot and Swagger UI set them), no
+/// framing, and forms that post only back here.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+     img-src 'self' data:; connect-src 'self'; font-src 'self' data:; object-src 'none'; base-uri 'self'; \
+     form-action 'self'; frame-ancestors 'none'";
+
+/// Headers every response carries, unless a handler set its own.
+fn security_headers() -> actix_web::middleware::DefaultHeaders {
+    actix_web::middleware::DefaultHeaders::new()
+        .add(("Content-Security-Policy", CONTENT_SECURITY_POLICY))
+        .add(("X-Content-Type-Options", "nosniff"))
+        .add(("X-Frame-Options", "DENY"))
+        .add(("Referrer-Policy", "strict-origin-when-cross-origin"))
+        .add(("Cross-Origin-Opener-Policy", "same-origin"))
+}
+
+/// With `CORS_ORIGINS`, those origins may call the API with credentials. Without it the
+/// middleware is not installed: the browser's same-origin policy keeps cross-origin calls out,
+/// while the SPA's own requests (which carry `Origin` too) pass.
+fn cors(origins: &[String]) -> actix_cors::Cors {
+    let mut cors = actix_cors::Cors::default();
+    for origin in origins {
+        cors = cors.allowed_origin(origin);
+    }
+    cors.allowed_methods(["GET", "POST", "PATCH", "DELETE"])
+        .allowed_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT])
+        .allowed_header("idempotency-key")
+        .allowed_header("x-request-id")
+        .expose_headers(["x-request-id", "idempotent-replayed", "retry-after"])
+        .supports_credentials()
+        .max_age(600)
 }
 
 fn run(listener: TcpListener, state: AppState, workers: usize) -> anyhow::Result<Server> {
     let api = spec();
     let known = web::Data::new(KnownRoutes::from_spec(&api));
+    let origins = state.settings.cors_origins.clone();
     let data = web::Data::new(state);
     let server = HttpServer::new(move || {
         let app = App::new()
@@ -220,6 +255,8 @@ fn run(listener: TcpListener, state: AppState, workers: usize) -> anyhow::Result
                 web::get().to(|| async { HttpResponse::Found().insert_header((header::LOCATION, "/docs/")).finish() }),
             )
             .default_service(web::to(fallback))
+            .wrap(security_headers())
+            .wrap(actix_web::middleware::Condition::new(!origins.is_empty(), cors(&origins)))
             .wrap(Logger::new("%a \"%r\" %s %b %Dms rid=%{x-request-id}i"))
             .wrap(from_fn(request_id::middleware))
     })

@@ -8,6 +8,7 @@ use crate::{
     auth::{jwt::JwtKeys, password::PasswordHasher},
     billing::stripe::StripeGateway,
     config::Settings,
+    limits::Limits,
 };
 
 /// Shared, cheaply cloned application state.
@@ -19,6 +20,7 @@ pub struct AppState {
     pub passwords: PasswordHasher,
     /// Stripe's API; `None` in sandbox mode.
     pub stripe: Option<StripeGateway>,
+    pub limits: Limits,
 }
 
 impl AppState {
@@ -26,6 +28,7 @@ impl AppState {
         let jwt = JwtKeys::new(settings.jwt_secret.expose(), settings.access_token_ttl);
         let passwords = PasswordHasher::new(settings.password_hashing)?;
         let stripe = StripeGateway::from_settings(&settings)?;
-        Ok(Self { db, settings: Arc::new(settings), jwt, passwords, stripe })
+        let limits = Limits::new(settings.rate_limit_spend_per_second, settings.rate_limit_auth_per_minute);
+        Ok(Self { db, settings: Arc::new(settings), jwt, passwords, stripe, limits })
     }
 }

@@ -129,6 +129,12 @@ fn session_response(state: &AppState, session: Session) -> HttpResponse {
     })
 }
 
+/// The connecting peer's address. Behind a proxy every client shares the proxy's address, so
+/// the per-IP limit then applies to the proxy as a whole.
+fn client_ip(req: &HttpRequest) -> String {
+    req.peer_addr().map(|addr| addr.ip().to_string()).unwrap_or_default()
+}
+
 fn presented_refresh_token(req: &HttpRequest, body: Option<web::Json<RefreshRequest>>) -> Option<String> {
     body.and_then(|b| b.into_inner().refresh_token)
         .filter(|t| !t.is_empty())
@@ -148,9 +154,11 @@ fn presented_refresh_token(req: &HttpRequest, body: Option<web::Json<RefreshRequ
 )]
 #[post("/auth/register")]
 pub async fn register_user(
+    req: HttpRequest,
     state: web::Data<AppState>,
     body: web::Json<RegisterRequest>,
 ) -> Result<HttpResponse, ApiError> {
+    state.limits.check_auth(&client_ip(&req))?;
     let body = body.into_inner();
     let mut errors = Vec::new();
     let email = Email::parse(&body.email)
@@ -197,9 +205,11 @@ pub async fn register_user(
 )]
 #[post("/auth/login")]
 pub async fn create_session(
+    req: HttpRequest,
     state: web::Data<AppState>,
     body: web::Json<LoginRequest>,
 ) -> Result<HttpResponse, ApiError> {
+    state.limits.check_auth(&client_ip(&req))?;
     let body = body.into_inner();
     if body.password.len() > 4 * Password::MAX_CHARS {
         return Err(ApiError::unauthorized("invalid_credentials", AuthError::InvalidCredentials.to_string()));
@@ -226,6 +236,7 @@ pub async fn refresh_session(
     state: web::Data<AppState>,
     body: Option<web::Json<RefreshRequest>>,
 ) -> Result<HttpResponse, ApiError> {
+    state.limits.check_auth(&client_ip(&req))?;
     let token = presented_refresh_token(&req, body).ok_or_else(|| ApiError::from(AuthError::InvalidRefreshToken))?;
     let session = service::refresh(&state, &token).await?;
     Ok(session_response(&state, session))

@@ -114,6 +114,7 @@ pub async fn spend_credits(
     caller: Scoped<CreditsSpend>,
     body: web::Json<SpendRequest>,
 ) -> Result<HttpResponse, ApiError> {
+    state.limits.check_spend(&caller.0)?;
     let key = idempotency::require_key(req.headers())?;
     let body = body.into_inner();
     service::check_details(&body.description, &body.metadata)?;
@@ -223,6 +224,7 @@ pub async fn create_hold(
     caller: Scoped<CreditsSpend>,
     body: web::Json<CreateHoldRequest>,
 ) -> Result<HttpResponse, ApiError> {
+    state.limits.check_spend(&caller.0)?;
     let key = idempotency::require_key(req.headers())?;
     let body = body.into_inner();
     service::check_details(&body.description, &body.metadata)?;
@@ -284,6 +286,7 @@ pub async fn capture_hold(
     id: web::Path<Uuid>,
     body: web::Json<CaptureHoldRequest>,
 ) -> Result<HttpResponse, ApiError> {
+    state.limits.check_spend(&caller.0)?;
     let key = idempotency::key_from_headers(req.headers())?;
     let body = body.into_inner();
     service::check_details(&body.description, &None)?;
@@ -311,6 +314,7 @@ pub async fn release_hold(
     caller: Scoped<CreditsSpend>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
+    state.limits.check_spend(&caller.0)?;
     let key = idempotency::key_from_headers(req.headers())?;
     let request = key.map(|k| keyed(&req, caller.0.idempotency_scope(), k, &serde_json::Value::Null));
     Ok(respond(service::release_hold(&state.db, caller.0.user_id, id.into_inner(), request.as_ref()).await?))

@@ -123,6 +123,7 @@ pub async fn use_credits(
     caller: Scoped<CreditsSpend>,
     body: web::Json<SummarizeRequest>,
 ) -> Result<HttpResponse, ApiError> {
+    state.limits.check_spend(&caller.0)?;
     let body = body.into_inner();
     let chars = check_text(&body.text)?;
     let user_id = caller.0.user_id;

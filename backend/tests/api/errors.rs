@@ -99,3 +99,20 @@ async fn health_probes_answer(app: TestApp) {
     let spec: Value = app.get("/openapi.json", None).await.json().await.unwrap();
     assert!(spec["paths"]["/api/v1/credits/spend"]["post"].is_object());
 }
+
+both!(every_response_carries_security_headers);
+
+async fn every_response_carries_security_headers(app: TestApp) {
+    for path in ["/", "/api/v1/features", "/api/v1/nope", "/docs/"] {
+        let res = app.get(path, None).await;
+        let headers = res.headers();
+        let csp = headers.get("content-security-policy").unwrap().to_str().unwrap();
+        assert!(csp.contains("frame-ancestors 'none'") && csp.contains("script-src 'self'"), "{path}: {csp}");
+        assert_eq!(headers.get("x-content-type-options").unwrap(), "nosniff");
+        assert_eq!(headers.get("referrer-policy").unwrap(), "strict-origin-when-cross-origin");
+    }
+    // Without CORS_ORIGINS, no origin is granted cross-origin access.
+    let res =
+        app.client.get(app.url("/api/v1/features")).header("origin", "https://evil.example").send().await.unwrap();
+    assert!(res.headers().get("access-control-allow-origin").is_none());
+}

@@ -168,6 +168,10 @@ pub fn test_settings(database_url: String, data_dir: std::path::PathBuf) -> Sett
         stripe_webhook_secret: Some(Secret::new(WEBHOOK_SECRET)),
         stripe_publishable_key: None,
         stripe_api_base: None,
+        // The concurrency tests fire hundreds of requests at once; one test checks the limits.
+        rate_limit_spend_per_second: 100_000,
+        rate_limit_auth_per_minute: 100_000,
+        cors_origins: Vec::new(),
     }
 }
 

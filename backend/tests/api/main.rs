@@ -12,6 +12,7 @@ mod billing;
 mod credits;
 mod errors;
 mod holds;
+mod limits;
 mod openapi;
 mod resilience;
 mod stripe;

@@ -49,6 +49,8 @@ async fn start(database_url: &str, data_dir: &std::path::Path) -> Server {
         .env("PASSWORD_HASH_ITERATIONS", "1")
         .env("SQLITE_SYNCHRONOUS", "FULL")
         .env("WORKERS", "2")
+        .env("RATE_LIMIT_SPEND_PER_SECOND", "1000000")
+        .env("RATE_LIMIT_AUTH_PER_MINUTE", "1000000")
         .env("RUST_LOG", "error")
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -1,0 +1,79 @@
+//! Rate limits: per caller (API key or user) on the routes that move credits, per client IP on
+//! the sign-in routes. Each replica keeps its own counters, so with N replicas behind a load
+//! balancer the effective limit is up to N times the configured one.
+
+use std::{num::NonZeroU32, sync::Arc};
+
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter, clock::Clock};
+
+use crate::{
+    auth::extractors::{Credential, Principal},
+    error::ApiError,
+};
+
+/// The limiters, shared by every worker.
+#[derive(Clone)]
+pub struct Limits {
+    spend: Arc<DefaultKeyedRateLimiter<String>>,
+    auth: Arc<DefaultKeyedRateLimiter<String>>,
+}
+
+fn quota(per_second: u32, burst: u32) -> Quota {
+    let rate = NonZeroU32::new(per_second.max(1)).unwrap_or(NonZeroU32::MIN);
+    let burst = NonZeroU32::new(burst.max(1)).unwrap_or(NonZeroU32::MIN);
+    Quota::per_second(rate).allow_burst(burst)
+}
+
+fn too_many(what: &str, wait: std::time::Duration) -> ApiError {
+    ApiError::new(
+        actix_web::http::StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        "Too many requests",
+        format!("Too many {what}; retry shortly."),
+    )
+    .retry_after(wait.as_secs().max(1))
+}
+
+impl Limits {
+    /// `spend_per_second` (burst twice that) per caller; `auth_per_minute` per IP.
+    pub fn new(spend_per_second: u32, auth_per_minute: u32) -> Self {
+        let auth = Quota::per_minute(NonZeroU32::new(auth_per_minute.max(1)).unwrap_or(NonZeroU32::MIN));
+        Self {
+            spend: Arc::new(RateLimiter::keyed(quota(spend_per_second, spend_per_second.saturating_mul(2)))),
+            auth: Arc::new(RateLimiter::keyed(auth)),
+        }
+    }
+
+    /// Counts one credit-moving request by this caller: an API key is limited on its own, a
+    /// session under its user.
+    pub fn check_spend(&self, caller: &Principal) -> Result<(), ApiError> {
+        let key = match &caller.credential {
+            Credential::ApiKey { id, .. } => format!("key:{id}"),
+            Credential::Session => format!("user:{}", caller.user_id),
+        };
+        self.spend.check_key(&key).map_err(|not_until| {
+            too_many(
+                "requests that move credits",
+                not_until.wait_time_from(governor::clock::DefaultClock::default().now()),
+            )
+        })
+    }
+
+    /// Counts one sign-in, sign-up or refresh from this client address.
+    pub fn check_auth(&self, ip: &str) -> Result<(), ApiError> {
+        self.auth.check_key(&ip.to_owned()).map_err(|not_until| {
+            too_many(
+                "sign-in attempts from this address",
+                not_until.wait_time_from(governor::clock::DefaultClock::default().now()),
+            )
+        })
+    }
+
+    /// Forgets callers not seen lately, so the maps do not grow without end.
+    pub fn shrink(&self) {
+        self.spend.retain_recent();
+        self.auth.retain_recent();
+        self.spend.shrink_to_fit();
+        self.auth.shrink_to_fit();
+    }
+}
