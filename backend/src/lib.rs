@@ -13,6 +13,7 @@ pub mod example;
 pub mod health;
 pub mod idempotency;
 pub mod limits;
+pub mod metrics;
 pub mod openapi;
 pub mod request_id;
 pub mod spa;

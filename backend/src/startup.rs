@@ -195,6 +195,19 @@ async fn background_tasks(state: AppState) {
     }
 }
 
+/// Reads the database pool into its gauges just before `/metrics` is answered.
+async fn observe_pool_on_scrape(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    if req.path() == "/metrics"
+        && let Some(state) = req.app_data::<web::Data<AppState>>()
+    {
+        state.metrics.observe_pool(&state.db);
+    }
+    next.call(req).await
+}
+
 /// The SPA's policy: its own scripts only, inline styles (uPlot and Swagger UI set them), no
 /// framing, and forms that post only back here.
 const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
@@ -232,6 +245,11 @@ fn run(listener: TcpListener, state: AppState, workers: usize) -> anyhow::Result
     let api = spec();
     let known = web::Data::new(KnownRoutes::from_spec(&api));
     let origins = state.settings.cors_origins.clone();
+    let prometheus = actix_web_prom::PrometheusMetricsBuilder::new("tollgate")
+        .endpoint("/metrics")
+        .registry(state.metrics.registry.clone())
+        .build()
+        .map_err(|e| anyhow::anyhow!("metrics: {e}"))?;
     let data = web::Data::new(state);
     let server = HttpServer::new(move || {
         let app = App::new()
@@ -257,6 +275,8 @@ fn run(listener: TcpListener, state: AppState, workers: usize) -> anyhow::Result
             .default_service(web::to(fallback))
             .wrap(security_headers())
             .wrap(actix_web::middleware::Condition::new(!origins.is_empty(), cors(&origins)))
+            .wrap(prometheus.clone())
+            .wrap(from_fn(observe_pool_on_scrape))
             .wrap(Logger::new("%a \"%r\" %s %b %Dms rid=%{x-request-id}i"))
             .wrap(from_fn(request_id::middleware))
     })

@@ -9,6 +9,7 @@ use crate::{
     billing::stripe::StripeGateway,
     config::Settings,
     limits::Limits,
+    metrics::Metrics,
 };
 
 /// Shared, cheaply cloned application state.
@@ -21,6 +22,7 @@ pub struct AppState {
     /// Stripe's API; `None` in sandbox mode.
     pub stripe: Option<StripeGateway>,
     pub limits: Limits,
+    pub metrics: Metrics,
 }
 
 impl AppState {
@@ -29,6 +31,7 @@ impl AppState {
         let passwords = PasswordHasher::new(settings.password_hashing)?;
         let stripe = StripeGateway::from_settings(&settings)?;
         let limits = Limits::new(settings.rate_limit_spend_per_second, settings.rate_limit_auth_per_minute);
-        Ok(Self { db, settings: Arc::new(settings), jwt, passwords, stripe, limits })
+        let metrics = Metrics::new()?;
+        Ok(Self { db, settings: Arc::new(settings), jwt, passwords, stripe, limits, metrics })
     }
 }

@@ -163,7 +163,14 @@ async fn receive_webhook(
         .map_err(|_| ApiError::bad_request("invalid_payload", "The body is not UTF-8 text."))?;
     let signature = req.headers().get("stripe-signature").and_then(|v| v.to_str().ok());
     let secret = state.settings.stripe_webhook_secret.as_ref().map(|s| s.expose());
-    let delivery = webhooks::receive(&state.db, secret, signature, payload).await?;
+    let result = webhooks::receive(&state.db, secret, signature, payload).await;
+    let outcome = match &result {
+        Ok(delivery) => delivery.as_str(),
+        Err(WebhookFailure::Apply(_) | WebhookFailure::Database(_)) => "failed",
+        Err(_) => "rejected",
+    };
+    state.metrics.webhook_events.with_label_values(&[outcome]).inc();
+    let delivery = result?;
     let status = delivery.as_str();
     Ok(HttpResponse::Ok().json(WebhookAck { received: true, status: status.to_owned() }))
 }

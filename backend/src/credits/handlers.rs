@@ -13,6 +13,7 @@ use crate::{
     domain::IdempotencyKey,
     error::{ApiError, Problem},
     idempotency::{self, IdempotentRequest},
+    metrics::Metrics,
     state::AppState,
 };
 
@@ -121,7 +122,12 @@ pub async fn spend_credits(
     let charge = service::parse_charge(body.amount, body.feature.clone(), body.quantity)?;
     let request = keyed(&req, caller.0.idempotency_scope(), key, &body);
     let command = SpendCommand { charge, description: body.description, metadata: body.metadata };
-    Ok(respond(service::spend(&state.db, caller.0.user_id, &request, command).await?))
+    let result = service::spend(&state.db, caller.0.user_id, &request, command).await;
+    state.metrics.spends.with_label_values(&[Metrics::outcome(&result)]).inc();
+    if let Ok(Outcome::Fresh(spent)) = &result {
+        state.metrics.credits.with_label_values(&["spent"]).inc_by(spent.transfer.amount.unsigned_abs());
+    }
+    Ok(respond(result?))
 }
 
 /// Grant credits to a user (admin), as a lot with optional expiry and priority.
@@ -198,7 +204,12 @@ pub async fn grant_credits(
     let request = keyed(&req, admin.0.idempotency_scope(), key, &body);
     let command =
         GrantCommand { recipient, amount, reason, source, priority: body.priority, expires_at: body.expires_at };
-    Ok(respond(service::grant(&state.db, &request, command).await?))
+    let result = service::grant(&state.db, &request, command).await;
+    state.metrics.grants.with_label_values(&[Metrics::outcome(&result)]).inc();
+    if let Ok(Outcome::Fresh(granted)) = &result {
+        state.metrics.credits.with_label_values(&["granted"]).inc_by(granted.transfer.amount.unsigned_abs());
+    }
+    Ok(respond(result?))
 }
 
 /// Reserve credits for work whose cost is known only afterwards.
@@ -240,7 +251,9 @@ pub async fn create_hold(
         metadata: body.metadata,
         ttl: chrono::Duration::seconds(ttl),
     };
-    Ok(respond(service::create_hold(&state.db, caller.0.user_id, &request, command).await?))
+    let result = service::create_hold(&state.db, caller.0.user_id, &request, command).await;
+    state.metrics.holds.with_label_values(&["place", Metrics::outcome(&result)]).inc();
+    Ok(respond(result?))
 }
 
 /// A hold of the caller's.
@@ -293,7 +306,14 @@ pub async fn capture_hold(
     let amount = service::parse_amount("amount", body.amount, true)?;
     let request = key.map(|k| keyed(&req, caller.0.idempotency_scope(), k, &body));
     let command = CaptureCommand { amount, description: body.description };
-    Ok(respond(service::capture_hold(&state.db, caller.0.user_id, id.into_inner(), request.as_ref(), command).await?))
+    let result = service::capture_hold(&state.db, caller.0.user_id, id.into_inner(), request.as_ref(), command).await;
+    state.metrics.holds.with_label_values(&["capture", Metrics::outcome(&result)]).inc();
+    if let Ok(Outcome::Fresh(captured)) = &result
+        && let Some(transfer) = &captured.transfer
+    {
+        state.metrics.credits.with_label_values(&["spent"]).inc_by(transfer.amount.unsigned_abs());
+    }
+    Ok(respond(result?))
 }
 
 /// Release a hold without spending.
@@ -317,7 +337,9 @@ pub async fn release_hold(
     state.limits.check_spend(&caller.0)?;
     let key = idempotency::key_from_headers(req.headers())?;
     let request = key.map(|k| keyed(&req, caller.0.idempotency_scope(), k, &serde_json::Value::Null));
-    Ok(respond(service::release_hold(&state.db, caller.0.user_id, id.into_inner(), request.as_ref()).await?))
+    let result = service::release_hold(&state.db, caller.0.user_id, id.into_inner(), request.as_ref()).await;
+    state.metrics.holds.with_label_values(&["release", Metrics::outcome(&result)]).inc();
+    Ok(respond(result?))
 }
 
 /// The caller's history, newest first, paged by cursor.

@@ -116,3 +116,32 @@ async fn every_response_carries_security_headers(app: TestApp) {
         app.client.get(app.url("/api/v1/features")).header("origin", "https://evil.example").send().await.unwrap();
     assert!(res.headers().get("access-control-allow-origin").is_none());
 }
+
+both!(metrics_count_requests_and_ledger_activity);
+
+async fn metrics_count_requests_and_ledger_activity(app: TestApp) {
+    let user = app.user().await;
+    app.grant(&user, 10).await;
+    assert_eq!(app.spend(&user, "m1", json!({ "amount": 3 })).await.status(), StatusCode::OK);
+    assert_eq!(app.spend(&user, "m1", json!({ "amount": 3 })).await.status(), StatusCode::OK);
+    assert_eq!(app.spend(&user, "m2", json!({ "amount": 30 })).await.status(), StatusCode::PAYMENT_REQUIRED);
+    let text = app.get("/metrics", None).await.text().await.unwrap();
+    for line in [
+        "tollgate_spends_total{outcome=\"applied\"} 1",
+        "tollgate_spends_total{outcome=\"replayed\"} 1",
+        "tollgate_spends_total{outcome=\"refused\"} 1",
+        "tollgate_credits_total{movement=\"spent\"} 3",
+        "tollgate_credits_total{movement=\"granted\"} 10",
+        "tollgate_grants_total{outcome=\"applied\"} 1",
+    ] {
+        assert!(text.contains(line), "missing `{line}` in:\n{text}");
+    }
+    assert!(
+        text.contains(
+            "tollgate_http_requests_total{endpoint=\"/api/v1/credits/spend\",method=\"POST\",status=\"402\"} 1"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("tollgate_http_requests_duration_seconds_bucket"));
+    assert!(text.contains("tollgate_db_pool_connections"));
+}

@@ -1,0 +1,80 @@
+//! Prometheus metrics at `/metrics`: every request by route pattern and status with a latency
+//! histogram (actix-web-prom), and the ledger's own counters. Counters are per process: each
+//! replica is scraped on its own.
+
+use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
+use sea_orm::DatabaseConnection;
+
+/// Tollgate's counters, registered in one registry with the HTTP metrics.
+#[derive(Clone)]
+pub struct Metrics {
+    pub registry: Registry,
+    /// Spends by outcome: `applied`, `replayed`, `refused`.
+    pub spends: IntCounterVec,
+    /// Credits moved, by kind of movement (`spent`, `granted`).
+    pub credits: IntCounterVec,
+    /// Grants by outcome.
+    pub grants: IntCounterVec,
+    /// Hold actions (`place`, `capture`, `release`) by outcome.
+    pub holds: IntCounterVec,
+    /// Stripe webhook deliveries by outcome: `processed`, `ignored`, `duplicate`, `failed`, `rejected`.
+    pub webhook_events: IntCounterVec,
+    /// Database pool connections by state: `idle`, `in_use`.
+    pub db_pool: IntGaugeVec,
+}
+
+fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus::Result<IntCounterVec> {
+    let metric = IntCounterVec::new(Opts::new(name, help).namespace("tollgate"), labels)?;
+    registry.register(Box::new(metric.clone()))?;
+    Ok(metric)
+}
+
+impl Metrics {
+    pub fn new() -> prometheus::Result<Self> {
+        let registry = Registry::new();
+        let db_pool = IntGaugeVec::new(
+            Opts::new("db_pool_connections", "Database pool connections by state").namespace("tollgate"),
+            &["state"],
+        )?;
+        registry.register(Box::new(db_pool.clone()))?;
+        Ok(Self {
+            spends: counter(&registry, "spends_total", "Spend requests by outcome", &["outcome"])?,
+            credits: counter(&registry, "credits_total", "Credits moved, by movement", &["movement"])?,
+            grants: counter(&registry, "grants_total", "Grant requests by outcome", &["outcome"])?,
+            holds: counter(&registry, "holds_total", "Hold actions by outcome", &["action", "outcome"])?,
+            webhook_events: counter(
+                &registry,
+                "webhook_events_total",
+                "Stripe webhook deliveries by outcome",
+                &["outcome"],
+            )?,
+            db_pool,
+            registry,
+        })
+    }
+
+    /// Counts one write by its outcome.
+    pub fn outcome<T, E>(result: &Result<crate::credits::service::Outcome<T>, E>) -> &'static str {
+        match result {
+            Ok(crate::credits::service::Outcome::Fresh(_)) => "applied",
+            Ok(crate::credits::service::Outcome::Replayed(_)) => "replayed",
+            Err(_) => "refused",
+        }
+    }
+
+    /// Reads the pool's state into the gauges (called before each scrape interval).
+    pub fn observe_pool(&self, db: &DatabaseConnection) {
+        let (size, idle) = match db.get_database_backend() {
+            sea_orm::DbBackend::Postgres => {
+                let pool = db.get_postgres_connection_pool();
+                (pool.size(), pool.num_idle() as u32)
+            }
+            _ => {
+                let pool = db.get_sqlite_connection_pool();
+                (pool.size(), pool.num_idle() as u32)
+            }
+        };
+        self.db_pool.with_label_values(&["idle"]).set(i64::from(idle));
+        self.db_pool.with_label_values(&["in_use"]).set(i64::from(size.saturating_sub(idle)));
+    }
+}
