@@ -73,6 +73,8 @@ pub struct Settings {
     pub bind: SocketAddr,
     pub database_url: String,
     pub database_max_connections: u32,
+    /// How long a request waits for a database connection before answering 503.
+    pub database_acquire_timeout: Duration,
     pub sqlite_synchronous: SqliteSynchronous,
     pub data_dir: PathBuf,
     pub jwt_secret: Secret,
@@ -263,6 +265,7 @@ impl Settings {
                 1,
                 1000,
             )?,
+            database_acquire_timeout: Duration::from_secs(parse_number("DATABASE_ACQUIRE_TIMEOUT_SECONDS", 5, 1, 300)?),
             sqlite_synchronous,
             data_dir,
             jwt_secret,

@@ -26,7 +26,7 @@ pub async fn connect(settings: &Settings) -> Result<DatabaseConnection, DbErr> {
         .max_connections(settings.database_max_connections)
         .min_connections(1)
         .connect_timeout(Duration::from_secs(5))
-        .acquire_timeout(Duration::from_secs(10))
+        .acquire_timeout(settings.database_acquire_timeout)
         .sqlx_logging(false);
     if settings.is_sqlite() {
         let synchronous = settings.sqlite_synchronous.as_str();
@@ -95,11 +95,21 @@ pub fn is_unavailable(err: &DbErr) -> bool {
         DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
         DbErr::Exec(e) | DbErr::Query(e) => {
             let text = e.to_string();
-            text.contains("Connection refused")
-                || text.contains("PoolTimedOut")
-                || text.contains("pool timed out")
-                || text.contains("connection closed")
-                || text.contains("unexpected end of file")
+            [
+                "Connection refused",
+                "PoolTimedOut",
+                "pool timed out",
+                "connection closed",
+                "unexpected end of file",
+                "terminating connection",
+                "does not allow connections",
+                "Connection reset",
+                "Broken pipe",
+                "the database system is",
+                "error communicating with database",
+            ]
+            .iter()
+            .any(|needle| text.contains(needle))
         }
         _ => false,
     }

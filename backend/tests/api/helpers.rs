@@ -148,6 +148,7 @@ pub fn test_settings(database_url: String, data_dir: std::path::PathBuf) -> Sett
         bind: "127.0.0.1:0".parse().expect("address"),
         database_url,
         database_max_connections,
+        database_acquire_timeout: Duration::from_secs(3),
         sqlite_synchronous: SqliteSynchronous::Normal,
         data_dir,
         jwt_secret: Secret::new("test-jwt-secret-that-is-long-enough-0123456789"),
