@@ -28,6 +28,10 @@ pub async fn connect(settings: &Settings) -> Result<DatabaseConnection, DbErr> {
         .connect_timeout(Duration::from_secs(5))
         .acquire_timeout(settings.database_acquire_timeout)
         .sqlx_logging(false);
+    if !settings.is_sqlite() {
+        // No statement may hold a wallet's row lock for long.
+        options.statement_timeout(Duration::from_secs(30));
+    }
     if settings.is_sqlite() {
         let synchronous = settings.sqlite_synchronous.as_str();
         options.map_sqlx_sqlite_opts(move |opts| {

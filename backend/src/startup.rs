@@ -283,6 +283,9 @@ fn run(listener: TcpListener, state: AppState, workers: usize) -> anyhow::Result
     .workers(workers)
     .shutdown_timeout(30)
     .keep_alive(Duration::from_secs(75))
+    // A client has 10 s to send its request head and 5 s to go away after the answer.
+    .client_request_timeout(Duration::from_secs(10))
+    .client_disconnect_timeout(Duration::from_secs(5))
     .listen(listener)?
     .run();
     Ok(server)
