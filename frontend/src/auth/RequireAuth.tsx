@@ -17,7 +17,7 @@ export function RequireAuth({ children }: { children: ReactNode }) {
   if (state.status === 'signedOut') {
     // After "Sign out" the way back is plain sign-in, whichever page was showing when the
     // session ended (the sign-out navigation and this render may come in either order).
-    if (state.byUser) return <Navigate to="/sign-in" replace />;
+    if (state.byUser) return <Navigate to="/sign-in" replace state={{ signedOut: true }} />;
     const next = `${location.pathname}${location.search}${location.hash}`;
     const params = new URLSearchParams({ next });
     if (state.expired) params.set('expired', '1');
