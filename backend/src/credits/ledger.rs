@@ -360,38 +360,27 @@ pub fn available(wallet: &accounts::Model) -> i64 {
     if wallet.debt > 0 { 0 } else { (wallet.balance - wallet.held).max(0) }
 }
 
-/// Takes up to `amount` from the lots in the order given; returns what it took from each and
-/// what it could not find.
+/// Takes from the lots what `plan_take` plans, each update guarded so that a lot cannot go
+/// below zero; returns what it took from each and what it could not find.
 async fn take_from_lots(
     db: &impl ConnectionTrait,
-    lots_in_order: &mut [lots::Model],
+    lots_in_order: &[lots::Model],
     amount: i64,
 ) -> Result<(Vec<LotMovement>, i64), DbErr> {
-    let mut left = amount;
-    let mut movements = Vec::new();
-    for lot in lots_in_order.iter_mut() {
-        if left == 0 {
-            break;
-        }
-        let take = lot.remaining.min(left);
-        if take == 0 {
-            continue;
-        }
+    let (movements, left) = plan_take(lots_in_order, amount);
+    for movement in &movements {
         let updated = lots::Entity::update_many()
             .col_expr(
                 lots::Column::Remaining,
-                sea_orm::sea_query::ExprTrait::sub(Expr::col(lots::Column::Remaining), take),
+                sea_orm::sea_query::ExprTrait::sub(Expr::col(lots::Column::Remaining), movement.amount),
             )
-            .filter(lots::Column::Id.eq(lot.id))
-            .filter(lots::Column::Remaining.gte(take))
+            .filter(lots::Column::Id.eq(movement.lot_id))
+            .filter(lots::Column::Remaining.gte(movement.amount))
             .exec(db)
             .await?;
         if updated.rows_affected != 1 {
-            return Err(DbErr::Custom(format!("lot {} changed under a locked wallet", lot.id)));
+            return Err(DbErr::Custom(format!("lot {} changed under a locked wallet", movement.lot_id)));
         }
-        lot.remaining -= take;
-        left -= take;
-        movements.push(LotMovement { lot_id: lot.id, amount: take });
     }
     Ok((movements, left))
 }
@@ -589,7 +578,7 @@ pub struct Debit {
 pub async fn debit_wallet(
     db: &impl ConnectionTrait,
     wallet: &mut accounts::Model,
-    live_lots: &mut [lots::Model],
+    live_lots: &[lots::Model],
     debit: Debit,
     idempotency: Option<&IdempotentRequest>,
     now: DateTime<Utc>,
@@ -625,7 +614,7 @@ pub async fn claw_back(
     let Debit { to, amount, kind, details } = debit;
     let (mut ordered, rest): (Vec<_>, Vec<_>) = live_lots.into_iter().partition(|lot| lot.id == lot_id);
     ordered.extend(rest);
-    let (movements, left) = take_from_lots(db, &mut ordered, amount.get()).await?;
+    let (movements, left) = take_from_lots(db, &ordered, amount.get()).await?;
     wallet.balance -= amount.get();
     wallet.debt += left;
     let transfer = new_transfer(wallet.id, to, amount, kind, Some(wallet.balance), None, details, None, None, now);

@@ -554,7 +554,7 @@ pub async fn capture_hold(
         if command.amount.get() > hold.amount {
             return Err(CreditsError::CaptureExceedsHold { held: hold.amount, requested: command.amount.get() });
         }
-        let mut lots = ledger::settle(&txn, &mut wallet, now).await?;
+        let lots = ledger::settle(&txn, &mut wallet, now).await?;
         wallet.held -= hold.amount;
         let mut transfer = None;
         if !command.amount.is_zero() {
@@ -579,7 +579,7 @@ pub async fn capture_hold(
             let (posted, movements) = ledger::debit_wallet(
                 &txn,
                 &mut wallet,
-                &mut lots,
+                &lots,
                 Debit { to: system::USAGE, amount: command.amount, kind: TransferKind::Spend, details },
                 request,
                 now,
