@@ -77,14 +77,8 @@ pub fn fingerprint(req: &HttpRequest, body: &impl Serialize) -> String {
     hex::encode(hasher.finalize())
 }
 
-/// Looks the key up; call it after taking the lock that serialises the caller's writes.
-pub async fn lookup(db: &impl ConnectionTrait, request: &IdempotentRequest) -> Result<Lookup, DbErr> {
-    let found =
-        idempotency_keys::Entity::find_by_id((request.scope.clone(), request.key.as_str().to_owned())).one(db).await?;
-    Ok(judge(request, found))
-}
-
-/// What a stored record (or its absence) means for this request.
+/// What a stored record (or its absence) means for this request. Read the record after taking
+/// the lock that serialises the caller's writes (`ledger::lock_wallet_with_key` does both).
 pub fn judge(request: &IdempotentRequest, found: Option<idempotency_keys::Model>) -> Lookup {
     match found {
         None => Lookup::New,

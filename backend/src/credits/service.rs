@@ -162,21 +162,22 @@ pub async fn price(db: &impl ConnectionTrait, charge: &Charge) -> Result<Priced,
     }
 }
 
-async fn open_wallet(txn: &DatabaseTransaction, user_id: Uuid) -> Result<accounts::Model, CreditsError> {
-    ledger::lock_wallet(txn, user_id).await?.ok_or(CreditsError::WalletNotFound)
-}
-
-/// Checks the key after the wallet lock is held; a replay or mismatch ends the transaction.
-async fn check_key(
+/// Locks the caller's wallet and, for a keyed request, reads its idempotency record in the same
+/// round trip. Returns the answer to replay when the request was seen before; a key reused with
+/// another request is refused.
+async fn open_wallet(
     txn: &DatabaseTransaction,
+    user_id: Uuid,
     request: Option<&IdempotentRequest>,
-) -> Result<Option<StoredResponse>, CreditsError> {
+) -> Result<(accounts::Model, Option<StoredResponse>), CreditsError> {
     let Some(request) = request else {
-        return Ok(None);
+        return Ok((ledger::lock_wallet(txn, user_id).await?.ok_or(CreditsError::WalletNotFound)?, None));
     };
-    match idempotency::lookup(txn, request).await? {
-        Lookup::New => Ok(None),
-        Lookup::Replay(stored) => Ok(Some(stored)),
+    let (wallet, stored) =
+        ledger::lock_wallet_with_key(txn, user_id, request).await?.ok_or(CreditsError::WalletNotFound)?;
+    match idempotency::judge(request, stored) {
+        Lookup::New => Ok((wallet, None)),
+        Lookup::Replay(answer) => Ok((wallet, Some(answer))),
         Lookup::Mismatch => Err(CreditsError::IdempotencyKeyReused),
     }
 }
@@ -239,16 +240,10 @@ pub async fn spend(
     for _attempt in 0..3 {
         let now = Utc::now();
         let txn = db::begin_write(db).await?;
-        let (mut wallet, stored) =
-            ledger::lock_wallet_with_key(&txn, user_id, request).await?.ok_or(CreditsError::WalletNotFound)?;
-        let lookup = idempotency::judge(request, stored);
-        match lookup {
-            Lookup::New => {}
-            Lookup::Replay(stored) => {
-                txn.rollback().await?;
-                return Ok(Outcome::Replayed(stored));
-            }
-            Lookup::Mismatch => return Err(CreditsError::IdempotencyKeyReused),
+        let (mut wallet, replay) = open_wallet(&txn, user_id, Some(request)).await?;
+        if let Some(stored) = replay {
+            txn.rollback().await?;
+            return Ok(Outcome::Replayed(stored));
         }
         let lots = ledger::settle(&txn, &mut wallet, now).await?;
         ensure_affordable(&wallet, priced.amount)?;
@@ -339,8 +334,8 @@ pub async fn grant(
     for _attempt in 0..3 {
         let now = Utc::now();
         let txn = db::begin_write(db).await?;
-        let mut wallet = open_wallet(&txn, user.id).await?;
-        if let Some(stored) = check_key(&txn, Some(request)).await? {
+        let (mut wallet, replay) = open_wallet(&txn, user.id, Some(request)).await?;
+        if let Some(stored) = replay {
             txn.rollback().await?;
             return Ok(Outcome::Replayed(stored));
         }
@@ -445,8 +440,8 @@ pub async fn create_hold(
     for _attempt in 0..3 {
         let now = Utc::now();
         let txn = db::begin_write(db).await?;
-        let mut wallet = open_wallet(&txn, user_id).await?;
-        if let Some(stored) = check_key(&txn, Some(request)).await? {
+        let (mut wallet, replay) = open_wallet(&txn, user_id, Some(request)).await?;
+        if let Some(stored) = replay {
             txn.rollback().await?;
             return Ok(Outcome::Replayed(stored));
         }
@@ -523,8 +518,8 @@ pub async fn capture_hold(
     for _attempt in 0..3 {
         let now = Utc::now();
         let txn = db::begin_write(db).await?;
-        let mut wallet = open_wallet(&txn, user_id).await?;
-        if let Some(stored) = check_key(&txn, request).await? {
+        let (mut wallet, replay) = open_wallet(&txn, user_id, request).await?;
+        if let Some(stored) = replay {
             txn.rollback().await?;
             return Ok(Outcome::Replayed(stored));
         }
@@ -622,8 +617,8 @@ pub async fn release_hold(
     for _attempt in 0..3 {
         let now = Utc::now();
         let txn = db::begin_write(db).await?;
-        let mut wallet = open_wallet(&txn, user_id).await?;
-        if let Some(stored) = check_key(&txn, request).await? {
+        let (mut wallet, replay) = open_wallet(&txn, user_id, request).await?;
+        if let Some(stored) = replay {
             txn.rollback().await?;
             return Ok(Outcome::Replayed(stored));
         }
