@@ -7,6 +7,7 @@ mod m20261124_000001_foundation;
 mod m20261124_000002_ledger;
 mod m20261124_000003_billing;
 mod m20261124_000004_stripe;
+mod m20261125_000005_spend_function;
 
 /// Every migration Tollgate knows, oldest first.
 pub struct Migrator;
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000002_ledger::Migration),
             Box::new(m20261124_000003_billing::Migration),
             Box::new(m20261124_000004_stripe::Migration),
+            Box::new(m20261125_000005_spend_function::Migration),
         ]
     }
 }

@@ -403,59 +403,81 @@ pub fn plan_take(lots_in_order: &[lots::Model], amount: i64) -> (Vec<LotMovement
     (movements, left)
 }
 
-/// PostgreSQL only: a spend's five writes (the lots it takes from, the transfer, what it took
-/// from each lot, the wallet's figures, the idempotency record) as one statement of
-/// data-modifying CTEs, under the wallet lock the transaction already holds. Fails if any lot no
-/// longer has what the plan takes from it.
-pub async fn write_spend_pg(
+/// What `tollgate_spend` (PostgreSQL's one-round-trip spend, see the migration that creates it)
+/// decided.
+#[derive(Debug)]
+pub enum SpendInDatabase {
+    /// Spent and committed; the answer as stored for replays.
+    Spent(String),
+    /// The key was seen with this request before: its answer.
+    Replay {
+        status: i16,
+        body: String,
+    },
+    /// The key was seen with another request.
+    Mismatch,
+    NoWallet,
+    /// Refused, with the wallet's figures; nothing was written.
+    Refused {
+        balance: i64,
+        held: i64,
+        debt: i64,
+    },
+    /// A lot has expired or a hold is overdue: nothing was written; run the general path.
+    Settle,
+}
+
+/// PostgreSQL only: the whole spend in one statement, committed on return (autocommit). The
+/// transfer gives the id, details, key and time; `view` is the answer's transfer object without
+/// its lots, which the function adds with the wallet's figures before storing the answer.
+pub async fn spend_in_database(
     db: &impl ConnectionTrait,
-    wallet: &accounts::Model,
+    user_id: Uuid,
     transfer: &transfers::Model,
-    movements: &[LotMovement],
     idempotency: &IdempotentRequest,
-    response: &str,
-    now: DateTime<Utc>,
-) -> Result<(), DbErr> {
-    use sea_orm::{Statement, Value};
-    let mut values: Vec<Value> = Vec::new();
-    let mut param = |v: Value| {
-        values.push(v);
-        format!("${}", values.len())
-    };
-    let rows: Vec<String> = movements
-        .iter()
-        .map(|m| format!("({}::uuid, {}::bigint)", param(m.lot_id.into()), param(m.amount.into())))
-        .collect();
-    let rows = rows.join(", ");
-    let transfer_id = param(transfer.id.into());
-    let sql = format!(
-        "WITH plan(id, take) AS (VALUES {rows}),          taken AS (UPDATE lots SET remaining = lots.remaining - plan.take FROM plan                    WHERE lots.id = plan.id AND lots.remaining >= plan.take RETURNING lots.id),          posted AS (INSERT INTO transfers (id, debit_account_id, credit_account_id, amount, kind, debit_balance_after,                     description, feature, quantity, metadata, idempotency_key, request_fingerprint, created_at)                     VALUES ({transfer_id}, {debit}, {credit}, {amount}, {kind}, {after}, {description}, {feature}, {quantity},                     {metadata}, {key}, {fingerprint}, {now})),          moved AS (INSERT INTO transfer_lots (transfer_id, lot_id, amount) SELECT {transfer_id}, id, take FROM plan),          saved AS (UPDATE accounts SET balance = {after}, held = {held}, debt = {debt}, updated_at = {now} WHERE id = {debit}),          kept AS (INSERT INTO idempotency_keys (scope, key, fingerprint, status_code, response, created_at)                   VALUES ({scope}, {key}, {fingerprint}, 200, {response}, {now}))          SELECT CAST(COUNT(*) AS BIGINT) AS taken FROM taken",
-        debit = param(transfer.debit_account_id.into()),
-        credit = param(transfer.credit_account_id.into()),
-        amount = param(transfer.amount.into()),
-        kind = param(transfer.kind.clone().into()),
-        after = param(wallet.balance.into()),
-        description = param(transfer.description.clone().into()),
-        feature = param(transfer.feature.clone().into()),
-        quantity = param(transfer.quantity.into()),
-        metadata = param(transfer.metadata.clone().into()),
-        key = param(idempotency.key.as_str().to_owned().into()),
-        fingerprint = param(idempotency.fingerprint.clone().into()),
-        now = param(now.into()),
-        held = param(wallet.held.into()),
-        debt = param(wallet.debt.into()),
-        scope = param(idempotency.scope.clone().into()),
-        response = param(response.to_owned().into()),
-    );
+    view: serde_json::Value,
+) -> Result<SpendInDatabase, DbErr> {
+    use sea_orm::Statement;
+    let sql = "SELECT outcome, balance, held, debt, status_code, response FROM tollgate_spend($1::uuid, $2::bigint, \
+               $3::uuid, $4::text, $5::text, $6::text, $7::uuid, $8::text, $9::text, $10::bigint, $11::jsonb, \
+               $12::timestamptz, $13::jsonb)";
+    let values: Vec<sea_orm::Value> = vec![
+        user_id.into(),
+        transfer.amount.into(),
+        transfer.credit_account_id.into(),
+        idempotency.scope.clone().into(),
+        idempotency.key.as_str().to_owned().into(),
+        idempotency.fingerprint.clone().into(),
+        transfer.id.into(),
+        transfer.description.clone().into(),
+        transfer.feature.clone().into(),
+        transfer.quantity.into(),
+        transfer.metadata.clone().into(),
+        transfer.created_at.into(),
+        view.into(),
+    ];
     let row = db
         .query_one_raw(Statement::from_sql_and_values(sea_orm::DbBackend::Postgres, sql, values))
         .await?
-        .ok_or_else(|| DbErr::Custom("the spend statement returned no row".to_owned()))?;
-    let taken: i64 = row.try_get("", "taken")?;
-    if taken != movements.len() as i64 {
-        return Err(DbErr::Custom(format!("wallet {}: a lot changed under a locked wallet", wallet.id)));
-    }
-    Ok(())
+        .ok_or_else(|| DbErr::Custom("tollgate_spend returned no row".to_owned()))?;
+    let outcome: String = row.try_get("", "outcome")?;
+    let figures = || -> Result<(i64, i64, i64), DbErr> {
+        Ok((row.try_get("", "balance")?, row.try_get("", "held")?, row.try_get("", "debt")?))
+    };
+    Ok(match outcome.as_str() {
+        "spent" => SpendInDatabase::Spent(row.try_get("", "response")?),
+        "replay" => {
+            SpendInDatabase::Replay { status: row.try_get("", "status_code")?, body: row.try_get("", "response")? }
+        }
+        "mismatch" => SpendInDatabase::Mismatch,
+        "no_wallet" => SpendInDatabase::NoWallet,
+        "debt" | "insufficient" => {
+            let (balance, held, debt) = figures()?;
+            SpendInDatabase::Refused { balance, held, debt }
+        }
+        "settle" => SpendInDatabase::Settle,
+        other => return Err(DbErr::Custom(format!("tollgate_spend answered an unknown outcome `{other}`"))),
+    })
 }
 
 /// SQLite literals for the one-call spend write. SQLite has no data-modifying CTEs, so the five
@@ -490,8 +512,8 @@ mod sqlite_literal {
     }
 }
 
-/// SQLite only: a spend's five writes in one call (see `write_spend_pg` for PostgreSQL), in the
-/// transaction that holds the database's write lock.
+/// SQLite only: a spend's five writes in one call, in the transaction that holds the database's
+/// write lock.
 pub async fn write_spend_sqlite(
     db: &impl ConnectionTrait,
     wallet: &accounts::Model,

@@ -1,7 +1,7 @@
 //! `tollgate reconcile` and `GET /admin/reconcile`: prove the books balance by checking the
 //! ledger's four invariants over the whole database.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
@@ -85,7 +85,7 @@ pub async fn reconcile(db: &impl ConnectionTrait) -> Result<ReconcileReport, DbE
     // 1. Every transfer balances; all balances sum to zero.
     let mut balanced = Check::new(
         "transfers_balance",
-        "Every transfer moves a positive amount between two different accounts, and all account balances sum to zero.",
+        "Every transfer moves a positive amount between two different existing accounts, and all account balances sum to zero.",
     );
     let transfer_count: i64 = transfers::Entity::find()
         .select_only()
@@ -116,6 +116,21 @@ pub async fn reconcile(db: &impl ConnectionTrait) -> Result<ReconcileReport, DbE
         - debits_out.values().map(|v| i128::from(*v)).sum::<i128>();
     if total != 0 {
         balanced.violation(format!("account balances sum to {total}, not 0"));
+    }
+    // PostgreSQL has no foreign keys from transfers to accounts (see the spend migration).
+    let known: HashSet<Uuid> = accounts::Entity::find()
+        .select_only()
+        .column(accounts::Column::Id)
+        .into_tuple()
+        .all(db)
+        .await?
+        .into_iter()
+        .collect();
+    let mut unknown: Vec<&Uuid> = credits_in.keys().chain(debits_out.keys()).filter(|id| !known.contains(id)).collect();
+    unknown.sort();
+    unknown.dedup();
+    for id in unknown {
+        balanced.violation(format!("transfers name account {id}, which does not exist"));
     }
     checks.push(balanced);
 

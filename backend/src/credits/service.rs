@@ -13,7 +13,9 @@ use uuid::Uuid;
 
 use super::{
     dto::*,
-    ledger::{self, Debit, HoldStatus, LotMovement, LotSource, NewLot, TransferDetails, TransferKind, system},
+    ledger::{
+        self, Debit, HoldStatus, LotMovement, LotSource, NewLot, SpendInDatabase, TransferDetails, TransferKind, system,
+    },
 };
 use crate::{
     db,
@@ -205,12 +207,8 @@ async fn finish<T: serde::Serialize>(
 }
 
 fn ensure_affordable(wallet: &accounts::Model, amount: Credits) -> Result<(), CreditsError> {
-    if wallet.debt > 0 {
-        return Err(CreditsError::OutstandingDebt { debt: wallet.debt });
-    }
-    let available = ledger::available(wallet);
-    if available < amount.get() {
-        return Err(CreditsError::InsufficientCredits { available, requested: amount.get() });
+    if wallet.debt > 0 || ledger::available(wallet) < amount.get() {
+        return Err(refusal(wallet.balance, wallet.held, wallet.debt, amount));
     }
     Ok(())
 }
@@ -236,9 +234,58 @@ pub async fn spend(
     command: SpendCommand,
 ) -> Result<Outcome<SpendResponse>, CreditsError> {
     let priced = price(db, &command.charge).await?;
+    let details = TransferDetails {
+        description: command.description,
+        feature: priced.feature,
+        quantity: priced.quantity,
+        metadata: command.metadata,
+        ..Default::default()
+    };
     let postgres = db::backend(db) == DbBackend::Postgres;
+    // PostgreSQL: one round trip to `tollgate_spend` unless the wallet has something to settle.
+    let mut settle_first = !postgres;
     for _attempt in 0..3 {
         let now = Utc::now();
+        // The wallet's account id is known once it is locked.
+        let transfer = ledger::new_transfer(
+            Uuid::nil(),
+            system::USAGE,
+            priced.amount,
+            TransferKind::Spend,
+            None,
+            None,
+            details.clone(),
+            Some(request),
+            None,
+            now,
+        );
+        if !settle_first {
+            let view = serde_json::to_value(TransferView::new(&transfer, Vec::new())).map_err(json_error)?;
+            match ledger::spend_in_database(db, user_id, &transfer, request, view).await {
+                // A concurrent request with the same key committed first: run again to replay it.
+                Err(e) if db::is_unique_violation(&e) => continue,
+                Err(e) => return Err(e.into()),
+                Ok(SpendInDatabase::Spent(body)) => {
+                    return Ok(Outcome::Fresh(serde_json::from_str(&body).map_err(json_error)?));
+                }
+                Ok(SpendInDatabase::Replay { status, body }) => {
+                    return Ok(Outcome::Replayed(StoredResponse {
+                        status: u16::try_from(status).unwrap_or(200),
+                        body: serde_json::from_str(&body).map_err(json_error)?,
+                    }));
+                }
+                Ok(SpendInDatabase::Mismatch) => return Err(CreditsError::IdempotencyKeyReused),
+                Ok(SpendInDatabase::NoWallet) => return Err(CreditsError::WalletNotFound),
+                Ok(SpendInDatabase::Refused { balance, held, debt }) => {
+                    return Err(refusal(balance, held, debt, priced.amount));
+                }
+                Ok(SpendInDatabase::Settle) => {
+                    settle_first = true;
+                    continue;
+                }
+            }
+        }
+
         let txn = db::begin_write(db).await?;
         let (mut wallet, replay) = open_wallet(&txn, user_id, Some(request)).await?;
         if let Some(stored) = replay {
@@ -247,14 +294,22 @@ pub async fn spend(
         }
         let lots = ledger::settle(&txn, &mut wallet, now).await?;
         ensure_affordable(&wallet, priced.amount)?;
-        let details = TransferDetails {
-            description: command.description.clone(),
-            feature: priced.feature.clone(),
-            quantity: priced.quantity,
-            metadata: command.metadata.clone(),
-            ..Default::default()
-        };
-        // The hot path: all five writes in one call.
+        if postgres {
+            let debit =
+                Debit { to: system::USAGE, amount: priced.amount, kind: TransferKind::Spend, details: details.clone() };
+            let (transfer, movements) =
+                ledger::debit_wallet(&txn, &mut wallet, &lots, debit, Some(request), now).await?;
+            ledger::save_wallet(&txn, &wallet, now).await?;
+            let response = SpendResponse {
+                transfer: TransferView::new(&transfer, movements_view(movements)),
+                balance: WalletBalance::of(&wallet),
+            };
+            if finish(txn, Some(request), &response).await? {
+                return Ok(Outcome::Fresh(response));
+            }
+            continue;
+        }
+        // SQLite's hot path: all five writes in one call.
         let (movements, left) = ledger::plan_take(&lots, priced.amount.get());
         if left != 0 {
             return Err(
@@ -262,29 +317,14 @@ pub async fn spend(
             );
         }
         wallet.balance -= priced.amount.get();
-        let transfer = ledger::new_transfer(
-            wallet.id,
-            system::USAGE,
-            priced.amount,
-            TransferKind::Spend,
-            Some(wallet.balance),
-            None,
-            details,
-            Some(request),
-            None,
-            now,
-        );
+        let transfer =
+            transfers::Model { debit_account_id: wallet.id, debit_balance_after: Some(wallet.balance), ..transfer };
         let response = SpendResponse {
             transfer: TransferView::new(&transfer, movements_view(movements.clone())),
             balance: WalletBalance::of(&wallet),
         };
-        let body = serde_json::to_string(&response).map_err(|e| DbErr::Custom(e.to_string()))?;
-        let written = if postgres {
-            ledger::write_spend_pg(&txn, &wallet, &transfer, &movements, request, &body, now).await
-        } else {
-            ledger::write_spend_sqlite(&txn, &wallet, &transfer, &movements, request, &body, now).await
-        };
-        match written {
+        let body = serde_json::to_string(&response).map_err(json_error)?;
+        match ledger::write_spend_sqlite(&txn, &wallet, &transfer, &movements, request, &body, now).await {
             // A concurrent request with the same key committed first: run again to replay it.
             Err(e) if db::is_unique_violation(&e) => {
                 txn.rollback().await?;
@@ -296,6 +336,18 @@ pub async fn spend(
         return Ok(Outcome::Fresh(response));
     }
     Err(DbErr::Custom("idempotent spend did not settle after retries".to_owned()).into())
+}
+
+fn json_error(e: serde_json::Error) -> DbErr {
+    DbErr::Custom(e.to_string())
+}
+
+/// Why a wallet with these figures cannot spend `amount`.
+fn refusal(balance: i64, held: i64, debt: i64, amount: Credits) -> CreditsError {
+    if debt > 0 {
+        return CreditsError::OutstandingDebt { debt };
+    }
+    CreditsError::InsufficientCredits { available: (balance - held).max(0), requested: amount.get() }
 }
 
 /// Who receives a grant.
