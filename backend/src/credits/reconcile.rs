@@ -118,14 +118,8 @@ pub async fn reconcile(db: &impl ConnectionTrait) -> Result<ReconcileReport, DbE
         balanced.violation(format!("account balances sum to {total}, not 0"));
     }
     // PostgreSQL has no foreign keys from transfers to accounts (see the spend migration).
-    let known: HashSet<Uuid> = accounts::Entity::find()
-        .select_only()
-        .column(accounts::Column::Id)
-        .into_tuple()
-        .all(db)
-        .await?
-        .into_iter()
-        .collect();
+    let accounts = accounts::Entity::find().all(db).await?;
+    let known: HashSet<Uuid> = accounts.iter().map(|a| a.id).collect();
     let mut unknown: Vec<&Uuid> = credits_in.keys().chain(debits_out.keys()).filter(|id| !known.contains(id)).collect();
     unknown.sort();
     unknown.dedup();
@@ -139,7 +133,7 @@ pub async fn reconcile(db: &impl ConnectionTrait) -> Result<ReconcileReport, DbE
         "wallet_balances",
         "Each wallet's cached balance equals the sum of its transfers and the sum of its lots' remainders minus its debt; its held amount equals its open holds.",
     );
-    let wallets = accounts::Entity::find().filter(accounts::Column::Kind.eq("wallet")).all(db).await?;
+    let wallets: Vec<accounts::Model> = accounts.into_iter().filter(|a| a.kind == "wallet").collect();
     cached.result.checked = wallets.len() as u64;
     let remaining: HashMap<Uuid, i64> = lots::Entity::find()
         .select_only()
