@@ -2,7 +2,7 @@
 //! histogram (actix-web-prom), and the ledger's own counters. Counters are per process: each
 //! replica is scraped on its own.
 
-use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry};
 use sea_orm::DatabaseConnection;
 
 /// Tollgate's counters, registered in one registry with the HTTP metrics.
@@ -21,6 +21,11 @@ pub struct Metrics {
     pub webhook_events: IntCounterVec,
     /// Database pool connections by state: `idle`, `in_use`.
     pub db_pool: IntGaugeVec,
+    /// Spends per batch (per transaction).
+    pub spend_batch_size: Histogram,
+    /// Spends a batch handed to the general path (a wallet with something to settle on
+    /// PostgreSQL, a database error, a failed commit).
+    pub spends_run_alone: IntCounter,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus::Result<IntCounterVec> {
@@ -37,6 +42,16 @@ impl Metrics {
             &["state"],
         )?;
         registry.register(Box::new(db_pool.clone()))?;
+        let spend_batch_size = Histogram::with_opts(
+            HistogramOpts::new("spend_batch_size", "Spends committed together, per batch")
+                .namespace("tollgate")
+                .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]),
+        )?;
+        registry.register(Box::new(spend_batch_size.clone()))?;
+        let spends_run_alone = IntCounter::with_opts(
+            Opts::new("spends_run_alone_total", "Spends a batch handed to the general path").namespace("tollgate"),
+        )?;
+        registry.register(Box::new(spends_run_alone.clone()))?;
         Ok(Self {
             spends: counter(&registry, "spends_total", "Spend requests by outcome", &["outcome"])?,
             credits: counter(&registry, "credits_total", "Credits moved, by movement", &["movement"])?,
@@ -49,6 +64,8 @@ impl Metrics {
                 &["outcome"],
             )?,
             db_pool,
+            spend_batch_size,
+            spends_run_alone,
             registry,
         })
     }

@@ -8,6 +8,7 @@ use crate::{
     auth::{jwt::JwtKeys, password::PasswordHasher},
     billing::stripe::StripeGateway,
     config::Settings,
+    credits::batch::SpendBatcher,
     limits::Limits,
     metrics::Metrics,
 };
@@ -23,15 +24,19 @@ pub struct AppState {
     pub stripe: Option<StripeGateway>,
     pub limits: Limits,
     pub metrics: Metrics,
+    /// Spends, gathered into batches.
+    pub spends: SpendBatcher,
 }
 
 impl AppState {
+    /// Builds the state and starts the spend batcher's runners on the current Tokio runtime.
     pub fn new(db: DatabaseConnection, settings: Settings) -> anyhow::Result<Self> {
         let jwt = JwtKeys::new(settings.jwt_secret.expose(), settings.access_token_ttl);
         let passwords = PasswordHasher::new(settings.password_hashing)?;
         let stripe = StripeGateway::from_settings(&settings)?;
         let limits = Limits::new(settings.rate_limit_spend_per_second, settings.rate_limit_auth_per_minute);
         let metrics = Metrics::new()?;
-        Ok(Self { db, settings: Arc::new(settings), jwt, passwords, stripe, limits, metrics })
+        let spends = SpendBatcher::start(db.clone(), settings.database_max_connections, metrics.clone());
+        Ok(Self { db, settings: Arc::new(settings), jwt, passwords, stripe, limits, metrics, spends })
     }
 }

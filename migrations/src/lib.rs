@@ -8,6 +8,7 @@ mod m20261124_000002_ledger;
 mod m20261124_000003_billing;
 mod m20261124_000004_stripe;
 mod m20261125_000005_spend_function;
+mod m20261125_000006_spend_batch;
 
 /// Every migration Tollgate knows, oldest first.
 pub struct Migrator;
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000003_billing::Migration),
             Box::new(m20261124_000004_stripe::Migration),
             Box::new(m20261125_000005_spend_function::Migration),
+            Box::new(m20261125_000006_spend_batch::Migration),
         ]
     }
 }

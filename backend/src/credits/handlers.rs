@@ -122,7 +122,7 @@ pub async fn spend_credits(
     let charge = service::parse_charge(body.amount, body.feature.clone(), body.quantity)?;
     let request = keyed(&req, caller.0.idempotency_scope(), key, &body);
     let command = SpendCommand { charge, description: body.description, metadata: body.metadata };
-    let result = service::spend(&state.db, caller.0.user_id, &request, command).await;
+    let result = state.spends.spend(caller.0.user_id, &request, command).await;
     state.metrics.spends.with_label_values(&[Metrics::outcome(&result)]).inc();
     if let Ok(Outcome::Fresh(spent)) = &result {
         state.metrics.credits.with_label_values(&["spent"]).inc_by(spent.transfer.amount.unsigned_abs());

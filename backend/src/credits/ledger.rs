@@ -8,7 +8,7 @@ use std::cmp::Ordering;
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveValue::{NotSet, Set},
-    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect,
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QuerySelect,
     sea_query::Expr,
 };
 use uuid::Uuid;
@@ -355,6 +355,36 @@ pub async fn settle(
     Ok(live)
 }
 
+/// The wallet's live lots in spend order, or `None` when it has something to settle first (a lot
+/// past its expiry with credits left, or an overdue open hold). Reads only.
+pub async fn lots_if_settled(
+    db: &impl ConnectionTrait,
+    wallet: &accounts::Model,
+    now: DateTime<Utc>,
+) -> Result<Option<Vec<lots::Model>>, DbErr> {
+    let mut live = lots::Entity::find()
+        .filter(lots::Column::AccountId.eq(wallet.id))
+        .filter(lots::Column::Remaining.gt(0))
+        .all(db)
+        .await?;
+    if live.iter().any(|lot| lot.expires_at.is_some_and(|at| at <= now)) {
+        return Ok(None);
+    }
+    if wallet.held > 0 {
+        let overdue = holds::Entity::find()
+            .filter(holds::Column::AccountId.eq(wallet.id))
+            .filter(holds::Column::Status.eq(HoldStatus::Open.as_str()))
+            .filter(holds::Column::ExpiresAt.lte(now))
+            .count(db)
+            .await?;
+        if overdue > 0 {
+            return Ok(None);
+        }
+    }
+    live.sort_by(spend_order);
+    Ok(Some(live))
+}
+
 /// What a wallet can spend now: its balance less open holds, or nothing while it owes a debt.
 pub fn available(wallet: &accounts::Model) -> i64 {
     if wallet.debt > 0 { 0 } else { (wallet.balance - wallet.held).max(0) }
@@ -460,6 +490,66 @@ pub async fn spend_in_database(
         .query_one_raw(Statement::from_sql_and_values(sea_orm::DbBackend::Postgres, sql, values))
         .await?
         .ok_or_else(|| DbErr::Custom("tollgate_spend returned no row".to_owned()))?;
+    spend_outcome(&row)
+}
+
+/// One spend of a batch for `tollgate_spend_batch`.
+pub struct BatchedSpend<'a> {
+    pub user_id: Uuid,
+    pub transfer: &'a transfers::Model,
+    pub idempotency: &'a IdempotentRequest,
+    pub view: serde_json::Value,
+}
+
+/// PostgreSQL: runs many spends in one statement, so in one transaction with one commit
+/// (`tollgate_spend_batch`, migration 6). The answers come back in the order of `spends`, all
+/// sharing `now`. An error means the whole batch was rolled back.
+pub async fn spend_batch_in_database(
+    db: &impl ConnectionTrait,
+    spends: &[BatchedSpend<'_>],
+    now: DateTime<Utc>,
+) -> Result<Vec<SpendInDatabase>, DbErr> {
+    use sea_orm::Statement;
+    let items: Vec<serde_json::Value> = spends
+        .iter()
+        .map(|s| {
+            serde_json::json!({
+                "user_id": s.user_id,
+                "amount": s.transfer.amount,
+                "scope": s.idempotency.scope,
+                "key": s.idempotency.key.as_str(),
+                "fingerprint": s.idempotency.fingerprint,
+                "transfer_id": s.transfer.id,
+                "description": s.transfer.description,
+                "feature": s.transfer.feature,
+                "quantity": s.transfer.quantity,
+                "metadata": s.transfer.metadata,
+                "view": s.view,
+            })
+        })
+        .collect();
+    let usage = spends.first().map_or(system::USAGE, |s| s.transfer.credit_account_id);
+    let sql = "SELECT idx, outcome, balance, held, debt, status_code, response \
+               FROM tollgate_spend_batch($1::jsonb, $2::uuid, $3::timestamptz)";
+    let values: Vec<sea_orm::Value> = vec![serde_json::Value::Array(items).into(), usage.into(), now.into()];
+    let rows = db.query_all_raw(Statement::from_sql_and_values(sea_orm::DbBackend::Postgres, sql, values)).await?;
+    let mut answers: Vec<Option<SpendInDatabase>> = spends.iter().map(|_| None).collect();
+    for row in rows {
+        let idx: i32 = row.try_get("", "idx")?;
+        let slot = usize::try_from(idx).ok().and_then(|i| answers.get_mut(i)).ok_or_else(|| {
+            DbErr::Custom(format!("tollgate_spend_batch answered for spend {idx} of {}", spends.len()))
+        })?;
+        *slot = Some(spend_outcome(&row)?);
+    }
+    answers
+        .into_iter()
+        .enumerate()
+        .map(|(i, a)| a.ok_or_else(|| DbErr::Custom(format!("tollgate_spend_batch gave no answer for spend {i}"))))
+        .collect()
+}
+
+/// Reads one answer of `tollgate_spend` (or one row of `tollgate_spend_batch`).
+fn spend_outcome(row: &sea_orm::QueryResult) -> Result<SpendInDatabase, DbErr> {
     let outcome: String = row.try_get("", "outcome")?;
     let figures = || -> Result<(i64, i64, i64), DbErr> {
         Ok((row.try_get("", "balance")?, row.try_get("", "held")?, row.try_get("", "debt")?))
@@ -513,7 +603,8 @@ mod sqlite_literal {
 }
 
 /// SQLite only: a spend's five writes in one call, in the transaction that holds the database's
-/// write lock.
+/// write lock. With `savepoint`, the call opens and releases that savepoint around the writes: if
+/// one of them fails, the savepoint is still open and `ROLLBACK TO` it undoes the others.
 pub async fn write_spend_sqlite(
     db: &impl ConnectionTrait,
     wallet: &accounts::Model,
@@ -521,10 +612,15 @@ pub async fn write_spend_sqlite(
     movements: &[LotMovement],
     idempotency: &IdempotentRequest,
     response: &str,
-    now: DateTime<Utc>,
+    savepoint: Option<&str>,
 ) -> Result<(), DbErr> {
     use sqlite_literal as lit;
+    // The wallet and the stored answer are stamped with the transfer's time.
+    let now = transfer.created_at;
     let mut sql = String::new();
+    if let Some(name) = savepoint {
+        sql.push_str(&format!("SAVEPOINT {name};\n"));
+    }
     for m in movements {
         sql.push_str(&format!(
             "UPDATE lots SET remaining = remaining - {take} WHERE id = {id} AND remaining >= {take};\n",
@@ -574,6 +670,9 @@ pub async fn write_spend_sqlite(
         lit::text(response)?,
         lit::time(now)?
     ));
+    if let Some(name) = savepoint {
+        sql.push_str(&format!("\nRELEASE {name};"));
+    }
     let written = db.execute_unprepared(&sql).await?.rows_affected();
     let expected = 2 * movements.len() as u64 + 3;
     if written != expected {

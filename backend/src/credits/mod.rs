@@ -1,6 +1,7 @@
 //! The credit ledger: wallets, lots, transfers, holds, the rate card, and the checks that prove
 //! the books balance.
 
+pub mod batch;
 pub mod dto;
 pub mod handlers;
 pub mod ledger;

@@ -233,109 +233,245 @@ pub async fn spend(
     request: &IdempotentRequest,
     command: SpendCommand,
 ) -> Result<Outcome<SpendResponse>, CreditsError> {
-    let priced = price(db, &command.charge).await?;
-    let details = TransferDetails {
-        description: command.description,
-        feature: priced.feature,
-        quantity: priced.quantity,
-        metadata: command.metadata,
-        ..Default::default()
-    };
-    let postgres = db::backend(db) == DbBackend::Postgres;
-    // PostgreSQL: one round trip to `tollgate_spend` unless the wallet has something to settle.
-    let mut settle_first = !postgres;
-    for _attempt in 0..3 {
-        let now = Utc::now();
-        // The wallet's account id is known once it is locked.
-        let transfer = ledger::new_transfer(
+    let spend = PricedSpend::of(db, command).await?;
+    spend_priced(db, user_id, request, &spend).await
+}
+
+/// A spend priced by the rate card, ready to post.
+#[derive(Debug, Clone)]
+pub struct PricedSpend {
+    pub amount: Credits,
+    pub details: TransferDetails,
+}
+
+impl PricedSpend {
+    pub async fn of(db: &impl ConnectionTrait, command: SpendCommand) -> Result<Self, CreditsError> {
+        let priced = price(db, &command.charge).await?;
+        let details = TransferDetails {
+            description: command.description,
+            feature: priced.feature,
+            quantity: priced.quantity,
+            metadata: command.metadata,
+            ..Default::default()
+        };
+        Ok(Self { amount: priced.amount, details })
+    }
+
+    /// The spend's transfer before its wallet is locked (the debit account is filled in then).
+    pub fn transfer(&self, request: &IdempotentRequest, now: DateTime<Utc>) -> transfers::Model {
+        ledger::new_transfer(
             Uuid::nil(),
             system::USAGE,
-            priced.amount,
+            self.amount,
             TransferKind::Spend,
             None,
             None,
-            details.clone(),
+            self.details.clone(),
             Some(request),
             None,
             now,
-        );
+        )
+    }
+
+    /// The transfer as the answer shows it, without its lots (the database adds them).
+    pub fn view(transfer: &transfers::Model) -> Result<serde_json::Value, DbErr> {
+        serde_json::to_value(TransferView::new(transfer, Vec::new())).map_err(json_error)
+    }
+}
+
+/// A spend's answer, or why there is none.
+pub type SpendResult = Result<Outcome<SpendResponse>, CreditsError>;
+
+/// Spends a priced charge on its own: on PostgreSQL one call to `tollgate_spend` unless the
+/// wallet has something to settle; otherwise (and always on SQLite) the general path in one
+/// transaction. A request that races another with the same key runs again and replays it.
+pub(crate) async fn spend_priced(
+    db: &DatabaseConnection,
+    user_id: Uuid,
+    request: &IdempotentRequest,
+    spend: &PricedSpend,
+) -> SpendResult {
+    let postgres = db::backend(db) == DbBackend::Postgres;
+    let mut settle_first = !postgres;
+    for _attempt in 0..3 {
+        let now = Utc::now();
         if !settle_first {
-            let view = serde_json::to_value(TransferView::new(&transfer, Vec::new())).map_err(json_error)?;
+            let transfer = spend.transfer(request, now);
+            let view = PricedSpend::view(&transfer)?;
             match ledger::spend_in_database(db, user_id, &transfer, request, view).await {
                 // A concurrent request with the same key committed first: run again to replay it.
                 Err(e) if db::is_unique_violation(&e) => continue,
                 Err(e) => return Err(e.into()),
-                Ok(SpendInDatabase::Spent(body)) => {
-                    return Ok(Outcome::Fresh(serde_json::from_str(&body).map_err(json_error)?));
-                }
-                Ok(SpendInDatabase::Replay { status, body }) => {
-                    return Ok(Outcome::Replayed(StoredResponse {
-                        status: u16::try_from(status).unwrap_or(200),
-                        body: serde_json::from_str(&body).map_err(json_error)?,
-                    }));
-                }
-                Ok(SpendInDatabase::Mismatch) => return Err(CreditsError::IdempotencyKeyReused),
-                Ok(SpendInDatabase::NoWallet) => return Err(CreditsError::WalletNotFound),
-                Ok(SpendInDatabase::Refused { balance, held, debt }) => {
-                    return Err(refusal(balance, held, debt, priced.amount));
-                }
-                Ok(SpendInDatabase::Settle) => {
-                    settle_first = true;
-                    continue;
-                }
+                Ok(outcome) => match answer_from_database(outcome, spend.amount) {
+                    Some(answer) => return answer,
+                    None => {
+                        settle_first = true;
+                        continue;
+                    }
+                },
             }
         }
 
         let txn = db::begin_write(db).await?;
-        let (mut wallet, replay) = open_wallet(&txn, user_id, Some(request)).await?;
-        if let Some(stored) = replay {
-            txn.rollback().await?;
-            return Ok(Outcome::Replayed(stored));
-        }
-        let lots = ledger::settle(&txn, &mut wallet, now).await?;
-        ensure_affordable(&wallet, priced.amount)?;
-        if postgres {
-            let debit =
-                Debit { to: system::USAGE, amount: priced.amount, kind: TransferKind::Spend, details: details.clone() };
-            let (transfer, movements) =
-                ledger::debit_wallet(&txn, &mut wallet, &lots, debit, Some(request), now).await?;
-            ledger::save_wallet(&txn, &wallet, now).await?;
-            let response = SpendResponse {
-                transfer: TransferView::new(&transfer, movements_view(movements)),
-                balance: WalletBalance::of(&wallet),
-            };
-            if finish(txn, Some(request), &response).await? {
-                return Ok(Outcome::Fresh(response));
-            }
-            continue;
-        }
-        // SQLite's hot path: all five writes in one call.
-        let (movements, left) = ledger::plan_take(&lots, priced.amount.get());
-        if left != 0 {
-            return Err(
-                DbErr::Custom(format!("wallet {} has fewer credits in lots than its balance", wallet.id)).into()
-            );
-        }
-        wallet.balance -= priced.amount.get();
-        let transfer =
-            transfers::Model { debit_account_id: wallet.id, debit_balance_after: Some(wallet.balance), ..transfer };
-        let response = SpendResponse {
-            transfer: TransferView::new(&transfer, movements_view(movements.clone())),
-            balance: WalletBalance::of(&wallet),
+        let answer = if postgres {
+            spend_general_postgres(&txn, user_id, request, spend, now).await
+        } else {
+            spend_sqlite_in(&txn, user_id, request, spend, now).await
         };
-        let body = serde_json::to_string(&response).map_err(json_error)?;
-        match ledger::write_spend_sqlite(&txn, &wallet, &transfer, &movements, request, &body, now).await {
+        match answer {
             // A concurrent request with the same key committed first: run again to replay it.
-            Err(e) if db::is_unique_violation(&e) => {
+            Err(CreditsError::Database(e)) if db::is_unique_violation(&e) => {
                 txn.rollback().await?;
                 continue;
             }
-            other => other?,
+            Err(e) => return Err(e),
+            Ok(Outcome::Replayed(stored)) => {
+                txn.rollback().await?;
+                return Ok(Outcome::Replayed(stored));
+            }
+            Ok(fresh) => match txn.commit().await {
+                Err(e) if db::is_unique_violation(&e) => continue,
+                other => {
+                    other?;
+                    return Ok(fresh);
+                }
+            },
         }
-        txn.commit().await?;
-        return Ok(Outcome::Fresh(response));
     }
     Err(DbErr::Custom("idempotent spend did not settle after retries".to_owned()).into())
+}
+
+/// The answer `tollgate_spend` gave, in the server's words; `None` when the wallet has something
+/// to settle first and the general path must run.
+pub(crate) fn answer_from_database(outcome: SpendInDatabase, amount: Credits) -> Option<SpendResult> {
+    Some(match outcome {
+        SpendInDatabase::Spent(body) => {
+            serde_json::from_str(&body).map(Outcome::Fresh).map_err(|e| CreditsError::Database(json_error(e)))
+        }
+        SpendInDatabase::Replay { status, body } => serde_json::from_str(&body)
+            .map(|body| Outcome::Replayed(StoredResponse { status: u16::try_from(status).unwrap_or(200), body }))
+            .map_err(|e| CreditsError::Database(json_error(e))),
+        SpendInDatabase::Mismatch => Err(CreditsError::IdempotencyKeyReused),
+        SpendInDatabase::NoWallet => Err(CreditsError::WalletNotFound),
+        SpendInDatabase::Refused { balance, held, debt } => Err(refusal(balance, held, debt, amount)),
+        SpendInDatabase::Settle => return None,
+    })
+}
+
+/// PostgreSQL's general spend inside `txn`: settle, check, debit, store the answer. Not committed.
+async fn spend_general_postgres(
+    txn: &DatabaseTransaction,
+    user_id: Uuid,
+    request: &IdempotentRequest,
+    spend: &PricedSpend,
+    now: DateTime<Utc>,
+) -> SpendResult {
+    let (mut wallet, replay) = open_wallet(txn, user_id, Some(request)).await?;
+    if let Some(stored) = replay {
+        return Ok(Outcome::Replayed(stored));
+    }
+    let lots = ledger::settle(txn, &mut wallet, now).await?;
+    ensure_affordable(&wallet, spend.amount)?;
+    let debit =
+        Debit { to: system::USAGE, amount: spend.amount, kind: TransferKind::Spend, details: spend.details.clone() };
+    let (transfer, movements) = ledger::debit_wallet(txn, &mut wallet, &lots, debit, Some(request), now).await?;
+    ledger::save_wallet(txn, &wallet, now).await?;
+    let response = SpendResponse {
+        transfer: TransferView::new(&transfer, movements_view(movements)),
+        balance: WalletBalance::of(&wallet),
+    };
+    idempotency::store(txn, request, 200, &response).await?;
+    Ok(Outcome::Fresh(response))
+}
+
+/// SQLite's spend inside `txn` (a transaction or a savepoint that holds the write lock): settle,
+/// check, then all five writes in one call. Not committed.
+pub(crate) async fn spend_sqlite_in(
+    txn: &DatabaseTransaction,
+    user_id: Uuid,
+    request: &IdempotentRequest,
+    spend: &PricedSpend,
+    now: DateTime<Utc>,
+) -> SpendResult {
+    let (mut wallet, replay) = open_wallet(txn, user_id, Some(request)).await?;
+    if let Some(stored) = replay {
+        return Ok(Outcome::Replayed(stored));
+    }
+    let lots = ledger::settle(txn, &mut wallet, now).await?;
+    ensure_affordable(&wallet, spend.amount)?;
+    let (movements, left) = ledger::plan_take(&lots, spend.amount.get());
+    if left != 0 {
+        return Err(DbErr::Custom(format!("wallet {} has fewer credits in lots than its balance", wallet.id)).into());
+    }
+    wallet.balance -= spend.amount.get();
+    let transfer = transfers::Model {
+        debit_account_id: wallet.id,
+        debit_balance_after: Some(wallet.balance),
+        ..spend.transfer(request, now)
+    };
+    let response = SpendResponse {
+        transfer: TransferView::new(&transfer, movements_view(movements.clone())),
+        balance: WalletBalance::of(&wallet),
+    };
+    let body = serde_json::to_string(&response).map_err(json_error)?;
+    ledger::write_spend_sqlite(txn, &wallet, &transfer, &movements, request, &body, None).await?;
+    Ok(Outcome::Fresh(response))
+}
+
+/// How a spend in an SQLite batch went.
+pub(crate) enum SqliteStep {
+    /// Answered, having written nothing (a replay or a refusal) or having released its savepoint.
+    Answered(SpendResult),
+    /// The wallet has something to settle first: nothing was written; run the general path.
+    Settle,
+    /// The writes failed inside the still open savepoint `name`: roll back to it.
+    Failed(DbErr),
+}
+
+/// SQLite's spend inside a batch's transaction, in as few round trips as it takes: the wallet and
+/// the key in one read, the lots in another, then the writes in one call that opens and releases
+/// savepoint `savepoint`. Reads take no savepoint: they leave nothing to undo.
+pub(crate) async fn spend_sqlite_batched(
+    txn: &DatabaseTransaction,
+    user_id: Uuid,
+    request: &IdempotentRequest,
+    spend: &PricedSpend,
+    now: DateTime<Utc>,
+    savepoint: &str,
+) -> Result<SqliteStep, DbErr> {
+    let (mut wallet, replay) = match open_wallet(txn, user_id, Some(request)).await {
+        Ok(opened) => opened,
+        Err(CreditsError::Database(e)) => return Err(e),
+        Err(refused) => return Ok(SqliteStep::Answered(Err(refused))),
+    };
+    if let Some(stored) = replay {
+        return Ok(SqliteStep::Answered(Ok(Outcome::Replayed(stored))));
+    }
+    let Some(lots) = ledger::lots_if_settled(txn, &wallet, now).await? else {
+        return Ok(SqliteStep::Settle);
+    };
+    if let Err(refused) = ensure_affordable(&wallet, spend.amount) {
+        return Ok(SqliteStep::Answered(Err(refused)));
+    }
+    let (movements, left) = ledger::plan_take(&lots, spend.amount.get());
+    if left != 0 {
+        return Err(DbErr::Custom(format!("wallet {} has fewer credits in lots than its balance", wallet.id)));
+    }
+    wallet.balance -= spend.amount.get();
+    let transfer = transfers::Model {
+        debit_account_id: wallet.id,
+        debit_balance_after: Some(wallet.balance),
+        ..spend.transfer(request, now)
+    };
+    let response = SpendResponse {
+        transfer: TransferView::new(&transfer, movements_view(movements.clone())),
+        balance: WalletBalance::of(&wallet),
+    };
+    let body = serde_json::to_string(&response).map_err(json_error)?;
+    match ledger::write_spend_sqlite(txn, &wallet, &transfer, &movements, request, &body, Some(savepoint)).await {
+        Ok(()) => Ok(SqliteStep::Answered(Ok(Outcome::Fresh(response)))),
+        Err(e) => Ok(SqliteStep::Failed(e)),
+    }
 }
 
 fn json_error(e: serde_json::Error) -> DbErr {

@@ -144,4 +144,8 @@ async fn metrics_count_requests_and_ledger_activity(app: TestApp) {
     );
     assert!(text.contains("tollgate_http_requests_duration_seconds_bucket"));
     assert!(text.contains("tollgate_db_pool_connections"));
+    // Three spends, each alone in its batch.
+    assert!(text.contains("tollgate_spend_batch_size_count 3"), "{text}");
+    assert!(text.contains("tollgate_spend_batch_size_bucket{le=\"1\"} 3"), "{text}");
+    assert!(text.contains("tollgate_spends_run_alone_total 0"), "{text}");
 }

@@ -8,6 +8,7 @@ mod helpers;
 
 mod api_keys;
 mod auth;
+mod batch;
 mod billing;
 mod credits;
 mod errors;
