@@ -19,7 +19,7 @@
 use std::sync::Arc;
 
 use chrono::Utc;
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, TransactionTrait};
+use sea_orm::{DatabaseConnection, DbBackend, TransactionTrait};
 use tokio::sync::{Mutex, mpsc, oneshot};
 use uuid::Uuid;
 
@@ -179,10 +179,9 @@ async fn run_postgres(db: &DatabaseConnection, batch: Vec<Job>) -> Vec<Job> {
     leftover
 }
 
-/// One `BEGIN IMMEDIATE` transaction. A spend reads without a savepoint and writes inside one
-/// that its write call opens and releases; a spend whose wallet has something to settle runs the
-/// general path inside a savepoint of its own, so a refusal takes its expiry back with it.
-/// Returns the jobs to run alone.
+/// One `BEGIN IMMEDIATE` transaction. A spend reads, then writes in one call; a spend whose wallet
+/// has something to settle runs the general path inside a savepoint of its own, so a refusal takes
+/// its expiry back with it. Returns the jobs to run alone.
 async fn run_sqlite(db: &DatabaseConnection, batch: Vec<Job>) -> Vec<Job> {
     let Ok(txn) = db::begin_write(db).await else {
         return batch;
@@ -192,17 +191,13 @@ async fn run_sqlite(db: &DatabaseConnection, batch: Vec<Job>) -> Vec<Job> {
     let mut leftover = Vec::new();
     let mut jobs = batch.into_iter();
     while let Some(job) = jobs.next() {
-        let step = service::spend_sqlite_batched(&txn, job.user_id, &job.request, &job.spend, now, SAVEPOINT).await;
+        let step = service::spend_sqlite_batched(&txn, job.user_id, &job.request, &job.spend, now).await;
         let kept = match step {
-            Ok(SqliteStep::Answered(answer)) => {
-                answered.push((job, answer));
-                continue;
-            }
+            Ok(SqliteStep::Answered(answer)) => Ok(Some(answer)),
             Ok(SqliteStep::Settle) => settle_then_spend(&txn, &job, now).await,
             Ok(SqliteStep::Failed(e)) => {
-                log::warn!("a batched spend's writes failed, running it alone: {e}");
-                let undone = txn.execute_unprepared(&format!("ROLLBACK TO {SAVEPOINT}; RELEASE {SAVEPOINT}")).await;
-                undone.map(|_| None).map_err(|_| ())
+                log::warn!("a batched spend's writes failed; the batch is rolled back and runs alone: {e}");
+                Err(())
             }
             // A read failed: nothing was written.
             Err(_) => Ok(None),
@@ -211,8 +206,8 @@ async fn run_sqlite(db: &DatabaseConnection, batch: Vec<Job>) -> Vec<Job> {
             Ok(Some(answer)) => answered.push((job, answer)),
             Ok(None) => leftover.push(job),
             Err(()) => {
-                // What the spend wrote cannot be told apart from the batch's any more: commit
-                // nothing, and every spend runs again alone.
+                // What the spend wrote cannot be told apart from the batch's: commit nothing, and
+                // every spend runs again alone.
                 drop(txn);
                 leftover.push(job);
                 leftover.extend(answered.into_iter().map(|(job, _)| job));
@@ -231,9 +226,6 @@ async fn run_sqlite(db: &DatabaseConnection, batch: Vec<Job>) -> Vec<Job> {
     }
     leftover
 }
-
-/// The savepoint a batched spend writes in.
-const SAVEPOINT: &str = "tollgate_spend";
 
 /// The general path for one spend of a batch, in a savepoint: `Ok(Some)` answered, `Ok(None)` to
 /// run alone (nothing kept), `Err` when the savepoint could not be closed.

@@ -334,12 +334,7 @@ pub async fn settle(
     }
 
     if wallet.held > 0 {
-        let overdue = holds::Entity::find()
-            .filter(holds::Column::AccountId.eq(wallet.id))
-            .filter(holds::Column::Status.eq(HoldStatus::Open.as_str()))
-            .filter(holds::Column::ExpiresAt.lte(now))
-            .all(db)
-            .await?;
+        let overdue = overdue_holds(wallet.id, now).all(db).await?;
         for hold in overdue {
             holds::Entity::update_many()
                 .col_expr(holds::Column::Status, Expr::value(HoldStatus::Expired.as_str()))
@@ -353,6 +348,14 @@ pub async fn settle(
 
     live.sort_by(spend_order);
     Ok(live)
+}
+
+/// A wallet's open holds whose time ran out by `now`.
+pub fn overdue_holds(account_id: Uuid, now: DateTime<Utc>) -> sea_orm::Select<holds::Entity> {
+    holds::Entity::find()
+        .filter(holds::Column::AccountId.eq(account_id))
+        .filter(holds::Column::Status.eq(HoldStatus::Open.as_str()))
+        .filter(holds::Column::ExpiresAt.lte(now))
 }
 
 /// The wallet's live lots in spend order, or `None` when it has something to settle first (a lot
@@ -371,12 +374,7 @@ pub async fn lots_if_settled(
         return Ok(None);
     }
     if wallet.held > 0 {
-        let overdue = holds::Entity::find()
-            .filter(holds::Column::AccountId.eq(wallet.id))
-            .filter(holds::Column::Status.eq(HoldStatus::Open.as_str()))
-            .filter(holds::Column::ExpiresAt.lte(now))
-            .count(db)
-            .await?;
+        let overdue = overdue_holds(wallet.id, now).count(db).await?;
         if overdue > 0 {
             return Ok(None);
         }
@@ -603,8 +601,7 @@ mod sqlite_literal {
 }
 
 /// SQLite only: a spend's five writes in one call, in the transaction that holds the database's
-/// write lock. With `savepoint`, the call opens and releases that savepoint around the writes: if
-/// one of them fails, the savepoint is still open and `ROLLBACK TO` it undoes the others.
+/// write lock. If one write fails, the others may have happened: the caller rolls back.
 pub async fn write_spend_sqlite(
     db: &impl ConnectionTrait,
     wallet: &accounts::Model,
@@ -612,15 +609,12 @@ pub async fn write_spend_sqlite(
     movements: &[LotMovement],
     idempotency: &IdempotentRequest,
     response: &str,
-    savepoint: Option<&str>,
 ) -> Result<(), DbErr> {
     use sqlite_literal as lit;
     // The wallet and the stored answer are stamped with the transfer's time.
     let now = transfer.created_at;
     let mut sql = String::new();
-    if let Some(name) = savepoint {
-        sql.push_str(&format!("SAVEPOINT {name};\n"));
-    }
+
     for m in movements {
         sql.push_str(&format!(
             "UPDATE lots SET remaining = remaining - {take} WHERE id = {id} AND remaining >= {take};\n",
@@ -670,9 +664,7 @@ pub async fn write_spend_sqlite(
         lit::text(response)?,
         lit::time(now)?
     ));
-    if let Some(name) = savepoint {
-        sql.push_str(&format!("\nRELEASE {name};"));
-    }
+
     let written = db.execute_unprepared(&sql).await?.rows_affected();
     let expected = 2 * movements.len() as u64 + 3;
     if written != expected {

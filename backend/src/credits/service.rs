@@ -399,61 +399,20 @@ pub(crate) async fn spend_sqlite_in(
     }
     let lots = ledger::settle(txn, &mut wallet, now).await?;
     ensure_affordable(&wallet, spend.amount)?;
-    let (movements, left) = ledger::plan_take(&lots, spend.amount.get());
-    if left != 0 {
-        return Err(DbErr::Custom(format!("wallet {} has fewer credits in lots than its balance", wallet.id)).into());
-    }
-    wallet.balance -= spend.amount.get();
-    let transfer = transfers::Model {
-        debit_account_id: wallet.id,
-        debit_balance_after: Some(wallet.balance),
-        ..spend.transfer(request, now)
-    };
-    let response = SpendResponse {
-        transfer: TransferView::new(&transfer, movements_view(movements.clone())),
-        balance: WalletBalance::of(&wallet),
-    };
-    let body = serde_json::to_string(&response).map_err(json_error)?;
-    ledger::write_spend_sqlite(txn, &wallet, &transfer, &movements, request, &body, None).await?;
-    Ok(Outcome::Fresh(response))
+    Ok(Outcome::Fresh(take_and_write_sqlite(txn, wallet, &lots, request, spend, now).await?))
 }
 
-/// How a spend in an SQLite batch went.
-pub(crate) enum SqliteStep {
-    /// Answered, having written nothing (a replay or a refusal) or having released its savepoint.
-    Answered(SpendResult),
-    /// The wallet has something to settle first: nothing was written; run the general path.
-    Settle,
-    /// The writes failed inside the still open savepoint `name`: roll back to it.
-    Failed(DbErr),
-}
-
-/// SQLite's spend inside a batch's transaction, in as few round trips as it takes: the wallet and
-/// the key in one read, the lots in another, then the writes in one call that opens and releases
-/// savepoint `savepoint`. Reads take no savepoint: they leave nothing to undo.
-pub(crate) async fn spend_sqlite_batched(
+/// SQLite: takes an affordable spend from `lots` (live, in spend order) and writes it, all five
+/// writes in one call. If it fails, some writes may have happened: the caller rolls back.
+async fn take_and_write_sqlite(
     txn: &DatabaseTransaction,
-    user_id: Uuid,
+    mut wallet: accounts::Model,
+    lots: &[lots::Model],
     request: &IdempotentRequest,
     spend: &PricedSpend,
     now: DateTime<Utc>,
-    savepoint: &str,
-) -> Result<SqliteStep, DbErr> {
-    let (mut wallet, replay) = match open_wallet(txn, user_id, Some(request)).await {
-        Ok(opened) => opened,
-        Err(CreditsError::Database(e)) => return Err(e),
-        Err(refused) => return Ok(SqliteStep::Answered(Err(refused))),
-    };
-    if let Some(stored) = replay {
-        return Ok(SqliteStep::Answered(Ok(Outcome::Replayed(stored))));
-    }
-    let Some(lots) = ledger::lots_if_settled(txn, &wallet, now).await? else {
-        return Ok(SqliteStep::Settle);
-    };
-    if let Err(refused) = ensure_affordable(&wallet, spend.amount) {
-        return Ok(SqliteStep::Answered(Err(refused)));
-    }
-    let (movements, left) = ledger::plan_take(&lots, spend.amount.get());
+) -> Result<SpendResponse, DbErr> {
+    let (movements, left) = ledger::plan_take(lots, spend.amount.get());
     if left != 0 {
         return Err(DbErr::Custom(format!("wallet {} has fewer credits in lots than its balance", wallet.id)));
     }
@@ -468,8 +427,46 @@ pub(crate) async fn spend_sqlite_batched(
         balance: WalletBalance::of(&wallet),
     };
     let body = serde_json::to_string(&response).map_err(json_error)?;
-    match ledger::write_spend_sqlite(txn, &wallet, &transfer, &movements, request, &body, Some(savepoint)).await {
-        Ok(()) => Ok(SqliteStep::Answered(Ok(Outcome::Fresh(response)))),
+    ledger::write_spend_sqlite(txn, &wallet, &transfer, &movements, request, &body).await?;
+    Ok(response)
+}
+
+/// How a spend in an SQLite batch went.
+pub(crate) enum SqliteStep {
+    /// Answered: a replay or a refusal wrote nothing, a spend wrote all its rows.
+    Answered(SpendResult),
+    /// The wallet has something to settle first: nothing was written; run the general path.
+    Settle,
+    /// The writes failed, perhaps halfway: the whole transaction must be rolled back.
+    Failed(DbErr),
+}
+
+/// SQLite's spend inside a batch's transaction, in three round trips: the wallet and the key in
+/// one read, the lots in another, then the writes in one call. No savepoint: a read leaves nothing
+/// to undo, and writes that fail (a defect or a full disk, never a business rule) abort the batch.
+pub(crate) async fn spend_sqlite_batched(
+    txn: &DatabaseTransaction,
+    user_id: Uuid,
+    request: &IdempotentRequest,
+    spend: &PricedSpend,
+    now: DateTime<Utc>,
+) -> Result<SqliteStep, DbErr> {
+    let (wallet, replay) = match open_wallet(txn, user_id, Some(request)).await {
+        Ok(opened) => opened,
+        Err(CreditsError::Database(e)) => return Err(e),
+        Err(refused) => return Ok(SqliteStep::Answered(Err(refused))),
+    };
+    if let Some(stored) = replay {
+        return Ok(SqliteStep::Answered(Ok(Outcome::Replayed(stored))));
+    }
+    let Some(lots) = ledger::lots_if_settled(txn, &wallet, now).await? else {
+        return Ok(SqliteStep::Settle);
+    };
+    if let Err(refused) = ensure_affordable(&wallet, spend.amount) {
+        return Ok(SqliteStep::Answered(Err(refused)));
+    }
+    match take_and_write_sqlite(txn, wallet, &lots, request, spend, now).await {
+        Ok(response) => Ok(SqliteStep::Answered(Ok(Outcome::Fresh(response)))),
         Err(e) => Ok(SqliteStep::Failed(e)),
     }
 }
@@ -588,12 +585,7 @@ pub async fn balance(db: &DatabaseConnection, user_id: Uuid) -> Result<BalanceRe
         }
     }
     if wallet.held > 0 {
-        let overdue = holds::Entity::find()
-            .filter(holds::Column::AccountId.eq(wallet.id))
-            .filter(holds::Column::Status.eq(HoldStatus::Open.as_str()))
-            .filter(holds::Column::ExpiresAt.lte(now))
-            .all(db)
-            .await?;
+        let overdue = ledger::overdue_holds(wallet.id, now).all(db).await?;
         wallet.held -= overdue.iter().map(|h| h.amount).sum::<i64>();
     }
     expiring.sort_by_key(|lot| lot.expires_at);

@@ -83,7 +83,7 @@ async fn a_batch_answers_each_spend_as_if_it_ran_alone(app: TestApp) {
 
     let first = fresh(&answers[0]);
     assert_eq!(first["balance"]["balance"], 3);
-    assert_eq!(first["transfer"]["amount"], -5);
+    assert_eq!(first["transfer"]["amount"], 5);
     match &answers[1] {
         Err(CreditsError::InsufficientCredits { available: 3, requested: 5 }) => {}
         other => panic!("expected 402 with 3 available, got {:?}", other.as_ref().map(|_| ())),
