@@ -8,8 +8,9 @@
 //!
 //! - PostgreSQL: one call to `tollgate_spend_batch`, which locks the batch's wallets in one
 //!   order and runs `tollgate_spend` on each spend. Several runners take batches at once.
-//! - SQLite: one `BEGIN IMMEDIATE` transaction on the one connection, a savepoint per spend, so
-//!   a refused spend rolls back what it did (an expiry it posted) and nothing else.
+//! - SQLite: one `BEGIN IMMEDIATE` transaction on the one connection. A spend reads, then writes
+//!   in one call; one whose wallet has something to settle runs the general path in a savepoint,
+//!   so a refusal rolls back the expiry it posted and nothing else.
 //!
 //! No spend is answered before its batch has committed: a refusal may depend on an earlier spend
 //! of the same batch. Whatever the batch could not settle (a wallet with something to expire
@@ -237,7 +238,7 @@ async fn settle_then_spend(
     let Ok(savepoint) = txn.begin().await else {
         return Ok(None);
     };
-    let answer = service::spend_sqlite_in(&savepoint, job.user_id, &job.request, &job.spend, now).await;
+    let answer = service::spend_general(&savepoint, job.user_id, &job.request, &job.spend, now).await;
     let closed = match &answer {
         Ok(Outcome::Fresh(_)) => savepoint.commit().await,
         // A replay or a refusal keeps nothing: a refusal may have settled an expiry, which goes

@@ -301,11 +301,7 @@ pub async fn settle(
     wallet: &mut accounts::Model,
     now: DateTime<Utc>,
 ) -> Result<Vec<lots::Model>, DbErr> {
-    let all = lots::Entity::find()
-        .filter(lots::Column::AccountId.eq(wallet.id))
-        .filter(lots::Column::Remaining.gt(0))
-        .all(db)
-        .await?;
+    let all = lots_with_credits(db, wallet.id).await?;
     let (expired, mut live): (Vec<_>, Vec<_>) =
         all.into_iter().partition(|lot| lot.expires_at.is_some_and(|at| at <= now));
 
@@ -350,6 +346,15 @@ pub async fn settle(
     Ok(live)
 }
 
+/// A wallet's lots with credits left, expired or not, in no particular order.
+pub async fn lots_with_credits(db: &impl ConnectionTrait, account_id: Uuid) -> Result<Vec<lots::Model>, DbErr> {
+    lots::Entity::find()
+        .filter(lots::Column::AccountId.eq(account_id))
+        .filter(lots::Column::Remaining.gt(0))
+        .all(db)
+        .await
+}
+
 /// A wallet's open holds whose time ran out by `now`.
 pub fn overdue_holds(account_id: Uuid, now: DateTime<Utc>) -> sea_orm::Select<holds::Entity> {
     holds::Entity::find()
@@ -365,11 +370,7 @@ pub async fn lots_if_settled(
     wallet: &accounts::Model,
     now: DateTime<Utc>,
 ) -> Result<Option<Vec<lots::Model>>, DbErr> {
-    let mut live = lots::Entity::find()
-        .filter(lots::Column::AccountId.eq(wallet.id))
-        .filter(lots::Column::Remaining.gt(0))
-        .all(db)
-        .await?;
+    let mut live = lots_with_credits(db, wallet.id).await?;
     if live.iter().any(|lot| lot.expires_at.is_some_and(|at| at <= now)) {
         return Ok(None);
     }
@@ -526,10 +527,9 @@ pub async fn spend_batch_in_database(
             })
         })
         .collect();
-    let usage = spends.first().map_or(system::USAGE, |s| s.transfer.credit_account_id);
     let sql = "SELECT idx, outcome, balance, held, debt, status_code, response \
                FROM tollgate_spend_batch($1::jsonb, $2::uuid, $3::timestamptz)";
-    let values: Vec<sea_orm::Value> = vec![serde_json::Value::Array(items).into(), usage.into(), now.into()];
+    let values: Vec<sea_orm::Value> = vec![serde_json::Value::Array(items).into(), system::USAGE.into(), now.into()];
     let rows = db.query_all_raw(Statement::from_sql_and_values(sea_orm::DbBackend::Postgres, sql, values)).await?;
     let mut answers: Vec<Option<SpendInDatabase>> = spends.iter().map(|_| None).collect();
     for row in rows {

@@ -291,8 +291,7 @@ pub(crate) async fn spend_priced(
     request: &IdempotentRequest,
     spend: &PricedSpend,
 ) -> SpendResult {
-    let postgres = db::backend(db) == DbBackend::Postgres;
-    let mut settle_first = !postgres;
+    let mut settle_first = db::backend(db) != DbBackend::Postgres;
     for _attempt in 0..3 {
         let now = Utc::now();
         if !settle_first {
@@ -313,12 +312,7 @@ pub(crate) async fn spend_priced(
         }
 
         let txn = db::begin_write(db).await?;
-        let answer = if postgres {
-            spend_general_postgres(&txn, user_id, request, spend, now).await
-        } else {
-            spend_sqlite_in(&txn, user_id, request, spend, now).await
-        };
-        match answer {
+        match spend_general(&txn, user_id, request, spend, now).await {
             // A concurrent request with the same key committed first: run again to replay it.
             Err(CreditsError::Database(e)) if db::is_unique_violation(&e) => {
                 txn.rollback().await?;
@@ -358,8 +352,9 @@ pub(crate) fn answer_from_database(outcome: SpendInDatabase, amount: Credits) ->
     })
 }
 
-/// PostgreSQL's general spend inside `txn`: settle, check, debit, store the answer. Not committed.
-async fn spend_general_postgres(
+/// The general spend inside `txn` (a transaction or a savepoint that holds the wallet's lock):
+/// settle, check, debit, store the answer. Not committed. On SQLite all five writes go in one call.
+pub(crate) async fn spend_general(
     txn: &DatabaseTransaction,
     user_id: Uuid,
     request: &IdempotentRequest,
@@ -372,6 +367,9 @@ async fn spend_general_postgres(
     }
     let lots = ledger::settle(txn, &mut wallet, now).await?;
     ensure_affordable(&wallet, spend.amount)?;
+    if db::backend(txn) != DbBackend::Postgres {
+        return Ok(Outcome::Fresh(take_and_write_sqlite(txn, wallet, &lots, request, spend, now).await?));
+    }
     let debit =
         Debit { to: system::USAGE, amount: spend.amount, kind: TransferKind::Spend, details: spend.details.clone() };
     let (transfer, movements) = ledger::debit_wallet(txn, &mut wallet, &lots, debit, Some(request), now).await?;
@@ -382,24 +380,6 @@ async fn spend_general_postgres(
     };
     idempotency::store(txn, request, 200, &response).await?;
     Ok(Outcome::Fresh(response))
-}
-
-/// SQLite's spend inside `txn` (a transaction or a savepoint that holds the write lock): settle,
-/// check, then all five writes in one call. Not committed.
-pub(crate) async fn spend_sqlite_in(
-    txn: &DatabaseTransaction,
-    user_id: Uuid,
-    request: &IdempotentRequest,
-    spend: &PricedSpend,
-    now: DateTime<Utc>,
-) -> SpendResult {
-    let (mut wallet, replay) = open_wallet(txn, user_id, Some(request)).await?;
-    if let Some(stored) = replay {
-        return Ok(Outcome::Replayed(stored));
-    }
-    let lots = ledger::settle(txn, &mut wallet, now).await?;
-    ensure_affordable(&wallet, spend.amount)?;
-    Ok(Outcome::Fresh(take_and_write_sqlite(txn, wallet, &lots, request, spend, now).await?))
 }
 
 /// SQLite: takes an affordable spend from `lots` (live, in spend order) and writes it, all five
@@ -571,11 +551,7 @@ pub async fn grant(
 pub async fn balance(db: &DatabaseConnection, user_id: Uuid) -> Result<BalanceResponse, CreditsError> {
     let now = Utc::now();
     let mut wallet = ledger::find_wallet(db, user_id).await?.ok_or(CreditsError::WalletNotFound)?;
-    let live = lots::Entity::find()
-        .filter(lots::Column::AccountId.eq(wallet.id))
-        .filter(lots::Column::Remaining.gt(0))
-        .all(db)
-        .await?;
+    let live = ledger::lots_with_credits(db, wallet.id).await?;
     let mut expiring = Vec::new();
     for lot in live {
         match lot.expires_at {
