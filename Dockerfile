@@ -16,6 +16,7 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock rustfmt.toml clippy.toml ./
 COPY migrations/ migrations/
 COPY backend/ backend/
+COPY vendor/ vendor/
 RUN cargo build --release --locked -p tollgate && strip target/release/tollgate
 
 # 3. A slim runtime, as a non-root user.

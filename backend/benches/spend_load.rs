@@ -3,7 +3,9 @@
 //! Starts the release server as its own process over a fresh SQLite file or PostgreSQL database,
 //! seeds 10,000 users with credits through the ledger's own code, then drives spends with 32
 //! connections for a fixed time, over wallets spread across all users and over one hot wallet.
-//! Reports spends per second, p50 and p99 latency, the server's peak memory, and reconciles.
+//! Reports spends per second, p50 and p99 latency, the mean number of spends per batch (one
+//! transaction), the spends a batch handed to the general path, the server's peak memory, and
+//! reconciles.
 //!
 //! ```sh
 //! cargo build --release -p tollgate
@@ -80,7 +82,12 @@ async fn fresh_database(kind: &str, dir: &std::path::Path) -> String {
             let admin = Database::connect("postgres://postgres@127.0.0.1:5432/postgres").await.expect("postgres");
             admin.execute_unprepared("DROP DATABASE IF EXISTS tollgate_bench WITH (FORCE)").await.expect("drop");
             admin.execute_unprepared("CREATE DATABASE tollgate_bench").await.expect("create");
-            "postgres://postgres@127.0.0.1:5432/tollgate_bench".to_owned()
+            // BENCH_PG_SOCKET: the server and the seeding reach PostgreSQL through this socket
+            // directory instead of TCP.
+            match std::env::var("BENCH_PG_SOCKET") {
+                Ok(dir) => format!("postgres://postgres@localhost/tollgate_bench?host={dir}"),
+                Err(_) => "postgres://postgres@127.0.0.1:5432/tollgate_bench".to_owned(),
+            }
         }
         _ => format!("sqlite://{}?mode=rwc", dir.join("bench.db").display()),
     }
@@ -232,6 +239,24 @@ async fn drive(tokens: Arc<Vec<String>>, hot: bool, seconds: u64) -> Run {
     Run { ok: latencies_us.len() as u64, errors: errors.load(Ordering::Relaxed), latencies_us, elapsed }
 }
 
+/// The server's batch counters: (batches, spends in them, spends run alone).
+async fn batch_counters(client: &reqwest::Client) -> (f64, f64, f64) {
+    let text = match client.get(format!("http://127.0.0.1:{PORT}/metrics")).send().await {
+        Ok(res) => res.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    };
+    let value = |name: &str| {
+        text.lines()
+            .find_map(|line| line.strip_prefix(name).and_then(|rest| rest.trim().parse::<f64>().ok()))
+            .unwrap_or(f64::NAN)
+    };
+    (
+        value("tollgate_spend_batch_size_count "),
+        value("tollgate_spend_batch_size_sum "),
+        value("tollgate_spends_run_alone_total "),
+    )
+}
+
 fn percentile(sorted: &[u64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -254,16 +279,23 @@ async fn main() {
     eprintln!("seeded {USERS} users in {:.1}s", seeding.elapsed().as_secs_f64());
 
     println!("database: {} | {CONNECTIONS} connections | {} s per run", opts.db, opts.seconds);
-    println!("{:<8} {:>10} {:>10} {:>10} {:>8}", "wallets", "spends/s", "p50 ms", "p99 ms", "errors");
+    println!(
+        "{:<8} {:>10} {:>10} {:>10} {:>8} {:>10} {:>8}",
+        "wallets", "spends/s", "p50 ms", "p99 ms", "errors", "per batch", "alone"
+    );
     for hot in [false, true] {
+        let before = batch_counters(&client).await;
         let run = drive(tokens.clone(), hot, opts.seconds).await;
+        let after = batch_counters(&client).await;
         println!(
-            "{:<8} {:>10.0} {:>10.2} {:>10.2} {:>8}",
+            "{:<8} {:>10.0} {:>10.2} {:>10.2} {:>8} {:>10.1} {:>8}",
             if hot { "hot" } else { "spread" },
             run.ok as f64 / run.elapsed.as_secs_f64(),
             percentile(&run.latencies_us, 0.50),
             percentile(&run.latencies_us, 0.99),
-            run.errors
+            run.errors,
+            (after.1 - before.1) / (after.0 - before.0),
+            after.2 - before.2,
         );
     }
     println!("server peak memory (VmHWM): {:.1} MiB", peak_rss_mib(server.id()));

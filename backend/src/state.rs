@@ -36,7 +36,7 @@ impl AppState {
         let stripe = StripeGateway::from_settings(&settings)?;
         let limits = Limits::new(settings.rate_limit_spend_per_second, settings.rate_limit_auth_per_minute);
         let metrics = Metrics::new()?;
-        let spends = SpendBatcher::start(db.clone(), settings.database_max_connections, metrics.clone());
+        let spends = SpendBatcher::start(db.clone(), settings.spend_batch_runners, metrics.clone());
         Ok(Self { db, settings: Arc::new(settings), jwt, passwords, stripe, limits, metrics, spends })
     }
 }

@@ -9,6 +9,7 @@ mod m20261124_000003_billing;
 mod m20261124_000004_stripe;
 mod m20261125_000005_spend_function;
 mod m20261125_000006_spend_batch;
+mod m20261125_000007_drop_spend_batch;
 
 /// Every migration Tollgate knows, oldest first.
 pub struct Migrator;
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000004_stripe::Migration),
             Box::new(m20261125_000005_spend_function::Migration),
             Box::new(m20261125_000006_spend_batch::Migration),
+            Box::new(m20261125_000007_drop_spend_batch::Migration),
         ]
     }
 }

@@ -20,7 +20,7 @@ use sea_orm_migration::prelude::*;
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
-const CREATE: &str = r#"
+pub(crate) const CREATE: &str = r#"
 CREATE OR REPLACE FUNCTION tollgate_spend_batch(p_items jsonb, p_usage_account uuid, p_now timestamptz)
 RETURNS TABLE (idx integer, outcome text, balance bigint, held bigint, debt bigint, status_code smallint,
                response text)

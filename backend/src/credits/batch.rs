@@ -6,27 +6,27 @@
 //! batch runs go together in the next one (group commit). A spend alone is a batch of one and
 //! waits for nothing.
 //!
-//! - PostgreSQL: one call to `tollgate_spend_batch`, which locks the batch's wallets in one
-//!   order and runs `tollgate_spend` on each spend. Several runners take batches at once.
-//! - SQLite: one `BEGIN IMMEDIATE` transaction on the one connection. A spend reads, then writes
-//!   in one call; one whose wallet has something to settle runs the general path in a savepoint,
-//!   so a refusal rolls back the expiry it posted and nothing else.
+//! A batch is one writing transaction on either database (`bulk::spend_all`): its wallets are
+//! locked and read, with their lots and the batch's idempotency records, in a few statements;
+//! the spends are judged in memory, in order; what they decided is written with one statement
+//! per table. One runner on SQLite (it has one writer); on PostgreSQL `SPEND_BATCH_RUNNERS`
+//! (by default one per core) commit batches at once.
 //!
 //! No spend is answered before its batch has committed: a refusal may depend on an earlier spend
 //! of the same batch. Whatever the batch could not settle (a wallet with something to expire
-//! first on PostgreSQL, a database error, a failed commit) runs again on its own through the
+//! first, a database error, a failed commit) runs again on its own through the
 //! general path, which the idempotency key makes safe: a spend the batch did commit replays.
 
 use std::sync::Arc;
 
-use chrono::Utc;
-use sea_orm::{DatabaseConnection, DbBackend, TransactionTrait};
+use chrono::{SubsecRound, Utc};
+use sea_orm::{DatabaseConnection, DbBackend};
 use tokio::sync::{Mutex, mpsc, oneshot};
 use uuid::Uuid;
 
 use super::{
-    ledger::{self, BatchedSpend},
-    service::{self, CreditsError, Outcome, PricedSpend, SpendCommand, SpendResult, SqliteStep},
+    bulk,
+    service::{self, CreditsError, PricedSpend, SpendCommand, SpendResult},
 };
 use crate::{db, idempotency::IdempotentRequest, metrics::Metrics};
 
@@ -51,11 +51,11 @@ pub struct SpendBatcher {
 }
 
 impl SpendBatcher {
-    /// Starts the runners on the current Tokio runtime: one on SQLite (it has one writer), up to
-    /// four on PostgreSQL, leaving connections of `pool_size` for everything else.
-    pub fn start(db: DatabaseConnection, pool_size: u32, metrics: Metrics) -> Self {
+    /// Starts the runners on the current Tokio runtime: `runners` on PostgreSQL, one on SQLite
+    /// (it has one writer).
+    pub fn start(db: DatabaseConnection, runners: u32, metrics: Metrics) -> Self {
         let runners = match db::backend(&db) {
-            DbBackend::Postgres => (pool_size / 2).clamp(1, 4),
+            DbBackend::Postgres => runners.max(1),
             _ => 1,
         };
         let (queue, receiver) = mpsc::channel(QUEUE_CAPACITY);
@@ -135,42 +135,37 @@ pub async fn spend_together(
     results
 }
 
-/// Answers what it can of one batch; returns the jobs to run alone.
+/// Runs one batch in one writing transaction (see `bulk`) and answers what it settled once it has
+/// committed; returns the jobs to run alone. If anything fails, nothing is committed and every
+/// job runs alone.
 async fn run_batch(db: &DatabaseConnection, batch: Vec<Job>) -> Vec<Job> {
-    match db::backend(db) {
-        DbBackend::Postgres => run_postgres(db, batch).await,
-        _ => run_sqlite(db, batch).await,
-    }
-}
-
-async fn run_alone(db: DatabaseConnection, job: Job) {
-    let answer = service::spend_priced(&db, job.user_id, &job.request, &job.spend).await;
-    let _ = job.reply.send(answer);
-}
-
-/// One call to `tollgate_spend_batch`. Returns the jobs to run alone.
-async fn run_postgres(db: &DatabaseConnection, batch: Vec<Job>) -> Vec<Job> {
-    let now = Utc::now();
-    let transfers: Vec<_> = batch.iter().map(|job| job.spend.transfer(&job.request, now)).collect();
-    let mut spends = Vec::with_capacity(batch.len());
-    for (job, transfer) in batch.iter().zip(&transfers) {
-        match PricedSpend::view(transfer) {
-            Ok(view) => spends.push(BatchedSpend { user_id: job.user_id, transfer, idempotency: &job.request, view }),
-            Err(_) => return batch,
-        }
-    }
-    let outcomes = match ledger::spend_batch_in_database(db, &spends, now).await {
-        Ok(outcomes) => outcomes,
+    let Ok(txn) = db::begin_write(db).await else {
+        return batch;
+    };
+    // Stored to the microsecond on PostgreSQL: the answer shows what the ledger will show.
+    let now = Utc::now().trunc_subsecs(6);
+    let spends: Vec<bulk::Spend> = batch
+        .iter()
+        .map(|job| bulk::Spend { user_id: job.user_id, request: &job.request, spend: &job.spend })
+        .collect();
+    let answers = match bulk::spend_all(&txn, &spends, now).await {
+        Ok(answers) => answers,
         Err(e) => {
+            // A racing replica that committed one of the keys first, or a database outage, is
+            // expected; anything else is worth a look.
             if !db::is_unique_violation(&e) && !db::is_unavailable(&e) {
                 log::warn!("spend batch of {} failed, running each alone: {e}", batch.len());
             }
             return batch;
         }
     };
+    drop(spends);
+    if txn.commit().await.is_err() {
+        return batch;
+    }
     let mut leftover = Vec::new();
-    for (job, outcome) in batch.into_iter().zip(outcomes) {
-        match service::answer_from_database(outcome, job.spend.amount) {
+    for (job, answer) in batch.into_iter().zip(answers) {
+        match answer {
             Some(answer) => {
                 let _ = job.reply.send(answer);
             }
@@ -180,74 +175,7 @@ async fn run_postgres(db: &DatabaseConnection, batch: Vec<Job>) -> Vec<Job> {
     leftover
 }
 
-/// One `BEGIN IMMEDIATE` transaction. A spend reads, then writes in one call; a spend whose wallet
-/// has something to settle runs the general path inside a savepoint of its own, so a refusal takes
-/// its expiry back with it. Returns the jobs to run alone.
-async fn run_sqlite(db: &DatabaseConnection, batch: Vec<Job>) -> Vec<Job> {
-    let Ok(txn) = db::begin_write(db).await else {
-        return batch;
-    };
-    let now = Utc::now();
-    let mut answered: Vec<(Job, SpendResult)> = Vec::with_capacity(batch.len());
-    let mut leftover = Vec::new();
-    let mut jobs = batch.into_iter();
-    while let Some(job) = jobs.next() {
-        let step = service::spend_sqlite_batched(&txn, job.user_id, &job.request, &job.spend, now).await;
-        let kept = match step {
-            Ok(SqliteStep::Answered(answer)) => Ok(Some(answer)),
-            Ok(SqliteStep::Settle) => settle_then_spend(&txn, &job, now).await,
-            Ok(SqliteStep::Failed(e)) => {
-                log::warn!("a batched spend's writes failed; the batch is rolled back and runs alone: {e}");
-                Err(())
-            }
-            // A read failed: nothing was written.
-            Err(_) => Ok(None),
-        };
-        match kept {
-            Ok(Some(answer)) => answered.push((job, answer)),
-            Ok(None) => leftover.push(job),
-            Err(()) => {
-                // What the spend wrote cannot be told apart from the batch's: commit nothing, and
-                // every spend runs again alone.
-                drop(txn);
-                leftover.push(job);
-                leftover.extend(answered.into_iter().map(|(job, _)| job));
-                leftover.extend(jobs);
-                return leftover;
-            }
-        }
-    }
-    if txn.commit().await.is_err() {
-        // Nothing was committed: every spend runs again alone.
-        leftover.extend(answered.into_iter().map(|(job, _)| job));
-        return leftover;
-    }
-    for (job, answer) in answered {
-        let _ = job.reply.send(answer);
-    }
-    leftover
-}
-
-/// The general path for one spend of a batch, in a savepoint: `Ok(Some)` answered, `Ok(None)` to
-/// run alone (nothing kept), `Err` when the savepoint could not be closed.
-async fn settle_then_spend(
-    txn: &sea_orm::DatabaseTransaction,
-    job: &Job,
-    now: chrono::DateTime<Utc>,
-) -> Result<Option<SpendResult>, ()> {
-    let Ok(savepoint) = txn.begin().await else {
-        return Ok(None);
-    };
-    let answer = service::spend_general(&savepoint, job.user_id, &job.request, &job.spend, now).await;
-    let closed = match &answer {
-        Ok(Outcome::Fresh(_)) => savepoint.commit().await,
-        // A replay or a refusal keeps nothing: a refusal may have settled an expiry, which goes
-        // with it, and an error may have stopped halfway through the writes.
-        _ => savepoint.rollback().await,
-    };
-    match (closed, answer) {
-        (Err(_), _) => Err(()),
-        (Ok(()), Err(CreditsError::Database(_))) => Ok(None),
-        (Ok(()), answer) => Ok(Some(answer)),
-    }
+async fn run_alone(db: DatabaseConnection, job: Job) {
+    let answer = service::spend_priced(&db, job.user_id, &job.request, &job.spend).await;
+    let _ = job.reply.send(answer);
 }

@@ -8,7 +8,7 @@ use std::cmp::Ordering;
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveValue::{NotSet, Set},
-    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QuerySelect,
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect,
     sea_query::Expr,
 };
 use uuid::Uuid;
@@ -363,27 +363,6 @@ pub fn overdue_holds(account_id: Uuid, now: DateTime<Utc>) -> sea_orm::Select<ho
         .filter(holds::Column::ExpiresAt.lte(now))
 }
 
-/// The wallet's live lots in spend order, or `None` when it has something to settle first (a lot
-/// past its expiry with credits left, or an overdue open hold). Reads only.
-pub async fn lots_if_settled(
-    db: &impl ConnectionTrait,
-    wallet: &accounts::Model,
-    now: DateTime<Utc>,
-) -> Result<Option<Vec<lots::Model>>, DbErr> {
-    let mut live = lots_with_credits(db, wallet.id).await?;
-    if live.iter().any(|lot| lot.expires_at.is_some_and(|at| at <= now)) {
-        return Ok(None);
-    }
-    if wallet.held > 0 {
-        let overdue = overdue_holds(wallet.id, now).count(db).await?;
-        if overdue > 0 {
-            return Ok(None);
-        }
-    }
-    live.sort_by(spend_order);
-    Ok(Some(live))
-}
-
 /// What a wallet can spend now: its balance less open holds, or nothing while it owes a debt.
 pub fn available(wallet: &accounts::Model) -> i64 {
     if wallet.debt > 0 { 0 } else { (wallet.balance - wallet.held).max(0) }
@@ -492,61 +471,7 @@ pub async fn spend_in_database(
     spend_outcome(&row)
 }
 
-/// One spend of a batch for `tollgate_spend_batch`.
-pub struct BatchedSpend<'a> {
-    pub user_id: Uuid,
-    pub transfer: &'a transfers::Model,
-    pub idempotency: &'a IdempotentRequest,
-    pub view: serde_json::Value,
-}
-
-/// PostgreSQL: runs many spends in one statement, so in one transaction with one commit
-/// (`tollgate_spend_batch`, migration 6). The answers come back in the order of `spends`, all
-/// sharing `now`. An error means the whole batch was rolled back.
-pub async fn spend_batch_in_database(
-    db: &impl ConnectionTrait,
-    spends: &[BatchedSpend<'_>],
-    now: DateTime<Utc>,
-) -> Result<Vec<SpendInDatabase>, DbErr> {
-    use sea_orm::Statement;
-    let items: Vec<serde_json::Value> = spends
-        .iter()
-        .map(|s| {
-            serde_json::json!({
-                "user_id": s.user_id,
-                "amount": s.transfer.amount,
-                "scope": s.idempotency.scope,
-                "key": s.idempotency.key.as_str(),
-                "fingerprint": s.idempotency.fingerprint,
-                "transfer_id": s.transfer.id,
-                "description": s.transfer.description,
-                "feature": s.transfer.feature,
-                "quantity": s.transfer.quantity,
-                "metadata": s.transfer.metadata,
-                "view": s.view,
-            })
-        })
-        .collect();
-    let sql = "SELECT idx, outcome, balance, held, debt, status_code, response \
-               FROM tollgate_spend_batch($1::jsonb, $2::uuid, $3::timestamptz)";
-    let values: Vec<sea_orm::Value> = vec![serde_json::Value::Array(items).into(), system::USAGE.into(), now.into()];
-    let rows = db.query_all_raw(Statement::from_sql_and_values(sea_orm::DbBackend::Postgres, sql, values)).await?;
-    let mut answers: Vec<Option<SpendInDatabase>> = spends.iter().map(|_| None).collect();
-    for row in rows {
-        let idx: i32 = row.try_get("", "idx")?;
-        let slot = usize::try_from(idx).ok().and_then(|i| answers.get_mut(i)).ok_or_else(|| {
-            DbErr::Custom(format!("tollgate_spend_batch answered for spend {idx} of {}", spends.len()))
-        })?;
-        *slot = Some(spend_outcome(&row)?);
-    }
-    answers
-        .into_iter()
-        .enumerate()
-        .map(|(i, a)| a.ok_or_else(|| DbErr::Custom(format!("tollgate_spend_batch gave no answer for spend {i}"))))
-        .collect()
-}
-
-/// Reads one answer of `tollgate_spend` (or one row of `tollgate_spend_batch`).
+/// Reads one answer of `tollgate_spend`.
 fn spend_outcome(row: &sea_orm::QueryResult) -> Result<SpendInDatabase, DbErr> {
     let outcome: String = row.try_get("", "outcome")?;
     let figures = || -> Result<(i64, i64, i64), DbErr> {

@@ -2,6 +2,7 @@
 //! the books balance.
 
 pub mod batch;
+pub mod bulk;
 pub mod dto;
 pub mod handlers;
 pub mod ledger;

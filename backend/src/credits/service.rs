@@ -206,7 +206,7 @@ async fn finish<T: serde::Serialize>(
     }
 }
 
-fn ensure_affordable(wallet: &accounts::Model, amount: Credits) -> Result<(), CreditsError> {
+pub(crate) fn ensure_affordable(wallet: &accounts::Model, amount: Credits) -> Result<(), CreditsError> {
     if wallet.debt > 0 || ledger::available(wallet) < amount.get() {
         return Err(refusal(wallet.balance, wallet.held, wallet.debt, amount));
     }
@@ -409,46 +409,6 @@ async fn take_and_write_sqlite(
     let body = serde_json::to_string(&response).map_err(json_error)?;
     ledger::write_spend_sqlite(txn, &wallet, &transfer, &movements, request, &body).await?;
     Ok(response)
-}
-
-/// How a spend in an SQLite batch went.
-pub(crate) enum SqliteStep {
-    /// Answered: a replay or a refusal wrote nothing, a spend wrote all its rows.
-    Answered(SpendResult),
-    /// The wallet has something to settle first: nothing was written; run the general path.
-    Settle,
-    /// The writes failed, perhaps halfway: the whole transaction must be rolled back.
-    Failed(DbErr),
-}
-
-/// SQLite's spend inside a batch's transaction, in three round trips: the wallet and the key in
-/// one read, the lots in another, then the writes in one call. No savepoint: a read leaves nothing
-/// to undo, and writes that fail (a defect or a full disk, never a business rule) abort the batch.
-pub(crate) async fn spend_sqlite_batched(
-    txn: &DatabaseTransaction,
-    user_id: Uuid,
-    request: &IdempotentRequest,
-    spend: &PricedSpend,
-    now: DateTime<Utc>,
-) -> Result<SqliteStep, DbErr> {
-    let (wallet, replay) = match open_wallet(txn, user_id, Some(request)).await {
-        Ok(opened) => opened,
-        Err(CreditsError::Database(e)) => return Err(e),
-        Err(refused) => return Ok(SqliteStep::Answered(Err(refused))),
-    };
-    if let Some(stored) = replay {
-        return Ok(SqliteStep::Answered(Ok(Outcome::Replayed(stored))));
-    }
-    let Some(lots) = ledger::lots_if_settled(txn, &wallet, now).await? else {
-        return Ok(SqliteStep::Settle);
-    };
-    if let Err(refused) = ensure_affordable(&wallet, spend.amount) {
-        return Ok(SqliteStep::Answered(Err(refused)));
-    }
-    match take_and_write_sqlite(txn, wallet, &lots, request, spend, now).await {
-        Ok(response) => Ok(SqliteStep::Answered(Ok(Outcome::Fresh(response)))),
-        Err(e) => Ok(SqliteStep::Failed(e)),
-    }
 }
 
 fn json_error(e: serde_json::Error) -> DbErr {

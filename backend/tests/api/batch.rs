@@ -8,10 +8,10 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tollgate::{
     credits::{
-        batch,
-        ledger::{self, BatchedSpend, SpendInDatabase},
+        batch, bulk,
         service::{Charge, CreditsError, Outcome, PricedSpend, SpendCommand, SpendResult},
     },
+    db,
     domain::{Credits, IdempotencyKey},
     idempotency::IdempotentRequest,
 };
@@ -190,31 +190,26 @@ async fn postgres_batches_never_deadlock() {
                 users.iter().rev().map(|u| u.id).collect()
             };
             async move {
-                let now = chrono::Utc::now();
-                let items: Vec<_> = (0..12)
+                let requests: Vec<(Uuid, IdempotentRequest)> = (0..12)
                     .map(|n| {
                         let user = order[n % order.len()];
-                        let request = request(user, &format!("r{round}-s{side}-n{n}"), 1);
-                        let transfer = spend.transfer(&request, now);
-                        (user, request, transfer)
+                        (user, request(user, &format!("r{round}-s{side}-n{n}"), 1))
                     })
                     .collect();
-                let spends: Vec<BatchedSpend> = items
+                let spends: Vec<bulk::Spend> = requests
                     .iter()
-                    .map(|(user, request, transfer)| BatchedSpend {
-                        user_id: *user,
-                        transfer,
-                        idempotency: request,
-                        view: PricedSpend::view(transfer).unwrap(),
-                    })
+                    .map(|(user, request)| bulk::Spend { user_id: *user, request, spend: &spend })
                     .collect();
-                ledger::spend_batch_in_database(&db, &spends, now).await
+                let txn = db::begin_write(&db).await?;
+                let answers = bulk::spend_all(&txn, &spends, chrono::Utc::now()).await?;
+                txn.commit().await?;
+                Ok::<_, sea_orm::DbErr>(answers)
             }
         });
         for outcome in join_all(calls).await {
             let outcomes = outcome.unwrap_or_else(|e| panic!("round {round}: a batch failed: {e}"));
             assert_eq!(outcomes.len(), 12);
-            assert!(outcomes.iter().all(|o| matches!(o, SpendInDatabase::Spent(_))));
+            assert!(outcomes.iter().all(|o| matches!(o, Some(Ok(Outcome::Fresh(_))))), "round {round}");
         }
     }
     for user in &users {

@@ -161,6 +161,7 @@ pub fn test_settings(database_url: String, data_dir: std::path::PathBuf) -> Sett
         login_max_failures: 5,
         login_lockout: Duration::from_secs(900),
         workers: 2,
+        spend_batch_runners: 2,
         expiry_interval: Duration::from_secs(3600),
         frontend_dir: "/nonexistent".into(),
         migrate_on_start: true,

@@ -1,0 +1,448 @@
+//! Many spends in one transaction, read in bulk, decided in memory, written in bulk.
+//!
+//! A batch of spends costs a fixed number of statements, whatever its size: one that locks every
+//! wallet the batch names (in account-id order, so two batches never wait on each other in a
+//! cycle), one for the idempotency records, one for the lots, one for overdue holds when a wallet
+//! has any held credits, then one statement per table written (lots, transfers, the lots each
+//! transfer took from, wallets, idempotency records). Between the reads and the writes, the
+//! spends are judged one after another, in the order given, against the wallets as the earlier
+//! spends of the batch left them: each gets the answer it would have had alone, in that order.
+//!
+//! The same code runs on both databases. On SQLite the transaction holds the database's write
+//! lock from its first statement (`BEGIN IMMEDIATE`); on PostgreSQL the wallets' row locks
+//! serialise this batch against every other writer of those wallets.
+//!
+//! A spend whose wallet has something to settle first (a lot past its expiry with credits left,
+//! or an open hold past its time) is not judged here: the caller runs it alone, after the batch,
+//! through the general path that posts the expiry. So is every other spend of that wallet in the
+//! batch, so that they keep their order.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ActiveValue::{NotSet, Set},
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
+    sea_query::{CaseStatement, Expr, ExprTrait},
+};
+use uuid::Uuid;
+
+use super::{
+    dto::{SpendResponse, TransferView, WalletBalance},
+    ledger::{self, LotMovement},
+    service::{self, Outcome, PricedSpend, SpendResult},
+};
+use crate::{
+    entities::{accounts, holds, idempotency_keys, lots, transfer_lots, transfers},
+    idempotency::{self, IdempotentRequest, Lookup},
+};
+
+/// One spend of a batch.
+pub struct Spend<'a> {
+    pub user_id: Uuid,
+    pub request: &'a IdempotentRequest,
+    pub spend: &'a PricedSpend,
+}
+
+/// A wallet as the batch has left it so far, with its live lots in spend order.
+struct Wallet {
+    account: accounts::Model,
+    lots: Vec<lots::Model>,
+    /// Something to settle first: every spend of this wallet runs alone.
+    settle: bool,
+    changed: bool,
+}
+
+/// What the batch writes when it is done judging.
+#[derive(Default)]
+struct Writes {
+    /// What each lot gave, summed over the batch.
+    taken: HashMap<Uuid, i64>,
+    transfers: Vec<transfers::Model>,
+    movements: Vec<(Uuid, LotMovement)>,
+    keys: Vec<idempotency_keys::Model>,
+}
+
+/// Judges and writes `spends` inside `txn`, which must be a writing transaction (see
+/// `db::begin_write`); nothing is committed. Returns one entry per spend, in order: its answer, or
+/// `None` when it must run alone. An error means the transaction must be rolled back: some writes
+/// may have happened.
+pub async fn spend_all(
+    txn: &DatabaseTransaction,
+    spends: &[Spend<'_>],
+    now: DateTime<Utc>,
+) -> Result<Vec<Option<SpendResult>>, DbErr> {
+    if spends.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut wallets = read_wallets(txn, spends, now).await?;
+    let mut stored = read_keys(txn, spends).await?;
+
+    let mut writes = Writes::default();
+    let mut answers = Vec::with_capacity(spends.len());
+    for spend in spends {
+        answers.push(judge(spend, &mut wallets, &mut stored, &mut writes, now)?);
+    }
+    write(txn, &wallets, writes, now).await?;
+    Ok(answers)
+}
+
+/// Locks the batch's wallets in account-id order and reads their live lots; marks the wallets
+/// with something to settle.
+async fn read_wallets(
+    txn: &DatabaseTransaction,
+    spends: &[Spend<'_>],
+    now: DateTime<Utc>,
+) -> Result<HashMap<Uuid, Wallet>, DbErr> {
+    let users: HashSet<Uuid> = spends.iter().map(|s| s.user_id).collect();
+    let postgres = txn.get_database_backend() == DbBackend::Postgres;
+    let accounts = if postgres {
+        pg::lock_wallets(txn, users).await?
+    } else {
+        accounts::Entity::find()
+            .filter(accounts::Column::UserId.is_in(users))
+            .order_by_asc(accounts::Column::Id)
+            .all(txn)
+            .await?
+    };
+    let ids: Vec<Uuid> = accounts.iter().map(|a| a.id).collect();
+
+    let mut lots_of: HashMap<Uuid, Vec<lots::Model>> = HashMap::new();
+    let live = if postgres {
+        pg::live_lots(txn, &ids).await?
+    } else {
+        lots::Entity::find()
+            .filter(lots::Column::AccountId.is_in(ids.iter().copied()))
+            .filter(lots::Column::Remaining.gt(0))
+            .all(txn)
+            .await?
+    };
+    for lot in live {
+        lots_of.entry(lot.account_id).or_default().push(lot);
+    }
+
+    let holding: Vec<Uuid> = accounts.iter().filter(|a| a.held > 0).map(|a| a.id).collect();
+    let overdue: HashSet<Uuid> = if holding.is_empty() {
+        HashSet::new()
+    } else {
+        holds::Entity::find()
+            .select_only()
+            .column(holds::Column::AccountId)
+            .filter(holds::Column::AccountId.is_in(holding))
+            .filter(holds::Column::Status.eq(ledger::HoldStatus::Open.as_str()))
+            .filter(holds::Column::ExpiresAt.lte(now))
+            .into_tuple::<Uuid>()
+            .all(txn)
+            .await?
+            .into_iter()
+            .collect()
+    };
+
+    let mut wallets = HashMap::with_capacity(accounts.len());
+    for account in accounts {
+        let Some(user_id) = account.user_id else { continue };
+        let mut lots = lots_of.remove(&account.id).unwrap_or_default();
+        let expired = lots.iter().any(|lot| lot.expires_at.is_some_and(|at| at <= now));
+        lots.sort_by(ledger::spend_order);
+        let settle = expired || overdue.contains(&account.id);
+        wallets.insert(user_id, Wallet { account, lots, settle, changed: false });
+    }
+    Ok(wallets)
+}
+
+/// The stored idempotency records for the batch's keys, by scope and key. Read after the wallets
+/// are locked: a spend's key is written only under its wallet's lock.
+async fn read_keys(
+    txn: &DatabaseTransaction,
+    spends: &[Spend<'_>],
+) -> Result<HashMap<(String, String), idempotency_keys::Model>, DbErr> {
+    let wanted: HashSet<(&str, &str)> =
+        spends.iter().map(|s| (s.request.scope.as_str(), s.request.key.as_str())).collect();
+    let rows = if txn.get_database_backend() == DbBackend::Postgres {
+        pg::stored_keys(txn, &wanted).await?
+    } else {
+        // Scope in the batch's scopes and key in its keys: one index scan, then only exact pairs.
+        let scopes: HashSet<&str> = wanted.iter().map(|(scope, _)| *scope).collect();
+        let keys: HashSet<&str> = wanted.iter().map(|(_, key)| *key).collect();
+        idempotency_keys::Entity::find()
+            .filter(idempotency_keys::Column::Scope.is_in(scopes))
+            .filter(idempotency_keys::Column::Key.is_in(keys))
+            .all(txn)
+            .await?
+    };
+    Ok(rows
+        .into_iter()
+        .filter(|row| wanted.contains(&(row.scope.as_str(), row.key.as_str())))
+        .map(|row| ((row.scope.clone(), row.key.clone()), row))
+        .collect())
+}
+
+/// One spend, against the wallets and records as the batch has left them. Records the writes of
+/// a spend that goes through, and its answer as a record that later spends of the batch see.
+fn judge(
+    spend: &Spend<'_>,
+    wallets: &mut HashMap<Uuid, Wallet>,
+    stored: &mut HashMap<(String, String), idempotency_keys::Model>,
+    writes: &mut Writes,
+    now: DateTime<Utc>,
+) -> Result<Option<SpendResult>, DbErr> {
+    let Some(wallet) = wallets.get_mut(&spend.user_id) else {
+        return Ok(Some(Err(service::CreditsError::WalletNotFound)));
+    };
+    let request = spend.request;
+    let slot = (request.scope.clone(), request.key.as_str().to_owned());
+    match idempotency::judge(request, stored.get(&slot).cloned()) {
+        Lookup::New => {}
+        Lookup::Replay(answer) => return Ok(Some(Ok(Outcome::Replayed(answer)))),
+        Lookup::Mismatch => return Ok(Some(Err(service::CreditsError::IdempotencyKeyReused))),
+    }
+    if wallet.settle {
+        return Ok(None);
+    }
+    let amount = spend.spend.amount;
+    if let Err(refused) = service::ensure_affordable(&wallet.account, amount) {
+        return Ok(Some(Err(refused)));
+    }
+
+    let (movements, left) = ledger::plan_take(&wallet.lots, amount.get());
+    if left != 0 {
+        return Err(DbErr::Custom(format!("wallet {} has fewer credits in lots than its balance", wallet.account.id)));
+    }
+    for movement in &movements {
+        if let Some(lot) = wallet.lots.iter_mut().find(|lot| lot.id == movement.lot_id) {
+            lot.remaining -= movement.amount;
+        }
+        *writes.taken.entry(movement.lot_id).or_default() += movement.amount;
+    }
+    wallet.account.balance -= amount.get();
+    wallet.changed = true;
+
+    let transfer = transfers::Model {
+        debit_account_id: wallet.account.id,
+        debit_balance_after: Some(wallet.account.balance),
+        ..spend.spend.transfer(request, now)
+    };
+    let response = SpendResponse {
+        transfer: TransferView::new(&transfer, movements.iter().copied().map(Into::into).collect()),
+        balance: WalletBalance::of(&wallet.account),
+    };
+    let body = serde_json::to_string(&response).map_err(|e| DbErr::Custom(e.to_string()))?;
+    let record = idempotency_keys::Model {
+        scope: request.scope.clone(),
+        key: request.key.as_str().to_owned(),
+        fingerprint: request.fingerprint.clone(),
+        status_code: 200,
+        response: body,
+        created_at: now,
+    };
+    stored.insert(slot, record.clone());
+    writes.keys.push(record);
+    writes.movements.extend(movements.into_iter().map(|m| (transfer.id, m)));
+    writes.transfers.push(transfer);
+    Ok(Some(Ok(Outcome::Fresh(response))))
+}
+
+/// Writes what the batch decided: one statement per table. Each update must touch exactly the
+/// rows it names, and a lot can never go below zero (a check constraint).
+async fn write(
+    txn: &DatabaseTransaction,
+    wallets: &HashMap<Uuid, Wallet>,
+    writes: Writes,
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    if writes.transfers.is_empty() {
+        return Ok(());
+    }
+    if txn.get_database_backend() == DbBackend::Postgres {
+        return pg::write(txn, wallets, writes, now).await;
+    }
+
+    let mut taken = CaseStatement::new();
+    for (&lot_id, &amount) in &writes.taken {
+        taken = taken.case(lots::Column::Id.eq(lot_id), Expr::col(lots::Column::Remaining).sub(amount));
+    }
+    let updated = lots::Entity::update_many()
+        .col_expr(lots::Column::Remaining, taken.into())
+        .filter(lots::Column::Id.is_in(writes.taken.keys().copied()))
+        .exec(txn)
+        .await?;
+    expect_rows("lots", updated.rows_affected, writes.taken.len())?;
+
+    let changed: Vec<&accounts::Model> = wallets.values().filter(|w| w.changed).map(|w| &w.account).collect();
+    let mut balance = CaseStatement::new();
+    for account in &changed {
+        balance = balance.case(accounts::Column::Id.eq(account.id), Expr::val(account.balance));
+    }
+    let updated = accounts::Entity::update_many()
+        .col_expr(accounts::Column::Balance, balance.into())
+        .col_expr(accounts::Column::UpdatedAt, Expr::val(now))
+        .filter(accounts::Column::Id.is_in(changed.iter().map(|a| a.id)))
+        .exec(txn)
+        .await?;
+    expect_rows("wallets", updated.rows_affected, changed.len())?;
+
+    transfers::Entity::insert_many(writes.transfers.into_iter().map(|transfer| {
+        let mut active: transfers::ActiveModel = transfer.into();
+        active.seq = NotSet;
+        active
+    }))
+    .exec_without_returning(txn)
+    .await?;
+
+    transfer_lots::Entity::insert_many(writes.movements.into_iter().map(|(transfer_id, m)| {
+        transfer_lots::ActiveModel { transfer_id: Set(transfer_id), lot_id: Set(m.lot_id), amount: Set(m.amount) }
+    }))
+    .exec_without_returning(txn)
+    .await?;
+
+    idempotency_keys::Entity::insert_many(writes.keys.into_iter().map(idempotency_keys::ActiveModel::from))
+        .exec_without_returning(txn)
+        .await?;
+    Ok(())
+}
+
+fn expect_rows(table: &str, written: u64, expected: usize) -> Result<(), DbErr> {
+    if written != expected as u64 {
+        return Err(DbErr::Custom(format!("a spend batch updated {written} {table}, expected {expected}")));
+    }
+    Ok(())
+}
+
+/// PostgreSQL: the same reads and writes with one fixed statement text each, whatever the
+/// batch's size, so each is prepared once per connection and planned once; the batch's values go
+/// as one JSON parameter. The writes go as one statement.
+mod pg {
+    use std::collections::{HashMap, HashSet};
+
+    use chrono::{DateTime, Utc};
+    use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, EntityTrait, Statement};
+    use serde_json::json;
+    use uuid::Uuid;
+
+    use super::{Wallet, Writes, expect_rows};
+    use crate::entities::{accounts, idempotency_keys, lots};
+
+    fn statement(sql: &str, values: Vec<sea_orm::Value>) -> Statement {
+        Statement::from_sql_and_values(DbBackend::Postgres, sql, values)
+    }
+
+    /// Locks the users' wallets in account-id order (the rows are read after each lock is taken).
+    pub async fn lock_wallets(txn: &DatabaseTransaction, users: HashSet<Uuid>) -> Result<Vec<accounts::Model>, DbErr> {
+        // `= ANY (ARRAY(...))`: an index lookup per user; `IN (SELECT ...)` is planned as a join
+        // against a scan of every account.
+        const SQL: &str = "SELECT a.* FROM accounts a \
+            WHERE a.user_id = ANY (ARRAY(SELECT jsonb_array_elements_text($1::jsonb)::uuid)) \
+            ORDER BY a.id FOR UPDATE";
+        accounts::Entity::find().from_raw_sql(statement(SQL, vec![json!(users).into()])).all(txn).await
+    }
+
+    /// The live lots of the wallets, in no particular order.
+    pub async fn live_lots(txn: &DatabaseTransaction, wallets: &[Uuid]) -> Result<Vec<lots::Model>, DbErr> {
+        const SQL: &str = "SELECT l.* FROM lots l \
+            WHERE l.account_id = ANY (ARRAY(SELECT jsonb_array_elements_text($1::jsonb)::uuid)) AND l.remaining > 0";
+        lots::Entity::find().from_raw_sql(statement(SQL, vec![json!(wallets).into()])).all(txn).await
+    }
+
+    /// The stored records of these (scope, key) pairs.
+    pub async fn stored_keys(
+        txn: &DatabaseTransaction,
+        wanted: &HashSet<(&str, &str)>,
+    ) -> Result<Vec<idempotency_keys::Model>, DbErr> {
+        // A lateral subquery with a limit is never flattened into a join: one index lookup per
+        // pair, where a join is planned as a hash join against a scan of every record.
+        const SQL: &str = "SELECT i.* FROM jsonb_to_recordset($1::jsonb) AS w(scope text, key text), \
+            LATERAL (SELECT * FROM idempotency_keys k WHERE k.scope = w.scope AND k.key = w.key LIMIT 1) i";
+        let pairs: Vec<_> = wanted.iter().map(|(scope, key)| json!({ "scope": scope, "key": key })).collect();
+        idempotency_keys::Entity::find().from_raw_sql(statement(SQL, vec![json!(pairs).into()])).all(txn).await
+    }
+
+    /// Every write of the batch in one statement; each part must touch exactly the rows it names.
+    /// The updates also look their rows up by `= ANY (ARRAY(...))`: joined only to the JSON rows,
+    /// the planner (which guesses a hundred of them) hash-joins against a scan of the table.
+    pub async fn write(
+        txn: &DatabaseTransaction,
+        wallets: &HashMap<Uuid, Wallet>,
+        writes: Writes,
+        now: DateTime<Utc>,
+    ) -> Result<(), DbErr> {
+        const SQL: &str = "WITH \
+            t AS (INSERT INTO transfers (id, debit_account_id, credit_account_id, amount, kind, debit_balance_after, \
+                    description, feature, quantity, metadata, idempotency_key, request_fingerprint, created_at) \
+                  SELECT x.id, x.debit_account_id, x.credit_account_id, x.amount, x.kind, x.debit_balance_after, \
+                    x.description, x.feature, x.quantity, x.metadata, x.idempotency_key, x.request_fingerprint, $6 \
+                  FROM jsonb_to_recordset($1::jsonb) AS x(id uuid, debit_account_id uuid, credit_account_id uuid, \
+                    amount bigint, kind text, debit_balance_after bigint, description text, feature text, \
+                    quantity bigint, metadata json, idempotency_key text, request_fingerprint text) \
+                  RETURNING 1), \
+            m AS (INSERT INTO transfer_lots (transfer_id, lot_id, amount) \
+                  SELECT x.transfer_id, x.lot_id, x.amount \
+                  FROM jsonb_to_recordset($2::jsonb) AS x(transfer_id uuid, lot_id uuid, amount bigint) \
+                  RETURNING 1), \
+            l AS (UPDATE lots SET remaining = lots.remaining - x.take \
+                  FROM jsonb_to_recordset($3::jsonb) AS x(id uuid, take bigint) \
+                  WHERE lots.id = x.id \
+                    AND lots.id = ANY (ARRAY(SELECT (e ->> 'id')::uuid FROM jsonb_array_elements($3) e)) \
+                  RETURNING 1), \
+            w AS (UPDATE accounts SET balance = x.balance, updated_at = $6 \
+                  FROM jsonb_to_recordset($4::jsonb) AS x(id uuid, balance bigint) \
+                  WHERE accounts.id = x.id \
+                    AND accounts.id = ANY (ARRAY(SELECT (e ->> 'id')::uuid FROM jsonb_array_elements($4) e)) \
+                  RETURNING 1), \
+            k AS (INSERT INTO idempotency_keys (scope, key, fingerprint, status_code, response, created_at) \
+                  SELECT x.scope, x.key, x.fingerprint, 200, x.response, $6 \
+                  FROM jsonb_to_recordset($5::jsonb) AS x(scope text, key text, fingerprint text, response text) \
+                  RETURNING 1) \
+            SELECT (SELECT count(*) FROM t) AS transfers, (SELECT count(*) FROM m) AS movements, \
+                   (SELECT count(*) FROM l) AS lots, (SELECT count(*) FROM w) AS wallets, \
+                   (SELECT count(*) FROM k) AS keys";
+
+        let transfers: Vec<_> = writes
+            .transfers
+            .iter()
+            .map(|t| {
+                json!({
+                    "id": t.id, "debit_account_id": t.debit_account_id, "credit_account_id": t.credit_account_id,
+                    "amount": t.amount, "kind": t.kind, "debit_balance_after": t.debit_balance_after,
+                    "description": t.description, "feature": t.feature, "quantity": t.quantity,
+                    "metadata": t.metadata, "idempotency_key": t.idempotency_key,
+                    "request_fingerprint": t.request_fingerprint,
+                })
+            })
+            .collect();
+        let movements: Vec<_> = writes
+            .movements
+            .iter()
+            .map(|(transfer_id, m)| json!({ "transfer_id": transfer_id, "lot_id": m.lot_id, "amount": m.amount }))
+            .collect();
+        let taken: Vec<_> = writes.taken.iter().map(|(id, take)| json!({ "id": id, "take": take })).collect();
+        let balances: Vec<_> = wallets
+            .values()
+            .filter(|w| w.changed)
+            .map(|w| json!({ "id": w.account.id, "balance": w.account.balance }))
+            .collect();
+        let keys: Vec<_> = writes
+            .keys
+            .iter()
+            .map(|k| json!({ "scope": k.scope, "key": k.key, "fingerprint": k.fingerprint, "response": k.response }))
+            .collect();
+        let expected = [transfers.len(), movements.len(), taken.len(), balances.len(), keys.len()];
+        let values = vec![
+            json!(transfers).into(),
+            json!(movements).into(),
+            json!(taken).into(),
+            json!(balances).into(),
+            json!(keys).into(),
+            now.into(),
+        ];
+        let row = txn
+            .query_one_raw(statement(SQL, values))
+            .await?
+            .ok_or_else(|| DbErr::Custom("the spend batch's write returned no row".to_owned()))?;
+        for (column, expected) in ["transfers", "movements", "lots", "wallets", "keys"].into_iter().zip(expected) {
+            let written: i64 = row.try_get("", column)?;
+            expect_rows(column, u64::try_from(written).unwrap_or_default(), expected)?;
+        }
+        Ok(())
+    }
+}
