@@ -1,16 +1,20 @@
 //! Many spends in one transaction, read in bulk, decided in memory, written in bulk.
 //!
-//! A batch of spends costs a fixed number of statements, whatever its size: one that locks every
-//! wallet the batch names (in account-id order, so two batches never wait on each other in a
-//! cycle), one for the idempotency records, one for the lots, one for overdue holds when a wallet
-//! has any held credits, then one statement per table written (lots, transfers, the lots each
-//! transfer took from, wallets, idempotency records). Between the reads and the writes, the
-//! spends are judged one after another, in the order given, against the wallets as the earlier
-//! spends of the batch left them: each gets the answer it would have had alone, in that order.
+//! A batch of spends costs a fixed number of round trips, whatever its size: one statement that
+//! locks every wallet the batch names (in account-id order, so two batches never wait on each
+//! other in a cycle), one for their lots, one for overdue holds when a wallet has held credits,
+//! one for the idempotency records, and one call that writes everything (the lots, the
+//! transfers, the lots each transfer took from, the wallets, the idempotency records). Between
+//! the reads and the writes the spends are judged one after another, in the order given, against
+//! the wallets as the earlier spends of the batch left them: each gets the answer it would have
+//! had alone, in that order.
 //!
-//! The same code runs on both databases. On SQLite the transaction holds the database's write
-//! lock from its first statement (`BEGIN IMMEDIATE`); on PostgreSQL the wallets' row locks
-//! serialise this batch against every other writer of those wallets.
+//! The judging is the same code on both databases; the statements differ. On SQLite the
+//! transaction holds the database's write lock from its first statement (`BEGIN IMMEDIATE`) and
+//! the writes go as one multi-statement call. On PostgreSQL the wallets' row locks serialise the
+//! batch against every other writer of those wallets, and each statement has one fixed text
+//! with JSON parameters (prepared and planned once per connection), the writes being one
+//! data-modifying statement.
 //!
 //! A spend whose wallet has something to settle first (a lot past its expiry with credits left,
 //! or an open hold past its time) is not judged here: the caller runs it alone, after the batch,
@@ -21,10 +25,8 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ActiveValue::{NotSet, Set},
     ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect,
-    sea_query::{CaseStatement, Expr, ExprTrait},
 };
 use uuid::Uuid;
 
@@ -34,7 +36,7 @@ use super::{
     service::{self, Outcome, PricedSpend, SpendResult},
 };
 use crate::{
-    entities::{accounts, holds, idempotency_keys, lots, transfer_lots, transfers},
+    entities::{accounts, holds, idempotency_keys, lots, transfers},
     idempotency::{self, IdempotentRequest, Lookup},
 };
 
@@ -243,8 +245,8 @@ fn judge(
     Ok(Some(Ok(Outcome::Fresh(response))))
 }
 
-/// Writes what the batch decided: one statement per table. Each update must touch exactly the
-/// rows it names, and a lot can never go below zero (a check constraint).
+/// Writes what the batch decided, in one call. The writes must touch exactly the rows they name
+/// (checked), and a lot can never go below zero (a check constraint).
 async fn write(
     txn: &DatabaseTransaction,
     wallets: &HashMap<Uuid, Wallet>,
@@ -258,48 +260,92 @@ async fn write(
         return pg::write(txn, wallets, writes, now).await;
     }
 
-    let mut taken = CaseStatement::new();
-    for (&lot_id, &amount) in &writes.taken {
-        taken = taken.case(lots::Column::Id.eq(lot_id), Expr::col(lots::Column::Remaining).sub(amount));
-    }
-    let updated = lots::Entity::update_many()
-        .col_expr(lots::Column::Remaining, taken.into())
-        .filter(lots::Column::Id.is_in(writes.taken.keys().copied()))
-        .exec(txn)
-        .await?;
-    expect_rows("lots", updated.rows_affected, writes.taken.len())?;
+    let sql = sqlite_write(wallets, &writes)?;
+    let expected = writes.taken.len()
+        + wallets.values().filter(|w| w.changed).count()
+        + writes.transfers.len()
+        + writes.movements.len()
+        + writes.keys.len();
+    expect_rows("rows", txn.execute_unprepared(&sql).await?.rows_affected(), expected)
+}
+
+/// SQLite: every write of the batch as one multi-statement call (one trip to the connection's
+/// thread instead of five), with values as literals quoted exactly as sqlx would bind them.
+fn sqlite_write(wallets: &HashMap<Uuid, Wallet>, writes: &Writes) -> Result<String, DbErr> {
+    use ledger::sqlite_literal as lit;
+    let list = |items: Vec<String>| items.join(", ");
+
+    let taken: Vec<_> = writes.taken.iter().map(|(id, take)| format!("WHEN {} THEN {take}", lit::uuid(*id))).collect();
+    let lot_ids: Vec<_> = writes.taken.keys().map(|id| lit::uuid(*id)).collect();
+    let mut sql = format!(
+        "UPDATE lots SET remaining = remaining - CASE id {} END WHERE id IN ({});\n",
+        taken.join(" "),
+        list(lot_ids)
+    );
 
     let changed: Vec<&accounts::Model> = wallets.values().filter(|w| w.changed).map(|w| &w.account).collect();
-    let mut balance = CaseStatement::new();
-    for account in &changed {
-        balance = balance.case(accounts::Column::Id.eq(account.id), Expr::val(account.balance));
+    let balances: Vec<_> = changed.iter().map(|a| format!("WHEN {} THEN {}", lit::uuid(a.id), a.balance)).collect();
+    let wallet_ids: Vec<_> = changed.iter().map(|a| lit::uuid(a.id)).collect();
+    let stamp = match writes.transfers.first() {
+        Some(transfer) => lit::time(transfer.created_at)?,
+        None => return Ok(String::new()),
+    };
+    sql.push_str(&format!(
+        "UPDATE accounts SET balance = CASE id {} END, updated_at = {stamp} WHERE id IN ({});\n",
+        balances.join(" "),
+        list(wallet_ids)
+    ));
+
+    let mut rows = Vec::with_capacity(writes.transfers.len());
+    for t in &writes.transfers {
+        let metadata = t.metadata.as_ref().map(|m| m.to_string());
+        rows.push(format!(
+            "({}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {})",
+            lit::uuid(t.id),
+            lit::uuid(t.debit_account_id),
+            lit::uuid(t.credit_account_id),
+            t.amount,
+            lit::text(&t.kind)?,
+            lit::opt_int(t.debit_balance_after),
+            lit::opt_text(t.description.as_deref())?,
+            lit::opt_text(t.feature.as_deref())?,
+            lit::opt_int(t.quantity),
+            lit::opt_text(metadata.as_deref())?,
+            lit::opt_text(t.idempotency_key.as_deref())?,
+            lit::opt_text(t.request_fingerprint.as_deref())?,
+            lit::time(t.created_at)?,
+        ));
     }
-    let updated = accounts::Entity::update_many()
-        .col_expr(accounts::Column::Balance, balance.into())
-        .col_expr(accounts::Column::UpdatedAt, Expr::val(now))
-        .filter(accounts::Column::Id.is_in(changed.iter().map(|a| a.id)))
-        .exec(txn)
-        .await?;
-    expect_rows("wallets", updated.rows_affected, changed.len())?;
+    sql.push_str(&format!(
+        "INSERT INTO transfers (id, debit_account_id, credit_account_id, amount, kind, debit_balance_after, \
+         description, feature, quantity, metadata, idempotency_key, request_fingerprint, created_at) VALUES {};\n",
+        list(rows)
+    ));
 
-    transfers::Entity::insert_many(writes.transfers.into_iter().map(|transfer| {
-        let mut active: transfers::ActiveModel = transfer.into();
-        active.seq = NotSet;
-        active
-    }))
-    .exec_without_returning(txn)
-    .await?;
+    let moved: Vec<_> = writes
+        .movements
+        .iter()
+        .map(|(transfer_id, m)| format!("({}, {}, {})", lit::uuid(*transfer_id), lit::uuid(m.lot_id), m.amount))
+        .collect();
+    sql.push_str(&format!("INSERT INTO transfer_lots (transfer_id, lot_id, amount) VALUES {};\n", list(moved)));
 
-    transfer_lots::Entity::insert_many(writes.movements.into_iter().map(|(transfer_id, m)| {
-        transfer_lots::ActiveModel { transfer_id: Set(transfer_id), lot_id: Set(m.lot_id), amount: Set(m.amount) }
-    }))
-    .exec_without_returning(txn)
-    .await?;
-
-    idempotency_keys::Entity::insert_many(writes.keys.into_iter().map(idempotency_keys::ActiveModel::from))
-        .exec_without_returning(txn)
-        .await?;
-    Ok(())
+    let mut keys = Vec::with_capacity(writes.keys.len());
+    for k in &writes.keys {
+        keys.push(format!(
+            "({}, {}, {}, {}, {}, {})",
+            lit::text(&k.scope)?,
+            lit::text(&k.key)?,
+            lit::text(&k.fingerprint)?,
+            k.status_code,
+            lit::text(&k.response)?,
+            lit::time(k.created_at)?,
+        ));
+    }
+    sql.push_str(&format!(
+        "INSERT INTO idempotency_keys (scope, key, fingerprint, status_code, response, created_at) VALUES {};",
+        list(keys)
+    ));
+    Ok(sql)
 }
 
 fn expect_rows(table: &str, written: u64, expected: usize) -> Result<(), DbErr> {

@@ -496,7 +496,7 @@ fn spend_outcome(row: &sea_orm::QueryResult) -> Result<SpendInDatabase, DbErr> {
 /// SQLite literals for the one-call spend write. SQLite has no data-modifying CTEs, so the five
 /// writes go as one multi-statement call; values are quoted exactly as SQLite reads them and as
 /// sqlx would have bound them (UUIDs as 16-byte blobs, timestamps as sqlx's RFC 3339 text).
-mod sqlite_literal {
+pub(crate) mod sqlite_literal {
     use chrono::{DateTime, SecondsFormat, Utc};
     use sea_orm::DbErr;
     use uuid::Uuid;
