@@ -32,14 +32,6 @@ pub async fn connect(settings: &Settings) -> Result<DatabaseConnection, DbErr> {
         // SQLite runs in the process: a connection cannot be dropped by a server or a network,
         // and a ping before every use is a trip to the connection's thread for nothing.
         options.test_before_acquire(false);
-    } else {
-        // No statement may hold a wallet's row lock for long.
-        options.statement_timeout(Duration::from_secs(30));
-        // A connection in steady use is known to be alive; one idle for a while is pinged before
-        // use (a restarted server or a proxy may have dropped it), not every connection every time.
-        options.test_before_acquire_if_idle_for(Duration::from_secs(1));
-    }
-    if settings.is_sqlite() {
         let synchronous = settings.sqlite_synchronous.as_str();
         options.map_sqlx_sqlite_opts(move |opts| {
             use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
@@ -56,6 +48,12 @@ pub async fn connect(settings: &Settings) -> Result<DatabaseConnection, DbErr> {
                 .create_if_missing(true)
                 .pragma("wal_autocheckpoint", SQLITE_WAL_AUTOCHECKPOINT.to_string())
         });
+    } else {
+        // No statement may hold a wallet's row lock for long.
+        options.statement_timeout(Duration::from_secs(30));
+        // A connection in steady use is known to be alive; one idle for a while is pinged before
+        // use (a restarted server or a proxy may have dropped it), not every connection every time.
+        options.test_before_acquire_if_idle_for(Duration::from_secs(1));
     }
     Database::connect(options).await
 }

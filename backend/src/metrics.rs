@@ -23,8 +23,8 @@ pub struct Metrics {
     pub db_pool: IntGaugeVec,
     /// Spends per batch (per transaction).
     pub spend_batch_size: Histogram,
-    /// Spends a batch handed to the general path (a wallet with something to settle on
-    /// PostgreSQL, a database error, a failed commit).
+    /// Spends a batch handed to the general path (a wallet with something to settle, a
+    /// database error, a failed commit).
     pub spends_run_alone: IntCounter,
 }
 

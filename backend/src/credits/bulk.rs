@@ -202,12 +202,27 @@ fn judge(
     if wallet.settle {
         return Ok(None);
     }
-    let amount = spend.spend.amount;
-    if let Err(refused) = service::ensure_affordable(&wallet.account, amount) {
+    if let Err(refused) = service::ensure_affordable(&wallet.account, spend.spend.amount) {
         return Ok(Some(Err(refused)));
     }
+    let response = take(wallet, request, spend.spend, writes, now)?;
+    if let Some(record) = writes.keys.last() {
+        stored.insert(slot, record.clone());
+    }
+    Ok(Some(Ok(Outcome::Fresh(response))))
+}
 
-    let (movements, left) = ledger::plan_take(&wallet.lots, amount.get());
+/// Takes an affordable spend from the wallet's live lots in spend order, in memory, and records
+/// its writes (the lots, the wallet, the transfer, its movements, the stored answer).
+fn take(
+    wallet: &mut Wallet,
+    request: &IdempotentRequest,
+    spend: &PricedSpend,
+    writes: &mut Writes,
+    now: DateTime<Utc>,
+) -> Result<SpendResponse, DbErr> {
+    let amount = spend.amount.get();
+    let (movements, left) = ledger::plan_take(&wallet.lots, amount);
     if left != 0 {
         return Err(DbErr::Custom(format!("wallet {} has fewer credits in lots than its balance", wallet.account.id)));
     }
@@ -217,32 +232,48 @@ fn judge(
         }
         *writes.taken.entry(movement.lot_id).or_default() += movement.amount;
     }
-    wallet.account.balance -= amount.get();
+    wallet.account.balance -= amount;
     wallet.changed = true;
 
     let transfer = transfers::Model {
         debit_account_id: wallet.account.id,
         debit_balance_after: Some(wallet.account.balance),
-        ..spend.spend.transfer(request, now)
+        ..spend.transfer(request, now)
     };
     let response = SpendResponse {
         transfer: TransferView::new(&transfer, movements.iter().copied().map(Into::into).collect()),
         balance: WalletBalance::of(&wallet.account),
     };
     let body = serde_json::to_string(&response).map_err(|e| DbErr::Custom(e.to_string()))?;
-    let record = idempotency_keys::Model {
+    writes.keys.push(idempotency_keys::Model {
         scope: request.scope.clone(),
         key: request.key.as_str().to_owned(),
         fingerprint: request.fingerprint.clone(),
         status_code: 200,
         response: body,
         created_at: now,
-    };
-    stored.insert(slot, record.clone());
-    writes.keys.push(record);
+    });
     writes.movements.extend(movements.into_iter().map(|m| (transfer.id, m)));
     writes.transfers.push(transfer);
-    Ok(Some(Ok(Outcome::Fresh(response))))
+    Ok(response)
+}
+
+/// One affordable spend from a wallet the caller has locked and settled (`live_lots` in spend
+/// order, the wallet's figures as settling left them), taken and written as a batch of one: the
+/// general path's last step. Not committed; on an error the caller rolls back.
+pub(crate) async fn take_and_write(
+    txn: &DatabaseTransaction,
+    account: accounts::Model,
+    live_lots: Vec<lots::Model>,
+    request: &IdempotentRequest,
+    spend: &PricedSpend,
+    now: DateTime<Utc>,
+) -> Result<SpendResponse, DbErr> {
+    let mut wallet = Wallet { account, lots: live_lots, settle: false, changed: false };
+    let mut writes = Writes::default();
+    let response = take(&mut wallet, request, spend, &mut writes, now)?;
+    write(txn, &HashMap::from([(wallet.account.id, wallet)]), writes, now).await?;
+    Ok(response)
 }
 
 /// Writes what the batch decided, in one call. The writes must touch exactly the rows they name
@@ -284,15 +315,20 @@ fn sqlite_write(wallets: &HashMap<Uuid, Wallet>, writes: &Writes) -> Result<Stri
     );
 
     let changed: Vec<&accounts::Model> = wallets.values().filter(|w| w.changed).map(|w| &w.account).collect();
-    let balances: Vec<_> = changed.iter().map(|a| format!("WHEN {} THEN {}", lit::uuid(a.id), a.balance)).collect();
+    let figure = |value: fn(&accounts::Model) -> i64| -> String {
+        let arms: Vec<_> = changed.iter().map(|a| format!("WHEN {} THEN {}", lit::uuid(a.id), value(a))).collect();
+        format!("CASE id {} END", arms.join(" "))
+    };
     let wallet_ids: Vec<_> = changed.iter().map(|a| lit::uuid(a.id)).collect();
     let stamp = match writes.transfers.first() {
         Some(transfer) => lit::time(transfer.created_at)?,
         None => return Ok(String::new()),
     };
     sql.push_str(&format!(
-        "UPDATE accounts SET balance = CASE id {} END, updated_at = {stamp} WHERE id IN ({});\n",
-        balances.join(" "),
+        "UPDATE accounts SET balance = {}, held = {}, debt = {}, updated_at = {stamp} WHERE id IN ({});\n",
+        figure(|a| a.balance),
+        figure(|a| a.held),
+        figure(|a| a.debt),
         list(wallet_ids)
     ));
 
@@ -430,8 +466,8 @@ mod pg {
                   WHERE lots.id = x.id \
                     AND lots.id = ANY (ARRAY(SELECT (e ->> 'id')::uuid FROM jsonb_array_elements($3) e)) \
                   RETURNING 1), \
-            w AS (UPDATE accounts SET balance = x.balance, updated_at = $6 \
-                  FROM jsonb_to_recordset($4::jsonb) AS x(id uuid, balance bigint) \
+            w AS (UPDATE accounts SET balance = x.balance, held = x.held, debt = x.debt, updated_at = $6 \
+                  FROM jsonb_to_recordset($4::jsonb) AS x(id uuid, balance bigint, held bigint, debt bigint) \
                   WHERE accounts.id = x.id \
                     AND accounts.id = ANY (ARRAY(SELECT (e ->> 'id')::uuid FROM jsonb_array_elements($4) e)) \
                   RETURNING 1), \
@@ -465,7 +501,7 @@ mod pg {
         let balances: Vec<_> = wallets
             .values()
             .filter(|w| w.changed)
-            .map(|w| json!({ "id": w.account.id, "balance": w.account.balance }))
+            .map(|w| json!({ "id": w.account.id, "balance": w.account.balance, "held": w.account.held, "debt": w.account.debt }))
             .collect();
         let keys: Vec<_> = writes
             .keys

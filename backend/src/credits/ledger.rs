@@ -493,8 +493,8 @@ fn spend_outcome(row: &sea_orm::QueryResult) -> Result<SpendInDatabase, DbErr> {
     })
 }
 
-/// SQLite literals for the one-call spend write. SQLite has no data-modifying CTEs, so the five
-/// writes go as one multi-statement call; values are quoted exactly as SQLite reads them and as
+/// SQLite literals for a spend batch's one-call write (`bulk`). SQLite has no data-modifying CTEs,
+/// so the writes go as one multi-statement call; values are quoted exactly as SQLite reads them and as
 /// sqlx would have bound them (UUIDs as 16-byte blobs, timestamps as sqlx's RFC 3339 text).
 pub(crate) mod sqlite_literal {
     use chrono::{DateTime, SecondsFormat, Utc};
@@ -523,82 +523,6 @@ pub(crate) mod sqlite_literal {
     pub fn time(value: DateTime<Utc>) -> Result<String, DbErr> {
         text(&value.to_rfc3339_opts(SecondsFormat::AutoSi, false))
     }
-}
-
-/// SQLite only: a spend's five writes in one call, in the transaction that holds the database's
-/// write lock. If one write fails, the others may have happened: the caller rolls back.
-pub async fn write_spend_sqlite(
-    db: &impl ConnectionTrait,
-    wallet: &accounts::Model,
-    transfer: &transfers::Model,
-    movements: &[LotMovement],
-    idempotency: &IdempotentRequest,
-    response: &str,
-) -> Result<(), DbErr> {
-    use sqlite_literal as lit;
-    // The wallet and the stored answer are stamped with the transfer's time.
-    let now = transfer.created_at;
-    let mut sql = String::new();
-
-    for m in movements {
-        sql.push_str(&format!(
-            "UPDATE lots SET remaining = remaining - {take} WHERE id = {id} AND remaining >= {take};\n",
-            take = m.amount,
-            id = lit::uuid(m.lot_id)
-        ));
-    }
-    let metadata = transfer.metadata.as_ref().map(|m| m.to_string());
-    sql.push_str(&format!(
-        "INSERT INTO transfers (id, debit_account_id, credit_account_id, amount, kind, debit_balance_after, description, \
-         feature, quantity, metadata, idempotency_key, request_fingerprint, created_at) VALUES \
-         ({id}, {debit}, {credit}, {amount}, {kind}, {after}, {description}, {feature}, {quantity}, {metadata}, {key}, \
-         {fingerprint}, {now});\n",
-        id = lit::uuid(transfer.id),
-        debit = lit::uuid(transfer.debit_account_id),
-        credit = lit::uuid(transfer.credit_account_id),
-        amount = transfer.amount,
-        kind = lit::text(&transfer.kind)?,
-        after = wallet.balance,
-        description = lit::opt_text(transfer.description.as_deref())?,
-        feature = lit::opt_text(transfer.feature.as_deref())?,
-        quantity = lit::opt_int(transfer.quantity),
-        metadata = lit::opt_text(metadata.as_deref())?,
-        key = lit::text(idempotency.key.as_str())?,
-        fingerprint = lit::text(&idempotency.fingerprint)?,
-        now = lit::time(now)?,
-    ));
-    let moved: Vec<String> = movements
-        .iter()
-        .map(|m| format!("({}, {}, {})", lit::uuid(transfer.id), lit::uuid(m.lot_id), m.amount))
-        .collect();
-    sql.push_str(&format!("INSERT INTO transfer_lots (transfer_id, lot_id, amount) VALUES {};\n", moved.join(", ")));
-    sql.push_str(&format!(
-        "UPDATE accounts SET balance = {}, held = {}, debt = {}, updated_at = {} WHERE id = {};\n",
-        wallet.balance,
-        wallet.held,
-        wallet.debt,
-        lit::time(now)?,
-        lit::uuid(wallet.id)
-    ));
-    sql.push_str(&format!(
-        "INSERT INTO idempotency_keys (scope, key, fingerprint, status_code, response, created_at) VALUES \
-         ({}, {}, {}, 200, {}, {});",
-        lit::text(&idempotency.scope)?,
-        lit::text(idempotency.key.as_str())?,
-        lit::text(&idempotency.fingerprint)?,
-        lit::text(response)?,
-        lit::time(now)?
-    ));
-
-    let written = db.execute_unprepared(&sql).await?.rows_affected();
-    let expected = 2 * movements.len() as u64 + 3;
-    if written != expected {
-        return Err(DbErr::Custom(format!(
-            "wallet {}: wrote {written} rows for a spend, expected {expected}",
-            wallet.id
-        )));
-    }
-    Ok(())
 }
 
 /// Credits leaving a wallet.

@@ -12,6 +12,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::{
+    bulk,
     dto::*,
     ledger::{
         self, Debit, HoldStatus, LotMovement, LotSource, NewLot, SpendInDatabase, TransferDetails, TransferKind, system,
@@ -352,8 +353,8 @@ pub(crate) fn answer_from_database(outcome: SpendInDatabase, amount: Credits) ->
     })
 }
 
-/// The general spend inside `txn` (a transaction or a savepoint that holds the wallet's lock):
-/// settle, check, debit, store the answer. Not committed. On SQLite all five writes go in one call.
+/// The general spend inside `txn`, a writing transaction: lock the wallet, judge the key, settle,
+/// check, then take and write as a batch of one (`bulk::take_and_write`). Not committed.
 pub(crate) async fn spend_general(
     txn: &DatabaseTransaction,
     user_id: Uuid,
@@ -367,48 +368,7 @@ pub(crate) async fn spend_general(
     }
     let lots = ledger::settle(txn, &mut wallet, now).await?;
     ensure_affordable(&wallet, spend.amount)?;
-    if db::backend(txn) != DbBackend::Postgres {
-        return Ok(Outcome::Fresh(take_and_write_sqlite(txn, wallet, &lots, request, spend, now).await?));
-    }
-    let debit =
-        Debit { to: system::USAGE, amount: spend.amount, kind: TransferKind::Spend, details: spend.details.clone() };
-    let (transfer, movements) = ledger::debit_wallet(txn, &mut wallet, &lots, debit, Some(request), now).await?;
-    ledger::save_wallet(txn, &wallet, now).await?;
-    let response = SpendResponse {
-        transfer: TransferView::new(&transfer, movements_view(movements)),
-        balance: WalletBalance::of(&wallet),
-    };
-    idempotency::store(txn, request, 200, &response).await?;
-    Ok(Outcome::Fresh(response))
-}
-
-/// SQLite: takes an affordable spend from `lots` (live, in spend order) and writes it, all five
-/// writes in one call. If it fails, some writes may have happened: the caller rolls back.
-async fn take_and_write_sqlite(
-    txn: &DatabaseTransaction,
-    mut wallet: accounts::Model,
-    lots: &[lots::Model],
-    request: &IdempotentRequest,
-    spend: &PricedSpend,
-    now: DateTime<Utc>,
-) -> Result<SpendResponse, DbErr> {
-    let (movements, left) = ledger::plan_take(lots, spend.amount.get());
-    if left != 0 {
-        return Err(DbErr::Custom(format!("wallet {} has fewer credits in lots than its balance", wallet.id)));
-    }
-    wallet.balance -= spend.amount.get();
-    let transfer = transfers::Model {
-        debit_account_id: wallet.id,
-        debit_balance_after: Some(wallet.balance),
-        ..spend.transfer(request, now)
-    };
-    let response = SpendResponse {
-        transfer: TransferView::new(&transfer, movements_view(movements.clone())),
-        balance: WalletBalance::of(&wallet),
-    };
-    let body = serde_json::to_string(&response).map_err(json_error)?;
-    ledger::write_spend_sqlite(txn, &wallet, &transfer, &movements, request, &body).await?;
-    Ok(response)
+    Ok(Outcome::Fresh(bulk::take_and_write(txn, wallet, lots, request, spend, now).await?))
 }
 
 fn json_error(e: serde_json::Error) -> DbErr {
