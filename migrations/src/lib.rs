@@ -10,6 +10,7 @@ mod m20261124_000004_stripe;
 mod m20261125_000005_spend_function;
 mod m20261125_000006_spend_batch;
 mod m20261125_000007_drop_spend_batch;
+mod m20261125_000008_lean_spend_indexes;
 
 /// Every migration Tollgate knows, oldest first.
 pub struct Migrator;
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000005_spend_function::Migration),
             Box::new(m20261125_000006_spend_batch::Migration),
             Box::new(m20261125_000007_drop_spend_batch::Migration),
+            Box::new(m20261125_000008_lean_spend_indexes::Migration),
         ]
     }
 }
