@@ -174,7 +174,8 @@ impl Application {
     /// Serves until SIGINT/SIGTERM (in-flight requests finish), with the background tasks.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let background = tokio::spawn(background_tasks(self.state.clone()));
-        let checkpoints = tokio::spawn(crate::db::checkpoint_sqlite((*self.state.settings).clone()));
+        let checkpoints =
+            tokio::spawn(crate::db::checkpoint_sqlite((*self.state.settings).clone(), self.state.wal_restart.clone()));
         let result = self.server.await;
         background.abort();
         checkpoints.abort();

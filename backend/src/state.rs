@@ -9,6 +9,7 @@ use crate::{
     billing::stripe::StripeGateway,
     config::Settings,
     credits::batch::SpendBatcher,
+    db::WalRestart,
     limits::Limits,
     metrics::Metrics,
 };
@@ -26,6 +27,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Spends, gathered into batches.
     pub spends: SpendBatcher,
+    /// SQLite: the checkpointer's request that the spend writer let the WAL start over.
+    pub wal_restart: WalRestart,
 }
 
 impl AppState {
@@ -36,7 +39,9 @@ impl AppState {
         let stripe = StripeGateway::from_settings(&settings)?;
         let limits = Limits::new(settings.rate_limit_spend_per_second, settings.rate_limit_auth_per_minute);
         let metrics = Metrics::new()?;
-        let spends = SpendBatcher::start(db.clone(), settings.spend_batch_runners, metrics.clone());
-        Ok(Self { db, settings: Arc::new(settings), jwt, passwords, stripe, limits, metrics, spends })
+        let wal_restart = WalRestart::default();
+        let spends =
+            SpendBatcher::start(db.clone(), settings.spend_batch_runners, metrics.clone(), wal_restart.clone());
+        Ok(Self { db, settings: Arc::new(settings), jwt, passwords, stripe, limits, metrics, spends, wal_restart })
     }
 }

@@ -6,7 +6,7 @@
 //! batch runs go together in the next one (group commit). A spend alone is a batch of one and
 //! waits for nothing.
 //!
-//! A batch is one writing transaction on either database (`bulk::spend_all`): its wallets are
+//! A batch is one writing transaction on either database (`bulk::spend_and_commit`): its wallets are
 //! locked and read, with their lots and the batch's idempotency records, in a few statements;
 //! the spends are judged in memory, in order; what they decided is written with one statement
 //! per table. One runner on SQLite (it has one writer); on PostgreSQL `SPEND_BATCH_RUNNERS`
@@ -28,7 +28,11 @@ use super::{
     bulk,
     service::{self, CreditsError, PricedSpend, SpendCommand, SpendResult},
 };
-use crate::{db, idempotency::IdempotentRequest, metrics::Metrics};
+use crate::{
+    db::{self, WalRestart},
+    idempotency::IdempotentRequest,
+    metrics::Metrics,
+};
 
 /// At most this many spends share a transaction.
 const MAX_BATCH: usize = 64;
@@ -53,7 +57,7 @@ pub struct SpendBatcher {
 impl SpendBatcher {
     /// Starts the runners on the current Tokio runtime: `runners` on PostgreSQL, one on SQLite
     /// (it has one writer).
-    pub fn start(db: DatabaseConnection, runners: u32, metrics: Metrics) -> Self {
+    pub fn start(db: DatabaseConnection, runners: u32, metrics: Metrics, wal_restart: WalRestart) -> Self {
         let runners = match db::backend(&db) {
             DbBackend::Postgres => runners.max(1),
             _ => 1,
@@ -61,7 +65,7 @@ impl SpendBatcher {
         let (queue, receiver) = mpsc::channel(QUEUE_CAPACITY);
         let receiver = Arc::new(Mutex::new(receiver));
         for _ in 0..runners {
-            tokio::spawn(run(db.clone(), receiver.clone(), metrics.clone()));
+            tokio::spawn(run(db.clone(), receiver.clone(), metrics.clone(), wal_restart.clone()));
         }
         Self { db, queue }
     }
@@ -83,7 +87,12 @@ impl SpendBatcher {
 }
 
 /// Takes the spends waiting in the queue, up to `MAX_BATCH`, and runs them as one batch.
-async fn run(db: DatabaseConnection, receiver: Arc<Mutex<mpsc::Receiver<Job>>>, metrics: Metrics) {
+async fn run(
+    db: DatabaseConnection,
+    receiver: Arc<Mutex<mpsc::Receiver<Job>>>,
+    metrics: Metrics,
+    wal_restart: WalRestart,
+) {
     loop {
         let mut batch = Vec::new();
         {
@@ -102,6 +111,8 @@ async fn run(db: DatabaseConnection, receiver: Arc<Mutex<mpsc::Receiver<Job>>>, 
         metrics.spend_batch_size.observe(batch.len() as f64);
         let leftover = run_batch(&db, batch).await;
         metrics.spends_run_alone.inc_by(leftover.len() as u64);
+        // Between two batches: the one moment the spend writer can let a long WAL start over.
+        wal_restart.finish_if_asked(&db).await;
         // What the batch could not settle runs on its own, beside the next batches.
         for job in leftover {
             let db = db.clone();
@@ -135,20 +146,17 @@ pub async fn spend_together(
     results
 }
 
-/// Runs one batch in one writing transaction (see `bulk`) and answers what it settled once it has
-/// committed; returns the jobs to run alone. If anything fails, nothing is committed and every
+/// Runs one batch in one writing transaction (`bulk::spend_and_commit`) and answers what it
+/// settled once it has committed; returns the jobs to run alone. If anything fails, nothing is committed and every
 /// job runs alone.
 async fn run_batch(db: &DatabaseConnection, batch: Vec<Job>) -> Vec<Job> {
-    let Ok(txn) = db::begin_write(db).await else {
-        return batch;
-    };
     // Stored to the microsecond on PostgreSQL: the answer shows what the ledger will show.
     let now = Utc::now().trunc_subsecs(6);
     let spends: Vec<bulk::Spend> = batch
         .iter()
         .map(|job| bulk::Spend { user_id: job.user_id, request: &job.request, spend: &job.spend })
         .collect();
-    let answers = match bulk::spend_all(&txn, &spends, now).await {
+    let answers = match bulk::spend_and_commit(db, &spends, now).await {
         Ok(answers) => answers,
         Err(e) => {
             // A racing replica that committed one of the keys first, or a database outage, is
@@ -160,9 +168,6 @@ async fn run_batch(db: &DatabaseConnection, batch: Vec<Job>) -> Vec<Job> {
         }
     };
     drop(spends);
-    if txn.commit().await.is_err() {
-        return batch;
-    }
     let mut leftover = Vec::new();
     for (job, answer) in batch.into_iter().zip(answers) {
         match answer {

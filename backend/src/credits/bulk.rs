@@ -25,8 +25,8 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect,
 };
 use uuid::Uuid;
 
@@ -36,6 +36,7 @@ use super::{
     service::{self, Outcome, PricedSpend, SpendResult},
 };
 use crate::{
+    db,
     entities::{accounts, holds, idempotency_keys, lots, transfers},
     idempotency::{self, IdempotentRequest, Lookup},
 };
@@ -80,13 +81,43 @@ pub async fn spend_all(
     }
     let mut wallets = read_wallets(txn, spends, now).await?;
     let mut stored = read_keys(txn, spends).await?;
+    let (answers, writes) = judge_all(spends, &mut wallets, &mut stored, now)?;
+    write(txn, &wallets, writes, now).await?;
+    Ok(answers)
+}
 
+/// Judges the spends one after another, in order, against the wallets and records as the earlier
+/// ones left them: their answers, and what the batch must write.
+fn judge_all(
+    spends: &[Spend<'_>],
+    wallets: &mut HashMap<Uuid, Wallet>,
+    stored: &mut HashMap<(String, String), idempotency_keys::Model>,
+    now: DateTime<Utc>,
+) -> Result<(Vec<Option<SpendResult>>, Writes), DbErr> {
     let mut writes = Writes::default();
     let mut answers = Vec::with_capacity(spends.len());
     for spend in spends {
-        answers.push(judge(spend, &mut wallets, &mut stored, &mut writes, now)?);
+        answers.push(judge(spend, wallets, stored, &mut writes, now)?);
     }
-    write(txn, &wallets, writes, now).await?;
+    Ok((answers, writes))
+}
+
+/// Judges and writes `spends` in one writing transaction of its own and commits it. Returns
+/// what `spend_all` returns; on an error nothing was committed.
+pub async fn spend_and_commit(
+    db: &DatabaseConnection,
+    spends: &[Spend<'_>],
+    now: DateTime<Utc>,
+) -> Result<Vec<Option<SpendResult>>, DbErr> {
+    if spends.is_empty() {
+        return Ok(Vec::new());
+    }
+    if db.get_database_backend() == DbBackend::Sqlite {
+        return sqlite::spend_and_commit(db.get_sqlite_connection_pool(), spends, now).await;
+    }
+    let txn = db::begin_write(db).await?;
+    let answers = spend_all(&txn, spends, now).await?;
+    txn.commit().await?;
     Ok(answers)
 }
 
@@ -110,7 +141,6 @@ async fn read_wallets(
     };
     let ids: Vec<Uuid> = accounts.iter().map(|a| a.id).collect();
 
-    let mut lots_of: HashMap<Uuid, Vec<lots::Model>> = HashMap::new();
     let live = if postgres {
         pg::live_lots(txn, &ids).await?
     } else {
@@ -120,9 +150,6 @@ async fn read_wallets(
             .all(txn)
             .await?
     };
-    for lot in live {
-        lots_of.entry(lot.account_id).or_default().push(lot);
-    }
 
     let holding: Vec<Uuid> = accounts.iter().filter(|a| a.held > 0).map(|a| a.id).collect();
     let overdue: HashSet<Uuid> = if holding.is_empty() {
@@ -140,7 +167,20 @@ async fn read_wallets(
             .into_iter()
             .collect()
     };
+    Ok(assemble_wallets(accounts, live, &overdue, now))
+}
 
+/// The batch's wallets by user, each with its live lots in spend order, from what was read.
+fn assemble_wallets(
+    accounts: Vec<accounts::Model>,
+    live: Vec<lots::Model>,
+    overdue: &HashSet<Uuid>,
+    now: DateTime<Utc>,
+) -> HashMap<Uuid, Wallet> {
+    let mut lots_of: HashMap<Uuid, Vec<lots::Model>> = HashMap::new();
+    for lot in live {
+        lots_of.entry(lot.account_id).or_default().push(lot);
+    }
     let mut wallets = HashMap::with_capacity(accounts.len());
     for account in accounts {
         let Some(user_id) = account.user_id else { continue };
@@ -150,7 +190,7 @@ async fn read_wallets(
         let settle = expired || overdue.contains(&account.id);
         wallets.insert(user_id, Wallet { account, lots, settle, changed: false });
     }
-    Ok(wallets)
+    wallets
 }
 
 /// The stored idempotency records for the batch's keys, by scope and key. Read after the wallets
@@ -173,11 +213,18 @@ async fn read_keys(
             .all(txn)
             .await?
     };
-    Ok(rows
-        .into_iter()
+    Ok(index_keys(rows, &wanted))
+}
+
+/// The records read, by scope and key, keeping only the pairs the batch names.
+fn index_keys(
+    rows: Vec<idempotency_keys::Model>,
+    wanted: &HashSet<(&str, &str)>,
+) -> HashMap<(String, String), idempotency_keys::Model> {
+    rows.into_iter()
         .filter(|row| wanted.contains(&(row.scope.as_str(), row.key.as_str())))
         .map(|row| ((row.scope.clone(), row.key.clone()), row))
-        .collect())
+        .collect()
 }
 
 /// One spend, against the wallets and records as the batch has left them. Records the writes of
@@ -292,12 +339,17 @@ async fn write(
     }
 
     let sql = sqlite_write(wallets, &writes)?;
-    let expected = writes.taken.len()
+    expect_rows("rows", txn.execute_unprepared(&sql).await?.rows_affected(), sqlite_rows_written(wallets, &writes))
+}
+
+/// The rows `sqlite_write` must touch: one per lot taken from, wallet changed, transfer, movement
+/// and stored answer.
+fn sqlite_rows_written(wallets: &HashMap<Uuid, Wallet>, writes: &Writes) -> usize {
+    writes.taken.len()
         + wallets.values().filter(|w| w.changed).count()
         + writes.transfers.len()
         + writes.movements.len()
-        + writes.keys.len();
-    expect_rows("rows", txn.execute_unprepared(&sql).await?.rows_affected(), expected)
+        + writes.keys.len()
 }
 
 /// SQLite: every write of the batch as one multi-statement call (one trip to the connection's
@@ -382,6 +434,149 @@ fn sqlite_write(wallets: &HashMap<Uuid, Wallet>, writes: &Writes) -> Result<Stri
         list(keys)
     ));
     Ok(sql)
+}
+
+/// SQLite: a whole batch in three trips to the connection's thread, committed here.
+///
+/// Every statement sent through sea-orm is its own trip to the thread that owns the SQLite
+/// connection and back, a wake-up on each side; on two busy cores each costs more than the
+/// statement. So the batch takes the pool's connection itself and sends, as one call each:
+/// `BEGIN IMMEDIATE` with all four reads (the wallets in id order, their live lots, their overdue
+/// holds, the stored answers), then every write (checked by rows written, as the general path
+/// checks them), then `COMMIT`. The values go as literals quoted exactly as sqlx binds them
+/// (`ledger::sqlite_literal`), so a row reads back the same whichever path wrote it.
+mod sqlite {
+    use std::collections::HashSet;
+
+    use chrono::{DateTime, Utc};
+    use futures_util::TryStreamExt;
+    use sea_orm::{
+        DbErr, FromQueryResult, QueryResult, RuntimeErr,
+        sqlx::{self, AssertSqlSafe, Either, Sqlite, SqlitePool, pool::PoolConnection},
+    };
+    use uuid::Uuid;
+
+    use super::{Spend, assemble_wallets, expect_rows, index_keys, judge_all, sqlite_rows_written, sqlite_write};
+    use crate::{
+        credits::{ledger, ledger::sqlite_literal as lit, service::SpendResult},
+        entities::{accounts, idempotency_keys, lots},
+    };
+
+    /// The pool's connection while a transaction is open on it: if the batch is dropped before it
+    /// commits or rolls back, the connection is closed (which rolls back) rather than returned to
+    /// the pool inside a transaction.
+    struct Open {
+        conn: PoolConnection<Sqlite>,
+        open: bool,
+    }
+
+    impl Drop for Open {
+        fn drop(&mut self) {
+            if self.open {
+                self.conn.close_on_drop();
+            }
+        }
+    }
+
+    fn exec_err(err: sqlx::Error) -> DbErr {
+        DbErr::Exec(RuntimeErr::SqlxError(err.into()))
+    }
+
+    pub async fn spend_and_commit(
+        pool: &SqlitePool,
+        spends: &[Spend<'_>],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Option<SpendResult>>, DbErr> {
+        let conn = pool.acquire().await.map_err(|e| DbErr::Conn(RuntimeErr::SqlxError(e.into())))?;
+        let mut txn = Open { conn, open: false };
+        let reads = reads(spends, now)?;
+        let result = judge_and_write(&mut txn, reads, spends, now).await;
+        if txn.open {
+            // Not committed: undo whatever was written. A connection that cannot even roll back
+            // is closed when dropped.
+            if sqlx::raw_sql("ROLLBACK").execute(&mut *txn.conn).await.is_ok() {
+                txn.open = false;
+            }
+        }
+        result
+    }
+
+    async fn judge_and_write(
+        txn: &mut Open,
+        reads: String,
+        spends: &[Spend<'_>],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Option<SpendResult>>, DbErr> {
+        // One result set per statement, in order: BEGIN's (empty), then the four reads'.
+        let mut sets: Vec<Vec<QueryResult>> = vec![Vec::new()];
+        {
+            let mut stream = sqlx::raw_sql(AssertSqlSafe(reads)).fetch_many(&mut *txn.conn);
+            while let Some(item) = stream.try_next().await.map_err(exec_err)? {
+                match item {
+                    Either::Left(_) => {
+                        txn.open = true;
+                        sets.push(Vec::new());
+                    }
+                    Either::Right(row) => {
+                        if let Some(set) = sets.last_mut() {
+                            set.push(QueryResult::from(row));
+                        }
+                    }
+                }
+            }
+        }
+        if sets.len() != 6 {
+            return Err(DbErr::Custom(format!("a spend batch's reads returned {} result sets, not 5", sets.len() - 1)));
+        }
+        let accounts =
+            sets[1].iter().map(|r| accounts::Model::from_query_result(r, "")).collect::<Result<Vec<_>, _>>()?;
+        let live = sets[2].iter().map(|r| lots::Model::from_query_result(r, "")).collect::<Result<Vec<_>, _>>()?;
+        let overdue = sets[3].iter().map(|r| r.try_get_by_index::<Uuid>(0)).collect::<Result<HashSet<_>, _>>()?;
+        let rows =
+            sets[4].iter().map(|r| idempotency_keys::Model::from_query_result(r, "")).collect::<Result<Vec<_>, _>>()?;
+
+        let mut wallets = assemble_wallets(accounts, live, &overdue, now);
+        let wanted: HashSet<(&str, &str)> =
+            spends.iter().map(|s| (s.request.scope.as_str(), s.request.key.as_str())).collect();
+        let mut stored = index_keys(rows, &wanted);
+        let (answers, writes) = judge_all(spends, &mut wallets, &mut stored, now)?;
+
+        if !writes.transfers.is_empty() {
+            let sql = sqlite_write(&wallets, &writes)?;
+            let written =
+                sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut *txn.conn).await.map_err(exec_err)?.rows_affected();
+            expect_rows("rows", written, sqlite_rows_written(&wallets, &writes))?;
+        }
+        sqlx::raw_sql("COMMIT").execute(&mut *txn.conn).await.map_err(exec_err)?;
+        txn.open = false;
+        Ok(answers)
+    }
+
+    /// `BEGIN IMMEDIATE` and the batch's four reads, as one text. Every value in it is a literal
+    /// from `ledger::sqlite_literal`, which quotes text and refuses what it cannot quote.
+    fn reads(spends: &[Spend<'_>], now: DateTime<Utc>) -> Result<String, DbErr> {
+        let users: HashSet<Uuid> = spends.iter().map(|s| s.user_id).collect();
+        let users = users.into_iter().map(lit::uuid).collect::<Vec<_>>().join(", ");
+        let mut scopes = HashSet::new();
+        let mut keys = HashSet::new();
+        for spend in spends {
+            scopes.insert(lit::text(&spend.request.scope)?);
+            keys.insert(lit::text(spend.request.key.as_str())?);
+        }
+        let scopes = scopes.into_iter().collect::<Vec<_>>().join(", ");
+        let keys = keys.into_iter().collect::<Vec<_>>().join(", ");
+        let open = lit::text(ledger::HoldStatus::Open.as_str())?;
+        let now = lit::time(now)?;
+        Ok(format!(
+            "BEGIN IMMEDIATE;\n\
+             SELECT * FROM accounts WHERE user_id IN ({users}) ORDER BY id;\n\
+             SELECT l.* FROM accounts a JOIN lots l ON l.account_id = a.id \
+               WHERE a.user_id IN ({users}) AND l.remaining > 0;\n\
+             SELECT h.account_id FROM accounts a JOIN holds h ON h.account_id = a.id \
+               WHERE a.user_id IN ({users}) AND a.held > 0 AND h.status = {open} AND h.expires_at <= {now};\n\
+             SELECT * FROM idempotency_keys WHERE scope IN ({scopes}) AND key IN ({keys});"
+        ))
+    }
 }
 
 fn expect_rows(table: &str, written: u64, expected: usize) -> Result<(), DbErr> {

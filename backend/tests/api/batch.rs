@@ -22,7 +22,11 @@ use crate::{
     helpers::{Backend, TestApp},
 };
 
-both!(a_batch_answers_each_spend_as_if_it_ran_alone, spends_under_load_are_batched_and_exact);
+both!(
+    a_batch_answers_each_spend_as_if_it_ran_alone,
+    spends_under_load_are_batched_and_exact,
+    a_failed_batch_writes_nothing_and_the_next_one_commits
+);
 
 fn request(user: Uuid, key: &str, amount: i64) -> IdempotentRequest {
     IdempotentRequest {
@@ -216,4 +220,57 @@ async fn postgres_batches_never_deadlock() {
         assert_eq!(app.balance(user).await["balance"], 10_000 - 40 * 2 * 4);
     }
     app.assert_reconciled().await;
+}
+
+/// A batch that fails half-way (here a wallet whose lots hold fewer credits than its balance says,
+/// found only when the batch takes from them) commits nothing, hands every spend to the general
+/// path, and leaves the connection out of any transaction: the spends after it commit, as a
+/// connection of the test's own sees.
+async fn a_failed_batch_writes_nothing_and_the_next_one_commits(app: TestApp) {
+    use sea_orm::{ColumnTrait, Database, EntityTrait, QueryFilter, sea_query::Expr};
+    use tollgate::entities::{accounts, lots};
+
+    let alice = app.user().await;
+    let bob = app.user().await;
+    app.grant(&alice, 10).await;
+    app.grant(&bob, 10).await;
+    let wallet = accounts::Entity::find().filter(accounts::Column::UserId.eq(alice.id)).one(&app.db).await.unwrap();
+    lots::Entity::update_many()
+        .col_expr(lots::Column::Remaining, Expr::value(5))
+        .filter(lots::Column::AccountId.eq(wallet.unwrap().id))
+        .exec(&app.db)
+        .await
+        .unwrap();
+    let transfers_before = app.count("transfers").await;
+
+    let spends = vec![
+        (bob.id, request(bob.id, "b1", 3), priced(&app, 3).await),
+        (alice.id, request(alice.id, "a1", 8), priced(&app, 8).await),
+    ];
+    let answers = batch::spend_together(&app.db, spends).await;
+    // Bob's spend, run alone after the batch failed, goes through; Alice's fails alone too.
+    assert_eq!(fresh(&answers[0])["balance"]["balance"], 7);
+    assert!(matches!(answers[1], Err(CreditsError::Database(_))), "{:?}", answers[1].as_ref().err());
+    assert_eq!(app.count("transfers").await, transfers_before + 1);
+    assert_eq!(app.balance(&alice).await["balance"], 10);
+
+    let answers = batch::spend_together(&app.db, vec![(bob.id, request(bob.id, "b2", 2), priced(&app, 2).await)]).await;
+    assert_eq!(fresh(&answers[0])["balance"]["balance"], 5);
+    let own = Database::connect(&app.database_url).await.unwrap();
+    let bob_wallet =
+        accounts::Entity::find().filter(accounts::Column::UserId.eq(bob.id)).one(&own).await.unwrap().unwrap();
+    assert_eq!(bob_wallet.balance, 5, "the spends after the failed batch are committed");
+    let alice_lots = lots::Entity::find()
+        .filter(lots::Column::AccountId.eq(wallet_id(&own, alice.id).await))
+        .all(&own)
+        .await
+        .unwrap();
+    assert_eq!(alice_lots.iter().map(|l| l.remaining).sum::<i64>(), 5, "the failed batch took nothing");
+    own.close().await.unwrap();
+}
+
+async fn wallet_id(db: &sea_orm::DatabaseConnection, user: Uuid) -> Uuid {
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    use tollgate::entities::accounts;
+    accounts::Entity::find().filter(accounts::Column::UserId.eq(user)).one(db).await.unwrap().unwrap().id
 }

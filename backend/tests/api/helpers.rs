@@ -82,6 +82,8 @@ pub struct TestApp {
     pub client: Client,
     pub db: DatabaseConnection,
     pub backend: Backend,
+    /// The server's database, for a connection of the test's own.
+    pub database_url: String,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -192,7 +194,7 @@ impl TestApp {
             }
             Backend::Postgres => pg_database().await?,
         };
-        let mut settings = test_settings(url, dir.path().to_path_buf());
+        let mut settings = test_settings(url.clone(), dir.path().to_path_buf());
         configure(&mut settings);
         let app = Application::build(settings).await.expect("build app");
         let address = format!("http://127.0.0.1:{}", app.port());
@@ -204,7 +206,7 @@ impl TestApp {
             .timeout(Duration::from_secs(60))
             .build()
             .expect("client");
-        Some(TestApp { address, client, db, backend, _dir: Some(dir) })
+        Some(TestApp { address, client, db, backend, database_url: url, _dir: Some(dir) })
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -17,3 +17,4 @@ mod limits;
 mod openapi;
 mod resilience;
 mod stripe;
+mod wal;
