@@ -10,8 +10,9 @@
 //! had alone, in that order.
 //!
 //! The judging is the same code on both databases; the statements differ. On SQLite the
-//! transaction holds the database's write lock from its first statement (`BEGIN IMMEDIATE`) and
-//! the writes go as one multi-statement call. On PostgreSQL the wallets' row locks serialise the
+//! transaction holds the database's write lock from its first statement (`BEGIN IMMEDIATE`), and
+//! a batch makes three trips to the connection's thread (see `sqlite`): the begin with every
+//! read, the writes as one multi-statement call, the commit. On PostgreSQL the wallets' row locks serialise the
 //! batch against every other writer of those wallets, and each statement has one fixed text
 //! with JSON parameters (prepared and planned once per connection), the writes being one
 //! data-modifying statement.
