@@ -6,8 +6,8 @@
 //! batch runs go together in the next one (group commit). A spend alone is a batch of one and
 //! waits for nothing.
 //!
-//! A batch is one writing transaction on either database (`bulk::spend_and_commit`): its wallets are
-//! locked and read, with their lots and the batch's idempotency records, in a few statements;
+//! A batch is one writing transaction on either database (`bulk::spend_and_commit`): its wallets
+//! are locked and read, with their lots and the batch's idempotency records, in a few statements;
 //! the spends are judged in memory, in order; what they decided is written with one statement
 //! per table. One runner on SQLite (it has one writer); on PostgreSQL `SPEND_BATCH_RUNNERS`
 //! (by default one per core) commit batches at once.
@@ -147,8 +147,8 @@ pub async fn spend_together(
 }
 
 /// Runs one batch in one writing transaction (`bulk::spend_and_commit`) and answers what it
-/// settled once it has committed; returns the jobs to run alone. If anything fails, nothing is committed and every
-/// job runs alone.
+/// settled once it has committed; returns the jobs to run alone. If anything fails, nothing is
+/// committed and every job runs alone.
 async fn run_batch(db: &DatabaseConnection, batch: Vec<Job>) -> Vec<Job> {
     // Stored to the microsecond on PostgreSQL: the answer shows what the ledger will show.
     let now = Utc::now().trunc_subsecs(6);

@@ -12,8 +12,8 @@
 //! The judging is the same code on both databases; the statements differ. On SQLite the
 //! transaction holds the database's write lock from its first statement (`BEGIN IMMEDIATE`), and
 //! a batch makes three trips to the connection's thread (see `sqlite`): the begin with every
-//! read, the writes as one multi-statement call, the commit. On PostgreSQL the wallets' row locks serialise the
-//! batch against every other writer of those wallets, and each statement has one fixed text
+//! read, the writes as one multi-statement call, the commit. On PostgreSQL the wallets' row locks
+//! serialise the batch against every other writer of those wallets, and each statement has one fixed text
 //! with JSON parameters (prepared and planned once per connection), the writes being one
 //! data-modifying statement.
 //!
@@ -200,8 +200,7 @@ async fn read_keys(
     txn: &DatabaseTransaction,
     spends: &[Spend<'_>],
 ) -> Result<HashMap<(String, String), idempotency_keys::Model>, DbErr> {
-    let wanted: HashSet<(&str, &str)> =
-        spends.iter().map(|s| (s.request.scope.as_str(), s.request.key.as_str())).collect();
+    let wanted = wanted_keys(spends);
     let rows = if txn.get_database_backend() == DbBackend::Postgres {
         pg::stored_keys(txn, &wanted).await?
     } else {
@@ -215,6 +214,11 @@ async fn read_keys(
             .await?
     };
     Ok(index_keys(rows, &wanted))
+}
+
+/// The (scope, key) pairs the batch names.
+fn wanted_keys<'a>(spends: &'a [Spend<'_>]) -> HashSet<(&'a str, &'a str)> {
+    spends.iter().map(|s| (s.request.scope.as_str(), s.request.key.as_str())).collect()
 }
 
 /// The records read, by scope and key, keeping only the pairs the batch names.
@@ -457,7 +461,9 @@ mod sqlite {
     };
     use uuid::Uuid;
 
-    use super::{Spend, assemble_wallets, expect_rows, index_keys, judge_all, sqlite_rows_written, sqlite_write};
+    use super::{
+        Spend, assemble_wallets, expect_rows, index_keys, judge_all, sqlite_rows_written, sqlite_write, wanted_keys,
+    };
     use crate::{
         credits::{ledger, ledger::sqlite_literal as lit, service::SpendResult},
         entities::{accounts, idempotency_keys, lots},
@@ -537,9 +543,7 @@ mod sqlite {
             sets[4].iter().map(|r| idempotency_keys::Model::from_query_result(r, "")).collect::<Result<Vec<_>, _>>()?;
 
         let mut wallets = assemble_wallets(accounts, live, &overdue, now);
-        let wanted: HashSet<(&str, &str)> =
-            spends.iter().map(|s| (s.request.scope.as_str(), s.request.key.as_str())).collect();
-        let mut stored = index_keys(rows, &wanted);
+        let mut stored = index_keys(rows, &wanted_keys(spends));
         let (answers, writes) = judge_all(spends, &mut wallets, &mut stored, now)?;
 
         if !writes.transfers.is_empty() {

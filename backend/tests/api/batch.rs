@@ -234,10 +234,10 @@ async fn a_failed_batch_writes_nothing_and_the_next_one_commits(app: TestApp) {
     let bob = app.user().await;
     app.grant(&alice, 10).await;
     app.grant(&bob, 10).await;
-    let wallet = accounts::Entity::find().filter(accounts::Column::UserId.eq(alice.id)).one(&app.db).await.unwrap();
+    let alice_wallet = wallet_id(&app.db, alice.id).await;
     lots::Entity::update_many()
         .col_expr(lots::Column::Remaining, Expr::value(5))
-        .filter(lots::Column::AccountId.eq(wallet.unwrap().id))
+        .filter(lots::Column::AccountId.eq(alice_wallet))
         .exec(&app.db)
         .await
         .unwrap();
@@ -260,11 +260,7 @@ async fn a_failed_batch_writes_nothing_and_the_next_one_commits(app: TestApp) {
     let bob_wallet =
         accounts::Entity::find().filter(accounts::Column::UserId.eq(bob.id)).one(&own).await.unwrap().unwrap();
     assert_eq!(bob_wallet.balance, 5, "the spends after the failed batch are committed");
-    let alice_lots = lots::Entity::find()
-        .filter(lots::Column::AccountId.eq(wallet_id(&own, alice.id).await))
-        .all(&own)
-        .await
-        .unwrap();
+    let alice_lots = lots::Entity::find().filter(lots::Column::AccountId.eq(alice_wallet)).all(&own).await.unwrap();
     assert_eq!(alice_lots.iter().map(|l| l.remaining).sum::<i64>(), 5, "the failed batch took nothing");
     own.close().await.unwrap();
 }
