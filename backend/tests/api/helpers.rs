@@ -88,19 +88,27 @@ pub struct TestApp {
 }
 
 const PG_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
-const PG_TEMPLATE: &str = "tollgate_test_template";
+/// Test databases are named `<prefix>_<uuid>`; `TOLLGATE_TEST_DB_PREFIX` keeps two checkouts
+/// testing at once on one PostgreSQL from dropping each other's databases.
+fn pg_prefix() -> String {
+    std::env::var("TOLLGATE_TEST_DB_PREFIX").unwrap_or_else(|_| "tollgate_test".to_owned())
+}
+
+fn pg_template_name() -> String {
+    format!("{}_template", pg_prefix())
+}
 
 fn pg_url(database: &str) -> String {
     format!("postgres://postgres@127.0.0.1:5432/{database}")
 }
 
 /// Builds the migrated template once per test process; `None` when PostgreSQL is down.
-async fn pg_template() -> Option<&'static str> {
+async fn pg_template() -> Option<String> {
     static READY: OnceLock<Mutex<Option<bool>>> = OnceLock::new();
     let lock = READY.get_or_init(|| Mutex::new(None));
     let mut ready = lock.lock().await;
     if let Some(ok) = *ready {
-        return ok.then_some(PG_TEMPLATE);
+        return ok.then(pg_template_name);
     }
     let admin = match Database::connect(PG_ADMIN_URL).await {
         Ok(admin) => admin,
@@ -115,9 +123,10 @@ async fn pg_template() -> Option<&'static str> {
     };
     // Leftovers of earlier runs, then a fresh template with every migration.
     let old = admin
-        .query_all_raw(Statement::from_string(
+        .query_all_raw(Statement::from_sql_and_values(
             admin.get_database_backend(),
-            "SELECT datname FROM pg_database WHERE datname LIKE 'tollgate_test_%'",
+            "SELECT datname FROM pg_database WHERE datname LIKE $1",
+            [format!("{}\\_%", pg_prefix()).into()],
         ))
         .await
         .expect("list test databases");
@@ -125,19 +134,20 @@ async fn pg_template() -> Option<&'static str> {
         let name: String = row.try_get("", "datname").expect("datname");
         let _ = admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await;
     }
-    admin.execute_unprepared(&format!("CREATE DATABASE {PG_TEMPLATE}")).await.expect("create template");
-    let template = Database::connect(pg_url(PG_TEMPLATE)).await.expect("connect template");
+    let template_name = pg_template_name();
+    admin.execute_unprepared(&format!("CREATE DATABASE \"{template_name}\"")).await.expect("create template");
+    let template = Database::connect(pg_url(&template_name)).await.expect("connect template");
     Migrator::up(&template, None).await.expect("migrate template");
     template.close().await.expect("close template");
     *ready = Some(true);
-    Some(PG_TEMPLATE)
+    Some(template_name)
 }
 
 pub async fn pg_database() -> Option<String> {
     let template = pg_template().await?;
-    let name = format!("tollgate_test_{}", Uuid::new_v4().simple());
+    let name = format!("{}_{}", pg_prefix(), Uuid::new_v4().simple());
     let admin = Database::connect(PG_ADMIN_URL).await.expect("connect admin");
-    admin.execute_unprepared(&format!("CREATE DATABASE \"{name}\" TEMPLATE {template}")).await.expect("copy template");
+    admin.execute_unprepared(&format!("CREATE DATABASE \"{name}\" TEMPLATE \"{template}\"")).await.expect("copy template");
     admin.close().await.ok();
     Some(pg_url(&name))
 }
