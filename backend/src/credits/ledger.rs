@@ -296,6 +296,10 @@ async fn insert_movements(
 
 /// Applies what time has done to a locked wallet: posts the expiry of lots past their expiry
 /// and releases holds past their time to live. Returns the wallet's live lots in spend order.
+///
+/// Whatever it changes it writes back to the wallet row itself, before returning: settled state
+/// never lives only in memory, so no caller can commit expiries or expired holds while leaving
+/// the wallet's cached figures behind (the audit's drifting wallet), whatever it does next.
 pub async fn settle(
     db: &impl ConnectionTrait,
     wallet: &mut accounts::Model,
@@ -305,6 +309,7 @@ pub async fn settle(
     let (expired, mut live): (Vec<_>, Vec<_>) =
         all.into_iter().partition(|lot| lot.expires_at.is_some_and(|at| at <= now));
 
+    let mut changed = !expired.is_empty();
     for lot in expired {
         wallet.balance -= lot.remaining;
         let transfer = new_transfer(
@@ -339,7 +344,11 @@ pub async fn settle(
                 .exec(db)
                 .await?;
             wallet.held -= hold.amount;
+            changed = true;
         }
+    }
+    if changed {
+        save_wallet(db, wallet, now).await?;
     }
 
     live.sort_by(spend_order);

@@ -15,6 +15,7 @@ both!(
     holds_expire_by_themselves,
     concurrent_captures_of_one_hold_spend_once,
     holds_refuse_bad_input_without_writing,
+    releasing_an_expired_hold_keeps_the_wallet_true,
 );
 
 async fn hold(app: &TestApp, user: &TestUser, key: &str, body: Value) -> Value {
@@ -207,4 +208,40 @@ async fn holds_refuse_bad_input_without_writing(app: TestApp) {
         .await;
     problem(res, StatusCode::NOT_FOUND, "hold_not_found").await;
     assert_eq!(app.ledger_counts().await, before);
+}
+
+/// Audit #4: a release that arrives after the hold's time to live settles the wallet (the hold
+/// expires, and a lot that expired meanwhile is posted) and must write those figures back.
+async fn releasing_an_expired_hold_keeps_the_wallet_true(app: TestApp) {
+    let user = app.user().await;
+    app.grant(&user, 10).await;
+    let soon = chrono::Utc::now() + chrono::Duration::milliseconds(1500);
+    let res = app
+        .post_admin(
+            "/api/v1/credits/grant",
+            Some("expiring-lot"),
+            &json!({ "user_id": user.id, "amount": 5, "reason": "short promo", "expires_at": soon }),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let held = hold(&app, &user, "h1", json!({ "amount": 3, "ttl_seconds": 1 })).await;
+    assert_eq!(held["balance"], json!({ "balance": 15, "available": 12, "held": 3, "debt": 0 }));
+    let id = held["hold"]["id"].as_str().unwrap().to_owned();
+    tokio::time::sleep(std::time::Duration::from_millis(2000)).await;
+
+    // The work ran long: the client releases after the TTL.
+    let res = app.post(&format!("/api/v1/credits/holds/{id}/release"), Some(&user.token), None, &json!(null)).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let released: Value = res.json().await.unwrap();
+    assert_eq!(released["hold"]["status"], "expired");
+    assert_eq!(released["balance"], json!({ "balance": 10, "available": 10, "held": 0, "debt": 0 }));
+    // What the wallet says afterwards, read fresh: nothing stuck, nothing expired counted.
+    let after = app.balance(&user).await;
+    assert_eq!((&after["balance"], &after["available"], &after["held"]), (&json!(10), &json!(10), &json!(0)));
+    app.assert_reconciled().await;
+    // And the whole balance can be spent.
+    let res = app.spend(&user, "all", json!({ "amount": 10 })).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(app.balance(&user).await["balance"], 0);
+    app.assert_reconciled().await;
 }
