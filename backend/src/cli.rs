@@ -157,7 +157,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::SyncPrices => {
             let db = connect_migrated(&settings).await?;
-            let Some(gateway) = crate::billing::stripe::StripeGateway::from_settings(&settings)? else {
+            let crate::billing::stripe::PaymentMode::Stripe(gateway) =
+                crate::billing::stripe::PaymentMode::from_settings(&settings)?
+            else {
                 anyhow::bail!("STRIPE_SECRET_KEY is not set: sandbox mode has no Stripe prices to sync");
             };
             let (synced, deactivated) =

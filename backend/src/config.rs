@@ -13,6 +13,15 @@ pub enum Environment {
     Production,
 }
 
+/// How payments are taken, chosen once at start: through Stripe, or in the sandbox, where local
+/// pages stand in for Stripe and every purchase is free. Production never falls into the sandbox
+/// by accident: without Stripe keys it must be asked for with `PAYMENTS=sandbox`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Payments {
+    Sandbox,
+    Stripe,
+}
+
 /// SQLite's `synchronous` pragma: `FULL` (the default) makes every commit durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SqliteSynchronous {
@@ -93,7 +102,9 @@ pub struct Settings {
     pub migrate_on_start: bool,
     /// Where the billing portal sends the user back to.
     pub billing_portal_return_url: String,
-    /// Stripe's secret key; without it Tollgate runs in sandbox mode.
+    /// Sandbox or Stripe (`PAYMENTS`, else decided by whether a Stripe key is set).
+    pub payments: Payments,
+    /// Stripe's secret key; required with `Payments::Stripe`, refused with `Payments::Sandbox`.
     pub stripe_secret_key: Option<Secret>,
     /// The signing secret of the webhook endpoint (`whsec_…`).
     pub stripe_webhook_secret: Option<Secret>,
@@ -233,6 +244,33 @@ impl Settings {
                 "is required with STRIPE_SECRET_KEY in production: payments are credited by webhooks",
             ));
         }
+        let payments = match var("PAYMENTS").map(|v| v.to_ascii_lowercase()).as_deref() {
+            None if stripe_secret_key.is_some() => Payments::Stripe,
+            None if environment == Environment::Production => {
+                return Err(invalid(
+                    "PAYMENTS",
+                    "TOLLGATE_ENV=production needs a payment mode: set STRIPE_SECRET_KEY and STRIPE_WEBHOOK_SECRET \
+                     to take payments through Stripe, or PAYMENTS=sandbox to run the sandbox, where every purchase \
+                     is free",
+                ));
+            }
+            None | Some("sandbox") => {
+                if stripe_secret_key.is_some() {
+                    return Err(invalid(
+                        "PAYMENTS",
+                        "is `sandbox` but STRIPE_SECRET_KEY is set: unset one of them (the sandbox takes no payments)",
+                    ));
+                }
+                Payments::Sandbox
+            }
+            Some("stripe") => {
+                if stripe_secret_key.is_none() {
+                    return Err(invalid("STRIPE_SECRET_KEY", "is required with PAYMENTS=stripe"));
+                }
+                Payments::Stripe
+            }
+            Some(other) => return Err(invalid("PAYMENTS", format!("`{other}` is neither `sandbox` nor `stripe`"))),
+        };
         let stripe_api_base = var("STRIPE_API_BASE");
         if stripe_api_base.as_ref().is_some_and(|u| !(u.starts_with("http://") || u.starts_with("https://"))) {
             return Err(invalid("STRIPE_API_BASE", "must start with http:// or https://"));
@@ -288,6 +326,7 @@ impl Settings {
             frontend_dir: PathBuf::from(var("FRONTEND_DIR").unwrap_or_else(|| "./frontend/dist".to_owned())),
             migrate_on_start: parse_bool("MIGRATE_ON_START", true)?,
             billing_portal_return_url,
+            payments,
             stripe_secret_key: stripe_secret_key.map(Secret::new),
             stripe_webhook_secret: stripe_webhook_secret.map(Secret::new),
             stripe_publishable_key: var("STRIPE_PUBLISHABLE_KEY"),
@@ -303,13 +342,13 @@ impl Settings {
         self.database_url.starts_with("sqlite:")
     }
 
-    /// `sandbox` while no Stripe keys are configured: checkout and the portal are local pages
-    /// and no real payment is taken.
+    /// `sandbox` (checkout and the portal are local pages and no real payment is taken), or
+    /// Stripe's `test` or `live` mode, told by the key.
     pub fn stripe_mode(&self) -> &'static str {
-        match &self.stripe_secret_key {
-            None => "sandbox",
-            Some(key) if key.expose().contains("_live_") => "live",
-            Some(_) => "test",
+        match (self.payments, &self.stripe_secret_key) {
+            (Payments::Sandbox, _) | (Payments::Stripe, None) => "sandbox",
+            (Payments::Stripe, Some(key)) if key.expose().contains("_live_") => "live",
+            (Payments::Stripe, Some(_)) => "test",
         }
     }
 

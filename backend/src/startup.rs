@@ -126,7 +126,12 @@ async fn fallback(req: HttpRequest, state: web::Data<AppState>, known: web::Data
         }
         return response;
     }
-    let api_path = req.path().starts_with("/api/") || req.path() == "/api";
+    // The sandbox's pages exist only in sandbox mode; in Stripe mode their paths are unknown,
+    // not the SPA.
+    let api_path = req.path().starts_with("/api/")
+        || req.path() == "/api"
+        || req.path().starts_with("/sandbox/")
+        || req.path() == "/sandbox";
     if req.method() == Method::GET && !api_path {
         return spa::serve(req, state).await;
     }
@@ -147,7 +152,7 @@ impl Application {
         if settings.migrate_on_start {
             db::migrate(&db).await?;
         }
-        if settings.stripe_mode() == "sandbox" {
+        if settings.payments == crate::config::Payments::Sandbox {
             billing::service::seed_sandbox_catalog(&db).await?;
         }
         Self::build_with_db(settings, db).await
@@ -244,6 +249,13 @@ fn cors(origins: &[String]) -> actix_cors::Cors {
         .max_age(600)
 }
 
+/// The access log: method and path only. The query string is left out because links carry
+/// single-use tokens there (portal links, checkout return pages); no credential reaches a log.
+fn access_log() -> Logger {
+    Logger::new("%a \"%{request_line}xi\" %s %b %Dms rid=%{x-request-id}i")
+        .custom_request_replace("request_line", |req| format!("{} {}", req.method(), req.path()))
+}
+
 fn run(listener: TcpListener, state: AppState, workers: usize) -> anyhow::Result<Server> {
     let api = spec();
     let known = web::Data::new(KnownRoutes::from_spec(&api));
@@ -253,6 +265,7 @@ fn run(listener: TcpListener, state: AppState, workers: usize) -> anyhow::Result
         .registry(state.metrics.registry.clone())
         .build()
         .map_err(|e| anyhow::anyhow!("metrics: {e}"))?;
+    let sandbox = state.payments.is_sandbox();
     let data = web::Data::new(state);
     let server = HttpServer::new(move || {
         let app = App::new()
@@ -265,23 +278,23 @@ fn run(listener: TcpListener, state: AppState, workers: usize) -> anyhow::Result
             .configure(root_routes)
             .service(scope("/api/v1").configure(api_routes))
             .into_app();
-        app.service(billing::sandbox::checkout_page)
-            .service(billing::sandbox::pay)
-            .service(billing::sandbox::cancel)
-            .service(billing::sandbox::portal_page)
-            .service(billing::sandbox::portal_action)
-            .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", api.clone()))
-            .route(
-                "/docs",
-                web::get().to(|| async { HttpResponse::Found().insert_header((header::LOCATION, "/docs/")).finish() }),
-            )
-            .default_service(web::to(fallback))
-            .wrap(security_headers())
-            .wrap(actix_web::middleware::Condition::new(!origins.is_empty(), cors(&origins)))
-            .wrap(prometheus.clone())
-            .wrap(from_fn(observe_pool_on_scrape))
-            .wrap(Logger::new("%a \"%r\" %s %b %Dms rid=%{x-request-id}i"))
-            .wrap(from_fn(request_id::middleware))
+        app.configure(|cfg| {
+            if sandbox {
+                billing::sandbox::routes(cfg);
+            }
+        })
+        .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", api.clone()))
+        .route(
+            "/docs",
+            web::get().to(|| async { HttpResponse::Found().insert_header((header::LOCATION, "/docs/")).finish() }),
+        )
+        .default_service(web::to(fallback))
+        .wrap(security_headers())
+        .wrap(actix_web::middleware::Condition::new(!origins.is_empty(), cors(&origins)))
+        .wrap(prometheus.clone())
+        .wrap(from_fn(observe_pool_on_scrape))
+        .wrap(access_log())
+        .wrap(from_fn(request_id::middleware))
     })
     .workers(workers)
     .shutdown_timeout(30)

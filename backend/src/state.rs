@@ -6,7 +6,7 @@ use sea_orm::DatabaseConnection;
 
 use crate::{
     auth::{jwt::JwtKeys, password::PasswordHasher},
-    billing::stripe::StripeGateway,
+    billing::stripe::PaymentMode,
     config::Settings,
     credits::batch::SpendBatcher,
     db::WalRestart,
@@ -21,8 +21,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub jwt: JwtKeys,
     pub passwords: PasswordHasher,
-    /// Stripe's API; `None` in sandbox mode.
-    pub stripe: Option<StripeGateway>,
+    /// Sandbox or Stripe, chosen once at start.
+    pub payments: PaymentMode,
     pub limits: Limits,
     pub metrics: Metrics,
     /// Spends, gathered into batches.
@@ -36,12 +36,12 @@ impl AppState {
     pub fn new(db: DatabaseConnection, settings: Settings) -> anyhow::Result<Self> {
         let jwt = JwtKeys::new(settings.jwt_secret.expose(), settings.access_token_ttl);
         let passwords = PasswordHasher::new(settings.password_hashing)?;
-        let stripe = StripeGateway::from_settings(&settings)?;
+        let payments = PaymentMode::from_settings(&settings)?;
         let limits = Limits::new(settings.rate_limit_spend_per_second, settings.rate_limit_auth_per_minute);
         let metrics = Metrics::new()?;
         let wal_restart = WalRestart::default();
         let spends =
             SpendBatcher::start(db.clone(), settings.spend_batch_runners, metrics.clone(), wal_restart.clone());
-        Ok(Self { db, settings: Arc::new(settings), jwt, passwords, stripe, limits, metrics, spends, wal_restart })
+        Ok(Self { db, settings: Arc::new(settings), jwt, passwords, payments, limits, metrics, spends, wal_restart })
     }
 }

@@ -71,7 +71,7 @@ pub async fn create_checkout_session(
 ) -> Result<web::Json<CheckoutSessionResponse>, ApiError> {
     let key = crate::idempotency::key_from_headers(req.headers())?;
     let site = &state.settings.site_url;
-    let session = match &state.stripe {
+    let session = match state.payments.stripe() {
         Some(gateway) => {
             let key = key.as_ref().map(|k| k.as_str());
             service::create_stripe_checkout(&state.db, gateway, site, caller.0.user_id, &body.price_id, key).await?
@@ -81,31 +81,47 @@ pub async fn create_checkout_session(
     Ok(web::Json(session))
 }
 
-async fn portal_link(state: &AppState, caller: &Authenticated) -> Result<PortalLinkResponse, ApiError> {
-    if let Some(gateway) = &state.stripe {
+async fn portal_link(state: &AppState, caller: &SessionUser) -> Result<PortalLinkResponse, ApiError> {
+    if let Some(gateway) = state.payments.stripe() {
         let return_url = &state.settings.billing_portal_return_url;
         return Ok(service::stripe_portal_link(&state.db, gateway, caller.0.user_id, return_url).await?);
     }
-    let token = state.jwt.issue(caller.0.user_id, caller.0.role).map_err(ApiError::internal)?;
+    let token = super::portal::mint_link(&state.db, caller.0.user_id).await?;
     Ok(PortalLinkResponse { url: format!("{}/sandbox/portal?token={token}", state.settings.site_url) })
 }
 
-/// A link to the billing portal, where a subscriber changes or cancels their plan.
-#[utoipa::path(tag = "billing", responses((status = 200, body = PortalLinkResponse)), security(("bearer" = [])))]
+/// A link to the billing portal, where a subscriber changes or cancels their plan. Needs a
+/// signed-in session (not an API key). In sandbox mode the link opens once, within 5 minutes,
+/// and grants the portal and nothing else.
+#[utoipa::path(
+    tag = "billing",
+    responses(
+        (status = 200, body = PortalLinkResponse),
+        (status = 403, description = "`session_required`: API keys cannot open the portal", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 #[post("/billing/portal-link")]
 pub async fn create_portal_link(
     state: web::Data<AppState>,
-    caller: Authenticated,
+    caller: SessionUser,
 ) -> Result<web::Json<PortalLinkResponse>, ApiError> {
     Ok(web::Json(portal_link(&state, &caller).await?))
 }
 
 /// The same link, by GET, as the seed allowed.
-#[utoipa::path(tag = "billing", responses((status = 200, body = PortalLinkResponse)), security(("bearer" = [])))]
+#[utoipa::path(
+    tag = "billing",
+    responses(
+        (status = 200, body = PortalLinkResponse),
+        (status = 403, description = "`session_required`: API keys cannot open the portal", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 #[get("/billing/portal-link")]
 pub async fn get_portal_link(
     state: web::Data<AppState>,
-    caller: Authenticated,
+    caller: SessionUser,
 ) -> Result<web::Json<PortalLinkResponse>, ApiError> {
     Ok(web::Json(portal_link(&state, &caller).await?))
 }
@@ -133,7 +149,7 @@ pub async fn get_subscription(
 )]
 #[post("/billing/sync-prices")]
 pub async fn sync_prices(state: web::Data<AppState>, _admin: Admin) -> Result<web::Json<SyncPricesResponse>, ApiError> {
-    let Some(gateway) = &state.stripe else {
+    let Some(gateway) = state.payments.stripe() else {
         return Err(ApiError::conflict("sandbox_mode", "Sandbox mode has no Stripe account to sync prices from."));
     };
     let (synced, deactivated) = service::sync_prices(&state.db, gateway).await?;

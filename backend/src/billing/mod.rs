@@ -4,6 +4,7 @@
 
 pub mod dto;
 pub mod handlers;
+pub mod portal;
 pub mod sandbox;
 pub mod service;
 pub mod stripe;

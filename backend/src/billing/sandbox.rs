@@ -1,10 +1,19 @@
 //! The pages that stand in for Stripe's hosted checkout and portal in sandbox mode. Plain HTML
 //! forms, served by the server itself, labelled as a sandbox on every line that matters.
 
-use actix_web::{HttpResponse, get, http::header, post, web};
+use actix_web::{
+    HttpRequest, HttpResponse,
+    cookie::{Cookie, SameSite},
+    get,
+    http::header,
+    post, web,
+};
 use serde::Deserialize;
 
-use super::service::{self, BillingError};
+use super::{
+    portal,
+    service::{self, BillingError},
+};
 use crate::{error::ApiError, state::AppState};
 
 fn escape(text: &str) -> String {
@@ -29,6 +38,11 @@ button{{font-size:1rem;padding:.6rem 1.2rem;border-radius:.5rem;border:0;backgro
 button.secondary{{background:#e5e7eb;color:#111827}} form{{display:inline-block;margin-right:.5rem}}
 </style></head><body><p class="banner" role="status">Sandbox mode: this page stands in for Stripe. No real payment is taken.</p>{body}</body></html>"#
         ))
+}
+
+/// The sandbox's pages; mounted only when the server runs in sandbox mode.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(checkout_page).service(pay).service(cancel).service(portal_page).service(portal_action);
 }
 
 fn see_other(location: String) -> HttpResponse {
@@ -80,25 +94,52 @@ pub async fn cancel(state: web::Data<AppState>, id: web::Path<String>) -> Result
 
 #[derive(Debug, Deserialize)]
 pub struct PortalQuery {
-    token: String,
+    token: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
 pub struct PortalForm {
-    token: String,
     cancel: String,
 }
 
-fn portal_user(state: &AppState, token: &str) -> Result<uuid::Uuid, ApiError> {
-    state.jwt.verify(token).map(|claims| claims.sub).map_err(|_| {
-        ApiError::unauthorized("invalid_token", "This portal link has expired; open it again from the app.")
-    })
+fn portal_expired() -> ApiError {
+    ApiError::unauthorized(
+        "portal_link_expired",
+        "This portal link has expired or was already used; open the portal again from the app.",
+    )
 }
 
-/// The sandbox billing portal: see the plan, cancel at period end or resume.
+/// The user of the portal session the browser's cookie carries.
+async fn portal_user(state: &AppState, req: &HttpRequest) -> Result<uuid::Uuid, ApiError> {
+    let Some(cookie) = req.cookie(portal::SESSION_COOKIE) else {
+        return Err(portal_expired());
+    };
+    portal::session_user(&state.db, cookie.value()).await?.ok_or_else(portal_expired)
+}
+
+/// The sandbox billing portal: see the plan, cancel at period end or resume. Opened with a
+/// single-use link (`?token=`), which is traded at once for a portal session cookie and a
+/// redirect to the same page without the token.
 #[get("/sandbox/portal")]
-pub async fn portal_page(state: web::Data<AppState>, query: web::Query<PortalQuery>) -> Result<HttpResponse, ApiError> {
-    let user_id = portal_user(&state, &query.token)?;
+pub async fn portal_page(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    query: web::Query<PortalQuery>,
+) -> Result<HttpResponse, ApiError> {
+    if let Some(token) = &query.token {
+        let (_, session) = portal::open_link(&state.db, token).await?.ok_or_else(portal_expired)?;
+        let cookie = Cookie::build(portal::SESSION_COOKIE, session)
+            .path("/sandbox/portal")
+            .http_only(true)
+            .secure(state.settings.secure_cookies())
+            .same_site(SameSite::Strict)
+            .max_age(actix_web::cookie::time::Duration::seconds(portal::SESSION_TTL.num_seconds()))
+            .finish();
+        let mut response = see_other("/sandbox/portal".to_owned());
+        response.add_cookie(&cookie).map_err(ApiError::internal)?;
+        return Ok(response);
+    }
+    let user_id = portal_user(&state, &req).await?;
     let current = service::subscription(&state.db, user_id).await?.subscription;
     let back = state.settings.billing_portal_return_url.clone();
     let body = match current {
@@ -109,25 +150,29 @@ pub async fn portal_page(state: web::Data<AppState>, query: web::Query<PortalQue
             format!(
                 r#"<main class="card"><h1>Billing portal</h1><p><strong>{plan}</strong>: {status}</p>
 <p>Current period ends {end}.{note}</p>
-<form method="post" action="/sandbox/portal"><input type="hidden" name="token" value="{token}"><input type="hidden" name="cancel" value="{value}"><button type="submit">{label}</button></form></main>"#,
+<form method="post" action="/sandbox/portal"><input type="hidden" name="cancel" value="{value}"><button type="submit">{label}</button></form></main>"#,
                 plan = escape(sub.plan_name.as_deref().unwrap_or(&sub.price_id)),
                 status = escape(&sub.status),
                 end = sub.current_period_end.format("%Y-%m-%d"),
                 note = if sub.cancel_at_period_end { " It will not renew." } else { "" },
-                token = escape(&query.token),
             )
         }
     };
     Ok(page("Sandbox billing portal", &format!("{body}<p><a href=\"{}\">Return to Tollgate</a></p>", escape(&back))))
 }
 
-/// Applies the portal's action and shows the portal again.
+/// Applies the portal's action and shows the portal again. The session cookie is `SameSite=Strict`,
+/// so another site cannot post this form for the user.
 #[post("/sandbox/portal")]
-pub async fn portal_action(state: web::Data<AppState>, form: web::Form<PortalForm>) -> Result<HttpResponse, ApiError> {
-    let user_id = portal_user(&state, &form.token)?;
+pub async fn portal_action(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    form: web::Form<PortalForm>,
+) -> Result<HttpResponse, ApiError> {
+    let user_id = portal_user(&state, &req).await?;
     match service::set_cancel_at_period_end(&state.db, user_id, form.cancel == "true").await {
         Ok(_) | Err(BillingError::NoSubscription) => {}
         Err(e) => return Err(e.into()),
     }
-    Ok(see_other(format!("/sandbox/portal?token={}", form.token)))
+    Ok(see_other("/sandbox/portal".to_owned()))
 }

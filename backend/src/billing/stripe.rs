@@ -13,7 +13,7 @@ use stripe_product::price::ListPrice;
 use stripe_shared::{CheckoutSessionMode, Price};
 use uuid::Uuid;
 
-use crate::config::Settings;
+use crate::config::{Payments, Settings};
 
 /// A failed call to Stripe.
 #[derive(Debug, thiserror::Error)]
@@ -47,9 +47,47 @@ fn idempotent(key: &str) -> Result<RequestStrategy, GatewayError> {
     stripe::IdempotencyKey::new(key).map(RequestStrategy::Idempotent).map_err(|e| GatewayError::Key(e.to_string()))
 }
 
+/// How this server takes payments, fixed once at start. It decides which routes exist: the
+/// sandbox's checkout and portal pages are mounted only in `Sandbox`, so in Stripe mode no one
+/// can "pay" a real Stripe session through them.
+#[derive(Clone)]
+pub enum PaymentMode {
+    /// Local pages stand in for Stripe; no payment is taken.
+    Sandbox,
+    /// Stripe's hosted checkout and portal, credited by its webhooks.
+    Stripe(StripeGateway),
+}
+
+impl PaymentMode {
+    /// The mode the settings ask for, with its Stripe client.
+    pub fn from_settings(settings: &Settings) -> anyhow::Result<Self> {
+        match settings.payments {
+            Payments::Sandbox if settings.stripe_secret_key.is_some() => {
+                anyhow::bail!("PAYMENTS is `sandbox` but STRIPE_SECRET_KEY is set: unset one of them")
+            }
+            Payments::Sandbox => Ok(Self::Sandbox),
+            Payments::Stripe => StripeGateway::from_settings(settings)?
+                .map(Self::Stripe)
+                .ok_or_else(|| anyhow::anyhow!("STRIPE_SECRET_KEY is required with PAYMENTS=stripe")),
+        }
+    }
+
+    /// Stripe's API, unless this is the sandbox.
+    pub fn stripe(&self) -> Option<&StripeGateway> {
+        match self {
+            Self::Sandbox => None,
+            Self::Stripe(gateway) => Some(gateway),
+        }
+    }
+
+    pub fn is_sandbox(&self) -> bool {
+        matches!(self, Self::Sandbox)
+    }
+}
+
 impl StripeGateway {
-    /// The gateway for the configured key; `None` in sandbox mode.
-    pub fn from_settings(settings: &Settings) -> anyhow::Result<Option<Self>> {
+    /// The gateway for the configured key; `None` without one.
+    fn from_settings(settings: &Settings) -> anyhow::Result<Option<Self>> {
         let Some(key) = &settings.stripe_secret_key else { return Ok(None) };
         let mut builder = ClientBuilder::new(key.expose());
         if let Some(base) = &settings.stripe_api_base {

@@ -12,6 +12,7 @@ pub mod idempotency_keys;
 pub mod login_failures;
 pub mod lots;
 pub mod payments;
+pub mod portal_tokens;
 pub mod prices;
 pub mod refresh_tokens;
 pub mod stripe_events;

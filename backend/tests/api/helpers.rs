@@ -7,7 +7,7 @@ use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 use tollgate::{
-    config::{Environment, PasswordHashing, Secret, Settings, SqliteSynchronous},
+    config::{Environment, PasswordHashing, Payments, Secret, Settings, SqliteSynchronous},
     startup::Application,
 };
 use tollgate_migrations::{Migrator, MigratorTrait};
@@ -147,7 +147,10 @@ pub async fn pg_database() -> Option<String> {
     let template = pg_template().await?;
     let name = format!("{}_{}", pg_prefix(), Uuid::new_v4().simple());
     let admin = Database::connect(PG_ADMIN_URL).await.expect("connect admin");
-    admin.execute_unprepared(&format!("CREATE DATABASE \"{name}\" TEMPLATE \"{template}\"")).await.expect("copy template");
+    admin
+        .execute_unprepared(&format!("CREATE DATABASE \"{name}\" TEMPLATE \"{template}\""))
+        .await
+        .expect("copy template");
     admin.close().await.ok();
     Some(pg_url(&name))
 }
@@ -178,6 +181,7 @@ pub fn test_settings(database_url: String, data_dir: std::path::PathBuf) -> Sett
         frontend_dir: "/nonexistent".into(),
         migrate_on_start: true,
         billing_portal_return_url: "http://127.0.0.1:8080/credits".to_owned(),
+        payments: Payments::Sandbox,
         stripe_secret_key: None,
         stripe_webhook_secret: Some(Secret::new(WEBHOOK_SECRET)),
         stripe_publishable_key: None,

@@ -15,6 +15,7 @@ mod errors;
 mod holds;
 mod limits;
 mod openapi;
+mod portal;
 mod resilience;
 mod stripe;
 mod wal;

@@ -31,15 +31,16 @@ both_backends!(
     failed_events_keep_their_error_and_can_be_retried,
 );
 
-const PACK: &str = "price_pack100";
+pub(crate) const PACK: &str = "price_pack100";
 const PLAN: &str = "price_monthly";
 const CUSTOMER: &str = "cus_Tollgate123";
 
 /// Starts Tollgate in Stripe test mode against a fake Stripe.
-async fn stripe_app(backend: Backend) -> Option<(TestApp, MockServer)> {
+pub(crate) async fn stripe_app(backend: Backend) -> Option<(TestApp, MockServer)> {
     let stripe = MockServer::start().await;
     let base = stripe.uri();
     let app = TestApp::spawn_with(backend, |settings| {
+        settings.payments = tollgate::config::Payments::Stripe;
         settings.stripe_secret_key = Some(tollgate::config::Secret::new("sk_test_tollgate"));
         settings.stripe_api_base = Some(base);
     })
@@ -64,7 +65,7 @@ fn price(id: &str, product: Value, amount: i64, interval: Option<&str>, metadata
 }
 
 /// Two pages of active prices, as `GET /v1/prices` returns them with `data.product` expanded.
-async fn mount_prices(stripe: &MockServer) {
+pub(crate) async fn mount_prices(stripe: &MockServer) {
     let pack =
         price(PACK, product("prod_pack", "Starter pack", json!({ "includedCredits": "100" })), 500, None, json!({}));
     let plan =
@@ -90,13 +91,13 @@ async fn mount_prices(stripe: &MockServer) {
         .await;
 }
 
-async fn sync(app: &TestApp) -> Value {
+pub(crate) async fn sync(app: &TestApp) -> Value {
     let res = app.post_admin("/api/v1/billing/sync-prices", None, &json!(null)).await;
     assert_eq!(res.status(), StatusCode::OK);
     res.json().await.unwrap()
 }
 
-async fn mount_checkout(stripe: &MockServer) {
+pub(crate) async fn mount_checkout(stripe: &MockServer) {
     Mock::given(method("POST"))
         .and(path("/v1/customers"))
         .and(header_exists("idempotency-key"))
