@@ -11,7 +11,7 @@ use crate::{
         service::{GrantCommand, Outcome, Recipient},
     },
     db,
-    domain::{Credits, Email, IdempotencyKey},
+    domain::{Email, IdempotencyKey},
     idempotency::IdempotentRequest,
     startup::Application,
 };
@@ -97,9 +97,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Serve => {
             let sandbox = settings.stripe_mode() == "sandbox";
             log::info!(
-                "starting Tollgate on http://{} ({}){}",
+                "starting Tollgate on http://{} (the {}){}",
                 settings.bind,
-                if settings.is_sqlite() { "SQLite" } else { "PostgreSQL" },
+                db::describe(&settings),
                 if sandbox { ", Stripe sandbox mode: no real payments" } else { "" }
             );
             let app = Application::build(settings).await?;
@@ -107,9 +107,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Migrate => {
+            eprintln!("tollgate: using the {}", db::describe(&settings));
             let db = db::connect(&settings).await?;
             db::migrate(&db).await?;
-            println!("migrations applied");
+            println!("migrations applied to the {}", db::describe(&settings));
             Ok(0)
         }
         Command::Users { command: UsersCommand::Promote { email } } => {
@@ -125,13 +126,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 Some(k) => IdempotencyKey::parse(&k).map_err(|m| anyhow::anyhow!("--key {m}"))?,
                 None => IdempotencyKey::generate(),
             };
-            let amount = Credits::new(amount).map_err(|e| anyhow::anyhow!("--amount: {e}"))?;
-            if amount.is_zero() {
-                anyhow::bail!("--amount must be positive");
-            }
+            // The same bound as `POST /credits/grant`.
+            let amount =
+                credits::service::parse_amount("--amount", amount, false).map_err(|e| anyhow::anyhow!("{e}"))?;
             let request = IdempotentRequest {
                 scope: "admin-cli".to_owned(),
-                fingerprint: format!("grant:{email}:{amount}:{reason}"),
+                // Hashed like every fingerprint: the text itself may be longer than the column.
+                fingerprint: crate::auth::service::hash_secret(&format!("grant\n{email}\n{amount}\n{reason}")),
                 key,
             };
             let command = GrantCommand {
@@ -187,8 +188,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     }
 }
 
+/// The database of an operator command other than `serve` and `migrate`: it must exist already.
+/// Says which one it is on stderr, so that stdout stays the command's own output.
 async fn connect_migrated(settings: &Settings) -> anyhow::Result<sea_orm::DatabaseConnection> {
-    let db = db::connect(settings).await?;
+    eprintln!("tollgate: using the {}", db::describe(settings));
+    let db = db::connect_existing(settings).await?;
     if settings.migrate_on_start {
         db::migrate(&db).await?;
     }

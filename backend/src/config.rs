@@ -238,12 +238,6 @@ impl Settings {
         if stripe_webhook_secret.as_ref().is_some_and(|s| !s.starts_with("whsec_")) {
             return Err(invalid("STRIPE_WEBHOOK_SECRET", "must be a webhook signing secret (whsec_…)"));
         }
-        if stripe_secret_key.is_some() && stripe_webhook_secret.is_none() && environment == Environment::Production {
-            return Err(invalid(
-                "STRIPE_WEBHOOK_SECRET",
-                "is required with STRIPE_SECRET_KEY in production: payments are credited by webhooks",
-            ));
-        }
         let payments = match var("PAYMENTS").map(|v| v.to_ascii_lowercase()).as_deref() {
             None if stripe_secret_key.is_some() => Payments::Stripe,
             None if environment == Environment::Production => {
@@ -271,6 +265,12 @@ impl Settings {
             }
             Some(other) => return Err(invalid("PAYMENTS", format!("`{other}` is neither `sandbox` nor `stripe`"))),
         };
+        if payments == Payments::Stripe && stripe_webhook_secret.is_none() && environment == Environment::Production {
+            return Err(invalid(
+                "STRIPE_WEBHOOK_SECRET",
+                "is required with STRIPE_SECRET_KEY in production: payments are credited by webhooks",
+            ));
+        }
         let stripe_api_base = var("STRIPE_API_BASE");
         if stripe_api_base.as_ref().is_some_and(|u| !(u.starts_with("http://") || u.starts_with("https://"))) {
             return Err(invalid("STRIPE_API_BASE", "must start with http:// or https://"));

@@ -22,10 +22,68 @@ use tollgate_migrations::{Migrator, MigratorTrait};
 
 use crate::config::Settings;
 
-/// Opens the pool described by the settings.
+/// Opens the pool described by the settings, creating the SQLite file if it is missing (what
+/// `serve` and `migrate` do).
 pub async fn connect(settings: &Settings) -> Result<DatabaseConnection, DbErr> {
+    open(settings, true).await
+}
+
+/// Opens an existing Tollgate database: a missing SQLite file, or a database no migration has
+/// ever run on, is an error naming it, never a new empty database (which would, for example,
+/// let `reconcile` report clean books from the wrong folder).
+pub async fn connect_existing(settings: &Settings) -> Result<DatabaseConnection, DbErr> {
+    if let Some(path) = sqlite_path(&settings.database_url)
+        && !path.exists()
+    {
+        return Err(DbErr::Custom(format!(
+            "no database at {}: run `tollgate migrate` (or `tollgate serve`) to create it, or point DATABASE_URL \
+             or TOLLGATE_DATA_DIR at the existing one",
+            absolute(&path).display()
+        )));
+    }
+    let db = open(settings, false).await?;
+    let initialised = db
+        .query_one_raw(sea_orm::Statement::from_string(
+            db.get_database_backend(),
+            "SELECT 1 FROM seaql_migrations LIMIT 1",
+        ))
+        .await;
+    if initialised.is_err() {
+        return Err(DbErr::Custom(format!(
+            "{} is not a Tollgate database (no migration was ever applied): run `tollgate migrate` first",
+            describe(settings)
+        )));
+    }
+    Ok(db)
+}
+
+/// Which database the settings name, for the operator: the SQLite file's absolute path, or the
+/// PostgreSQL host and database (never the password).
+pub fn describe(settings: &Settings) -> String {
+    if let Some(path) = sqlite_path(&settings.database_url) {
+        return format!("SQLite database {}", absolute(&path).display());
+    }
     let url = &settings.database_url;
-    if settings.is_sqlite() {
+    let rest = url.split_once("://").map(|(_, rest)| rest).unwrap_or(url);
+    let host_and_db = rest.rsplit_once('@').map(|(_, after)| after).unwrap_or(rest);
+    let host_and_db = host_and_db.split('?').next().unwrap_or(host_and_db);
+    format!("PostgreSQL database {host_and_db}")
+}
+
+/// The file of a SQLite URL; `None` for PostgreSQL or an in-memory database.
+fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url.strip_prefix("sqlite:")?;
+    let path = rest.trim_start_matches("//").split('?').next().unwrap_or_default();
+    (!path.is_empty() && path != ":memory:").then(|| std::path::PathBuf::from(path))
+}
+
+fn absolute(path: &Path) -> std::path::PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+async fn open(settings: &Settings, create: bool) -> Result<DatabaseConnection, DbErr> {
+    let url = &settings.database_url;
+    if settings.is_sqlite() && create {
         ensure_sqlite_parent_dir(url);
     }
     let mut options = ConnectOptions::new(url.clone());
@@ -52,7 +110,7 @@ pub async fn connect(settings: &Settings) -> Result<DatabaseConnection, DbErr> {
                 .foreign_keys(true)
                 .busy_timeout(Duration::from_secs(30))
                 .synchronous(sync)
-                .create_if_missing(true)
+                .create_if_missing(create)
                 .pragma("wal_autocheckpoint", SQLITE_WAL_AUTOCHECKPOINT.to_string())
         });
     } else {

@@ -518,7 +518,7 @@ pub async fn stripe_portal_link(
 /// The credits a Stripe price grants: its own `credits` metadata, else its product's
 /// `includedCredits` (as the seed read it).
 fn credits_of(price: &stripe_shared::Price, product: Option<&stripe_shared::Product>) -> Option<i64> {
-    let parse = |v: &String| v.trim().parse::<i64>().ok().filter(|c| *c >= 0);
+    let parse = |v: &String| v.trim().parse::<i64>().ok().filter(|c| (0..=Credits::MAX_PER_REQUEST).contains(c));
     price
         .metadata
         .get("credits")

@@ -632,6 +632,14 @@ pub async fn credit_wallet(
     now: DateTime<Utc>,
 ) -> Result<(transfers::Model, lots::Model), DbErr> {
     let amount = lot.amount.get();
+    // Every way in (the API, the CLI, Stripe, the sandbox) is bounded here too, so no lot can be
+    // large enough for the books' sums to be at risk.
+    if amount > Credits::MAX_PER_REQUEST {
+        return Err(DbErr::Custom(format!(
+            "a lot may hold at most {} credits, not {amount}",
+            Credits::MAX_PER_REQUEST
+        )));
+    }
     wallet.balance =
         wallet.balance.checked_add(amount).ok_or_else(|| DbErr::Custom("wallet balance would overflow".to_owned()))?;
     let cover = wallet.debt.min(amount);

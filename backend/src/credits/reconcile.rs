@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect,
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect, Select,
     sea_query::{Expr, ExprTrait},
 };
 use serde::Serialize;
@@ -64,18 +64,33 @@ impl Check {
     }
 }
 
-const SUM_AMOUNT: &str = "CAST(SUM(amount) AS BIGINT)";
-
-async fn sums_by(db: &impl ConnectionTrait, column: transfers::Column) -> Result<HashMap<Uuid, i64>, DbErr> {
-    let rows: Vec<(Uuid, i64)> = transfers::Entity::find()
+/// Sums of a column grouped by `group`, exact however large: the database adds each amount's
+/// billions and its remainder separately (each sum fits in a BIGINT for billions of rows of the
+/// largest amounts), and Rust joins them as i128. A plain `SUM` overflowed once two huge grants
+/// had been made, and reconcile could then never run again.
+async fn sums<E: EntityTrait>(
+    db: &impl ConnectionTrait,
+    select: Select<E>,
+    group: impl ColumnTrait,
+    column: &str,
+) -> Result<HashMap<Uuid, i128>, DbErr> {
+    let rows: Vec<(Uuid, i64, i64)> = select
         .select_only()
-        .column(column)
-        .column_as(Expr::cust(SUM_AMOUNT), "total")
-        .group_by(column)
+        .column(group)
+        .column_as(Expr::cust(format!("CAST(SUM({column} / 1000000000) AS BIGINT)")), "billions")
+        .column_as(Expr::cust(format!("CAST(SUM({column} % 1000000000) AS BIGINT)")), "rest")
+        .group_by(group)
         .into_tuple()
         .all(db)
         .await?;
-    Ok(rows.into_iter().collect())
+    Ok(rows
+        .into_iter()
+        .map(|(id, billions, rest)| (id, i128::from(billions) * 1_000_000_000 + i128::from(rest)))
+        .collect())
+}
+
+async fn sums_by(db: &impl ConnectionTrait, column: transfers::Column) -> Result<HashMap<Uuid, i128>, DbErr> {
+    sums(db, transfers::Entity::find(), column, "amount").await
 }
 
 /// Runs every check. Read-only.
@@ -112,8 +127,7 @@ pub async fn reconcile(db: &impl ConnectionTrait) -> Result<ReconcileReport, DbE
     }
     let credits_in = sums_by(db, transfers::Column::CreditAccountId).await?;
     let debits_out = sums_by(db, transfers::Column::DebitAccountId).await?;
-    let total: i128 = credits_in.values().map(|v| i128::from(*v)).sum::<i128>()
-        - debits_out.values().map(|v| i128::from(*v)).sum::<i128>();
+    let total: i128 = credits_in.values().sum::<i128>() - debits_out.values().sum::<i128>();
     if total != 0 {
         balanced.violation(format!("account balances sum to {total}, not 0"));
     }
@@ -135,45 +149,32 @@ pub async fn reconcile(db: &impl ConnectionTrait) -> Result<ReconcileReport, DbE
     );
     let wallets: Vec<accounts::Model> = accounts.into_iter().filter(|a| a.kind == "wallet").collect();
     cached.result.checked = wallets.len() as u64;
-    let remaining: HashMap<Uuid, i64> = lots::Entity::find()
-        .select_only()
-        .column(lots::Column::AccountId)
-        .column_as(Expr::cust("CAST(SUM(remaining) AS BIGINT)"), "total")
-        .group_by(lots::Column::AccountId)
-        .into_tuple::<(Uuid, i64)>()
-        .all(db)
-        .await?
-        .into_iter()
-        .collect();
-    let open_holds: HashMap<Uuid, i64> = holds::Entity::find()
-        .select_only()
-        .column(holds::Column::AccountId)
-        .column_as(Expr::cust(SUM_AMOUNT), "total")
-        .filter(holds::Column::Status.eq(HoldStatus::Open.as_str()))
-        .group_by(holds::Column::AccountId)
-        .into_tuple::<(Uuid, i64)>()
-        .all(db)
-        .await?
-        .into_iter()
-        .collect();
+    let remaining = sums(db, lots::Entity::find(), lots::Column::AccountId, "remaining").await?;
+    let open_holds = sums(
+        db,
+        holds::Entity::find().filter(holds::Column::Status.eq(HoldStatus::Open.as_str())),
+        holds::Column::AccountId,
+        "amount",
+    )
+    .await?;
     for wallet in &wallets {
         let derived =
             credits_in.get(&wallet.id).copied().unwrap_or(0) - debits_out.get(&wallet.id).copied().unwrap_or(0);
-        if derived != wallet.balance {
+        if derived != i128::from(wallet.balance) {
             cached.violation(format!(
                 "wallet {}: cached balance {} but transfers sum to {derived}",
                 wallet.id, wallet.balance
             ));
         }
         let in_lots = remaining.get(&wallet.id).copied().unwrap_or(0);
-        if in_lots - wallet.debt != wallet.balance {
+        if in_lots - i128::from(wallet.debt) != i128::from(wallet.balance) {
             cached.violation(format!(
                 "wallet {}: balance {} but lots hold {in_lots} and debt is {}",
                 wallet.id, wallet.balance, wallet.debt
             ));
         }
         let held = open_holds.get(&wallet.id).copied().unwrap_or(0);
-        if held != wallet.held {
+        if held != i128::from(wallet.held) {
             cached.violation(format!("wallet {}: held {} but open holds total {held}", wallet.id, wallet.held));
         }
     }
@@ -204,16 +205,7 @@ pub async fn reconcile(db: &impl ConnectionTrait) -> Result<ReconcileReport, DbE
             ));
         }
     }
-    let taken: HashMap<Uuid, i64> = transfer_lots::Entity::find()
-        .select_only()
-        .column(transfer_lots::Column::LotId)
-        .column_as(Expr::cust(SUM_AMOUNT), "total")
-        .group_by(transfer_lots::Column::LotId)
-        .into_tuple::<(Uuid, i64)>()
-        .all(db)
-        .await?
-        .into_iter()
-        .collect();
+    let taken = sums(db, transfer_lots::Entity::find(), transfer_lots::Column::LotId, "amount").await?;
     let all_lots: Vec<(Uuid, i64, i64)> = lots::Entity::find()
         .select_only()
         .column(lots::Column::Id)
@@ -228,7 +220,7 @@ pub async fn reconcile(db: &impl ConnectionTrait) -> Result<ReconcileReport, DbE
             overdraft.violation(format!("lot {id}: {left} remaining of {amount}"));
         }
         let consumed = taken.get(&id).copied().unwrap_or(0);
-        if amount - left != consumed {
+        if i128::from(amount) - i128::from(left) != consumed {
             overdraft.violation(format!("lot {id}: {} consumed but transfers took {consumed}", amount - left));
         }
     }

@@ -10,6 +10,7 @@ mod api_keys;
 mod auth;
 mod batch;
 mod billing;
+mod cli;
 mod credits;
 mod errors;
 mod holds;
