@@ -134,7 +134,10 @@ pub async fn receive(
 }
 
 /// Opens the event's transaction with its inbox row locked; `None` when it was applied before.
-async fn open_inbox(db: &DatabaseConnection, inbox: &InboxEntry) -> Result<Option<DatabaseTransaction>, WebhookFailure> {
+async fn open_inbox(
+    db: &DatabaseConnection,
+    inbox: &InboxEntry,
+) -> Result<Option<DatabaseTransaction>, WebhookFailure> {
     let txn = db::begin_write(db).await?;
     stripe_events::Entity::insert(stripe_events::ActiveModel {
         id: Set(inbox.id.clone()),
@@ -280,8 +283,12 @@ pub async fn retry(
         .await?
         .ok_or_else(|| WebhookFailure::Apply(format!("no event {id}")))?;
     let parsed = Webhook::insecure(&stored.payload).map(|event| event.data.object).map_err(|e| e.to_string());
-    let inbox =
-        InboxEntry { id: stored.id, event_type: stored.event_type, created: stored.created_at, payload: stored.payload };
+    let inbox = InboxEntry {
+        id: stored.id,
+        event_type: stored.event_type,
+        created: stored.created_at,
+        payload: stored.payload,
+    };
     process(db, gateway, &inbox, parsed).await
 }
 
@@ -476,8 +483,11 @@ async fn mirror_subscription(
     };
     let item =
         sub.items.data.first().ok_or_else(|| WebhookFailure::Apply(format!("subscription {id} has no items")))?;
-    let status =
-        if matches!(source, Source::DeletedEvent { .. }) { "canceled".to_owned() } else { sub.status.as_str().to_owned() };
+    let status = if matches!(source, Source::DeletedEvent { .. }) {
+        "canceled".to_owned()
+    } else {
+        sub.status.as_str().to_owned()
+    };
     let existing = subscriptions::Entity::find_by_id(id.clone()).lock_exclusive().one(txn).await?;
     if let Some(stored) = &existing {
         if stored.source_updated_at > created {
