@@ -584,7 +584,7 @@ async fn takeable(txn: &impl ConnectionTrait, payment: &payments::Model) -> Resu
 
 /// Takes credits from a locked, settled wallet that bought them: the lot's unspent credits
 /// first, then its other lots; what cannot be found becomes debt. Returns the transfer's id.
-#[allow(clippy::too_many_arguments)]
+#[expect(clippy::too_many_arguments, reason = "the locked wallet, the payment and the transfer's parts")]
 async fn take_back(
     txn: &DatabaseTransaction,
     wallet: &mut accounts::Model,
