@@ -12,6 +12,8 @@ mod m20261125_000006_spend_batch;
 mod m20261125_000007_drop_spend_batch;
 mod m20261125_000008_lean_spend_indexes;
 mod m20261202_000009_portal_tokens;
+mod m20261202_000201_transfers_lot_index;
+mod m20261202_000202_dispute_freeze_transfer;
 
 /// Every migration Tollgate knows, oldest first.
 pub struct Migrator;
@@ -29,6 +31,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000007_drop_spend_batch::Migration),
             Box::new(m20261125_000008_lean_spend_indexes::Migration),
             Box::new(m20261202_000009_portal_tokens::Migration),
+            Box::new(m20261202_000201_transfers_lot_index::Migration),
+            Box::new(m20261202_000202_dispute_freeze_transfer::Migration),
         ]
     }
 }

@@ -164,7 +164,9 @@ impl From<WebhookFailure> for ApiError {
             WebhookFailure::BadSignature => ApiError::bad_request("invalid_signature", detail),
             WebhookFailure::StaleSignature => ApiError::bad_request("stale_signature", detail),
             WebhookFailure::NotConfigured => ApiError::not_found("webhooks_not_configured", detail),
+            WebhookFailure::InvalidPayload(_) => ApiError::bad_request("invalid_payload", detail),
             WebhookFailure::Apply(message) => ApiError::internal(anyhow::anyhow!("webhook: {message}")),
+            WebhookFailure::SubscriptionTie(_) => ApiError::internal(anyhow::anyhow!("webhook: {detail}")),
             WebhookFailure::Database(e) => e.into(),
         }
     }
@@ -179,10 +181,10 @@ async fn receive_webhook(
         .map_err(|_| ApiError::bad_request("invalid_payload", "The body is not UTF-8 text."))?;
     let signature = req.headers().get("stripe-signature").and_then(|v| v.to_str().ok());
     let secret = state.settings.stripe_webhook_secret.as_ref().map(|s| s.expose());
-    let result = webhooks::receive(&state.db, secret, signature, payload).await;
+    let result = webhooks::receive(&state.db, state.payments.stripe(), secret, signature, payload).await;
     let outcome = match &result {
         Ok(delivery) => delivery.as_str(),
-        Err(WebhookFailure::Apply(_) | WebhookFailure::Database(_)) => "failed",
+        Err(WebhookFailure::Apply(_) | WebhookFailure::Database(_) | WebhookFailure::SubscriptionTie(_)) => "failed",
         Err(_) => "rejected",
     };
     state.metrics.webhook_events.with_label_values(&[outcome]).inc();
@@ -203,7 +205,7 @@ async fn receive_webhook(
     params(("Stripe-Signature" = String, Header, description = "`t=…,v1=…`")),
     responses(
         (status = 200, description = "Acknowledged: processed, ignored (unused type) or duplicate.", body = WebhookAck),
-        (status = 400, description = "`missing_signature`, `invalid_signature` or `stale_signature`: nothing was stored", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`missing_signature`, `invalid_signature` or `stale_signature`: nothing was stored. `invalid_payload`: signed, but not an event Tollgate can read (not JSON, no id or type, too long); kept in the inbox as failed when its id and type could be read", body = Problem, content_type = "application/problem+json"),
         (status = 500, description = "Applying failed; the inbox keeps the error and Stripe retries", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`webhooks_not_configured`: STRIPE_WEBHOOK_SECRET is not set", body = Problem, content_type = "application/problem+json"),
     )
@@ -224,7 +226,7 @@ pub async fn stripe_webhook(
     params(("Stripe-Signature" = String, Header)),
     responses(
         (status = 200, body = WebhookAck),
-        (status = 400, description = "`missing_signature`, `invalid_signature` or `stale_signature`", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`missing_signature`, `invalid_signature`, `stale_signature` or `invalid_payload`", body = Problem, content_type = "application/problem+json"),
         (status = 500, description = "Applying failed; the inbox keeps the error and Stripe retries", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`webhooks_not_configured`: STRIPE_WEBHOOK_SECRET is not set", body = Problem, content_type = "application/problem+json"),
     )
@@ -294,6 +296,6 @@ pub async fn retry_stripe_event(
     if !service::event_exists(&state.db, &id).await? {
         return Err(ApiError::not_found("event_not_found", "No such event in the inbox."));
     }
-    let status = webhooks::retry(&state.db, &id).await?.as_str();
+    let status = webhooks::retry(&state.db, state.payments.stripe(), &id).await?.as_str();
     Ok(web::Json(WebhookAck { received: true, status: status.to_owned() }))
 }

@@ -6,11 +6,11 @@ use std::collections::HashMap;
 
 use futures_util::TryStreamExt;
 use stripe::{Client, ClientBuilder, RequestStrategy, StripeRequest};
-use stripe_billing::billing_portal_session::CreateBillingPortalSession;
+use stripe_billing::{billing_portal_session::CreateBillingPortalSession, subscription::RetrieveSubscription};
 use stripe_checkout::checkout_session::{CreateCheckoutSession, CreateCheckoutSessionLineItems};
 use stripe_core::customer::CreateCustomer;
 use stripe_product::price::ListPrice;
-use stripe_shared::{CheckoutSessionMode, Price};
+use stripe_shared::{CheckoutSessionMode, Price, Subscription};
 use uuid::Uuid;
 
 use crate::config::{Payments, Settings};
@@ -146,6 +146,12 @@ impl StripeGateway {
         let session =
             CreateBillingPortalSession::new().customer(customer).return_url(return_url).send(&self.client).await?;
         Ok(session.url)
+    }
+
+    /// The subscription as Stripe holds it now: the tie-breaker when two events about it carry
+    /// the same second.
+    pub async fn retrieve_subscription(&self, id: &str) -> Result<Subscription, GatewayError> {
+        Ok(RetrieveSubscription::new(id).send(&self.client).await?)
     }
 
     /// Every active price, with its product, across all pages.

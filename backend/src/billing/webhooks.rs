@@ -1,7 +1,9 @@
 //! Stripe webhooks. The signature over the raw body is verified (with Stripe's 5-minute
 //! tolerance) before anything is parsed; each verified event is stored by its id in an inbox and
 //! applied in the same transaction as its effects, so a repeated delivery changes nothing and a
-//! failed one leaves its error for the operator and answers 500 for Stripe to retry.
+//! failed one leaves its error for the operator and answers 500 for Stripe to retry. A signed
+//! event whose envelope cannot be read (not JSON, no id or type, too long to store) answers 400
+//! `invalid_payload`; one whose object cannot be read is kept as failed and answers the same.
 
 use chrono::{DateTime, TimeZone, Utc};
 use sea_orm::{
@@ -14,12 +16,15 @@ use stripe_shared::{CheckoutSession, CheckoutSessionMode, CheckoutSessionPayment
 use stripe_webhook::{EventObject, Webhook, WebhookError};
 use uuid::Uuid;
 
-use super::service::{self, BillingError, Fulfilled};
+use super::{
+    service::{self, BillingError, Fulfilled},
+    stripe::StripeGateway,
+};
 use crate::{
     credits::ledger::{self, Debit, LotSource, NewLot, TransferDetails, TransferKind, system},
     db,
     domain::Credits,
-    entities::{customers, disputes, payments, prices, stripe_events, subscriptions},
+    entities::{accounts, customers, disputes, lots, payments, prices, stripe_events, subscriptions},
 };
 
 /// Why a delivery was refused or failed.
@@ -33,6 +38,12 @@ pub enum WebhookFailure {
     StaleSignature,
     #[error("webhooks are not configured: set STRIPE_WEBHOOK_SECRET")]
     NotConfigured,
+    /// Signed by Stripe, but not an event Tollgate can read: retrying cannot help.
+    #[error("the event cannot be read: {0}")]
+    InvalidPayload(String),
+    /// Two events about one subscription carry the same second: only Stripe knows which is newer.
+    #[error("subscription {0} has two events in the same second")]
+    SubscriptionTie(String),
     #[error("the event could not be applied: {0}")]
     Apply(String),
     #[error(transparent)]
@@ -73,9 +84,36 @@ fn timestamp(seconds: i64) -> DateTime<Utc> {
     Utc.timestamp_opt(seconds, 0).single().unwrap_or_else(Utc::now)
 }
 
-/// Verifies and applies one delivery.
+/// The longest event id and type the inbox stores (its columns' sizes).
+const MAX_EVENT_ID: usize = 255;
+const MAX_EVENT_TYPE: usize = 128;
+
+/// Reads the parts of an event's envelope the inbox keeps; what cannot be kept is refused.
+fn read_envelope(payload: &str) -> Result<(String, String, DateTime<Utc>), WebhookFailure> {
+    let envelope: serde_json::Value = serde_json::from_str(payload)
+        .map_err(|e| WebhookFailure::InvalidPayload(format!("the body is not JSON: {e}")))?;
+    let text = |field: &str, max: usize| -> Result<String, WebhookFailure> {
+        let value = envelope[field].as_str().unwrap_or_default();
+        if value.is_empty() {
+            return Err(WebhookFailure::InvalidPayload(format!("the event has no `{field}`")));
+        }
+        if value.chars().count() > max || value.chars().any(char::is_control) {
+            return Err(WebhookFailure::InvalidPayload(format!(
+                "the event's `{field}` is not a Stripe {field} (at most {max} printable characters)"
+            )));
+        }
+        Ok(value.to_owned())
+    };
+    let id = text("id", MAX_EVENT_ID)?;
+    let event_type = text("type", MAX_EVENT_TYPE)?;
+    Ok((id, event_type, timestamp(envelope["created"].as_i64().unwrap_or_default())))
+}
+
+/// Verifies and applies one delivery. `gateway` breaks ties between subscription events of the
+/// same second by asking Stripe for the subscription as it is now.
 pub async fn receive(
     db: &DatabaseConnection,
+    gateway: Option<&StripeGateway>,
     secret: Option<&str>,
     signature: Option<&str>,
     payload: &str,
@@ -83,30 +121,30 @@ pub async fn receive(
     let secret = secret.ok_or(WebhookFailure::NotConfigured)?;
     let signature = signature.ok_or(WebhookFailure::MissingSignature)?;
     let parsed = match Webhook::construct_event(payload, signature, secret) {
-        Ok(event) => Ok(event),
+        Ok(event) => Ok(event.data.object),
         Err(WebhookError::BadTimestamp(_)) => return Err(WebhookFailure::StaleSignature),
         Err(WebhookError::BadParse(e)) => Err(e),
         Err(_) => return Err(WebhookFailure::BadSignature),
     };
     // The signature is good: the payload is Stripe's. Its envelope is read as plain JSON so that
     // even an event async-stripe cannot parse is kept in the inbox.
-    let envelope: serde_json::Value =
-        serde_json::from_str(payload).map_err(|e| WebhookFailure::Apply(format!("not JSON: {e}")))?;
-    let id = envelope["id"].as_str().unwrap_or_default().to_owned();
-    let event_type = envelope["type"].as_str().unwrap_or_default().to_owned();
-    if id.is_empty() || event_type.is_empty() {
-        return Err(WebhookFailure::Apply("the event has no id or type".to_owned()));
-    }
-    let created = timestamp(envelope["created"].as_i64().unwrap_or_default());
+    let (id, event_type, created) = read_envelope(payload)?;
+    let inbox = InboxEntry { id, event_type, created, payload: payload.to_owned() };
+    process(db, gateway, &inbox, parsed).await
+}
 
+/// Opens the event's transaction with its inbox row locked; `None` when it was applied before.
+async fn open_inbox(
+    db: &DatabaseConnection,
+    inbox: &InboxEntry,
+) -> Result<Option<DatabaseTransaction>, WebhookFailure> {
     let txn = db::begin_write(db).await?;
-    let now = Utc::now();
     stripe_events::Entity::insert(stripe_events::ActiveModel {
-        id: Set(id.clone()),
-        event_type: Set(event_type.clone()),
-        created_at: Set(created),
-        payload: Set(payload.to_owned()),
-        received_at: Set(now),
+        id: Set(inbox.id.clone()),
+        event_type: Set(inbox.event_type.clone()),
+        created_at: Set(inbox.created),
+        payload: Set(inbox.payload.clone()),
+        received_at: Set(Utc::now()),
         processed_at: Set(None),
         attempts: Set(0),
         last_error: Set(None),
@@ -116,22 +154,45 @@ pub async fn receive(
     .exec_without_returning(&txn)
     .await?;
     // Locks the row: a concurrent delivery of the same event waits here, then sees it done.
-    let stored = stripe_events::Entity::find_by_id(id.clone())
+    let stored = stripe_events::Entity::find_by_id(inbox.id.clone())
         .lock_exclusive()
         .one(&txn)
         .await?
         .ok_or_else(|| WebhookFailure::Apply("the inbox lost the event".to_owned()))?;
     if stored.processed_at.is_some() {
         txn.rollback().await?;
-        return Ok(Delivery::Duplicate);
+        return Ok(None);
     }
+    Ok(Some(txn))
+}
+
+/// Applies a stored event once. A subscription event that ties with the stored state on its
+/// second is applied as Stripe's current copy of the subscription, fetched outside any
+/// transaction.
+async fn process(
+    db: &DatabaseConnection,
+    gateway: Option<&StripeGateway>,
+    inbox: &InboxEntry,
+    parsed: Result<EventObject, String>,
+) -> Result<Delivery, WebhookFailure> {
+    let Some(txn) = open_inbox(db, inbox).await? else { return Ok(Delivery::Duplicate) };
     let outcome = match parsed {
-        Ok(event) => apply(&txn, event.data.object, created).await,
-        Err(parse_error) if handled_type(&event_type) => Err(WebhookFailure::Apply(parse_error)),
+        Ok(object) => apply(&txn, object, inbox.created, gateway.is_some()).await,
+        Err(parse_error) if handled_type(&inbox.event_type) => Err(WebhookFailure::InvalidPayload(parse_error)),
         Err(_) => Ok(Delivery::Ignored),
     };
-    let inbox = InboxEntry { id, event_type, created, payload: payload.to_owned() };
-    finish(db, txn, &inbox, outcome).await
+    let (Err(WebhookFailure::SubscriptionTie(subscription_id)), Some(gateway)) = (&outcome, gateway) else {
+        return finish(db, txn, inbox, outcome).await;
+    };
+    let subscription_id = subscription_id.clone();
+    txn.rollback().await?;
+    let current = gateway.retrieve_subscription(&subscription_id).await;
+    let Some(txn) = open_inbox(db, inbox).await? else { return Ok(Delivery::Duplicate) };
+    let outcome = match current {
+        Ok(current) => mirror_subscription(&txn, &current, inbox.created, Source::Fetched).await,
+        Err(e) => Err(WebhookFailure::Apply(format!("reading subscription {subscription_id} from Stripe: {e}"))),
+    };
+    finish(db, txn, inbox, outcome).await
 }
 
 /// What the inbox keeps of an event, so a failure can be recorded after its rollback.
@@ -212,36 +273,32 @@ fn handled_type(event_type: &str) -> bool {
 }
 
 /// Re-applies a stored event that failed (admin). Its signature was verified on receipt.
-pub async fn retry(db: &DatabaseConnection, id: &str) -> Result<Delivery, WebhookFailure> {
-    let txn = db::begin_write(db).await?;
+pub async fn retry(
+    db: &DatabaseConnection,
+    gateway: Option<&StripeGateway>,
+    id: &str,
+) -> Result<Delivery, WebhookFailure> {
     let stored = stripe_events::Entity::find_by_id(id.to_owned())
-        .lock_exclusive()
-        .one(&txn)
+        .one(db)
         .await?
         .ok_or_else(|| WebhookFailure::Apply(format!("no event {id}")))?;
-    if stored.processed_at.is_some() {
-        txn.rollback().await?;
-        return Ok(Delivery::Duplicate);
-    }
-    let outcome = match Webhook::insecure(&stored.payload) {
-        Ok(event) => apply(&txn, event.data.object, stored.created_at).await,
-        Err(e) if handled_type(&stored.event_type) => Err(WebhookFailure::Apply(e.to_string())),
-        Err(_) => Ok(Delivery::Ignored),
-    };
+    let parsed = Webhook::insecure(&stored.payload).map(|event| event.data.object).map_err(|e| e.to_string());
     let inbox = InboxEntry {
-        id: stored.id.clone(),
-        event_type: stored.event_type.clone(),
+        id: stored.id,
+        event_type: stored.event_type,
         created: stored.created_at,
-        payload: stored.payload.clone(),
+        payload: stored.payload,
     };
-    finish(db, txn, &inbox, outcome).await
+    process(db, gateway, &inbox, parsed).await
 }
 
 async fn apply(
     txn: &DatabaseTransaction,
     object: EventObject,
     created: DateTime<Utc>,
+    can_fetch: bool,
 ) -> Result<Delivery, WebhookFailure> {
+    let event = Source::Event { can_fetch };
     match object {
         EventObject::CheckoutSessionCompleted(session) | EventObject::CheckoutSessionAsyncPaymentSucceeded(session) => {
             checkout_paid(txn, &session).await
@@ -249,9 +306,11 @@ async fn apply(
         EventObject::CheckoutSessionAsyncPaymentFailed(_) => Ok(Delivery::Processed),
         EventObject::InvoicePaid(invoice) => invoice_paid(txn, &invoice).await,
         EventObject::CustomerSubscriptionCreated(sub) | EventObject::CustomerSubscriptionUpdated(sub) => {
-            mirror_subscription(txn, &sub, created, false).await
+            mirror_subscription(txn, &sub, created, event).await
         }
-        EventObject::CustomerSubscriptionDeleted(sub) => mirror_subscription(txn, &sub, created, true).await,
+        EventObject::CustomerSubscriptionDeleted(sub) => {
+            mirror_subscription(txn, &sub, created, Source::DeletedEvent { can_fetch }).await
+        }
         EventObject::ChargeRefunded(charge) => charge_refunded(txn, &charge).await,
         EventObject::ChargeDisputeCreated(dispute) => dispute_created(txn, &dispute).await,
         EventObject::ChargeDisputeClosed(dispute) => dispute_closed(txn, &dispute).await,
@@ -398,11 +457,22 @@ async fn invoice_paid(txn: &DatabaseTransaction, invoice: &stripe_shared::Invoic
     Ok(Delivery::Processed)
 }
 
+/// Where a subscription's state comes from.
+#[derive(Debug, Clone, Copy)]
+enum Source {
+    /// A `customer.subscription.created` or `.updated` event; `can_fetch` when Stripe can be asked.
+    Event { can_fetch: bool },
+    /// A `customer.subscription.deleted` event.
+    DeletedEvent { can_fetch: bool },
+    /// Stripe's copy, read now: the newest state there is.
+    Fetched,
+}
+
 async fn mirror_subscription(
     txn: &DatabaseTransaction,
     sub: &stripe_shared::Subscription,
     created: DateTime<Utc>,
-    deleted: bool,
+    source: Source,
 ) -> Result<Delivery, WebhookFailure> {
     let id = sub.id.as_str().to_owned();
     let user_id = match sub.metadata.get("user_id").and_then(|raw| raw.parse::<Uuid>().ok()) {
@@ -413,11 +483,34 @@ async fn mirror_subscription(
     };
     let item =
         sub.items.data.first().ok_or_else(|| WebhookFailure::Apply(format!("subscription {id} has no items")))?;
-    let status = if deleted { "canceled".to_owned() } else { sub.status.as_str().to_owned() };
+    let status = if matches!(source, Source::DeletedEvent { .. }) {
+        "canceled".to_owned()
+    } else {
+        sub.status.as_str().to_owned()
+    };
     let existing = subscriptions::Entity::find_by_id(id.clone()).lock_exclusive().one(txn).await?;
-    if existing.as_ref().is_some_and(|s| s.source_updated_at > created) {
-        // An older event than what is stored: it must not overwrite newer state.
-        return Ok(Delivery::Processed);
+    if let Some(stored) = &existing {
+        if stored.source_updated_at > created {
+            // An older event than what is stored: it must not overwrite newer state.
+            return Ok(Delivery::Processed);
+        }
+        if stored.source_updated_at == created {
+            // Stripe stamps events in whole seconds and sends them in any order (`created`
+            // incomplete and `updated` active together): the second alone cannot say which is newer.
+            match source {
+                Source::Fetched => {}
+                Source::Event { can_fetch: true } | Source::DeletedEvent { can_fetch: true } => {
+                    return Err(WebhookFailure::SubscriptionTie(id));
+                }
+                // Without Stripe to ask: a subscription never goes back to `incomplete`, and a
+                // canceled one never comes back.
+                Source::Event { can_fetch: false } | Source::DeletedEvent { can_fetch: false } => {
+                    if (status == "incomplete" && stored.status != "incomplete") || stored.status == "canceled" {
+                        return Ok(Delivery::Processed);
+                    }
+                }
+            }
+        }
     }
     let now = Utc::now();
     let model = subscriptions::ActiveModel {
@@ -448,26 +541,67 @@ async fn payment_for(
     payments::Entity::find_by_id(id).lock_exclusive().one(txn).await
 }
 
-/// Takes credits from the wallet that bought them: the lot's unspent credits first.
+/// The wallet that bought a payment's credits, locked and settled (expiry posted), with its
+/// live lots in spend order.
+async fn lock_payer(
+    txn: &DatabaseTransaction,
+    user_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<(accounts::Model, Vec<lots::Model>), WebhookFailure> {
+    let mut wallet = ledger::lock_wallet(txn, user_id)
+        .await?
+        .ok_or_else(|| WebhookFailure::Apply("the paying user has no wallet".to_owned()))?;
+    let live = ledger::settle(txn, &mut wallet, now).await?;
+    Ok((wallet, live))
+}
+
+/// The lot a payment bought and the lots disputes of it gave back: the credits that are this
+/// payment's, wherever they are now.
+async fn payment_lots(txn: &impl ConnectionTrait, payment: &payments::Model) -> Result<Vec<Uuid>, DbErr> {
+    let returned: Vec<String> = disputes::Entity::find()
+        .filter(disputes::Column::PaymentId.eq(payment.id.clone()))
+        .filter(disputes::Column::Status.is_in(RETURNED_STATUSES))
+        .all(txn)
+        .await?
+        .into_iter()
+        .map(|d| returned_reference(&d.id))
+        .collect();
+    let mut ids = vec![payment.lot_id];
+    if !returned.is_empty() {
+        let lots = lots::Entity::find().filter(lots::Column::Reference.is_in(returned)).all(txn).await?;
+        ids.extend(lots.into_iter().map(|l| l.id));
+    }
+    Ok(ids)
+}
+
+/// How many of a payment's credits a refund or a dispute can still take back: what is still in
+/// its lots plus what was spent from them, less what was taken back before. Credits that
+/// expired already left the wallet and are not taken twice. Call after `lock_payer` settled.
+async fn takeable(txn: &impl ConnectionTrait, payment: &payments::Model) -> Result<i64, DbErr> {
+    let expired = ledger::expired_from_lots(txn, &payment_lots(txn, payment).await?).await?;
+    Ok((payment.credits - expired).max(0))
+}
+
+/// Takes credits from a locked, settled wallet that bought them: the lot's unspent credits
+/// first, then its other lots; what cannot be found becomes debt. Returns the transfer's id.
+#[expect(clippy::too_many_arguments, reason = "the locked wallet, the payment and the transfer's parts")]
 async fn take_back(
     txn: &DatabaseTransaction,
+    wallet: &mut accounts::Model,
+    live: Vec<lots::Model>,
     payment: &payments::Model,
     credits: i64,
     kind: TransferKind,
     to: Uuid,
     description: String,
-) -> Result<(), WebhookFailure> {
-    let now = Utc::now();
-    let mut wallet = ledger::lock_wallet(txn, payment.user_id)
-        .await?
-        .ok_or_else(|| WebhookFailure::Apply("the paying user has no wallet".to_owned()))?;
-    let live = ledger::settle(txn, &mut wallet, now).await?;
+    now: DateTime<Utc>,
+) -> Result<Uuid, WebhookFailure> {
     let amount = Credits::new(credits).map_err(|e| WebhookFailure::Apply(e.to_string()))?;
     let details =
         TransferDetails { description: Some(description), reference: Some(payment.id.clone()), ..Default::default() };
-    ledger::claw_back(txn, &mut wallet, live, payment.lot_id, Debit { to, amount, kind, details }, now).await?;
-    ledger::save_wallet(txn, &wallet, now).await?;
-    Ok(())
+    let (transfer, _) =
+        ledger::claw_back(txn, wallet, live, payment.lot_id, Debit { to, amount, kind, details }, now).await?;
+    Ok(transfer.id)
 }
 
 /// The credits a share of a payment's money stands for, rounded down.
@@ -486,19 +620,19 @@ async fn charge_refunded(
     let Some(payment) = payment_for(txn, charge.payment_intent.as_ref().map(|p| p.id().to_string())).await? else {
         return Ok(Delivery::Ignored);
     };
+    let now = Utc::now();
+    let (mut wallet, live) = lock_payer(txn, payment.user_id, now).await?;
     // `amount_refunded` is cumulative, so each refund event claws back only what is new.
-    let target = credits_for(&payment, charge.amount_refunded);
+    let target = credits_for(&payment, charge.amount_refunded).min(takeable(txn, &payment).await?);
     let delta = target - payment.clawed_back;
-    if delta <= 0 {
-        return Ok(Delivery::Processed);
+    if delta > 0 {
+        let description = format!("Refund of {}", charge.id);
+        take_back(txn, &mut wallet, live, &payment, delta, TransferKind::Clawback, system::CLAWBACK, description, now)
+            .await?;
+        adjust_clawed_back(txn, &payment.id, delta).await?;
     }
-    take_back(txn, &payment, delta, TransferKind::Clawback, system::CLAWBACK, format!("Refund of {}", charge.id))
-        .await?;
-    payments::Entity::update_many()
-        .col_expr(payments::Column::ClawedBack, Expr::value(target))
-        .filter(payments::Column::Id.eq(payment.id.clone()))
-        .exec(txn)
-        .await?;
+    // Settling may have posted an expiry even when nothing is taken.
+    ledger::save_wallet(txn, &wallet, now).await?;
     Ok(Delivery::Processed)
 }
 
@@ -522,6 +656,24 @@ fn dispute_payment_intent(dispute: &stripe_shared::Dispute) -> Option<String> {
         .or_else(|| dispute.charge.as_object().and_then(|c| c.payment_intent.as_ref()).map(|p| p.id().to_string()))
 }
 
+/// Dispute statuses that give frozen credits back: won, an inquiry closed, or prevented.
+const RETURNED_STATUSES: [&str; 3] = ["won", "warning_closed", "prevented"];
+
+/// A lot's stored source.
+fn lot_source(value: &str) -> LotSource {
+    match value {
+        "subscription" => LotSource::Subscription,
+        "grant" => LotSource::Grant,
+        "promotion" => LotSource::Promotion,
+        _ => LotSource::Purchase,
+    }
+}
+
+/// The reference of the lot a dispute gives back as the paid lot's credits.
+fn returned_reference(dispute_id: &str) -> String {
+    format!("stripe:dispute:{dispute_id}:won")
+}
+
 async fn dispute_created(
     txn: &DatabaseTransaction,
     dispute: &stripe_shared::Dispute,
@@ -533,32 +685,99 @@ async fn dispute_created(
     let Some(payment) = payment_for(txn, dispute_payment_intent(dispute)).await? else {
         return Ok(Delivery::Ignored);
     };
-    let credits = credits_for(&payment, dispute.amount).min(payment.credits - payment.clawed_back).max(0);
+    let now = Utc::now();
+    let (mut wallet, live) = lock_payer(txn, payment.user_id, now).await?;
+    let credits =
+        credits_for(&payment, dispute.amount).min(takeable(txn, &payment).await? - payment.clawed_back).max(0);
+    let freeze_transfer_id = if credits > 0 {
+        let description = format!("Disputed payment {id}");
+        let transfer = take_back(
+            txn,
+            &mut wallet,
+            live,
+            &payment,
+            credits,
+            TransferKind::DisputeFreeze,
+            system::DISPUTES,
+            description,
+            now,
+        )
+        .await?;
+        // Frozen credits count as taken back, so a refund during the dispute does not take them twice.
+        adjust_clawed_back(txn, &payment.id, credits).await?;
+        Some(transfer)
+    } else {
+        None
+    };
+    ledger::save_wallet(txn, &wallet, now).await?;
     disputes::Entity::insert(disputes::ActiveModel {
         id: Set(id.clone()),
         payment_id: Set(payment.id.clone()),
         user_id: Set(payment.user_id),
         credits: Set(credits),
         status: Set("open".to_owned()),
-        created_at: Set(Utc::now()),
+        created_at: Set(now),
         closed_at: Set(None),
+        freeze_transfer_id: Set(freeze_transfer_id),
     })
     .exec_without_returning(txn)
     .await?;
-    if credits > 0 {
-        take_back(
-            txn,
-            &payment,
-            credits,
-            TransferKind::DisputeFreeze,
-            system::DISPUTES,
-            format!("Disputed payment {id}"),
-        )
-        .await?;
-        // Frozen credits count as taken back, so a refund during the dispute does not take them twice.
-        adjust_clawed_back(txn, &payment.id, credits).await?;
-    }
     Ok(Delivery::Processed)
+}
+
+/// Gives a closed dispute's frozen credits back to the wallet, each to the kind of lot it was
+/// taken from (source, priority, expiry): a period's credits still expire with the period. What
+/// the freeze could not find in any lot (it became debt) comes back as the paid lot's credits,
+/// first, so that it covers that debt.
+async fn return_frozen(
+    txn: &DatabaseTransaction,
+    row: &disputes::Model,
+    payment: Option<&payments::Model>,
+    now: DateTime<Utc>,
+) -> Result<(), WebhookFailure> {
+    let id = row.id.as_str();
+    let (mut wallet, _) = lock_payer(txn, row.user_id, now).await?;
+    let movements = match row.freeze_transfer_id {
+        Some(transfer) => ledger::movements_of(txn, &[transfer]).await?,
+        None => Vec::new(),
+    };
+    let paid_lot = payment.map(|p| p.lot_id);
+    let from_other_lots: i64 = movements.iter().filter(|m| Some(m.lot_id) != paid_lot).map(|m| m.amount).sum();
+    // The paid lot's share, and what became debt, first; then each other lot's share.
+    let mut returns = vec![(paid_lot, row.credits - from_other_lots, returned_reference(id))];
+    returns.extend(
+        movements
+            .iter()
+            .filter(|m| Some(m.lot_id) != paid_lot)
+            .map(|m| (Some(m.lot_id), m.amount, format!("{}:{}", returned_reference(id), m.lot_id))),
+    );
+    for (lot_id, credits, reference) in returns {
+        if credits <= 0 {
+            continue;
+        }
+        let original = match lot_id {
+            Some(lot_id) => lots::Entity::find_by_id(lot_id).one(txn).await?,
+            None => None,
+        };
+        let source = original.as_ref().map_or(LotSource::Purchase, |l| lot_source(&l.source));
+        let lot = NewLot {
+            source,
+            kind: TransferKind::DisputeRelease,
+            from: system::DISPUTES,
+            amount: Credits::new(credits).map_err(|e| WebhookFailure::Apply(e.to_string()))?,
+            priority: original.as_ref().map_or(source.default_priority(), |l| l.priority),
+            expires_at: original.as_ref().and_then(|l| l.expires_at),
+            reference,
+        };
+        let details = TransferDetails {
+            description: Some(format!("Dispute {id} closed in the buyer's favour: credits returned")),
+            reference: Some(id.to_owned()),
+            ..Default::default()
+        };
+        ledger::credit_wallet(txn, &mut wallet, lot, details, None, now).await?;
+    }
+    ledger::save_wallet(txn, &wallet, now).await?;
+    Ok(())
 }
 
 async fn dispute_closed(
@@ -576,33 +795,16 @@ async fn dispute_closed(
     if row.status != "open" {
         return Ok(Delivery::Processed);
     }
+    let status = dispute.status.as_str();
+    let lost = dispute.status == DisputeStatus::Lost;
+    if !lost && !RETURNED_STATUSES.contains(&status) {
+        // Not a closing status: the credits stay frozen until Stripe says how it ended.
+        return Ok(Delivery::Processed);
+    }
     let now = Utc::now();
-    let won = dispute.status == DisputeStatus::Won;
     if row.credits > 0 {
-        let amount = Credits::new(row.credits).map_err(|e| WebhookFailure::Apply(e.to_string()))?;
-        if won {
-            let mut wallet = ledger::lock_wallet(txn, row.user_id)
-                .await?
-                .ok_or_else(|| WebhookFailure::Apply("the paying user has no wallet".to_owned()))?;
-            ledger::settle(txn, &mut wallet, now).await?;
-            let lot = NewLot {
-                source: LotSource::Purchase,
-                kind: TransferKind::DisputeRelease,
-                from: system::DISPUTES,
-                amount,
-                priority: LotSource::Purchase.default_priority(),
-                expires_at: None,
-                reference: format!("stripe:dispute:{id}:won"),
-            };
-            let details = TransferDetails {
-                description: Some(format!("Dispute {id} won: credits returned")),
-                reference: Some(id.clone()),
-                ..Default::default()
-            };
-            ledger::credit_wallet(txn, &mut wallet, lot, details, None, now).await?;
-            ledger::save_wallet(txn, &wallet, now).await?;
-            adjust_clawed_back(txn, &row.payment_id, -row.credits).await?;
-        } else {
+        if lost {
+            let amount = Credits::new(row.credits).map_err(|e| WebhookFailure::Apply(e.to_string()))?;
             let details = TransferDetails {
                 description: Some(format!("Dispute {id} lost")),
                 reference: Some(id.clone()),
@@ -610,10 +812,14 @@ async fn dispute_closed(
             };
             let debit = Debit { to: system::CLAWBACK, amount, kind: TransferKind::Clawback, details };
             ledger::transfer_between_system_accounts(txn, system::DISPUTES, debit, now).await?;
+        } else {
+            let payment = payments::Entity::find_by_id(row.payment_id.clone()).lock_exclusive().one(txn).await?;
+            return_frozen(txn, &row, payment.as_ref(), now).await?;
+            adjust_clawed_back(txn, &row.payment_id, -row.credits).await?;
         }
     }
     disputes::Entity::update_many()
-        .col_expr(disputes::Column::Status, Expr::value(if won { "won" } else { "lost" }))
+        .col_expr(disputes::Column::Status, Expr::value(status))
         .col_expr(disputes::Column::ClosedAt, Expr::value(now))
         .filter(disputes::Column::Id.eq(id))
         .exec(txn)

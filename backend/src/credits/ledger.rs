@@ -594,6 +594,24 @@ pub async fn claw_back(
     Ok((transfer, left))
 }
 
+/// What left these lots through expiry. A refund or a dispute takes back only what is still in
+/// the lots it paid for plus what was spent from them: credits that already expired left the
+/// wallet once and are not taken a second time.
+pub async fn expired_from_lots(db: &impl ConnectionTrait, lot_ids: &[Uuid]) -> Result<i64, DbErr> {
+    if lot_ids.is_empty() {
+        return Ok(0);
+    }
+    let total: Option<Option<i64>> = transfers::Entity::find()
+        .select_only()
+        .column_as(Expr::cust("CAST(SUM(amount) AS BIGINT)"), "total")
+        .filter(transfers::Column::Kind.eq(TransferKind::Expiry.as_str()))
+        .filter(transfers::Column::LotId.is_in(lot_ids.iter().copied()))
+        .into_tuple()
+        .one(db)
+        .await?;
+    Ok(total.flatten().unwrap_or(0))
+}
+
 /// Moves credits between two system accounts (a lost dispute: from `disputes` to `clawback`).
 pub async fn transfer_between_system_accounts(
     db: &impl ConnectionTrait,

@@ -11,6 +11,7 @@ pub struct Model {
     pub status: String,
     pub created_at: DateTimeUtc,
     pub closed_at: Option<DateTimeUtc>,
+    pub freeze_transfer_id: Option<Uuid>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -6,8 +6,10 @@ use std::sync::Arc;
 use futures_util::future::join_all;
 use hmac::{Hmac, Mac};
 use reqwest::StatusCode;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
 use serde_json::{Value, json};
 use sha2::Sha256;
+use tollgate::entities::lots;
 use uuid::Uuid;
 use wiremock::{
     Mock, MockServer, ResponseTemplate,
@@ -29,6 +31,11 @@ both_backends!(
     disputes_freeze_then_return_or_take,
     stale_subscription_updates_are_ignored,
     failed_events_keep_their_error_and_can_be_retried,
+    refund_after_expiry_takes_only_what_was_spent,
+    dispute_after_expiry_freezes_only_what_was_spent,
+    closed_inquiry_returns_credits_and_a_won_period_keeps_its_expiry,
+    same_second_subscription_events_end_in_stripes_state_in_either_order,
+    malformed_signed_events_answer_400_and_credit_nothing,
 );
 
 pub(crate) const PACK: &str = "price_pack100";
@@ -676,5 +683,252 @@ async fn failed_events_keep_their_error_and_can_be_retried(backend: Backend) {
     problem(res, StatusCode::NOT_FOUND, "event_not_found").await;
     // Stripe's own retry now finds it done.
     assert_eq!(ack(&app, &paid).await, "duplicate");
+    app.assert_reconciled().await;
+}
+
+/// A subscription invoice paid through a PaymentIntent, so that a refund or dispute can find it.
+fn paid_invoice(id: &str, price_id: &str, period_end: i64, payment_intent: &str) -> Value {
+    let mut invoice = invoice(id, price_id, period_end);
+    invoice["payments"] = json!({ "object": "list", "has_more": false, "url": format!("/v1/invoices/{id}/payments"),
+        "data": [{ "id": format!("inpay_{id}"), "object": "invoice_payment", "amount_paid": 1500, "amount_requested": 1500,
+                   "created": 1_767_225_600, "currency": "usd", "invoice": id, "is_default": true, "livemode": false,
+                   "payment": { "type": "payment_intent", "payment_intent": payment_intent }, "status": "paid",
+                   "status_transitions": { "canceled_at": null, "paid_at": 1_767_225_600 } }] });
+    invoice
+}
+
+/// The one lot with this reference.
+async fn lot(app: &TestApp, reference: &str) -> lots::Model {
+    lots::Entity::find().filter(lots::Column::Reference.eq(reference)).one(&app.db).await.unwrap().unwrap()
+}
+
+/// Moves every subscription period's expiry into the past and posts it, as `tollgate expire` does.
+async fn expire_periods(app: &TestApp) {
+    lots::Entity::update_many()
+        .col_expr(lots::Column::ExpiresAt, Expr::value(chrono::Utc::now() - chrono::Duration::hours(1)))
+        .filter(lots::Column::Source.eq("subscription"))
+        .exec(&app.db)
+        .await
+        .unwrap();
+    assert!(tollgate::credits::service::expire_due(&app.db).await.unwrap() >= 1);
+}
+
+/// (balance, debt, available) as the user sees them.
+async fn figures(app: &TestApp, user: &TestUser) -> (i64, i64, i64) {
+    let b = app.balance(user).await;
+    (b["balance"].as_i64().unwrap(), b["debt"].as_i64().unwrap(), b["available"].as_i64().unwrap())
+}
+
+/// A period of 1000 credits (paid by `pi`) and a pack of 100; 300 of the period spent, the rest expired.
+async fn period_spent_then_expired(app: &TestApp, user: &TestUser, pi: &str) {
+    let end = chrono::Utc::now().timestamp() + 20 * 86_400;
+    let paid =
+        event(&format!("evt_{pi}"), "invoice.paid", 1_767_225_700, paid_invoice(&format!("in_{pi}"), PLAN, end, pi));
+    assert_eq!(ack(app, &paid).await, "processed");
+    buy_pack(app, user, &format!("cs_{pi}"), &format!("pi_pack_{pi}")).await;
+    // The period is spent first (priority 50 before a pack's 100).
+    assert_eq!(app.spend(user, "period-spend", json!({ "amount": 300 })).await.status(), StatusCode::OK);
+    assert_eq!(lot(app, &format!("stripe:invoice:in_{pi}")).await.remaining, 700);
+    expire_periods(app).await;
+    assert_eq!(figures(app, user).await, (100, 0, 100), "700 expired; the pack is left");
+    let expired: Value = app.get("/api/v1/credits/ledger?kind=expiry", Some(&user.token)).await.json().await.unwrap();
+    assert_eq!(expired["entries"][0]["amount"].as_i64().map(i64::abs), Some(700));
+}
+
+async fn refund_after_expiry_takes_only_what_was_spent(backend: Backend) {
+    let Some((app, stripe)) = stripe_app(backend).await else { return };
+    let user = customer_user(&app, &stripe).await;
+    period_spent_then_expired(&app, &user, "pi_period").await;
+
+    // The whole period refunded: 700 of its credits already left through expiry and are not
+    // taken again; the 300 spent are taken from the pack (100) and the rest (200) is debt.
+    let refund =
+        event("evt_period_refund", "charge.refunded", 1_767_225_900, charge("ch_period", "pi_period", 1500, 1500));
+    assert_eq!(ack(&app, &refund).await, "processed");
+    assert_eq!(figures(&app, &user).await, (-200, 200, 0));
+    assert_eq!(lot(&app, "stripe:checkout_session:cs_pi_period").await.remaining, 0);
+    let clawed: Value = app.get("/api/v1/credits/ledger?kind=clawback", Some(&user.token)).await.json().await.unwrap();
+    let amounts: Vec<i64> =
+        clawed["entries"].as_array().unwrap().iter().map(|e| e["amount"].as_i64().unwrap().abs()).collect();
+    assert_eq!(amounts, [300]);
+
+    // Delivered again under a new id: nothing more is taken.
+    let again =
+        event("evt_period_refund2", "charge.refunded", 1_767_225_901, charge("ch_period", "pi_period", 1500, 1500));
+    assert_eq!(ack(&app, &again).await, "processed");
+    assert_eq!(figures(&app, &user).await, (-200, 200, 0));
+    app.assert_reconciled().await;
+}
+
+async fn dispute_after_expiry_freezes_only_what_was_spent(backend: Backend) {
+    let Some((app, stripe)) = stripe_app(backend).await else { return };
+    let user = customer_user(&app, &stripe).await;
+    period_spent_then_expired(&app, &user, "pi_disputed").await;
+
+    let created = event(
+        "evt_dp_exp1",
+        "charge.dispute.created",
+        1_767_225_900,
+        dispute("dp_exp", "pi_disputed", 1500, "needs_response"),
+    );
+    assert_eq!(ack(&app, &created).await, "processed");
+    assert_eq!(figures(&app, &user).await, (-200, 200, 0), "300 frozen: the pack's 100 and 200 of debt");
+    // A refund while the dispute is open takes nothing more.
+    let refund =
+        event("evt_dp_exp_ref", "charge.refunded", 1_767_225_950, charge("ch_disputed", "pi_disputed", 1500, 1500));
+    assert_eq!(ack(&app, &refund).await, "processed");
+    assert_eq!(figures(&app, &user).await, (-200, 200, 0));
+    let lost =
+        event("evt_dp_exp2", "charge.dispute.closed", 1_767_226_000, dispute("dp_exp", "pi_disputed", 1500, "lost"));
+    assert_eq!(ack(&app, &lost).await, "processed");
+    assert_eq!(figures(&app, &user).await, (-200, 200, 0), "lost: the frozen 300 stay taken, no more");
+    app.assert_reconciled().await;
+}
+
+async fn closed_inquiry_returns_credits_and_a_won_period_keeps_its_expiry(backend: Backend) {
+    let Some((app, stripe)) = stripe_app(backend).await else { return };
+    let user = customer_user(&app, &stripe).await;
+
+    // An inquiry about a pack: frozen while open, given back when it closes without a loss.
+    buy_pack(&app, &user, "cs_inquiry", "pi_inquiry").await;
+    let opened = event(
+        "evt_inq1",
+        "charge.dispute.created",
+        1_767_225_800,
+        dispute("dp_inq", "pi_inquiry", 500, "warning_needs_response"),
+    );
+    assert_eq!(ack(&app, &opened).await, "processed");
+    assert_eq!(figures(&app, &user).await, (0, 0, 0));
+    let closed = event(
+        "evt_inq2",
+        "charge.dispute.closed",
+        1_767_225_900,
+        dispute("dp_inq", "pi_inquiry", 500, "warning_closed"),
+    );
+    assert_eq!(ack(&app, &closed).await, "processed");
+    assert_eq!(figures(&app, &user).await, (100, 0, 100), "an inquiry closed is not a lost dispute");
+    let returned = lot(&app, "stripe:dispute:dp_inq:won").await;
+    assert_eq!((returned.source.as_str(), returned.priority, returned.expires_at), ("purchase", 100, None));
+
+    // A dispute about a subscription period, won: the period's credits come back as the period's,
+    // still expiring at its end and spent before packs.
+    let end = chrono::Utc::now().timestamp() + 20 * 86_400;
+    let paid = event("evt_won_inv", "invoice.paid", 1_767_225_950, paid_invoice("in_won", PLAN, end, "pi_won_period"));
+    assert_eq!(ack(&app, &paid).await, "processed");
+    let period = lot(&app, "stripe:invoice:in_won").await;
+    assert_eq!(figures(&app, &user).await, (1100, 0, 1100));
+    let opened = event(
+        "evt_won1",
+        "charge.dispute.created",
+        1_767_226_000,
+        dispute("dp_period", "pi_won_period", 1500, "needs_response"),
+    );
+    assert_eq!(ack(&app, &opened).await, "processed");
+    assert_eq!(figures(&app, &user).await, (100, 0, 100));
+    let won =
+        event("evt_won2", "charge.dispute.closed", 1_767_226_100, dispute("dp_period", "pi_won_period", 1500, "won"));
+    assert_eq!(ack(&app, &won).await, "processed");
+    assert_eq!(figures(&app, &user).await, (1100, 0, 1100));
+    let returned = lot(&app, "stripe:dispute:dp_period:won").await;
+    assert_eq!(returned.source, "subscription");
+    assert_eq!(returned.priority, period.priority);
+    assert_eq!(returned.expires_at, period.expires_at, "the period's expiry, not a permanent lot");
+    assert_eq!(returned.remaining, 1000);
+    let balance = app.balance(&user).await;
+    assert_eq!(balance["expiring_soon"][0]["remaining"], 1000);
+
+    // Only a lost dispute keeps them.
+    let opened = event(
+        "evt_lost1",
+        "charge.dispute.created",
+        1_767_226_200,
+        dispute("dp_lost2", "pi_inquiry", 500, "needs_response"),
+    );
+    assert_eq!(ack(&app, &opened).await, "processed");
+    let lost =
+        event("evt_lost2", "charge.dispute.closed", 1_767_226_300, dispute("dp_lost2", "pi_inquiry", 500, "lost"));
+    assert_eq!(ack(&app, &lost).await, "processed");
+    assert_eq!(figures(&app, &user).await, (1000, 0, 1000));
+    app.assert_reconciled().await;
+}
+
+async fn same_second_subscription_events_end_in_stripes_state_in_either_order(backend: Backend) {
+    let Some((app, stripe)) = stripe_app(backend).await else { return };
+    let user = customer_user(&app, &stripe).await;
+    let end = chrono::Utc::now().timestamp() + 20 * 86_400;
+    for id in ["sub_created_first", "sub_updated_first"] {
+        Mock::given(method("GET"))
+            .and(path(format!("/v1/subscriptions/{id}")))
+            .respond_with(ResponseTemplate::new(200).set_body_json(subscription(id, "active", false, end)))
+            .mount(&stripe)
+            .await;
+    }
+    let second = 1_767_300_000;
+    for (id, order) in [("sub_created_first", ["created", "updated"]), ("sub_updated_first", ["updated", "created"])] {
+        for kind in order {
+            let status = if kind == "created" { "incomplete" } else { "active" };
+            let payload = event(
+                &format!("evt_{id}_{kind}"),
+                &format!("customer.subscription.{kind}"),
+                second,
+                subscription(id, status, false, end),
+            );
+            assert_eq!(ack(&app, &payload).await, "processed");
+        }
+        let status: Option<String> = tollgate::entities::subscriptions::Entity::find_by_id(id.to_owned())
+            .one(&app.db)
+            .await
+            .unwrap()
+            .map(|s| s.status);
+        assert_eq!(status.as_deref(), Some("active"), "{id}: the newest state wins");
+    }
+    let sub: Value = app.get("/api/v1/billing/subscription", Some(&user.token)).await.json().await.unwrap();
+    assert_eq!(sub["subscription"]["status"], "active");
+    let fetched: Vec<String> = stripe
+        .received_requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.method.as_str() == "GET" && r.url.path().starts_with("/v1/subscriptions/"))
+        .map(|r| r.url.path().to_owned())
+        .collect();
+    assert_eq!(fetched, ["/v1/subscriptions/sub_created_first", "/v1/subscriptions/sub_updated_first"]);
+    app.assert_reconciled().await;
+}
+
+async fn malformed_signed_events_answer_400_and_credit_nothing(backend: Backend) {
+    let Some((app, stripe)) = stripe_app(backend).await else { return };
+    let user = customer_user(&app, &stripe).await;
+    let paid = checkout_session("cs_malformed", user.id, PACK, "payment", "paid", Some("pi_malformed"));
+    let long_id = format!("evt_{}", "x".repeat(300));
+    let long_type = format!("checkout.session.{}", "completed".repeat(20));
+    let cases = [
+        ("not JSON", "this is not JSON {".to_owned()),
+        ("JSON, not an object", "[1, 2, 3]".to_owned()),
+        ("no id", json!({ "object": "event", "type": "checkout.session.completed", "created": 1_767_225_700, "data": { "object": paid } }).to_string()),
+        ("no type", json!({ "id": "evt_no_type", "object": "event", "created": 1_767_225_700, "data": { "object": paid } }).to_string()),
+        ("id not a string", json!({ "id": 42, "object": "event", "type": "checkout.session.completed", "created": 1_767_225_700, "data": { "object": paid } }).to_string()),
+        ("id of 304 characters", event(&long_id, "checkout.session.completed", 1_767_225_700, paid.clone())),
+        ("type of 197 characters", event("evt_long_type", &long_type, 1_767_225_700, paid.clone())),
+    ];
+    for (what, payload) in &cases {
+        let res = deliver(&app, payload).await;
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{what}");
+        problem(res, StatusCode::BAD_REQUEST, "invalid_payload").await;
+    }
+    assert_eq!(app.count("stripe_events").await, 0, "nothing that cannot be read is stored");
+
+    // A readable envelope around an object that is not a checkout session: kept as failed, 400.
+    let broken = event("evt_broken_object", "checkout.session.completed", 1_767_225_700, json!({ "id": "cs_broken" }));
+    problem(deliver(&app, &broken).await, StatusCode::BAD_REQUEST, "invalid_payload").await;
+    problem(deliver(&app, &broken).await, StatusCode::BAD_REQUEST, "invalid_payload").await;
+    let failed = inbox(&app, "?status=failed").await;
+    assert_eq!(failed["events"].as_array().unwrap().len(), 1);
+    assert_eq!(failed["events"][0]["id"], "evt_broken_object");
+    assert_eq!(failed["events"][0]["attempts"], 2);
+
+    assert_eq!(figures(&app, &user).await, (0, 0, 0));
+    assert_eq!(app.count("lots").await, 0);
+    assert_eq!(app.count("transfers").await, 0);
     app.assert_reconciled().await;
 }

@@ -3116,7 +3116,7 @@ export interface operations {
                     "application/json": components["schemas"]["WebhookAck"];
                 };
             };
-            /** @description `missing_signature`, `invalid_signature` or `stale_signature`: nothing was stored */
+            /** @description `missing_signature`, `invalid_signature` or `stale_signature`: nothing was stored. `invalid_payload`: signed, but not an event Tollgate can read (not JSON, no id or type, too long); kept in the inbox as failed when its id and type could be read */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3196,7 +3196,7 @@ export interface operations {
                     "application/json": components["schemas"]["WebhookAck"];
                 };
             };
-            /** @description `missing_signature`, `invalid_signature` or `stale_signature` */
+            /** @description `missing_signature`, `invalid_signature`, `stale_signature` or `invalid_payload` */
             400: {
                 headers: {
                     [name: string]: unknown;
