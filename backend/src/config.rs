@@ -95,6 +95,8 @@ pub struct Settings {
     pub login_max_failures: u32,
     pub login_lockout: Duration,
     pub workers: usize,
+    /// How long a client has to send a request's body once its head arrived (408 after).
+    pub request_body_timeout: Duration,
     /// PostgreSQL: spend batches committed at once (SQLite has one writer, so one).
     pub spend_batch_runners: u32,
     pub expiry_interval: Duration,
@@ -314,6 +316,7 @@ impl Settings {
             login_max_failures: parse_number("LOGIN_MAX_FAILURES", 5, 1, 1000)?,
             login_lockout: Duration::from_secs(parse_number("LOGIN_LOCKOUT_SECONDS", 900, 1, 86_400)?),
             workers: parse_number("WORKERS", default_workers, 1, 256)?,
+            request_body_timeout: Duration::from_secs(parse_number("REQUEST_BODY_TIMEOUT_SECONDS", 15, 1, 300)?),
             // One per core, leaving half the pool to the other requests. More batches at once
             // only split the queue into smaller batches that wait on each other for the CPU.
             spend_batch_runners: parse_number(

@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod billing;
+pub mod body;
 pub mod cli;
 pub mod config;
 pub mod credits;

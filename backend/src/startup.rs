@@ -289,6 +289,7 @@ fn run(listener: TcpListener, state: AppState, workers: usize) -> anyhow::Result
             web::get().to(|| async { HttpResponse::Found().insert_header((header::LOCATION, "/docs/")).finish() }),
         )
         .default_service(web::to(fallback))
+        .wrap(from_fn(crate::body::guard))
         .wrap(security_headers())
         .wrap(actix_web::middleware::Condition::new(!origins.is_empty(), cors(&origins)))
         .wrap(prometheus.clone())

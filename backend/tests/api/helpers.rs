@@ -176,6 +176,7 @@ pub fn test_settings(database_url: String, data_dir: std::path::PathBuf) -> Sett
         login_max_failures: 5,
         login_lockout: Duration::from_secs(900),
         workers: 2,
+        request_body_timeout: Duration::from_secs(15),
         spend_batch_runners: 2,
         expiry_interval: Duration::from_secs(3600),
         frontend_dir: "/nonexistent".into(),

@@ -12,6 +12,7 @@ mod batch;
 mod billing;
 mod cli;
 mod credits;
+mod edge;
 mod errors;
 mod holds;
 mod limits;
