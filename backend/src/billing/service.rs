@@ -472,7 +472,12 @@ pub async fn create_stripe_checkout(
     }
     let customer = ensure_customer(db, gateway, user_id).await?;
     let key = match idempotency_key {
-        Some(key) => format!("tollgate-checkout-{user_id}-{key}"),
+        // Stripe takes at most 255 characters, as does the caller's key: a key too long to
+        // prefix is sent as its hash.
+        Some(key) => match format!("tollgate-checkout-{user_id}-{key}") {
+            whole if whole.len() <= 255 => whole,
+            _ => format!("tollgate-checkout-{user_id}-sha256-{}", crate::auth::service::hash_secret(key)),
+        },
         None => format!("tollgate-checkout-{}", Uuid::now_v7()),
     };
     let (id, url) = gateway

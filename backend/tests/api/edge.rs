@@ -17,7 +17,7 @@ use crate::{
 };
 
 both!(nul_characters_are_refused_at_the_edge);
-both_backends!(a_body_that_never_finishes_is_answered_408_and_closed);
+both_backends!(a_body_that_never_finishes_is_answered_408_and_closed, the_longest_key_works_on_every_keyed_route);
 
 async fn refused_on(res: reqwest::Response, field: &str) {
     let body = problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
@@ -112,4 +112,81 @@ async fn a_body_that_never_finishes_is_answered_408_and_closed(backend: Backend)
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains("request_timeout"), "{answer}");
+}
+
+/// Audit #10: the longest `Idempotency-Key` accepted (255 characters) works on every keyed
+/// route, on both databases, and a replay with it still replays.
+async fn the_longest_key_works_on_every_keyed_route(backend: Backend) {
+    let Some((app, stripe)) = crate::stripe::stripe_app(backend).await else { return };
+    let key = |tag: char| std::iter::repeat_n(tag, 255).collect::<String>();
+    let user = app.user().await;
+
+    let res = app
+        .post_admin(
+            "/api/v1/credits/grant",
+            Some(&key('g')),
+            &json!({ "user_id": user.id, "amount": 50, "reason": "long key" }),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK, "grant");
+    let replay = app
+        .post_admin(
+            "/api/v1/credits/grant",
+            Some(&key('g')),
+            &json!({ "user_id": user.id, "amount": 50, "reason": "long key" }),
+        )
+        .await;
+    assert_eq!(replay.headers()["idempotent-replayed"], "true");
+
+    let res = app.spend(&user, &key('s'), json!({ "amount": 1 })).await;
+    assert_eq!(res.status(), StatusCode::OK, "spend");
+    let res = app
+        .post(
+            "/api/v1/example/use-credits",
+            Some(&user.token),
+            Some(&key('e')),
+            &json!({ "text": "Long keys are keys too." }),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK, "example: {:?}", res.text().await);
+
+    let res = app.post("/api/v1/credits/holds", Some(&user.token), Some(&key('h')), &json!({ "amount": 5 })).await;
+    assert_eq!(res.status(), StatusCode::OK, "hold");
+    let hold: serde_json::Value = res.json().await.unwrap();
+    let id = hold["hold"]["id"].as_str().unwrap();
+    let res = app
+        .post(
+            &format!("/api/v1/credits/holds/{id}/capture"),
+            Some(&user.token),
+            Some(&key('c')),
+            &json!({ "amount": 2 }),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK, "capture");
+    let res = app.post("/api/v1/credits/holds", Some(&user.token), Some(&key('i')), &json!({ "amount": 5 })).await;
+    let hold: serde_json::Value = res.json().await.unwrap();
+    let id = hold["hold"]["id"].as_str().unwrap();
+    let res = app
+        .post(&format!("/api/v1/credits/holds/{id}/release"), Some(&user.token), Some(&key('r')), &json!(null))
+        .await;
+    assert_eq!(res.status(), StatusCode::OK, "release");
+
+    crate::stripe::mount_prices(&stripe).await;
+    crate::stripe::sync(&app).await;
+    crate::stripe::mount_checkout(&stripe).await;
+    let res = app
+        .post(
+            "/api/v1/billing/checkout-session",
+            Some(&user.token),
+            Some(&key('k')),
+            &json!({ "price_id": crate::stripe::PACK }),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK, "checkout: {:?}", res.text().await);
+    let sent = stripe.received_requests().await.unwrap();
+    let checkout = sent.iter().find(|r| r.url.path() == "/v1/checkout/sessions").unwrap();
+    let stripe_key = checkout.headers.get("idempotency-key").unwrap().to_str().unwrap();
+    assert!(stripe_key.len() <= 255, "Stripe refuses keys over 255 characters: {stripe_key}");
+    assert_eq!(app.balance(&user).await["balance"], 50 - 1 - 5 - 2);
+    app.assert_reconciled().await;
 }
