@@ -11,7 +11,10 @@ pub struct Metrics {
     pub registry: Registry,
     /// Spends by outcome: `applied`, `replayed`, `refused`.
     pub spends: IntCounterVec,
-    /// Credits moved, by kind of movement (`spent`, `granted`).
+    /// Credits moved, by movement (`granted`, `spent`, `expired`, `clawed_back`,
+    /// `dispute_frozen`, `dispute_returned`, `written_off`). Read from the ledger's committed
+    /// transfers at each scrape (`observe_ledger`), never counted by handlers: a replay, a
+    /// rollback or a path a handler does not see cannot make it drift from the books.
     pub credits: IntCounterVec,
     /// Grants by outcome.
     pub grants: IntCounterVec,
@@ -77,6 +80,49 @@ impl Metrics {
             Ok(crate::credits::service::Outcome::Replayed(_)) => "replayed",
             Err(_) => "refused",
         }
+    }
+
+    /// Brings the credit counters up to the ledger: the committed transfers' totals by kind,
+    /// summed exactly (as reconcile sums them). Transfers are never updated or deleted, so each
+    /// total only grows and the counter takes the difference. One aggregate over `transfers` per
+    /// scrape. The totals are the whole ledger's: every replica reports the same figures.
+    pub async fn observe_ledger(&self, db: &DatabaseConnection) -> Result<(), sea_orm::DbErr> {
+        use sea_orm::{EntityTrait, QuerySelect, sea_query::Expr};
+
+        use crate::{credits::ledger::TransferKind, entities::transfers};
+        let rows: Vec<(String, i64, i64)> = transfers::Entity::find()
+            .select_only()
+            .column(transfers::Column::Kind)
+            .column_as(Expr::cust("CAST(SUM(amount / 1000000000) AS BIGINT)"), "billions")
+            .column_as(Expr::cust("CAST(SUM(amount % 1000000000) AS BIGINT)"), "rest")
+            .group_by(transfers::Column::Kind)
+            .into_tuple()
+            .all(db)
+            .await?;
+        let mut totals: std::collections::BTreeMap<&'static str, i128> = std::collections::BTreeMap::new();
+        for (kind, billions, rest) in rows {
+            let movement = match TransferKind::parse(&kind) {
+                Some(
+                    TransferKind::Purchase | TransferKind::Subscription | TransferKind::Grant | TransferKind::Promotion,
+                ) => "granted",
+                Some(TransferKind::Spend) => "spent",
+                Some(TransferKind::Expiry) => "expired",
+                Some(TransferKind::Clawback) => "clawed_back",
+                Some(TransferKind::DisputeFreeze) => "dispute_frozen",
+                Some(TransferKind::DisputeRelease) => "dispute_returned",
+                Some(TransferKind::WriteOff) => "written_off",
+                None => continue,
+            };
+            *totals.entry(movement).or_default() += i128::from(billions) * 1_000_000_000 + i128::from(rest);
+        }
+        for (movement, total) in totals {
+            let counter = self.credits.with_label_values(&[movement]);
+            let total = u64::try_from(total).unwrap_or(u64::MAX);
+            if total > counter.get() {
+                counter.inc_by(total - counter.get());
+            }
+        }
+        Ok(())
     }
 
     /// Reads the pool's state into the gauges (called before each scrape interval).

@@ -212,6 +212,9 @@ async fn observe_pool_on_scrape(
         && let Some(state) = req.app_data::<web::Data<AppState>>()
     {
         state.metrics.observe_pool(&state.db);
+        if let Err(e) = state.metrics.observe_ledger(&state.db).await {
+            log::warn!("metrics: cannot read the ledger's totals: {e}");
+        }
     }
     next.call(req).await
 }

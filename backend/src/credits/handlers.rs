@@ -124,9 +124,6 @@ pub async fn spend_credits(
     let command = SpendCommand { charge, description: body.description, metadata: body.metadata };
     let result = state.spends.spend(caller.0.user_id, &request, command).await;
     state.metrics.spends.with_label_values(&[Metrics::outcome(&result)]).inc();
-    if let Ok(Outcome::Fresh(spent)) = &result {
-        state.metrics.credits.with_label_values(&["spent"]).inc_by(spent.transfer.amount.unsigned_abs());
-    }
     Ok(respond(result?))
 }
 
@@ -206,9 +203,6 @@ pub async fn grant_credits(
         GrantCommand { recipient, amount, reason, source, priority: body.priority, expires_at: body.expires_at };
     let result = service::grant(&state.db, &request, command).await;
     state.metrics.grants.with_label_values(&[Metrics::outcome(&result)]).inc();
-    if let Ok(Outcome::Fresh(granted)) = &result {
-        state.metrics.credits.with_label_values(&["granted"]).inc_by(granted.transfer.amount.unsigned_abs());
-    }
     Ok(respond(result?))
 }
 
@@ -308,11 +302,6 @@ pub async fn capture_hold(
     let command = CaptureCommand { amount, description: body.description };
     let result = service::capture_hold(&state.db, caller.0.user_id, id.into_inner(), request.as_ref(), command).await;
     state.metrics.holds.with_label_values(&["capture", Metrics::outcome(&result)]).inc();
-    if let Ok(Outcome::Fresh(captured)) = &result
-        && let Some(transfer) = &captured.transfer
-    {
-        state.metrics.credits.with_label_values(&["spent"]).inc_by(transfer.amount.unsigned_abs());
-    }
     Ok(respond(result?))
 }
 

@@ -16,6 +16,7 @@ mod edge;
 mod errors;
 mod holds;
 mod limits;
+mod metrics;
 mod openapi;
 mod portal;
 mod resilience;
