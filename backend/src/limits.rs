@@ -1,4 +1,5 @@
-//! Rate limits: per caller (API key or user) on the routes that move credits, per client IP on
+//! Rate limits: per wallet owner (all their API keys and sessions together) on the routes that
+//! move credits, per client IP on
 //! the sign-in routes. Each replica keeps its own counters, so with N replicas behind a load
 //! balancer the effective limit is up to N times the configured one.
 
@@ -6,10 +7,7 @@ use std::{num::NonZeroU32, sync::Arc};
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter, clock::Clock};
 
-use crate::{
-    auth::extractors::{Credential, Principal},
-    error::ApiError,
-};
+use crate::{auth::extractors::Principal, error::ApiError};
 
 /// The limiters, shared by every worker.
 #[derive(Clone)]
@@ -44,13 +42,10 @@ impl Limits {
         }
     }
 
-    /// Counts one credit-moving request by this caller: an API key is limited on its own, a
-    /// session under its user.
+    /// Counts one credit-moving request against the wallet's owner: all of a user's API keys and
+    /// sessions share one budget, so creating more keys buys no more requests.
     pub fn check_spend(&self, caller: &Principal) -> Result<(), ApiError> {
-        let key = match &caller.credential {
-            Credential::ApiKey { id, .. } => format!("key:{id}"),
-            Credential::Session => format!("user:{}", caller.user_id),
-        };
+        let key = format!("user:{}", caller.user_id);
         self.spend.check_key(&key).map_err(|not_until| {
             too_many(
                 "requests that move credits",

@@ -6,7 +6,7 @@ use crate::{
     helpers::{Backend, PASSWORD, TestApp, problem},
 };
 
-both_backends!(spending_and_sign_in_are_rate_limited, cors_origins_are_honoured);
+both_backends!(spending_and_sign_in_are_rate_limited, cors_origins_are_honoured, more_api_keys_buy_no_more_requests);
 
 async fn spending_and_sign_in_are_rate_limited(backend: Backend) {
     let Some(app) = TestApp::spawn_with(backend, |s| {
@@ -61,4 +61,41 @@ async fn cors_origins_are_honoured(backend: Backend) {
     let other =
         app.client.get(app.url("/api/v1/features")).header("origin", "https://evil.example").send().await.unwrap();
     assert!(other.headers().get("access-control-allow-origin").is_none());
+}
+
+/// Audit: the spend limit is the wallet owner's, shared by all their keys and sessions; a user
+/// who creates ten keys still gets one budget.
+async fn more_api_keys_buy_no_more_requests(backend: Backend) {
+    let Some(app) = TestApp::spawn_with(backend, |s| s.rate_limit_spend_per_second = 2).await else {
+        return;
+    };
+    let user = app.user().await;
+    app.grant(&user, 100).await;
+    let mut keys = Vec::new();
+    for i in 0..4 {
+        let res = app
+            .post(
+                "/api/v1/api-keys",
+                Some(&user.token),
+                None,
+                &json!({ "name": format!("k{i}"), "scopes": ["credits:spend"] }),
+            )
+            .await;
+        keys.push(res.json::<serde_json::Value>().await.unwrap()["secret"].as_str().unwrap().to_owned());
+    }
+    let mut ok = 0;
+    for i in 0..16 {
+        // Round-robin over the keys and the session.
+        let credential = if i % 5 == 4 { user.token.clone() } else { keys[i % 5].clone() };
+        let res = app
+            .post("/api/v1/credits/spend", Some(&credential), Some(&format!("rr-{i}")), &json!({ "amount": 1 }))
+            .await;
+        match res.status() {
+            StatusCode::OK => ok += 1,
+            StatusCode::TOO_MANY_REQUESTS => {}
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert!(ok <= 5, "one budget of a burst of 4 (plus at most one refill), not one per key: {ok} spends passed");
+    assert_eq!(app.balance(&user).await["balance"], 100 - ok);
 }
