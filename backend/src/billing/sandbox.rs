@@ -104,7 +104,7 @@ pub struct PortalForm {
 
 fn portal_expired() -> ApiError {
     ApiError::unauthorized(
-        "portal_link_expired",
+        "invalid_token",
         "This portal link has expired or was already used; open the portal again from the app.",
     )
 }

@@ -54,8 +54,9 @@ fn idempotent(key: &str) -> Result<RequestStrategy, GatewayError> {
 pub enum PaymentMode {
     /// Local pages stand in for Stripe; no payment is taken.
     Sandbox,
-    /// Stripe's hosted checkout and portal, credited by its webhooks.
-    Stripe(StripeGateway),
+    /// Stripe's hosted checkout and portal, credited by its webhooks. Boxed: the client is
+    /// large and the state is cloned into every worker.
+    Stripe(Box<StripeGateway>),
 }
 
 impl PaymentMode {
@@ -67,7 +68,7 @@ impl PaymentMode {
             }
             Payments::Sandbox => Ok(Self::Sandbox),
             Payments::Stripe => StripeGateway::from_settings(settings)?
-                .map(Self::Stripe)
+                .map(|gateway| Self::Stripe(Box::new(gateway)))
                 .ok_or_else(|| anyhow::anyhow!("STRIPE_SECRET_KEY is required with PAYMENTS=stripe")),
         }
     }

@@ -130,10 +130,10 @@ async fn sandbox_plan_subscribes_renews_and_cancels(app: TestApp) {
         app.post("/api/v1/billing/portal-link", Some(&user.token), None, &json!(null)).await.json().await.unwrap();
     let url = link["url"].as_str().unwrap();
     let path = url.trim_start_matches("http://127.0.0.1:8080");
-    let token = url.split("token=").nth(1).unwrap();
-    assert!(app.get(path, None).await.text().await.unwrap().contains("Cancel at period end"));
-    let res =
-        app.client.post(app.url("/sandbox/portal")).form(&[("token", token), ("cancel", "true")]).send().await.unwrap();
+    // The single-use link is traded for the portal's session cookie and a URL without it.
+    assert_eq!(app.get(path, None).await.status(), StatusCode::SEE_OTHER);
+    assert!(app.get("/sandbox/portal", None).await.text().await.unwrap().contains("Cancel at period end"));
+    let res = app.client.post(app.url("/sandbox/portal")).form(&[("cancel", "true")]).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     let sub: Value = app.get("/api/v1/billing/subscription", Some(&user.token)).await.json().await.unwrap();
     assert_eq!(sub["subscription"]["cancel_at_period_end"], true);

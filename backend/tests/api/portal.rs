@@ -104,15 +104,15 @@ async fn portal_links_are_single_use_and_open_only_the_portal(app: TestApp) {
     // Single use: anyone opening the link again, or the portal without the cookie, is refused.
     let other = browser();
     let res = other.get(app.url(&format!("/sandbox/portal?token={token}"))).send().await.unwrap();
-    problem(res, StatusCode::UNAUTHORIZED, "portal_link_expired").await;
+    problem(res, StatusCode::UNAUTHORIZED, "invalid_token").await;
     problem(
         other.get(app.url("/sandbox/portal")).send().await.unwrap(),
         StatusCode::UNAUTHORIZED,
-        "portal_link_expired",
+        "invalid_token",
     )
     .await;
     let res = other.post(app.url("/sandbox/portal")).form(&[("cancel", "true")]).send().await.unwrap();
-    problem(res, StatusCode::UNAUTHORIZED, "portal_link_expired").await;
+    problem(res, StatusCode::UNAUTHORIZED, "invalid_token").await;
 
     // A link not opened in time is refused.
     let res = app.get("/api/v1/billing/portal-link", Some(&user.token)).await;
@@ -123,7 +123,7 @@ async fn portal_links_are_single_use_and_open_only_the_portal(app: TestApp) {
         .await
         .unwrap();
     let res = browser().get(app.url(&format!("/sandbox/portal?token={late}"))).send().await.unwrap();
-    problem(res, StatusCode::UNAUTHORIZED, "portal_link_expired").await;
+    problem(res, StatusCode::UNAUTHORIZED, "invalid_token").await;
 }
 
 /// Audit #3: the access log of the real binary never shows a token carried in a URL.
