@@ -132,7 +132,7 @@ pub async fn portal_page(
             .path("/sandbox/portal")
             .http_only(true)
             .secure(state.settings.secure_cookies())
-            .same_site(SameSite::Strict)
+            .same_site(SameSite::Lax)
             .max_age(actix_web::cookie::time::Duration::seconds(portal::SESSION_TTL.num_seconds()))
             .finish();
         let mut response = see_other("/sandbox/portal".to_owned());
@@ -161,7 +161,7 @@ pub async fn portal_page(
     Ok(page("Sandbox billing portal", &format!("{body}<p><a href=\"{}\">Return to Tollgate</a></p>", escape(&back))))
 }
 
-/// Applies the portal's action and shows the portal again. The session cookie is `SameSite=Strict`,
+/// Applies the portal's action and shows the portal again. The session cookie is `SameSite=Lax`,
 /// so another site cannot post this form for the user.
 #[post("/sandbox/portal")]
 pub async fn portal_action(

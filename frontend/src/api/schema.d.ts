@@ -212,7 +212,11 @@ export interface paths {
         /** The same link, by GET, as the seed allowed. */
         get: operations["get_portal_link"];
         put?: never;
-        /** A link to the billing portal, where a subscriber changes or cancels their plan. */
+        /**
+         * A link to the billing portal, where a subscriber changes or cancels their plan. Needs a
+         *     signed-in session (not an API key). In sandbox mode the link opens once, within 5 minutes,
+         *     and grants the portal and nothing else.
+         */
         post: operations["create_portal_link"];
         delete?: never;
         options?: never;
@@ -1925,6 +1929,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description `session_required`: API keys cannot open the portal */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
         };
     };
     create_portal_link: {
@@ -1947,6 +1960,15 @@ export interface operations {
             };
             /** @description `unauthenticated`, `invalid_token`, `token_expired`, `invalid_api_key` or `invalid_admin_key` */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `session_required`: API keys cannot open the portal */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
