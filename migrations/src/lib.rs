@@ -11,6 +11,7 @@ mod m20261125_000005_spend_function;
 mod m20261125_000006_spend_batch;
 mod m20261125_000007_drop_spend_batch;
 mod m20261125_000008_lean_spend_indexes;
+mod m20261202_000101_idna_emails;
 
 /// Every migration Tollgate knows, oldest first.
 pub struct Migrator;
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000006_spend_batch::Migration),
             Box::new(m20261125_000007_drop_spend_batch::Migration),
             Box::new(m20261125_000008_lean_spend_indexes::Migration),
+            Box::new(m20261202_000101_idna_emails::Migration),
         ]
     }
 }
