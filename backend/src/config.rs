@@ -287,7 +287,12 @@ impl Settings {
                 1,
                 300,
             )?),
-            refresh_token_reuse_grace: Duration::from_secs(parse_number("REFRESH_TOKEN_REUSE_GRACE_SECONDS", 10, 0, 300)?),
+            refresh_token_reuse_grace: Duration::from_secs(parse_number(
+                "REFRESH_TOKEN_REUSE_GRACE_SECONDS",
+                10,
+                0,
+                300,
+            )?),
             login_max_failures: parse_number("LOGIN_MAX_FAILURES", 5, 1, 1000)?,
             login_lockout: Duration::from_secs(parse_number("LOGIN_LOCKOUT_SECONDS", 900, 1, 86_400)?),
             workers: parse_number("WORKERS", default_workers, 1, 256)?,
@@ -360,7 +365,8 @@ fn load_or_create_dev_secret(data_dir: &std::path::Path) -> Result<String, Confi
     };
 
     let path = data_dir.join("jwt-secret");
-    let cannot = |what: &str, e: std::io::Error| invalid("TOLLGATE_DATA_DIR", format!("cannot {what} {}: {e}", path.display()));
+    let cannot =
+        |what: &str, e: std::io::Error| invalid("TOLLGATE_DATA_DIR", format!("cannot {what} {}: {e}", path.display()));
     if let Ok(existing) = std::fs::read_to_string(&path) {
         let existing = existing.trim().to_owned();
         if existing.len() >= MIN_JWT_SECRET_LEN {
@@ -405,8 +411,9 @@ mod tests {
 
     use super::load_or_create_dev_secret;
 
-    fn mode(path: &std::path::Path) -> u32 {
-        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    /// The file's permission bits, in octal as `ls` shows them.
+    fn mode(path: &std::path::Path) -> String {
+        format!("{:o}", std::fs::metadata(path).unwrap().permissions().mode() & 0o777)
     }
 
     #[test]
@@ -415,18 +422,18 @@ mod tests {
         let data_dir = dir.path().join("data");
         let secret = load_or_create_dev_secret(&data_dir).unwrap();
         let path = data_dir.join("jwt-secret");
-        assert_eq!(mode(&path), 0o600, "a new secret file is readable by its owner only");
+        assert_eq!(mode(&path), "600", "a new secret file is readable by its owner only");
 
         // A file left world-readable by an older version is tightened and still used.
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         assert_eq!(load_or_create_dev_secret(&data_dir).unwrap(), secret);
-        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(&path), "600");
 
         // A too-short file is replaced by a new secret, still private.
         std::fs::write(&path, "short").unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
         let replaced = load_or_create_dev_secret(&data_dir).unwrap();
         assert_ne!(replaced, secret);
-        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(&path), "600");
     }
 }

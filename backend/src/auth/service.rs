@@ -3,8 +3,8 @@
 use chrono::{DateTime, Utc};
 use rand::RngCore;
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, Statement, sea_query::Expr,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Statement, sea_query::Expr,
 };
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -275,7 +275,10 @@ pub async fn refresh(state: &AppState, token: &str) -> Result<Session, AuthError
         // A concurrent refresh with the same token rotated it first (and has committed its
         // successor: the row stayed locked until it did). See what it left.
         txn.rollback().await?;
-        stored = refresh_tokens::Entity::find_by_id(stored.id).one(&state.db).await?.ok_or(AuthError::InvalidRefreshToken)?;
+        stored = refresh_tokens::Entity::find_by_id(stored.id)
+            .one(&state.db)
+            .await?
+            .ok_or(AuthError::InvalidRefreshToken)?;
     }
 
     let grace = chrono::Duration::from_std(state.settings.refresh_token_reuse_grace).unwrap_or_default();
@@ -300,7 +303,8 @@ async fn reissue_successor(state: &AppState, token: &str, now: DateTime<Utc>) ->
         .one(&state.db)
         .await?;
     let Some(successor) = successor else { return Ok(None) };
-    let user = users::Entity::find_by_id(successor.user_id).one(&state.db).await?.ok_or(AuthError::InvalidRefreshToken)?;
+    let user =
+        users::Entity::find_by_id(successor.user_id).one(&state.db).await?.ok_or(AuthError::InvalidRefreshToken)?;
     let access_token = state.jwt.issue(user.id, Role::parse(&user.role))?;
     Ok(Some(Session { user, access_token, refresh_token }))
 }
