@@ -147,10 +147,7 @@ pub async fn pg_database() -> Option<String> {
     let template = pg_template().await?;
     let name = format!("{}_{}", pg_prefix(), Uuid::new_v4().simple());
     let admin = Database::connect(PG_ADMIN_URL).await.expect("connect admin");
-    admin
-        .execute_unprepared(&format!("CREATE DATABASE \"{name}\" TEMPLATE \"{template}\""))
-        .await
-        .expect("copy template");
+    admin.execute_unprepared(&format!("CREATE DATABASE \"{name}\" TEMPLATE \"{template}\"")).await.expect("copy template");
     admin.close().await.ok();
     Some(pg_url(&name))
 }
