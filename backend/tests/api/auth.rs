@@ -274,7 +274,7 @@ async fn sign_ins_waiting_too_long_for_a_hash_get_503(backend: Backend) {
         }
     }
     assert!(busy >= 1, "8 sign-ins through one slot in 20 ms: some must be turned away");
-    assert_eq!(metric(&app, "tollgate_password_hash_queue_timeouts_total").await, f64::from(busy));
+    assert_eq!(metric(app, "tollgate_password_hash_queue_timeouts_total").await, f64::from(busy));
     // A sign-in turned away checked no password: it is not counted as a failure.
     assert_eq!(app.count("login_failures").await, 8 - i64::from(busy));
 }
