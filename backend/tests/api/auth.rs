@@ -4,7 +4,12 @@ use futures_util::future::join_all;
 use reqwest::StatusCode;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
 use serde_json::{Value, json};
-use tollgate::{auth::service::hash_secret, config::PasswordHashing, entities::refresh_tokens};
+use tollgate::{
+    auth::service::hash_secret,
+    config::PasswordHashing,
+    entities::{refresh_tokens, users},
+};
+use tollgate_migrations::{Migrator, MigratorTrait};
 
 use crate::{
     both, both_backends,
@@ -24,6 +29,7 @@ both!(
     two_tabs_refreshing_at_once_get_the_same_token,
     reuse_after_the_grace_period_revokes_the_family,
     internationalised_domain_is_one_account,
+    migration_rewrites_stored_internationalised_emails,
 );
 
 both_backends!(
@@ -362,4 +368,39 @@ async fn internationalised_domain_is_one_account(app: TestApp) {
         assert_eq!(res.status(), StatusCode::OK, "{email}");
         assert_eq!(res.json::<Value>().await.unwrap()["user"]["id"], body["id"]);
     }
+}
+
+/// Stores `email` on the account registered as `registered`, as the code before IDNA did.
+async fn store_raw_email(app: &TestApp, registered: &str, email: &str) {
+    users::Entity::update_many()
+        .col_expr(users::Column::Email, Expr::value(email))
+        .filter(users::Column::Email.eq(registered))
+        .exec(&app.db)
+        .await
+        .unwrap();
+}
+
+async fn migration_rewrites_stored_internationalised_emails(app: TestApp) {
+    // Accounts stored before emails were normalised: one with a Unicode domain, and a pair that
+    // are one mailbox in two spellings.
+    app.register("bob@example.net", PASSWORD).await;
+    store_raw_email(&app, "bob@example.net", "bob@exämple.com").await;
+    app.register("ada@xn--exmple-cua.com", PASSWORD).await;
+    app.register("ada@example.net", PASSWORD).await;
+    store_raw_email(&app, "ada@example.net", "ada@exämple.com").await;
+    // Sign-in normalises, so the old row cannot be found.
+    assert_eq!(app.login("bob@exämple.com", PASSWORD).await.status(), StatusCode::UNAUTHORIZED);
+
+    // Migrate again from the IDNA migration on.
+    let names: Vec<String> = Migrator::migrations().iter().map(|m| m.name().to_owned()).collect();
+    let position = names.iter().position(|n| n == "m20261202_000101_idna_emails").unwrap();
+    Migrator::down(&app.db, Some((names.len() - position) as u32)).await.unwrap();
+    Migrator::up(&app.db, None).await.unwrap();
+
+    let res = app.login("bob@exämple.com", PASSWORD).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.json::<Value>().await.unwrap()["user"]["email"], "bob@xn--exmple-cua.com");
+    // Two accounts for one mailbox are left for an operator: neither is renamed onto the other.
+    assert_eq!(app.count("users WHERE email = 'ada@xn--exmple-cua.com'").await, 1);
+    assert_eq!(app.count("users WHERE email = 'ada@exämple.com'").await, 1);
 }
