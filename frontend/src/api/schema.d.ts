@@ -1582,6 +1582,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description `password_hashing_busy`, with `Retry-After` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
         };
     };
     delete_session: {
@@ -1791,6 +1800,15 @@ export interface operations {
             };
             /** @description `rate_limited` (or `too_many_attempts` for sign-in): retry after `Retry-After` seconds */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `password_hashing_busy`, with `Retry-After` */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
