@@ -230,7 +230,9 @@ pub async fn create_session(
 /// Exchange a refresh token (body or cookie) for new tokens.
 ///
 /// Each refresh token works once. Presenting one that was already used revokes every session
-/// descended from the same sign-in.
+/// descended from the same sign-in, except within `REFRESH_TOKEN_REUSE_GRACE_SECONDS` (10 s) of
+/// its first use: then the answer carries the same new refresh token as the first (two tabs
+/// refreshing at once).
 #[utoipa::path(
     tag = "auth",
     request_body(content = Option<RefreshRequest>, description = "Optional: without it the `tollgate_refresh` cookie is used."),

@@ -139,7 +139,9 @@ export interface paths {
         /**
          * Exchange a refresh token (body or cookie) for new tokens.
          * @description Each refresh token works once. Presenting one that was already used revokes every session
-         *     descended from the same sign-in.
+         *     descended from the same sign-in, except within `REFRESH_TOKEN_REUSE_GRACE_SECONDS` (10 s) of
+         *     its first use: then the answer carries the same new refresh token as the first (two tabs
+         *     refreshing at once).
          */
         post: operations["refresh_session"];
         delete?: never;
