@@ -92,6 +92,13 @@ pub struct Settings {
     pub access_token_ttl: Duration,
     pub refresh_token_ttl: Duration,
     pub password_hashing: PasswordHashing,
+    /// Argon2 hashes run at once (each holds `memory_kib`); more sign-ins wait their turn.
+    pub password_hash_concurrency: usize,
+    /// How long a sign-in or sign-up waits for a hashing slot before answering 503.
+    pub password_hash_queue_timeout: Duration,
+    /// How long a just-rotated refresh token may be presented again (two tabs refreshing at
+    /// once) and answered with the same successor instead of counting as a reuse.
+    pub refresh_token_reuse_grace: Duration,
     pub login_max_failures: u32,
     pub login_lockout: Duration,
     pub workers: usize,
@@ -313,6 +320,19 @@ impl Settings {
             access_token_ttl: Duration::from_secs(parse_number("ACCESS_TOKEN_TTL_SECONDS", 900, 30, 86_400)?),
             refresh_token_ttl: Duration::from_secs(parse_number("REFRESH_TOKEN_TTL_DAYS", 30u64, 1, 365)? * 86_400),
             password_hashing,
+            password_hash_concurrency: parse_number("PASSWORD_HASH_CONCURRENCY", default_workers, 1, 256)?,
+            password_hash_queue_timeout: Duration::from_secs(parse_number(
+                "PASSWORD_HASH_QUEUE_TIMEOUT_SECONDS",
+                10,
+                1,
+                300,
+            )?),
+            refresh_token_reuse_grace: Duration::from_secs(parse_number(
+                "REFRESH_TOKEN_REUSE_GRACE_SECONDS",
+                10,
+                0,
+                300,
+            )?),
             login_max_failures: parse_number("LOGIN_MAX_FAILURES", 5, 1, 1000)?,
             login_lockout: Duration::from_secs(parse_number("LOGIN_LOCKOUT_SECONDS", 900, 1, 86_400)?),
             workers: parse_number("WORKERS", default_workers, 1, 256)?,
@@ -378,12 +398,26 @@ fn parse_origins() -> Result<Vec<String>, ConfigError> {
 }
 
 /// In development without `JWT_SECRET`, keep a generated secret in the data folder so sessions
-/// survive restarts, and say so.
+/// survive restarts, and say so. The file is readable by its owner only (0600); a looser existing
+/// file is tightened.
 fn load_or_create_dev_secret(data_dir: &std::path::Path) -> Result<String, ConfigError> {
+    use std::{
+        io::Write,
+        os::unix::fs::{OpenOptionsExt, PermissionsExt},
+    };
+
     let path = data_dir.join("jwt-secret");
+    let cannot =
+        |what: &str, e: std::io::Error| invalid("TOLLGATE_DATA_DIR", format!("cannot {what} {}: {e}", path.display()));
     if let Ok(existing) = std::fs::read_to_string(&path) {
         let existing = existing.trim().to_owned();
         if existing.len() >= MIN_JWT_SECRET_LEN {
+            let mode = std::fs::metadata(&path).map_err(|e| cannot("read", e))?.permissions().mode();
+            if mode & 0o077 != 0 {
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                    .map_err(|e| cannot("restrict", e))?;
+                log::warn!("{} was readable by others (mode {:o}); made it 0600", path.display(), mode & 0o777);
+            }
             log::warn!("JWT_SECRET is not set: using the development secret kept in {}", path.display());
             return Ok(existing);
         }
@@ -393,11 +427,55 @@ fn load_or_create_dev_secret(data_dir: &std::path::Path) -> Result<String, Confi
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
     let secret = hex::encode(bytes);
-    std::fs::write(&path, &secret)
-        .map_err(|e| invalid("TOLLGATE_DATA_DIR", format!("cannot write {}: {e}", path.display())))?;
+    // `mode` applies only to a new file; an existing (too short) one is restricted before it is
+    // rewritten, so the secret is never readable by others.
+    if path.exists() {
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(|e| cannot("restrict", e))?;
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| cannot("write", e))?;
+    file.write_all(secret.as_bytes()).map_err(|e| cannot("write", e))?;
     log::warn!(
         "JWT_SECRET is not set: generated a development secret and kept it in {} (set JWT_SECRET in production)",
         path.display()
     );
     Ok(secret)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::load_or_create_dev_secret;
+
+    /// The file's permission bits, in octal as `ls` shows them.
+    fn mode(path: &std::path::Path) -> String {
+        format!("{:o}", std::fs::metadata(path).unwrap().permissions().mode() & 0o777)
+    }
+
+    #[test]
+    fn dev_secret_file_is_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().join("data");
+        let secret = load_or_create_dev_secret(&data_dir).unwrap();
+        let path = data_dir.join("jwt-secret");
+        assert_eq!(mode(&path), "600", "a new secret file is readable by its owner only");
+
+        // A file left world-readable by an older version is tightened and still used.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(load_or_create_dev_secret(&data_dir).unwrap(), secret);
+        assert_eq!(mode(&path), "600");
+
+        // A too-short file is replaced by a new secret, still private.
+        std::fs::write(&path, "short").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let replaced = load_or_create_dev_secret(&data_dir).unwrap();
+        assert_ne!(replaced, secret);
+        assert_eq!(mode(&path), "600");
+    }
 }

@@ -2,7 +2,7 @@
 //! histogram (actix-web-prom), and the ledger's own counters. Counters are per process: each
 //! replica is scraped on its own.
 
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 use sea_orm::DatabaseConnection;
 
 /// Tollgate's counters, registered in one registry with the HTTP metrics.
@@ -29,6 +29,18 @@ pub struct Metrics {
     /// Spends a batch handed to the general path (a wallet with something to settle, a
     /// database error, a failed commit).
     pub spends_run_alone: IntCounter,
+    /// Argon2 hashes running now (each holds `PASSWORD_HASH_MEMORY_KIB` of memory).
+    pub password_hashes_in_flight: IntGauge,
+    /// The most Argon2 hashes that ever ran at once: never above `PASSWORD_HASH_CONCURRENCY`.
+    pub password_hashes_in_flight_peak: IntGauge,
+    /// Sign-ins and sign-ups answered 503 after waiting the whole queue timeout for a hash.
+    pub password_hash_queue_timeouts: IntCounter,
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str) -> prometheus::Result<IntGauge> {
+    let metric = IntGauge::with_opts(Opts::new(name, help).namespace("tollgate"))?;
+    registry.register(Box::new(metric.clone()))?;
+    Ok(metric)
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus::Result<IntCounterVec> {
@@ -55,6 +67,11 @@ impl Metrics {
             Opts::new("spends_run_alone_total", "Spends a batch handed to the general path").namespace("tollgate"),
         )?;
         registry.register(Box::new(spends_run_alone.clone()))?;
+        let password_hash_queue_timeouts = IntCounter::with_opts(
+            Opts::new("password_hash_queue_timeouts_total", "Requests answered 503 while waiting to hash a password")
+                .namespace("tollgate"),
+        )?;
+        registry.register(Box::new(password_hash_queue_timeouts.clone()))?;
         Ok(Self {
             spends: counter(&registry, "spends_total", "Spend requests by outcome", &["outcome"])?,
             credits: counter(&registry, "credits_total", "Credits moved, by movement", &["movement"])?,
@@ -69,6 +86,13 @@ impl Metrics {
             db_pool,
             spend_batch_size,
             spends_run_alone,
+            password_hashes_in_flight: gauge(&registry, "password_hashes_in_flight", "Password hashes running now")?,
+            password_hashes_in_flight_peak: gauge(
+                &registry,
+                "password_hashes_in_flight_peak",
+                "The most password hashes that ran at once",
+            )?,
+            password_hash_queue_timeouts,
             registry,
         })
     }

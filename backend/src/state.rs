@@ -35,10 +35,15 @@ impl AppState {
     /// Builds the state and starts the spend batcher's runners on the current Tokio runtime.
     pub fn new(db: DatabaseConnection, settings: Settings) -> anyhow::Result<Self> {
         let jwt = JwtKeys::new(settings.jwt_secret.expose(), settings.access_token_ttl);
-        let passwords = PasswordHasher::new(settings.password_hashing)?;
+        let metrics = Metrics::new()?;
+        let passwords = PasswordHasher::new(
+            settings.password_hashing,
+            settings.password_hash_concurrency,
+            settings.password_hash_queue_timeout,
+            &metrics,
+        )?;
         let payments = PaymentMode::from_settings(&settings)?;
         let limits = Limits::new(settings.rate_limit_spend_per_second, settings.rate_limit_auth_per_minute);
-        let metrics = Metrics::new()?;
         let wal_restart = WalRestart::default();
         let spends =
             SpendBatcher::start(db.clone(), settings.spend_batch_runners, metrics.clone(), wal_restart.clone());

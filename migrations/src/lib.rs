@@ -12,6 +12,7 @@ mod m20261125_000006_spend_batch;
 mod m20261125_000007_drop_spend_batch;
 mod m20261125_000008_lean_spend_indexes;
 mod m20261202_000009_portal_tokens;
+mod m20261202_000101_idna_emails;
 mod m20261202_000201_transfers_lot_index;
 mod m20261202_000202_dispute_freeze_transfer;
 
@@ -31,6 +32,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000007_drop_spend_batch::Migration),
             Box::new(m20261125_000008_lean_spend_indexes::Migration),
             Box::new(m20261202_000009_portal_tokens::Migration),
+            Box::new(m20261202_000101_idna_emails::Migration),
             Box::new(m20261202_000201_transfers_lot_index::Migration),
             Box::new(m20261202_000202_dispute_freeze_transfer::Migration),
         ]

@@ -102,6 +102,13 @@ impl From<AuthError> for ApiError {
             AuthError::InvalidRefreshToken => ApiError::unauthorized("invalid_refresh_token", err.to_string()),
             AuthError::RefreshTokenReused => ApiError::unauthorized("refresh_token_reused", err.to_string()),
             AuthError::UserNotFound => ApiError::unauthorized("invalid_token", "The user no longer exists."),
+            AuthError::Busy { retry_after } => ApiError::new(
+                actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+                "password_hashing_busy",
+                "Service unavailable",
+                err.to_string(),
+            )
+            .retry_after(retry_after),
             AuthError::Database(e) => e.into(),
             AuthError::Internal(e) => ApiError::internal(e),
         }
@@ -150,6 +157,7 @@ fn presented_refresh_token(req: &HttpRequest, body: Option<web::Json<RefreshRequ
         (status = 400, description = "`invalid_json`", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`email_taken`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`validation_failed`, with the failing fields", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`password_hashing_busy`, with `Retry-After`", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[post("/auth/register")]
@@ -201,6 +209,7 @@ pub async fn register_user(
         (status = 401, description = "`invalid_credentials`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "`too_many_attempts`, with `Retry-After`", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`password_hashing_busy`, with `Retry-After`", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[post("/auth/login")]
@@ -221,7 +230,9 @@ pub async fn create_session(
 /// Exchange a refresh token (body or cookie) for new tokens.
 ///
 /// Each refresh token works once. Presenting one that was already used revokes every session
-/// descended from the same sign-in.
+/// descended from the same sign-in, except within `REFRESH_TOKEN_REUSE_GRACE_SECONDS` (10 s) of
+/// its first use: then the answer carries the same new refresh token as the first (two tabs
+/// refreshing at once).
 #[utoipa::path(
     tag = "auth",
     request_body(content = Option<RefreshRequest>, description = "Optional: without it the `tollgate_refresh` cookie is used."),

@@ -173,6 +173,9 @@ pub fn test_settings(database_url: String, data_dir: std::path::PathBuf) -> Sett
         refresh_token_ttl: Duration::from_secs(30 * 86_400),
         // Cheap hashing keeps tests fast; production uses OWASP's parameters.
         password_hashing: PasswordHashing { memory_kib: 64, iterations: 1, parallelism: 1 },
+        password_hash_concurrency: 2,
+        password_hash_queue_timeout: Duration::from_secs(10),
+        refresh_token_reuse_grace: Duration::from_secs(10),
         login_max_failures: 5,
         login_lockout: Duration::from_secs(900),
         workers: 2,

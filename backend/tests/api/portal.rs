@@ -105,12 +105,8 @@ async fn portal_links_are_single_use_and_open_only_the_portal(app: TestApp) {
     let other = browser();
     let res = other.get(app.url(&format!("/sandbox/portal?token={token}"))).send().await.unwrap();
     problem(res, StatusCode::UNAUTHORIZED, "invalid_token").await;
-    problem(
-        other.get(app.url("/sandbox/portal")).send().await.unwrap(),
-        StatusCode::UNAUTHORIZED,
-        "invalid_token",
-    )
-    .await;
+    problem(other.get(app.url("/sandbox/portal")).send().await.unwrap(), StatusCode::UNAUTHORIZED, "invalid_token")
+        .await;
     let res = other.post(app.url("/sandbox/portal")).form(&[("cancel", "true")]).send().await.unwrap();
     problem(res, StatusCode::UNAUTHORIZED, "invalid_token").await;
 

@@ -139,7 +139,9 @@ export interface paths {
         /**
          * Exchange a refresh token (body or cookie) for new tokens.
          * @description Each refresh token works once. Presenting one that was already used revokes every session
-         *     descended from the same sign-in.
+         *     descended from the same sign-in, except within `REFRESH_TOKEN_REUSE_GRACE_SECONDS` (10 s) of
+         *     its first use: then the answer carries the same new refresh token as the first (two tabs
+         *     refreshing at once).
          */
         post: operations["refresh_session"];
         delete?: never;
@@ -1586,6 +1588,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description `password_hashing_busy`, with `Retry-After` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
         };
     };
     delete_session: {
@@ -1795,6 +1806,15 @@ export interface operations {
             };
             /** @description `rate_limited` (or `too_many_attempts` for sign-in): retry after `Retry-After` seconds */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `password_hashing_busy`, with `Retry-After` */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
