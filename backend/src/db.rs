@@ -215,11 +215,8 @@ async fn checkpoint_passive(db: &DatabaseConnection) -> Result<i64, DbErr> {
 
 /// `sqlite://./data/x.db?mode=rwc` cannot create `./data` by itself.
 fn ensure_sqlite_parent_dir(url: &str) {
-    let path = url.trim_start_matches("sqlite:").trim_start_matches("//").split('?').next().unwrap_or_default();
-    if path.is_empty() || path == ":memory:" {
-        return;
-    }
-    if let Some(parent) = Path::new(path).parent()
+    let Some(path) = sqlite_path(url) else { return };
+    if let Some(parent) = path.parent()
         && !parent.as_os_str().is_empty()
     {
         let _ = std::fs::create_dir_all(parent);

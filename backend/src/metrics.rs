@@ -111,20 +111,16 @@ impl Metrics {
     /// total only grows and the counter takes the difference. One aggregate over `transfers` per
     /// scrape. The totals are the whole ledger's: every replica reports the same figures.
     pub async fn observe_ledger(&self, db: &DatabaseConnection) -> Result<(), sea_orm::DbErr> {
-        use sea_orm::{EntityTrait, QuerySelect, sea_query::Expr};
+        use sea_orm::EntityTrait;
 
-        use crate::{credits::ledger::TransferKind, entities::transfers};
-        let rows: Vec<(String, i64, i64)> = transfers::Entity::find()
-            .select_only()
-            .column(transfers::Column::Kind)
-            .column_as(Expr::cust("CAST(SUM(amount / 1000000000) AS BIGINT)"), "billions")
-            .column_as(Expr::cust("CAST(SUM(amount % 1000000000) AS BIGINT)"), "rest")
-            .group_by(transfers::Column::Kind)
-            .into_tuple()
-            .all(db)
-            .await?;
+        use crate::{
+            credits::{ledger::TransferKind, reconcile},
+            entities::transfers,
+        };
+        let by_kind: std::collections::HashMap<String, i128> =
+            reconcile::sums(db, transfers::Entity::find(), transfers::Column::Kind, "amount").await?;
         let mut totals: std::collections::BTreeMap<&'static str, i128> = std::collections::BTreeMap::new();
-        for (kind, billions, rest) in rows {
+        for (kind, total) in by_kind {
             let movement = match TransferKind::parse(&kind) {
                 Some(
                     TransferKind::Purchase | TransferKind::Subscription | TransferKind::Grant | TransferKind::Promotion,
@@ -137,7 +133,7 @@ impl Metrics {
                 Some(TransferKind::WriteOff) => "written_off",
                 None => continue,
             };
-            *totals.entry(movement).or_default() += i128::from(billions) * 1_000_000_000 + i128::from(rest);
+            *totals.entry(movement).or_default() += total;
         }
         for (movement, total) in totals {
             let counter = self.credits.with_label_values(&[movement]);

@@ -659,16 +659,6 @@ fn dispute_payment_intent(dispute: &stripe_shared::Dispute) -> Option<String> {
 /// Dispute statuses that give frozen credits back: won, an inquiry closed, or prevented.
 const RETURNED_STATUSES: [&str; 3] = ["won", "warning_closed", "prevented"];
 
-/// A lot's stored source.
-fn lot_source(value: &str) -> LotSource {
-    match value {
-        "subscription" => LotSource::Subscription,
-        "grant" => LotSource::Grant,
-        "promotion" => LotSource::Promotion,
-        _ => LotSource::Purchase,
-    }
-}
-
 /// The reference of the lot a dispute gives back as the paid lot's credits.
 fn returned_reference(dispute_id: &str) -> String {
     format!("stripe:dispute:{dispute_id}:won")
@@ -759,7 +749,9 @@ async fn return_frozen(
             Some(lot_id) => lots::Entity::find_by_id(lot_id).one(txn).await?,
             None => None,
         };
-        let source = original.as_ref().map_or(LotSource::Purchase, |l| lot_source(&l.source));
+        let source = original
+            .as_ref()
+            .map_or(LotSource::Purchase, |l| LotSource::parse(&l.source).unwrap_or(LotSource::Purchase));
         let lot = NewLot {
             source,
             kind: TransferKind::DisputeRelease,

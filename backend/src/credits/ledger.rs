@@ -104,6 +104,10 @@ impl LotSource {
 
     /// Lower is spent first: free credits before those a subscription period brings, before
     /// paid packs, which never expire.
+    pub fn parse(value: &str) -> Option<Self> {
+        [Self::Purchase, Self::Subscription, Self::Grant, Self::Promotion].into_iter().find(|s| s.as_str() == value)
+    }
+
     pub fn default_priority(self) -> i32 {
         match self {
             Self::Promotion => 10,

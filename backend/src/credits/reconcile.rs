@@ -68,13 +68,13 @@ impl Check {
 /// billions and its remainder separately (each sum fits in a BIGINT for billions of rows of the
 /// largest amounts), and Rust joins them as i128. A plain `SUM` overflowed once two huge grants
 /// had been made, and reconcile could then never run again.
-async fn sums<E: EntityTrait>(
+pub(crate) async fn sums<E: EntityTrait, K: sea_orm::TryGetable + Eq + std::hash::Hash>(
     db: &impl ConnectionTrait,
     select: Select<E>,
     group: impl ColumnTrait,
     column: &str,
-) -> Result<HashMap<Uuid, i128>, DbErr> {
-    let rows: Vec<(Uuid, i64, i64)> = select
+) -> Result<HashMap<K, i128>, DbErr> {
+    let rows: Vec<(K, i64, i64)> = select
         .select_only()
         .column(group)
         .column_as(Expr::cust(format!("CAST(SUM({column} / 1000000000) AS BIGINT)")), "billions")
@@ -149,8 +149,8 @@ pub async fn reconcile(db: &impl ConnectionTrait) -> Result<ReconcileReport, DbE
     );
     let wallets: Vec<accounts::Model> = accounts.into_iter().filter(|a| a.kind == "wallet").collect();
     cached.result.checked = wallets.len() as u64;
-    let remaining = sums(db, lots::Entity::find(), lots::Column::AccountId, "remaining").await?;
-    let open_holds = sums(
+    let remaining: HashMap<Uuid, i128> = sums(db, lots::Entity::find(), lots::Column::AccountId, "remaining").await?;
+    let open_holds: HashMap<Uuid, i128> = sums(
         db,
         holds::Entity::find().filter(holds::Column::Status.eq(HoldStatus::Open.as_str())),
         holds::Column::AccountId,
@@ -205,7 +205,8 @@ pub async fn reconcile(db: &impl ConnectionTrait) -> Result<ReconcileReport, DbE
             ));
         }
     }
-    let taken = sums(db, transfer_lots::Entity::find(), transfer_lots::Column::LotId, "amount").await?;
+    let taken: HashMap<Uuid, i128> =
+        sums(db, transfer_lots::Entity::find(), transfer_lots::Column::LotId, "amount").await?;
     let all_lots: Vec<(Uuid, i64, i64)> = lots::Entity::find()
         .select_only()
         .column(lots::Column::Id)
