@@ -26,9 +26,15 @@ use chrono::Utc;
 use sea_orm::{ActiveValue::Set, ConnectionTrait, Database, EntityTrait};
 use tollgate::{
     auth::{Role, jwt::JwtKeys},
-    credits::ledger::{self, LotSource, NewLot, TransferDetails, TransferKind, system},
+    credits::{
+        core::{Command as LedgerCommand, NewLot, Op, TransferDetails},
+        store, writer,
+    },
     db,
-    domain::Credits,
+    domain::{
+        Credits,
+        ledger::{LotSource, TransferKind, system},
+    },
     entities::users,
 };
 use uuid::Uuid;
@@ -134,6 +140,7 @@ async fn seed(url: &str) -> Vec<String> {
     let now = Utc::now();
     for chunk in 0..USERS / 1000 {
         let txn = db::begin_write(&conn).await.expect("begin");
+        let mut grants = Vec::with_capacity(1000);
         for i in 0..1000 {
             let n = chunk * 1000 + i;
             let id = Uuid::now_v7();
@@ -149,8 +156,7 @@ async fn seed(url: &str) -> Vec<String> {
             .exec_without_returning(&txn)
             .await
             .expect("user");
-            ledger::create_wallet(&txn, id, now).await.expect("wallet");
-            let mut wallet = ledger::lock_wallet(&txn, id).await.expect("lock").expect("wallet");
+            store::create_wallet(&txn, id, now).await.expect("wallet");
             let lot = NewLot {
                 source: LotSource::Grant,
                 kind: TransferKind::Grant,
@@ -160,9 +166,15 @@ async fn seed(url: &str) -> Vec<String> {
                 expires_at: None,
                 reference: format!("bench:{id}"),
             };
-            ledger::credit_wallet(&txn, &mut wallet, lot, TransferDetails::default(), None, now).await.expect("lot");
-            ledger::save_wallet(&txn, &wallet, now).await.expect("save");
+            grants.push(LedgerCommand {
+                user_id: id,
+                key: None,
+                op: Op::Credit { lot, details: TransferDetails::default() },
+            });
             tokens.push(keys.issue(id, Role::User).expect("token"));
+        }
+        for verdict in writer::apply_in(&txn, &grants, now).await.expect("grants") {
+            verdict.expect("grant");
         }
         txn.commit().await.expect("commit");
     }

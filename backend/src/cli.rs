@@ -4,14 +4,14 @@ use clap::{Parser, Subcommand};
 
 use crate::{
     auth,
+    clock::Clock,
     config::Settings,
     credits::{
-        self,
-        ledger::LotSource,
-        service::{GrantCommand, Outcome, Recipient},
+        self, Outcome,
+        grants::{GrantCommand, Recipient},
     },
     db,
-    domain::{Email, IdempotencyKey},
+    domain::{Email, IdempotencyKey, ledger::LotSource},
     idempotency::IdempotentRequest,
     startup::Application,
 };
@@ -127,8 +127,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 None => IdempotencyKey::generate(),
             };
             // The same bound as `POST /credits/grant`.
-            let amount =
-                credits::service::parse_amount("--amount", amount, false).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let amount = credits::spend::parse_amount("--amount", amount, false).map_err(|e| anyhow::anyhow!("{e}"))?;
             let request = IdempotentRequest {
                 scope: "admin-cli".to_owned(),
                 // Hashed like every fingerprint: the text itself may be longer than the column.
@@ -143,7 +142,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 priority: None,
                 expires_at: None,
             };
-            match credits::service::grant(&db, &request, command).await.map_err(|e| anyhow::anyhow!("{e}"))? {
+            match credits::grants::grant(&credits::Ledger::direct(db, Clock::system()), &request, command)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?
+            {
                 Outcome::Fresh(r) => println!("granted {}; balance is now {}", r.transfer.amount, r.balance.balance),
                 Outcome::Replayed(_) => println!("already granted with this key; nothing changed"),
             }
@@ -170,7 +172,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Expire => {
             let db = connect_migrated(&settings).await?;
-            let n = credits::service::expire_due(&db).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            let n = credits::expiry::expire_due(&credits::Ledger::direct(db, Clock::system()))
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
             println!("settled {n} wallets");
             Ok(0)
         }

@@ -4,6 +4,7 @@ pub mod auth;
 pub mod billing;
 pub mod body;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod credits;
 pub mod db;

@@ -26,6 +26,8 @@ pub struct Metrics {
     pub db_pool: IntGaugeVec,
     /// Spends per batch (per transaction).
     pub spend_batch_size: Histogram,
+    /// Ledger commands of every kind committed together, per batch.
+    pub ledger_batch_size: Histogram,
     /// Spends a batch handed to the general path (a wallet with something to settle, a
     /// database error, a failed commit).
     pub spends_run_alone: IntCounter,
@@ -63,8 +65,18 @@ impl Metrics {
                 .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]),
         )?;
         registry.register(Box::new(spend_batch_size.clone()))?;
+        let ledger_batch_size = Histogram::with_opts(
+            HistogramOpts::new(
+                "ledger_batch_size",
+                "Ledger commands (spends, holds, grants, expiry) committed together, per batch",
+            )
+            .namespace("tollgate")
+            .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]),
+        )?;
+        registry.register(Box::new(ledger_batch_size.clone()))?;
         let spends_run_alone = IntCounter::with_opts(
-            Opts::new("spends_run_alone_total", "Spends a batch handed to the general path").namespace("tollgate"),
+            Opts::new("spends_run_alone_total", "Ledger commands run alone after their batch failed as a whole")
+                .namespace("tollgate"),
         )?;
         registry.register(Box::new(spends_run_alone.clone()))?;
         let password_hash_queue_timeouts = IntCounter::with_opts(
@@ -85,6 +97,7 @@ impl Metrics {
             )?,
             db_pool,
             spend_batch_size,
+            ledger_batch_size,
             spends_run_alone,
             password_hashes_in_flight: gauge(&registry, "password_hashes_in_flight", "Password hashes running now")?,
             password_hashes_in_flight_peak: gauge(
@@ -98,10 +111,10 @@ impl Metrics {
     }
 
     /// Counts one write by its outcome.
-    pub fn outcome<T, E>(result: &Result<crate::credits::service::Outcome<T>, E>) -> &'static str {
+    pub fn outcome<T, E>(result: &Result<crate::credits::Outcome<T>, E>) -> &'static str {
         match result {
-            Ok(crate::credits::service::Outcome::Fresh(_)) => "applied",
-            Ok(crate::credits::service::Outcome::Replayed(_)) => "replayed",
+            Ok(crate::credits::Outcome::Fresh(_)) => "applied",
+            Ok(crate::credits::Outcome::Replayed(_)) => "replayed",
             Err(_) => "refused",
         }
     }
@@ -113,10 +126,7 @@ impl Metrics {
     pub async fn observe_ledger(&self, db: &DatabaseConnection) -> Result<(), sea_orm::DbErr> {
         use sea_orm::EntityTrait;
 
-        use crate::{
-            credits::{ledger::TransferKind, reconcile},
-            entities::transfers,
-        };
+        use crate::{credits::reconcile, domain::ledger::TransferKind, entities::transfers};
         let by_kind: std::collections::HashMap<String, i128> =
             reconcile::sums(db, transfers::Entity::find(), transfers::Column::Kind, "amount").await?;
         let mut totals: std::collections::BTreeMap<&'static str, i128> = std::collections::BTreeMap::new();

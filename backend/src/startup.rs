@@ -16,8 +16,8 @@ use utoipa_actix_web::{AppExt, scope, service_config::ServiceConfig};
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::{
-    auth, billing, config::Settings, credits, db, error, example, health, openapi::ApiDoc, request_id, spa,
-    state::AppState,
+    auth, billing, clock::Clock, config::Settings, credits, db, error, example, health, openapi::ApiDoc, request_id,
+    spa, state::AppState,
 };
 
 /// Every route under `/api/v1`, registered with its documentation.
@@ -148,6 +148,11 @@ pub struct Application {
 impl Application {
     /// Connects, migrates (unless disabled), binds and builds the server.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        Self::build_with_clock(settings, Clock::system()).await
+    }
+
+    /// Builds with a clock of the caller's (the tests move theirs forward instead of sleeping).
+    pub async fn build_with_clock(settings: Settings, clock: Clock) -> anyhow::Result<Self> {
         let db = db::connect(&settings).await?;
         if settings.migrate_on_start {
             db::migrate(&db).await?;
@@ -155,15 +160,15 @@ impl Application {
         if settings.payments == crate::config::Payments::Sandbox {
             billing::service::seed_sandbox_catalog(&db).await?;
         }
-        Self::build_with_db(settings, db).await
+        Self::build_with_db(settings, db, clock).await
     }
 
     /// Builds the server over an existing pool (the tests share theirs).
-    pub async fn build_with_db(settings: Settings, db: DatabaseConnection) -> anyhow::Result<Self> {
+    pub async fn build_with_db(settings: Settings, db: DatabaseConnection, clock: Clock) -> anyhow::Result<Self> {
         let listener = TcpListener::bind(settings.bind)?;
         let port = listener.local_addr()?.port();
         let workers = settings.workers;
-        let state = AppState::new(db, settings)?;
+        let state = AppState::new(db, settings, clock)?;
         let server = run(listener, state.clone(), workers)?;
         Ok(Self { port, server, state })
     }
@@ -194,7 +199,7 @@ async fn background_tasks(state: AppState) {
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        match credits::service::expire_due(&state.db).await {
+        match credits::expiry::expire_due(&state.ledger).await {
             Ok(0) => {}
             Ok(n) => log::info!("expiry: settled {n} wallets"),
             Err(e) => log::warn!("expiry: {e}"),

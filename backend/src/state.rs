@@ -7,8 +7,9 @@ use sea_orm::DatabaseConnection;
 use crate::{
     auth::{jwt::JwtKeys, password::PasswordHasher},
     billing::stripe::PaymentMode,
+    clock::Clock,
     config::Settings,
-    credits::batch::SpendBatcher,
+    credits::Ledger,
     db::WalRestart,
     limits::Limits,
     metrics::Metrics,
@@ -25,15 +26,17 @@ pub struct AppState {
     pub payments: PaymentMode,
     pub limits: Limits,
     pub metrics: Metrics,
-    /// Spends, gathered into batches.
-    pub spends: SpendBatcher,
+    /// The ledger's one writer: commands gathered into batches.
+    pub ledger: Ledger,
+    /// The one source of the current time.
+    pub clock: Clock,
     /// SQLite: the checkpointer's request that the spend writer let the WAL start over.
     pub wal_restart: WalRestart,
 }
 
 impl AppState {
-    /// Builds the state and starts the spend batcher's runners on the current Tokio runtime.
-    pub fn new(db: DatabaseConnection, settings: Settings) -> anyhow::Result<Self> {
+    /// Builds the state and starts the ledger's batch runners on the current Tokio runtime.
+    pub fn new(db: DatabaseConnection, settings: Settings, clock: Clock) -> anyhow::Result<Self> {
         let jwt = JwtKeys::new(settings.jwt_secret.expose(), settings.access_token_ttl);
         let metrics = Metrics::new()?;
         let passwords = PasswordHasher::new(
@@ -45,8 +48,24 @@ impl AppState {
         let payments = PaymentMode::from_settings(&settings)?;
         let limits = Limits::new(settings.rate_limit_spend_per_second, settings.rate_limit_auth_per_minute);
         let wal_restart = WalRestart::default();
-        let spends =
-            SpendBatcher::start(db.clone(), settings.spend_batch_runners, metrics.clone(), wal_restart.clone());
-        Ok(Self { db, settings: Arc::new(settings), jwt, passwords, payments, limits, metrics, spends, wal_restart })
+        let ledger = Ledger::start(
+            db.clone(),
+            clock.clone(),
+            settings.spend_batch_runners,
+            metrics.clone(),
+            wal_restart.clone(),
+        );
+        Ok(Self {
+            db,
+            settings: Arc::new(settings),
+            jwt,
+            passwords,
+            payments,
+            limits,
+            metrics,
+            ledger,
+            clock,
+            wal_restart,
+        })
     }
 }

@@ -95,7 +95,7 @@ pub async fn register(
             other?;
         }
     }
-    credits::ledger::create_wallet(&txn, user.id, now).await?;
+    credits::store::create_wallet(&txn, user.id, now).await?;
     match txn.commit().await {
         Err(e) if db::is_unique_violation(&e) => Err(AuthError::EmailTaken),
         other => other.map(|_| user).map_err(Into::into),

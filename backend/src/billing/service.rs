@@ -5,8 +5,8 @@
 
 use chrono::{DateTime, Duration, Months, Utc};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    sea_query::Expr,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait,
+    QueryFilter, QueryOrder, sea_query::Expr,
 };
 use uuid::Uuid;
 
@@ -15,10 +15,15 @@ use super::{
     stripe::{CheckoutRequest, GatewayError, StripeGateway},
 };
 use crate::{
-    credits::ledger::{self, LotSource, NewLot, TransferDetails, TransferKind, system},
+    credits::{
+        CreditsError,
+        core::{NewLot, TransferDetails},
+        grants,
+    },
     db,
     domain::Credits,
-    entities::{checkout_sessions, customers, lots, prices, subscriptions, users},
+    domain::ledger::{LotSource, TransferKind, system},
+    entities::{checkout_sessions, customers, prices, subscriptions, users},
 };
 
 /// What went wrong, in billing's words.
@@ -188,7 +193,7 @@ pub enum Fulfilled {
 /// changes nothing. Runs inside the caller's transaction.
 #[allow(clippy::too_many_arguments)]
 async fn grant_paid_lot(
-    txn: &impl ConnectionTrait,
+    txn: &DatabaseTransaction,
     user_id: Uuid,
     source: LotSource,
     credits: i64,
@@ -197,13 +202,6 @@ async fn grant_paid_lot(
     description: String,
     metadata: serde_json::Value,
 ) -> Result<Fulfilled, BillingError> {
-    let mut wallet = ledger::lock_wallet(txn, user_id).await?.ok_or(BillingError::WalletNotFound)?;
-    // Checked after the wallet lock, so two deliveries about one payment cannot both pass.
-    if lots::Entity::find().filter(lots::Column::Reference.eq(reference.clone())).one(txn).await?.is_some() {
-        return Ok(Fulfilled::AlreadyApplied);
-    }
-    let now = Utc::now();
-    ledger::settle(txn, &mut wallet, now).await?;
     let (kind, from) = match source {
         LotSource::Subscription => (TransferKind::Subscription, system::SUBSCRIPTIONS),
         _ => (TransferKind::Purchase, system::PURCHASES),
@@ -224,14 +222,18 @@ async fn grant_paid_lot(
         reference: Some(reference),
         ..Default::default()
     };
-    let (_, lot) = ledger::credit_wallet(txn, &mut wallet, lot, details, None, now).await?;
-    ledger::save_wallet(txn, &wallet, now).await?;
-    Ok(Fulfilled::Granted { lot_id: lot.id, credits })
+    match grants::credit_lot(txn, user_id, lot, details, Utc::now()).await {
+        Ok(Some(lot_id)) => Ok(Fulfilled::Granted { lot_id, credits }),
+        Ok(None) => Ok(Fulfilled::AlreadyApplied),
+        Err(CreditsError::WalletNotFound) => Err(BillingError::WalletNotFound),
+        Err(CreditsError::Database(e)) => Err(e.into()),
+        Err(e) => Err(DbErr::Custom(e.to_string()).into()),
+    }
 }
 
 /// Grants a credit pack bought through a checkout session (keyed by the session).
 pub async fn fulfil_pack(
-    txn: &impl ConnectionTrait,
+    txn: &DatabaseTransaction,
     user_id: Uuid,
     price: &prices::Model,
     session_id: &str,
@@ -252,7 +254,7 @@ pub async fn fulfil_pack(
 /// Grants a subscription period's credits (keyed by the invoice), expiring at the period's end
 /// unless the plan rolls over.
 pub async fn fulfil_invoice(
-    txn: &impl ConnectionTrait,
+    txn: &DatabaseTransaction,
     user_id: Uuid,
     price: &prices::Model,
     invoice_id: &str,

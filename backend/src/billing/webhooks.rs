@@ -21,10 +21,17 @@ use super::{
     stripe::StripeGateway,
 };
 use crate::{
-    credits::ledger::{self, Debit, LotSource, NewLot, TransferDetails, TransferKind, system},
+    credits::{
+        CreditsError,
+        core::{NewLot, TakeBack, TransferDetails},
+        grants, store,
+    },
     db,
-    domain::Credits,
-    entities::{accounts, customers, disputes, lots, payments, prices, stripe_events, subscriptions},
+    domain::{
+        Credits,
+        ledger::{LotSource, TransferKind, system},
+    },
+    entities::{customers, disputes, payments, prices, stripe_events, subscriptions},
 };
 
 /// Why a delivery was refused or failed.
@@ -48,6 +55,16 @@ pub enum WebhookFailure {
     Apply(String),
     #[error(transparent)]
     Database(#[from] DbErr),
+}
+
+impl From<CreditsError> for WebhookFailure {
+    fn from(err: CreditsError) -> Self {
+        match err {
+            CreditsError::Database(e) => Self::Database(e),
+            CreditsError::WalletNotFound => Self::Apply("the paying user has no wallet".to_owned()),
+            other => Self::Apply(other.to_string()),
+        }
+    }
 }
 
 impl From<BillingError> for WebhookFailure {
@@ -541,20 +558,6 @@ async fn payment_for(
     payments::Entity::find_by_id(id).lock_exclusive().one(txn).await
 }
 
-/// The wallet that bought a payment's credits, locked and settled (expiry posted), with its
-/// live lots in spend order.
-async fn lock_payer(
-    txn: &DatabaseTransaction,
-    user_id: Uuid,
-    now: DateTime<Utc>,
-) -> Result<(accounts::Model, Vec<lots::Model>), WebhookFailure> {
-    let mut wallet = ledger::lock_wallet(txn, user_id)
-        .await?
-        .ok_or_else(|| WebhookFailure::Apply("the paying user has no wallet".to_owned()))?;
-    let live = ledger::settle(txn, &mut wallet, now).await?;
-    Ok((wallet, live))
-}
-
 /// The lot a payment bought and the lots disputes of it gave back: the credits that are this
 /// payment's, wherever they are now.
 async fn payment_lots(txn: &impl ConnectionTrait, payment: &payments::Model) -> Result<Vec<Uuid>, DbErr> {
@@ -567,41 +570,41 @@ async fn payment_lots(txn: &impl ConnectionTrait, payment: &payments::Model) -> 
         .map(|d| returned_reference(&d.id))
         .collect();
     let mut ids = vec![payment.lot_id];
-    if !returned.is_empty() {
-        let lots = lots::Entity::find().filter(lots::Column::Reference.is_in(returned)).all(txn).await?;
-        ids.extend(lots.into_iter().map(|l| l.id));
-    }
+    ids.extend(store::lots_by_reference(txn, returned).await?);
     Ok(ids)
 }
 
-/// How many of a payment's credits a refund or a dispute can still take back: what is still in
-/// its lots plus what was spent from them, less what was taken back before. Credits that
-/// expired already left the wallet and are not taken twice. Call after `lock_payer` settled.
-async fn takeable(txn: &impl ConnectionTrait, payment: &payments::Model) -> Result<i64, DbErr> {
-    let expired = ledger::expired_from_lots(txn, &payment_lots(txn, payment).await?).await?;
-    Ok((payment.credits - expired).max(0))
-}
-
-/// Takes credits from a locked, settled wallet that bought them: the lot's unspent credits
-/// first, then its other lots; what cannot be found becomes debt. Returns the transfer's id.
-#[expect(clippy::too_many_arguments, reason = "the locked wallet, the payment and the transfer's parts")]
+/// Takes back from the wallet that bought a payment what a refund or a dispute stands for
+/// (`share` credits): never credits that already expired, nor what was taken back before; the
+/// paid lot's unspent credits first, then the wallet's other lots; what cannot be found becomes
+/// debt. Returns what was taken and the transfer that took it.
+#[expect(clippy::too_many_arguments, reason = "the payment and the transfer's parts")]
 async fn take_back(
     txn: &DatabaseTransaction,
-    wallet: &mut accounts::Model,
-    live: Vec<lots::Model>,
     payment: &payments::Model,
-    credits: i64,
+    share: i64,
+    cumulative: bool,
     kind: TransferKind,
     to: Uuid,
     description: String,
     now: DateTime<Utc>,
-) -> Result<Uuid, WebhookFailure> {
-    let amount = Credits::new(credits).map_err(|e| WebhookFailure::Apply(e.to_string()))?;
-    let details =
-        TransferDetails { description: Some(description), reference: Some(payment.id.clone()), ..Default::default() };
-    let (transfer, _) =
-        ledger::claw_back(txn, wallet, live, payment.lot_id, Debit { to, amount, kind, details }, now).await?;
-    Ok(transfer.id)
+) -> Result<(i64, Option<Uuid>), WebhookFailure> {
+    let take = TakeBack {
+        paid_lot: payment.lot_id,
+        payment_lots: payment_lots(txn, payment).await?,
+        paid_credits: payment.credits,
+        share,
+        taken_before: payment.clawed_back,
+        cumulative,
+        to,
+        kind,
+        details: TransferDetails {
+            description: Some(description),
+            reference: Some(payment.id.clone()),
+            ..Default::default()
+        },
+    };
+    Ok(grants::take_back(txn, payment.user_id, take, now).await?)
 }
 
 /// The credits a share of a payment's money stands for, rounded down.
@@ -620,19 +623,15 @@ async fn charge_refunded(
     let Some(payment) = payment_for(txn, charge.payment_intent.as_ref().map(|p| p.id().to_string())).await? else {
         return Ok(Delivery::Ignored);
     };
-    let now = Utc::now();
-    let (mut wallet, live) = lock_payer(txn, payment.user_id, now).await?;
-    // `amount_refunded` is cumulative, so each refund event claws back only what is new.
-    let target = credits_for(&payment, charge.amount_refunded).min(takeable(txn, &payment).await?);
-    let delta = target - payment.clawed_back;
-    if delta > 0 {
-        let description = format!("Refund of {}", charge.id);
-        take_back(txn, &mut wallet, live, &payment, delta, TransferKind::Clawback, system::CLAWBACK, description, now)
+    // `amount_refunded` is cumulative, so each refund event takes back only what is new.
+    let share = credits_for(&payment, charge.amount_refunded);
+    let description = format!("Refund of {}", charge.id);
+    let (taken, _) =
+        take_back(txn, &payment, share, true, TransferKind::Clawback, system::CLAWBACK, description, Utc::now())
             .await?;
-        adjust_clawed_back(txn, &payment.id, delta).await?;
+    if taken > 0 {
+        adjust_clawed_back(txn, &payment.id, taken).await?;
     }
-    // Settling may have posted an expiry even when nothing is taken.
-    ledger::save_wallet(txn, &wallet, now).await?;
     Ok(Delivery::Processed)
 }
 
@@ -676,30 +675,14 @@ async fn dispute_created(
         return Ok(Delivery::Ignored);
     };
     let now = Utc::now();
-    let (mut wallet, live) = lock_payer(txn, payment.user_id, now).await?;
-    let credits =
-        credits_for(&payment, dispute.amount).min(takeable(txn, &payment).await? - payment.clawed_back).max(0);
-    let freeze_transfer_id = if credits > 0 {
-        let description = format!("Disputed payment {id}");
-        let transfer = take_back(
-            txn,
-            &mut wallet,
-            live,
-            &payment,
-            credits,
-            TransferKind::DisputeFreeze,
-            system::DISPUTES,
-            description,
-            now,
-        )
-        .await?;
+    let share = credits_for(&payment, dispute.amount);
+    let description = format!("Disputed payment {id}");
+    let (credits, freeze_transfer_id) =
+        take_back(txn, &payment, share, false, TransferKind::DisputeFreeze, system::DISPUTES, description, now).await?;
+    if credits > 0 {
         // Frozen credits count as taken back, so a refund during the dispute does not take them twice.
         adjust_clawed_back(txn, &payment.id, credits).await?;
-        Some(transfer)
-    } else {
-        None
-    };
-    ledger::save_wallet(txn, &wallet, now).await?;
+    }
     disputes::Entity::insert(disputes::ActiveModel {
         id: Set(id.clone()),
         payment_id: Set(payment.id.clone()),
@@ -726,9 +709,8 @@ async fn return_frozen(
     now: DateTime<Utc>,
 ) -> Result<(), WebhookFailure> {
     let id = row.id.as_str();
-    let (mut wallet, _) = lock_payer(txn, row.user_id, now).await?;
     let movements = match row.freeze_transfer_id {
-        Some(transfer) => ledger::movements_of(txn, &[transfer]).await?,
+        Some(transfer) => store::movements_of(txn, &[transfer]).await?,
         None => Vec::new(),
     };
     let paid_lot = payment.map(|p| p.lot_id);
@@ -746,7 +728,7 @@ async fn return_frozen(
             continue;
         }
         let original = match lot_id {
-            Some(lot_id) => lots::Entity::find_by_id(lot_id).one(txn).await?,
+            Some(lot_id) => store::lot(txn, lot_id).await?,
             None => None,
         };
         let source = original
@@ -766,9 +748,8 @@ async fn return_frozen(
             reference: Some(id.to_owned()),
             ..Default::default()
         };
-        ledger::credit_wallet(txn, &mut wallet, lot, details, None, now).await?;
+        grants::credit_lot(txn, row.user_id, lot, details, now).await?;
     }
-    ledger::save_wallet(txn, &wallet, now).await?;
     Ok(())
 }
 
@@ -802,8 +783,8 @@ async fn dispute_closed(
                 reference: Some(id.clone()),
                 ..Default::default()
             };
-            let debit = Debit { to: system::CLAWBACK, amount, kind: TransferKind::Clawback, details };
-            ledger::transfer_between_system_accounts(txn, system::DISPUTES, debit, now).await?;
+            let (from, to) = (system::DISPUTES, system::CLAWBACK);
+            grants::move_between_system_accounts(txn, from, to, amount, TransferKind::Clawback, details, now).await?;
         } else {
             let payment = payments::Entity::find_by_id(row.payment_id.clone()).lock_exclusive().one(txn).await?;
             return_frozen(txn, &row, payment.as_ref(), now).await?;

@@ -6,7 +6,6 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::ledger::LotMovement;
 use crate::entities::{accounts, features, holds, lots, transfers};
 
 /// A wallet's figures.
@@ -26,7 +25,7 @@ impl WalletBalance {
     pub fn of(wallet: &accounts::Model) -> Self {
         Self {
             balance: wallet.balance,
-            available: super::ledger::available(wallet),
+            available: super::core::available(wallet),
             held: wallet.held,
             debt: wallet.debt,
         }
@@ -74,12 +73,6 @@ pub struct BalanceResponse {
 pub struct LotMovementView {
     pub lot_id: Uuid,
     pub amount: i64,
-}
-
-impl From<LotMovement> for LotMovementView {
-    fn from(m: LotMovement) -> Self {
-        Self { lot_id: m.lot_id, amount: m.amount }
-    }
 }
 
 /// A transfer as its wallet sees it.

@@ -4,56 +4,23 @@ use actix_web::{HttpRequest, HttpResponse, get, patch, post, web};
 use uuid::Uuid;
 
 use super::{
+    Outcome,
     dto::*,
-    ledger::LotSource,
-    service::{self, CaptureCommand, CreditsError, GrantCommand, HoldCommand, Outcome, Recipient, SpendCommand},
+    grants::{self, GrantCommand, Recipient},
+    history,
+    holds::{self, CaptureCommand, HoldCommand},
+    rate_card,
+    spend::{self, SpendCommand},
 };
 use crate::{
     auth::extractors::{Admin, CreditsRead, CreditsSpend, Scoped},
     domain::IdempotencyKey,
+    domain::ledger::LotSource,
     error::{ApiError, Problem},
     idempotency::{self, IdempotentRequest},
     metrics::Metrics,
     state::AppState,
 };
-
-impl From<CreditsError> for ApiError {
-    fn from(err: CreditsError) -> Self {
-        use actix_web::http::StatusCode;
-        let detail = err.to_string();
-        match err {
-            CreditsError::WalletNotFound => ApiError::not_found("wallet_not_found", detail),
-            CreditsError::UserNotFound => ApiError::not_found("user_not_found", detail),
-            CreditsError::InsufficientCredits { available, requested } => {
-                ApiError::new(StatusCode::PAYMENT_REQUIRED, "insufficient_credits", "Insufficient credits", detail)
-                    .with("available", available)
-                    .with("requested", requested)
-            }
-            CreditsError::OutstandingDebt { debt } => {
-                ApiError::new(StatusCode::PAYMENT_REQUIRED, "outstanding_debt", "Outstanding debt", detail)
-                    .with("debt", debt)
-                    .with("available", 0)
-            }
-            CreditsError::IdempotencyKeyReused => idempotency::reused_error(),
-            CreditsError::UnknownFeature(_) => ApiError::field("feature", "unknown_feature", detail),
-            CreditsError::FeatureInactive(_) => ApiError::field("feature", "feature_inactive", detail),
-            CreditsError::FeatureExists(_) => ApiError::conflict("feature_exists", detail),
-            CreditsError::HoldNotFound => ApiError::not_found("hold_not_found", detail),
-            CreditsError::HoldExpired { .. } => ApiError::conflict("hold_expired", detail),
-            CreditsError::HoldNotOpen { .. } => ApiError::conflict("hold_not_open", detail),
-            CreditsError::HoldAlreadyCaptured { captured } => {
-                ApiError::conflict("hold_already_captured", detail).with("captured_amount", captured)
-            }
-            CreditsError::CaptureExceedsHold { held, requested } => {
-                ApiError::field("amount", "capture_exceeds_hold", detail)
-                    .with("held", held)
-                    .with("requested", requested)
-            }
-            CreditsError::Invalid { field, message } => ApiError::field(field, "invalid", format!("{field} {message}")),
-            CreditsError::Database(e) => e.into(),
-        }
-    }
-}
 
 /// Answers a write: 200 with the fresh result, or the stored answer marked as replayed.
 pub(crate) fn respond<T: serde::Serialize>(outcome: Outcome<T>) -> HttpResponse {
@@ -86,7 +53,7 @@ pub async fn get_balance(
     state: web::Data<AppState>,
     caller: Scoped<CreditsRead>,
 ) -> Result<web::Json<BalanceResponse>, ApiError> {
-    Ok(web::Json(service::balance(&state.db, caller.0.user_id).await?))
+    Ok(web::Json(history::balance(&state.ledger, caller.0.user_id).await?))
 }
 
 /// Spend credits: an explicit `amount`, or a `feature` and `quantity` priced by the rate card.
@@ -118,11 +85,11 @@ pub async fn spend_credits(
     state.limits.check_spend(&caller.0)?;
     let key = idempotency::require_key(req.headers())?;
     let body = body.into_inner();
-    service::check_details(&body.description, &body.metadata)?;
-    let charge = service::parse_charge(body.amount, body.feature.clone(), body.quantity)?;
+    spend::check_details(&body.description, &body.metadata)?;
+    let charge = spend::parse_charge(body.amount, body.feature.clone(), body.quantity)?;
     let request = keyed(&req, caller.0.idempotency_scope(), key, &body);
     let command = SpendCommand { charge, description: body.description, metadata: body.metadata };
-    let result = state.spends.spend(caller.0.user_id, &request, command).await;
+    let result = spend::spend(&state.ledger, caller.0.user_id, &request, command).await;
     state.metrics.spends.with_label_values(&[Metrics::outcome(&result)]).inc();
     Ok(respond(result?))
 }
@@ -176,7 +143,7 @@ pub async fn grant_credits(
             return Err(ApiError::field("user_id", "invalid", "give exactly one of user_id (userId) or email"));
         }
     };
-    let amount = service::parse_amount("amount", body.amount, false)?;
+    let amount = spend::parse_amount("amount", body.amount, false)?;
     let reason = body.reason.trim().to_owned();
     if reason.is_empty() || reason.chars().count() > 500 {
         return Err(ApiError::field("reason", "length", "reason must be 1 to 500 characters"));
@@ -192,7 +159,7 @@ pub async fn grant_credits(
             ));
         }
     };
-    if body.expires_at.is_some_and(|at| at <= chrono::Utc::now()) {
+    if body.expires_at.is_some_and(|at| at <= state.clock.now()) {
         return Err(ApiError::field("expires_at", "invalid", "expires_at must be in the future"));
     }
     if body.priority.is_some_and(|p| !(0..=1000).contains(&p)) {
@@ -201,7 +168,7 @@ pub async fn grant_credits(
     let request = keyed(&req, admin.0.idempotency_scope(), key, &body);
     let command =
         GrantCommand { recipient, amount, reason, source, priority: body.priority, expires_at: body.expires_at };
-    let result = service::grant(&state.db, &request, command).await;
+    let result = grants::grant(&state.ledger, &request, command).await;
     state.metrics.grants.with_label_values(&[Metrics::outcome(&result)]).inc();
     Ok(respond(result?))
 }
@@ -232,10 +199,10 @@ pub async fn create_hold(
     state.limits.check_spend(&caller.0)?;
     let key = idempotency::require_key(req.headers())?;
     let body = body.into_inner();
-    service::check_details(&body.description, &body.metadata)?;
-    let charge = service::parse_charge(body.amount, body.feature.clone(), body.quantity)?;
-    let ttl = body.ttl_seconds.unwrap_or(service::DEFAULT_HOLD_TTL_SECONDS);
-    if !(1..=service::MAX_HOLD_TTL_SECONDS).contains(&ttl) {
+    spend::check_details(&body.description, &body.metadata)?;
+    let charge = spend::parse_charge(body.amount, body.feature.clone(), body.quantity)?;
+    let ttl = body.ttl_seconds.unwrap_or(holds::DEFAULT_HOLD_TTL_SECONDS);
+    if !(1..=holds::MAX_HOLD_TTL_SECONDS).contains(&ttl) {
         return Err(ApiError::field("ttl_seconds", "range", "ttl_seconds must be between 1 and 3600"));
     }
     let request = keyed(&req, caller.0.idempotency_scope(), key, &body);
@@ -245,7 +212,7 @@ pub async fn create_hold(
         metadata: body.metadata,
         ttl: chrono::Duration::seconds(ttl),
     };
-    let result = service::create_hold(&state.db, caller.0.user_id, &request, command).await;
+    let result = holds::create_hold(&state.ledger, caller.0.user_id, &request, command).await;
     state.metrics.holds.with_label_values(&["place", Metrics::outcome(&result)]).inc();
     Ok(respond(result?))
 }
@@ -266,7 +233,7 @@ pub async fn get_hold(
     caller: Scoped<CreditsRead>,
     id: web::Path<Uuid>,
 ) -> Result<web::Json<HoldView>, ApiError> {
-    Ok(web::Json(service::get_hold(&state.db, caller.0.user_id, id.into_inner()).await?))
+    Ok(web::Json(holds::get_hold(&state.ledger, caller.0.user_id, id.into_inner()).await?))
 }
 
 /// Spend the actual cost (at most the hold) and release the rest.
@@ -296,11 +263,11 @@ pub async fn capture_hold(
     state.limits.check_spend(&caller.0)?;
     let key = idempotency::key_from_headers(req.headers())?;
     let body = body.into_inner();
-    service::check_details(&body.description, &None)?;
-    let amount = service::parse_amount("amount", body.amount, true)?;
+    spend::check_details(&body.description, &None)?;
+    let amount = spend::parse_amount("amount", body.amount, true)?;
     let request = key.map(|k| keyed(&req, caller.0.idempotency_scope(), k, &body));
     let command = CaptureCommand { amount, description: body.description };
-    let result = service::capture_hold(&state.db, caller.0.user_id, id.into_inner(), request.as_ref(), command).await;
+    let result = holds::capture_hold(&state.ledger, caller.0.user_id, id.into_inner(), request.as_ref(), command).await;
     state.metrics.holds.with_label_values(&["capture", Metrics::outcome(&result)]).inc();
     Ok(respond(result?))
 }
@@ -326,7 +293,7 @@ pub async fn release_hold(
     state.limits.check_spend(&caller.0)?;
     let key = idempotency::key_from_headers(req.headers())?;
     let request = key.map(|k| keyed(&req, caller.0.idempotency_scope(), k, &serde_json::Value::Null));
-    let result = service::release_hold(&state.db, caller.0.user_id, id.into_inner(), request.as_ref()).await;
+    let result = holds::release_hold(&state.ledger, caller.0.user_id, id.into_inner(), request.as_ref()).await;
     state.metrics.holds.with_label_values(&["release", Metrics::outcome(&result)]).inc();
     Ok(respond(result?))
 }
@@ -348,7 +315,7 @@ pub async fn list_ledger_entries(
     caller: Scoped<CreditsRead>,
     query: web::Query<LedgerQuery>,
 ) -> Result<web::Json<LedgerPage>, ApiError> {
-    Ok(web::Json(service::list_ledger(&state.db, caller.0.user_id, query.into_inner()).await?))
+    Ok(web::Json(history::list_ledger(&state.db, caller.0.user_id, query.into_inner()).await?))
 }
 
 /// Usage aggregated by day or feature, for charts.
@@ -367,14 +334,14 @@ pub async fn get_usage(
     caller: Scoped<CreditsRead>,
     query: web::Query<UsageQuery>,
 ) -> Result<web::Json<UsageResponse>, ApiError> {
-    Ok(web::Json(service::usage(&state.db, caller.0.user_id, query.into_inner()).await?))
+    Ok(web::Json(history::usage(&state.ledger, caller.0.user_id, query.into_inner()).await?))
 }
 
 /// The public rate card.
 #[utoipa::path(tag = "features", responses((status = 200, body = Vec<FeatureView>)))]
 #[get("/features")]
 pub async fn list_features(state: web::Data<AppState>) -> Result<web::Json<Vec<FeatureView>>, ApiError> {
-    Ok(web::Json(service::list_features(&state.db, false).await?))
+    Ok(web::Json(rate_card::list_features(&state.db, false).await?))
 }
 
 /// Add a feature to the rate card (admin).
@@ -395,7 +362,7 @@ pub async fn create_feature(
     _admin: Admin,
     body: web::Json<CreateFeatureRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let feature = service::create_feature(&state.db, body.into_inner()).await?;
+    let feature = rate_card::create_feature(&state.db, &state.clock, body.into_inner()).await?;
     Ok(HttpResponse::Created().json(feature))
 }
 
@@ -418,7 +385,7 @@ pub async fn update_feature(
     key: web::Path<String>,
     body: web::Json<UpdateFeatureRequest>,
 ) -> Result<web::Json<FeatureView>, ApiError> {
-    Ok(web::Json(service::update_feature(&state.db, &key, body.into_inner()).await?))
+    Ok(web::Json(rate_card::update_feature(&state.db, &state.clock, &key, body.into_inner()).await?))
 }
 
 /// Check the ledger's invariants over the whole database (admin).

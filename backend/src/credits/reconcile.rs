@@ -12,7 +12,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::ledger::{HoldStatus, TransferKind};
+use crate::domain::ledger::{HoldStatus, TransferKind};
 use crate::entities::{accounts, holds, idempotency_keys, lots, transfer_lots, transfers};
 
 /// The most violations listed per check; the count is always complete.

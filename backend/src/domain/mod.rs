@@ -3,6 +3,7 @@
 mod credits;
 mod email;
 mod idempotency_key;
+pub mod ledger;
 mod password;
 
 pub use credits::{Credits, CreditsError};

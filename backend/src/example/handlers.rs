@@ -9,8 +9,10 @@ use super::summarize;
 use crate::{
     auth::extractors::{CreditsSpend, Scoped},
     credits::{
+        Outcome,
         dto::{HoldResponse, WalletBalance},
-        service::{self, CaptureCommand, Charge, HoldCommand, Outcome},
+        holds::{self, CaptureCommand, HoldCommand},
+        spend::{self, Charge},
     },
     domain::{Credits, IdempotencyKey},
     error::{ApiError, Problem},
@@ -73,7 +75,7 @@ fn check_text(text: &str) -> Result<usize, ApiError> {
 }
 
 async fn unit_price(state: &AppState) -> Result<i64, ApiError> {
-    let priced = service::price(&state.db, &Charge::Feature { key: FEATURE.to_owned(), quantity: 1 }).await?;
+    let priced = spend::price(&state.db, &Charge::Feature { key: FEATURE.to_owned(), quantity: 1 }).await?;
     Ok(priced.amount.get())
 }
 
@@ -141,7 +143,7 @@ pub async fn use_credits(
         metadata: None,
         ttl: chrono::Duration::seconds(120),
     };
-    let hold = match service::create_hold(&state.db, user_id, &hold_request, hold_command).await? {
+    let hold = match holds::create_hold(&state.ledger, user_id, &hold_request, hold_command).await? {
         Outcome::Fresh(h) => h.hold,
         Outcome::Replayed(stored) => {
             serde_json::from_value::<HoldResponse>(stored.body).map_err(ApiError::internal)?.hold
@@ -152,8 +154,8 @@ pub async fn use_credits(
     let price = hold.amount / hold.quantity.unwrap_or(1).max(1);
     let cost = (price * units(summary.analysed_chars)).min(hold.amount);
     let amount = Credits::new(cost).map_err(ApiError::internal)?;
-    let captured = service::capture_hold(
-        &state.db,
+    let captured = holds::capture_hold(
+        &state.ledger,
         user_id,
         hold.id,
         None,
@@ -164,7 +166,7 @@ pub async fn use_credits(
         Ok(Outcome::Fresh(c)) => c,
         Ok(Outcome::Replayed(stored)) => serde_json::from_value(stored.body).map_err(ApiError::internal)?,
         Err(e) => {
-            let _ = service::release_hold(&state.db, user_id, hold.id, None).await;
+            let _ = holds::release_hold(&state.ledger, user_id, hold.id, None).await;
             return Err(e.into());
         }
     };

@@ -8,8 +8,9 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tollgate::{
     credits::{
-        batch, bulk,
-        service::{Charge, CreditsError, Outcome, PricedSpend, SpendCommand, SpendResult},
+        CreditsError, Outcome,
+        spend::{self, Charge, PricedSpend, SpendCommand, SpendResult},
+        writer,
     },
     db,
     domain::{Credits, IdempotencyKey},
@@ -46,6 +47,12 @@ async fn priced(app: &TestApp, amount: i64) -> PricedSpend {
     PricedSpend::of(&app.db, command).await.unwrap()
 }
 
+/// Runs spends as one batch, in order, as the batch runners do.
+async fn spend_together(app: &TestApp, spends: Vec<(Uuid, IdempotentRequest, PricedSpend)>) -> Vec<SpendResult> {
+    let commands = spends.iter().map(|(user, request, spend)| spend.command(*user, request)).collect();
+    app.ledger.apply_together(commands).await.into_iter().map(spend::spent).collect()
+}
+
 fn fresh(answer: &SpendResult) -> Value {
     match answer {
         Ok(Outcome::Fresh(response)) => serde_json::to_value(response).unwrap(),
@@ -58,13 +65,13 @@ async fn a_batch_answers_each_spend_as_if_it_ran_alone(app: TestApp) {
     let alice = app.user().await;
     let bob = app.user().await;
     app.grant(&alice, 8).await;
-    let expires = chrono::Utc::now() + chrono::Duration::milliseconds(800);
+    let expires = app.clock.now() + chrono::Duration::milliseconds(800);
     let body = json!({ "user_id": bob.id, "amount": 5, "reason": "test", "expires_at": expires });
     let res = app.post_admin("/api/v1/credits/grant", Some(&Uuid::new_v4().to_string()), &body).await;
     assert_eq!(res.status(), StatusCode::OK);
     app.grant(&bob, 10).await;
     // Bob's 5 expire; nothing has posted the expiry yet.
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    app.clock.advance(chrono::Duration::milliseconds(1100));
     let nobody = Uuid::now_v7();
 
     let spends = vec![
@@ -82,7 +89,7 @@ async fn a_batch_answers_each_spend_as_if_it_ran_alone(app: TestApp) {
         (bob.id, request(bob.id, "k3", 100), priced(&app, 100).await),
         (alice.id, request(alice.id, "k4", 3), priced(&app, 3).await),
     ];
-    let answers = batch::spend_together(&app.db, spends).await;
+    let answers = spend_together(&app, spends).await;
     assert_eq!(answers.len(), 8);
 
     let first = fresh(&answers[0]);
@@ -118,8 +125,8 @@ async fn a_batch_answers_each_spend_as_if_it_ran_alone(app: TestApp) {
 
     // Run again, the whole batch replays or is refused the same way, and writes nothing.
     let before = app.ledger_counts().await;
-    let again = batch::spend_together(
-        &app.db,
+    let again = spend_together(
+        &app,
         vec![
             (alice.id, request(alice.id, "k1", 5), priced(&app, 5).await),
             (bob.id, request(bob.id, "k1", 4), priced(&app, 4).await),
@@ -200,20 +207,17 @@ async fn postgres_batches_never_deadlock() {
                         (user, request(user, &format!("r{round}-s{side}-n{n}"), 1))
                     })
                     .collect();
-                let spends: Vec<bulk::Spend> = requests
-                    .iter()
-                    .map(|(user, request)| bulk::Spend { user_id: *user, request, spend: &spend })
-                    .collect();
+                let commands: Vec<_> = requests.iter().map(|(user, request)| spend.command(*user, request)).collect();
                 let txn = db::begin_write(&db).await?;
-                let answers = bulk::spend_all(&txn, &spends, chrono::Utc::now()).await?;
+                let verdicts = writer::apply_in(&txn, &commands, chrono::Utc::now()).await?;
                 txn.commit().await?;
-                Ok::<_, sea_orm::DbErr>(answers)
+                Ok::<_, sea_orm::DbErr>(verdicts.into_iter().map(spend::spent).collect::<Vec<_>>())
             }
         });
         for outcome in join_all(calls).await {
             let outcomes = outcome.unwrap_or_else(|e| panic!("round {round}: a batch failed: {e}"));
             assert_eq!(outcomes.len(), 12);
-            assert!(outcomes.iter().all(|o| matches!(o, Some(Ok(Outcome::Fresh(_))))), "round {round}");
+            assert!(outcomes.iter().all(|o| matches!(o, Ok(Outcome::Fresh(_)))), "round {round}");
         }
     }
     for user in &users {
@@ -247,14 +251,14 @@ async fn a_failed_batch_writes_nothing_and_the_next_one_commits(app: TestApp) {
         (bob.id, request(bob.id, "b1", 3), priced(&app, 3).await),
         (alice.id, request(alice.id, "a1", 8), priced(&app, 8).await),
     ];
-    let answers = batch::spend_together(&app.db, spends).await;
+    let answers = spend_together(&app, spends).await;
     // Bob's spend, run alone after the batch failed, goes through; Alice's fails alone too.
     assert_eq!(fresh(&answers[0])["balance"]["balance"], 7);
     assert!(matches!(answers[1], Err(CreditsError::Database(_))), "{:?}", answers[1].as_ref().err());
     assert_eq!(app.count("transfers").await, transfers_before + 1);
     assert_eq!(app.balance(&alice).await["balance"], 10);
 
-    let answers = batch::spend_together(&app.db, vec![(bob.id, request(bob.id, "b2", 2), priced(&app, 2).await)]).await;
+    let answers = spend_together(&app, vec![(bob.id, request(bob.id, "b2", 2), priced(&app, 2).await)]).await;
     assert_eq!(fresh(&answers[0])["balance"]["balance"], 5);
     let own = Database::connect(&app.database_url).await.unwrap();
     let bob_wallet =

@@ -188,13 +188,13 @@ async fn expired_lots_are_never_spent_and_expiry_is_posted(app: TestApp) {
     problem(res, StatusCode::PAYMENT_REQUIRED, "insufficient_credits").await;
     assert_eq!(app.count("transfers WHERE kind = 'expiry'").await, 0, "the refusal wrote nothing");
 
-    let settled = tollgate::credits::service::expire_due(&app.db).await.unwrap();
+    let settled = tollgate::credits::expiry::expire_due(&app.ledger).await.unwrap();
     assert_eq!(settled, 1);
     assert_eq!(app.count("transfers WHERE kind = 'expiry'").await, 1);
     let ledger: Value = app.get("/api/v1/credits/ledger?kind=expiry", Some(&user.token)).await.json().await.unwrap();
     assert_eq!(ledger["entries"][0]["amount"], -30);
     assert_eq!(ledger["entries"][0]["balance_after"], 5);
-    assert_eq!(tollgate::credits::service::expire_due(&app.db).await.unwrap(), 0, "posted once");
+    assert_eq!(tollgate::credits::expiry::expire_due(&app.ledger).await.unwrap(), 0, "posted once");
     assert_eq!(app.spend(&user, "ok", json!({ "amount": 5 })).await.status(), StatusCode::OK);
     app.assert_reconciled().await;
 }
@@ -506,7 +506,7 @@ async fn reconcile_catches_a_corrupted_wallet(app: TestApp) {
             .execute_unprepared(&format!(
                 "INSERT INTO transfers (id, debit_account_id, credit_account_id, amount, kind, created_at) \
                  VALUES (gen_random_uuid(), '{}', '{ghost}', 5, 'grant', now())",
-                tollgate::credits::ledger::system::GRANTS
+                tollgate::domain::ledger::system::GRANTS
             ))
             .await
             .unwrap();

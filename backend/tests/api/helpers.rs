@@ -81,6 +81,10 @@ pub struct TestApp {
     pub address: String,
     pub client: Client,
     pub db: DatabaseConnection,
+    /// The server's clock: tests move it forward instead of sleeping.
+    pub clock: tollgate::clock::Clock,
+    /// The server's ledger writer, for tests that write below the API.
+    pub ledger: tollgate::credits::Ledger,
     pub backend: Backend,
     /// The server's database, for a connection of the test's own.
     pub database_url: String,
@@ -214,9 +218,12 @@ impl TestApp {
         };
         let mut settings = test_settings(url.clone(), dir.path().to_path_buf());
         configure(&mut settings);
-        let app = Application::build(settings).await.expect("build app");
+        let app =
+            Application::build_with_clock(settings, tollgate::clock::Clock::adjustable()).await.expect("build app");
         let address = format!("http://127.0.0.1:{}", app.port());
         let db = app.state().db.clone();
+        let clock = app.state().clock.clone();
+        let ledger = app.state().ledger.clone();
         tokio::spawn(app.run_until_stopped());
         let client = Client::builder()
             .cookie_store(true)
@@ -224,7 +231,7 @@ impl TestApp {
             .timeout(Duration::from_secs(60))
             .build()
             .expect("client");
-        Some(TestApp { address, client, db, backend, database_url: url, _dir: Some(dir) })
+        Some(TestApp { address, client, db, clock, ledger, backend, database_url: url, _dir: Some(dir) })
     }
 
     pub fn url(&self, path: &str) -> String {

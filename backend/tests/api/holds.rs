@@ -132,14 +132,14 @@ async fn holds_expire_by_themselves(app: TestApp) {
 
     // A spend settles it; then the job has nothing left to do.
     assert_eq!(app.spend(&user, "s", json!({ "amount": 10 })).await.status(), StatusCode::OK);
-    assert_eq!(tollgate::credits::service::expire_due(&app.db).await.unwrap(), 0);
+    assert_eq!(tollgate::credits::expiry::expire_due(&app.ledger).await.unwrap(), 0);
     app.assert_reconciled().await;
 
     // And the job releases one no request touched.
     app.grant(&user, 5).await;
     hold(&app, &user, "h2", json!({ "amount": 5, "ttl_seconds": 1 })).await;
     tokio::time::sleep(std::time::Duration::from_millis(1300)).await;
-    assert_eq!(tollgate::credits::service::expire_due(&app.db).await.unwrap(), 1);
+    assert_eq!(tollgate::credits::expiry::expire_due(&app.ledger).await.unwrap(), 1);
     assert_eq!(app.count("holds WHERE status = 'expired'").await, 2);
     app.assert_reconciled().await;
 }

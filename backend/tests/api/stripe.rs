@@ -710,7 +710,7 @@ async fn expire_periods(app: &TestApp) {
         .exec(&app.db)
         .await
         .unwrap();
-    assert!(tollgate::credits::service::expire_due(&app.db).await.unwrap() >= 1);
+    assert!(tollgate::credits::expiry::expire_due(&app.ledger).await.unwrap() >= 1);
 }
 
 /// (balance, debt, available) as the user sees them.

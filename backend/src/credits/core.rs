@@ -1,0 +1,810 @@
+//! The ledger's pure core: it decides, and writes nothing.
+//!
+//! Given the wallets a batch of commands names (locked by the store, with their live lots and
+//! the holds the commands need), the idempotency records stored for the commands' keys, and
+//! `now`, [`judge`] decides each command in arrival order, against the wallets as the commands
+//! before it left them, and returns each command's answer with one [`Journal`]: every row the
+//! batch must insert or change. The store writes the journal in the same transaction it read in;
+//! nothing here does I/O or reads a clock.
+//!
+//! The rules live here and only here: the spend order (priority, soonest expiry, oldest),
+//! settling (a lot past its expiry posts its expiry, a hold past its time is released), the
+//! refusals (not enough available, an outstanding debt), debt covered first by new credits,
+//! what a refund or a dispute may take back, and the answers stored for replays. A refused
+//! command changes nothing, not even what settling it would have posted: each command is judged
+//! on a copy of its wallet when settling runs, kept only when the command goes through.
+
+use std::{
+    cmp::Ordering,
+    collections::{HashMap, HashSet},
+};
+
+use chrono::{DateTime, Duration, Utc};
+use uuid::{ContextV7, Timestamp, Uuid};
+
+use super::{
+    dto::{GrantResponse, HoldResponse, LotMovementView, SpendResponse, TransferView, WalletBalance},
+    error::CreditsError,
+};
+use crate::{
+    domain::{
+        Credits,
+        ledger::{HoldStatus, LotSource, TransferKind, system},
+    },
+    entities::{accounts, holds, idempotency_keys, lots, transfers},
+    idempotency::{self, IdempotentRequest, Lookup, StoredResponse},
+};
+
+/// A wallet as the store read it, locked: its live lots (credits left, in any order) and the
+/// holds the batch needs (open ones past their time, and those the commands name).
+#[derive(Debug, Clone)]
+pub struct Wallet {
+    pub account: accounts::Model,
+    pub lots: Vec<lots::Model>,
+    pub holds: Vec<holds::Model>,
+}
+
+/// Everything the core needs to judge a batch, as the store read it under the wallets' locks.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// By user id.
+    pub wallets: HashMap<Uuid, Wallet>,
+    /// The stored answers of the batch's keys, by (scope, key).
+    pub keys: HashMap<(String, String), idempotency_keys::Model>,
+    /// Lot references already taken, among those the batch's credits name.
+    pub references: HashSet<String>,
+    /// What expiry already took from the lots the batch's take-backs name, by lot.
+    pub expired_from: HashMap<Uuid, i64>,
+}
+
+/// Details common to every transfer.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TransferDetails {
+    pub description: Option<String>,
+    pub feature: Option<String>,
+    pub quantity: Option<i64>,
+    pub metadata: Option<serde_json::Value>,
+    pub hold_id: Option<Uuid>,
+    pub reference: Option<String>,
+}
+
+/// A lot about to enter a wallet.
+#[derive(Debug, Clone)]
+pub struct NewLot {
+    pub source: LotSource,
+    pub kind: TransferKind,
+    /// The system account the credits come from.
+    pub from: Uuid,
+    pub amount: Credits,
+    pub priority: i32,
+    pub expires_at: Option<DateTime<Utc>>,
+    /// What caused it; unique, so one cause can never credit twice.
+    pub reference: String,
+}
+
+/// Credits a refund or a dispute takes back from the wallet that bought them.
+#[derive(Debug, Clone)]
+pub struct TakeBack {
+    /// The lot the payment bought: taken from first.
+    pub paid_lot: Uuid,
+    /// The payment's lots: the paid lot and those disputes of it gave back.
+    pub payment_lots: Vec<Uuid>,
+    /// The credits the payment bought.
+    pub paid_credits: i64,
+    /// The credits the refund or dispute stands for.
+    pub share: i64,
+    /// What was taken back from this payment before.
+    pub taken_before: i64,
+    /// `share` counts what was taken before (a refund's amount is cumulative); otherwise it comes
+    /// on top (a dispute).
+    pub cumulative: bool,
+    pub to: Uuid,
+    pub kind: TransferKind,
+    pub details: TransferDetails,
+}
+
+/// What a command asks.
+#[derive(Debug, Clone)]
+pub enum Op {
+    Spend {
+        amount: Credits,
+        details: TransferDetails,
+    },
+    Hold {
+        amount: Credits,
+        details: TransferDetails,
+        ttl: Duration,
+    },
+    Capture {
+        hold_id: Uuid,
+        amount: Credits,
+        description: Option<String>,
+    },
+    Release {
+        hold_id: Uuid,
+    },
+    /// A new lot: a grant, a purchase, a period's credits, frozen credits given back.
+    Credit {
+        lot: NewLot,
+        details: TransferDetails,
+    },
+    /// Post what time has done (expiry, holds past their time) and nothing else.
+    Settle,
+    TakeBack(TakeBack),
+    /// Between two system accounts (a lost dispute); names no wallet.
+    Move {
+        from: Uuid,
+        to: Uuid,
+        amount: Credits,
+        kind: TransferKind,
+        details: TransferDetails,
+    },
+}
+
+/// One command: whose wallet, the caller's idempotency key, what to do.
+#[derive(Debug, Clone)]
+pub struct Command {
+    pub user_id: Uuid,
+    pub key: Option<IdempotentRequest>,
+    pub op: Op,
+}
+
+/// A command's answer.
+#[derive(Debug, Clone)]
+pub enum Answer {
+    Spent(SpendResponse),
+    Hold(HoldResponse),
+    /// The hold was captured before with this amount: the caller shows that capture.
+    AlreadyCaptured {
+        hold: holds::Model,
+        balance: WalletBalance,
+    },
+    Credited(GrantResponse),
+    /// A lot with this reference exists: nothing changed.
+    AlreadyApplied,
+    Settled,
+    TakenBack {
+        credits: i64,
+        transfer_id: Option<Uuid>,
+    },
+    Moved {
+        transfer_id: Uuid,
+    },
+    /// The key was seen with this request: its first answer.
+    Replayed(StoredResponse),
+}
+
+pub type Verdict = Result<Answer, CreditsError>;
+
+/// A lot's change: what it held when read, what it holds now, when it expired.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LotUpdate {
+    pub id: Uuid,
+    pub before: i64,
+    pub after: i64,
+    pub expired_at: Option<DateTime<Utc>>,
+}
+
+/// A wallet's cached figures, as the batch leaves them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WalletUpdate {
+    pub id: Uuid,
+    pub balance: i64,
+    pub held: i64,
+    pub debt: i64,
+}
+
+/// How much one transfer took from one lot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Movement {
+    pub transfer_id: Uuid,
+    pub lot_id: Uuid,
+    pub amount: i64,
+}
+
+/// Every row a batch inserts or changes. Lots and holds created in the batch are inserted as the
+/// batch leaves them; those read are updated, each guarded by what it held when read.
+#[derive(Debug, Default)]
+pub struct Journal {
+    pub transfers: Vec<transfers::Model>,
+    pub movements: Vec<Movement>,
+    pub new_lots: Vec<lots::Model>,
+    pub lot_updates: Vec<LotUpdate>,
+    pub wallets: Vec<WalletUpdate>,
+    pub new_holds: Vec<holds::Model>,
+    /// Holds read open and closed by the batch.
+    pub closed_holds: Vec<holds::Model>,
+    pub keys: Vec<idempotency_keys::Model>,
+}
+
+impl Journal {
+    pub fn is_empty(&self) -> bool {
+        self.transfers.is_empty()
+            && self.new_lots.is_empty()
+            && self.lot_updates.is_empty()
+            && self.wallets.is_empty()
+            && self.new_holds.is_empty()
+            && self.closed_holds.is_empty()
+            && self.keys.is_empty()
+    }
+}
+
+/// The order lots are spent in: priority, then soonest expiry (none last), then oldest.
+pub fn spend_order(a: &lots::Model, b: &lots::Model) -> Ordering {
+    a.priority
+        .cmp(&b.priority)
+        .then_with(|| match (a.expires_at, b.expires_at) {
+            (Some(x), Some(y)) => x.cmp(&y),
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (None, None) => Ordering::Equal,
+        })
+        .then_with(|| a.created_at.cmp(&b.created_at))
+        .then_with(|| a.id.cmp(&b.id))
+}
+
+/// What a wallet can spend: its balance less open holds, or nothing while it owes a debt.
+pub fn available(wallet: &accounts::Model) -> i64 {
+    if wallet.debt > 0 { 0 } else { wallet.balance.saturating_sub(wallet.held).max(0) }
+}
+
+/// Why a wallet with these figures cannot spend `amount`, if it cannot.
+pub fn refusal(wallet: &accounts::Model, amount: Credits) -> Option<CreditsError> {
+    if wallet.debt > 0 {
+        return Some(CreditsError::OutstandingDebt { debt: wallet.debt });
+    }
+    let available = available(wallet);
+    (available < amount.get()).then_some(CreditsError::InsufficientCredits { available, requested: amount.get() })
+}
+
+/// Whether time has something to post on this wallet: a lot past its expiry with credits left,
+/// or an open hold past its time.
+pub fn is_due(wallet: &Wallet, now: DateTime<Utc>) -> bool {
+    wallet.lots.iter().any(|l| l.remaining > 0 && l.expires_at.is_some_and(|at| at <= now))
+        || wallet.holds.iter().any(|h| h.status == HoldStatus::Open.as_str() && h.expires_at <= now)
+}
+
+/// Judges `commands` in order against `snapshot`; returns one verdict per command and the rows
+/// to write.
+pub fn judge(snapshot: Snapshot, commands: &[Command], now: DateTime<Utc>) -> (Vec<Verdict>, Journal) {
+    let mut books = Books::new(snapshot, now);
+    let verdicts = commands.iter().map(|command| books.apply(command)).collect();
+    (verdicts, books.finish())
+}
+
+/// A wallet while the batch is judged, and what it was when read.
+#[derive(Debug, Clone)]
+struct Ledger {
+    wallet: Wallet,
+    read: (i64, i64, i64),
+    /// Lots read, by id: what each held when read.
+    lots_read: HashMap<Uuid, i64>,
+    /// Holds read, by id: whether each was open.
+    holds_read: HashMap<Uuid, bool>,
+}
+
+struct Books {
+    now: DateTime<Utc>,
+    ids: ContextV7,
+    wallets: HashMap<Uuid, Ledger>,
+    keys: HashMap<(String, String), idempotency_keys::Model>,
+    references: HashSet<String>,
+    expired_before: HashMap<Uuid, i64>,
+    /// What this batch's settling expired, by lot.
+    expired_now: Vec<(Uuid, i64)>,
+    transfers: Vec<transfers::Model>,
+    movements: Vec<Movement>,
+    stored: Vec<idempotency_keys::Model>,
+}
+
+fn invariant(message: String) -> CreditsError {
+    CreditsError::invariant(message)
+}
+
+fn add(a: i64, b: i64) -> Result<i64, CreditsError> {
+    a.checked_add(b).ok_or_else(|| invariant(format!("{a} + {b} overflows")))
+}
+
+fn sub(a: i64, b: i64) -> Result<i64, CreditsError> {
+    a.checked_sub(b).ok_or_else(|| invariant(format!("{a} - {b} overflows")))
+}
+
+impl Books {
+    fn new(snapshot: Snapshot, now: DateTime<Utc>) -> Self {
+        let wallets = snapshot
+            .wallets
+            .into_iter()
+            .map(|(user, mut wallet)| {
+                wallet.lots.retain(|l| l.remaining > 0);
+                wallet.lots.sort_by(spend_order);
+                let a = &wallet.account;
+                let ledger = Ledger {
+                    read: (a.balance, a.held, a.debt),
+                    lots_read: wallet.lots.iter().map(|l| (l.id, l.remaining)).collect(),
+                    holds_read: wallet.holds.iter().map(|h| (h.id, h.status == HoldStatus::Open.as_str())).collect(),
+                    wallet,
+                };
+                (user, ledger)
+            })
+            .collect();
+        Self {
+            now,
+            ids: ContextV7::new(),
+            wallets,
+            keys: snapshot.keys,
+            references: snapshot.references,
+            expired_before: snapshot.expired_from,
+            expired_now: Vec::new(),
+            transfers: Vec::new(),
+            movements: Vec::new(),
+            stored: Vec::new(),
+        }
+    }
+
+    fn new_id(&self) -> Uuid {
+        let secs = u64::try_from(self.now.timestamp()).unwrap_or_default();
+        Uuid::new_v7(Timestamp::from_unix(&self.ids, secs, self.now.timestamp_subsec_nanos()))
+    }
+
+    fn apply(&mut self, command: &Command) -> Verdict {
+        if let Op::Move { from, to, amount, kind, details } = &command.op {
+            let transfer = self.transfer(*from, *to, *amount, *kind, details.clone(), None);
+            let transfer_id = transfer.id;
+            self.transfers.push(transfer);
+            return Ok(Answer::Moved { transfer_id });
+        }
+        let Some(mut ledger) = self.wallets.remove(&command.user_id) else {
+            return Err(CreditsError::WalletNotFound);
+        };
+        let verdict = self.apply_to(&mut ledger, command);
+        self.wallets.insert(command.user_id, ledger);
+        verdict
+    }
+
+    /// One command against its wallet. When time has something to post, the command runs on a
+    /// copy that is kept only if it goes through; otherwise every operation checks before it
+    /// changes anything.
+    fn apply_to(&mut self, ledger: &mut Ledger, command: &Command) -> Verdict {
+        if let Some(request) = &command.key {
+            let slot = (request.scope.clone(), request.key.as_str().to_owned());
+            match idempotency::judge(request, self.keys.get(&slot).cloned()) {
+                Lookup::New => {}
+                Lookup::Replay(answer) => return Ok(Answer::Replayed(answer)),
+                Lookup::Mismatch => return Err(CreditsError::IdempotencyKeyReused),
+            }
+        }
+        let marks = (self.transfers.len(), self.movements.len(), self.expired_now.len());
+        let verdict = if is_due(&ledger.wallet, self.now) {
+            let mut copy = ledger.clone();
+            let verdict = self.settle(&mut copy).and_then(|()| self.operate(&mut copy, command));
+            if verdict.is_ok() {
+                *ledger = copy;
+            }
+            verdict
+        } else {
+            self.operate(ledger, command)
+        };
+        if verdict.is_err() {
+            self.transfers.truncate(marks.0);
+            self.movements.truncate(marks.1);
+            self.expired_now.truncate(marks.2);
+            return verdict;
+        }
+        if let (Some(request), Ok(answer)) = (&command.key, &verdict) {
+            self.store(request, answer)?;
+        }
+        verdict
+    }
+
+    /// Keeps a fresh answer for replays, for this batch and the requests after it.
+    fn store(&mut self, request: &IdempotentRequest, answer: &Answer) -> Result<(), CreditsError> {
+        let body = match answer {
+            Answer::Spent(r) => serde_json::to_string(r),
+            Answer::Hold(r) => serde_json::to_string(r),
+            Answer::Credited(r) => serde_json::to_string(r),
+            _ => return Ok(()),
+        }
+        .map_err(|e| invariant(format!("an answer could not be written as JSON: {e}")))?;
+        let record = idempotency_keys::Model {
+            scope: request.scope.clone(),
+            key: request.key.as_str().to_owned(),
+            fingerprint: request.fingerprint.clone(),
+            status_code: 200,
+            response: body,
+            created_at: self.now,
+        };
+        self.keys.insert((record.scope.clone(), record.key.clone()), record.clone());
+        self.stored.push(record);
+        Ok(())
+    }
+
+    fn operate(&mut self, ledger: &mut Ledger, command: &Command) -> Verdict {
+        match &command.op {
+            Op::Spend { amount, details } => self.spend(ledger, *amount, details, command.key.as_ref()),
+            Op::Hold { amount, details, ttl } => self.hold(ledger, *amount, details, *ttl),
+            Op::Capture { hold_id, amount, description } => {
+                self.capture(ledger, *hold_id, *amount, description, command.key.as_ref())
+            }
+            Op::Release { hold_id } => self.release(ledger, *hold_id),
+            Op::Credit { lot, details } => self.credit(ledger, command.user_id, lot, details, command.key.as_ref()),
+            Op::Settle => Ok(Answer::Settled),
+            Op::TakeBack(take) => self.take_back(ledger, take),
+            Op::Move { .. } => unreachable!("a move names no wallet"),
+        }
+    }
+
+    fn transfer(
+        &self,
+        debit: Uuid,
+        credit: Uuid,
+        amount: Credits,
+        kind: TransferKind,
+        details: TransferDetails,
+        key: Option<&IdempotentRequest>,
+    ) -> transfers::Model {
+        transfers::Model {
+            seq: 0,
+            id: self.new_id(),
+            debit_account_id: debit,
+            credit_account_id: credit,
+            amount: amount.get(),
+            kind: kind.as_str().to_owned(),
+            debit_balance_after: None,
+            credit_balance_after: None,
+            description: details.description,
+            feature: details.feature,
+            quantity: details.quantity,
+            metadata: details.metadata,
+            idempotency_key: key.map(|k| k.key.as_str().to_owned()),
+            request_fingerprint: key.map(|k| k.fingerprint.clone()),
+            hold_id: details.hold_id,
+            lot_id: None,
+            reference: details.reference,
+            created_at: self.now,
+        }
+    }
+
+    /// Posts the expiry of lots past their expiry and releases holds past their time.
+    fn settle(&mut self, ledger: &mut Ledger) -> Result<(), CreditsError> {
+        let now = self.now;
+        let wallet_id = ledger.wallet.account.id;
+        for i in 0..ledger.wallet.lots.len() {
+            let lot = &ledger.wallet.lots[i];
+            if lot.remaining == 0 || !lot.expires_at.is_some_and(|at| at <= now) {
+                continue;
+            }
+            let (lot_id, remaining) = (lot.id, lot.remaining);
+            let description = format!("{} credits expired", lot.source);
+            let balance = sub(ledger.wallet.account.balance, remaining)?;
+            let amount = Credits::new(remaining).map_err(|e| invariant(e.to_string()))?;
+            let details = TransferDetails { description: Some(description), ..Default::default() };
+            let mut transfer = self.transfer(wallet_id, system::EXPIRY, amount, TransferKind::Expiry, details, None);
+            transfer.debit_balance_after = Some(balance);
+            transfer.lot_id = Some(lot_id);
+            self.movements.push(Movement { transfer_id: transfer.id, lot_id, amount: remaining });
+            self.transfers.push(transfer);
+            self.expired_now.push((lot_id, remaining));
+            ledger.wallet.account.balance = balance;
+            let lot = &mut ledger.wallet.lots[i];
+            lot.remaining = 0;
+            lot.expired_at = Some(now);
+        }
+        for hold in &mut ledger.wallet.holds {
+            if hold.status == HoldStatus::Open.as_str() && hold.expires_at <= now {
+                hold.status = HoldStatus::Expired.as_str().to_owned();
+                hold.closed_at = Some(now);
+                ledger.wallet.account.held = sub(ledger.wallet.account.held, hold.amount)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// What taking `amount` from the lots in `order` (indexes into the wallet's lots) would take
+    /// from each, as far as they go, and what it could not find. Changes nothing.
+    fn plan(ledger: &Ledger, order: &[usize], amount: i64, transfer_id: Uuid) -> (Vec<(usize, Movement)>, i64) {
+        let mut left = amount;
+        let mut moved = Vec::new();
+        for &i in order {
+            if left == 0 {
+                break;
+            }
+            let lot = &ledger.wallet.lots[i];
+            let take = lot.remaining.min(left);
+            if take > 0 {
+                left -= take;
+                moved.push((i, Movement { transfer_id, lot_id: lot.id, amount: take }));
+            }
+        }
+        (moved, left)
+    }
+
+    /// Takes what `plan` planned.
+    fn take(ledger: &mut Ledger, planned: Vec<(usize, Movement)>) -> Vec<Movement> {
+        planned
+            .into_iter()
+            .map(|(i, movement)| {
+                ledger.wallet.lots[i].remaining -= movement.amount;
+                movement
+            })
+            .collect()
+    }
+
+    /// Moves credits out of a wallet that can afford them, from its lots in spend order.
+    fn debit(
+        &mut self,
+        ledger: &mut Ledger,
+        amount: Credits,
+        details: TransferDetails,
+        key: Option<&IdempotentRequest>,
+    ) -> Result<TransferView, CreditsError> {
+        let balance = sub(ledger.wallet.account.balance, amount.get())?;
+        let wallet_id = ledger.wallet.account.id;
+        let mut transfer = self.transfer(wallet_id, system::USAGE, amount, TransferKind::Spend, details, key);
+        transfer.debit_balance_after = Some(balance);
+        let order: Vec<usize> = (0..ledger.wallet.lots.len()).collect();
+        let (planned, left) = Self::plan(ledger, &order, amount.get(), transfer.id);
+        if left != 0 {
+            return Err(invariant(format!("wallet {wallet_id} has {left} fewer credits in its lots than its balance")));
+        }
+        let moved = Self::take(ledger, planned);
+        ledger.wallet.account.balance = balance;
+        let view = TransferView::new(&transfer, moved.iter().map(movement_view).collect());
+        self.movements.extend(moved);
+        self.transfers.push(transfer);
+        Ok(view)
+    }
+
+    fn spend(
+        &mut self,
+        ledger: &mut Ledger,
+        amount: Credits,
+        details: &TransferDetails,
+        key: Option<&IdempotentRequest>,
+    ) -> Verdict {
+        if let Some(refused) = refusal(&ledger.wallet.account, amount) {
+            return Err(refused);
+        }
+        let transfer = self.debit(ledger, amount, details.clone(), key)?;
+        Ok(Answer::Spent(SpendResponse { transfer, balance: WalletBalance::of(&ledger.wallet.account) }))
+    }
+
+    fn hold(&mut self, ledger: &mut Ledger, amount: Credits, details: &TransferDetails, ttl: Duration) -> Verdict {
+        if let Some(refused) = refusal(&ledger.wallet.account, amount) {
+            return Err(refused);
+        }
+        let held = add(ledger.wallet.account.held, amount.get())?;
+        let hold = holds::Model {
+            id: self.new_id(),
+            account_id: ledger.wallet.account.id,
+            amount: amount.get(),
+            status: HoldStatus::Open.as_str().to_owned(),
+            feature: details.feature.clone(),
+            quantity: details.quantity,
+            description: details.description.clone(),
+            metadata: details.metadata.clone(),
+            captured_amount: None,
+            capture_transfer_id: None,
+            expires_at: self.now + ttl,
+            created_at: self.now,
+            closed_at: None,
+        };
+        ledger.wallet.account.held = held;
+        let answer =
+            HoldResponse { hold: (&hold).into(), transfer: None, balance: WalletBalance::of(&ledger.wallet.account) };
+        ledger.wallet.holds.push(hold);
+        Ok(Answer::Hold(answer))
+    }
+
+    fn hold_index(ledger: &Ledger, hold_id: Uuid) -> Result<usize, CreditsError> {
+        ledger.wallet.holds.iter().position(|h| h.id == hold_id).ok_or(CreditsError::HoldNotFound)
+    }
+
+    fn capture(
+        &mut self,
+        ledger: &mut Ledger,
+        hold_id: Uuid,
+        amount: Credits,
+        description: &Option<String>,
+        key: Option<&IdempotentRequest>,
+    ) -> Verdict {
+        let i = Self::hold_index(ledger, hold_id)?;
+        let hold = &ledger.wallet.holds[i];
+        match HoldStatus::parse(&hold.status) {
+            HoldStatus::Captured => {
+                let captured = hold.captured_amount.unwrap_or_default();
+                if captured != amount.get() {
+                    return Err(CreditsError::HoldAlreadyCaptured { captured });
+                }
+                let balance = WalletBalance::of(&ledger.wallet.account);
+                return Ok(Answer::AlreadyCaptured { hold: hold.clone(), balance });
+            }
+            HoldStatus::Expired => return Err(CreditsError::HoldExpired { expires_at: hold.expires_at }),
+            HoldStatus::Released => return Err(CreditsError::HoldNotOpen { status: hold.status.clone() }),
+            HoldStatus::Open if hold.expires_at <= self.now => {
+                return Err(CreditsError::HoldExpired { expires_at: hold.expires_at });
+            }
+            HoldStatus::Open => {}
+        }
+        if amount.get() > hold.amount {
+            return Err(CreditsError::CaptureExceedsHold { held: hold.amount, requested: amount.get() });
+        }
+        let account = &ledger.wallet.account;
+        let held = sub(account.held, hold.amount)?;
+        if !amount.is_zero() {
+            if account.debt > 0 {
+                return Err(CreditsError::OutstandingDebt { debt: account.debt });
+            }
+            let spendable = sub(account.balance, held)?;
+            if spendable < amount.get() {
+                return Err(CreditsError::InsufficientCredits { available: spendable.max(0), requested: amount.get() });
+            }
+        }
+        let details = TransferDetails {
+            description: description.clone().or_else(|| hold.description.clone()),
+            feature: hold.feature.clone(),
+            quantity: hold.quantity,
+            metadata: hold.metadata.clone(),
+            hold_id: Some(hold.id),
+            reference: None,
+        };
+        let transfer = if amount.is_zero() { None } else { Some(self.debit(ledger, amount, details, key)?) };
+        ledger.wallet.account.held = held;
+        let hold = &mut ledger.wallet.holds[i];
+        hold.status = HoldStatus::Captured.as_str().to_owned();
+        hold.captured_amount = Some(amount.get());
+        hold.capture_transfer_id = transfer.as_ref().map(|t| t.id);
+        hold.closed_at = Some(self.now);
+        let hold = (&*hold).into();
+        Ok(Answer::Hold(HoldResponse { hold, transfer, balance: WalletBalance::of(&ledger.wallet.account) }))
+    }
+
+    fn release(&mut self, ledger: &mut Ledger, hold_id: Uuid) -> Verdict {
+        let i = Self::hold_index(ledger, hold_id)?;
+        let hold = &ledger.wallet.holds[i];
+        match HoldStatus::parse(&hold.status) {
+            HoldStatus::Captured => {
+                return Err(CreditsError::HoldAlreadyCaptured { captured: hold.captured_amount.unwrap_or_default() });
+            }
+            HoldStatus::Released | HoldStatus::Expired => {}
+            HoldStatus::Open => {
+                ledger.wallet.account.held = sub(ledger.wallet.account.held, hold.amount)?;
+                let hold = &mut ledger.wallet.holds[i];
+                hold.status = HoldStatus::Released.as_str().to_owned();
+                hold.closed_at = Some(self.now);
+            }
+        }
+        let hold = (&ledger.wallet.holds[i]).into();
+        Ok(Answer::Hold(HoldResponse { hold, transfer: None, balance: WalletBalance::of(&ledger.wallet.account) }))
+    }
+
+    /// A new lot; an outstanding debt is covered from it first.
+    fn credit(
+        &mut self,
+        ledger: &mut Ledger,
+        user_id: Uuid,
+        lot: &NewLot,
+        details: &TransferDetails,
+        key: Option<&IdempotentRequest>,
+    ) -> Verdict {
+        if self.references.contains(&lot.reference) {
+            return Ok(Answer::AlreadyApplied);
+        }
+        let amount = lot.amount.get();
+        // Every way in is bounded here too, so no lot is large enough to put the books' sums at risk.
+        if amount > Credits::MAX_PER_REQUEST {
+            return Err(invariant(format!(
+                "a lot may hold at most {} credits, not {amount}",
+                Credits::MAX_PER_REQUEST
+            )));
+        }
+        let account = &ledger.wallet.account;
+        let balance = add(account.balance, amount)?;
+        let cover = account.debt.min(amount);
+        let wallet_id = account.id;
+        let lot_id = self.new_id();
+        let mut transfer = self.transfer(lot.from, wallet_id, lot.amount, lot.kind, details.clone(), key);
+        transfer.credit_balance_after = Some(balance);
+        transfer.lot_id = Some(lot_id);
+        let moved: Vec<Movement> =
+            (cover > 0).then_some(Movement { transfer_id: transfer.id, lot_id, amount: cover }).into_iter().collect();
+        ledger.wallet.account.balance = balance;
+        ledger.wallet.account.debt -= cover;
+        ledger.wallet.lots.push(lots::Model {
+            id: lot_id,
+            account_id: wallet_id,
+            source: lot.source.as_str().to_owned(),
+            amount,
+            remaining: amount - cover,
+            priority: lot.priority,
+            expires_at: lot.expires_at,
+            expired_at: None,
+            reference: lot.reference.clone(),
+            transfer_id: transfer.id,
+            created_at: self.now,
+        });
+        ledger.wallet.lots.sort_by(spend_order);
+        self.references.insert(lot.reference.clone());
+        let answer = GrantResponse {
+            user_id,
+            transfer: TransferView::new(&transfer, moved.iter().map(movement_view).collect()),
+            lot_id,
+            balance: WalletBalance::of(&ledger.wallet.account),
+        };
+        self.movements.extend(moved);
+        self.transfers.push(transfer);
+        Ok(Answer::Credited(answer))
+    }
+
+    /// Takes back what a refund or dispute may still take: never credits that already expired
+    /// (they left the wallet once); the paid lot's unspent credits first, then the wallet's
+    /// other lots; what cannot be found becomes debt, which blocks spending until covered.
+    fn take_back(&mut self, ledger: &mut Ledger, take: &TakeBack) -> Verdict {
+        let in_payment = |lot: &Uuid| take.payment_lots.contains(lot);
+        let expired_before: i64 = take.payment_lots.iter().filter_map(|l| self.expired_before.get(l)).sum();
+        let expired_now: i64 = self.expired_now.iter().filter(|(l, _)| in_payment(l)).map(|(_, a)| a).sum();
+        let takeable = take.paid_credits.saturating_sub(add(expired_before, expired_now)?).max(0);
+        let credits = if take.cumulative {
+            take.share.min(takeable).saturating_sub(take.taken_before)
+        } else {
+            take.share.min(takeable.saturating_sub(take.taken_before))
+        };
+        if credits <= 0 {
+            return Ok(Answer::TakenBack { credits: 0, transfer_id: None });
+        }
+        let amount = Credits::new(credits).map_err(|e| invariant(e.to_string()))?;
+        let balance = sub(ledger.wallet.account.balance, credits)?;
+        let wallet_id = ledger.wallet.account.id;
+        let mut transfer = self.transfer(wallet_id, take.to, amount, take.kind, take.details.clone(), None);
+        transfer.debit_balance_after = Some(balance);
+        let lots = &ledger.wallet.lots;
+        let mut order: Vec<usize> = (0..lots.len()).filter(|&i| lots[i].id == take.paid_lot).collect();
+        order.extend((0..lots.len()).filter(|&i| lots[i].id != take.paid_lot));
+        let (planned, left) = Self::plan(ledger, &order, credits, transfer.id);
+        let debt = add(ledger.wallet.account.debt, left)?;
+        let moved = Self::take(ledger, planned);
+        ledger.wallet.account.balance = balance;
+        ledger.wallet.account.debt = debt;
+        let transfer_id = transfer.id;
+        self.movements.extend(moved);
+        self.transfers.push(transfer);
+        Ok(Answer::TakenBack { credits, transfer_id: Some(transfer_id) })
+    }
+
+    /// The rows the batch leaves changed.
+    fn finish(self) -> Journal {
+        let mut journal =
+            Journal { transfers: self.transfers, movements: self.movements, keys: self.stored, ..Default::default() };
+        let mut ledgers: Vec<Ledger> = self.wallets.into_values().collect();
+        ledgers.sort_by_key(|l| l.wallet.account.id);
+        for ledger in ledgers {
+            let a = &ledger.wallet.account;
+            if (a.balance, a.held, a.debt) != ledger.read {
+                journal.wallets.push(WalletUpdate { id: a.id, balance: a.balance, held: a.held, debt: a.debt });
+            }
+            for lot in ledger.wallet.lots {
+                match ledger.lots_read.get(&lot.id) {
+                    None => journal.new_lots.push(lot),
+                    Some(&before) if before != lot.remaining => journal.lot_updates.push(LotUpdate {
+                        id: lot.id,
+                        before,
+                        after: lot.remaining,
+                        expired_at: lot.expired_at,
+                    }),
+                    Some(_) => {}
+                }
+            }
+            for hold in ledger.wallet.holds {
+                match ledger.holds_read.get(&hold.id) {
+                    None => journal.new_holds.push(hold),
+                    Some(true) if hold.status != HoldStatus::Open.as_str() => journal.closed_holds.push(hold),
+                    Some(_) => {}
+                }
+            }
+        }
+        journal
+    }
+}
+
+fn movement_view(m: &Movement) -> LotMovementView {
+    LotMovementView { lot_id: m.lot_id, amount: m.amount }
+}

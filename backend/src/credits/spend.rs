@@ -1,0 +1,165 @@
+//! Spending: what a spend request asks, priced by the rate card, and the spend itself, written
+//! through the ledger's one writer (`batch::Ledger`, then the core and the store).
+
+use sea_orm::{ConnectionTrait, EntityTrait};
+use uuid::Uuid;
+
+use super::{
+    Outcome,
+    batch::Ledger,
+    core::{Answer, Command, Op, TransferDetails, Verdict},
+    dto::SpendResponse,
+    error::{CreditsError, invalid},
+};
+use crate::{domain::Credits, entities::features, idempotency::IdempotentRequest};
+
+/// What to charge: an explicit amount or a feature priced by the rate card.
+#[derive(Debug, Clone)]
+pub enum Charge {
+    Amount(Credits),
+    Feature { key: String, quantity: i64 },
+}
+
+/// A priced charge.
+#[derive(Debug, Clone)]
+pub struct Priced {
+    pub amount: Credits,
+    pub feature: Option<String>,
+    pub quantity: Option<i64>,
+}
+
+/// Checks an amount a client sent.
+pub fn parse_amount(field: &'static str, value: i64, allow_zero: bool) -> Result<Credits, CreditsError> {
+    if value < 0 || (value == 0 && !allow_zero) {
+        return Err(invalid(
+            field,
+            if allow_zero { "must not be negative" } else { "must be a positive whole number" },
+        ));
+    }
+    if value > Credits::MAX_PER_REQUEST {
+        return Err(invalid(field, format!("must be at most {}", Credits::MAX_PER_REQUEST)));
+    }
+    Credits::new(value).map_err(|e| invalid(field, e.to_string()))
+}
+
+/// Builds a charge from the request's `amount` or `feature` + `quantity`.
+pub fn parse_charge(
+    amount: Option<i64>,
+    feature: Option<String>,
+    quantity: Option<i64>,
+) -> Result<Charge, CreditsError> {
+    match (amount, feature) {
+        (Some(_), Some(_)) => Err(invalid("amount", "give either amount or feature, not both")),
+        (None, None) => Err(invalid("amount", "give an amount, or a feature and quantity")),
+        (Some(amount), None) => {
+            if quantity.is_some() {
+                return Err(invalid("quantity", "quantity goes with feature, not amount"));
+            }
+            Ok(Charge::Amount(parse_amount("amount", amount, false)?))
+        }
+        (None, Some(key)) => {
+            let quantity = quantity.unwrap_or(1);
+            if !(1..=1_000_000_000).contains(&quantity) {
+                return Err(invalid("quantity", "must be between 1 and 1000000000"));
+            }
+            Ok(Charge::Feature { key, quantity })
+        }
+    }
+}
+
+/// Checks a description and metadata the client sent.
+pub fn check_details(description: &Option<String>, metadata: &Option<serde_json::Value>) -> Result<(), CreditsError> {
+    if description.as_ref().is_some_and(|d| d.chars().count() > 500) {
+        return Err(invalid("description", "must be at most 500 characters"));
+    }
+    if description.as_ref().is_some_and(|d| d.contains('\0')) {
+        return Err(invalid("description", "must not contain NUL characters"));
+    }
+    if let Some(metadata) = metadata {
+        if !metadata.is_object() {
+            return Err(invalid("metadata", "must be a JSON object"));
+        }
+        if metadata.to_string().len() > 4096 {
+            return Err(invalid("metadata", "must be at most 4 KiB"));
+        }
+    }
+    Ok(())
+}
+
+/// Prices a charge with the rate card.
+pub async fn price(db: &impl ConnectionTrait, charge: &Charge) -> Result<Priced, CreditsError> {
+    match charge {
+        Charge::Amount(amount) => Ok(Priced { amount: *amount, feature: None, quantity: None }),
+        Charge::Feature { key, quantity } => {
+            let feature = features::Entity::find_by_id(key.clone())
+                .one(db)
+                .await?
+                .ok_or_else(|| CreditsError::UnknownFeature(key.clone()))?;
+            if !feature.active {
+                return Err(CreditsError::FeatureInactive(key.clone()));
+            }
+            let unit = Credits::new(feature.credits_per_unit).map_err(|e| invalid("feature", e.to_string()))?;
+            let amount = unit.checked_mul(*quantity).map_err(|e| invalid("quantity", e.to_string()))?;
+            if amount.get() > Credits::MAX_PER_REQUEST {
+                return Err(invalid("quantity", "the priced amount is too large"));
+            }
+            Ok(Priced { amount, feature: Some(key.clone()), quantity: Some(*quantity) })
+        }
+    }
+}
+
+/// A spend request, parsed.
+#[derive(Debug, Clone)]
+pub struct SpendCommand {
+    pub charge: Charge,
+    pub description: Option<String>,
+    pub metadata: Option<serde_json::Value>,
+}
+
+/// A spend priced by the rate card, ready to post.
+#[derive(Debug, Clone)]
+pub struct PricedSpend {
+    pub amount: Credits,
+    pub details: TransferDetails,
+}
+
+impl PricedSpend {
+    pub async fn of(db: &impl ConnectionTrait, command: SpendCommand) -> Result<Self, CreditsError> {
+        let priced = price(db, &command.charge).await?;
+        let details = TransferDetails {
+            description: command.description,
+            feature: priced.feature,
+            quantity: priced.quantity,
+            metadata: command.metadata,
+            ..Default::default()
+        };
+        Ok(Self { amount: priced.amount, details })
+    }
+
+    /// The ledger command that spends it from the user's wallet.
+    pub fn command(&self, user_id: Uuid, request: &IdempotentRequest) -> Command {
+        Command {
+            user_id,
+            key: Some(request.clone()),
+            op: Op::Spend { amount: self.amount, details: self.details.clone() },
+        }
+    }
+}
+
+/// A spend's answer, or why there is none.
+pub type SpendResult = Result<Outcome<SpendResponse>, CreditsError>;
+
+/// Spends credits from the user's wallet, in the next batch.
+pub async fn spend(ledger: &Ledger, user_id: Uuid, request: &IdempotentRequest, command: SpendCommand) -> SpendResult {
+    let spend = PricedSpend::of(ledger.db(), command).await?;
+    spent(ledger.submit(spend.command(user_id, request)).await)
+}
+
+/// A spend command's verdict as the API answers it.
+pub fn spent(verdict: Verdict) -> SpendResult {
+    match verdict? {
+        Answer::Spent(response) => Ok(Outcome::Fresh(response)),
+        Answer::Replayed(stored) => Ok(Outcome::Replayed(stored)),
+        other => Err(CreditsError::invariant(format!("a spend was answered {other:?}"))),
+    }
+}

@@ -1,0 +1,342 @@
+//! The ledger's stores: one per database, each holding all of that database's ledger SQL. A store
+//! reads what the core needs to judge a batch (locking the batch's wallets) and writes the
+//! journal the core returns, in the caller's transaction.
+//!
+//! Both stores send the same parameters: each read and each write is one statement with a fixed
+//! text, whatever the batch's size, its values bound as JSON arrays (PostgreSQL reads them with
+//! `jsonb_to_recordset`, SQLite with `json_each`). No SQL is ever built from values, each text is
+//! prepared once per connection, and a batch costs the same few statements whether it holds one
+//! command or sixty-four.
+
+pub mod postgres;
+pub mod sqlite;
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, DbErr};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::core::{Command, Journal, Op, Snapshot};
+
+/// What a batch of commands needs read.
+#[derive(Debug, Default)]
+pub struct Needs {
+    /// The wallets' users, each once.
+    pub users: Vec<Uuid>,
+    /// Holds the commands name.
+    pub holds: Vec<Uuid>,
+    /// (scope, key) of the commands' idempotency keys, each once.
+    pub keys: Vec<(String, String)>,
+    /// References of the lots the commands would create.
+    pub references: Vec<String>,
+    /// Lots whose past expiry a take-back must know.
+    pub expired_lots: Vec<Uuid>,
+}
+
+impl Needs {
+    pub fn of(commands: &[Command]) -> Self {
+        let mut needs = Needs::default();
+        let mut users = HashSet::new();
+        let mut keys = HashSet::new();
+        for command in commands {
+            if matches!(command.op, Op::Move { .. }) {
+                continue;
+            }
+            if users.insert(command.user_id) {
+                needs.users.push(command.user_id);
+            }
+            if let Some(request) = &command.key
+                && keys.insert((request.scope.as_str(), request.key.as_str()))
+            {
+                needs.keys.push((request.scope.clone(), request.key.as_str().to_owned()));
+            }
+            match &command.op {
+                Op::Capture { hold_id, .. } | Op::Release { hold_id } => needs.holds.push(*hold_id),
+                Op::Credit { lot, .. } => needs.references.push(lot.reference.clone()),
+                Op::TakeBack(take) => needs.expired_lots.extend(take.payment_lots.iter().copied()),
+                _ => {}
+            }
+        }
+        needs
+    }
+}
+
+/// Reads what `commands` need, locking their wallets, inside `txn` (a writing transaction).
+pub async fn read(txn: &DatabaseTransaction, commands: &[Command], now: DateTime<Utc>) -> Result<Snapshot, DbErr> {
+    let needs = Needs::of(commands);
+    match txn.get_database_backend() {
+        DbBackend::Postgres => postgres::read(txn, &needs, now).await,
+        _ => sqlite::read(txn, &needs, now).await,
+    }
+}
+
+/// Writes a journal inside `txn`; every part must touch exactly the rows it names.
+pub async fn write(txn: &DatabaseTransaction, journal: &Journal, now: DateTime<Utc>) -> Result<(), DbErr> {
+    if journal.is_empty() {
+        return Ok(());
+    }
+    let rows = Rows::of(journal, now, txn.get_database_backend());
+    match txn.get_database_backend() {
+        DbBackend::Postgres => postgres::write(txn, rows).await,
+        _ => sqlite::write(txn, rows).await,
+    }
+}
+
+/// A time exactly as sqlx would have bound it, so that a row reads back the same whichever path
+/// wrote it: RFC 3339 as sqlx writes it to SQLite (which compares times as text, so every writer
+/// must use this one form), truncated to the microsecond as sqlx sends it to PostgreSQL.
+pub fn time(at: DateTime<Utc>, backend: DbBackend) -> String {
+    let at = if backend == DbBackend::Postgres { at.trunc_subsecs(6) } else { at };
+    at.to_rfc3339_opts(SecondsFormat::AutoSi, false)
+}
+
+/// A UUID as both databases read it from JSON: hex digits (SQLite `unhex`es them into the
+/// 16-byte blob sqlx stores; PostgreSQL's `uuid` reads them as they are).
+fn id(value: Uuid) -> String {
+    value.simple().to_string()
+}
+
+fn opt_id(value: Option<Uuid>) -> Option<String> {
+    value.map(id)
+}
+
+/// A read's parameters: the users, the named holds, the keys, the references, the lots.
+pub fn read_params(needs: &Needs, now: DateTime<Utc>, backend: DbBackend) -> [String; 6] {
+    let time = |at: DateTime<Utc>| time(at, backend);
+    let ids = |v: &[Uuid]| Value::from(v.iter().map(|u| id(*u)).collect::<Vec<_>>()).to_string();
+    [
+        ids(&needs.users),
+        time(now),
+        ids(&needs.holds),
+        Value::from(needs.keys.iter().map(|(s, k)| json!([s, k])).collect::<Vec<_>>()).to_string(),
+        Value::from(needs.references.clone()).to_string(),
+        ids(&needs.expired_lots),
+    ]
+}
+
+/// A journal as the write's parameters, each a JSON array of rows, with the number of rows each
+/// part must touch.
+pub struct Rows {
+    pub params: [String; 9],
+    pub expected: [usize; 8],
+}
+
+/// The parts of a write, in the order both stores run them (rows before the rows that name
+/// them) and their parameters are numbered.
+pub const PARTS: [&str; 8] =
+    ["new lots", "transfers", "movements", "lot updates", "new holds", "closed holds", "wallets", "keys"];
+
+impl Rows {
+    pub fn of(journal: &Journal, now: DateTime<Utc>, backend: DbBackend) -> Self {
+        let time = |at: DateTime<Utc>| time(at, backend);
+        let new_lots: Vec<Value> = journal
+            .new_lots
+            .iter()
+            .map(|l| {
+                json!({
+                    "id": id(l.id), "account_id": id(l.account_id), "source": l.source, "amount": l.amount,
+                    "remaining": l.remaining, "priority": l.priority, "expires_at": l.expires_at.map(time),
+                    "reference": l.reference, "transfer_id": id(l.transfer_id), "created_at": time(l.created_at),
+                })
+            })
+            .collect();
+        let transfers: Vec<Value> = journal
+            .transfers
+            .iter()
+            .map(|t| {
+                json!({
+                    "id": id(t.id), "debit_account_id": id(t.debit_account_id),
+                    "credit_account_id": id(t.credit_account_id), "amount": t.amount, "kind": t.kind,
+                    "debit_balance_after": t.debit_balance_after, "credit_balance_after": t.credit_balance_after,
+                    "description": t.description, "feature": t.feature, "quantity": t.quantity,
+                    "metadata": t.metadata, "idempotency_key": t.idempotency_key,
+                    "request_fingerprint": t.request_fingerprint, "hold_id": opt_id(t.hold_id),
+                    "lot_id": opt_id(t.lot_id), "reference": t.reference,
+                })
+            })
+            .collect();
+        let movements: Vec<Value> = journal
+            .movements
+            .iter()
+            .map(|m| json!({ "transfer_id": id(m.transfer_id), "lot_id": id(m.lot_id), "amount": m.amount }))
+            .collect();
+        let lot_updates: Vec<Value> = journal
+            .lot_updates
+            .iter()
+            .map(|u| json!({ "id": id(u.id), "before": u.before, "after": u.after, "expired_at": u.expired_at.map(time) }))
+            .collect();
+        let new_holds: Vec<Value> = journal
+            .new_holds
+            .iter()
+            .map(|h| {
+                json!({
+                    "id": id(h.id), "account_id": id(h.account_id), "amount": h.amount, "status": h.status,
+                    "feature": h.feature, "quantity": h.quantity, "description": h.description,
+                    "metadata": h.metadata, "captured_amount": h.captured_amount,
+                    "capture_transfer_id": opt_id(h.capture_transfer_id), "expires_at": time(h.expires_at),
+                    "created_at": time(h.created_at), "closed_at": h.closed_at.map(time),
+                })
+            })
+            .collect();
+        let closed_holds: Vec<Value> = journal
+            .closed_holds
+            .iter()
+            .map(|h| {
+                json!({
+                    "id": id(h.id), "status": h.status, "captured_amount": h.captured_amount,
+                    "capture_transfer_id": opt_id(h.capture_transfer_id), "closed_at": h.closed_at.map(time),
+                })
+            })
+            .collect();
+        let wallets: Vec<Value> = journal
+            .wallets
+            .iter()
+            .map(|w| json!({ "id": id(w.id), "balance": w.balance, "held": w.held, "debt": w.debt }))
+            .collect();
+        let keys: Vec<Value> = journal
+            .keys
+            .iter()
+            .map(|k| {
+                json!({ "scope": k.scope, "key": k.key, "fingerprint": k.fingerprint, "status_code": k.status_code, "response": k.response })
+            })
+            .collect();
+        let parts = [new_lots, transfers, movements, lot_updates, new_holds, closed_holds, wallets, keys];
+        let expected = parts.each_ref().map(Vec::len);
+        let [a, b, c, d, e, f, g, h] = parts.map(|rows| Value::from(rows).to_string());
+        Self { params: [a, b, c, d, e, f, g, h, time(now)], expected }
+    }
+}
+
+/// Checks that each part of a write touched exactly the rows it names.
+pub fn expect_rows(part: &str, written: u64, expected: usize) -> Result<(), DbErr> {
+    if written != expected as u64 {
+        return Err(DbErr::Custom(format!("a ledger write changed {written} {part}, expected {expected}")));
+    }
+    Ok(())
+}
+
+/// Ledger reads that lock nothing and judge nothing: a wallet, its lots, what moved.
+mod reads {
+    use chrono::{DateTime, Utc};
+    use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect};
+    use uuid::Uuid;
+
+    use crate::{
+        domain::ledger::HoldStatus,
+        entities::{accounts, holds, lots, transfer_lots},
+    };
+
+    /// Opens a user's wallet; called in the transaction that creates the user.
+    pub async fn create_wallet(db: &impl ConnectionTrait, user_id: Uuid, now: DateTime<Utc>) -> Result<Uuid, DbErr> {
+        let id = Uuid::now_v7();
+        accounts::Entity::insert(accounts::ActiveModel {
+            id: Set(id),
+            kind: Set("wallet".to_owned()),
+            code: Set(None),
+            user_id: Set(Some(user_id)),
+            balance: Set(0),
+            held: Set(0),
+            debt: Set(0),
+            created_at: Set(now),
+            updated_at: Set(now),
+        })
+        .exec_without_returning(db)
+        .await?;
+        Ok(id)
+    }
+
+    /// Reads a user's wallet without locking it.
+    pub async fn find_wallet(db: &impl ConnectionTrait, user_id: Uuid) -> Result<Option<accounts::Model>, DbErr> {
+        accounts::Entity::find().filter(accounts::Column::UserId.eq(user_id)).one(db).await
+    }
+
+    /// A wallet's lots with credits left, expired or not, in no particular order.
+    pub async fn lots_with_credits(db: &impl ConnectionTrait, account_id: Uuid) -> Result<Vec<lots::Model>, DbErr> {
+        lots::Entity::find()
+            .filter(lots::Column::AccountId.eq(account_id))
+            .filter(lots::Column::Remaining.gt(0))
+            .all(db)
+            .await
+    }
+
+    /// A wallet's open holds whose time ran out by `now`.
+    pub fn overdue_holds(account_id: Uuid, now: DateTime<Utc>) -> sea_orm::Select<holds::Entity> {
+        holds::Entity::find()
+            .filter(holds::Column::AccountId.eq(account_id))
+            .filter(holds::Column::Status.eq(HoldStatus::Open.as_str()))
+            .filter(holds::Column::ExpiresAt.lte(now))
+    }
+
+    /// The lots each of the given transfers touched.
+    pub async fn movements_of(
+        db: &impl ConnectionTrait,
+        transfer_ids: &[Uuid],
+    ) -> Result<Vec<transfer_lots::Model>, DbErr> {
+        if transfer_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        transfer_lots::Entity::find()
+            .filter(transfer_lots::Column::TransferId.is_in(transfer_ids.iter().copied()))
+            .all(db)
+            .await
+    }
+
+    pub async fn lot(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<lots::Model>, DbErr> {
+        lots::Entity::find_by_id(id).one(db).await
+    }
+
+    /// The ids of the lots with these references.
+    pub async fn lots_by_reference(db: &impl ConnectionTrait, references: Vec<String>) -> Result<Vec<Uuid>, DbErr> {
+        if references.is_empty() {
+            return Ok(Vec::new());
+        }
+        lots::Entity::find()
+            .select_only()
+            .column(lots::Column::Id)
+            .filter(lots::Column::Reference.is_in(references))
+            .into_tuple()
+            .all(db)
+            .await
+    }
+
+    /// The users whose wallets have a lot past its expiry with credits left, or an open hold
+    /// past its time.
+    pub async fn users_with_something_due(db: &impl ConnectionTrait, now: DateTime<Utc>) -> Result<Vec<Uuid>, DbErr> {
+        let mut accounts: Vec<Uuid> = lots::Entity::find()
+            .select_only()
+            .column(lots::Column::AccountId)
+            .filter(lots::Column::Remaining.gt(0))
+            .filter(lots::Column::ExpiresAt.lte(now))
+            .distinct()
+            .into_tuple()
+            .all(db)
+            .await?;
+        let with_holds: Vec<Uuid> = holds::Entity::find()
+            .select_only()
+            .column(holds::Column::AccountId)
+            .filter(holds::Column::Status.eq(HoldStatus::Open.as_str()))
+            .filter(holds::Column::ExpiresAt.lte(now))
+            .distinct()
+            .into_tuple()
+            .all(db)
+            .await?;
+        accounts.extend(with_holds);
+        accounts.sort();
+        accounts.dedup();
+        if accounts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let users: Vec<Option<Uuid>> = accounts::Entity::find()
+            .select_only()
+            .column(accounts::Column::UserId)
+            .filter(accounts::Column::Id.is_in(accounts))
+            .into_tuple()
+            .all(db)
+            .await?;
+        Ok(users.into_iter().flatten().collect())
+    }
+}
+
+pub use reads::*;
