@@ -470,7 +470,7 @@ impl Books {
         let wallet_id = ledger.wallet.account.id;
         for i in 0..ledger.wallet.lots.len() {
             let lot = &ledger.wallet.lots[i];
-            if lot.remaining == 0 || !lot.expires_at.is_some_and(|at| at <= now) {
+            if lot.remaining == 0 || lot.expires_at.is_none_or(|at| at > now) {
                 continue;
             }
             let (lot_id, remaining) = (lot.id, lot.remaining);
