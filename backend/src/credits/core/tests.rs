@@ -262,15 +262,14 @@ fn build(starts: &[Start]) -> (Vec<Wallet>, Vec<Uuid>) {
         let total: i64 = lots.iter().map(|l| l.remaining).sum();
         // Holds never exceed what the wallet had available when they were placed.
         let mut room = total - debt;
-        let holds: Vec<_> = holds
-            .iter()
-            .filter_map(|&(amount, expires)| {
-                (amount <= room).then(|| {
-                    room -= amount;
-                    hold(account, amount, expires)
-                })
-            })
-            .collect();
+        let mut placed = Vec::new();
+        for &(amount, expires) in holds {
+            if amount <= room {
+                room -= amount;
+                placed.push(hold(account, amount, expires));
+            }
+        }
+        let holds = placed;
         let mut w = wallet(user, lots, holds, *debt);
         w.account.id = account;
         wallets.push(w);
