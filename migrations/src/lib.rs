@@ -15,6 +15,7 @@ mod m20261202_000009_portal_tokens;
 mod m20261202_000101_idna_emails;
 mod m20261202_000201_transfers_lot_index;
 mod m20261202_000202_dispute_freeze_transfer;
+mod m20261203_000302_drop_spend_function;
 
 /// Every migration Tollgate knows, oldest first.
 pub struct Migrator;
@@ -35,6 +36,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000101_idna_emails::Migration),
             Box::new(m20261202_000201_transfers_lot_index::Migration),
             Box::new(m20261202_000202_dispute_freeze_transfer::Migration),
+            Box::new(m20261203_000302_drop_spend_function::Migration),
         ]
     }
 }

@@ -29,7 +29,7 @@ use sea_orm_migration::prelude::*;
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
-const CREATE: &str = r#"
+pub(crate) const CREATE: &str = r#"
 CREATE OR REPLACE FUNCTION tollgate_spend(
     p_user_id uuid,
     p_amount bigint,

@@ -20,5 +20,6 @@ mod metrics;
 mod openapi;
 mod portal;
 mod resilience;
+mod schema;
 mod stripe;
 mod wal;
