@@ -251,28 +251,20 @@ pub fn tolerate_duplicate<T>(result: Result<T, DbErr>) -> Result<(), DbErr> {
     }
 }
 
-/// True when the error says the database could not be reached at all.
+/// True when the error says the database could not be reached at all: told by the error's kind
+/// and, for errors the server sent, by SQLSTATE (class 08, connection exceptions; 57P01 to 57P03,
+/// shutting down or starting up), never by its text.
 pub fn is_unavailable(err: &DbErr) -> bool {
+    use sea_orm::{RuntimeErr, sqlx::Error};
     match err {
         DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
-        DbErr::Exec(e) | DbErr::Query(e) => {
-            let text = e.to_string();
-            [
-                "Connection refused",
-                "PoolTimedOut",
-                "pool timed out",
-                "connection closed",
-                "unexpected end of file",
-                "terminating connection",
-                "does not allow connections",
-                "Connection reset",
-                "Broken pipe",
-                "the database system is",
-                "error communicating with database",
-            ]
-            .iter()
-            .any(|needle| text.contains(needle))
-        }
+        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => match e.as_ref() {
+            Error::Io(_) | Error::Tls(_) | Error::PoolTimedOut | Error::PoolClosed | Error::WorkerCrashed => true,
+            Error::Database(db) => {
+                db.code().is_some_and(|code| code.starts_with("08") || matches!(code.as_ref(), "57P01" | "57P02" | "57P03"))
+            }
+            _ => false,
+        },
         _ => false,
     }
 }
