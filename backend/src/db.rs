@@ -141,8 +141,8 @@ const SQLITE_WAL_RESTART_PAGES: i64 = 4_000;
 /// been copied into the database file. Under steady load the background checkpointer never sees
 /// that moment: by the time it has copied the log, the writer has committed more. The log then
 /// grows until a commit crosses `SQLITE_WAL_AUTOCHECKPOINT` and that writer checkpoints it
-/// itself, fsyncing 100 ms of the database file's writes while every spend waits (measured:
-/// 10 to 13 ms, every 400 ms, the spread benchmark's whole p99). So once the log is long, the
+/// itself, fsyncing 100 ms of the database file's writes while every spend waits (under load it
+/// was the spread benchmark's whole p99; see docs/performance.md). So once the log is long, the
 /// checkpointer copies it (twice, the second pass catching up with what came meanwhile) and
 /// raises this flag; the spend writer, between two batches, checkpoints the few pages left (a
 /// short fsync, as the checkpointer has synced the rest), and its next batch starts the log over.
@@ -170,8 +170,8 @@ impl WalRestart {
 /// SQLite: copies committed pages from the WAL into the database file, every
 /// `SQLITE_CHECKPOINT_EVERY`, on a connection of its own, so that writers do not. SQLite's default
 /// runs the checkpoint inside the commit that crosses 1,000 WAL pages: under load one spend batch
-/// in a dozen paid for copying the last dozen batches' pages and an extra fsync (measured: about
-/// a quarter of SQLite's spend throughput). A passive checkpoint waits for no reader or writer.
+/// in a dozen paid for copying the last dozen batches' pages and an extra fsync, a large share of
+/// SQLite's spend throughput (see docs/performance.md). A passive checkpoint waits for no reader or writer.
 /// When the log is long, asks the writer to let it start over (`WalRestart`). Runs until
 /// dropped; does nothing on PostgreSQL.
 pub async fn checkpoint_sqlite(settings: Settings, restart: WalRestart) {

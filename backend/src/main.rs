@@ -5,8 +5,8 @@ use tollgate::cli::{Cli, run};
 
 /// mimalloc instead of glibc's malloc: each Argon2 hash takes `PASSWORD_HASH_MEMORY_KIB` (19 MiB)
 /// on whichever blocking thread runs it, and glibc keeps such blocks in per-thread arenas after
-/// they are freed (200 concurrent sign-ins left a server at 1.1 GB even with hashing bounded to
-/// 2 at once); mimalloc returns them to the system. Figures in the README's benchmark section.
+/// they are freed, so a burst of sign-ins leaves the server's memory high long after it even with
+/// hashing bounded; mimalloc returns them to the system. Figures in docs/performance.md.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -17,7 +17,7 @@
 //! PostgreSQL also drops the foreign keys from `transfers` to `accounts`. Every transfer has a
 //! system account on one side, and checking a foreign key takes a share lock on the referenced
 //! row: every spend of every user locked the `usage` account's row, the shared row the ledger's
-//! design forbids (measured: 15 to 18% of the function's throughput). Accounts are never
+//! design forbids (its cost is in docs/performance.md). Accounts are never
 //! deleted, wallets are locked before anything is posted to them, and `reconcile` checks that
 //! every transfer names existing accounts.
 //!

@@ -3,8 +3,8 @@
 //!
 //! Each hash holds `memory_kib` of memory for its whole run, so the number that run at once is
 //! bounded (`PASSWORD_HASH_CONCURRENCY`, one per core by default): a request waits for a free
-//! slot up to `PASSWORD_HASH_QUEUE_TIMEOUT_SECONDS`, then is answered 503. Unbounded, 32
-//! concurrent sign-ins took a release server from 35 MB to 3.7 GB resident.
+//! slot up to `PASSWORD_HASH_QUEUE_TIMEOUT_SECONDS`, then is answered 503. Unbounded, a burst
+//! of sign-ins holds that memory once per sign-in (figures in docs/performance.md).
 
 use std::{
     sync::{Arc, Mutex},
