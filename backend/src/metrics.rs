@@ -124,11 +124,8 @@ impl Metrics {
     /// total only grows and the counter takes the difference. One aggregate over `transfers` per
     /// scrape. The totals are the whole ledger's: every replica reports the same figures.
     pub async fn observe_ledger(&self, db: &DatabaseConnection) -> Result<(), sea_orm::DbErr> {
-        use sea_orm::EntityTrait;
-
-        use crate::{credits::reconcile, domain::ledger::TransferKind, entities::transfers};
-        let by_kind: std::collections::HashMap<String, i128> =
-            reconcile::sums(db, transfers::Entity::find(), transfers::Column::Kind, "amount").await?;
+        use crate::{credits::reconcile, domain::ledger::TransferKind};
+        let by_kind = reconcile::totals_by_kind(db).await?;
         let mut totals: std::collections::BTreeMap<&'static str, i128> = std::collections::BTreeMap::new();
         for (kind, total) in by_kind {
             let movement = match TransferKind::parse(&kind) {

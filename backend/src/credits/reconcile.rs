@@ -68,6 +68,11 @@ impl Check {
 /// billions and its remainder separately (each sum fits in a BIGINT for billions of rows of the
 /// largest amounts), and Rust joins them as i128. A plain `SUM` overflowed once two huge grants
 /// had been made, and reconcile could then never run again.
+/// Every transfer's amount summed exactly, by kind.
+pub async fn totals_by_kind(db: &impl ConnectionTrait) -> Result<HashMap<String, i128>, DbErr> {
+    sums(db, transfers::Entity::find(), transfers::Column::Kind, "amount").await
+}
+
 pub(crate) async fn sums<E: EntityTrait, K: sea_orm::TryGetable + Eq + std::hash::Hash>(
     db: &impl ConnectionTrait,
     select: Select<E>,
