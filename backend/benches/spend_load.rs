@@ -4,7 +4,7 @@
 //! seeds 10,000 users with credits through the ledger's own code, then drives spends with 32
 //! connections for a fixed time, over wallets spread across all users and over one hot wallet.
 //! Reports spends per second, p50 and p99 latency, the mean number of spends per batch (one
-//! transaction), the spends a batch handed to the general path, the server's peak memory, and
+//! transaction), the commands run again alone after their batch failed, the server's peak memory, and
 //! reconciles.
 //!
 //! ```sh

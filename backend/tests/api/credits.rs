@@ -199,9 +199,8 @@ async fn expired_lots_are_never_spent_and_expiry_is_posted(app: TestApp) {
     app.assert_reconciled().await;
 }
 
-/// On PostgreSQL a spend with nothing to settle runs in `tollgate_spend`, and one that must post an
-/// expiry first runs the general path: their answers, and the replays stored for them, have one
-/// shape. (On SQLite both spends run the general path.)
+/// A spend with nothing to settle and one that must post an expiry first: their answers, and the
+/// replays stored for them, have one shape.
 async fn both_spend_paths_answer_alike(app: TestApp) {
     let user = app.user().await;
     let expires = chrono::Utc::now() + chrono::Duration::milliseconds(1000);
