@@ -34,10 +34,13 @@ use crate::{
 const ACCOUNTS: &str = "SELECT * FROM accounts WHERE user_id IN (SELECT unhex(value) FROM json_each(?)) ORDER BY id";
 const LIVE_LOTS: &str = "SELECT l.* FROM accounts a JOIN lots l ON l.account_id = a.id \
     WHERE a.user_id IN (SELECT unhex(value) FROM json_each(?)) AND l.remaining > 0";
+/// Two queries, not one with `OR`, and the status and time terms kept off the status index (the
+/// unary `+`): otherwise SQLite reads every overdue open hold of every wallet through that index
+/// instead of the batch's wallets' holds. Likewise the guard of the holds' update in `WRITE`.
 const HOLDS: &str = "SELECT h.* FROM accounts a JOIN holds h ON h.account_id = a.id \
     WHERE a.user_id IN (SELECT unhex(value) FROM json_each(?)) \
-      AND ((a.held > 0 AND h.status = 'open' AND h.expires_at <= ?) \
-           OR h.id IN (SELECT unhex(value) FROM json_each(?)))";
+      AND a.held > 0 AND +h.status = 'open' AND +h.expires_at <= ? \
+    UNION SELECT h.* FROM holds h WHERE h.id IN (SELECT unhex(value) FROM json_each(?))";
 const KEYS: &str = "SELECT k.* FROM json_each(?) AS j \
     JOIN idempotency_keys k ON k.scope = j.value ->> 0 AND k.key = j.value ->> 1";
 const REFERENCES: &str = "SELECT reference FROM lots WHERE reference IN (SELECT value FROM json_each(?))";
@@ -90,7 +93,7 @@ const WRITE: &str = "\
               value ->> 'captured_amount' AS captured_amount, \
               unhex(value ->> 'capture_transfer_id') AS capture_transfer_id, value ->> 'closed_at' AS closed_at \
             FROM json_each(?)) AS x \
-      WHERE holds.id = x.id AND holds.status = 'open'; \
+      WHERE holds.id = x.id AND +holds.status = 'open'; \
     UPDATE accounts SET balance = x.balance, held = x.held, debt = x.debt, updated_at = ? \
       FROM (SELECT unhex(value ->> 'id') AS id, value ->> 'balance' AS balance, value ->> 'held' AS held, \
               value ->> 'debt' AS debt FROM json_each(?)) AS x \
