@@ -313,7 +313,8 @@ async fn main() {
     println!("server peak memory (VmHWM): {:.1} MiB", peak_rss_mib(server.id()));
 
     let conn = Database::connect(&url).await.expect("connect");
-    let report = tollgate::credits::reconcile::reconcile(&conn).await.expect("reconcile");
+    let report =
+        tollgate::credits::reconcile::reconcile(&conn, &tollgate::clock::Clock::system()).await.expect("reconcile");
     println!("reconcile: {}", if report.ok { "clean" } else { "VIOLATIONS" });
     if !report.ok {
         print!("{}", report.to_text());

@@ -225,7 +225,7 @@ async fn admin_routes_need_admin(app: TestApp) {
 
     // Promoted (as `tollgate users promote` does), then signed in again: an admin.
     let email = tollgate::domain::Email::parse(&user.email).unwrap();
-    tollgate::auth::service::promote(&app.db, &email).await.unwrap();
+    tollgate::auth::service::promote(&app.db, &app.clock, &email).await.unwrap();
     let token: Value = app.login(&user.email, PASSWORD).await.json().await.unwrap();
     let res = app.post("/api/v1/credits/grant", token["access_token"].as_str(), Some("k1"), &body).await;
     assert_eq!(res.status(), StatusCode::OK);

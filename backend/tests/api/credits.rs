@@ -493,7 +493,7 @@ async fn reconcile_catches_a_corrupted_wallet(app: TestApp) {
     // Someone edits a balance by hand: reconcile names the wallet.
     use sea_orm::ConnectionTrait;
     app.db.execute_unprepared("UPDATE accounts SET balance = balance + 1000 WHERE kind = 'wallet'").await.unwrap();
-    let report = tollgate::credits::reconcile::reconcile(&app.db).await.unwrap();
+    let report = tollgate::credits::reconcile::reconcile(&app.db, &app.clock).await.unwrap();
     assert!(!report.ok);
     let wallets = report.checks.iter().find(|c| c.name == "wallet_balances").unwrap();
     assert_eq!(wallets.violation_count, 2, "against transfers and against lots");
@@ -510,7 +510,7 @@ async fn reconcile_catches_a_corrupted_wallet(app: TestApp) {
             ))
             .await
             .unwrap();
-        let report = tollgate::credits::reconcile::reconcile(&app.db).await.unwrap();
+        let report = tollgate::credits::reconcile::reconcile(&app.db, &app.clock).await.unwrap();
         let transfers = report.checks.iter().find(|c| c.name == "transfers_balance").unwrap();
         assert_eq!(transfers.violation_count, 1, "{:?}", transfers.violations);
         assert!(transfers.violations[0].contains(ghost), "{:?}", transfers.violations);

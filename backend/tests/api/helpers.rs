@@ -338,7 +338,7 @@ impl TestApp {
 
     /// Asserts the four ledger invariants hold over the whole database.
     pub async fn assert_reconciled(&self) {
-        let report = tollgate::credits::reconcile::reconcile(&self.db).await.expect("reconcile");
+        let report = tollgate::credits::reconcile::reconcile(&self.db, &self.clock).await.expect("reconcile");
         assert!(report.ok, "reconcile found violations:\n{}", report.to_text());
     }
 }
