@@ -339,7 +339,7 @@ async fn reuse_after_the_grace_period_revokes_the_family(app: TestApp) {
 
     // The rotation is now a minute old: the grace period (10 s) is over.
     refresh_tokens::Entity::update_many()
-        .col_expr(refresh_tokens::Column::RotatedAt, Expr::value(chrono::Utc::now() - chrono::Duration::minutes(1)))
+        .col_expr(refresh_tokens::Column::RotatedAt, Expr::value(app.clock.now() - chrono::Duration::minutes(1)))
         .filter(refresh_tokens::Column::TokenHash.eq(hash_secret(&first)))
         .exec(&app.db)
         .await
