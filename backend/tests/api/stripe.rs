@@ -932,3 +932,43 @@ async fn malformed_signed_events_answer_400_and_credit_nothing(backend: Backend)
     assert_eq!(app.count("transfers").await, 0);
     app.assert_reconciled().await;
 }
+
+both_backends!(a_late_refund_and_its_signature_are_judged_by_the_clock);
+
+/// A webhook's signature age, and the moment its refund reaches the ledger, are the clock's
+/// (issue #14): three weeks on by the clock, a period that has ended has expired when its refund
+/// arrives, though no job has posted that expiry yet.
+async fn a_late_refund_and_its_signature_are_judged_by_the_clock(backend: Backend) {
+    let Some((app, stripe)) = stripe_app(backend).await else { return };
+    let user = customer_user(&app, &stripe).await;
+    let end = app.clock.now().timestamp() + 20 * 86_400;
+    let paid = event("evt_clock_paid", "invoice.paid", 1_767_225_700, paid_invoice("in_clock", PLAN, end, "pi_clock"));
+    assert_eq!(ack(&app, &paid).await, "processed");
+    buy_pack(&app, &user, "cs_clock", "pi_pack_clock").await;
+    assert_eq!(app.spend(&user, "period-spend", json!({ "amount": 300 })).await.status(), StatusCode::OK);
+
+    app.clock.advance(chrono::Duration::days(21));
+    let user = app.sign_in_again(&user).await;
+    let refund =
+        event("evt_clock_refund", "charge.refunded", 1_767_225_900, charge("ch_clock", "pi_clock", 1500, 1500));
+    // Signed at the system's time: three weeks old by the application's.
+    let signature = sign(&refund, WEBHOOK_SECRET, chrono::Utc::now().timestamp());
+    let res = deliver_signed(&app, "/api/v1/webhooks/stripe", &refund, Some(signature)).await;
+    problem(res, StatusCode::BAD_REQUEST, "stale_signature").await;
+    assert_eq!(app.count("stripe_events WHERE id = 'evt_clock_refund'").await, 0);
+
+    // Signed at the clock's time, it is applied then: the period's 700 unspent credits expired and
+    // are not taken back; the 300 spent are (the pack's 100, then 200 of debt).
+    assert_eq!(ack(&app, &refund).await, "processed");
+    tollgate::credits::expiry::expire_due(&app.ledger).await.unwrap();
+    assert_eq!(figures(&app, &user).await, (-200, 200, 0));
+    let clawed: Value = app.get("/api/v1/credits/ledger?kind=clawback", Some(&user.token)).await.json().await.unwrap();
+    let amounts: Vec<i64> =
+        clawed["entries"].as_array().unwrap().iter().map(|e| e["amount"].as_i64().unwrap().abs()).collect();
+    assert_eq!(amounts, [300]);
+    let expired: Value = app.get("/api/v1/credits/ledger?kind=expiry", Some(&user.token)).await.json().await.unwrap();
+    let amounts: Vec<i64> =
+        expired["entries"].as_array().unwrap().iter().map(|e| e["amount"].as_i64().unwrap().abs()).collect();
+    assert_eq!(amounts, [700]);
+    app.assert_reconciled().await;
+}
