@@ -8,13 +8,14 @@ use serde_json::{Value, json};
 
 use crate::{
     both,
-    helpers::{TestApp, TestUser, problem},
+    helpers::{PASSWORD, TestApp, TestUser, problem},
 };
 
 both!(
     portal_links_and_sessions_live_by_the_clock,
     a_sandbox_period_lives_by_the_clock,
     access_and_refresh_tokens_live_by_the_clock,
+    a_sign_in_lockout_lifts_by_the_clock,
 );
 
 fn browser() -> Client {
@@ -149,4 +150,16 @@ async fn access_and_refresh_tokens_live_by_the_clock(app: TestApp) {
     assert_eq!(refresh(&app, &early.refresh_token).await.status(), StatusCode::OK);
     app.clock.advance(Duration::days(2));
     problem(refresh(&app, &late.refresh_token).await, StatusCode::UNAUTHORIZED, "invalid_refresh_token").await;
+}
+
+/// Five failed sign-ins lock an email out for the lockout window (15 minutes), by the clock.
+async fn a_sign_in_lockout_lifts_by_the_clock(app: TestApp) {
+    let user = app.user().await;
+    for _ in 0..5 {
+        assert_eq!(app.login(&user.email, "wrong password").await.status(), StatusCode::UNAUTHORIZED);
+    }
+    app.clock.advance(Duration::minutes(14));
+    problem(app.login(&user.email, PASSWORD).await, StatusCode::TOO_MANY_REQUESTS, "too_many_attempts").await;
+    app.clock.advance(Duration::minutes(2));
+    assert_eq!(app.login(&user.email, PASSWORD).await.status(), StatusCode::OK);
 }
