@@ -135,7 +135,7 @@ async fn wait_ready(client: &reqwest::Client) {
 /// Seeds users with wallets and one lot each, 1,000 per transaction, through the ledger code.
 async fn seed(url: &str) -> Vec<String> {
     let conn = Database::connect(url).await.expect("connect");
-    let keys = JwtKeys::new(SECRET, Duration::from_secs(3600));
+    let keys = JwtKeys::new(SECRET, Duration::from_secs(3600), tollgate::clock::Clock::system());
     let mut tokens = Vec::with_capacity(USERS);
     let now = Utc::now();
     for chunk in 0..USERS / 1000 {
@@ -313,7 +313,8 @@ async fn main() {
     println!("server peak memory (VmHWM): {:.1} MiB", peak_rss_mib(server.id()));
 
     let conn = Database::connect(&url).await.expect("connect");
-    let report = tollgate::credits::reconcile::reconcile(&conn).await.expect("reconcile");
+    let report =
+        tollgate::credits::reconcile::reconcile(&conn, &tollgate::clock::Clock::system()).await.expect("reconcile");
     println!("reconcile: {}", if report.ok { "clean" } else { "VIOLATIONS" });
     if !report.ok {
         print!("{}", report.to_text());

@@ -116,7 +116,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Users { command: UsersCommand::Promote { email } } => {
             let email = Email::parse(&email).map_err(|m| anyhow::anyhow!("email {m}"))?;
             let db = connect_migrated(&settings).await?;
-            let user = auth::service::promote(&db, &email).await.map_err(|e| anyhow::anyhow!("{e}: {email}"))?;
+            let user = auth::service::promote(&db, &Clock::system(), &email)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}: {email}"))?;
             println!("{} is now an admin", user.email);
             Ok(0)
         }
@@ -153,8 +155,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Sandbox { command: SandboxCommand::Renew } => {
             let db = connect_migrated(&settings).await?;
-            let (renewed, ended) =
-                crate::billing::service::renew_sandbox_subscriptions(&db).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            let (renewed, ended) = crate::billing::service::renew_sandbox_subscriptions(&db, &Clock::system())
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
             println!("renewed {renewed} sandbox subscriptions, ended {ended}");
             Ok(0)
         }
@@ -165,8 +168,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             else {
                 anyhow::bail!("STRIPE_SECRET_KEY is not set: sandbox mode has no Stripe prices to sync");
             };
-            let (synced, deactivated) =
-                crate::billing::service::sync_prices(&db, &gateway).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            let (synced, deactivated) = crate::billing::service::sync_prices(&db, &Clock::system(), &gateway)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
             println!("mirrored {synced} prices, deactivated {deactivated}");
             Ok(0)
         }
@@ -180,7 +184,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Reconcile { json } => {
             let db = connect_migrated(&settings).await?;
-            let report = credits::reconcile::reconcile(&db).await?;
+            let report = credits::reconcile::reconcile(&db, &Clock::system()).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {

@@ -1,10 +1,15 @@
 //! The application's one source of the current time.
 //!
-//! Everything that decides by the time (a lot's expiry, a hold's time to live, a portal link's
-//! life, a batch's timestamp) asks the clock in the application state instead of reading the
-//! system's. Production runs the system clock; tests run one they can move forward instead of
-//! sleeping. A moved clock keeps ticking from where it was moved to, so times stay strictly
-//! ordered as they are in production.
+//! Everything that decides by the time (a lot's expiry, a hold's time to live, a batch's
+//! timestamp, a subscription's period, a portal link's and a portal session's life, an access or
+//! refresh token's life and reuse grace, a sign-in lockout, a Stripe signature's age) and every
+//! time written beside such decisions asks the clock in the application state instead of reading
+//! the system's. Production and the CLI run the system clock; tests run one they can move forward
+//! instead of sleeping. A moved clock keeps ticking from where it was moved to, so times stay
+//! strictly ordered as they are in production.
+//!
+//! Not on it: the rate limits (`governor` keeps its own monotonic clock), I/O timeouts (Tokio's)
+//! and the log's timestamps (the system's).
 
 use std::sync::{
     Arc,

@@ -4,7 +4,7 @@
 //! refused. Refusals (402, 409, 422) are not stored: nothing is written for them.
 
 use actix_web::{HttpRequest, http::header::HeaderMap};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use sea_orm::{ActiveValue::Set, ConnectionTrait, DbErr, EntityTrait};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -90,10 +90,12 @@ pub fn judge(request: &IdempotentRequest, found: Option<idempotency_keys::Model>
     }
 }
 
-/// Stores the answer in the request's transaction. A unique violation here means a concurrent
-/// request with the same key committed first: the caller retries and gets the replay.
+/// Stores the answer in the request's transaction, stamped `now` (the application clock's). A
+/// unique violation here means a concurrent request with the same key committed first: the
+/// caller retries and gets the replay.
 pub async fn store(
     db: &impl ConnectionTrait,
+    now: DateTime<Utc>,
     request: &IdempotentRequest,
     status: u16,
     body: &impl Serialize,
@@ -105,7 +107,7 @@ pub async fn store(
         fingerprint: Set(request.fingerprint.clone()),
         status_code: Set(status as i16),
         response: Set(response),
-        created_at: Set(Utc::now()),
+        created_at: Set(now),
     })
     .exec_without_returning(db)
     .await?;

@@ -158,7 +158,7 @@ impl Application {
             db::migrate(&db).await?;
         }
         if settings.payments == crate::config::Payments::Sandbox {
-            billing::service::seed_sandbox_catalog(&db).await?;
+            billing::service::seed_sandbox_catalog(&db, &clock).await?;
         }
         Self::build_with_db(settings, db, clock).await
     }

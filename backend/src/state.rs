@@ -37,7 +37,7 @@ pub struct AppState {
 impl AppState {
     /// Builds the state and starts the ledger's batch runners on the current Tokio runtime.
     pub fn new(db: DatabaseConnection, settings: Settings, clock: Clock) -> anyhow::Result<Self> {
-        let jwt = JwtKeys::new(settings.jwt_secret.expose(), settings.access_token_ttl);
+        let jwt = JwtKeys::new(settings.jwt_secret.expose(), settings.access_token_ttl, clock.clone());
         let metrics = Metrics::new()?;
         let passwords = PasswordHasher::new(
             settings.password_hashing,

@@ -125,7 +125,7 @@ pub async fn create_api_key(
         prefix: secret.chars().take(DISPLAY_PREFIX_LEN).collect(),
         key_hash: hash_secret(&secret),
         scopes: scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(","),
-        created_at: Utc::now(),
+        created_at: state.clock.now(),
         last_used_at: None,
         revoked_at: None,
     };
@@ -175,7 +175,7 @@ pub async fn revoke_api_key(
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let revoked = api_keys::Entity::update_many()
-        .col_expr(api_keys::Column::RevokedAt, Expr::value(Utc::now()))
+        .col_expr(api_keys::Column::RevokedAt, Expr::value(state.clock.now()))
         .filter(api_keys::Column::Id.eq(id.into_inner()))
         .filter(api_keys::Column::UserId.eq(caller.0.user_id))
         .filter(api_keys::Column::RevokedAt.is_null())

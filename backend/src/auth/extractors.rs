@@ -5,7 +5,6 @@
 use std::{future::Future, marker::PhantomData, pin::Pin};
 
 use actix_web::{FromRequest, HttpRequest, dev::Payload, http::header, web};
-use chrono::Utc;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
@@ -101,7 +100,7 @@ async fn authenticate_api_key(state: &AppState, token: &str) -> Result<Principal
         .await?
         .ok_or_else(|| ApiError::unauthorized("invalid_api_key", "The API key is unknown or revoked."))?;
 
-    let now = Utc::now();
+    let now = state.clock.now();
     let stale = key.last_used_at.is_none_or(|t| now - t > chrono::Duration::seconds(60));
     if stale {
         // Recorded at most once a minute and off the request path, so that keys do not add a

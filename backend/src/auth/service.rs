@@ -77,7 +77,7 @@ pub async fn register(
     name: Option<String>,
 ) -> Result<users::Model, AuthError> {
     let password_hash = state.passwords.hash(password.expose().to_owned()).await?;
-    let now = Utc::now();
+    let now = state.clock.now();
     let user = users::Model {
         id: Uuid::now_v7(),
         email: email.as_str().to_owned(),
@@ -112,7 +112,7 @@ pub async fn login(state: &AppState, email: &str, password: String) -> Result<Se
     // The same key as registration; an address that does not parse can match no user, but its
     // failures are still counted.
     let email = Email::parse(email).map(|e| e.as_str().to_owned()).unwrap_or_else(|_| email.trim().to_lowercase());
-    let now = Utc::now();
+    let now = state.clock.now();
     let attempt = record_attempt(state, &email, now).await?;
 
     let checked = check_password(state, &email, password).await;
@@ -244,7 +244,7 @@ async fn revoke_family(db: &impl ConnectionTrait, family_id: Uuid, now: DateTime
 /// `REFRESH_TOKEN_REUSE_GRACE_SECONDS` ago whose family is alive: two tabs refreshing at once
 /// both get the same successor.
 pub async fn refresh(state: &AppState, token: &str) -> Result<Session, AuthError> {
-    let now = Utc::now();
+    let now = state.clock.now();
     let mut stored = refresh_tokens::Entity::find()
         .filter(refresh_tokens::Column::TokenHash.eq(hash_secret(token)))
         .one(&state.db)
@@ -316,7 +316,7 @@ pub async fn logout(state: &AppState, token: &str) -> Result<(), AuthError> {
         .one(&state.db)
         .await?;
     if let Some(stored) = stored {
-        revoke_family(&state.db, stored.family_id, Utc::now()).await?;
+        revoke_family(&state.db, stored.family_id, state.clock.now()).await?;
     }
     Ok(())
 }
@@ -326,7 +326,11 @@ pub async fn find_user(db: &impl ConnectionTrait, user_id: Uuid) -> Result<users
 }
 
 /// Makes a user an admin (`tollgate users promote EMAIL`).
-pub async fn promote(db: &sea_orm::DatabaseConnection, email: &Email) -> Result<users::Model, AuthError> {
+pub async fn promote(
+    db: &sea_orm::DatabaseConnection,
+    clock: &crate::clock::Clock,
+    email: &Email,
+) -> Result<users::Model, AuthError> {
     let user = users::Entity::find()
         .filter(users::Column::Email.eq(email.as_str()))
         .one(db)
@@ -334,6 +338,6 @@ pub async fn promote(db: &sea_orm::DatabaseConnection, email: &Email) -> Result<
         .ok_or(AuthError::UserNotFound)?;
     let mut active: users::ActiveModel = user.into();
     active.role = Set(Role::Admin.as_str().to_owned());
-    active.updated_at = Set(Utc::now());
+    active.updated_at = Set(clock.now());
     Ok(active.update(db).await?)
 }

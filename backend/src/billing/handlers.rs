@@ -74,9 +74,12 @@ pub async fn create_checkout_session(
     let session = match state.payments.stripe() {
         Some(gateway) => {
             let key = key.as_ref().map(|k| k.as_str());
-            service::create_stripe_checkout(&state.db, gateway, site, caller.0.user_id, &body.price_id, key).await?
+            let (db, clock) = (&state.db, &state.clock);
+            service::create_stripe_checkout(db, clock, gateway, site, caller.0.user_id, &body.price_id, key).await?
         }
-        None => service::create_sandbox_checkout(&state.db, site, caller.0.user_id, &body.price_id).await?,
+        None => {
+            service::create_sandbox_checkout(&state.db, &state.clock, site, caller.0.user_id, &body.price_id).await?
+        }
     };
     Ok(web::Json(session))
 }
@@ -86,7 +89,7 @@ async fn portal_link(state: &AppState, caller: &SessionUser) -> Result<PortalLin
         let return_url = &state.settings.billing_portal_return_url;
         return Ok(service::stripe_portal_link(&state.db, gateway, caller.0.user_id, return_url).await?);
     }
-    let token = super::portal::mint_link(&state.db, caller.0.user_id).await?;
+    let token = super::portal::mint_link(&state.db, &state.clock, caller.0.user_id).await?;
     Ok(PortalLinkResponse { url: format!("{}/sandbox/portal?token={token}", state.settings.site_url) })
 }
 
@@ -152,7 +155,7 @@ pub async fn sync_prices(state: web::Data<AppState>, _admin: Admin) -> Result<we
     let Some(gateway) = state.payments.stripe() else {
         return Err(ApiError::conflict("sandbox_mode", "Sandbox mode has no Stripe account to sync prices from."));
     };
-    let (synced, deactivated) = service::sync_prices(&state.db, gateway).await?;
+    let (synced, deactivated) = service::sync_prices(&state.db, &state.clock, gateway).await?;
     Ok(web::Json(SyncPricesResponse { synced, deactivated }))
 }
 
@@ -181,7 +184,7 @@ async fn receive_webhook(
         .map_err(|_| ApiError::bad_request("invalid_payload", "The body is not UTF-8 text."))?;
     let signature = req.headers().get("stripe-signature").and_then(|v| v.to_str().ok());
     let secret = state.settings.stripe_webhook_secret.as_ref().map(|s| s.expose());
-    let result = webhooks::receive(&state.db, state.payments.stripe(), secret, signature, payload).await;
+    let result = webhooks::receive(&state.db, &state.clock, state.payments.stripe(), secret, signature, payload).await;
     let outcome = match &result {
         Ok(delivery) => delivery.as_str(),
         Err(WebhookFailure::Apply(_) | WebhookFailure::Database(_) | WebhookFailure::SubscriptionTie(_)) => "failed",
@@ -296,6 +299,6 @@ pub async fn retry_stripe_event(
     if !service::event_exists(&state.db, &id).await? {
         return Err(ApiError::not_found("event_not_found", "No such event in the inbox."));
     }
-    let status = webhooks::retry(&state.db, state.payments.stripe(), &id).await?.as_str();
+    let status = webhooks::retry(&state.db, &state.clock, state.payments.stripe(), &id).await?.as_str();
     Ok(web::Json(WebhookAck { received: true, status: status.to_owned() }))
 }

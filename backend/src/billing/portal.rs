@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use crate::{
     auth::service::{hash_secret, random_token},
+    clock::Clock,
     entities::portal_tokens,
 };
 
@@ -61,8 +62,8 @@ async fn mint(
 }
 
 /// A new portal link token for the user. Also forgets tokens that expired a day ago.
-pub async fn mint_link(db: &DatabaseConnection, user_id: Uuid) -> Result<String, DbErr> {
-    let now = Utc::now();
+pub async fn mint_link(db: &DatabaseConnection, clock: &Clock, user_id: Uuid) -> Result<String, DbErr> {
+    let now = clock.now();
     portal_tokens::Entity::delete_many()
         .filter(portal_tokens::Column::ExpiresAt.lt(now - Duration::days(1)))
         .exec(db)
@@ -73,8 +74,8 @@ pub async fn mint_link(db: &DatabaseConnection, user_id: Uuid) -> Result<String,
 /// Spends a link token: the first opening within its lifetime gets a portal session token for
 /// its user; any other gets `None`. The spend is one conditional update, so two openings racing
 /// cannot both succeed.
-pub async fn open_link(db: &DatabaseConnection, token: &str) -> Result<Option<(Uuid, String)>, DbErr> {
-    let now = Utc::now();
+pub async fn open_link(db: &DatabaseConnection, clock: &Clock, token: &str) -> Result<Option<(Uuid, String)>, DbErr> {
+    let now = clock.now();
     let hash = hash_secret(token);
     let Some(link) = portal_tokens::Entity::find()
         .filter(portal_tokens::Column::TokenHash.eq(hash.clone()))
@@ -99,11 +100,11 @@ pub async fn open_link(db: &DatabaseConnection, token: &str) -> Result<Option<(U
 }
 
 /// The user a live portal session token belongs to.
-pub async fn session_user(db: &DatabaseConnection, token: &str) -> Result<Option<Uuid>, DbErr> {
+pub async fn session_user(db: &DatabaseConnection, clock: &Clock, token: &str) -> Result<Option<Uuid>, DbErr> {
     Ok(portal_tokens::Entity::find()
         .filter(portal_tokens::Column::TokenHash.eq(hash_secret(token)))
         .filter(portal_tokens::Column::Kind.eq(Kind::Session.as_str()))
-        .filter(portal_tokens::Column::ExpiresAt.gt(Utc::now()))
+        .filter(portal_tokens::Column::ExpiresAt.gt(clock.now()))
         .one(db)
         .await?
         .map(|session| session.user_id))

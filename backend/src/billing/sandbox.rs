@@ -81,7 +81,7 @@ pub async fn checkout_page(state: web::Data<AppState>, id: web::Path<String>) ->
 /// Pays the session through the same fulfilment the webhooks use, then returns to the app.
 #[post("/sandbox/checkout/{id}/pay")]
 pub async fn pay(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let next = service::pay_sandbox_session(&state.db, &state.settings.site_url, &id).await?;
+    let next = service::pay_sandbox_session(&state.db, &state.clock, &state.settings.site_url, &id).await?;
     Ok(see_other(next))
 }
 
@@ -114,7 +114,7 @@ async fn portal_user(state: &AppState, req: &HttpRequest) -> Result<uuid::Uuid, 
     let Some(cookie) = req.cookie(portal::SESSION_COOKIE) else {
         return Err(portal_expired());
     };
-    portal::session_user(&state.db, cookie.value()).await?.ok_or_else(portal_expired)
+    portal::session_user(&state.db, &state.clock, cookie.value()).await?.ok_or_else(portal_expired)
 }
 
 /// The sandbox billing portal: see the plan, cancel at period end or resume. Opened with a
@@ -127,7 +127,7 @@ pub async fn portal_page(
     query: web::Query<PortalQuery>,
 ) -> Result<HttpResponse, ApiError> {
     if let Some(token) = &query.token {
-        let (_, session) = portal::open_link(&state.db, token).await?.ok_or_else(portal_expired)?;
+        let (_, session) = portal::open_link(&state.db, &state.clock, token).await?.ok_or_else(portal_expired)?;
         let cookie = Cookie::build(portal::SESSION_COOKIE, session)
             .path("/sandbox/portal")
             .http_only(true)
@@ -170,7 +170,7 @@ pub async fn portal_action(
     form: web::Form<PortalForm>,
 ) -> Result<HttpResponse, ApiError> {
     let user_id = portal_user(&state, &req).await?;
-    match service::set_cancel_at_period_end(&state.db, user_id, form.cancel == "true").await {
+    match service::set_cancel_at_period_end(&state.db, &state.clock, user_id, form.cancel == "true").await {
         Ok(_) | Err(BillingError::NoSubscription) => {}
         Err(e) => return Err(e.into()),
     }

@@ -15,6 +15,7 @@ use super::{
     stripe::{CheckoutRequest, GatewayError, StripeGateway},
 };
 use crate::{
+    clock::Clock,
     credits::{
         CreditsError,
         core::{NewLot, TransferDetails},
@@ -62,11 +63,11 @@ const SANDBOX_OFFER: [OfferedPrice; 5] = [
 ];
 
 /// Puts the seed's offer in the catalog when it is empty (sandbox mode).
-pub async fn seed_sandbox_catalog(db: &DatabaseConnection) -> Result<(), BillingError> {
+pub async fn seed_sandbox_catalog(db: &DatabaseConnection, clock: &Clock) -> Result<(), BillingError> {
     if prices::Entity::find().one(db).await?.is_some() {
         return Ok(());
     }
-    let now = Utc::now();
+    let now = clock.now();
     for (id, name, kind, interval, amount, credits, order) in SANDBOX_OFFER {
         let description = match interval {
             Some(every) => format!("{credits} credits every {every}"),
@@ -138,6 +139,7 @@ async fn live_subscription(db: &impl ConnectionTrait, user_id: Uuid) -> Result<O
 /// Opens a sandbox checkout session: the sandbox page at the returned URL pays or cancels it.
 pub async fn create_sandbox_checkout(
     db: &DatabaseConnection,
+    clock: &Clock,
     site_url: &str,
     user_id: Uuid,
     price_id: &str,
@@ -156,7 +158,7 @@ pub async fn create_sandbox_checkout(
         mode: Set(mode.to_owned()),
         status: Set("open".to_owned()),
         url: Set(url.clone()),
-        created_at: Set(Utc::now()),
+        created_at: Set(clock.now()),
         completed_at: Set(None),
     })
     .exec_without_returning(db)
@@ -189,11 +191,12 @@ pub enum Fulfilled {
     AlreadyApplied,
 }
 
-/// Grants a paid lot to a user, keyed by `reference`; a second call with the same reference
-/// changes nothing. Runs inside the caller's transaction.
+/// Grants a paid lot to a user, keyed by `reference`, at `now`; a second call with the same
+/// reference changes nothing. Runs inside the caller's transaction.
 #[allow(clippy::too_many_arguments)]
 async fn grant_paid_lot(
     txn: &DatabaseTransaction,
+    now: DateTime<Utc>,
     user_id: Uuid,
     source: LotSource,
     credits: i64,
@@ -222,7 +225,7 @@ async fn grant_paid_lot(
         reference: Some(reference),
         ..Default::default()
     };
-    match grants::credit_lot(txn, user_id, lot, details, Utc::now()).await {
+    match grants::credit_lot(txn, user_id, lot, details, now).await {
         Ok(Some(lot_id)) => Ok(Fulfilled::Granted { lot_id, credits }),
         Ok(None) => Ok(Fulfilled::AlreadyApplied),
         Err(CreditsError::WalletNotFound) => Err(BillingError::WalletNotFound),
@@ -231,15 +234,17 @@ async fn grant_paid_lot(
     }
 }
 
-/// Grants a credit pack bought through a checkout session (keyed by the session).
+/// Grants a credit pack bought through a checkout session (keyed by the session) at `now`.
 pub async fn fulfil_pack(
     txn: &DatabaseTransaction,
+    now: DateTime<Utc>,
     user_id: Uuid,
     price: &prices::Model,
     session_id: &str,
 ) -> Result<Fulfilled, BillingError> {
     grant_paid_lot(
         txn,
+        now,
         user_id,
         LotSource::Purchase,
         price.credits,
@@ -251,10 +256,11 @@ pub async fn fulfil_pack(
     .await
 }
 
-/// Grants a subscription period's credits (keyed by the invoice), expiring at the period's end
-/// unless the plan rolls over.
+/// Grants a subscription period's credits (keyed by the invoice) at `now`, expiring at the
+/// period's end unless the plan rolls over.
 pub async fn fulfil_invoice(
     txn: &DatabaseTransaction,
+    now: DateTime<Utc>,
     user_id: Uuid,
     price: &prices::Model,
     invoice_id: &str,
@@ -262,6 +268,7 @@ pub async fn fulfil_invoice(
 ) -> Result<Fulfilled, BillingError> {
     grant_paid_lot(
         txn,
+        now,
         user_id,
         LotSource::Subscription,
         price.credits,
@@ -282,6 +289,7 @@ fn period_end(start: DateTime<Utc>, interval: Option<&str>) -> DateTime<Utc> {
 /// session twice grants once. Returns where the browser goes next.
 pub async fn pay_sandbox_session(
     db: &DatabaseConnection,
+    clock: &Clock,
     site_url: &str,
     session_id: &str,
 ) -> Result<String, BillingError> {
@@ -294,7 +302,7 @@ pub async fn pay_sandbox_session(
         return Err(BillingError::SessionClosed(session.status));
     }
     let txn = db::begin_write(db).await?;
-    let now = Utc::now();
+    let now = clock.now();
     let closed = checkout_sessions::Entity::update_many()
         .col_expr(checkout_sessions::Column::Status, Expr::value("complete"))
         .col_expr(checkout_sessions::Column::CompletedAt, Expr::value(now))
@@ -327,9 +335,9 @@ pub async fn pay_sandbox_session(
         .exec_without_returning(&txn)
         .await?;
         let invoice = format!("in_sandbox_{}", Uuid::now_v7().simple());
-        fulfil_invoice(&txn, session.user_id, &price, &invoice, end).await?;
+        fulfil_invoice(&txn, now, session.user_id, &price, &invoice, end).await?;
     } else {
-        fulfil_pack(&txn, session.user_id, &price, session_id).await?;
+        fulfil_pack(&txn, now, session.user_id, &price, session_id).await?;
     }
     txn.commit().await?;
     Ok(success)
@@ -373,11 +381,12 @@ pub async fn subscription(db: &DatabaseConnection, user_id: Uuid) -> Result<Subs
 /// Sets or clears cancellation at the period's end (the sandbox portal's one action).
 pub async fn set_cancel_at_period_end(
     db: &DatabaseConnection,
+    clock: &Clock,
     user_id: Uuid,
     cancel: bool,
 ) -> Result<SubscriptionResponse, BillingError> {
     let sub = live_subscription(db, user_id).await?.ok_or(BillingError::NoSubscription)?;
-    let now = Utc::now();
+    let now = clock.now();
     subscriptions::Entity::update_many()
         .col_expr(subscriptions::Column::CancelAtPeriodEnd, Expr::value(cancel))
         .col_expr(subscriptions::Column::SourceUpdatedAt, Expr::value(now))
@@ -389,8 +398,12 @@ pub async fn set_cancel_at_period_end(
 }
 
 /// Starts a new period for every live sandbox subscription (`tollgate sandbox renew`): grants
-/// the period's credits through the invoice path, or ends those set to cancel.
-pub async fn renew_sandbox_subscriptions(db: &DatabaseConnection) -> Result<(usize, usize), BillingError> {
+/// the period's credits through the invoice path, or ends those set to cancel. The new period
+/// starts when the old one ended, or now (by `clock`) if that is later.
+pub async fn renew_sandbox_subscriptions(
+    db: &DatabaseConnection,
+    clock: &Clock,
+) -> Result<(usize, usize), BillingError> {
     let live = subscriptions::Entity::find()
         .filter(subscriptions::Column::Status.is_in(LIVE_STATUSES))
         .filter(subscriptions::Column::Id.starts_with("sub_sandbox_"))
@@ -398,7 +411,7 @@ pub async fn renew_sandbox_subscriptions(db: &DatabaseConnection) -> Result<(usi
         .await?;
     let (mut renewed, mut ended) = (0, 0);
     for sub in live {
-        let now = Utc::now();
+        let now = clock.now();
         let txn = db::begin_write(db).await?;
         if sub.cancel_at_period_end {
             subscriptions::Entity::update_many()
@@ -427,7 +440,7 @@ pub async fn renew_sandbox_subscriptions(db: &DatabaseConnection) -> Result<(usi
             .exec(&txn)
             .await?;
         let invoice = format!("in_sandbox_{}", Uuid::now_v7().simple());
-        fulfil_invoice(&txn, sub.user_id, &price, &invoice, end).await?;
+        fulfil_invoice(&txn, now, sub.user_id, &price, &invoice, end).await?;
         txn.commit().await?;
         renewed += 1;
     }
@@ -438,6 +451,7 @@ pub async fn renew_sandbox_subscriptions(db: &DatabaseConnection) -> Result<(usi
 /// racing second request finds the row the first one wrote).
 pub async fn ensure_customer(
     db: &DatabaseConnection,
+    clock: &Clock,
     gateway: &StripeGateway,
     user_id: Uuid,
 ) -> Result<String, BillingError> {
@@ -449,7 +463,7 @@ pub async fn ensure_customer(
     let inserted = customers::Entity::insert(customers::ActiveModel {
         user_id: Set(user_id),
         stripe_customer_id: Set(customer.clone()),
-        created_at: Set(Utc::now()),
+        created_at: Set(clock.now()),
     })
     .exec_without_returning(db)
     .await;
@@ -461,6 +475,7 @@ pub async fn ensure_customer(
 /// Opens a Stripe checkout session for a pack (`payment`) or a plan (`subscription`).
 pub async fn create_stripe_checkout(
     db: &DatabaseConnection,
+    clock: &Clock,
     gateway: &StripeGateway,
     site_url: &str,
     user_id: Uuid,
@@ -472,7 +487,7 @@ pub async fn create_stripe_checkout(
     if subscription && live_subscription(db, user_id).await?.is_some() {
         return Err(BillingError::AlreadySubscribed);
     }
-    let customer = ensure_customer(db, gateway, user_id).await?;
+    let customer = ensure_customer(db, clock, gateway, user_id).await?;
     let key = match idempotency_key {
         // Stripe takes at most 255 characters, as does the caller's key: a key too long to
         // prefix is sent as its hash.
@@ -500,7 +515,7 @@ pub async fn create_stripe_checkout(
         mode: Set(if subscription { "subscription" } else { "payment" }.to_owned()),
         status: Set("open".to_owned()),
         url: Set(url.clone()),
-        created_at: Set(Utc::now()),
+        created_at: Set(clock.now()),
         completed_at: Set(None),
     })
     .exec_without_returning(db)
@@ -533,17 +548,17 @@ fn credits_of(price: &stripe_shared::Price, product: Option<&stripe_shared::Prod
         .or_else(|| product.and_then(|p| p.metadata.get("includedCredits")).and_then(parse))
 }
 
-/// Mirrors one Stripe price into the catalog. `product` overrides the (possibly unexpanded)
-/// product on the price.
+/// Mirrors one Stripe price into the catalog at `now`. `product` overrides the (possibly
+/// unexpanded) product on the price.
 pub async fn upsert_stripe_price(
     db: &impl ConnectionTrait,
+    now: DateTime<Utc>,
     price: &stripe_shared::Price,
     product: Option<&stripe_shared::Product>,
 ) -> Result<(), BillingError> {
     let product = product.or_else(|| price.product.as_object());
     let existing = prices::Entity::find_by_id(price.id.to_string()).one(db).await?;
     let credits = credits_of(price, product).or(existing.as_ref().map(|p| p.credits)).unwrap_or(0);
-    let now = Utc::now();
     let name = product
         .map(|p| p.name.clone())
         .or_else(|| existing.as_ref().map(|p| p.product_name.clone()))
@@ -580,12 +595,13 @@ pub async fn upsert_stripe_price(
 /// Applies a product's new name, description and availability to its prices.
 pub async fn update_stripe_product(
     db: &impl ConnectionTrait,
+    now: DateTime<Utc>,
     product: &stripe_shared::Product,
 ) -> Result<(), BillingError> {
     let mut update = prices::Entity::update_many()
         .col_expr(prices::Column::ProductName, Expr::value(product.name.clone()))
         .col_expr(prices::Column::ProductDescription, Expr::value(product.description.clone()))
-        .col_expr(prices::Column::UpdatedAt, Expr::value(Utc::now()));
+        .col_expr(prices::Column::UpdatedAt, Expr::value(now));
     if !product.active {
         update = update.col_expr(prices::Column::Active, Expr::value(false));
     }
@@ -596,12 +612,13 @@ pub async fn update_stripe_product(
 /// Takes prices off the offer (a deleted price, or every price of a deleted product).
 pub async fn deactivate_prices(
     db: &impl ConnectionTrait,
+    now: DateTime<Utc>,
     column: prices::Column,
     value: &str,
 ) -> Result<(), BillingError> {
     prices::Entity::update_many()
         .col_expr(prices::Column::Active, Expr::value(false))
-        .col_expr(prices::Column::UpdatedAt, Expr::value(Utc::now()))
+        .col_expr(prices::Column::UpdatedAt, Expr::value(now))
         .filter(column.eq(value))
         .exec(db)
         .await?;
@@ -610,16 +627,21 @@ pub async fn deactivate_prices(
 
 /// Mirrors every active Stripe price (all pages) and deactivates what Stripe no longer offers.
 /// Returns (prices mirrored, prices deactivated).
-pub async fn sync_prices(db: &DatabaseConnection, gateway: &StripeGateway) -> Result<(usize, u64), BillingError> {
+pub async fn sync_prices(
+    db: &DatabaseConnection,
+    clock: &Clock,
+    gateway: &StripeGateway,
+) -> Result<(usize, u64), BillingError> {
     let listed = gateway.list_active_prices().await?;
     let txn = db::begin_write(db).await?;
+    let now = clock.now();
     for price in &listed {
-        upsert_stripe_price(&txn, price, None).await?;
+        upsert_stripe_price(&txn, now, price, None).await?;
     }
     let ids: Vec<String> = listed.iter().map(|p| p.id.to_string()).collect();
     let gone = prices::Entity::update_many()
         .col_expr(prices::Column::Active, Expr::value(false))
-        .col_expr(prices::Column::UpdatedAt, Expr::value(Utc::now()))
+        .col_expr(prices::Column::UpdatedAt, Expr::value(now))
         .filter(prices::Column::Active.eq(true))
         .filter(prices::Column::Id.is_not_in(ids))
         .exec(&txn)

@@ -21,6 +21,7 @@ use super::{
     stripe::StripeGateway,
 };
 use crate::{
+    clock::Clock,
     credits::{
         CreditsError,
         core::{NewLot, TakeBack, TransferDetails},
@@ -97,8 +98,9 @@ impl Delivery {
     }
 }
 
-fn timestamp(seconds: i64) -> DateTime<Utc> {
-    Utc.timestamp_opt(seconds, 0).single().unwrap_or_else(Utc::now)
+/// Stripe's seconds as a time; one out of range (it never is) reads as now.
+fn timestamp(seconds: i64, clock: &Clock) -> DateTime<Utc> {
+    Utc.timestamp_opt(seconds, 0).single().unwrap_or_else(|| clock.now())
 }
 
 /// The longest event id and type the inbox stores (its columns' sizes).
@@ -106,7 +108,7 @@ const MAX_EVENT_ID: usize = 255;
 const MAX_EVENT_TYPE: usize = 128;
 
 /// Reads the parts of an event's envelope the inbox keeps; what cannot be kept is refused.
-fn read_envelope(payload: &str) -> Result<(String, String, DateTime<Utc>), WebhookFailure> {
+fn read_envelope(payload: &str, clock: &Clock) -> Result<(String, String, DateTime<Utc>), WebhookFailure> {
     let envelope: serde_json::Value = serde_json::from_str(payload)
         .map_err(|e| WebhookFailure::InvalidPayload(format!("the body is not JSON: {e}")))?;
     let text = |field: &str, max: usize| -> Result<String, WebhookFailure> {
@@ -123,13 +125,15 @@ fn read_envelope(payload: &str) -> Result<(String, String, DateTime<Utc>), Webho
     };
     let id = text("id", MAX_EVENT_ID)?;
     let event_type = text("type", MAX_EVENT_TYPE)?;
-    Ok((id, event_type, timestamp(envelope["created"].as_i64().unwrap_or_default())))
+    Ok((id, event_type, timestamp(envelope["created"].as_i64().unwrap_or_default(), clock)))
 }
 
 /// Verifies and applies one delivery. `gateway` breaks ties between subscription events of the
-/// same second by asking Stripe for the subscription as it is now.
+/// same second by asking Stripe for the subscription as it is now. The signature's age is
+/// judged by `clock`, as is every time the event's effects record.
 pub async fn receive(
     db: &DatabaseConnection,
+    clock: &Clock,
     gateway: Option<&StripeGateway>,
     secret: Option<&str>,
     signature: Option<&str>,
@@ -137,7 +141,8 @@ pub async fn receive(
 ) -> Result<Delivery, WebhookFailure> {
     let secret = secret.ok_or(WebhookFailure::NotConfigured)?;
     let signature = signature.ok_or(WebhookFailure::MissingSignature)?;
-    let parsed = match Webhook::construct_event(payload, signature, secret) {
+    let now = clock.now().timestamp();
+    let parsed = match Webhook::construct_event_with_timestamp(payload, signature, secret, now) {
         Ok(event) => Ok(event.data.object),
         Err(WebhookError::BadTimestamp(_)) => return Err(WebhookFailure::StaleSignature),
         Err(WebhookError::BadParse(e)) => Err(e),
@@ -145,14 +150,15 @@ pub async fn receive(
     };
     // The signature is good: the payload is Stripe's. Its envelope is read as plain JSON so that
     // even an event async-stripe cannot parse is kept in the inbox.
-    let (id, event_type, created) = read_envelope(payload)?;
+    let (id, event_type, created) = read_envelope(payload, clock)?;
     let inbox = InboxEntry { id, event_type, created, payload: payload.to_owned() };
-    process(db, gateway, &inbox, parsed).await
+    process(db, clock, gateway, &inbox, parsed).await
 }
 
 /// Opens the event's transaction with its inbox row locked; `None` when it was applied before.
 async fn open_inbox(
     db: &DatabaseConnection,
+    clock: &Clock,
     inbox: &InboxEntry,
 ) -> Result<Option<DatabaseTransaction>, WebhookFailure> {
     let txn = db::begin_write(db).await?;
@@ -161,7 +167,7 @@ async fn open_inbox(
         event_type: Set(inbox.event_type.clone()),
         created_at: Set(inbox.created),
         payload: Set(inbox.payload.clone()),
-        received_at: Set(Utc::now()),
+        received_at: Set(clock.now()),
         processed_at: Set(None),
         attempts: Set(0),
         last_error: Set(None),
@@ -188,28 +194,29 @@ async fn open_inbox(
 /// transaction.
 async fn process(
     db: &DatabaseConnection,
+    clock: &Clock,
     gateway: Option<&StripeGateway>,
     inbox: &InboxEntry,
     parsed: Result<EventObject, String>,
 ) -> Result<Delivery, WebhookFailure> {
-    let Some(txn) = open_inbox(db, inbox).await? else { return Ok(Delivery::Duplicate) };
+    let Some(txn) = open_inbox(db, clock, inbox).await? else { return Ok(Delivery::Duplicate) };
     let outcome = match parsed {
-        Ok(object) => apply(&txn, object, inbox.created, gateway.is_some()).await,
+        Ok(object) => apply(&txn, clock, object, inbox.created, gateway.is_some()).await,
         Err(parse_error) if handled_type(&inbox.event_type) => Err(WebhookFailure::InvalidPayload(parse_error)),
         Err(_) => Ok(Delivery::Ignored),
     };
     let (Err(WebhookFailure::SubscriptionTie(subscription_id)), Some(gateway)) = (&outcome, gateway) else {
-        return finish(db, txn, inbox, outcome).await;
+        return finish(db, clock, txn, inbox, outcome).await;
     };
     let subscription_id = subscription_id.clone();
     txn.rollback().await?;
     let current = gateway.retrieve_subscription(&subscription_id).await;
-    let Some(txn) = open_inbox(db, inbox).await? else { return Ok(Delivery::Duplicate) };
+    let Some(txn) = open_inbox(db, clock, inbox).await? else { return Ok(Delivery::Duplicate) };
     let outcome = match current {
-        Ok(current) => mirror_subscription(&txn, &current, inbox.created, Source::Fetched).await,
+        Ok(current) => mirror_subscription(&txn, clock, &current, inbox.created, Source::Fetched).await,
         Err(e) => Err(WebhookFailure::Apply(format!("reading subscription {subscription_id} from Stripe: {e}"))),
     };
-    finish(db, txn, inbox, outcome).await
+    finish(db, clock, txn, inbox, outcome).await
 }
 
 /// What the inbox keeps of an event, so a failure can be recorded after its rollback.
@@ -224,6 +231,7 @@ struct InboxEntry {
 /// rollback on failure.
 async fn finish(
     db: &DatabaseConnection,
+    clock: &Clock,
     txn: DatabaseTransaction,
     inbox: &InboxEntry,
     outcome: Result<Delivery, WebhookFailure>,
@@ -234,7 +242,7 @@ async fn finish(
             let status = delivery.as_str();
             stripe_events::Entity::update_many()
                 .col_expr(stripe_events::Column::Status, Expr::value(status))
-                .col_expr(stripe_events::Column::ProcessedAt, Expr::value(Utc::now()))
+                .col_expr(stripe_events::Column::ProcessedAt, Expr::value(clock.now()))
                 .col_expr(stripe_events::Column::LastError, Expr::value(Option::<String>::None))
                 .col_expr(
                     stripe_events::Column::Attempts,
@@ -254,7 +262,7 @@ async fn finish(
                 event_type: Set(inbox.event_type.clone()),
                 created_at: Set(inbox.created),
                 payload: Set(inbox.payload.clone()),
-                received_at: Set(Utc::now()),
+                received_at: Set(clock.now()),
                 processed_at: Set(None),
                 attempts: Set(0),
                 last_error: Set(None),
@@ -292,6 +300,7 @@ fn handled_type(event_type: &str) -> bool {
 /// Re-applies a stored event that failed (admin). Its signature was verified on receipt.
 pub async fn retry(
     db: &DatabaseConnection,
+    clock: &Clock,
     gateway: Option<&StripeGateway>,
     id: &str,
 ) -> Result<Delivery, WebhookFailure> {
@@ -306,11 +315,12 @@ pub async fn retry(
         created: stored.created_at,
         payload: stored.payload,
     };
-    process(db, gateway, &inbox, parsed).await
+    process(db, clock, gateway, &inbox, parsed).await
 }
 
 async fn apply(
     txn: &DatabaseTransaction,
+    clock: &Clock,
     object: EventObject,
     created: DateTime<Utc>,
     can_fetch: bool,
@@ -318,33 +328,33 @@ async fn apply(
     let event = Source::Event { can_fetch };
     match object {
         EventObject::CheckoutSessionCompleted(session) | EventObject::CheckoutSessionAsyncPaymentSucceeded(session) => {
-            checkout_paid(txn, &session).await
+            checkout_paid(txn, clock, &session).await
         }
         EventObject::CheckoutSessionAsyncPaymentFailed(_) => Ok(Delivery::Processed),
-        EventObject::InvoicePaid(invoice) => invoice_paid(txn, &invoice).await,
+        EventObject::InvoicePaid(invoice) => invoice_paid(txn, clock, &invoice).await,
         EventObject::CustomerSubscriptionCreated(sub) | EventObject::CustomerSubscriptionUpdated(sub) => {
-            mirror_subscription(txn, &sub, created, event).await
+            mirror_subscription(txn, clock, &sub, created, event).await
         }
         EventObject::CustomerSubscriptionDeleted(sub) => {
-            mirror_subscription(txn, &sub, created, Source::DeletedEvent { can_fetch }).await
+            mirror_subscription(txn, clock, &sub, created, Source::DeletedEvent { can_fetch }).await
         }
-        EventObject::ChargeRefunded(charge) => charge_refunded(txn, &charge).await,
-        EventObject::ChargeDisputeCreated(dispute) => dispute_created(txn, &dispute).await,
-        EventObject::ChargeDisputeClosed(dispute) => dispute_closed(txn, &dispute).await,
+        EventObject::ChargeRefunded(charge) => charge_refunded(txn, clock, &charge).await,
+        EventObject::ChargeDisputeCreated(dispute) => dispute_created(txn, clock, &dispute).await,
+        EventObject::ChargeDisputeClosed(dispute) => dispute_closed(txn, clock, &dispute).await,
         EventObject::PriceCreated(price) | EventObject::PriceUpdated(price) => {
-            service::upsert_stripe_price(txn, &price, None).await?;
+            service::upsert_stripe_price(txn, clock.now(), &price, None).await?;
             Ok(Delivery::Processed)
         }
         EventObject::PriceDeleted(price) => {
-            service::deactivate_prices(txn, prices::Column::Id, price.id.as_str()).await?;
+            service::deactivate_prices(txn, clock.now(), prices::Column::Id, price.id.as_str()).await?;
             Ok(Delivery::Processed)
         }
         EventObject::ProductCreated(product) | EventObject::ProductUpdated(product) => {
-            service::update_stripe_product(txn, &product).await?;
+            service::update_stripe_product(txn, clock.now(), &product).await?;
             Ok(Delivery::Processed)
         }
         EventObject::ProductDeleted(product) => {
-            service::deactivate_prices(txn, prices::Column::ProductId, product.id.as_str()).await?;
+            service::deactivate_prices(txn, clock.now(), prices::Column::ProductId, product.id.as_str()).await?;
             Ok(Delivery::Processed)
         }
         _ => Ok(Delivery::Ignored),
@@ -369,6 +379,7 @@ async fn local_price(txn: &impl ConnectionTrait, price_id: &str) -> Result<price
 
 async fn record_payment(
     txn: &impl ConnectionTrait,
+    now: DateTime<Utc>,
     payment_intent: Option<String>,
     user_id: Uuid,
     fulfilled: &Fulfilled,
@@ -386,7 +397,7 @@ async fn record_payment(
         amount: Set(amount),
         currency: Set(currency.to_owned()),
         clawed_back: Set(0),
-        created_at: Set(Utc::now()),
+        created_at: Set(now),
     })
     .on_conflict(OnConflict::column(payments::Column::Id).do_nothing().to_owned())
     .exec_without_returning(txn)
@@ -394,7 +405,11 @@ async fn record_payment(
     Ok(())
 }
 
-async fn checkout_paid(txn: &DatabaseTransaction, session: &CheckoutSession) -> Result<Delivery, WebhookFailure> {
+async fn checkout_paid(
+    txn: &DatabaseTransaction,
+    clock: &Clock,
+    session: &CheckoutSession,
+) -> Result<Delivery, WebhookFailure> {
     if session.payment_status != CheckoutSessionPaymentStatus::Paid {
         // Completed but not yet paid (a delayed method): async_payment_succeeded grants it.
         return Ok(Delivery::Processed);
@@ -406,7 +421,7 @@ async fn checkout_paid(txn: &DatabaseTransaction, session: &CheckoutSession) -> 
         None => user_for_customer(txn, session.customer.as_ref().map(|c| c.id().as_str())).await?,
     }
     .ok_or_else(|| WebhookFailure::Apply(format!("checkout session {session_id} names no Tollgate user")))?;
-    checkout_sessions_complete(txn, session_id).await?;
+    checkout_sessions_complete(txn, clock.now(), session_id).await?;
     if session.mode != CheckoutSessionMode::Payment {
         // A plan's credits come with each paid invoice.
         return Ok(Delivery::Processed);
@@ -415,11 +430,12 @@ async fn checkout_paid(txn: &DatabaseTransaction, session: &CheckoutSession) -> 
         .get("price_id")
         .ok_or_else(|| WebhookFailure::Apply(format!("checkout session {session_id} carries no price_id")))?;
     let price = local_price(txn, price_id).await?;
-    let fulfilled = service::fulfil_pack(txn, user_id, &price, session_id).await?;
+    let fulfilled = service::fulfil_pack(txn, clock.now(), user_id, &price, session_id).await?;
     let payment_intent = session.payment_intent.as_ref().map(|p| p.id().to_string());
     let currency = session.currency.as_ref().map(|c| c.to_string()).unwrap_or_else(|| price.currency.clone());
     record_payment(
         txn,
+        clock.now(),
         payment_intent,
         user_id,
         &fulfilled,
@@ -430,17 +446,25 @@ async fn checkout_paid(txn: &DatabaseTransaction, session: &CheckoutSession) -> 
     Ok(Delivery::Processed)
 }
 
-async fn checkout_sessions_complete(txn: &impl ConnectionTrait, session_id: &str) -> Result<(), DbErr> {
+async fn checkout_sessions_complete(
+    txn: &impl ConnectionTrait,
+    now: DateTime<Utc>,
+    session_id: &str,
+) -> Result<(), DbErr> {
     crate::entities::checkout_sessions::Entity::update_many()
         .col_expr(crate::entities::checkout_sessions::Column::Status, Expr::value("complete"))
-        .col_expr(crate::entities::checkout_sessions::Column::CompletedAt, Expr::value(Utc::now()))
+        .col_expr(crate::entities::checkout_sessions::Column::CompletedAt, Expr::value(now))
         .filter(crate::entities::checkout_sessions::Column::Id.eq(session_id))
         .exec(txn)
         .await?;
     Ok(())
 }
 
-async fn invoice_paid(txn: &DatabaseTransaction, invoice: &stripe_shared::Invoice) -> Result<Delivery, WebhookFailure> {
+async fn invoice_paid(
+    txn: &DatabaseTransaction,
+    clock: &Clock,
+    invoice: &stripe_shared::Invoice,
+) -> Result<Delivery, WebhookFailure> {
     let invoice_id = invoice.id.as_ref().map(|i| i.to_string()).unwrap_or_default();
     let subscription_details = invoice.parent.as_ref().and_then(|p| p.subscription_details.as_ref());
     let Some(line) = invoice.lines.data.iter().find_map(|line| {
@@ -463,14 +487,15 @@ async fn invoice_paid(txn: &DatabaseTransaction, invoice: &stripe_shared::Invoic
     }
     .ok_or_else(|| WebhookFailure::Apply(format!("invoice {invoice_id} belongs to no Tollgate user")))?;
     let price = local_price(txn, &line.0).await?;
-    let fulfilled = service::fulfil_invoice(txn, user_id, &price, &invoice_id, timestamp(line.1)).await?;
+    let period_end = timestamp(line.1, clock);
+    let fulfilled = service::fulfil_invoice(txn, clock.now(), user_id, &price, &invoice_id, period_end).await?;
     let payment_intent = invoice
         .payments
         .as_ref()
         .and_then(|p| p.data.iter().find_map(|pay| pay.payment.payment_intent.as_ref()))
         .map(|p| p.id().to_string());
-    record_payment(txn, payment_intent, user_id, &fulfilled, invoice.amount_paid, &invoice.currency.to_string())
-        .await?;
+    let currency = invoice.currency.to_string();
+    record_payment(txn, clock.now(), payment_intent, user_id, &fulfilled, invoice.amount_paid, &currency).await?;
     Ok(Delivery::Processed)
 }
 
@@ -487,6 +512,7 @@ enum Source {
 
 async fn mirror_subscription(
     txn: &DatabaseTransaction,
+    clock: &Clock,
     sub: &stripe_shared::Subscription,
     created: DateTime<Utc>,
     source: Source,
@@ -529,14 +555,14 @@ async fn mirror_subscription(
             }
         }
     }
-    let now = Utc::now();
+    let now = clock.now();
     let model = subscriptions::ActiveModel {
         id: Set(id.clone()),
         user_id: Set(user_id),
         price_id: Set(item.price.id.to_string()),
         status: Set(status),
-        current_period_start: Set(timestamp(item.current_period_start)),
-        current_period_end: Set(timestamp(item.current_period_end)),
+        current_period_start: Set(timestamp(item.current_period_start, clock)),
+        current_period_end: Set(timestamp(item.current_period_end, clock)),
         cancel_at_period_end: Set(sub.cancel_at_period_end),
         source_updated_at: Set(created),
         created_at: Set(existing.as_ref().map(|s| s.created_at).unwrap_or(now)),
@@ -618,6 +644,7 @@ fn credits_for(payment: &payments::Model, money: i64) -> i64 {
 
 async fn charge_refunded(
     txn: &DatabaseTransaction,
+    clock: &Clock,
     charge: &stripe_shared::Charge,
 ) -> Result<Delivery, WebhookFailure> {
     let Some(payment) = payment_for(txn, charge.payment_intent.as_ref().map(|p| p.id().to_string())).await? else {
@@ -627,7 +654,7 @@ async fn charge_refunded(
     let share = credits_for(&payment, charge.amount_refunded);
     let description = format!("Refund of {}", charge.id);
     let (taken, _) =
-        take_back(txn, &payment, share, true, TransferKind::Clawback, system::CLAWBACK, description, Utc::now())
+        take_back(txn, &payment, share, true, TransferKind::Clawback, system::CLAWBACK, description, clock.now())
             .await?;
     if taken > 0 {
         adjust_clawed_back(txn, &payment.id, taken).await?;
@@ -665,6 +692,7 @@ fn returned_reference(dispute_id: &str) -> String {
 
 async fn dispute_created(
     txn: &DatabaseTransaction,
+    clock: &Clock,
     dispute: &stripe_shared::Dispute,
 ) -> Result<Delivery, WebhookFailure> {
     let id = dispute.id.as_str().to_owned();
@@ -674,7 +702,7 @@ async fn dispute_created(
     let Some(payment) = payment_for(txn, dispute_payment_intent(dispute)).await? else {
         return Ok(Delivery::Ignored);
     };
-    let now = Utc::now();
+    let now = clock.now();
     let share = credits_for(&payment, dispute.amount);
     let description = format!("Disputed payment {id}");
     let (credits, freeze_transfer_id) =
@@ -755,15 +783,16 @@ async fn return_frozen(
 
 async fn dispute_closed(
     txn: &DatabaseTransaction,
+    clock: &Clock,
     dispute: &stripe_shared::Dispute,
 ) -> Result<Delivery, WebhookFailure> {
     let id = dispute.id.as_str().to_owned();
     let Some(row) = disputes::Entity::find_by_id(id.clone()).lock_exclusive().one(txn).await? else {
         // A close without its creation: freeze first, then close.
-        if dispute_created(txn, dispute).await? == Delivery::Ignored {
+        if dispute_created(txn, clock, dispute).await? == Delivery::Ignored {
             return Ok(Delivery::Ignored);
         }
-        return Box::pin(dispute_closed(txn, dispute)).await;
+        return Box::pin(dispute_closed(txn, clock, dispute)).await;
     };
     if row.status != "open" {
         return Ok(Delivery::Processed);
@@ -774,7 +803,7 @@ async fn dispute_closed(
         // Not a closing status: the credits stay frozen until Stripe says how it ended.
         return Ok(Delivery::Processed);
     }
-    let now = Utc::now();
+    let now = clock.now();
     if row.credits > 0 {
         if lost {
             let amount = Credits::new(row.credits).map_err(|e| WebhookFailure::Apply(e.to_string()))?;

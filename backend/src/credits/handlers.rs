@@ -402,5 +402,5 @@ pub async fn reconcile_ledger(
     state: web::Data<AppState>,
     _admin: Admin,
 ) -> Result<web::Json<super::reconcile::ReconcileReport>, ApiError> {
-    Ok(web::Json(super::reconcile::reconcile(&state.db).await?))
+    Ok(web::Json(super::reconcile::reconcile(&state.db, &state.clock).await?))
 }

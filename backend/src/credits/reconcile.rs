@@ -12,6 +12,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::clock::Clock;
 use crate::domain::ledger::{HoldStatus, TransferKind};
 use crate::entities::{accounts, holds, idempotency_keys, lots, transfer_lots, transfers};
 
@@ -98,8 +99,8 @@ async fn sums_by(db: &impl ConnectionTrait, column: transfers::Column) -> Result
     sums(db, transfers::Entity::find(), column, "amount").await
 }
 
-/// Runs every check. Read-only.
-pub async fn reconcile(db: &impl ConnectionTrait) -> Result<ReconcileReport, DbErr> {
+/// Runs every check. Read-only; the report is stamped by `clock`.
+pub async fn reconcile(db: &impl ConnectionTrait, clock: &Clock) -> Result<ReconcileReport, DbErr> {
     let mut checks = Vec::new();
 
     // 1. Every transfer balances; all balances sum to zero.
@@ -291,7 +292,7 @@ pub async fn reconcile(db: &impl ConnectionTrait) -> Result<ReconcileReport, DbE
     checks.push(once);
 
     let checks: Vec<CheckResult> = checks.into_iter().map(|c| c.result).collect();
-    Ok(ReconcileReport { ok: checks.iter().all(|c| c.violation_count == 0), checked_at: Utc::now(), checks })
+    Ok(ReconcileReport { ok: checks.iter().all(|c| c.violation_count == 0), checked_at: clock.now(), checks })
 }
 
 impl ReconcileReport {

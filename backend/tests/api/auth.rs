@@ -225,7 +225,7 @@ async fn admin_routes_need_admin(app: TestApp) {
 
     // Promoted (as `tollgate users promote` does), then signed in again: an admin.
     let email = tollgate::domain::Email::parse(&user.email).unwrap();
-    tollgate::auth::service::promote(&app.db, &email).await.unwrap();
+    tollgate::auth::service::promote(&app.db, &app.clock, &email).await.unwrap();
     let token: Value = app.login(&user.email, PASSWORD).await.json().await.unwrap();
     let res = app.post("/api/v1/credits/grant", token["access_token"].as_str(), Some("k1"), &body).await;
     assert_eq!(res.status(), StatusCode::OK);
@@ -339,7 +339,7 @@ async fn reuse_after_the_grace_period_revokes_the_family(app: TestApp) {
 
     // The rotation is now a minute old: the grace period (10 s) is over.
     refresh_tokens::Entity::update_many()
-        .col_expr(refresh_tokens::Column::RotatedAt, Expr::value(chrono::Utc::now() - chrono::Duration::minutes(1)))
+        .col_expr(refresh_tokens::Column::RotatedAt, Expr::value(app.clock.now() - chrono::Duration::minutes(1)))
         .filter(refresh_tokens::Column::TokenHash.eq(hash_secret(&first)))
         .exec(&app.db)
         .await

@@ -193,7 +193,7 @@ async fn postgres_batches_never_deadlock() {
     let spend = priced(&app, 1).await;
     for round in 0..40 {
         let calls = (0..2).map(|side| {
-            let db = app.db.clone();
+            let (db, clock) = (app.db.clone(), app.clock.clone());
             let spend = spend.clone();
             let order: Vec<Uuid> = if side == 0 {
                 users.iter().map(|u| u.id).collect()
@@ -209,7 +209,7 @@ async fn postgres_batches_never_deadlock() {
                     .collect();
                 let commands: Vec<_> = requests.iter().map(|(user, request)| spend.command(*user, request)).collect();
                 let txn = db::begin_write(&db).await?;
-                let verdicts = writer::apply_in(&txn, &commands, chrono::Utc::now()).await?;
+                let verdicts = writer::apply_in(&txn, &commands, clock.now()).await?;
                 txn.commit().await?;
                 Ok::<_, sea_orm::DbErr>(verdicts.into_iter().map(spend::spent).collect::<Vec<_>>())
             }

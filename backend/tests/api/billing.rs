@@ -120,7 +120,7 @@ async fn sandbox_plan_subscribes_renews_and_cancels(app: TestApp) {
     problem(res, StatusCode::CONFLICT, "already_subscribed").await;
 
     // Renewal grants the next period once, through the invoice path.
-    let (renewed, ended) = tollgate::billing::service::renew_sandbox_subscriptions(&app.db).await.unwrap();
+    let (renewed, ended) = tollgate::billing::service::renew_sandbox_subscriptions(&app.db, &app.clock).await.unwrap();
     assert_eq!((renewed, ended), (1, 0));
     assert_eq!(app.balance(&user).await["balance"], 2000);
     assert_eq!(app.count("lots WHERE source = 'subscription'").await, 2);
@@ -137,7 +137,7 @@ async fn sandbox_plan_subscribes_renews_and_cancels(app: TestApp) {
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     let sub: Value = app.get("/api/v1/billing/subscription", Some(&user.token)).await.json().await.unwrap();
     assert_eq!(sub["subscription"]["cancel_at_period_end"], true);
-    let (renewed, ended) = tollgate::billing::service::renew_sandbox_subscriptions(&app.db).await.unwrap();
+    let (renewed, ended) = tollgate::billing::service::renew_sandbox_subscriptions(&app.db, &app.clock).await.unwrap();
     assert_eq!((renewed, ended), (0, 1));
     let sub: Value = app.get("/api/v1/billing/subscription", Some(&user.token)).await.json().await.unwrap();
     assert_eq!(sub["subscription"]["status"], "canceled");

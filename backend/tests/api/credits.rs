@@ -146,8 +146,8 @@ async fn grant_with(app: &TestApp, user_id: Uuid, body: Value) -> Value {
 
 async fn lots_are_spent_by_priority_then_expiry_then_age(app: TestApp) {
     let user = app.user().await;
-    let soon = chrono::Utc::now() + chrono::Duration::days(1);
-    let later = chrono::Utc::now() + chrono::Duration::days(9);
+    let soon = app.clock.now() + chrono::Duration::days(1);
+    let later = app.clock.now() + chrono::Duration::days(9);
     let paid = grant_with(&app, user.id, json!({ "amount": 10, "priority": 100 })).await["lot_id"].clone();
     let old_free = grant_with(&app, user.id, json!({ "amount": 10, "priority": 20 })).await["lot_id"].clone();
     let late =
@@ -174,13 +174,13 @@ async fn lots_are_spent_by_priority_then_expiry_then_age(app: TestApp) {
 
 async fn expired_lots_are_never_spent_and_expiry_is_posted(app: TestApp) {
     let user = app.user().await;
-    let expires = chrono::Utc::now() + chrono::Duration::milliseconds(1200);
+    let expires = app.clock.now() + chrono::Duration::milliseconds(1200);
     grant_with(&app, user.id, json!({ "amount": 30, "priority": 1, "expires_at": expires })).await;
     grant_with(&app, user.id, json!({ "amount": 5 })).await;
     let balance = app.balance(&user).await;
     assert_eq!(balance["balance"], 35);
     assert_eq!(balance["expiring_soon"][0]["remaining"], 30);
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    app.clock.advance(chrono::Duration::milliseconds(1500));
 
     // Before the expiry job has run, the expired lot is already gone from what can be spent.
     assert_eq!(app.balance(&user).await["available"], 5);
@@ -203,14 +203,14 @@ async fn expired_lots_are_never_spent_and_expiry_is_posted(app: TestApp) {
 /// replays stored for them, have one shape.
 async fn both_spend_paths_answer_alike(app: TestApp) {
     let user = app.user().await;
-    let expires = chrono::Utc::now() + chrono::Duration::milliseconds(1000);
+    let expires = app.clock.now() + chrono::Duration::milliseconds(1000);
     grant_with(&app, user.id, json!({ "amount": 30, "priority": 1, "expires_at": expires })).await;
     grant_with(&app, user.id, json!({ "amount": 20 })).await;
     let body = json!({ "amount": 3, "description": "same", "metadata": { "n": 1 } });
     let fast: Value = app.spend(&user, "fast", body.clone()).await.json().await.unwrap();
     assert_eq!(fast["transfer"]["lots"][0]["amount"], 3, "taken from the expiring lot first");
     assert_eq!(fast["balance"]["balance"], 47);
-    tokio::time::sleep(std::time::Duration::from_millis(1300)).await;
+    app.clock.advance(chrono::Duration::milliseconds(1300));
 
     let settled: Value = app.spend(&user, "settled", body.clone()).await.json().await.unwrap();
     assert_eq!(settled["balance"]["balance"], 17, "27 expired before this spend took 3");
@@ -353,7 +353,7 @@ async fn ledger_pages_filters_and_usage(app: TestApp) {
         ])
     );
     let by_day: Value = app.get("/api/v1/usage", Some(&user.token)).await.json().await.unwrap();
-    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    let today = app.clock.now().format("%Y-%m-%d").to_string();
     assert_eq!(by_day["buckets"], json!([{ "key": today, "credits": 20, "spends": 6 }]));
     problem(
         app.get("/api/v1/usage?group_by=hour", Some(&user.token)).await,
@@ -492,7 +492,7 @@ async fn reconcile_catches_a_corrupted_wallet(app: TestApp) {
     // Someone edits a balance by hand: reconcile names the wallet.
     use sea_orm::ConnectionTrait;
     app.db.execute_unprepared("UPDATE accounts SET balance = balance + 1000 WHERE kind = 'wallet'").await.unwrap();
-    let report = tollgate::credits::reconcile::reconcile(&app.db).await.unwrap();
+    let report = tollgate::credits::reconcile::reconcile(&app.db, &app.clock).await.unwrap();
     assert!(!report.ok);
     let wallets = report.checks.iter().find(|c| c.name == "wallet_balances").unwrap();
     assert_eq!(wallets.violation_count, 2, "against transfers and against lots");
@@ -509,7 +509,7 @@ async fn reconcile_catches_a_corrupted_wallet(app: TestApp) {
             ))
             .await
             .unwrap();
-        let report = tollgate::credits::reconcile::reconcile(&app.db).await.unwrap();
+        let report = tollgate::credits::reconcile::reconcile(&app.db, &app.clock).await.unwrap();
         let transfers = report.checks.iter().find(|c| c.name == "transfers_balance").unwrap();
         assert_eq!(transfers.violation_count, 1, "{:?}", transfers.violations);
         assert!(transfers.violations[0].contains(ghost), "{:?}", transfers.violations);

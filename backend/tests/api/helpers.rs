@@ -287,6 +287,18 @@ impl TestApp {
         }
     }
 
+    /// A new session for the user, as after the clock moved past the old one's life.
+    pub async fn sign_in_again(&self, user: &TestUser) -> TestUser {
+        let res = self.login(&user.email, PASSWORD).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        let body: Value = res.json().await.expect("json");
+        TestUser {
+            token: body["access_token"].as_str().expect("token").to_owned(),
+            refresh_token: body["refresh_token"].as_str().expect("refresh").to_owned(),
+            ..user.clone()
+        }
+    }
+
     /// Grants credits with the operator key and checks it worked.
     pub async fn grant(&self, user: &TestUser, amount: i64) -> Value {
         let key = Uuid::new_v4().to_string();
@@ -338,7 +350,7 @@ impl TestApp {
 
     /// Asserts the four ledger invariants hold over the whole database.
     pub async fn assert_reconciled(&self) {
-        let report = tollgate::credits::reconcile::reconcile(&self.db).await.expect("reconcile");
+        let report = tollgate::credits::reconcile::reconcile(&self.db, &self.clock).await.expect("reconcile");
         assert!(report.ok, "reconcile found violations:\n{}", report.to_text());
     }
 }

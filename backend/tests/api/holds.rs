@@ -116,7 +116,7 @@ async fn holds_expire_by_themselves(app: TestApp) {
     let held = hold(&app, &user, "h1", json!({ "amount": 9, "ttl_seconds": 1 })).await;
     let id = held["hold"]["id"].as_str().unwrap().to_owned();
     assert_eq!(app.balance(&user).await["available"], 1);
-    tokio::time::sleep(std::time::Duration::from_millis(1300)).await;
+    app.clock.advance(chrono::Duration::milliseconds(1300));
 
     // Released by itself: before the job runs, reads already see it.
     let balance = app.balance(&user).await;
@@ -138,7 +138,7 @@ async fn holds_expire_by_themselves(app: TestApp) {
     // And the job releases one no request touched.
     app.grant(&user, 5).await;
     hold(&app, &user, "h2", json!({ "amount": 5, "ttl_seconds": 1 })).await;
-    tokio::time::sleep(std::time::Duration::from_millis(1300)).await;
+    app.clock.advance(chrono::Duration::milliseconds(1300));
     assert_eq!(tollgate::credits::expiry::expire_due(&app.ledger).await.unwrap(), 1);
     assert_eq!(app.count("holds WHERE status = 'expired'").await, 2);
     app.assert_reconciled().await;
@@ -215,7 +215,7 @@ async fn holds_refuse_bad_input_without_writing(app: TestApp) {
 async fn releasing_an_expired_hold_keeps_the_wallet_true(app: TestApp) {
     let user = app.user().await;
     app.grant(&user, 10).await;
-    let soon = chrono::Utc::now() + chrono::Duration::milliseconds(1500);
+    let soon = app.clock.now() + chrono::Duration::milliseconds(1500);
     let res = app
         .post_admin(
             "/api/v1/credits/grant",
@@ -227,7 +227,7 @@ async fn releasing_an_expired_hold_keeps_the_wallet_true(app: TestApp) {
     let held = hold(&app, &user, "h1", json!({ "amount": 3, "ttl_seconds": 1 })).await;
     assert_eq!(held["balance"], json!({ "balance": 15, "available": 12, "held": 3, "debt": 0 }));
     let id = held["hold"]["id"].as_str().unwrap().to_owned();
-    tokio::time::sleep(std::time::Duration::from_millis(2000)).await;
+    app.clock.advance(chrono::Duration::milliseconds(2000));
 
     // The work ran long: the client releases after the TTL.
     let res = app.post(&format!("/api/v1/credits/holds/{id}/release"), Some(&user.token), None, &json!(null)).await;

@@ -11,6 +11,7 @@ mod auth;
 mod batch;
 mod billing;
 mod cli;
+mod clock;
 mod credits;
 mod edge;
 mod errors;

@@ -28,7 +28,7 @@ fn counter(text: &str, movement: &str) -> i64 {
 async fn credit_counters_equal_the_ledgers_sums(app: TestApp) {
     let user = app.user().await;
     app.grant(&user, 100).await;
-    let soon = chrono::Utc::now() + chrono::Duration::milliseconds(800);
+    let soon = app.clock.now() + chrono::Duration::milliseconds(800);
     let res = app
         .post_admin(
             "/api/v1/credits/grant",
@@ -40,7 +40,7 @@ async fn credit_counters_equal_the_ledgers_sums(app: TestApp) {
     buy(&app, &user.token, "sandbox_pack_100").await;
     buy(&app, &user.token, "sandbox_plan_monthly").await;
 
-    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    app.clock.advance(chrono::Duration::milliseconds(1200));
     // A spend, and its replay (counted once); the example feature; a capture and its replay.
     for _ in 0..2 {
         assert_eq!(app.spend(&user, "s1", json!({ "amount": 3 })).await.status(), StatusCode::OK);

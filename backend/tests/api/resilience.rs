@@ -126,7 +126,7 @@ async fn spend_ids(db: &DatabaseConnection) -> HashSet<String> {
 
 async fn assert_reconciled(database_url: &str) {
     let db = Database::connect(database_url).await.unwrap();
-    let report = tollgate::credits::reconcile::reconcile(&db).await.unwrap();
+    let report = tollgate::credits::reconcile::reconcile(&db, &tollgate::clock::Clock::system()).await.unwrap();
     assert!(report.ok, "{}", report.to_text());
     db.close().await.ok();
 }

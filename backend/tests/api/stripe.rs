@@ -246,7 +246,7 @@ async fn deliver_signed(app: &TestApp, path: &str, payload: &str, signature: Opt
 }
 
 async fn deliver(app: &TestApp, payload: &str) -> reqwest::Response {
-    let signature = sign(payload, WEBHOOK_SECRET, chrono::Utc::now().timestamp());
+    let signature = sign(payload, WEBHOOK_SECRET, app.clock.now().timestamp());
     deliver_signed(app, "/api/v1/webhooks/stripe", payload, Some(signature)).await
 }
 
@@ -409,7 +409,7 @@ async fn webhook_signatures_are_checked_before_anything_is_stored(backend: Backe
         1_767_225_700,
         checkout_session("cs_sig", user.id, PACK, "payment", "paid", Some("pi_sig")),
     );
-    let now = chrono::Utc::now().timestamp();
+    let now = app.clock.now().timestamp();
     let cases = [
         (Some(sign(&payload, "whsec_wrong_secret", now)), "invalid_signature"),
         (Some(sign(&payload, WEBHOOK_SECRET, now - 301)), "stale_signature"),
@@ -479,7 +479,7 @@ async fn the_same_event_twenty_times_at_once_grants_once(backend: Backend) {
 async fn invoices_grant_each_period_once_in_any_order(backend: Backend) {
     let Some((app, stripe)) = stripe_app(backend).await else { return };
     let user = customer_user(&app, &stripe).await;
-    let period_end = chrono::Utc::now().timestamp() + 20 * 86_400;
+    let period_end = app.clock.now().timestamp() + 20 * 86_400;
 
     // invoice.paid can arrive before checkout.session.completed.
     assert_eq!(
@@ -619,7 +619,7 @@ async fn disputes_freeze_then_return_or_take(backend: Backend) {
 async fn stale_subscription_updates_are_ignored(backend: Backend) {
     let Some((app, stripe)) = stripe_app(backend).await else { return };
     let user = customer_user(&app, &stripe).await;
-    let end = chrono::Utc::now().timestamp() + 20 * 86_400;
+    let end = app.clock.now().timestamp() + 20 * 86_400;
     let newer = event(
         "evt_sub_new",
         "customer.subscription.updated",
@@ -705,7 +705,7 @@ async fn lot(app: &TestApp, reference: &str) -> lots::Model {
 /// Moves every subscription period's expiry into the past and posts it, as `tollgate expire` does.
 async fn expire_periods(app: &TestApp) {
     lots::Entity::update_many()
-        .col_expr(lots::Column::ExpiresAt, Expr::value(chrono::Utc::now() - chrono::Duration::hours(1)))
+        .col_expr(lots::Column::ExpiresAt, Expr::value(app.clock.now() - chrono::Duration::hours(1)))
         .filter(lots::Column::Source.eq("subscription"))
         .exec(&app.db)
         .await
@@ -721,7 +721,7 @@ async fn figures(app: &TestApp, user: &TestUser) -> (i64, i64, i64) {
 
 /// A period of 1000 credits (paid by `pi`) and a pack of 100; 300 of the period spent, the rest expired.
 async fn period_spent_then_expired(app: &TestApp, user: &TestUser, pi: &str) {
-    let end = chrono::Utc::now().timestamp() + 20 * 86_400;
+    let end = app.clock.now().timestamp() + 20 * 86_400;
     let paid =
         event(&format!("evt_{pi}"), "invoice.paid", 1_767_225_700, paid_invoice(&format!("in_{pi}"), PLAN, end, pi));
     assert_eq!(ack(app, &paid).await, "processed");
@@ -812,7 +812,7 @@ async fn closed_inquiry_returns_credits_and_a_won_period_keeps_its_expiry(backen
 
     // A dispute about a subscription period, won: the period's credits come back as the period's,
     // still expiring at its end and spent before packs.
-    let end = chrono::Utc::now().timestamp() + 20 * 86_400;
+    let end = app.clock.now().timestamp() + 20 * 86_400;
     let paid = event("evt_won_inv", "invoice.paid", 1_767_225_950, paid_invoice("in_won", PLAN, end, "pi_won_period"));
     assert_eq!(ack(&app, &paid).await, "processed");
     let period = lot(&app, "stripe:invoice:in_won").await;
@@ -855,7 +855,7 @@ async fn closed_inquiry_returns_credits_and_a_won_period_keeps_its_expiry(backen
 async fn same_second_subscription_events_end_in_stripes_state_in_either_order(backend: Backend) {
     let Some((app, stripe)) = stripe_app(backend).await else { return };
     let user = customer_user(&app, &stripe).await;
-    let end = chrono::Utc::now().timestamp() + 20 * 86_400;
+    let end = app.clock.now().timestamp() + 20 * 86_400;
     for id in ["sub_created_first", "sub_updated_first"] {
         Mock::given(method("GET"))
             .and(path(format!("/v1/subscriptions/{id}")))
@@ -930,5 +930,45 @@ async fn malformed_signed_events_answer_400_and_credit_nothing(backend: Backend)
     assert_eq!(figures(&app, &user).await, (0, 0, 0));
     assert_eq!(app.count("lots").await, 0);
     assert_eq!(app.count("transfers").await, 0);
+    app.assert_reconciled().await;
+}
+
+both_backends!(a_late_refund_and_its_signature_are_judged_by_the_clock);
+
+/// A webhook's signature age, and the moment its refund reaches the ledger, are the clock's
+/// (issue #14): three weeks on by the clock, a period that has ended has expired when its refund
+/// arrives, though no job has posted that expiry yet.
+async fn a_late_refund_and_its_signature_are_judged_by_the_clock(backend: Backend) {
+    let Some((app, stripe)) = stripe_app(backend).await else { return };
+    let user = customer_user(&app, &stripe).await;
+    let end = app.clock.now().timestamp() + 20 * 86_400;
+    let paid = event("evt_clock_paid", "invoice.paid", 1_767_225_700, paid_invoice("in_clock", PLAN, end, "pi_clock"));
+    assert_eq!(ack(&app, &paid).await, "processed");
+    buy_pack(&app, &user, "cs_clock", "pi_pack_clock").await;
+    assert_eq!(app.spend(&user, "period-spend", json!({ "amount": 300 })).await.status(), StatusCode::OK);
+
+    app.clock.advance(chrono::Duration::days(21));
+    let user = app.sign_in_again(&user).await;
+    let refund =
+        event("evt_clock_refund", "charge.refunded", 1_767_225_900, charge("ch_clock", "pi_clock", 1500, 1500));
+    // Signed at the system's time: three weeks old by the application's.
+    let signature = sign(&refund, WEBHOOK_SECRET, chrono::Utc::now().timestamp());
+    let res = deliver_signed(&app, "/api/v1/webhooks/stripe", &refund, Some(signature)).await;
+    problem(res, StatusCode::BAD_REQUEST, "stale_signature").await;
+    assert_eq!(app.count("stripe_events WHERE id = 'evt_clock_refund'").await, 0);
+
+    // Signed at the clock's time, it is applied then: the period's 700 unspent credits expired and
+    // are not taken back; the 300 spent are (the pack's 100, then 200 of debt).
+    assert_eq!(ack(&app, &refund).await, "processed");
+    tollgate::credits::expiry::expire_due(&app.ledger).await.unwrap();
+    assert_eq!(figures(&app, &user).await, (-200, 200, 0));
+    let clawed: Value = app.get("/api/v1/credits/ledger?kind=clawback", Some(&user.token)).await.json().await.unwrap();
+    let amounts: Vec<i64> =
+        clawed["entries"].as_array().unwrap().iter().map(|e| e["amount"].as_i64().unwrap().abs()).collect();
+    assert_eq!(amounts, [300]);
+    let expired: Value = app.get("/api/v1/credits/ledger?kind=expiry", Some(&user.token)).await.json().await.unwrap();
+    let amounts: Vec<i64> =
+        expired["entries"].as_array().unwrap().iter().map(|e| e["amount"].as_i64().unwrap().abs()).collect();
+    assert_eq!(amounts, [700]);
     app.assert_reconciled().await;
 }
