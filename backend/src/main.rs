@@ -3,12 +3,9 @@ use std::io::Write;
 use clap::Parser;
 use tollgate::cli::{Cli, run};
 
-/// mimalloc instead of glibc's malloc: each Argon2 hash takes `PASSWORD_HASH_MEMORY_KIB` (19 MiB)
-/// on whichever blocking thread runs it, and glibc keeps such blocks in per-thread arenas after
-/// they are freed, so a burst of sign-ins leaves the server's memory high long after it even with
-/// hashing bounded; mimalloc returns them to the system. Figures in docs/performance.md.
+/// mimalloc, tuned: see the `tollgate-allocator` crate.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: tollgate_allocator::MiMalloc = tollgate_allocator::MiMalloc;
 
 fn init_logging() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info,sqlx=warn,sea_orm=warn"))
@@ -27,8 +24,13 @@ fn init_logging() {
         .init();
 }
 
-#[actix_web::main]
-async fn main() {
+fn main() {
+    // Before the runtime starts any thread.
+    tollgate_allocator::tune();
+    actix_web::rt::System::new().block_on(serve());
+}
+
+async fn serve() {
     init_logging();
     let cli = Cli::parse();
     match run(cli).await {
