@@ -14,7 +14,10 @@ use super::{
     portal,
     service::{self, BillingError},
 };
-use crate::{error::ApiError, state::AppState};
+use crate::{
+    error::{ApiError, ErrorCode},
+    state::AppState,
+};
 
 fn escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
@@ -103,8 +106,8 @@ pub struct PortalForm {
 }
 
 fn portal_expired() -> ApiError {
-    ApiError::unauthorized(
-        "invalid_token",
+    ApiError::new(
+        ErrorCode::InvalidToken,
         "This portal link has expired or was already used; open the portal again from the app.",
     )
 }
