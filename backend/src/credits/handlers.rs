@@ -147,15 +147,10 @@ pub async fn grant_credits(
         return Err(ApiError::field("reason", "length", "reason must be 1 to 500 characters"));
     }
     let source = match body.source.as_deref() {
-        None | Some("grant") => LotSource::Grant,
-        Some("promotion") => LotSource::Promotion,
-        Some(other) => {
-            return Err(ApiError::field(
-                "source",
-                "invalid",
-                format!("source `{other}` is not `grant` or `promotion`"),
-            ));
-        }
+        None => LotSource::Grant,
+        Some(raw) => GrantSource::parse(raw).ok_or_else(|| {
+            ApiError::field("source", "invalid", format!("source `{raw}` is not `grant` or `promotion`"))
+        })?,
     };
     if body.expires_at.is_some_and(|at| at <= state.clock.now()) {
         return Err(ApiError::field("expires_at", "invalid", "expires_at must be in the future"));

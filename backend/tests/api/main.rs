@@ -20,5 +20,6 @@ mod metrics;
 mod openapi;
 mod portal;
 mod resilience;
+mod status_checks;
 mod stripe;
 mod wal;
