@@ -18,7 +18,8 @@ use crate::request_id;
 
 mod code;
 
-/// The problem details body, as documented in the OpenAPI spec.
+/// The problem details body, as documented in the OpenAPI spec (`ApiError` writes it), with
+/// the extension members some codes add.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Problem {
     /// A URI naming the kind of problem: `urn:tollgate:problem:<code>`.
@@ -38,6 +39,24 @@ pub struct Problem {
     /// Field-level failures, for `validation_failed`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub errors: Option<Vec<FieldError>>,
+    /// `insufficient_credits` and `outstanding_debt`: what the wallet can spend now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub available: Option<i64>,
+    /// `insufficient_credits`, and `validation_failed` for a capture over the hold: what was asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requested: Option<i64>,
+    /// `outstanding_debt`: what the wallet owes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub debt: Option<i64>,
+    /// `hold_already_captured`: the amount the hold was captured for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub captured_amount: Option<i64>,
+    /// `validation_failed` for a capture over the hold: what the hold holds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held: Option<i64>,
+    /// `insufficient_scope`: the scope the API key lacks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub required_scope: Option<String>,
 }
 
 /// One failing field of a request body.

@@ -137,4 +137,10 @@ async fn the_served_spec_lists_each_routes_codes(app: crate::helpers::TestApp) {
     .await;
     let listed = codes(response(&spec, spend, "post", "402"));
     assert!(listed.contains(&refused["code"].as_str().unwrap()));
+    // Its extension members are documented too.
+    let documented = spec["components"]["schemas"]["Problem"]["properties"].as_object().unwrap();
+    for member in refused.as_object().unwrap().keys() {
+        assert!(documented.contains_key(member), "`{member}` is not in the Problem schema");
+    }
+    assert!(refused["available"].is_i64() && refused["requested"].is_i64(), "{refused}");
 }

@@ -8,11 +8,9 @@ export type ErrorCode = components['schemas']['ErrorCode'];
 /** Codes the SPA gives failures that carry no problem details: no answer, or not a problem body. */
 export type ClientErrorCode = 'network_error' | 'server_error' | 'http_error';
 
-/** An RFC 9457 problem as Tollgate sends it, with the extension members some codes add. */
+/** An RFC 9457 problem as Tollgate sends it (the spec lists the extension members some codes add). */
 export type Problem = Omit<components['schemas']['Problem'], 'code'> & {
   code: ErrorCode | ClientErrorCode;
-  available?: number;
-  requested?: number;
   [extension: string]: unknown;
 };
 

@@ -979,19 +979,49 @@ export interface components {
         PortalLinkResponse: {
             url: string;
         };
-        /** @description The problem details body, as documented in the OpenAPI spec. */
+        /**
+         * @description The problem details body, as documented in the OpenAPI spec (`ApiError` writes it), with
+         *     the extension members some codes add.
+         */
         Problem: {
+            /**
+             * Format: int64
+             * @description `insufficient_credits` and `outstanding_debt`: what the wallet can spend now.
+             */
+            available?: number | null;
+            /**
+             * Format: int64
+             * @description `hold_already_captured`: the amount the hold was captured for.
+             */
+            captured_amount?: number | null;
             /**
              * @description Stable machine-readable code, e.g. `insufficient_credits`; each route's responses list
              *     the codes it can answer.
              */
             code: components["schemas"]["ErrorCode"];
+            /**
+             * Format: int64
+             * @description `outstanding_debt`: what the wallet owes.
+             */
+            debt?: number | null;
             /** @description What went wrong with this request. */
             detail: string;
             /** @description Field-level failures, for `validation_failed`. */
             errors?: components["schemas"]["FieldError"][] | null;
+            /**
+             * Format: int64
+             * @description `validation_failed` for a capture over the hold: what the hold holds.
+             */
+            held?: number | null;
             /** @description The request id, as in the `X-Request-Id` response header. */
             request_id: string;
+            /**
+             * Format: int64
+             * @description `insufficient_credits`, and `validation_failed` for a capture over the hold: what was asked for.
+             */
+            requested?: number | null;
+            /** @description `insufficient_scope`: the scope the API key lacks. */
+            required_scope?: string | null;
             /**
              * Format: int32
              * @description The HTTP status code.
