@@ -96,19 +96,25 @@ const PROBLEM_JSON: &str = "application/problem+json";
 /// One response per status among `codes`, each a `Problem` whose `code` is one of that status's
 /// codes.
 pub fn problem_responses(codes: &[ErrorCode]) -> BTreeMap<String, RefOr<Response>> {
-    let mut by_status: BTreeMap<String, Vec<ErrorCode>> = BTreeMap::new();
-    for &code in codes {
-        by_status.entry(code.status().as_u16().to_string()).or_default().push(code);
-    }
-    by_status.into_iter().map(|(status, codes)| (status, problem_response(&codes).into())).collect()
+    by_status(codes).into_iter().map(|(status, codes)| (status, problem_response(&codes).into())).collect()
 }
 
-/// A problem response answering one of `codes` (all of one status).
+/// The codes grouped by their status, each group sorted (by the table's order) and without repeats.
+fn by_status(codes: &[ErrorCode]) -> BTreeMap<String, Vec<ErrorCode>> {
+    let mut groups: BTreeMap<String, Vec<ErrorCode>> = BTreeMap::new();
+    for &code in codes {
+        groups.entry(code.status().as_u16().to_string()).or_default().push(code);
+    }
+    for group in groups.values_mut() {
+        group.sort();
+        group.dedup();
+    }
+    groups
+}
+
+/// A problem response answering one of `codes`: all of one status, sorted, without repeats.
 fn problem_response(codes: &[ErrorCode]) -> Response {
-    let mut codes = codes.to_vec();
-    codes.sort();
-    codes.dedup();
-    let description: String = match codes.as_slice() {
+    let description: String = match codes {
         [one] => format!("`{}`: {}", one.as_str(), one.meaning()),
         _ => codes.iter().map(|c| format!("- `{}`: {}\n", c.as_str(), c.meaning())).collect(),
     };
@@ -268,14 +274,13 @@ pub fn complete_spec(api: &mut utoipa::openapi::OpenApi) {
                     response.description = reason.to_owned();
                 }
             }
-            for (status, response) in problem_responses(&codes) {
-                let group = codes_of(&response).unwrap_or_default();
+            for (status, group) in by_status(&codes) {
                 let response = match shared_name(&group) {
                     Some(name) => {
-                        shared.entry(name.clone()).or_insert(response);
+                        shared.entry(name.clone()).or_insert_with(|| problem_response(&group).into());
                         Ref::from_response_name(name).into()
                     }
-                    None => response,
+                    None => problem_response(&group).into(),
                 };
                 // A status the handler answers with its own body (a probe's 503) keeps it.
                 responses.entry(status).or_insert(response);
