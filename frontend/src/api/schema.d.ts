@@ -738,7 +738,7 @@ export interface components {
          * @description A stable, machine-readable problem code. Each code always comes with the same HTTP status.
          *
          *     - `invalid_json` (400): The body is not JSON, or could not be read.
-         *     - `invalid_query` (400): A query parameter has the wrong type or an unknown value.
+         *     - `invalid_query` (400): A query parameter cannot be read as its type (e.g. `limit=abc`).
          *     - `idempotency_key_required` (400): The request moves credits: send an `Idempotency-Key` header.
          *     - `missing_signature` (400): A webhook came without a `Stripe-Signature` header; nothing was stored.
          *     - `invalid_signature` (400): A webhook's signature does not match the body; nothing was stored.
@@ -774,12 +774,12 @@ export interface components {
          *     - `idempotency_key_reused` (409): The `Idempotency-Key` was already used with a different request.
          *     - `feature_exists` (409): A feature with this key is on the rate card already.
          *     - `hold_expired` (409): The hold expired; its credits were released.
-         *     - `hold_not_open` (409): The hold was released (or expired) and can no longer be captured.
-         *     - `hold_already_captured` (409): The hold was captured already, for another amount (`captured_amount`).
+         *     - `hold_not_open` (409): The hold was released and can no longer be captured.
+         *     - `hold_already_captured` (409): The hold was captured already (`captured_amount`): it cannot be released, nor captured for another amount.
          *     - `already_subscribed` (409): The user has a live subscription: change plans in the billing portal.
          *     - `checkout_session_closed` (409): The checkout session was completed or expired.
          *     - `sandbox_mode` (409): The server runs in sandbox mode: there is no Stripe account to act on.
-         *     - `payload_too_large` (413): The body is larger than the route accepts (256 KiB of JSON).
+         *     - `payload_too_large` (413): The body is larger than the route accepts (256 KiB of JSON, 1 MiB for any body).
          *     - `unsupported_media_type` (415): Send the body as `application/json`.
          *     - `validation_failed` (422): A field is missing or invalid; `errors` names each field and the rule it broke.
          *     - `rate_limited` (429): Too many requests: retry after `Retry-After` seconds.
@@ -1455,7 +1455,7 @@ export interface components {
                 };
             };
         };
-        /** @description `invalid_query`: A query parameter has the wrong type or an unknown value. */
+        /** @description `invalid_query`: A query parameter cannot be read as its type (e.g. `limit=abc`). */
         InvalidQuery: {
             headers: {
                 [name: string]: unknown;
@@ -1479,7 +1479,7 @@ export interface components {
                 };
             };
         };
-        /** @description `payload_too_large`: The body is larger than the route accepts (256 KiB of JSON). */
+        /** @description `payload_too_large`: The body is larger than the route accepts (256 KiB of JSON, 1 MiB for any body). */
         PayloadTooLarge: {
             headers: {
                 [name: string]: unknown;
@@ -2414,8 +2414,8 @@ export interface operations {
             /**
              * @description - `idempotency_key_reused`: The `Idempotency-Key` was already used with a different request.
              *     - `hold_expired`: The hold expired; its credits were released.
-             *     - `hold_not_open`: The hold was released (or expired) and can no longer be captured.
-             *     - `hold_already_captured`: The hold was captured already, for another amount (`captured_amount`).
+             *     - `hold_not_open`: The hold was released and can no longer be captured.
+             *     - `hold_already_captured`: The hold was captured already (`captured_amount`): it cannot be released, nor captured for another amount.
              */
             409: {
                 headers: {
@@ -2478,7 +2478,7 @@ export interface operations {
             };
             /**
              * @description - `idempotency_key_reused`: The `Idempotency-Key` was already used with a different request.
-             *     - `hold_already_captured`: The hold was captured already, for another amount (`captured_amount`).
+             *     - `hold_already_captured`: The hold was captured already (`captured_amount`): it cannot be released, nor captured for another amount.
              */
             409: {
                 headers: {
