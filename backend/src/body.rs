@@ -11,7 +11,7 @@ use actix_web::{
     Error, HttpMessage, HttpResponse, ResponseError,
     body::{EitherBody, MessageBody},
     dev::{ServiceRequest, ServiceResponse},
-    http::{ConnectionType, StatusCode, header},
+    http::{ConnectionType, header},
     middleware::Next,
     web::{self, BytesMut},
 };
@@ -19,7 +19,7 @@ use futures_util::StreamExt;
 use serde_json::Value;
 
 use crate::{
-    error::{ApiError, FieldError},
+    error::{ApiError, ErrorCode, FieldError},
     state::AppState,
 };
 
@@ -99,9 +99,7 @@ pub async fn guard(
         match tokio::time::timeout_at(deadline, payload.next()).await {
             Err(_) => {
                 let mut response = ApiError::new(
-                    StatusCode::REQUEST_TIMEOUT,
-                    "request_timeout",
-                    "Request timeout",
+                    ErrorCode::RequestTimeout,
                     format!("The request body did not arrive within {} seconds.", timeout.as_secs()),
                 )
                 .error_response();
@@ -113,9 +111,7 @@ pub async fn guard(
             Ok(Some(Ok(chunk))) => {
                 if body.len() + chunk.len() > MAX_BODY_BYTES {
                     let response = ApiError::new(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "payload_too_large",
-                        "Payload too large",
+                        ErrorCode::PayloadTooLarge,
                         "The request body is larger than this endpoint accepts.",
                     )
                     .error_response();

@@ -13,9 +13,13 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
+pub use self::code::ErrorCode;
 use crate::request_id;
 
-/// The problem details body, as documented in the OpenAPI spec.
+mod code;
+
+/// The problem details body, as documented in the OpenAPI spec (`ApiError` writes it), with
+/// the extension members some codes add.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Problem {
     /// A URI naming the kind of problem: `urn:tollgate:problem:<code>`.
@@ -27,13 +31,32 @@ pub struct Problem {
     pub status: u16,
     /// What went wrong with this request.
     pub detail: String,
-    /// Stable machine-readable code, e.g. `insufficient_credits`.
-    pub code: String,
+    /// Stable machine-readable code, e.g. `insufficient_credits`; each route's responses list
+    /// the codes it can answer.
+    pub code: ErrorCode,
     /// The request id, as in the `X-Request-Id` response header.
     pub request_id: String,
     /// Field-level failures, for `validation_failed`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub errors: Option<Vec<FieldError>>,
+    /// `insufficient_credits` and `outstanding_debt`: what the wallet can spend now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub available: Option<i64>,
+    /// `insufficient_credits`, and `validation_failed` for a capture over the hold: what was asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requested: Option<i64>,
+    /// `outstanding_debt`: what the wallet owes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub debt: Option<i64>,
+    /// `hold_already_captured`: the amount the hold was captured for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub captured_amount: Option<i64>,
+    /// `validation_failed` for a capture over the hold: what the hold holds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held: Option<i64>,
+    /// `insufficient_scope`: the scope the API key lacks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub required_scope: Option<String>,
 }
 
 /// One failing field of a request body.
@@ -47,11 +70,10 @@ pub struct FieldError {
     pub message: String,
 }
 
-/// An error on its way to becoming a problem+json response.
+/// An error on its way to becoming a problem+json response: a code (which brings its status
+/// and title), what went wrong this time, and any extension members.
 pub struct ApiError {
-    status: StatusCode,
-    code: &'static str,
-    title: &'static str,
+    code: ErrorCode,
     detail: String,
     extensions: Map<String, Value>,
     retry_after: Option<u64>,
@@ -59,8 +81,8 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, title: &'static str, detail: impl Into<String>) -> Self {
-        Self { status, code, title, detail: detail.into(), extensions: Map::new(), retry_after: None, source: None }
+    pub fn new(code: ErrorCode, detail: impl Into<String>) -> Self {
+        Self { code, detail: detail.into(), extensions: Map::new(), retry_after: None, source: None }
     }
 
     /// Adds an extension member (e.g. `available`, `requested`) to the body.
@@ -77,28 +99,14 @@ impl ApiError {
         self
     }
 
-    pub fn code(&self) -> &'static str {
+    /// Keeps the cause, to be logged (never shown) when the status is a 5xx.
+    pub fn caused_by(mut self, source: impl Into<anyhow::Error>) -> Self {
+        self.source = Some(source.into());
+        self
+    }
+
+    pub fn code(&self) -> ErrorCode {
         self.code
-    }
-
-    pub fn bad_request(code: &'static str, detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, code, "Bad request", detail)
-    }
-
-    pub fn unauthorized(code: &'static str, detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, code, "Unauthorized", detail)
-    }
-
-    pub fn forbidden(code: &'static str, detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::FORBIDDEN, code, "Forbidden", detail)
-    }
-
-    pub fn not_found(code: &'static str, detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, code, "Not found", detail)
-    }
-
-    pub fn conflict(code: &'static str, detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::CONFLICT, code, "Conflict", detail)
     }
 
     /// 422 with the failing fields.
@@ -107,8 +115,7 @@ impl ApiError {
             [one] => format!("{}: {}", one.field, one.message),
             _ => format!("{} fields are invalid", errors.len()),
         };
-        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", "Validation failed", detail)
-            .with("errors", errors)
+        Self::new(ErrorCode::ValidationFailed, detail).with("errors", errors)
     }
 
     /// One failing field.
@@ -118,36 +125,27 @@ impl ApiError {
 
     /// A failure the client cannot fix; the cause is logged, not shown.
     pub fn internal(source: impl Into<anyhow::Error>) -> Self {
-        let mut err = Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal_error",
-            "Internal server error",
+        Self::new(
+            ErrorCode::InternalError,
             "Something went wrong on our side. Quote the request id if you contact support.",
-        );
-        err.source = Some(source.into());
-        err
+        )
+        .caused_by(source)
     }
 
     /// The database cannot be reached right now.
     pub fn database_unavailable(source: impl Into<anyhow::Error>) -> Self {
-        let mut err = Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "database_unavailable",
-            "Service unavailable",
-            "The database is unavailable. Retry shortly.",
-        )
-        .retry_after(5);
-        err.source = Some(source.into());
-        err
+        Self::new(ErrorCode::DatabaseUnavailable, "The database is unavailable. Retry shortly.")
+            .retry_after(5)
+            .caused_by(source)
     }
 
     fn body(&self) -> Value {
         let mut body = Map::new();
         body.insert("type".into(), Value::String(format!("urn:tollgate:problem:{}", self.code)));
-        body.insert("title".into(), Value::String(self.title.to_owned()));
-        body.insert("status".into(), Value::from(self.status.as_u16()));
+        body.insert("title".into(), Value::String(self.code.title().to_owned()));
+        body.insert("status".into(), Value::from(self.code.status().as_u16()));
         body.insert("detail".into(), Value::String(self.detail.clone()));
-        body.insert("code".into(), Value::String(self.code.to_owned()));
+        body.insert("code".into(), Value::String(self.code.as_str().to_owned()));
         body.insert("request_id".into(), Value::String(request_id::current().unwrap_or_default()));
         for (key, value) in &self.extensions {
             body.entry(key.clone()).or_insert_with(|| value.clone());
@@ -159,7 +157,6 @@ impl ApiError {
 impl fmt::Debug for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ApiError")
-            .field("status", &self.status)
             .field("code", &self.code)
             .field("detail", &self.detail)
             .field("source", &self.source)
@@ -169,23 +166,24 @@ impl fmt::Debug for ApiError {
 
 impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.detail)
+        write!(f, "{} {}: {}", self.code.status().as_u16(), self.code, self.detail)
     }
 }
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
-        self.status
+        self.code.status()
     }
 
     fn error_response(&self) -> HttpResponse {
-        if self.status.is_server_error() {
+        let status = self.code.status();
+        if status.is_server_error() {
             match &self.source {
-                Some(source) => log::error!("{} {}: {source:#}", self.status.as_u16(), self.code),
-                None => log::error!("{} {}: {}", self.status.as_u16(), self.code, self.detail),
+                Some(source) => log::error!("{} {}: {source:#}", status.as_u16(), self.code),
+                None => log::error!("{} {}: {}", status.as_u16(), self.code, self.detail),
             }
         }
-        let mut response = HttpResponse::build(self.status);
+        let mut response = HttpResponse::build(status);
         response.insert_header((header::CONTENT_TYPE, "application/problem+json"));
         if let Some(seconds) = self.retry_after {
             response.insert_header((header::RETRY_AFTER, seconds.to_string()));
@@ -222,52 +220,36 @@ impl From<validator::ValidationErrors> for ApiError {
 pub fn json_error(err: actix_web::error::JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
     use actix_web::error::JsonPayloadError as E;
     let api = match &err {
-        E::OverflowKnownLength { .. } | E::Overflow { .. } => ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            "Payload too large",
-            "The request body is larger than this endpoint accepts.",
-        ),
-        E::ContentType => ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "Unsupported media type",
-            "Send the body as application/json.",
-        ),
-        E::Deserialize(e) if e.is_data() => ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation_failed",
-            "Validation failed",
-            format!("The body does not have the expected shape: {e}"),
-        )
-        .with("errors", Vec::<FieldError>::new()),
-        E::Deserialize(e) => ApiError::bad_request("invalid_json", format!("The body is not valid JSON: {e}")),
-        other => ApiError::bad_request("invalid_json", format!("The body could not be read: {other}")),
+        E::OverflowKnownLength { .. } | E::Overflow { .. } => {
+            ApiError::new(ErrorCode::PayloadTooLarge, "The request body is larger than this endpoint accepts.")
+        }
+        E::ContentType => ApiError::new(ErrorCode::UnsupportedMediaType, "Send the body as application/json."),
+        E::Deserialize(e) if e.is_data() => {
+            ApiError::new(ErrorCode::ValidationFailed, format!("The body does not have the expected shape: {e}"))
+                .with("errors", Vec::<FieldError>::new())
+        }
+        E::Deserialize(e) => ApiError::new(ErrorCode::InvalidJson, format!("The body is not valid JSON: {e}")),
+        other => ApiError::new(ErrorCode::InvalidJson, format!("The body could not be read: {other}")),
     };
     api.into()
 }
 
 /// The error for a query string actix could not read.
 pub fn query_error(err: actix_web::error::QueryPayloadError, _req: &HttpRequest) -> actix_web::Error {
-    ApiError::bad_request("invalid_query", format!("The query string is invalid: {err}")).into()
+    ApiError::new(ErrorCode::InvalidQuery, format!("The query string is invalid: {err}")).into()
 }
 
 /// The error for a path segment actix could not read (e.g. an id that is not a UUID).
 pub fn path_error(err: actix_web::error::PathError, _req: &HttpRequest) -> actix_web::Error {
-    ApiError::not_found("not_found", format!("No such resource: {err}")).into()
+    ApiError::new(ErrorCode::NotFound, format!("No such resource: {err}")).into()
 }
 
 /// Answers for routes that do not exist, and for known routes called with the wrong method.
 pub async fn not_found(req: HttpRequest) -> ApiError {
-    ApiError::not_found("not_found", format!("No route for {} {}.", req.method(), req.path()))
+    ApiError::new(ErrorCode::NotFound, format!("No route for {} {}.", req.method(), req.path()))
 }
 
 /// 405 for a known path with a method it does not accept.
 pub async fn method_not_allowed(req: HttpRequest) -> ApiError {
-    ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        "Method not allowed",
-        format!("{} is not allowed on {}.", req.method(), req.path()),
-    )
+    ApiError::new(ErrorCode::MethodNotAllowed, format!("{} is not allowed on {}.", req.method(), req.path()))
 }

@@ -9,7 +9,11 @@ use sea_orm::{ActiveValue::Set, ConnectionTrait, DbErr, EntityTrait};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::{domain::IdempotencyKey, entities::idempotency_keys, error::ApiError};
+use crate::{
+    domain::IdempotencyKey,
+    entities::idempotency_keys,
+    error::{ApiError, ErrorCode},
+};
 
 /// The header clients send.
 pub const HEADER: &str = "idempotency-key";
@@ -58,8 +62,8 @@ pub fn key_from_headers(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, A
 /// Like `key_from_headers`, but the header is required.
 pub fn require_key(headers: &HeaderMap) -> Result<IdempotencyKey, ApiError> {
     key_from_headers(headers)?.ok_or_else(|| {
-        ApiError::bad_request(
-            "idempotency_key_required",
+        ApiError::new(
+            ErrorCode::IdempotencyKeyRequired,
             "This request moves credits: send an Idempotency-Key header (a UUID is a good choice).",
         )
     })
@@ -116,5 +120,5 @@ pub async fn store(
 
 /// The error for a key reused with a different request.
 pub fn reused_error() -> ApiError {
-    ApiError::conflict("idempotency_key_reused", "This Idempotency-Key was already used with a different request.")
+    ApiError::new(ErrorCode::IdempotencyKeyReused, "This Idempotency-Key was already used with a different request.")
 }

@@ -7,7 +7,10 @@ use std::{num::NonZeroU32, sync::Arc};
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter, clock::Clock};
 
-use crate::{auth::extractors::Principal, error::ApiError};
+use crate::{
+    auth::extractors::Principal,
+    error::{ApiError, ErrorCode},
+};
 
 /// The limiters, shared by every worker.
 #[derive(Clone)]
@@ -23,13 +26,7 @@ fn quota(per_second: u32, burst: u32) -> Quota {
 }
 
 fn too_many(what: &str, wait: std::time::Duration) -> ApiError {
-    ApiError::new(
-        actix_web::http::StatusCode::TOO_MANY_REQUESTS,
-        "rate_limited",
-        "Too many requests",
-        format!("Too many {what}; retry shortly."),
-    )
-    .retry_after(wait.as_secs().max(1))
+    ApiError::new(ErrorCode::RateLimited, format!("Too many {what}; retry shortly.")).retry_after(wait.as_secs().max(1))
 }
 
 impl Limits {

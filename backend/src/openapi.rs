@@ -1,23 +1,36 @@
 //! The OpenAPI document: the `ApiDoc` below plus every path collected from the same route table
 //! the server is built from (`startup::api_routes`), so a route cannot exist undocumented.
+//!
+//! Error responses are generated, never written by hand: a route declares the codes its handler
+//! answers (`errors!`), `complete_spec` adds those its shape implies, and each status's response
+//! is a `Problem` whose `code` is an enum of exactly those codes, so that a generated client can
+//! match on it.
+
+use std::collections::BTreeMap;
 
 use utoipa::{
     Modify, OpenApi,
-    openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme},
+    openapi::{
+        ContentBuilder, Ref, RefOr, Required, ResponseBuilder, Schema,
+        path::Operation,
+        response::Response,
+        schema::{AllOfBuilder, ObjectBuilder, Type},
+        security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme},
+    },
 };
 
-use crate::error::{FieldError, Problem};
+use crate::error::{ErrorCode, FieldError, Problem};
 
 /// The parts of the spec that are not paths.
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "Tollgate",
-        description = "Credit-based billing for AI features: wallets, lots, holds, an idempotent double-entry ledger, and Stripe checkout.\n\nErrors are `application/problem+json` (RFC 9457) with a stable `code`. Writes that move credits take an `Idempotency-Key` header.",
+        description = "Credit-based billing for AI features: wallets, lots, holds, an idempotent double-entry ledger, and Stripe checkout.\n\nErrors are `application/problem+json` (RFC 9457) with a stable `code` (`ErrorCode`); each operation lists, per status, exactly the codes it can answer. Writes that move credits take an `Idempotency-Key` header.",
         license(name = "MIT")
     ),
     modifiers(&SecurityAddon),
-    components(schemas(Problem, FieldError)),
+    components(schemas(Problem, FieldError, ErrorCode)),
     tags(
         (name = "auth", description = "Accounts, sign-in, tokens"),
         (name = "api-keys", description = "Keys for third-party clients"),
@@ -56,6 +69,105 @@ pub fn spec() -> utoipa::openapi::OpenApi {
     crate::startup::spec()
 }
 
+/// Declares the problem codes a route answers itself, as a type for the route's
+/// `#[utoipa::path(responses(...))]`: `errors!(SpendErrors: InsufficientCredits, OutstandingDebt);`
+/// then `responses((status = 200, body = SpendResponse), SpendErrors)`. The codes that follow
+/// from the route's shape (its credentials, body, parameters, rate limit) are added by
+/// `complete_spec`, so they are not listed here.
+macro_rules! errors {
+    ($name:ident: $($code:ident),+ $(,)?) => {
+        #[doc = concat!("The problem codes of one route: ", $("`", stringify!($code), "` ",)+)]
+        pub struct $name;
+
+        impl utoipa::IntoResponses for $name {
+            fn responses() -> std::collections::BTreeMap<
+                String,
+                utoipa::openapi::RefOr<utoipa::openapi::response::Response>,
+            > {
+                $crate::openapi::problem_responses(&[$($crate::error::ErrorCode::$code),+])
+            }
+        }
+    };
+}
+pub(crate) use errors;
+
+const PROBLEM_JSON: &str = "application/problem+json";
+
+/// One response per status among `codes`, each a `Problem` whose `code` is one of that status's
+/// codes.
+pub fn problem_responses(codes: &[ErrorCode]) -> BTreeMap<String, RefOr<Response>> {
+    by_status(codes).into_iter().map(|(status, codes)| (status, problem_response(&codes).into())).collect()
+}
+
+/// The codes grouped by their status, each group sorted (by the table's order) and without repeats.
+fn by_status(codes: &[ErrorCode]) -> BTreeMap<String, Vec<ErrorCode>> {
+    let mut groups: BTreeMap<String, Vec<ErrorCode>> = BTreeMap::new();
+    for &code in codes {
+        groups.entry(code.status().as_u16().to_string()).or_default().push(code);
+    }
+    for group in groups.values_mut() {
+        group.sort();
+        group.dedup();
+    }
+    groups
+}
+
+/// A problem response answering one of `codes`: all of one status, sorted, without repeats.
+fn problem_response(codes: &[ErrorCode]) -> Response {
+    let description: String = match codes {
+        [one] => format!("`{}`: {}", one.as_str(), one.meaning()),
+        _ => codes.iter().map(|c| format!("- `{}`: {}\n", c.as_str(), c.meaning())).collect(),
+    };
+    let code = ObjectBuilder::new().schema_type(Type::String).enum_values(Some(codes.iter().map(|c| c.as_str())));
+    let narrowed = ObjectBuilder::new().schema_type(Type::Object).property("code", code).required("code");
+    let schema = AllOfBuilder::new().item(Ref::from_schema_name("Problem")).item(narrowed);
+    ResponseBuilder::new()
+        .description(description)
+        .content(PROBLEM_JSON, ContentBuilder::new().schema(Some(schema)).build())
+        .build()
+}
+
+/// The codes of a response `problem_response` built; `None` for any other response.
+fn codes_of(response: &RefOr<Response>) -> Option<Vec<ErrorCode>> {
+    let RefOr::T(response) = response else { return None };
+    let content = serde_json::to_value(response.content.get(PROBLEM_JSON)?).ok()?;
+    let values = content.pointer("/schema/allOf/1/properties/code/enum")?.as_array()?;
+    values.iter().map(|v| v.as_str()?.parse().ok()).collect()
+}
+
+/// Sets of codes many routes answer with one status: each is one response under
+/// `components/responses`, which those routes refer to. A set of one code is shared too, named
+/// after its variant (`InternalError`, `RateLimited`, ...).
+const SHARED: [(&str, &[ErrorCode]); 3] = [
+    (
+        "Unauthorized",
+        &[ErrorCode::Unauthenticated, ErrorCode::InvalidToken, ErrorCode::TokenExpired, ErrorCode::InvalidApiKey],
+    ),
+    (
+        "AdminUnauthorized",
+        &[
+            ErrorCode::Unauthenticated,
+            ErrorCode::InvalidToken,
+            ErrorCode::TokenExpired,
+            ErrorCode::InvalidApiKey,
+            ErrorCode::InvalidAdminKey,
+        ],
+    ),
+    ("AdminForbidden", &[ErrorCode::AdminRequired, ErrorCode::AdminKeyDisabled]),
+];
+
+/// The name a set of codes is shared under, if it is.
+fn shared_name(codes: &[ErrorCode]) -> Option<String> {
+    if let [one] = codes {
+        return Some(format!("{one:?}"));
+    }
+    SHARED.iter().find_map(|(name, set)| {
+        let mut set = set.to_vec();
+        set.sort();
+        (set == codes).then(|| (*name).to_owned())
+    })
+}
+
 /// Operations behind a rate limit (see `limits`).
 const RATE_LIMITED: [&str; 8] = [
     "register_user",
@@ -68,25 +180,89 @@ const RATE_LIMITED: [&str; 8] = [
     "use_credits",
 ];
 
+/// Probes answer without the database and with their own 503.
+const PROBES: [&str; 2] = ["healthz", "readyz"];
+
+/// The codes an operation answers because of its shape, whatever its handler does.
+fn implied_codes(operation: &Operation) -> Vec<ErrorCode> {
+    use ErrorCode::*;
+    use utoipa::openapi::path::ParameterIn;
+    let id = operation.operation_id.as_deref().unwrap_or_default();
+    let mut codes = Vec::new();
+    if !PROBES.contains(&id) {
+        codes.extend([InternalError, DatabaseUnavailable]);
+    }
+    if let Some(body) = &operation.request_body {
+        // The body guard (`crate::body`) answers these for any body: too slow, too large, or
+        // carrying a NUL character.
+        codes.extend([RequestTimeout, PayloadTooLarge, ValidationFailed]);
+        // A required JSON body goes through actix's extractor (`error::json_error`); an
+        // optional one is read as absent when it cannot be parsed, and raw text not at all.
+        let (required, json) = match body {
+            RefOr::T(body) => (
+                matches!(body.required, Some(Required::True)),
+                match body.content.get("application/json") {
+                    Some(RefOr::T(content)) => matches!(content.schema, Some(RefOr::Ref(_))),
+                    _ => false,
+                },
+            ),
+            RefOr::Ref(_) => (true, true),
+        };
+        if required && json {
+            codes.extend([InvalidJson, UnsupportedMediaType]);
+        }
+    }
+    if RATE_LIMITED.contains(&id) {
+        codes.push(RateLimited);
+    }
+    for parameter in operation.parameters.iter().flatten() {
+        let RefOr::T(parameter) = parameter else { continue };
+        match parameter.parameter_in {
+            // A value of the wrong type, or (body guard) a NUL character.
+            ParameterIn::Query => codes.extend([InvalidQuery, ValidationFailed]),
+            ParameterIn::Path => {
+                codes.push(ValidationFailed);
+                // A path segment that does not parse as its type (`error::path_error`).
+                let text = serde_json::to_value(&parameter.schema).unwrap_or_default();
+                if text["format"] == "uuid" {
+                    codes.push(NotFound);
+                }
+            }
+            // `IdempotencyKey::parse` refuses a key that is not printable ASCII.
+            ParameterIn::Header if parameter.name == "Idempotency-Key" => codes.push(ValidationFailed),
+            _ => {}
+        }
+    }
+    let security = serde_json::to_string(&operation.security).unwrap_or_default();
+    if security.contains("\"bearer\"") {
+        codes.extend([Unauthenticated, InvalidToken, TokenExpired, InvalidApiKey]);
+    }
+    if security.contains("\"admin_key\"") {
+        codes.extend([InvalidAdminKey, AdminRequired, AdminKeyDisabled]);
+    }
+    codes
+}
+
 /// Completes what handlers leave implicit, once for all of them: every response gets a
-/// description (OpenAPI requires one), every secured operation documents 401 (no or bad
-/// credentials), and every admin operation 403.
+/// description (OpenAPI requires one); every operation's problem responses list, per status,
+/// exactly the codes it can answer (those its handler declares with `errors!` and those its
+/// shape implies, see `implied_codes`), the common ones as shared `components/responses`.
 pub fn complete_spec(api: &mut utoipa::openapi::OpenApi) {
-    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
-    let problem = |description: &str| {
-        ResponseBuilder::new()
-            .description(description)
-            .content(
-                "application/problem+json",
-                ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build(),
-            )
-            .build()
-    };
+    let mut shared: BTreeMap<String, RefOr<Response>> = BTreeMap::new();
     for item in api.paths.paths.values_mut() {
         let operations = [&mut item.get, &mut item.post, &mut item.put, &mut item.patch, &mut item.delete];
         for operation in operations.into_iter().flatten() {
-            for (status, response) in operation.responses.responses.iter_mut() {
-                if let utoipa::openapi::RefOr::T(response) = response
+            let mut codes = implied_codes(operation);
+            let responses = &mut operation.responses.responses;
+            responses.retain(|_, response| match codes_of(response) {
+                Some(declared) => {
+                    codes.extend(declared);
+                    false
+                }
+                None => true,
+            });
+            for (status, response) in responses.iter_mut() {
+                if let RefOr::T(response) = response
                     && response.description.is_empty()
                 {
                     let reason = status
@@ -98,73 +274,31 @@ pub fn complete_spec(api: &mut utoipa::openapi::OpenApi) {
                     response.description = reason.to_owned();
                 }
             }
-            // A JSON body can be malformed, of the wrong type, or too large; actix answers those.
-            if operation.request_body.is_some() {
-                let responses = &mut operation.responses.responses;
-                responses
-                    .entry("400".to_owned())
-                    .or_insert_with(|| problem("`invalid_json`: the body is not JSON").into());
-                responses
-                    .entry("413".to_owned())
-                    .or_insert_with(|| problem("`payload_too_large`: the body exceeds 256 KiB").into());
-                responses
-                    .entry("415".to_owned())
-                    .or_insert_with(|| problem("`unsupported_media_type`: send application/json").into());
-                responses
-                    .entry("422".to_owned())
-                    .or_insert_with(|| problem("`validation_failed`: a field is missing or invalid").into());
-            }
-            if RATE_LIMITED.contains(&operation.operation_id.as_deref().unwrap_or_default()) {
-                operation.responses.responses.entry("429".to_owned()).or_insert_with(|| {
-                    problem("`rate_limited` (or `too_many_attempts` for sign-in): retry after `Retry-After` seconds")
-                        .into()
-                });
-            }
-            let has_query = operation.parameters.iter().flatten().any(|p| {
-                matches!(p, utoipa::openapi::RefOr::T(p) if p.parameter_in == utoipa::openapi::path::ParameterIn::Query)
-            });
-            if has_query {
-                operation
-                    .responses
-                    .responses
-                    .entry("400".to_owned())
-                    .or_insert_with(|| problem("`invalid_query`: a query parameter has the wrong type").into());
+            for (status, group) in by_status(&codes) {
+                let response = match shared_name(&group) {
+                    Some(name) => {
+                        shared.entry(name.clone()).or_insert_with(|| problem_response(&group).into());
+                        Ref::from_response_name(name).into()
+                    }
+                    None => problem_response(&group).into(),
+                };
+                // A status the handler answers with its own body (a probe's 503) keeps it.
+                responses.entry(status).or_insert(response);
             }
             for parameter in operation.parameters.iter_mut().flatten() {
-                let utoipa::openapi::RefOr::T(parameter) = parameter else { continue };
+                let RefOr::T(parameter) = parameter else { continue };
                 if parameter.name == "Idempotency-Key"
-                    && let Some(utoipa::openapi::RefOr::T(utoipa::openapi::Schema::Object(schema))) =
-                        &mut parameter.schema
+                    && let Some(RefOr::T(Schema::Object(schema))) = &mut parameter.schema
                 {
                     // What `IdempotencyKey::parse` accepts: printable ASCII, no spaces.
                     schema.min_length = Some(1);
                     schema.max_length = Some(255);
                     schema.pattern = Some("^[!-~]+$".to_owned());
-                    // A bad key is refused with 422 before anything else.
-                    operation.responses.responses.entry("422".to_owned()).or_insert_with(|| {
-                        problem("`validation_failed`: the Idempotency-Key is not printable ASCII").into()
-                    });
                 }
-            }
-            let Some(security) = &operation.security else {
-                continue;
-            };
-            if security.is_empty() {
-                continue;
-            }
-            let text = serde_json::to_string(security).unwrap_or_default();
-            let responses = &mut operation.responses.responses;
-            responses.entry("401".to_owned()).or_insert_with(|| {
-                problem("`unauthenticated`, `invalid_token`, `token_expired`, `invalid_api_key` or `invalid_admin_key`")
-                    .into()
-            });
-            if text.contains("admin_key") {
-                responses
-                    .entry("403".to_owned())
-                    .or_insert_with(|| problem("`admin_required`: the caller is not an administrator").into());
             }
         }
     }
+    api.components.get_or_insert_with(Default::default).responses.extend(shared);
 }
 
 /// The spec as YAML, as committed in `openapi.yaml` (`tollgate openapi > openapi.yaml`).

@@ -15,7 +15,12 @@ mod m20261202_000009_portal_tokens;
 mod m20261202_000101_idna_emails;
 mod m20261202_000201_transfers_lot_index;
 mod m20261202_000202_dispute_freeze_transfer;
+mod m20261203_000301_status_checks;
 mod m20261203_000302_drop_spend_function;
+
+/// The values each status, kind and source column accepts (migration `000301`), for the
+/// server's test that they are its enums' values.
+pub use m20261203_000301_status_checks::{CHECKS as STATUS_CHECKS, Check};
 
 /// Every migration Tollgate knows, oldest first.
 pub struct Migrator;
@@ -36,6 +41,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000101_idna_emails::Migration),
             Box::new(m20261202_000201_transfers_lot_index::Migration),
             Box::new(m20261202_000202_dispute_freeze_transfer::Migration),
+            Box::new(m20261203_000301_status_checks::Migration),
             Box::new(m20261203_000302_drop_spend_function::Migration),
         ]
     }

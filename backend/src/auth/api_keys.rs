@@ -14,7 +14,7 @@ use super::{
 };
 use crate::{
     entities::api_keys,
-    error::{ApiError, FieldError, Problem},
+    error::{ApiError, ErrorCode, FieldError},
     state::AppState,
 };
 
@@ -66,15 +66,15 @@ impl From<api_keys::Model> for ApiKeyResponse {
     }
 }
 
+crate::openapi::errors!(CreateApiKeyErrors: SessionRequired);
+
 /// Create an API key; the secret is in the response and nowhere else.
 #[utoipa::path(
     tag = "api-keys",
     request_body = CreateApiKeyRequest,
     responses(
         (status = 201, description = "The key, with its secret shown once.", body = CreatedApiKeyResponse),
-        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`session_required`: API keys cannot create keys", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
+        CreateApiKeyErrors,
     ),
     security(("bearer" = []))
 )]
@@ -133,13 +133,14 @@ pub async fn create_api_key(
     Ok(HttpResponse::Created().json(CreatedApiKeyResponse { key: model.into(), secret }))
 }
 
+crate::openapi::errors!(ListApiKeysErrors: SessionRequired);
+
 /// The caller's keys that are not revoked, newest first.
 #[utoipa::path(
     tag = "api-keys",
     responses(
         (status = 200, description = "The keys (never their secrets).", body = Vec<ApiKeyResponse>),
-        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`session_required`", body = Problem, content_type = "application/problem+json"),
+        ListApiKeysErrors,
     ),
     security(("bearer" = []))
 )]
@@ -157,14 +158,15 @@ pub async fn list_api_keys(
     Ok(web::Json(keys.into_iter().map(Into::into).collect()))
 }
 
+crate::openapi::errors!(RevokeApiKeyErrors: SessionRequired, ApiKeyNotFound);
+
 /// Revoke a key: it stops working at once.
 #[utoipa::path(
     tag = "api-keys",
     params(("id" = Uuid, Path, description = "The key's id")),
     responses(
         (status = 204, description = "Revoked."),
-        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`api_key_not_found`", body = Problem, content_type = "application/problem+json"),
+        RevokeApiKeyErrors,
     ),
     security(("bearer" = []))
 )]
@@ -182,7 +184,7 @@ pub async fn revoke_api_key(
         .exec(&state.db)
         .await?;
     if revoked.rows_affected == 0 {
-        return Err(ApiError::not_found("api_key_not_found", "No such API key."));
+        return Err(ApiError::new(ErrorCode::ApiKeyNotFound, "No such API key."));
     }
     Ok(HttpResponse::NoContent().finish())
 }

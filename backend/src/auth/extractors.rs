@@ -10,7 +10,11 @@ use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
 use super::{Role, Scope, jwt::TokenError, service::hash_secret};
-use crate::{entities::api_keys, error::ApiError, state::AppState};
+use crate::{
+    entities::api_keys,
+    error::{ApiError, ErrorCode},
+    state::AppState,
+};
 
 /// How the caller proved who they are.
 #[derive(Debug, Clone)]
@@ -58,12 +62,12 @@ fn bearer(req: &HttpRequest) -> Result<Option<String>, ApiError> {
     };
     let value = value
         .to_str()
-        .map_err(|_| ApiError::unauthorized("invalid_token", "The Authorization header is not readable."))?;
+        .map_err(|_| ApiError::new(ErrorCode::InvalidToken, "The Authorization header is not readable."))?;
     let mut parts = value.splitn(2, ' ');
     let scheme = parts.next().unwrap_or_default();
     let token = parts.next().unwrap_or_default().trim();
     if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
-        return Err(ApiError::unauthorized("invalid_token", "Use `Authorization: Bearer <access token or API key>`."));
+        return Err(ApiError::new(ErrorCode::InvalidToken, "Use `Authorization: Bearer <access token or API key>`."));
     }
     Ok(Some(token.to_owned()))
 }
@@ -71,8 +75,8 @@ fn bearer(req: &HttpRequest) -> Result<Option<String>, ApiError> {
 async fn authenticate(req: &HttpRequest) -> Result<Principal, ApiError> {
     let state = state(req)?;
     let Some(token) = bearer(req)? else {
-        return Err(ApiError::unauthorized(
-            "unauthenticated",
+        return Err(ApiError::new(
+            ErrorCode::Unauthenticated,
             "Sign in, or send `Authorization: Bearer <access token or API key>`.",
         ));
     };
@@ -82,9 +86,9 @@ async fn authenticate(req: &HttpRequest) -> Result<Principal, ApiError> {
     match state.jwt.verify(&token) {
         Ok(claims) => Ok(Principal { user_id: claims.sub, role: claims.role, credential: Credential::Session }),
         Err(TokenError::Expired) => {
-            Err(ApiError::unauthorized("token_expired", "The access token has expired; refresh it."))
+            Err(ApiError::new(ErrorCode::TokenExpired, "The access token has expired; refresh it."))
         }
-        Err(TokenError::Invalid) => Err(ApiError::unauthorized("invalid_token", "The access token is not valid.")),
+        Err(TokenError::Invalid) => Err(ApiError::new(ErrorCode::InvalidToken, "The access token is not valid.")),
     }
 }
 
@@ -94,11 +98,11 @@ async fn authenticate_api_key(state: &AppState, token: &str) -> Result<Principal
         .filter(api_keys::Column::RevokedAt.is_null())
         .one(&state.db)
         .await?
-        .ok_or_else(|| ApiError::unauthorized("invalid_api_key", "The API key is unknown or revoked."))?;
+        .ok_or_else(|| ApiError::new(ErrorCode::InvalidApiKey, "The API key is unknown or revoked."))?;
     let user = crate::entities::users::Entity::find_by_id(key.user_id)
         .one(&state.db)
         .await?
-        .ok_or_else(|| ApiError::unauthorized("invalid_api_key", "The API key is unknown or revoked."))?;
+        .ok_or_else(|| ApiError::new(ErrorCode::InvalidApiKey, "The API key is unknown or revoked."))?;
 
     let now = state.clock.now();
     let stale = key.last_used_at.is_none_or(|t| now - t > chrono::Duration::seconds(60));
@@ -167,8 +171,8 @@ impl<S: RequiredScope + 'static> FromRequest for Scoped<S> {
         Box::pin(async move {
             let principal = authenticate(&req).await?;
             if !principal.has_scope(S::SCOPE) {
-                return Err(ApiError::forbidden(
-                    "insufficient_scope",
+                return Err(ApiError::new(
+                    ErrorCode::InsufficientScope,
                     format!("This API key lacks the `{}` scope.", S::SCOPE.as_str()),
                 )
                 .with("required_scope", S::SCOPE.as_str()));
@@ -191,8 +195,8 @@ impl FromRequest for SessionUser {
             let principal = authenticate(&req).await?;
             match principal.credential {
                 Credential::Session => Ok(SessionUser(principal)),
-                Credential::ApiKey { .. } => Err(ApiError::forbidden(
-                    "session_required",
+                Credential::ApiKey { .. } => Err(ApiError::new(
+                    ErrorCode::SessionRequired,
                     "This action needs a signed-in session, not an API key.",
                 )),
             }
@@ -235,8 +239,8 @@ impl FromRequest for Admin {
             let state = state(&req)?;
             if let Some(presented) = req.headers().get(ADMIN_KEY_HEADER) {
                 let Some(expected) = state.settings.admin_api_key.as_ref() else {
-                    return Err(ApiError::forbidden(
-                        "admin_key_disabled",
+                    return Err(ApiError::new(
+                        ErrorCode::AdminKeyDisabled,
                         "No ADMIN_API_KEY is configured on this server.",
                     ));
                 };
@@ -244,13 +248,13 @@ impl FromRequest for Admin {
                 return if matches {
                     Ok(Admin(AdminActor::OperatorKey))
                 } else {
-                    Err(ApiError::unauthorized("invalid_admin_key", "The admin key is wrong."))
+                    Err(ApiError::new(ErrorCode::InvalidAdminKey, "The admin key is wrong."))
                 };
             }
             let principal = authenticate(&req).await?;
             match (principal.role, &principal.credential) {
                 (Role::Admin, Credential::Session) => Ok(Admin(AdminActor::User(principal.user_id))),
-                _ => Err(ApiError::forbidden("admin_required", "This action needs an administrator.")),
+                _ => Err(ApiError::new(ErrorCode::AdminRequired, "This action needs an administrator.")),
             }
         })
     }

@@ -18,7 +18,7 @@ use super::{
 use crate::{
     domain::{Email, Password},
     entities::users,
-    error::{ApiError, FieldError, Problem},
+    error::{ApiError, ErrorCode, FieldError},
     state::AppState,
 };
 
@@ -90,25 +90,17 @@ pub struct TokenResponse {
 impl From<AuthError> for ApiError {
     fn from(err: AuthError) -> Self {
         match err {
-            AuthError::EmailTaken => ApiError::conflict("email_taken", err.to_string()),
-            AuthError::InvalidCredentials => ApiError::unauthorized("invalid_credentials", err.to_string()),
-            AuthError::TooManyAttempts { retry_after } => ApiError::new(
-                actix_web::http::StatusCode::TOO_MANY_REQUESTS,
-                "too_many_attempts",
-                "Too many requests",
-                err.to_string(),
-            )
-            .retry_after(retry_after),
-            AuthError::InvalidRefreshToken => ApiError::unauthorized("invalid_refresh_token", err.to_string()),
-            AuthError::RefreshTokenReused => ApiError::unauthorized("refresh_token_reused", err.to_string()),
-            AuthError::UserNotFound => ApiError::unauthorized("invalid_token", "The user no longer exists."),
-            AuthError::Busy { retry_after } => ApiError::new(
-                actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
-                "password_hashing_busy",
-                "Service unavailable",
-                err.to_string(),
-            )
-            .retry_after(retry_after),
+            AuthError::EmailTaken => ApiError::new(ErrorCode::EmailTaken, err.to_string()),
+            AuthError::InvalidCredentials => ApiError::new(ErrorCode::InvalidCredentials, err.to_string()),
+            AuthError::TooManyAttempts { retry_after } => {
+                ApiError::new(ErrorCode::TooManyAttempts, err.to_string()).retry_after(retry_after)
+            }
+            AuthError::InvalidRefreshToken => ApiError::new(ErrorCode::InvalidRefreshToken, err.to_string()),
+            AuthError::RefreshTokenReused => ApiError::new(ErrorCode::RefreshTokenReused, err.to_string()),
+            AuthError::UserNotFound => ApiError::new(ErrorCode::InvalidToken, "The user no longer exists."),
+            AuthError::Busy { retry_after } => {
+                ApiError::new(ErrorCode::PasswordHashingBusy, err.to_string()).retry_after(retry_after)
+            }
             AuthError::Database(e) => e.into(),
             AuthError::Internal(e) => ApiError::internal(e),
         }
@@ -148,16 +140,15 @@ fn presented_refresh_token(req: &HttpRequest, body: Option<web::Json<RefreshRequ
         .or_else(|| req.cookie(REFRESH_COOKIE).map(|c| c.value().to_owned()))
 }
 
+crate::openapi::errors!(RegisterUserErrors: EmailTaken, PasswordHashingBusy);
+
 /// Create an account (and its wallet).
 #[utoipa::path(
     tag = "auth",
     request_body = RegisterRequest,
     responses(
         (status = 201, description = "The account was created.", body = UserResponse),
-        (status = 400, description = "`invalid_json`", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`email_taken`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`validation_failed`, with the failing fields", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "`password_hashing_busy`, with `Retry-After`", body = Problem, content_type = "application/problem+json"),
+        RegisterUserErrors,
     )
 )]
 #[post("/auth/register")]
@@ -198,6 +189,8 @@ pub async fn register_user(
     Ok(HttpResponse::Created().json(UserResponse::from(user)))
 }
 
+crate::openapi::errors!(CreateSessionErrors: InvalidCredentials, TooManyAttempts, PasswordHashingBusy);
+
 /// Sign in with email and password.
 ///
 /// After 5 failed attempts for one email within 15 minutes, answers 429 with `Retry-After`.
@@ -206,10 +199,7 @@ pub async fn register_user(
     request_body = LoginRequest,
     responses(
         (status = 200, description = "Signed in; the refresh token is also set as an httpOnly cookie.", body = TokenResponse),
-        (status = 401, description = "`invalid_credentials`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "`too_many_attempts`, with `Retry-After`", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "`password_hashing_busy`, with `Retry-After`", body = Problem, content_type = "application/problem+json"),
+        CreateSessionErrors,
     )
 )]
 #[post("/auth/login")]
@@ -221,11 +211,13 @@ pub async fn create_session(
     state.limits.check_auth(&client_ip(&req))?;
     let body = body.into_inner();
     if body.password.len() > 4 * Password::MAX_CHARS {
-        return Err(ApiError::unauthorized("invalid_credentials", AuthError::InvalidCredentials.to_string()));
+        return Err(ApiError::new(ErrorCode::InvalidCredentials, AuthError::InvalidCredentials.to_string()));
     }
     let session = service::login(&state, &body.email, body.password).await?;
     Ok(session_response(&state, session))
 }
+
+crate::openapi::errors!(RefreshSessionErrors: InvalidRefreshToken, RefreshTokenReused);
 
 /// Exchange a refresh token (body or cookie) for new tokens.
 ///
@@ -238,7 +230,7 @@ pub async fn create_session(
     request_body(content = Option<RefreshRequest>, description = "Optional: without it the `tollgate_refresh` cookie is used."),
     responses(
         (status = 200, description = "New tokens.", body = TokenResponse),
-        (status = 401, description = "`invalid_refresh_token` or `refresh_token_reused`", body = Problem, content_type = "application/problem+json"),
+        RefreshSessionErrors,
     )
 )]
 #[post("/auth/refresh")]
@@ -278,7 +270,6 @@ pub async fn delete_session(
     tag = "auth",
     responses(
         (status = 200, description = "The signed-in user (or the owner of the API key).", body = UserResponse),
-        (status = 401, description = "`unauthenticated`, `invalid_token`, `token_expired` or `invalid_api_key`", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]

@@ -4,7 +4,10 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::entities::{prices, subscriptions};
+use crate::{
+    domain::billing::SubscriptionStatus,
+    entities::{prices, subscriptions},
+};
 
 /// A price on offer.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -77,8 +80,8 @@ pub struct PortalLinkResponse {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SubscriptionView {
     pub id: String,
-    /// Stripe's status: `active`, `trialing`, `past_due`, `canceled`, ...
-    pub status: String,
+    /// Stripe's status; `active`, `trialing` and `past_due` still entitle the subscriber.
+    pub status: SubscriptionStatus,
     pub plan_name: Option<String>,
     pub price_id: String,
     pub interval: Option<String>,
@@ -89,10 +92,14 @@ pub struct SubscriptionView {
 }
 
 impl SubscriptionView {
-    pub fn new(sub: subscriptions::Model, price: Option<prices::Model>) -> Self {
-        Self {
+    /// Fails for a status the schema does not allow (only a row written by hand can have one).
+    pub fn new(sub: subscriptions::Model, price: Option<prices::Model>) -> Result<Self, sea_orm::DbErr> {
+        let status = SubscriptionStatus::parse(&sub.status).ok_or_else(|| {
+            sea_orm::DbErr::Custom(format!("subscription {} has the unknown status {:?}", sub.id, sub.status))
+        })?;
+        Ok(Self {
             id: sub.id,
-            status: sub.status,
+            status,
             plan_name: price.as_ref().map(|p| p.product_name.clone()),
             price_id: sub.price_id,
             interval: price.as_ref().and_then(|p| p.interval.clone()),
@@ -100,7 +107,7 @@ impl SubscriptionView {
             current_period_start: sub.current_period_start,
             current_period_end: sub.current_period_end,
             cancel_at_period_end: sub.cancel_at_period_end,
-        }
+        })
     }
 }
 

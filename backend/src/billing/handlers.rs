@@ -9,7 +9,7 @@ use super::{
 };
 use crate::{
     auth::extractors::{Admin, Authenticated, SessionUser},
-    error::{ApiError, Problem},
+    error::{ApiError, ErrorCode},
     state::AppState,
 };
 
@@ -18,22 +18,19 @@ impl From<BillingError> for ApiError {
         let detail = err.to_string();
         match err {
             BillingError::UnknownPrice(_) => ApiError::field("price_id", "unknown_price", detail),
-            BillingError::AlreadySubscribed => ApiError::conflict("already_subscribed", detail),
-            BillingError::SessionNotFound => ApiError::not_found("checkout_session_not_found", detail),
-            BillingError::SessionClosed(_) => ApiError::conflict("checkout_session_closed", detail),
-            BillingError::NoSubscription => ApiError::not_found("subscription_not_found", detail),
-            BillingError::WalletNotFound => ApiError::not_found("wallet_not_found", detail),
-            BillingError::NoCustomer => ApiError::not_found("no_customer", detail),
+            BillingError::AlreadySubscribed => ApiError::new(ErrorCode::AlreadySubscribed, detail),
+            BillingError::SessionNotFound => ApiError::new(ErrorCode::CheckoutSessionNotFound, detail),
+            BillingError::SessionClosed(_) => ApiError::new(ErrorCode::CheckoutSessionClosed, detail),
+            BillingError::NoSubscription => ApiError::new(ErrorCode::SubscriptionNotFound, detail),
+            BillingError::WalletNotFound => ApiError::new(ErrorCode::WalletNotFound, detail),
+            BillingError::NoCustomer => ApiError::new(ErrorCode::NoCustomer, detail),
             BillingError::Stripe(e) => {
-                let mut err = ApiError::new(
-                    actix_web::http::StatusCode::BAD_GATEWAY,
-                    "stripe_unavailable",
-                    "Bad gateway",
-                    "Stripe could not be reached or refused the request; retry shortly.",
-                );
-                err = err.retry_after(5);
                 log::error!("stripe: {e}");
-                err
+                ApiError::new(
+                    ErrorCode::StripeUnavailable,
+                    "Stripe could not be reached or refused the request; retry shortly.",
+                )
+                .retry_after(5)
             }
             BillingError::Database(e) => e.into(),
         }
@@ -50,6 +47,10 @@ pub async fn get_catalog(state: web::Data<AppState>) -> Result<web::Json<Catalog
     ))
 }
 
+crate::openapi::errors!(CreateCheckoutSessionErrors:
+    SessionRequired, WalletNotFound, AlreadySubscribed, StripeUnavailable,
+);
+
 /// Start a checkout for a pack (one-time payment) or a plan (subscription). Returns the URL of
 /// the hosted checkout page to send the browser to: Stripe's, or the sandbox page.
 #[utoipa::path(
@@ -57,8 +58,7 @@ pub async fn get_catalog(state: web::Data<AppState>) -> Result<web::Json<Catalog
     request_body = CheckoutSessionRequest,
     responses(
         (status = 200, body = CheckoutSessionResponse),
-        (status = 409, description = "`already_subscribed`: change plans in the portal", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`validation_failed` (`unknown_price`)", body = Problem, content_type = "application/problem+json"),
+        CreateCheckoutSessionErrors,
     ),
     security(("bearer" = []))
 )]
@@ -100,7 +100,7 @@ async fn portal_link(state: &AppState, caller: &SessionUser) -> Result<PortalLin
     tag = "billing",
     responses(
         (status = 200, body = PortalLinkResponse),
-        (status = 403, description = "`session_required`: API keys cannot open the portal", body = Problem, content_type = "application/problem+json"),
+        PortalLinkErrors,
     ),
     security(("bearer" = []))
 )]
@@ -112,12 +112,14 @@ pub async fn create_portal_link(
     Ok(web::Json(portal_link(&state, &caller).await?))
 }
 
+crate::openapi::errors!(PortalLinkErrors: SessionRequired, NoCustomer, StripeUnavailable);
+
 /// The same link, by GET, as the seed allowed.
 #[utoipa::path(
     tag = "billing",
     responses(
         (status = 200, body = PortalLinkResponse),
-        (status = 403, description = "`session_required`: API keys cannot open the portal", body = Problem, content_type = "application/problem+json"),
+        PortalLinkErrors,
     ),
     security(("bearer" = []))
 )]
@@ -139,21 +141,22 @@ pub async fn get_subscription(
     Ok(web::Json(service::subscription(&state.db, caller.0.user_id).await?))
 }
 
+crate::openapi::errors!(SyncPricesErrors: SandboxMode, StripeUnavailable);
+
 /// Mirror Stripe's active prices into the catalog now (admin); `product.*` and `price.*` events
 /// keep it fresh afterwards.
 #[utoipa::path(
     tag = "billing",
     responses(
         (status = 200, body = SyncPricesResponse),
-        (status = 409, description = "`sandbox_mode`: there is no Stripe account to sync from", body = Problem, content_type = "application/problem+json"),
-        (status = 502, description = "`stripe_unavailable`", body = Problem, content_type = "application/problem+json"),
+        SyncPricesErrors,
     ),
     security(("bearer" = []), ("admin_key" = []))
 )]
 #[post("/billing/sync-prices")]
 pub async fn sync_prices(state: web::Data<AppState>, _admin: Admin) -> Result<web::Json<SyncPricesResponse>, ApiError> {
     let Some(gateway) = state.payments.stripe() else {
-        return Err(ApiError::conflict("sandbox_mode", "Sandbox mode has no Stripe account to sync prices from."));
+        return Err(ApiError::new(ErrorCode::SandboxMode, "Sandbox mode has no Stripe account to sync prices from."));
     };
     let (synced, deactivated) = service::sync_prices(&state.db, &state.clock, gateway).await?;
     Ok(web::Json(SyncPricesResponse { synced, deactivated }))
@@ -163,11 +166,11 @@ impl From<WebhookFailure> for ApiError {
     fn from(err: WebhookFailure) -> Self {
         let detail = err.to_string();
         match err {
-            WebhookFailure::MissingSignature => ApiError::bad_request("missing_signature", detail),
-            WebhookFailure::BadSignature => ApiError::bad_request("invalid_signature", detail),
-            WebhookFailure::StaleSignature => ApiError::bad_request("stale_signature", detail),
-            WebhookFailure::NotConfigured => ApiError::not_found("webhooks_not_configured", detail),
-            WebhookFailure::InvalidPayload(_) => ApiError::bad_request("invalid_payload", detail),
+            WebhookFailure::MissingSignature => ApiError::new(ErrorCode::MissingSignature, detail),
+            WebhookFailure::BadSignature => ApiError::new(ErrorCode::InvalidSignature, detail),
+            WebhookFailure::StaleSignature => ApiError::new(ErrorCode::StaleSignature, detail),
+            WebhookFailure::NotConfigured => ApiError::new(ErrorCode::WebhooksNotConfigured, detail),
+            WebhookFailure::InvalidPayload(_) => ApiError::new(ErrorCode::InvalidPayload, detail),
             WebhookFailure::Apply(message) => ApiError::internal(anyhow::anyhow!("webhook: {message}")),
             WebhookFailure::SubscriptionTie(_) => ApiError::internal(anyhow::anyhow!("webhook: {detail}")),
             WebhookFailure::Database(e) => e.into(),
@@ -181,7 +184,7 @@ async fn receive_webhook(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let payload = std::str::from_utf8(&body)
-        .map_err(|_| ApiError::bad_request("invalid_payload", "The body is not UTF-8 text."))?;
+        .map_err(|_| ApiError::new(ErrorCode::InvalidPayload, "The body is not UTF-8 text."))?;
     let signature = req.headers().get("stripe-signature").and_then(|v| v.to_str().ok());
     let secret = state.settings.stripe_webhook_secret.as_ref().map(|s| s.expose());
     let result = webhooks::receive(&state.db, &state.clock, state.payments.stripe(), secret, signature, payload).await;
@@ -208,9 +211,7 @@ async fn receive_webhook(
     params(("Stripe-Signature" = String, Header, description = "`t=…,v1=…`")),
     responses(
         (status = 200, description = "Acknowledged: processed, ignored (unused type) or duplicate.", body = WebhookAck),
-        (status = 400, description = "`missing_signature`, `invalid_signature` or `stale_signature`: nothing was stored. `invalid_payload`: signed, but not an event Tollgate can read (not JSON, no id or type, too long); kept in the inbox as failed when its id and type could be read", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Applying failed; the inbox keeps the error and Stripe retries", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`webhooks_not_configured`: STRIPE_WEBHOOK_SECRET is not set", body = Problem, content_type = "application/problem+json"),
+        WebhookErrors,
     )
 )]
 #[post("/webhooks/stripe")]
@@ -222,6 +223,10 @@ pub async fn stripe_webhook(
     receive_webhook(req, state, body).await
 }
 
+crate::openapi::errors!(WebhookErrors:
+    MissingSignature, InvalidSignature, StaleSignature, InvalidPayload, WebhooksNotConfigured,
+);
+
 /// The seed's webhook path, so an existing Stripe endpoint keeps working.
 #[utoipa::path(
     tag = "billing",
@@ -229,9 +234,7 @@ pub async fn stripe_webhook(
     params(("Stripe-Signature" = String, Header)),
     responses(
         (status = 200, body = WebhookAck),
-        (status = 400, description = "`missing_signature`, `invalid_signature`, `stale_signature` or `invalid_payload`", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Applying failed; the inbox keeps the error and Stripe retries", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`webhooks_not_configured`: STRIPE_WEBHOOK_SECRET is not set", body = Problem, content_type = "application/problem+json"),
+        WebhookErrors,
     )
 )]
 #[post("/api/webhooks/stripe")]
@@ -261,7 +264,6 @@ pub struct StripeEventQuery {
     params(StripeEventQuery),
     responses(
         (status = 200, body = StripeEventPage),
-        (status = 422, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []), ("admin_key" = []))
 )]
@@ -279,14 +281,15 @@ pub async fn list_stripe_events(
     Ok(web::Json(service::list_events(&state.db, query.status, query.cursor, limit).await?))
 }
 
+crate::openapi::errors!(RetryStripeEventErrors: EventNotFound);
+
 /// Re-apply an event that failed (admin).
 #[utoipa::path(
     tag = "admin",
     params(("id" = String, Path, description = "The Stripe event id, `evt_…`")),
     responses(
         (status = 200, body = WebhookAck),
-        (status = 404, description = "`event_not_found`", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "It failed again; the inbox keeps the error", body = Problem, content_type = "application/problem+json"),
+        RetryStripeEventErrors,
     ),
     security(("bearer" = []), ("admin_key" = []))
 )]
@@ -297,7 +300,7 @@ pub async fn retry_stripe_event(
     id: web::Path<String>,
 ) -> Result<web::Json<WebhookAck>, ApiError> {
     if !service::event_exists(&state.db, &id).await? {
-        return Err(ApiError::not_found("event_not_found", "No such event in the inbox."));
+        return Err(ApiError::new(ErrorCode::EventNotFound, "No such event in the inbox."));
     }
     let status = webhooks::retry(&state.db, &state.clock, state.payments.stripe(), &id).await?.as_str();
     Ok(web::Json(WebhookAck { received: true, status: status.to_owned() }))

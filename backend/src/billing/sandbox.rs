@@ -14,7 +14,10 @@ use super::{
     portal,
     service::{self, BillingError},
 };
-use crate::{error::ApiError, state::AppState};
+use crate::{
+    error::{ApiError, ErrorCode},
+    state::AppState,
+};
 
 fn escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
@@ -58,7 +61,7 @@ pub async fn checkout_page(state: web::Data<AppState>, id: web::Path<String>) ->
         Some(every) => format!("{} credits every {every}", price.credits),
         None => format!("{} credits", price.credits),
     };
-    let action = if session.status == "open" {
+    let action = if session.status == crate::domain::billing::CheckoutStatus::Open.as_str() {
         format!(
             r#"<form method="post" action="/sandbox/checkout/{id}/pay"><button type="submit">Pay {amount}</button></form>
 <form method="post" action="/sandbox/checkout/{id}/cancel"><button type="submit" class="secondary">Cancel</button></form>"#,
@@ -103,8 +106,8 @@ pub struct PortalForm {
 }
 
 fn portal_expired() -> ApiError {
-    ApiError::unauthorized(
-        "invalid_token",
+    ApiError::new(
+        ErrorCode::InvalidToken,
         "This portal link has expired or was already used; open the portal again from the app.",
     )
 }
@@ -152,7 +155,7 @@ pub async fn portal_page(
 <p>Current period ends {end}.{note}</p>
 <form method="post" action="/sandbox/portal"><input type="hidden" name="cancel" value="{value}"><button type="submit">{label}</button></form></main>"#,
                 plan = escape(sub.plan_name.as_deref().unwrap_or(&sub.price_id)),
-                status = escape(&sub.status),
+                status = escape(sub.status.as_str()),
                 end = sub.current_period_end.format("%Y-%m-%d"),
                 note = if sub.cancel_at_period_end { " It will not renew." } else { "" },
             )

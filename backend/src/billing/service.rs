@@ -23,6 +23,7 @@ use crate::{
     },
     db,
     domain::Credits,
+    domain::billing::{CheckoutStatus, SubscriptionStatus},
     domain::ledger::{LotSource, TransferKind, system},
     entities::{checkout_sessions, customers, prices, subscriptions, users},
 };
@@ -37,7 +38,7 @@ pub enum BillingError {
     #[error("no such checkout session")]
     SessionNotFound,
     #[error("this checkout session is {0}")]
-    SessionClosed(String),
+    SessionClosed(CheckoutStatus),
     #[error("no subscription to manage")]
     NoSubscription,
     #[error("the wallet does not exist")]
@@ -125,12 +126,14 @@ async fn offered_price(db: &impl ConnectionTrait, price_id: &str) -> Result<pric
 }
 
 /// Statuses in which a subscription still entitles its owner.
-const LIVE_STATUSES: [&str; 3] = ["active", "trialing", "past_due"];
+fn live_statuses() -> [&'static str; 3] {
+    SubscriptionStatus::LIVE.map(SubscriptionStatus::as_str)
+}
 
 async fn live_subscription(db: &impl ConnectionTrait, user_id: Uuid) -> Result<Option<subscriptions::Model>, DbErr> {
     subscriptions::Entity::find()
         .filter(subscriptions::Column::UserId.eq(user_id))
-        .filter(subscriptions::Column::Status.is_in(LIVE_STATUSES))
+        .filter(subscriptions::Column::Status.is_in(live_statuses()))
         .order_by_desc(subscriptions::Column::CurrentPeriodEnd)
         .one(db)
         .await
@@ -156,7 +159,7 @@ pub async fn create_sandbox_checkout(
         user_id: Set(user_id),
         price_id: Set(price.id),
         mode: Set(mode.to_owned()),
-        status: Set("open".to_owned()),
+        status: Set(CheckoutStatus::Open.as_str().to_owned()),
         url: Set(url.clone()),
         created_at: Set(clock.now()),
         completed_at: Set(None),
@@ -295,19 +298,22 @@ pub async fn pay_sandbox_session(
 ) -> Result<String, BillingError> {
     let (session, price) = find_session(db, session_id).await?;
     let success = format!("{site_url}/credits?checkout=success&session_id={session_id}");
-    if session.status == "complete" {
-        return Ok(success);
-    }
-    if session.status != "open" {
-        return Err(BillingError::SessionClosed(session.status));
+    match CheckoutStatus::parse(&session.status) {
+        Some(CheckoutStatus::Complete) => return Ok(success),
+        Some(CheckoutStatus::Open) => {}
+        Some(closed @ CheckoutStatus::Expired) => return Err(BillingError::SessionClosed(closed)),
+        None => {
+            let message = format!("checkout session {session_id} has the unknown status {:?}", session.status);
+            return Err(BillingError::Database(DbErr::Custom(message)));
+        }
     }
     let txn = db::begin_write(db).await?;
     let now = clock.now();
     let closed = checkout_sessions::Entity::update_many()
-        .col_expr(checkout_sessions::Column::Status, Expr::value("complete"))
+        .col_expr(checkout_sessions::Column::Status, Expr::value(CheckoutStatus::Complete.as_str()))
         .col_expr(checkout_sessions::Column::CompletedAt, Expr::value(now))
         .filter(checkout_sessions::Column::Id.eq(session_id))
-        .filter(checkout_sessions::Column::Status.eq("open"))
+        .filter(checkout_sessions::Column::Status.eq(CheckoutStatus::Open.as_str()))
         .exec(&txn)
         .await?;
     if closed.rows_affected == 0 {
@@ -324,7 +330,7 @@ pub async fn pay_sandbox_session(
             id: Set(subscription_id),
             user_id: Set(session.user_id),
             price_id: Set(price.id.clone()),
-            status: Set("active".to_owned()),
+            status: Set(SubscriptionStatus::Active.as_str().to_owned()),
             current_period_start: Set(now),
             current_period_end: Set(end),
             cancel_at_period_end: Set(false),
@@ -351,9 +357,9 @@ pub async fn cancel_sandbox_session(
 ) -> Result<String, BillingError> {
     find_session(db, session_id).await?;
     checkout_sessions::Entity::update_many()
-        .col_expr(checkout_sessions::Column::Status, Expr::value("expired"))
+        .col_expr(checkout_sessions::Column::Status, Expr::value(CheckoutStatus::Expired.as_str()))
         .filter(checkout_sessions::Column::Id.eq(session_id))
-        .filter(checkout_sessions::Column::Status.eq("open"))
+        .filter(checkout_sessions::Column::Status.eq(CheckoutStatus::Open.as_str()))
         .exec(db)
         .await?;
     Ok(format!("{site_url}/credits?checkout=cancelled"))
@@ -375,7 +381,7 @@ pub async fn subscription(db: &DatabaseConnection, user_id: Uuid) -> Result<Subs
         return Ok(SubscriptionResponse { subscription: None });
     };
     let price = prices::Entity::find_by_id(sub.price_id.clone()).one(db).await?;
-    Ok(SubscriptionResponse { subscription: Some(SubscriptionView::new(sub, price)) })
+    Ok(SubscriptionResponse { subscription: Some(SubscriptionView::new(sub, price)?) })
 }
 
 /// Sets or clears cancellation at the period's end (the sandbox portal's one action).
@@ -405,7 +411,7 @@ pub async fn renew_sandbox_subscriptions(
     clock: &Clock,
 ) -> Result<(usize, usize), BillingError> {
     let live = subscriptions::Entity::find()
-        .filter(subscriptions::Column::Status.is_in(LIVE_STATUSES))
+        .filter(subscriptions::Column::Status.is_in(live_statuses()))
         .filter(subscriptions::Column::Id.starts_with("sub_sandbox_"))
         .all(db)
         .await?;
@@ -415,7 +421,7 @@ pub async fn renew_sandbox_subscriptions(
         let txn = db::begin_write(db).await?;
         if sub.cancel_at_period_end {
             subscriptions::Entity::update_many()
-                .col_expr(subscriptions::Column::Status, Expr::value("canceled"))
+                .col_expr(subscriptions::Column::Status, Expr::value(SubscriptionStatus::Canceled.as_str()))
                 .col_expr(subscriptions::Column::SourceUpdatedAt, Expr::value(now))
                 .col_expr(subscriptions::Column::UpdatedAt, Expr::value(now))
                 .filter(subscriptions::Column::Id.eq(sub.id.clone()))
@@ -513,7 +519,7 @@ pub async fn create_stripe_checkout(
         user_id: Set(user_id),
         price_id: Set(price.id),
         mode: Set(if subscription { "subscription" } else { "payment" }.to_owned()),
-        status: Set("open".to_owned()),
+        status: Set(CheckoutStatus::Open.as_str().to_owned()),
         url: Set(url.clone()),
         created_at: Set(clock.now()),
         completed_at: Set(None),

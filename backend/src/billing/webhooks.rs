@@ -12,7 +12,7 @@ use sea_orm::{
     QuerySelect,
     sea_query::{Expr, OnConflict},
 };
-use stripe_shared::{CheckoutSession, CheckoutSessionMode, CheckoutSessionPaymentStatus, DisputeStatus};
+use stripe_shared::{CheckoutSession, CheckoutSessionMode, CheckoutSessionPaymentStatus};
 use stripe_webhook::{EventObject, Webhook, WebhookError};
 use uuid::Uuid;
 
@@ -30,6 +30,7 @@ use crate::{
     db,
     domain::{
         Credits,
+        billing::{CheckoutStatus, DisputeStatus, SubscriptionStatus},
         ledger::{LotSource, TransferKind, system},
     },
     entities::{customers, disputes, payments, prices, stripe_events, subscriptions},
@@ -452,7 +453,7 @@ async fn checkout_sessions_complete(
     session_id: &str,
 ) -> Result<(), DbErr> {
     crate::entities::checkout_sessions::Entity::update_many()
-        .col_expr(crate::entities::checkout_sessions::Column::Status, Expr::value("complete"))
+        .col_expr(crate::entities::checkout_sessions::Column::Status, Expr::value(CheckoutStatus::Complete.as_str()))
         .col_expr(crate::entities::checkout_sessions::Column::CompletedAt, Expr::value(now))
         .filter(crate::entities::checkout_sessions::Column::Id.eq(session_id))
         .exec(txn)
@@ -527,9 +528,13 @@ async fn mirror_subscription(
     let item =
         sub.items.data.first().ok_or_else(|| WebhookFailure::Apply(format!("subscription {id} has no items")))?;
     let status = if matches!(source, Source::DeletedEvent { .. }) {
-        "canceled".to_owned()
+        SubscriptionStatus::Canceled
     } else {
-        sub.status.as_str().to_owned()
+        // A status Stripe added after this server was written is refused (and kept in the inbox
+        // as failed), not stored under a name the rest of the server does not know.
+        SubscriptionStatus::parse(sub.status.as_str()).ok_or_else(|| {
+            WebhookFailure::Apply(format!("subscription {id} has the unknown status `{}`", sub.status.as_str()))
+        })?
     };
     let existing = subscriptions::Entity::find_by_id(id.clone()).lock_exclusive().one(txn).await?;
     if let Some(stored) = &existing {
@@ -548,7 +553,11 @@ async fn mirror_subscription(
                 // Without Stripe to ask: a subscription never goes back to `incomplete`, and a
                 // canceled one never comes back.
                 Source::Event { can_fetch: false } | Source::DeletedEvent { can_fetch: false } => {
-                    if (status == "incomplete" && stored.status != "incomplete") || stored.status == "canceled" {
+                    let stored_status = SubscriptionStatus::parse(&stored.status);
+                    let incomplete = Some(SubscriptionStatus::Incomplete);
+                    if (status == SubscriptionStatus::Incomplete && stored_status != incomplete)
+                        || stored_status == Some(SubscriptionStatus::Canceled)
+                    {
                         return Ok(Delivery::Processed);
                     }
                 }
@@ -560,7 +569,7 @@ async fn mirror_subscription(
         id: Set(id.clone()),
         user_id: Set(user_id),
         price_id: Set(item.price.id.to_string()),
-        status: Set(status),
+        status: Set(status.as_str().to_owned()),
         current_period_start: Set(timestamp(item.current_period_start, clock)),
         current_period_end: Set(timestamp(item.current_period_end, clock)),
         cancel_at_period_end: Set(sub.cancel_at_period_end),
@@ -589,7 +598,7 @@ async fn payment_for(
 async fn payment_lots(txn: &impl ConnectionTrait, payment: &payments::Model) -> Result<Vec<Uuid>, DbErr> {
     let returned: Vec<String> = disputes::Entity::find()
         .filter(disputes::Column::PaymentId.eq(payment.id.clone()))
-        .filter(disputes::Column::Status.is_in(RETURNED_STATUSES))
+        .filter(disputes::Column::Status.is_in(DisputeStatus::RETURNED.map(DisputeStatus::as_str)))
         .all(txn)
         .await?
         .into_iter()
@@ -682,9 +691,6 @@ fn dispute_payment_intent(dispute: &stripe_shared::Dispute) -> Option<String> {
         .or_else(|| dispute.charge.as_object().and_then(|c| c.payment_intent.as_ref()).map(|p| p.id().to_string()))
 }
 
-/// Dispute statuses that give frozen credits back: won, an inquiry closed, or prevented.
-const RETURNED_STATUSES: [&str; 3] = ["won", "warning_closed", "prevented"];
-
 /// The reference of the lot a dispute gives back as the paid lot's credits.
 fn returned_reference(dispute_id: &str) -> String {
     format!("stripe:dispute:{dispute_id}:won")
@@ -716,7 +722,7 @@ async fn dispute_created(
         payment_id: Set(payment.id.clone()),
         user_id: Set(payment.user_id),
         credits: Set(credits),
-        status: Set("open".to_owned()),
+        status: Set(DisputeStatus::Open.as_str().to_owned()),
         created_at: Set(now),
         closed_at: Set(None),
         freeze_transfer_id: Set(freeze_transfer_id),
@@ -794,15 +800,15 @@ async fn dispute_closed(
         }
         return Box::pin(dispute_closed(txn, clock, dispute)).await;
     };
-    if row.status != "open" {
+    if row.status != DisputeStatus::Open.as_str() {
         return Ok(Delivery::Processed);
     }
-    let status = dispute.status.as_str();
-    let lost = dispute.status == DisputeStatus::Lost;
-    if !lost && !RETURNED_STATUSES.contains(&status) {
+    let status = match DisputeStatus::parse(dispute.status.as_str()) {
+        Some(closing) if closing != DisputeStatus::Open => closing,
         // Not a closing status: the credits stay frozen until Stripe says how it ended.
-        return Ok(Delivery::Processed);
-    }
+        _ => return Ok(Delivery::Processed),
+    };
+    let lost = status == DisputeStatus::Lost;
     let now = clock.now();
     if row.credits > 0 {
         if lost {
@@ -821,7 +827,7 @@ async fn dispute_closed(
         }
     }
     disputes::Entity::update_many()
-        .col_expr(disputes::Column::Status, Expr::value(status))
+        .col_expr(disputes::Column::Status, Expr::value(status.as_str()))
         .col_expr(disputes::Column::ClosedAt, Expr::value(now))
         .filter(disputes::Column::Id.eq(id))
         .exec(txn)

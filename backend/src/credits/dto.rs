@@ -6,7 +6,18 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use crate::entities::{accounts, features, holds, lots, transfers};
+use super::CreditsError;
+use crate::{
+    domain::ledger::{HoldStatus, LotSource, TransferKind},
+    entities::{accounts, features, holds, lots, transfers},
+};
+
+/// A stored value outside its enum. The columns are constrained to the enums' values (migration
+/// `m20261203_000301_status_checks`), so only a row written by a newer server or by hand has one:
+/// it is reported as a server error, never shown under another name.
+fn unknown(what: &str, id: Uuid, value: &str) -> CreditsError {
+    CreditsError::Database(sea_orm::DbErr::Custom(format!("{what} of {id} is the unknown value {value:?}")))
+}
 
 /// A wallet's figures.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -36,8 +47,7 @@ impl WalletBalance {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct LotView {
     pub id: Uuid,
-    /// `purchase`, `subscription`, `grant` or `promotion`.
-    pub source: String,
+    pub source: LotSource,
     pub amount: i64,
     pub remaining: i64,
     pub priority: i32,
@@ -45,17 +55,19 @@ pub struct LotView {
     pub created_at: DateTime<Utc>,
 }
 
-impl From<lots::Model> for LotView {
-    fn from(lot: lots::Model) -> Self {
-        Self {
+impl TryFrom<lots::Model> for LotView {
+    type Error = CreditsError;
+
+    fn try_from(lot: lots::Model) -> Result<Self, CreditsError> {
+        Ok(Self {
             id: lot.id,
-            source: lot.source,
+            source: LotSource::parse(&lot.source).ok_or_else(|| unknown("the source", lot.id, &lot.source))?,
             amount: lot.amount,
             remaining: lot.remaining,
             priority: lot.priority,
             expires_at: lot.expires_at,
             created_at: lot.created_at,
-        }
+        })
     }
 }
 
@@ -79,8 +91,7 @@ pub struct LotMovementView {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct TransferView {
     pub id: Uuid,
-    /// `spend`, `grant`, `purchase`, `subscription`, `promotion`, `expiry`, `clawback`, ...
-    pub kind: String,
+    pub kind: TransferKind,
     /// Positive: the amount moved.
     pub amount: i64,
     pub feature: Option<String>,
@@ -94,10 +105,25 @@ pub struct TransferView {
 }
 
 impl TransferView {
+    /// The view of a transfer the ledger has just built (`credits::core`), whose kind it wrote
+    /// from a `TransferKind`. For a row read back from the database, use `read`.
     pub fn new(transfer: &transfers::Model, lots: Vec<LotMovementView>) -> Self {
+        let kind = TransferKind::parse(&transfer.kind);
+        debug_assert!(kind.is_some(), "the ledger built transfer {} of kind {:?}", transfer.id, transfer.kind);
+        Self::with_kind(kind.unwrap_or(TransferKind::Spend), transfer, lots)
+    }
+
+    /// The view of a stored transfer; a kind outside `TransferKind` is an error.
+    pub fn read(transfer: &transfers::Model, lots: Vec<LotMovementView>) -> Result<Self, CreditsError> {
+        let kind =
+            TransferKind::parse(&transfer.kind).ok_or_else(|| unknown("the kind", transfer.id, &transfer.kind))?;
+        Ok(Self::with_kind(kind, transfer, lots))
+    }
+
+    fn with_kind(kind: TransferKind, transfer: &transfers::Model, lots: Vec<LotMovementView>) -> Self {
         Self {
             id: transfer.id,
-            kind: transfer.kind.clone(),
+            kind,
             amount: transfer.amount,
             feature: transfer.feature.clone(),
             quantity: transfer.quantity,
@@ -148,6 +174,7 @@ pub struct GrantRequest {
     #[schema(example = "Welcome bonus")]
     pub reason: String,
     /// `grant` (default) or `promotion`.
+    #[schema(value_type = Option<GrantSource>)]
     pub source: Option<String>,
     /// Lower is spent first. Defaults: promotion 10, grant 20.
     pub priority: Option<i32>,
@@ -155,6 +182,24 @@ pub struct GrantRequest {
     /// The seed's clients send the key in the body; the `Idempotency-Key` header wins.
     #[serde(alias = "idempotencyKey")]
     pub idempotency_key: Option<String>,
+}
+
+/// The sources a grant can give its lot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum GrantSource {
+    Grant,
+    Promotion,
+}
+
+impl GrantSource {
+    /// The lot source it stands for, if `value` is one a grant may name.
+    pub fn parse(value: &str) -> Option<LotSource> {
+        match LotSource::parse(value)? {
+            source @ (LotSource::Grant | LotSource::Promotion) => Some(source),
+            LotSource::Purchase | LotSource::Subscription => None,
+        }
+    }
 }
 
 /// The answer to a grant.
@@ -191,8 +236,7 @@ pub struct CaptureHoldRequest {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct HoldView {
     pub id: Uuid,
-    /// `open`, `captured`, `released` or `expired`.
-    pub status: String,
+    pub status: HoldStatus,
     pub amount: i64,
     pub feature: Option<String>,
     pub quantity: Option<i64>,
@@ -208,7 +252,7 @@ impl From<&holds::Model> for HoldView {
     fn from(hold: &holds::Model) -> Self {
         Self {
             id: hold.id,
-            status: hold.status.clone(),
+            status: HoldStatus::parse(&hold.status),
             amount: hold.amount,
             feature: hold.feature.clone(),
             quantity: hold.quantity,
@@ -235,7 +279,8 @@ pub struct HoldResponse {
 #[derive(Debug, Clone, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct LedgerQuery {
-    /// Only entries of this kind (`spend`, `grant`, `purchase`, `expiry`, ...).
+    /// Only entries of this kind (read as text, so that an unknown kind answers 422 naming the field).
+    #[param(value_type = Option<TransferKind>)]
     pub kind: Option<String>,
     /// Only entries at or after this time.
     pub from: Option<DateTime<Utc>>,
@@ -252,7 +297,7 @@ pub struct LedgerQuery {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct LedgerEntry {
     pub id: Uuid,
-    pub kind: String,
+    pub kind: TransferKind,
     /// Signed from the wallet's view: positive in, negative out.
     pub amount: i64,
     /// The wallet's balance right after this entry.

@@ -3,7 +3,10 @@
 use chrono::{DateTime, Utc};
 use sea_orm::DbErr;
 
-use crate::{error::ApiError, idempotency};
+use crate::{
+    error::{ApiError, ErrorCode},
+    idempotency,
+};
 
 /// What went wrong, in the ledger's words.
 #[derive(Debug, thiserror::Error)]
@@ -55,30 +58,27 @@ impl CreditsError {
 
 impl From<CreditsError> for ApiError {
     fn from(err: CreditsError) -> Self {
-        use actix_web::http::StatusCode;
         let detail = err.to_string();
         match err {
-            CreditsError::WalletNotFound => ApiError::not_found("wallet_not_found", detail),
-            CreditsError::UserNotFound => ApiError::not_found("user_not_found", detail),
+            CreditsError::WalletNotFound => ApiError::new(ErrorCode::WalletNotFound, detail),
+            CreditsError::UserNotFound => ApiError::new(ErrorCode::UserNotFound, detail),
             CreditsError::InsufficientCredits { available, requested } => {
-                ApiError::new(StatusCode::PAYMENT_REQUIRED, "insufficient_credits", "Insufficient credits", detail)
+                ApiError::new(ErrorCode::InsufficientCredits, detail)
                     .with("available", available)
                     .with("requested", requested)
             }
             CreditsError::OutstandingDebt { debt } => {
-                ApiError::new(StatusCode::PAYMENT_REQUIRED, "outstanding_debt", "Outstanding debt", detail)
-                    .with("debt", debt)
-                    .with("available", 0)
+                ApiError::new(ErrorCode::OutstandingDebt, detail).with("debt", debt).with("available", 0)
             }
             CreditsError::IdempotencyKeyReused => idempotency::reused_error(),
             CreditsError::UnknownFeature(_) => ApiError::field("feature", "unknown_feature", detail),
             CreditsError::FeatureInactive(_) => ApiError::field("feature", "feature_inactive", detail),
-            CreditsError::FeatureExists(_) => ApiError::conflict("feature_exists", detail),
-            CreditsError::HoldNotFound => ApiError::not_found("hold_not_found", detail),
-            CreditsError::HoldExpired { .. } => ApiError::conflict("hold_expired", detail),
-            CreditsError::HoldNotOpen { .. } => ApiError::conflict("hold_not_open", detail),
+            CreditsError::FeatureExists(_) => ApiError::new(ErrorCode::FeatureExists, detail),
+            CreditsError::HoldNotFound => ApiError::new(ErrorCode::HoldNotFound, detail),
+            CreditsError::HoldExpired { .. } => ApiError::new(ErrorCode::HoldExpired, detail),
+            CreditsError::HoldNotOpen { .. } => ApiError::new(ErrorCode::HoldNotOpen, detail),
             CreditsError::HoldAlreadyCaptured { captured } => {
-                ApiError::conflict("hold_already_captured", detail).with("captured_amount", captured)
+                ApiError::new(ErrorCode::HoldAlreadyCaptured, detail).with("captured_amount", captured)
             }
             CreditsError::CaptureExceedsHold { held, requested } => {
                 ApiError::field("amount", "capture_exceeds_hold", detail)

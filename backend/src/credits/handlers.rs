@@ -16,7 +16,7 @@ use crate::{
     auth::extractors::{Admin, CreditsRead, CreditsSpend, Scoped},
     domain::IdempotencyKey,
     domain::ledger::LotSource,
-    error::{ApiError, Problem},
+    error::{ApiError, ErrorCode},
     idempotency::{self, IdempotentRequest},
     metrics::Metrics,
     state::AppState,
@@ -38,13 +38,14 @@ fn keyed(req: &HttpRequest, scope: String, key: IdempotencyKey, body: &impl serd
     IdempotentRequest { scope, key, fingerprint: idempotency::fingerprint(req, body) }
 }
 
+crate::openapi::errors!(GetBalanceErrors: InsufficientScope, WalletNotFound);
+
 /// The caller's balance, what they can spend, and lots about to expire.
 #[utoipa::path(
     tag = "credits",
     responses(
         (status = 200, body = BalanceResponse),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`insufficient_scope`: the API key lacks `credits:read`", body = Problem, content_type = "application/problem+json"),
+        GetBalanceErrors,
     ),
     security(("bearer" = []))
 )]
@@ -56,6 +57,11 @@ pub async fn get_balance(
     Ok(web::Json(history::balance(&state.ledger, caller.0.user_id).await?))
 }
 
+crate::openapi::errors!(SpendCreditsErrors:
+    IdempotencyKeyRequired, InsufficientCredits, OutstandingDebt, InsufficientScope, WalletNotFound,
+    IdempotencyKeyReused,
+);
+
 /// Spend credits: an explicit `amount`, or a `feature` and `quantity` priced by the rate card.
 ///
 /// Requires an `Idempotency-Key`. Retrying with the same key and body returns the first answer
@@ -66,12 +72,7 @@ pub async fn get_balance(
     params(("Idempotency-Key" = String, Header, description = "Unique per spend; reuse it to retry safely.")),
     responses(
         (status = 200, description = "Spent.", body = SpendResponse),
-        (status = 400, description = "`idempotency_key_required` or `invalid_json`", body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 402, description = "`insufficient_credits` (with `available` and `requested`) or `outstanding_debt`", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`insufficient_scope`: the API key lacks `credits:spend`", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`idempotency_key_reused`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
+        SpendCreditsErrors,
     ),
     security(("bearer" = []))
 )]
@@ -94,6 +95,8 @@ pub async fn spend_credits(
     Ok(respond(result?))
 }
 
+crate::openapi::errors!(GrantCreditsErrors: IdempotencyKeyRequired, UserNotFound, WalletNotFound, IdempotencyKeyReused);
+
 /// Grant credits to a user (admin), as a lot with optional expiry and priority.
 ///
 /// The idempotency key comes from the `Idempotency-Key` header or, as the seed's clients send
@@ -104,12 +107,7 @@ pub async fn spend_credits(
     params(("Idempotency-Key" = Option<String>, Header, description = "Required here or as `idempotencyKey` in the body.")),
     responses(
         (status = 200, description = "Granted.", body = GrantResponse),
-        (status = 400, description = "`idempotency_key_required`", body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`admin_required`", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`user_not_found`", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`idempotency_key_reused`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
+        GrantCreditsErrors,
     ),
     security(("bearer" = []), ("admin_key" = []))
 )]
@@ -127,8 +125,8 @@ pub async fn grant_credits(
             Some(raw) => IdempotencyKey::parse(raw)
                 .map_err(|m| ApiError::field("idempotencyKey", "invalid", format!("idempotencyKey {m}")))?,
             None => {
-                return Err(ApiError::bad_request(
-                    "idempotency_key_required",
+                return Err(ApiError::new(
+                    ErrorCode::IdempotencyKeyRequired,
                     "Send an Idempotency-Key header (or `idempotencyKey` in the body).",
                 ));
             }
@@ -149,15 +147,10 @@ pub async fn grant_credits(
         return Err(ApiError::field("reason", "length", "reason must be 1 to 500 characters"));
     }
     let source = match body.source.as_deref() {
-        None | Some("grant") => LotSource::Grant,
-        Some("promotion") => LotSource::Promotion,
-        Some(other) => {
-            return Err(ApiError::field(
-                "source",
-                "invalid",
-                format!("source `{other}` is not `grant` or `promotion`"),
-            ));
-        }
+        None => LotSource::Grant,
+        Some(raw) => GrantSource::parse(raw).ok_or_else(|| {
+            ApiError::field("source", "invalid", format!("source `{raw}` is not `grant` or `promotion`"))
+        })?,
     };
     if body.expires_at.is_some_and(|at| at <= state.clock.now()) {
         return Err(ApiError::field("expires_at", "invalid", "expires_at must be in the future"));
@@ -173,6 +166,11 @@ pub async fn grant_credits(
     Ok(respond(result?))
 }
 
+crate::openapi::errors!(CreateHoldErrors:
+    IdempotencyKeyRequired, InsufficientCredits, OutstandingDebt, InsufficientScope, WalletNotFound,
+    IdempotencyKeyReused,
+);
+
 /// Reserve credits for work whose cost is known only afterwards.
 ///
 /// The hold releases itself after `ttl_seconds` (default 300, at most 3600) unless captured.
@@ -182,10 +180,7 @@ pub async fn grant_credits(
     params(("Idempotency-Key" = String, Header, description = "Unique per hold.")),
     responses(
         (status = 200, description = "Held.", body = HoldResponse),
-        (status = 400, description = "`idempotency_key_required`", body = Problem, content_type = "application/problem+json"),
-        (status = 402, description = "`insufficient_credits` or `outstanding_debt`", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`idempotency_key_reused`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
+        CreateHoldErrors,
     ),
     security(("bearer" = []))
 )]
@@ -217,13 +212,15 @@ pub async fn create_hold(
     Ok(respond(result?))
 }
 
+crate::openapi::errors!(GetHoldErrors: InsufficientScope, WalletNotFound, HoldNotFound);
+
 /// A hold of the caller's.
 #[utoipa::path(
     tag = "holds",
     params(("id" = Uuid, Path)),
     responses(
         (status = 200, body = HoldView),
-        (status = 404, description = "`hold_not_found`", body = Problem, content_type = "application/problem+json"),
+        GetHoldErrors,
     ),
     security(("bearer" = []))
 )]
@@ -236,6 +233,11 @@ pub async fn get_hold(
     Ok(web::Json(holds::get_hold(&state.ledger, caller.0.user_id, id.into_inner()).await?))
 }
 
+crate::openapi::errors!(CaptureHoldErrors:
+    InsufficientCredits, OutstandingDebt, InsufficientScope, WalletNotFound, HoldNotFound, IdempotencyKeyReused,
+    HoldExpired, HoldNotOpen, HoldAlreadyCaptured,
+);
+
 /// Spend the actual cost (at most the hold) and release the rest.
 ///
 /// Capturing an already captured hold with the same amount answers as the first capture did.
@@ -245,10 +247,7 @@ pub async fn get_hold(
     params(("id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header)),
     responses(
         (status = 200, description = "Captured.", body = HoldResponse),
-        (status = 402, description = "`insufficient_credits` (lots expired or clawed back meanwhile)", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`hold_not_found`", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`hold_expired`, `hold_not_open`, `hold_already_captured`, `idempotency_key_reused`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`validation_failed` (e.g. `capture_exceeds_hold`)", body = Problem, content_type = "application/problem+json"),
+        CaptureHoldErrors,
     ),
     security(("bearer" = []))
 )]
@@ -272,14 +271,17 @@ pub async fn capture_hold(
     Ok(respond(result?))
 }
 
+crate::openapi::errors!(ReleaseHoldErrors:
+    InsufficientScope, WalletNotFound, HoldNotFound, IdempotencyKeyReused, HoldAlreadyCaptured,
+);
+
 /// Release a hold without spending.
 #[utoipa::path(
     tag = "holds",
     params(("id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header)),
     responses(
         (status = 200, description = "Released (or already released or expired).", body = HoldResponse),
-        (status = 404, description = "`hold_not_found`", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`hold_already_captured`", body = Problem, content_type = "application/problem+json"),
+        ReleaseHoldErrors,
     ),
     security(("bearer" = []))
 )]
@@ -298,14 +300,15 @@ pub async fn release_hold(
     Ok(respond(result?))
 }
 
+crate::openapi::errors!(ListLedgerEntriesErrors: InsufficientScope, WalletNotFound);
+
 /// The caller's history, newest first, paged by cursor.
 #[utoipa::path(
     tag = "credits",
     params(LedgerQuery),
     responses(
         (status = 200, body = LedgerPage),
-        (status = 400, description = "`invalid_query`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
+        ListLedgerEntriesErrors,
     ),
     security(("bearer" = []))
 )]
@@ -318,13 +321,15 @@ pub async fn list_ledger_entries(
     Ok(web::Json(history::list_ledger(&state.db, caller.0.user_id, query.into_inner()).await?))
 }
 
+crate::openapi::errors!(GetUsageErrors: InsufficientScope, WalletNotFound);
+
 /// Usage aggregated by day or feature, for charts.
 #[utoipa::path(
     tag = "credits",
     params(UsageQuery),
     responses(
         (status = 200, body = UsageResponse),
-        (status = 422, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
+        GetUsageErrors,
     ),
     security(("bearer" = []))
 )]
@@ -344,15 +349,15 @@ pub async fn list_features(state: web::Data<AppState>) -> Result<web::Json<Vec<F
     Ok(web::Json(rate_card::list_features(&state.db, false).await?))
 }
 
+crate::openapi::errors!(CreateFeatureErrors: FeatureExists);
+
 /// Add a feature to the rate card (admin).
 #[utoipa::path(
     tag = "features",
     request_body = CreateFeatureRequest,
     responses(
         (status = 201, body = FeatureView),
-        (status = 403, description = "`admin_required`", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`feature_exists`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
+        CreateFeatureErrors,
     ),
     security(("bearer" = []), ("admin_key" = []))
 )]
@@ -373,8 +378,6 @@ pub async fn create_feature(
     params(("key" = String, Path)),
     responses(
         (status = 200, body = FeatureView),
-        (status = 403, description = "`admin_required`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`validation_failed` (e.g. `unknown_feature`)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []), ("admin_key" = []))
 )]
@@ -393,7 +396,6 @@ pub async fn update_feature(
     tag = "admin",
     responses(
         (status = 200, description = "The report; `ok` is false when any check found a violation.", body = super::reconcile::ReconcileReport),
-        (status = 403, description = "`admin_required`", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []), ("admin_key" = []))
 )]

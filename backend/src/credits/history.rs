@@ -4,8 +4,8 @@ use std::collections::HashMap;
 
 use chrono::Duration;
 use sea_orm::{
-    ColumnTrait, Condition, DatabaseConnection, DbBackend, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
-    QuerySelect, sea_query::Expr,
+    ColumnTrait, Condition, DatabaseConnection, DbBackend, DbErr, EntityTrait, FromQueryResult, QueryFilter,
+    QueryOrder, QuerySelect, sea_query::Expr,
 };
 use uuid::Uuid;
 
@@ -39,7 +39,7 @@ pub async fn balance(ledger: &Ledger, user_id: Uuid) -> Result<BalanceResponse, 
     expiring.truncate(5);
     Ok(BalanceResponse {
         wallet: WalletBalance::of(&wallet),
-        expiring_soon: expiring.into_iter().map(Into::into).collect(),
+        expiring_soon: expiring.into_iter().map(LotView::try_from).collect::<Result<_, _>>()?,
     })
 }
 
@@ -107,9 +107,12 @@ pub async fn list_ledger(
         .into_iter()
         .map(|t| {
             let incoming = t.credit_account_id == wallet.id;
-            LedgerEntry {
+            let kind = TransferKind::parse(&t.kind).ok_or_else(|| {
+                CreditsError::Database(DbErr::Custom(format!("the kind of {} is the unknown value {:?}", t.id, t.kind)))
+            })?;
+            Ok(LedgerEntry {
                 id: t.id,
-                kind: t.kind,
+                kind,
                 amount: if incoming { t.amount } else { -t.amount },
                 balance_after: if incoming { t.credit_balance_after } else { t.debit_balance_after },
                 description: t.description,
@@ -120,9 +123,9 @@ pub async fn list_ledger(
                 lot_id: t.lot_id,
                 created_at: t.created_at,
                 lots: movements.remove(&t.id).unwrap_or_default(),
-            }
+            })
         })
-        .collect();
+        .collect::<Result<_, CreditsError>>()?;
     Ok(LedgerPage { entries, next_cursor })
 }
 

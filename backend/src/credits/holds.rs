@@ -110,7 +110,7 @@ async fn transfer_view(ledger: &Ledger, transfer_id: Option<Uuid>) -> Result<Opt
         .into_iter()
         .map(|m| LotMovementView { lot_id: m.lot_id, amount: m.amount })
         .collect();
-    Ok(Some(TransferView::new(&transfer, movements)))
+    Ok(Some(TransferView::read(&transfer, movements)?))
 }
 
 /// One hold of the caller's, with its status as of now.

@@ -1,5 +1,12 @@
 //! The ledger's vocabulary: why credits moved, where a lot came from, a hold's life, and the
 //! system accounts every transfer pairs a wallet with.
+//!
+//! Each enum is stored as its `as_str` (the entities' columns are text, constrained to these
+//! values by migration `m20261203_000301_status_checks`), serialised as the same string, and
+//! documented in the OpenAPI spec as a string enum.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// The system accounts, seeded by the ledger migration with these fixed ids.
 pub mod system {
@@ -17,7 +24,8 @@ pub mod system {
 }
 
 /// Why credits moved.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
 pub enum TransferKind {
     Purchase,
     Subscription,
@@ -66,7 +74,8 @@ impl TransferKind {
 }
 
 /// Where a lot's credits came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
 pub enum LotSource {
     Purchase,
     Subscription,
@@ -75,6 +84,8 @@ pub enum LotSource {
 }
 
 impl LotSource {
+    pub const ALL: [LotSource; 4] = [Self::Purchase, Self::Subscription, Self::Grant, Self::Promotion];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Purchase => "purchase",
@@ -87,7 +98,7 @@ impl LotSource {
     /// Lower is spent first: free credits before those a subscription period brings, before
     /// paid packs, which never expire.
     pub fn parse(value: &str) -> Option<Self> {
-        [Self::Purchase, Self::Subscription, Self::Grant, Self::Promotion].into_iter().find(|s| s.as_str() == value)
+        Self::ALL.into_iter().find(|s| s.as_str() == value)
     }
 
     pub fn default_priority(self) -> i32 {
@@ -101,7 +112,8 @@ impl LotSource {
 }
 
 /// A hold's life: open until captured, released, or past its time to live.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
 pub enum HoldStatus {
     Open,
     Captured,
@@ -110,6 +122,8 @@ pub enum HoldStatus {
 }
 
 impl HoldStatus {
+    pub const ALL: [HoldStatus; 4] = [Self::Open, Self::Captured, Self::Released, Self::Expired];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Open => "open",
@@ -126,5 +140,29 @@ impl HoldStatus {
             "expired" => Self::Expired,
             _ => Self::Open,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The API shows each value as the string the database stores.
+    fn serialises_as_stored<T: Serialize + Copy>(values: &[T], as_str: fn(T) -> &'static str) {
+        let mut seen = std::collections::HashSet::new();
+        for &value in values {
+            assert_eq!(serde_json::to_value(value).unwrap(), as_str(value));
+            assert!(seen.insert(as_str(value)), "{} twice", as_str(value));
+        }
+    }
+
+    #[test]
+    fn every_value_round_trips_through_its_string() {
+        serialises_as_stored(&TransferKind::ALL, TransferKind::as_str);
+        serialises_as_stored(&LotSource::ALL, LotSource::as_str);
+        serialises_as_stored(&HoldStatus::ALL, HoldStatus::as_str);
+        assert!(TransferKind::ALL.iter().all(|&k| TransferKind::parse(k.as_str()) == Some(k)));
+        assert!(LotSource::ALL.iter().all(|&s| LotSource::parse(s.as_str()) == Some(s)));
+        assert!(HoldStatus::ALL.iter().all(|&s| HoldStatus::parse(s.as_str()) == s));
     }
 }

@@ -1,5 +1,6 @@
 //! Types that carry meaning: parsed once at the edge, trusted inside.
 
+pub mod billing;
 mod credits;
 mod email;
 mod idempotency_key;

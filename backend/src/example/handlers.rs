@@ -15,7 +15,7 @@ use crate::{
         spend::{self, Charge},
     },
     domain::{Credits, IdempotencyKey},
-    error::{ApiError, Problem},
+    error::ApiError,
     idempotency::{self, IdempotentRequest},
     state::AppState,
 };
@@ -85,7 +85,6 @@ async fn unit_price(state: &AppState) -> Result<i64, ApiError> {
     request_body = SummarizeRequest,
     responses(
         (status = 200, body = EstimateResponse),
-        (status = 422, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[post("/example/estimate")]
@@ -104,6 +103,10 @@ pub async fn estimate_summary(
     }))
 }
 
+crate::openapi::errors!(UseCreditsErrors:
+    InsufficientCredits, OutstandingDebt, InsufficientScope, WalletNotFound, IdempotencyKeyReused,
+);
+
 /// Summarise a text, paying with credits: holds the estimate, does the work, captures the
 /// actual cost. With too few credits it answers 402 before doing any work.
 #[utoipa::path(
@@ -112,9 +115,7 @@ pub async fn estimate_summary(
     params(("Idempotency-Key" = Option<String>, Header, description = "Reuse to retry without paying twice.")),
     responses(
         (status = 200, body = SummarizeResponse),
-        (status = 402, description = "`insufficient_credits`", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`idempotency_key_reused`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
+        UseCreditsErrors,
     ),
     security(("bearer" = []))
 )]

@@ -22,5 +22,6 @@ mod openapi;
 mod portal;
 mod resilience;
 mod schema;
+mod status_checks;
 mod stripe;
 mod wal;

@@ -44,3 +44,103 @@ fn every_operation_documents_its_errors_and_security() {
         }
     }
 }
+
+/// The response `status` of `method path`, following a `$ref` into `components/responses`.
+fn response<'a>(spec: &'a serde_json::Value, path: &str, method: &str, status: &str) -> &'a serde_json::Value {
+    let response = &spec["paths"][path][method]["responses"][status];
+    match response["$ref"].as_str() {
+        Some(reference) => {
+            let name = reference.strip_prefix("#/components/responses/").unwrap();
+            &spec["components"]["responses"][name]
+        }
+        None => response,
+    }
+}
+
+/// The codes a problem response can carry, as its schema enumerates them.
+fn codes(response: &serde_json::Value) -> Vec<&str> {
+    let schema = &response["content"]["application/problem+json"]["schema"];
+    assert_eq!(schema["allOf"][0]["$ref"], "#/components/schemas/Problem", "{response}");
+    let codes = schema["allOf"][1]["properties"]["code"]["enum"].as_array();
+    codes.unwrap_or_else(|| panic!("no code enum in {response}")).iter().map(|c| c.as_str().unwrap()).collect()
+}
+
+#[test]
+fn every_error_response_enumerates_its_codes_and_each_has_that_status() {
+    use tollgate::error::ErrorCode;
+    let spec = serde_json::to_value(tollgate::openapi::spec()).unwrap();
+    let schemas = &spec["components"]["schemas"];
+    let all: Vec<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+    assert_eq!(schemas["ErrorCode"]["enum"], serde_json::json!(all));
+    assert_eq!(schemas["Problem"]["properties"]["code"]["$ref"], "#/components/schemas/ErrorCode");
+    let mut used = std::collections::BTreeSet::new();
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            for status in operation["responses"].as_object().unwrap().keys() {
+                let number: u16 = status.parse().unwrap();
+                if number < 400 || (path == "/readyz" && number == 503) {
+                    continue;
+                }
+                let listed = codes(response(&spec, path, method, status));
+                assert!(!listed.is_empty(), "{method} {path} {status}");
+                for code in listed {
+                    let code: ErrorCode = code.parse().unwrap_or_else(|_| panic!("`{code}` is no ErrorCode"));
+                    assert_eq!(code.status().as_u16(), number, "{method} {path} lists `{code}` under {status}");
+                    used.insert(code);
+                }
+            }
+        }
+    }
+    // Answered outside the API's routes: an unknown path, a known path with the wrong method,
+    // and the sandbox's checkout and portal pages (`billing::sandbox`), which stand in for Stripe.
+    let unrouted = [
+        ErrorCode::NotFound,
+        ErrorCode::MethodNotAllowed,
+        ErrorCode::CheckoutSessionNotFound,
+        ErrorCode::CheckoutSessionClosed,
+        ErrorCode::SubscriptionNotFound,
+    ];
+    let unused: Vec<_> = ErrorCode::ALL.iter().filter(|c| !used.contains(*c) && !unrouted.contains(c)).collect();
+    assert!(unused.is_empty(), "codes no route lists: {unused:?}");
+}
+
+crate::both!(the_served_spec_lists_each_routes_codes);
+
+async fn the_served_spec_lists_each_routes_codes(app: crate::helpers::TestApp) {
+    use reqwest::StatusCode;
+    let res = app.get("/openapi.json", None).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let spec: serde_json::Value = res.json().await.unwrap();
+    let spend = "/api/v1/credits/spend";
+    assert_eq!(codes(response(&spec, spend, "post", "402")), ["insufficient_credits", "outstanding_debt"]);
+    assert_eq!(codes(response(&spec, spend, "post", "400")), ["invalid_json", "idempotency_key_required"]);
+    assert_eq!(codes(response(&spec, spend, "post", "409")), ["idempotency_key_reused"]);
+    assert_eq!(
+        codes(response(&spec, "/api/v1/credits/holds/{id}/capture", "post", "409")),
+        ["idempotency_key_reused", "hold_expired", "hold_not_open", "hold_already_captured"]
+    );
+    assert_eq!(
+        codes(response(&spec, "/api/v1/me", "get", "401")),
+        ["unauthenticated", "invalid_token", "token_expired", "invalid_api_key"]
+    );
+    assert_eq!(
+        codes(response(&spec, "/api/v1/credits/grant", "post", "403")),
+        ["admin_required", "admin_key_disabled"]
+    );
+    // What the server answers is among what the spec says it answers.
+    let user = app.user().await;
+    let refused = crate::helpers::problem(
+        app.spend(&user, "k-1", serde_json::json!({ "amount": 5 })).await,
+        StatusCode::PAYMENT_REQUIRED,
+        "insufficient_credits",
+    )
+    .await;
+    let listed = codes(response(&spec, spend, "post", "402"));
+    assert!(listed.contains(&refused["code"].as_str().unwrap()));
+    // Its extension members are documented too.
+    let documented = spec["components"]["schemas"]["Problem"]["properties"].as_object().unwrap();
+    for member in refused.as_object().unwrap().keys() {
+        assert!(documented.contains_key(member), "`{member}` is not in the Problem schema");
+    }
+    assert!(refused["available"].is_i64() && refused["requested"].is_i64(), "{refused}");
+}

@@ -8,6 +8,7 @@ export type User = Schemas['UserResponse'];
 export type Balance = Schemas['BalanceResponse'];
 export type WalletBalance = Schemas['WalletBalance'];
 export type LedgerEntry = Schemas['LedgerEntry'];
+export type TransferKind = Schemas['TransferKind'];
 export type LedgerPage = Schemas['LedgerPage'];
 export type UsageResponse = Schemas['UsageResponse'];
 export type ApiKey = Schemas['ApiKeyResponse'];

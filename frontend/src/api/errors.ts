@@ -2,10 +2,15 @@ import type { components } from './schema';
 
 export type FieldError = components['schemas']['FieldError'];
 
-/** An RFC 9457 problem as Tollgate sends it, with the extension members some codes add. */
-export type Problem = components['schemas']['Problem'] & {
-  available?: number;
-  requested?: number;
+/** Every code the server can answer (the spec's `ErrorCode`). */
+export type ErrorCode = components['schemas']['ErrorCode'];
+
+/** Codes the SPA gives failures that carry no problem details: no answer, or not a problem body. */
+export type ClientErrorCode = 'network_error' | 'server_error' | 'http_error';
+
+/** An RFC 9457 problem as Tollgate sends it (the spec lists the extension members some codes add). */
+export type Problem = Omit<components['schemas']['Problem'], 'code'> & {
+  code: ErrorCode | ClientErrorCode;
   [extension: string]: unknown;
 };
 
@@ -23,7 +28,7 @@ export class ApiError extends Error {
     this.problem = problem;
   }
 
-  get code(): string {
+  get code(): ErrorCode | ClientErrorCode {
     return this.problem.code;
   }
 

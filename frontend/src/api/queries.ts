@@ -1,5 +1,5 @@
 import { keepPreviousData, useInfiniteQuery, useQuery, type QueryClient } from '@tanstack/react-query';
-import { api, unwrap } from './client';
+import { api, unwrap, type TransferKind } from './client';
 
 export const keys = {
   ready: ['ready'] as const,
@@ -15,7 +15,7 @@ export const keys = {
 };
 
 export interface LedgerFilters {
-  kind?: string;
+  kind?: TransferKind;
   /** ISO date-time, inclusive. */
   from?: string;
   /** ISO date-time, exclusive. */

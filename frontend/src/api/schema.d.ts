@@ -734,6 +734,63 @@ export interface components {
             /** @description The secret. Store it now: it is not shown again. */
             secret: string;
         };
+        /**
+         * @description A stable, machine-readable problem code. Each code always comes with the same HTTP status.
+         *
+         *     - `invalid_json` (400): The body is not JSON, or could not be read.
+         *     - `invalid_query` (400): A query parameter cannot be read as its type (e.g. `limit=abc`).
+         *     - `idempotency_key_required` (400): The request moves credits: send an `Idempotency-Key` header.
+         *     - `missing_signature` (400): A webhook came without a `Stripe-Signature` header; nothing was stored.
+         *     - `invalid_signature` (400): A webhook's signature does not match the body; nothing was stored.
+         *     - `stale_signature` (400): A webhook's signature is too old (a replay?); nothing was stored.
+         *     - `invalid_payload` (400): A signed webhook is not an event Tollgate can read (not JSON, no id or type, too long); kept in the inbox as failed when its id and type could be read.
+         *     - `unauthenticated` (401): No credentials: sign in, or send `Authorization: Bearer <access token or API key>`.
+         *     - `invalid_token` (401): The bearer token (or portal link) is malformed, not valid, or its user no longer exists.
+         *     - `token_expired` (401): The access token has expired: refresh it.
+         *     - `invalid_api_key` (401): The API key is unknown or revoked.
+         *     - `invalid_admin_key` (401): The `x-admin-key` header does not match the server's admin key.
+         *     - `invalid_credentials` (401): The email or the password is wrong.
+         *     - `invalid_refresh_token` (401): The refresh token is unknown, expired or revoked.
+         *     - `refresh_token_reused` (401): A refresh token was used twice: the session is revoked.
+         *     - `insufficient_credits` (402): Not enough credits; the body carries `available` and `requested`.
+         *     - `outstanding_debt` (402): The wallet owes credits from a refund or dispute (`debt`); they must be covered before spending.
+         *     - `insufficient_scope` (403): The API key lacks the scope the route needs (`required_scope`).
+         *     - `session_required` (403): The action needs a signed-in session, not an API key.
+         *     - `admin_required` (403): The action needs an administrator.
+         *     - `admin_key_disabled` (403): An `x-admin-key` was sent, but the server has no `ADMIN_API_KEY`.
+         *     - `not_found` (404): No such route, or a path parameter is malformed (e.g. not a UUID).
+         *     - `api_key_not_found` (404): No such API key of the caller's.
+         *     - `wallet_not_found` (404): The user has no wallet.
+         *     - `user_not_found` (404): No such user.
+         *     - `hold_not_found` (404): No such hold of the caller's.
+         *     - `checkout_session_not_found` (404): No such checkout session.
+         *     - `subscription_not_found` (404): The user has no subscription.
+         *     - `no_customer` (404): The user has never paid through Stripe, so there is no billing portal for them.
+         *     - `webhooks_not_configured` (404): `STRIPE_WEBHOOK_SECRET` is not set: the server takes no webhooks.
+         *     - `event_not_found` (404): No such event in the Stripe inbox.
+         *     - `method_not_allowed` (405): The path exists, but not with this method (see `Allow`).
+         *     - `request_timeout` (408): The request body did not arrive in time; the connection is closed.
+         *     - `email_taken` (409): An account with this email exists.
+         *     - `idempotency_key_reused` (409): The `Idempotency-Key` was already used with a different request.
+         *     - `feature_exists` (409): A feature with this key is on the rate card already.
+         *     - `hold_expired` (409): The hold expired; its credits were released.
+         *     - `hold_not_open` (409): The hold was released and can no longer be captured.
+         *     - `hold_already_captured` (409): The hold was captured already (`captured_amount`): it cannot be released, nor captured for another amount.
+         *     - `already_subscribed` (409): The user has a live subscription: change plans in the billing portal.
+         *     - `checkout_session_closed` (409): The checkout session was completed or expired.
+         *     - `sandbox_mode` (409): The server runs in sandbox mode: there is no Stripe account to act on.
+         *     - `payload_too_large` (413): The body is larger than the route accepts (256 KiB of JSON, 1 MiB for any body).
+         *     - `unsupported_media_type` (415): Send the body as `application/json`.
+         *     - `validation_failed` (422): A field is missing or invalid; `errors` names each field and the rule it broke.
+         *     - `rate_limited` (429): Too many requests: retry after `Retry-After` seconds.
+         *     - `too_many_attempts` (429): Too many failed sign-ins for this account: retry after `Retry-After` seconds.
+         *     - `internal_error` (500): Something failed on the server's side; quote the request id to support.
+         *     - `stripe_unavailable` (502): Stripe could not be reached or refused the request: retry after `Retry-After` seconds.
+         *     - `database_unavailable` (503): The database is unavailable: retry after `Retry-After` seconds.
+         *     - `password_hashing_busy` (503): Too many sign-ins are being checked at once: retry after `Retry-After` seconds.
+         * @enum {string}
+         */
+        ErrorCode: "invalid_json" | "invalid_query" | "idempotency_key_required" | "missing_signature" | "invalid_signature" | "stale_signature" | "invalid_payload" | "unauthenticated" | "invalid_token" | "token_expired" | "invalid_api_key" | "invalid_admin_key" | "invalid_credentials" | "invalid_refresh_token" | "refresh_token_reused" | "insufficient_credits" | "outstanding_debt" | "insufficient_scope" | "session_required" | "admin_required" | "admin_key_disabled" | "not_found" | "api_key_not_found" | "wallet_not_found" | "user_not_found" | "hold_not_found" | "checkout_session_not_found" | "subscription_not_found" | "no_customer" | "webhooks_not_configured" | "event_not_found" | "method_not_allowed" | "request_timeout" | "email_taken" | "idempotency_key_reused" | "feature_exists" | "hold_expired" | "hold_not_open" | "hold_already_captured" | "already_subscribed" | "checkout_session_closed" | "sandbox_mode" | "payload_too_large" | "unsupported_media_type" | "validation_failed" | "rate_limited" | "too_many_attempts" | "internal_error" | "stripe_unavailable" | "database_unavailable" | "password_hashing_busy";
         /** @description What running the feature would cost. */
         EstimateResponse: {
             /** Format: int64 */
@@ -793,8 +850,7 @@ export interface components {
              * @example Welcome bonus
              */
             reason: string;
-            /** @description `grant` (default) or `promotion`. */
-            source?: string | null;
+            source?: components["schemas"]["GrantSource"] | null;
             /**
              * Format: uuid
              * @description The user's id; or give `email`.
@@ -810,12 +866,22 @@ export interface components {
             /** Format: uuid */
             user_id: string;
         };
+        /**
+         * @description The sources a grant can give its lot.
+         * @enum {string}
+         */
+        GrantSource: "grant" | "promotion";
         /** @description The answer to placing, capturing or releasing a hold. */
         HoldResponse: {
             balance: components["schemas"]["WalletBalance"];
             hold: components["schemas"]["HoldView"];
             transfer?: components["schemas"]["TransferView"] | null;
         };
+        /**
+         * @description A hold's life: open until captured, released, or past its time to live.
+         * @enum {string}
+         */
+        HoldStatus: "open" | "captured" | "released" | "expired";
         /** @description A hold. */
         HoldView: {
             /** Format: int64 */
@@ -836,8 +902,7 @@ export interface components {
             id: string;
             /** Format: int64 */
             quantity?: number | null;
-            /** @description `open`, `captured`, `released` or `expired`. */
-            status: string;
+            status: components["schemas"]["HoldStatus"];
         };
         /** @description One line of a wallet's history. */
         LedgerEntry: {
@@ -859,7 +924,7 @@ export interface components {
             hold_id?: string | null;
             /** Format: uuid */
             id: string;
-            kind: string;
+            kind: components["schemas"]["TransferKind"];
             /**
              * Format: uuid
              * @description The lot this entry created (grants, purchases).
@@ -889,6 +954,11 @@ export interface components {
             /** Format: uuid */
             lot_id: string;
         };
+        /**
+         * @description Where a lot's credits came from.
+         * @enum {string}
+         */
+        LotSource: "purchase" | "subscription" | "grant" | "promotion";
         /** @description A lot with credits left. */
         LotView: {
             /** Format: int64 */
@@ -903,23 +973,55 @@ export interface components {
             priority: number;
             /** Format: int64 */
             remaining: number;
-            /** @description `purchase`, `subscription`, `grant` or `promotion`. */
-            source: string;
+            source: components["schemas"]["LotSource"];
         };
         /** @description Where to send the browser to manage a subscription. */
         PortalLinkResponse: {
             url: string;
         };
-        /** @description The problem details body, as documented in the OpenAPI spec. */
+        /**
+         * @description The problem details body, as documented in the OpenAPI spec (`ApiError` writes it), with
+         *     the extension members some codes add.
+         */
         Problem: {
-            /** @description Stable machine-readable code, e.g. `insufficient_credits`. */
-            code: string;
+            /**
+             * Format: int64
+             * @description `insufficient_credits` and `outstanding_debt`: what the wallet can spend now.
+             */
+            available?: number | null;
+            /**
+             * Format: int64
+             * @description `hold_already_captured`: the amount the hold was captured for.
+             */
+            captured_amount?: number | null;
+            /**
+             * @description Stable machine-readable code, e.g. `insufficient_credits`; each route's responses list
+             *     the codes it can answer.
+             */
+            code: components["schemas"]["ErrorCode"];
+            /**
+             * Format: int64
+             * @description `outstanding_debt`: what the wallet owes.
+             */
+            debt?: number | null;
             /** @description What went wrong with this request. */
             detail: string;
             /** @description Field-level failures, for `validation_failed`. */
             errors?: components["schemas"]["FieldError"][] | null;
+            /**
+             * Format: int64
+             * @description `validation_failed` for a capture over the hold: what the hold holds.
+             */
+            held?: number | null;
             /** @description The request id, as in the `X-Request-Id` response header. */
             request_id: string;
+            /**
+             * Format: int64
+             * @description `insufficient_credits`, and `validation_failed` for a capture over the hold: what was asked for.
+             */
+            requested?: number | null;
+            /** @description `insufficient_scope`: the scope the API key lacks. */
+            required_scope?: string | null;
             /**
              * Format: int32
              * @description The HTTP status code.
@@ -1032,6 +1134,11 @@ export interface components {
         SubscriptionResponse: {
             subscription?: components["schemas"]["SubscriptionView"] | null;
         };
+        /**
+         * @description A subscription's status, as Stripe names it.
+         * @enum {string}
+         */
+        SubscriptionStatus: "active" | "canceled" | "incomplete" | "incomplete_expired" | "past_due" | "paused" | "trialing" | "unpaid";
         /** @description A subscription. */
         SubscriptionView: {
             cancel_at_period_end: boolean;
@@ -1045,8 +1152,8 @@ export interface components {
             interval?: string | null;
             plan_name?: string | null;
             price_id: string;
-            /** @description Stripe's status: `active`, `trialing`, `past_due`, `canceled`, ... */
-            status: string;
+            /** @description Stripe's status; `active`, `trialing` and `past_due` still entitle the subscriber. */
+            status: components["schemas"]["SubscriptionStatus"];
         };
         SummarizeRequest: {
             /** @description The text to summarise, 1 to 20,000 characters. */
@@ -1098,6 +1205,11 @@ export interface components {
             token_type: string;
             user: components["schemas"]["UserResponse"];
         };
+        /**
+         * @description Why credits moved.
+         * @enum {string}
+         */
+        TransferKind: "purchase" | "subscription" | "grant" | "promotion" | "spend" | "expiry" | "clawback" | "dispute_freeze" | "dispute_release" | "write_off";
         /** @description A transfer as its wallet sees it. */
         TransferView: {
             /**
@@ -1113,8 +1225,7 @@ export interface components {
             hold_id?: string | null;
             /** Format: uuid */
             id: string;
-            /** @description `spend`, `grant`, `purchase`, `subscription`, `promotion`, `expiry`, `clawback`, ... */
-            kind: string;
+            kind: components["schemas"]["TransferKind"];
             /** @description The lots it took from, in the order it took them. */
             lots: components["schemas"]["LotMovementView"][];
             metadata?: unknown;
@@ -1190,7 +1301,322 @@ export interface components {
             status: string;
         };
     };
-    responses: never;
+    responses: {
+        /**
+         * @description - `admin_required`: The action needs an administrator.
+         *     - `admin_key_disabled`: An `x-admin-key` was sent, but the server has no `ADMIN_API_KEY`.
+         */
+        AdminForbidden: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"] & {
+                    /** @enum {string} */
+                    code: "admin_required" | "admin_key_disabled";
+                };
+            };
+        };
+        /**
+         * @description - `unauthenticated`: No credentials: sign in, or send `Authorization: Bearer <access token or API key>`.
+         *     - `invalid_token`: The bearer token (or portal link) is malformed, not valid, or its user no longer exists.
+         *     - `token_expired`: The access token has expired: refresh it.
+         *     - `invalid_api_key`: The API key is unknown or revoked.
+         *     - `invalid_admin_key`: The `x-admin-key` header does not match the server's admin key.
+         */
+        AdminUnauthorized: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"] & {
+                    /** @enum {string} */
+                    code: "unauthenticated" | "invalid_token" | "token_expired" | "invalid_api_key" | "invalid_admin_key";
+                };
+            };
+        };
+        /** @description `already_subscribed`: The user has a live subscription: change plans in the billing portal. */
+        AlreadySubscribed: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"] & {
+                    /** @enum {string} */
+                    code: "already_subscribed";
+                };
+            };
+        };
+        /** @description `database_unavailable`: The database is unavailable: retry after `Retry-After` seconds. */
+        DatabaseUnavailable: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"] & {
+                    /** @enum {string} */
+                    code: "database_unavailable";
+                };
+            };
+        };
+        /** @description `email_taken`: An account with this email exists. */
+        EmailTaken: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"] & {
+                    /** @enum {string} */
+                    code: "email_taken";
+                };
+            };
+        };
+        /** @description `event_not_found`: No such event in the Stripe inbox. */
+        EventNotFound: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"] & {
+                    /** @enum {string} */
+                    code: "event_not_found";
+                };
+            };
+        };
+        /** @description `feature_exists`: A feature with this key is on the rate card already. */
+        FeatureExists: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"] & {
+                    /** @enum {string} */
+                    code: "feature_exists";
+                };
+            };
+        };
+        /** @description `idempotency_key_reused`: The `Idempotency-Key` was already used with a different request. */
+        IdempotencyKeyReused: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"] & {
+                    /** @enum {string} */
+                    code: "idempotency_key_reused";
+                };
+            };
+        };
+        /** @description `insufficient_scope`: The API key lacks the scope the route needs (`required_scope`). */
+        InsufficientScope: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"] & {
+                    /** @enum {string} */
+                    code: "insufficient_scope";
+                };
+            };
+        };
+        /** @description `internal_error`: Something failed on the server's side; quote the request id to support. */
+        InternalError: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"] & {
+                    /** @enum {string} */
+                    code: "internal_error";
+                };
+            };
+        };
+        /** @description `invalid_credentials`: The email or the password is wrong. */
+        InvalidCredentials: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"] & {
+                    /** @enum {string} */
+                    code: "invalid_credentials";
+                };
+            };
+        };
+        /** @description `invalid_json`: The body is not JSON, or could not be read. */
+        InvalidJson: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"] & {
+                    /** @enum {string} */
+                    code: "invalid_json";
+                };
+            };
+        };
+        /** @description `invalid_query`: A query parameter cannot be read as its type (e.g. `limit=abc`). */
+        InvalidQuery: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"] & {
+                    /** @enum {string} */
+                    code: "invalid_query";
+                };
+            };
+        };
+        /** @description `no_customer`: The user has never paid through Stripe, so there is no billing portal for them. */
+        NoCustomer: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"] & {
+                    /** @enum {string} */
+                    code: "no_customer";
+                };
+            };
+        };
+        /** @description `payload_too_large`: The body is larger than the route accepts (256 KiB of JSON, 1 MiB for any body). */
+        PayloadTooLarge: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"] & {
+                    /** @enum {string} */
+                    code: "payload_too_large";
+                };
+            };
+        };
+        /** @description `rate_limited`: Too many requests: retry after `Retry-After` seconds. */
+        RateLimited: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"] & {
+                    /** @enum {string} */
+                    code: "rate_limited";
+                };
+            };
+        };
+        /** @description `request_timeout`: The request body did not arrive in time; the connection is closed. */
+        RequestTimeout: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"] & {
+                    /** @enum {string} */
+                    code: "request_timeout";
+                };
+            };
+        };
+        /** @description `sandbox_mode`: The server runs in sandbox mode: there is no Stripe account to act on. */
+        SandboxMode: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"] & {
+                    /** @enum {string} */
+                    code: "sandbox_mode";
+                };
+            };
+        };
+        /** @description `session_required`: The action needs a signed-in session, not an API key. */
+        SessionRequired: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"] & {
+                    /** @enum {string} */
+                    code: "session_required";
+                };
+            };
+        };
+        /** @description `stripe_unavailable`: Stripe could not be reached or refused the request: retry after `Retry-After` seconds. */
+        StripeUnavailable: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"] & {
+                    /** @enum {string} */
+                    code: "stripe_unavailable";
+                };
+            };
+        };
+        /**
+         * @description - `unauthenticated`: No credentials: sign in, or send `Authorization: Bearer <access token or API key>`.
+         *     - `invalid_token`: The bearer token (or portal link) is malformed, not valid, or its user no longer exists.
+         *     - `token_expired`: The access token has expired: refresh it.
+         *     - `invalid_api_key`: The API key is unknown or revoked.
+         */
+        Unauthorized: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"] & {
+                    /** @enum {string} */
+                    code: "unauthenticated" | "invalid_token" | "token_expired" | "invalid_api_key";
+                };
+            };
+        };
+        /** @description `unsupported_media_type`: Send the body as `application/json`. */
+        UnsupportedMediaType: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"] & {
+                    /** @enum {string} */
+                    code: "unsupported_media_type";
+                };
+            };
+        };
+        /** @description `validation_failed`: A field is missing or invalid; `errors` names each field and the rule it broke. */
+        ValidationFailed: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"] & {
+                    /** @enum {string} */
+                    code: "validation_failed";
+                };
+            };
+        };
+        /** @description `wallet_not_found`: The user has no wallet. */
+        WalletNotFound: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"] & {
+                    /** @enum {string} */
+                    code: "wallet_not_found";
+                };
+            };
+        };
+        /** @description `webhooks_not_configured`: `STRIPE_WEBHOOK_SECRET` is not set: the server takes no webhooks. */
+        WebhooksNotConfigured: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"] & {
+                    /** @enum {string} */
+                    code: "webhooks_not_configured";
+                };
+            };
+        };
+    };
     parameters: never;
     requestBodies: never;
     headers: never;
@@ -1216,24 +1642,10 @@ export interface operations {
                     "application/json": components["schemas"]["ReconcileReport"];
                 };
             };
-            /** @description `unauthenticated`, `invalid_token`, `token_expired`, `invalid_api_key` or `invalid_admin_key` */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `admin_required` */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            401: components["responses"]["AdminUnauthorized"];
+            403: components["responses"]["AdminForbidden"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["DatabaseUnavailable"];
         };
     };
     list_stripe_events: {
@@ -1260,42 +1672,12 @@ export interface operations {
                     "application/json": components["schemas"]["StripeEventPage"];
                 };
             };
-            /** @description `invalid_query`: a query parameter has the wrong type */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `unauthenticated`, `invalid_token`, `token_expired`, `invalid_api_key` or `invalid_admin_key` */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `admin_required`: the caller is not an administrator */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `validation_failed` */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            400: components["responses"]["InvalidQuery"];
+            401: components["responses"]["AdminUnauthorized"];
+            403: components["responses"]["AdminForbidden"];
+            422: components["responses"]["ValidationFailed"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["DatabaseUnavailable"];
         };
     };
     retry_stripe_event: {
@@ -1319,42 +1701,12 @@ export interface operations {
                     "application/json": components["schemas"]["WebhookAck"];
                 };
             };
-            /** @description `unauthenticated`, `invalid_token`, `token_expired`, `invalid_api_key` or `invalid_admin_key` */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `admin_required`: the caller is not an administrator */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `event_not_found` */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description It failed again; the inbox keeps the error */
-            500: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            401: components["responses"]["AdminUnauthorized"];
+            403: components["responses"]["AdminForbidden"];
+            404: components["responses"]["EventNotFound"];
+            422: components["responses"]["ValidationFailed"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["DatabaseUnavailable"];
         };
     };
     list_api_keys: {
@@ -1375,24 +1727,10 @@ export interface operations {
                     "application/json": components["schemas"]["ApiKeyResponse"][];
                 };
             };
-            /** @description Not signed in */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `session_required` */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["SessionRequired"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["DatabaseUnavailable"];
         };
     };
     create_api_key: {
@@ -1417,60 +1755,15 @@ export interface operations {
                     "application/json": components["schemas"]["CreatedApiKeyResponse"];
                 };
             };
-            /** @description `invalid_json`: the body is not JSON */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Not signed in */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `session_required`: API keys cannot create keys */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `payload_too_large`: the body exceeds 256 KiB */
-            413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `unsupported_media_type`: send application/json */
-            415: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `validation_failed` */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            400: components["responses"]["InvalidJson"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["SessionRequired"];
+            408: components["responses"]["RequestTimeout"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["ValidationFailed"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["DatabaseUnavailable"];
         };
     };
     revoke_api_key: {
@@ -1492,24 +1785,26 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description Not signed in */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `api_key_not_found` */
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["SessionRequired"];
+            /**
+             * @description - `not_found`: No such route, or a path parameter is malformed (e.g. not a UUID).
+             *     - `api_key_not_found`: No such API key of the caller's.
+             */
             404: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "not_found" | "api_key_not_found";
+                    };
                 };
             };
+            422: components["responses"]["ValidationFailed"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["DatabaseUnavailable"];
         };
     };
     create_session: {
@@ -1534,67 +1829,41 @@ export interface operations {
                     "application/json": components["schemas"]["TokenResponse"];
                 };
             };
-            /** @description `invalid_json`: the body is not JSON */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `invalid_credentials` */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `payload_too_large`: the body exceeds 256 KiB */
-            413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `unsupported_media_type`: send application/json */
-            415: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `validation_failed` */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `too_many_attempts`, with `Retry-After` */
+            400: components["responses"]["InvalidJson"];
+            401: components["responses"]["InvalidCredentials"];
+            408: components["responses"]["RequestTimeout"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["ValidationFailed"];
+            /**
+             * @description - `rate_limited`: Too many requests: retry after `Retry-After` seconds.
+             *     - `too_many_attempts`: Too many failed sign-ins for this account: retry after `Retry-After` seconds.
+             */
             429: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "rate_limited" | "too_many_attempts";
+                    };
                 };
             };
-            /** @description `password_hashing_busy`, with `Retry-After` */
+            500: components["responses"]["InternalError"];
+            /**
+             * @description - `database_unavailable`: The database is unavailable: retry after `Retry-After` seconds.
+             *     - `password_hashing_busy`: Too many sign-ins are being checked at once: retry after `Retry-After` seconds.
+             */
             503: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "database_unavailable" | "password_hashing_busy";
+                    };
                 };
             };
         };
@@ -1620,42 +1889,11 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description `invalid_json`: the body is not JSON */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `payload_too_large`: the body exceeds 256 KiB */
-            413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `unsupported_media_type`: send application/json */
-            415: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `validation_failed`: a field is missing or invalid */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            408: components["responses"]["RequestTimeout"];
+            413: components["responses"]["PayloadTooLarge"];
+            422: components["responses"]["ValidationFailed"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["DatabaseUnavailable"];
         };
     };
     refresh_session: {
@@ -1681,60 +1919,27 @@ export interface operations {
                     "application/json": components["schemas"]["TokenResponse"];
                 };
             };
-            /** @description `invalid_json`: the body is not JSON */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `invalid_refresh_token` or `refresh_token_reused` */
+            /**
+             * @description - `invalid_refresh_token`: The refresh token is unknown, expired or revoked.
+             *     - `refresh_token_reused`: A refresh token was used twice: the session is revoked.
+             */
             401: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "invalid_refresh_token" | "refresh_token_reused";
+                    };
                 };
             };
-            /** @description `payload_too_large`: the body exceeds 256 KiB */
-            413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `unsupported_media_type`: send application/json */
-            415: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `validation_failed`: a field is missing or invalid */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `rate_limited` (or `too_many_attempts` for sign-in): retry after `Retry-After` seconds */
-            429: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            408: components["responses"]["RequestTimeout"];
+            413: components["responses"]["PayloadTooLarge"];
+            422: components["responses"]["ValidationFailed"];
+            429: components["responses"]["RateLimited"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["DatabaseUnavailable"];
         };
     };
     register_user: {
@@ -1759,67 +1964,27 @@ export interface operations {
                     "application/json": components["schemas"]["UserResponse"];
                 };
             };
-            /** @description `invalid_json` */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `email_taken` */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `payload_too_large`: the body exceeds 256 KiB */
-            413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `unsupported_media_type`: send application/json */
-            415: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `validation_failed`, with the failing fields */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `rate_limited` (or `too_many_attempts` for sign-in): retry after `Retry-After` seconds */
-            429: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `password_hashing_busy`, with `Retry-After` */
+            400: components["responses"]["InvalidJson"];
+            408: components["responses"]["RequestTimeout"];
+            409: components["responses"]["EmailTaken"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["ValidationFailed"];
+            429: components["responses"]["RateLimited"];
+            500: components["responses"]["InternalError"];
+            /**
+             * @description - `database_unavailable`: The database is unavailable: retry after `Retry-After` seconds.
+             *     - `password_hashing_busy`: Too many sign-ins are being checked at once: retry after `Retry-After` seconds.
+             */
             503: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "database_unavailable" | "password_hashing_busy";
+                    };
                 };
             };
         };
@@ -1842,6 +2007,8 @@ export interface operations {
                     "application/json": components["schemas"]["CatalogResponse"];
                 };
             };
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["DatabaseUnavailable"];
         };
     };
     create_checkout_session: {
@@ -1866,60 +2033,18 @@ export interface operations {
                     "application/json": components["schemas"]["CheckoutSessionResponse"];
                 };
             };
-            /** @description `invalid_json`: the body is not JSON */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `unauthenticated`, `invalid_token`, `token_expired`, `invalid_api_key` or `invalid_admin_key` */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `already_subscribed`: change plans in the portal */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `payload_too_large`: the body exceeds 256 KiB */
-            413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `unsupported_media_type`: send application/json */
-            415: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `validation_failed` (`unknown_price`) */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            400: components["responses"]["InvalidJson"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["SessionRequired"];
+            404: components["responses"]["WalletNotFound"];
+            408: components["responses"]["RequestTimeout"];
+            409: components["responses"]["AlreadySubscribed"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["ValidationFailed"];
+            500: components["responses"]["InternalError"];
+            502: components["responses"]["StripeUnavailable"];
+            503: components["responses"]["DatabaseUnavailable"];
         };
     };
     get_portal_link: {
@@ -1940,24 +2065,12 @@ export interface operations {
                     "application/json": components["schemas"]["PortalLinkResponse"];
                 };
             };
-            /** @description `unauthenticated`, `invalid_token`, `token_expired`, `invalid_api_key` or `invalid_admin_key` */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `session_required`: API keys cannot open the portal */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["SessionRequired"];
+            404: components["responses"]["NoCustomer"];
+            500: components["responses"]["InternalError"];
+            502: components["responses"]["StripeUnavailable"];
+            503: components["responses"]["DatabaseUnavailable"];
         };
     };
     create_portal_link: {
@@ -1978,24 +2091,12 @@ export interface operations {
                     "application/json": components["schemas"]["PortalLinkResponse"];
                 };
             };
-            /** @description `unauthenticated`, `invalid_token`, `token_expired`, `invalid_api_key` or `invalid_admin_key` */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `session_required`: API keys cannot open the portal */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["SessionRequired"];
+            404: components["responses"]["NoCustomer"];
+            500: components["responses"]["InternalError"];
+            502: components["responses"]["StripeUnavailable"];
+            503: components["responses"]["DatabaseUnavailable"];
         };
     };
     get_subscription: {
@@ -2016,15 +2117,9 @@ export interface operations {
                     "application/json": components["schemas"]["SubscriptionResponse"];
                 };
             };
-            /** @description `unauthenticated`, `invalid_token`, `token_expired`, `invalid_api_key` or `invalid_admin_key` */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            401: components["responses"]["Unauthorized"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["DatabaseUnavailable"];
         };
     };
     sync_prices: {
@@ -2045,42 +2140,12 @@ export interface operations {
                     "application/json": components["schemas"]["SyncPricesResponse"];
                 };
             };
-            /** @description `unauthenticated`, `invalid_token`, `token_expired`, `invalid_api_key` or `invalid_admin_key` */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `admin_required`: the caller is not an administrator */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `sandbox_mode`: there is no Stripe account to sync from */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `stripe_unavailable` */
-            502: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            401: components["responses"]["AdminUnauthorized"];
+            403: components["responses"]["AdminForbidden"];
+            409: components["responses"]["SandboxMode"];
+            500: components["responses"]["InternalError"];
+            502: components["responses"]["StripeUnavailable"];
+            503: components["responses"]["DatabaseUnavailable"];
         };
     };
     get_balance: {
@@ -2101,24 +2166,11 @@ export interface operations {
                     "application/json": components["schemas"]["BalanceResponse"];
                 };
             };
-            /** @description Unauthorized */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `insufficient_scope`: the API key lacks `credits:read` */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["InsufficientScope"];
+            404: components["responses"]["WalletNotFound"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["DatabaseUnavailable"];
         };
     };
     grant_credits: {
@@ -2146,78 +2198,45 @@ export interface operations {
                     "application/json": components["schemas"]["GrantResponse"];
                 };
             };
-            /** @description `idempotency_key_required` */
+            /**
+             * @description - `invalid_json`: The body is not JSON, or could not be read.
+             *     - `idempotency_key_required`: The request moves credits: send an `Idempotency-Key` header.
+             */
             400: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "invalid_json" | "idempotency_key_required";
+                    };
                 };
             };
-            /** @description Unauthorized */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `admin_required` */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `user_not_found` */
+            401: components["responses"]["AdminUnauthorized"];
+            403: components["responses"]["AdminForbidden"];
+            /**
+             * @description - `wallet_not_found`: The user has no wallet.
+             *     - `user_not_found`: No such user.
+             */
             404: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "wallet_not_found" | "user_not_found";
+                    };
                 };
             };
-            /** @description `idempotency_key_reused` */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `payload_too_large`: the body exceeds 256 KiB */
-            413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `unsupported_media_type`: send application/json */
-            415: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `validation_failed` */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            408: components["responses"]["RequestTimeout"];
+            409: components["responses"]["IdempotencyKeyReused"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["ValidationFailed"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["DatabaseUnavailable"];
         };
     };
     create_hold: {
@@ -2245,78 +2264,47 @@ export interface operations {
                     "application/json": components["schemas"]["HoldResponse"];
                 };
             };
-            /** @description `idempotency_key_required` */
+            /**
+             * @description - `invalid_json`: The body is not JSON, or could not be read.
+             *     - `idempotency_key_required`: The request moves credits: send an `Idempotency-Key` header.
+             */
             400: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "invalid_json" | "idempotency_key_required";
+                    };
                 };
             };
-            /** @description `unauthenticated`, `invalid_token`, `token_expired`, `invalid_api_key` or `invalid_admin_key` */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `insufficient_credits` or `outstanding_debt` */
+            401: components["responses"]["Unauthorized"];
+            /**
+             * @description - `insufficient_credits`: Not enough credits; the body carries `available` and `requested`.
+             *     - `outstanding_debt`: The wallet owes credits from a refund or dispute (`debt`); they must be covered before spending.
+             */
             402: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "insufficient_credits" | "outstanding_debt";
+                    };
                 };
             };
-            /** @description `idempotency_key_reused` */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `payload_too_large`: the body exceeds 256 KiB */
-            413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `unsupported_media_type`: send application/json */
-            415: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `validation_failed` */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `rate_limited` (or `too_many_attempts` for sign-in): retry after `Retry-After` seconds */
-            429: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            403: components["responses"]["InsufficientScope"];
+            404: components["responses"]["WalletNotFound"];
+            408: components["responses"]["RequestTimeout"];
+            409: components["responses"]["IdempotencyKeyReused"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["ValidationFailed"];
+            429: components["responses"]["RateLimited"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["DatabaseUnavailable"];
         };
     };
     get_hold: {
@@ -2339,24 +2327,27 @@ export interface operations {
                     "application/json": components["schemas"]["HoldView"];
                 };
             };
-            /** @description `unauthenticated`, `invalid_token`, `token_expired`, `invalid_api_key` or `invalid_admin_key` */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `hold_not_found` */
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["InsufficientScope"];
+            /**
+             * @description - `not_found`: No such route, or a path parameter is malformed (e.g. not a UUID).
+             *     - `wallet_not_found`: The user has no wallet.
+             *     - `hold_not_found`: No such hold of the caller's.
+             */
             404: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "not_found" | "wallet_not_found" | "hold_not_found";
+                    };
                 };
             };
+            422: components["responses"]["ValidationFailed"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["DatabaseUnavailable"];
         };
     };
     capture_hold: {
@@ -2385,87 +2376,64 @@ export interface operations {
                     "application/json": components["schemas"]["HoldResponse"];
                 };
             };
-            /** @description `invalid_json`: the body is not JSON */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `unauthenticated`, `invalid_token`, `token_expired`, `invalid_api_key` or `invalid_admin_key` */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `insufficient_credits` (lots expired or clawed back meanwhile) */
+            400: components["responses"]["InvalidJson"];
+            401: components["responses"]["Unauthorized"];
+            /**
+             * @description - `insufficient_credits`: Not enough credits; the body carries `available` and `requested`.
+             *     - `outstanding_debt`: The wallet owes credits from a refund or dispute (`debt`); they must be covered before spending.
+             */
             402: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "insufficient_credits" | "outstanding_debt";
+                    };
                 };
             };
-            /** @description `hold_not_found` */
+            403: components["responses"]["InsufficientScope"];
+            /**
+             * @description - `not_found`: No such route, or a path parameter is malformed (e.g. not a UUID).
+             *     - `wallet_not_found`: The user has no wallet.
+             *     - `hold_not_found`: No such hold of the caller's.
+             */
             404: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "not_found" | "wallet_not_found" | "hold_not_found";
+                    };
                 };
             };
-            /** @description `hold_expired`, `hold_not_open`, `hold_already_captured`, `idempotency_key_reused` */
+            408: components["responses"]["RequestTimeout"];
+            /**
+             * @description - `idempotency_key_reused`: The `Idempotency-Key` was already used with a different request.
+             *     - `hold_expired`: The hold expired; its credits were released.
+             *     - `hold_not_open`: The hold was released and can no longer be captured.
+             *     - `hold_already_captured`: The hold was captured already (`captured_amount`): it cannot be released, nor captured for another amount.
+             */
             409: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "idempotency_key_reused" | "hold_expired" | "hold_not_open" | "hold_already_captured";
+                    };
                 };
             };
-            /** @description `payload_too_large`: the body exceeds 256 KiB */
-            413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `unsupported_media_type`: send application/json */
-            415: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `validation_failed` (e.g. `capture_exceeds_hold`) */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `rate_limited` (or `too_many_attempts` for sign-in): retry after `Retry-After` seconds */
-            429: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["ValidationFailed"];
+            429: components["responses"]["RateLimited"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["DatabaseUnavailable"];
         };
     };
     release_hold: {
@@ -2490,58 +2458,50 @@ export interface operations {
                     "application/json": components["schemas"]["HoldResponse"];
                 };
             };
-            /** @description `unauthenticated`, `invalid_token`, `token_expired`, `invalid_api_key` or `invalid_admin_key` */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `hold_not_found` */
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["InsufficientScope"];
+            /**
+             * @description - `not_found`: No such route, or a path parameter is malformed (e.g. not a UUID).
+             *     - `wallet_not_found`: The user has no wallet.
+             *     - `hold_not_found`: No such hold of the caller's.
+             */
             404: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "not_found" | "wallet_not_found" | "hold_not_found";
+                    };
                 };
             };
-            /** @description `hold_already_captured` */
+            /**
+             * @description - `idempotency_key_reused`: The `Idempotency-Key` was already used with a different request.
+             *     - `hold_already_captured`: The hold was captured already (`captured_amount`): it cannot be released, nor captured for another amount.
+             */
             409: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "idempotency_key_reused" | "hold_already_captured";
+                    };
                 };
             };
-            /** @description `validation_failed`: the Idempotency-Key is not printable ASCII */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `rate_limited` (or `too_many_attempts` for sign-in): retry after `Retry-After` seconds */
-            429: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            422: components["responses"]["ValidationFailed"];
+            429: components["responses"]["RateLimited"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["DatabaseUnavailable"];
         };
     };
     list_ledger_entries: {
         parameters: {
             query?: {
-                /** @description Only entries of this kind (`spend`, `grant`, `purchase`, `expiry`, ...). */
-                kind?: string;
+                /** @description Only entries of this kind (read as text, so that an unknown kind answers 422 naming the field). */
+                kind?: components["schemas"]["TransferKind"];
                 /** @description Only entries at or after this time. */
                 from?: string;
                 /** @description Only entries before this time. */
@@ -2566,33 +2526,13 @@ export interface operations {
                     "application/json": components["schemas"]["LedgerPage"];
                 };
             };
-            /** @description `invalid_query` */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `unauthenticated`, `invalid_token`, `token_expired`, `invalid_api_key` or `invalid_admin_key` */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `validation_failed` */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            400: components["responses"]["InvalidQuery"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["InsufficientScope"];
+            404: components["responses"]["WalletNotFound"];
+            422: components["responses"]["ValidationFailed"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["DatabaseUnavailable"];
         };
     };
     spend_credits: {
@@ -2620,87 +2560,47 @@ export interface operations {
                     "application/json": components["schemas"]["SpendResponse"];
                 };
             };
-            /** @description `idempotency_key_required` or `invalid_json` */
+            /**
+             * @description - `invalid_json`: The body is not JSON, or could not be read.
+             *     - `idempotency_key_required`: The request moves credits: send an `Idempotency-Key` header.
+             */
             400: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "invalid_json" | "idempotency_key_required";
+                    };
                 };
             };
-            /** @description Unauthorized */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `insufficient_credits` (with `available` and `requested`) or `outstanding_debt` */
+            401: components["responses"]["Unauthorized"];
+            /**
+             * @description - `insufficient_credits`: Not enough credits; the body carries `available` and `requested`.
+             *     - `outstanding_debt`: The wallet owes credits from a refund or dispute (`debt`); they must be covered before spending.
+             */
             402: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "insufficient_credits" | "outstanding_debt";
+                    };
                 };
             };
-            /** @description `insufficient_scope`: the API key lacks `credits:spend` */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `idempotency_key_reused` */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `payload_too_large`: the body exceeds 256 KiB */
-            413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `unsupported_media_type`: send application/json */
-            415: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `validation_failed` */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `rate_limited` (or `too_many_attempts` for sign-in): retry after `Retry-After` seconds */
-            429: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            403: components["responses"]["InsufficientScope"];
+            404: components["responses"]["WalletNotFound"];
+            408: components["responses"]["RequestTimeout"];
+            409: components["responses"]["IdempotencyKeyReused"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["ValidationFailed"];
+            429: components["responses"]["RateLimited"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["DatabaseUnavailable"];
         };
     };
     estimate_summary: {
@@ -2725,42 +2625,13 @@ export interface operations {
                     "application/json": components["schemas"]["EstimateResponse"];
                 };
             };
-            /** @description `invalid_json`: the body is not JSON */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `payload_too_large`: the body exceeds 256 KiB */
-            413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `unsupported_media_type`: send application/json */
-            415: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `validation_failed` */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            400: components["responses"]["InvalidJson"];
+            408: components["responses"]["RequestTimeout"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["ValidationFailed"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["DatabaseUnavailable"];
         };
     };
     use_credits: {
@@ -2788,78 +2659,33 @@ export interface operations {
                     "application/json": components["schemas"]["SummarizeResponse"];
                 };
             };
-            /** @description `invalid_json`: the body is not JSON */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `unauthenticated`, `invalid_token`, `token_expired`, `invalid_api_key` or `invalid_admin_key` */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `insufficient_credits` */
+            400: components["responses"]["InvalidJson"];
+            401: components["responses"]["Unauthorized"];
+            /**
+             * @description - `insufficient_credits`: Not enough credits; the body carries `available` and `requested`.
+             *     - `outstanding_debt`: The wallet owes credits from a refund or dispute (`debt`); they must be covered before spending.
+             */
             402: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "insufficient_credits" | "outstanding_debt";
+                    };
                 };
             };
-            /** @description `idempotency_key_reused` */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `payload_too_large`: the body exceeds 256 KiB */
-            413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `unsupported_media_type`: send application/json */
-            415: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `validation_failed` */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `rate_limited` (or `too_many_attempts` for sign-in): retry after `Retry-After` seconds */
-            429: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            403: components["responses"]["InsufficientScope"];
+            404: components["responses"]["WalletNotFound"];
+            408: components["responses"]["RequestTimeout"];
+            409: components["responses"]["IdempotencyKeyReused"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["ValidationFailed"];
+            429: components["responses"]["RateLimited"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["DatabaseUnavailable"];
         };
     };
     list_features: {
@@ -2880,6 +2706,8 @@ export interface operations {
                     "application/json": components["schemas"]["FeatureView"][];
                 };
             };
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["DatabaseUnavailable"];
         };
     };
     create_feature: {
@@ -2904,69 +2732,16 @@ export interface operations {
                     "application/json": components["schemas"]["FeatureView"];
                 };
             };
-            /** @description `invalid_json`: the body is not JSON */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `unauthenticated`, `invalid_token`, `token_expired`, `invalid_api_key` or `invalid_admin_key` */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `admin_required` */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `feature_exists` */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `payload_too_large`: the body exceeds 256 KiB */
-            413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `unsupported_media_type`: send application/json */
-            415: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `validation_failed` */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            400: components["responses"]["InvalidJson"];
+            401: components["responses"]["AdminUnauthorized"];
+            403: components["responses"]["AdminForbidden"];
+            408: components["responses"]["RequestTimeout"];
+            409: components["responses"]["FeatureExists"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["ValidationFailed"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["DatabaseUnavailable"];
         };
     };
     update_feature: {
@@ -2993,60 +2768,15 @@ export interface operations {
                     "application/json": components["schemas"]["FeatureView"];
                 };
             };
-            /** @description `invalid_json`: the body is not JSON */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `unauthenticated`, `invalid_token`, `token_expired`, `invalid_api_key` or `invalid_admin_key` */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `admin_required` */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `payload_too_large`: the body exceeds 256 KiB */
-            413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `unsupported_media_type`: send application/json */
-            415: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `validation_failed` (e.g. `unknown_feature`) */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            400: components["responses"]["InvalidJson"];
+            401: components["responses"]["AdminUnauthorized"];
+            403: components["responses"]["AdminForbidden"];
+            408: components["responses"]["RequestTimeout"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["ValidationFailed"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["DatabaseUnavailable"];
         };
     };
     get_me: {
@@ -3067,15 +2797,9 @@ export interface operations {
                     "application/json": components["schemas"]["UserResponse"];
                 };
             };
-            /** @description `unauthenticated`, `invalid_token`, `token_expired` or `invalid_api_key` */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            401: components["responses"]["Unauthorized"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["DatabaseUnavailable"];
         };
     };
     get_usage: {
@@ -3103,33 +2827,13 @@ export interface operations {
                     "application/json": components["schemas"]["UsageResponse"];
                 };
             };
-            /** @description `invalid_query`: a query parameter has the wrong type */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `unauthenticated`, `invalid_token`, `token_expired`, `invalid_api_key` or `invalid_admin_key` */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `validation_failed` */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            400: components["responses"]["InvalidQuery"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["InsufficientScope"];
+            404: components["responses"]["WalletNotFound"];
+            422: components["responses"]["ValidationFailed"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["DatabaseUnavailable"];
         };
     };
     stripe_webhook: {
@@ -3158,60 +2862,29 @@ export interface operations {
                     "application/json": components["schemas"]["WebhookAck"];
                 };
             };
-            /** @description `missing_signature`, `invalid_signature` or `stale_signature`: nothing was stored. `invalid_payload`: signed, but not an event Tollgate can read (not JSON, no id or type, too long); kept in the inbox as failed when its id and type could be read */
+            /**
+             * @description - `missing_signature`: A webhook came without a `Stripe-Signature` header; nothing was stored.
+             *     - `invalid_signature`: A webhook's signature does not match the body; nothing was stored.
+             *     - `stale_signature`: A webhook's signature is too old (a replay?); nothing was stored.
+             *     - `invalid_payload`: A signed webhook is not an event Tollgate can read (not JSON, no id or type, too long); kept in the inbox as failed when its id and type could be read.
+             */
             400: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "missing_signature" | "invalid_signature" | "stale_signature" | "invalid_payload";
+                    };
                 };
             };
-            /** @description `webhooks_not_configured`: STRIPE_WEBHOOK_SECRET is not set */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `payload_too_large`: the body exceeds 256 KiB */
-            413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `unsupported_media_type`: send application/json */
-            415: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `validation_failed`: a field is missing or invalid */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Applying failed; the inbox keeps the error and Stripe retries */
-            500: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            404: components["responses"]["WebhooksNotConfigured"];
+            408: components["responses"]["RequestTimeout"];
+            413: components["responses"]["PayloadTooLarge"];
+            422: components["responses"]["ValidationFailed"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["DatabaseUnavailable"];
         };
     };
     stripe_webhook_legacy: {
@@ -3238,60 +2911,29 @@ export interface operations {
                     "application/json": components["schemas"]["WebhookAck"];
                 };
             };
-            /** @description `missing_signature`, `invalid_signature`, `stale_signature` or `invalid_payload` */
+            /**
+             * @description - `missing_signature`: A webhook came without a `Stripe-Signature` header; nothing was stored.
+             *     - `invalid_signature`: A webhook's signature does not match the body; nothing was stored.
+             *     - `stale_signature`: A webhook's signature is too old (a replay?); nothing was stored.
+             *     - `invalid_payload`: A signed webhook is not an event Tollgate can read (not JSON, no id or type, too long); kept in the inbox as failed when its id and type could be read.
+             */
             400: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "missing_signature" | "invalid_signature" | "stale_signature" | "invalid_payload";
+                    };
                 };
             };
-            /** @description `webhooks_not_configured`: STRIPE_WEBHOOK_SECRET is not set */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `payload_too_large`: the body exceeds 256 KiB */
-            413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `unsupported_media_type`: send application/json */
-            415: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `validation_failed`: a field is missing or invalid */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Applying failed; the inbox keeps the error and Stripe retries */
-            500: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            404: components["responses"]["WebhooksNotConfigured"];
+            408: components["responses"]["RequestTimeout"];
+            413: components["responses"]["PayloadTooLarge"];
+            422: components["responses"]["ValidationFailed"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["DatabaseUnavailable"];
         };
     };
     healthz: {

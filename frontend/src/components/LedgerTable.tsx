@@ -1,8 +1,8 @@
-import type { LedgerEntry } from '../api/client';
+import type { LedgerEntry, TransferKind } from '../api/client';
 import { formatDateTime, formatKind, formatNumber, formatSignedCredits } from '../lib/format';
 import { Badge } from './ui';
 
-const kindTone: Record<string, 'good' | 'bad' | 'warn' | 'brand' | 'neutral'> = {
+const kindTone: Record<TransferKind, 'good' | 'bad' | 'warn' | 'brand' | 'neutral'> = {
   purchase: 'good',
   subscription: 'brand',
   grant: 'good',
@@ -15,7 +15,7 @@ const kindTone: Record<string, 'good' | 'bad' | 'warn' | 'brand' | 'neutral'> = 
   write_off: 'warn',
 };
 
-export function KindBadge({ kind }: { kind: string }) {
+export function KindBadge({ kind }: { kind: TransferKind }) {
   return <Badge tone={kindTone[kind] ?? 'neutral'}>{formatKind(kind)}</Badge>;
 }
 

@@ -47,6 +47,20 @@ describe('history', () => {
     expect(screen.getByTestId('location')).toHaveTextContent('/history?kind=spend&from=2026-11-01');
   });
 
+  it('ignores a kind in the URL that the API does not have', async () => {
+    const { requests } = mockApi({
+      'POST /api/v1/auth/refresh': () => json(tokens()),
+      'GET /api/v1/credits/ledger': () => json({ entries: [entry('s1', 'spend', -5, 95)], next_cursor: null }),
+    });
+    renderApp('/history?kind=bogus');
+
+    expect(await screen.findByText('Showing 1 entry (all)')).toBeInTheDocument();
+    expect(screen.getByLabelText('Kind')).toHaveValue('');
+    const sent = requests.filter((r) => r.url.includes('/credits/ledger'));
+    expect(sent.length).toBeGreaterThan(0);
+    expect(sent.every((r) => !new URL(r.url).searchParams.has('kind'))).toBe(true);
+  });
+
   it('reads date filters as whole local days', () => {
     expect(dayStart('2026-11-30', 1)).toBe(new Date(2026, 11, 1).toISOString());
     expect(dayStart('not a date')).toBeUndefined();

@@ -1,5 +1,6 @@
 import { useMemo } from 'react';
 import { useSearchParams } from 'react-router';
+import type { TransferKind } from '../api/client';
 import { useLedger } from '../api/queries';
 import { LedgerTable } from '../components/LedgerTable';
 import { Button, Card, ErrorAlert, Loading, PageHeader, SelectField, TextField } from '../components/ui';
@@ -7,7 +8,7 @@ import { ledgerToCsv, downloadText } from '../lib/csv';
 import { formatKind, formatNumber } from '../lib/format';
 import { useDocumentTitle } from '../lib/useDocumentTitle';
 
-export const LEDGER_KINDS = [
+export const LEDGER_KINDS: readonly TransferKind[] = [
   'purchase',
   'subscription',
   'grant',
@@ -18,7 +19,11 @@ export const LEDGER_KINDS = [
   'dispute_freeze',
   'dispute_release',
   'write_off',
-] as const;
+];
+
+function isTransferKind(value: string): value is TransferKind {
+  return (LEDGER_KINDS as readonly string[]).includes(value);
+}
 
 /** Local midnight of a `YYYY-MM-DD` day, as an ISO instant; `plusDays` moves it. */
 export function dayStart(day: string, plusDays = 0): string | undefined {
@@ -31,7 +36,9 @@ export function dayStart(day: string, plusDays = 0): string | undefined {
 export function HistoryPage() {
   useDocumentTitle('History');
   const [params, setParams] = useSearchParams();
-  const kind = params.get('kind') ?? '';
+  // A kind the URL names that the API does not know filters nothing.
+  const kindParam = params.get('kind') ?? '';
+  const kind = isTransferKind(kindParam) ? kindParam : '';
   const fromDay = params.get('from') ?? '';
   const toDay = params.get('to') ?? '';
   const rangeError = fromDay && toDay && fromDay > toDay ? 'The end date must be on or after the start date.' : null;
