@@ -36,7 +36,7 @@ impl WalletBalance {
     pub fn of(wallet: &accounts::Model) -> Self {
         Self {
             balance: wallet.balance,
-            available: super::core::available(wallet),
+            available: crate::domain::ledger::available(wallet),
             held: wallet.held,
             debt: wallet.debt,
         }

@@ -143,6 +143,11 @@ impl HoldStatus {
     }
 }
 
+/// What a wallet can spend: its balance less open holds, or nothing while it owes a debt.
+pub fn available(wallet: &crate::entities::accounts::Model) -> i64 {
+    if wallet.debt > 0 { 0 } else { wallet.balance.saturating_sub(wallet.held).max(0) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -247,10 +247,7 @@ pub fn spend_order(a: &lots::Model, b: &lots::Model) -> Ordering {
         .then_with(|| a.id.cmp(&b.id))
 }
 
-/// What a wallet can spend: its balance less open holds, or nothing while it owes a debt.
-pub fn available(wallet: &accounts::Model) -> i64 {
-    if wallet.debt > 0 { 0 } else { wallet.balance.saturating_sub(wallet.held).max(0) }
-}
+pub use crate::domain::ledger::available;
 
 /// Why a wallet with these figures cannot spend `amount`, if it cannot.
 pub fn refusal(wallet: &accounts::Model, amount: Credits) -> Option<CreditsError> {

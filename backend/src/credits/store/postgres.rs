@@ -6,7 +6,7 @@
 //! where a join against the JSON rows is planned as a hash join over a scan of the table (the
 //! planner guesses a hundred JSON rows).
 
-use std::collections::HashMap;
+use std::{collections::HashMap, sync::LazyLock};
 
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, EntityTrait, Statement};
@@ -95,7 +95,11 @@ pub fn assemble(
     }
     let mut holds_of: HashMap<Uuid, Vec<holds::Model>> = HashMap::new();
     for hold in holds {
-        holds_of.entry(hold.account_id).or_default().push(hold);
+        let of_wallet = holds_of.entry(hold.account_id).or_default();
+        // A hold both overdue and named by a command may be read twice.
+        if !of_wallet.iter().any(|h| h.id == hold.id) {
+            of_wallet.push(hold);
+        }
     }
     accounts
         .into_iter()
@@ -108,86 +112,121 @@ pub fn assemble(
         .collect()
 }
 
-/// Every part of a journal in one statement; each part counts the rows it touched.
-const WRITE: &str = "WITH \
-    nl AS (INSERT INTO lots (id, account_id, source, amount, remaining, priority, expires_at, reference, \
-             transfer_id, created_at) \
-           SELECT x.id, x.account_id, x.source, x.amount, x.remaining, x.priority, x.expires_at, x.reference, \
-             x.transfer_id, x.created_at \
-           FROM jsonb_to_recordset($1::jsonb) AS x(id uuid, account_id uuid, source text, amount bigint, \
-             remaining bigint, priority int, expires_at timestamptz, reference text, transfer_id uuid, \
-             created_at timestamptz) \
-           RETURNING 1), \
-    t AS (INSERT INTO transfers (id, debit_account_id, credit_account_id, amount, kind, debit_balance_after, \
-             credit_balance_after, description, feature, quantity, metadata, idempotency_key, request_fingerprint, \
-             hold_id, lot_id, reference, created_at) \
-          SELECT x.id, x.debit_account_id, x.credit_account_id, x.amount, x.kind, x.debit_balance_after, \
-             x.credit_balance_after, x.description, x.feature, x.quantity, x.metadata, x.idempotency_key, \
-             x.request_fingerprint, x.hold_id, x.lot_id, x.reference, $9::timestamptz \
-          FROM jsonb_to_recordset($2::jsonb) AS x(id uuid, debit_account_id uuid, credit_account_id uuid, \
-             amount bigint, kind text, debit_balance_after bigint, credit_balance_after bigint, description text, \
-             feature text, quantity bigint, metadata json, idempotency_key text, request_fingerprint text, \
-             hold_id uuid, lot_id uuid, reference text) \
-          RETURNING 1), \
-    m AS (INSERT INTO transfer_lots (transfer_id, lot_id, amount) \
-          SELECT x.transfer_id, x.lot_id, x.amount \
-          FROM jsonb_to_recordset($3::jsonb) AS x(transfer_id uuid, lot_id uuid, amount bigint) \
-          RETURNING 1), \
-    l AS (UPDATE lots SET remaining = x.after, expired_at = COALESCE(x.expired_at, lots.expired_at) \
-          FROM jsonb_to_recordset($4::jsonb) AS x(id uuid, before bigint, after bigint, expired_at timestamptz) \
-          WHERE lots.id = x.id AND lots.remaining = x.before \
-            AND lots.id = ANY (ARRAY(SELECT (e ->> 'id')::uuid FROM jsonb_array_elements($4::jsonb) e)) \
-          RETURNING 1), \
-    nh AS (INSERT INTO holds (id, account_id, amount, status, feature, quantity, description, metadata, \
-             captured_amount, capture_transfer_id, expires_at, created_at, closed_at) \
-           SELECT x.id, x.account_id, x.amount, x.status, x.feature, x.quantity, x.description, x.metadata, \
-             x.captured_amount, x.capture_transfer_id, x.expires_at, x.created_at, x.closed_at \
-           FROM jsonb_to_recordset($5::jsonb) AS x(id uuid, account_id uuid, amount bigint, status text, \
-             feature text, quantity bigint, description text, metadata json, captured_amount bigint, \
-             capture_transfer_id uuid, expires_at timestamptz, created_at timestamptz, closed_at timestamptz) \
-           RETURNING 1), \
-    ch AS (UPDATE holds SET status = x.status, captured_amount = x.captured_amount, \
-             capture_transfer_id = x.capture_transfer_id, closed_at = x.closed_at \
-           FROM jsonb_to_recordset($6::jsonb) AS x(id uuid, status text, captured_amount bigint, \
-             capture_transfer_id uuid, closed_at timestamptz) \
-           WHERE holds.id = x.id AND holds.status = 'open' \
-             AND holds.id = ANY (ARRAY(SELECT (e ->> 'id')::uuid FROM jsonb_array_elements($6::jsonb) e)) \
-           RETURNING 1), \
-    w AS (UPDATE accounts SET balance = x.balance, held = x.held, debt = x.debt, updated_at = $9::timestamptz \
-          FROM jsonb_to_recordset($7::jsonb) AS x(id uuid, balance bigint, held bigint, debt bigint) \
-          WHERE accounts.id = x.id \
-            AND accounts.id = ANY (ARRAY(SELECT (e ->> 'id')::uuid FROM jsonb_array_elements($7::jsonb) e)) \
-          RETURNING 1), \
-    k AS (INSERT INTO idempotency_keys (scope, key, fingerprint, status_code, response, created_at) \
-          SELECT x.scope, x.key, x.fingerprint, x.status_code, x.response, $9::timestamptz \
-          FROM jsonb_to_recordset($8::jsonb) AS x(scope text, key text, fingerprint text, status_code smallint, \
-             response text) \
-          RETURNING 1) \
-    SELECT (SELECT count(*) FROM nl), (SELECT count(*) FROM t), (SELECT count(*) FROM m), \
-           (SELECT count(*) FROM l), (SELECT count(*) FROM nh), (SELECT count(*) FROM ch), \
-           (SELECT count(*) FROM w), (SELECT count(*) FROM k)";
+/// Every part of a journal, in `PARTS` order: a CTE name and its statement, `{rows}` standing for
+/// the part's rows and `{now}` for the time, numbered when a write is composed.
+const PARTS_SQL: [(&str, &str); 8] = [
+    (
+        "nl",
+        "INSERT INTO lots (id, account_id, source, amount, remaining, priority, expires_at, reference, \
+                     transfer_id, created_at) \
+                   SELECT x.id, x.account_id, x.source, x.amount, x.remaining, x.priority, x.expires_at, x.reference, \
+                     x.transfer_id, x.created_at \
+                   FROM jsonb_to_recordset({rows}::jsonb) AS x(id uuid, account_id uuid, source text, amount bigint, \
+                     remaining bigint, priority int, expires_at timestamptz, reference text, transfer_id uuid, \
+                     created_at timestamptz) RETURNING 1",
+    ),
+    (
+        "t",
+        "INSERT INTO transfers (id, debit_account_id, credit_account_id, amount, kind, debit_balance_after, \
+                     credit_balance_after, description, feature, quantity, metadata, idempotency_key, request_fingerprint, \
+                     hold_id, lot_id, reference, created_at) \
+                  SELECT x.id, x.debit_account_id, x.credit_account_id, x.amount, x.kind, x.debit_balance_after, \
+                     x.credit_balance_after, x.description, x.feature, x.quantity, x.metadata, x.idempotency_key, \
+                     x.request_fingerprint, x.hold_id, x.lot_id, x.reference, {now}::timestamptz \
+                  FROM jsonb_to_recordset({rows}::jsonb) AS x(id uuid, debit_account_id uuid, credit_account_id uuid, \
+                     amount bigint, kind text, debit_balance_after bigint, credit_balance_after bigint, description text, \
+                     feature text, quantity bigint, metadata json, idempotency_key text, request_fingerprint text, \
+                     hold_id uuid, lot_id uuid, reference text) RETURNING 1",
+    ),
+    (
+        "m",
+        "INSERT INTO transfer_lots (transfer_id, lot_id, amount) \
+                  SELECT x.transfer_id, x.lot_id, x.amount \
+                  FROM jsonb_to_recordset({rows}::jsonb) AS x(transfer_id uuid, lot_id uuid, amount bigint) RETURNING 1",
+    ),
+    (
+        "l",
+        "UPDATE lots SET remaining = x.after, expired_at = COALESCE(x.expired_at, lots.expired_at) \
+                  FROM jsonb_to_recordset({rows}::jsonb) AS x(id uuid, before bigint, after bigint, expired_at timestamptz) \
+                  WHERE lots.id = x.id AND lots.remaining = x.before \
+                    AND lots.id = ANY (ARRAY(SELECT (e ->> 'id')::uuid FROM jsonb_array_elements({rows}::jsonb) e)) RETURNING 1",
+    ),
+    (
+        "nh",
+        "INSERT INTO holds (id, account_id, amount, status, feature, quantity, description, metadata, \
+                     captured_amount, capture_transfer_id, expires_at, created_at, closed_at) \
+                   SELECT x.id, x.account_id, x.amount, x.status, x.feature, x.quantity, x.description, x.metadata, \
+                     x.captured_amount, x.capture_transfer_id, x.expires_at, x.created_at, x.closed_at \
+                   FROM jsonb_to_recordset({rows}::jsonb) AS x(id uuid, account_id uuid, amount bigint, status text, \
+                     feature text, quantity bigint, description text, metadata json, captured_amount bigint, \
+                     capture_transfer_id uuid, expires_at timestamptz, created_at timestamptz, closed_at timestamptz) RETURNING 1",
+    ),
+    (
+        "ch",
+        "UPDATE holds SET status = x.status, captured_amount = x.captured_amount, \
+                     capture_transfer_id = x.capture_transfer_id, closed_at = x.closed_at \
+                   FROM jsonb_to_recordset({rows}::jsonb) AS x(id uuid, status text, captured_amount bigint, \
+                     capture_transfer_id uuid, closed_at timestamptz) \
+                   WHERE holds.id = x.id AND holds.status = 'open' \
+                     AND holds.id = ANY (ARRAY(SELECT (e ->> 'id')::uuid FROM jsonb_array_elements({rows}::jsonb) e)) RETURNING 1",
+    ),
+    (
+        "w",
+        "UPDATE accounts SET balance = x.balance, held = x.held, debt = x.debt, updated_at = {now}::timestamptz \
+                  FROM jsonb_to_recordset({rows}::jsonb) AS x(id uuid, balance bigint, held bigint, debt bigint) \
+                  WHERE accounts.id = x.id \
+                    AND accounts.id = ANY (ARRAY(SELECT (e ->> 'id')::uuid FROM jsonb_array_elements({rows}::jsonb) e)) RETURNING 1",
+    ),
+    (
+        "k",
+        "INSERT INTO idempotency_keys (scope, key, fingerprint, status_code, response, created_at) \
+                  SELECT x.scope, x.key, x.fingerprint, x.status_code, x.response, {now}::timestamptz \
+                  FROM jsonb_to_recordset({rows}::jsonb) AS x(scope text, key text, fingerprint text, status_code smallint, \
+                     response text) RETURNING 1",
+    ),
+];
+
+/// The parts a batch of spends writes: transfers, movements, lot updates, wallets, stored answers.
+const SPEND_PARTS: [usize; 5] = [1, 2, 3, 6, 7];
+
+/// A write of some parts as one data-modifying statement, each part counting the rows it
+/// touched; parameters are the parts' rows in order, then now.
+struct Write {
+    text: String,
+    parts: Vec<usize>,
+}
+
+impl Write {
+    fn of(parts: &[usize]) -> Self {
+        let now = format!("${}", parts.len() + 1);
+        let ctes: Vec<String> = parts
+            .iter()
+            .enumerate()
+            .map(|(n, &p)| {
+                let (name, sql) = PARTS_SQL[p];
+                format!("{name} AS ({})", sql.replace("{rows}", &format!("${}", n + 1)).replace("{now}", &now))
+            })
+            .collect();
+        let counts: Vec<String> = parts.iter().map(|&p| format!("(SELECT count(*) FROM {})", PARTS_SQL[p].0)).collect();
+        Self { text: format!("WITH {} SELECT {}", ctes.join(", "), counts.join(", ")), parts: parts.to_vec() }
+    }
+}
+
+static WRITE_ALL: LazyLock<Write> = LazyLock::new(|| Write::of(&[0, 1, 2, 3, 4, 5, 6, 7]));
+static WRITE_SPENDS: LazyLock<Write> = LazyLock::new(|| Write::of(&SPEND_PARTS));
 
 /// Writes a journal in one statement.
 pub async fn write(txn: &DatabaseTransaction, rows: Rows) -> Result<(), DbErr> {
-    let [p1, p2, p3, p4, p5, p6, p7, p8, now] = rows.params;
-    let values = vec![
-        p1.into(),
-        p2.into(),
-        p3.into(),
-        p4.into(),
-        p5.into(),
-        p6.into(),
-        p7.into(),
-        p8.into(),
-        sea_orm::Value::from(now),
-    ];
+    let write = if rows.spends_only() { &*WRITE_SPENDS } else { &*WRITE_ALL };
+    let mut values: Vec<sea_orm::Value> = write.parts.iter().map(|&p| rows.params[p].clone().into()).collect();
+    values.push(rows.params[8].clone().into());
     let row = txn
-        .query_one_raw(statement(WRITE, values))
+        .query_one_raw(statement(&write.text, values))
         .await?
         .ok_or_else(|| DbErr::Custom("the ledger's write returned no row".to_owned()))?;
-    for (i, (part, expected)) in PARTS.into_iter().zip(rows.expected).enumerate() {
+    for (i, &part) in write.parts.iter().enumerate() {
         let written: i64 = row.try_get_by_index(i)?;
-        expect_rows(part, u64::try_from(written).unwrap_or_default(), expected)?;
+        expect_rows(PARTS[part], u64::try_from(written).unwrap_or_default(), rows.expected[part])?;
     }
     Ok(())
 }

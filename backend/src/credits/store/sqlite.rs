@@ -34,13 +34,13 @@ use crate::{
 const ACCOUNTS: &str = "SELECT * FROM accounts WHERE user_id IN (SELECT unhex(value) FROM json_each(?)) ORDER BY id";
 const LIVE_LOTS: &str = "SELECT l.* FROM accounts a JOIN lots l ON l.account_id = a.id \
     WHERE a.user_id IN (SELECT unhex(value) FROM json_each(?)) AND l.remaining > 0";
-/// Two queries, not one with `OR`, and the status and time terms kept off the status index (the
+/// Two queries (a hold in both is read twice; `assemble` keeps one), not one with `OR`, and the status and time terms kept off the status index (the
 /// unary `+`): otherwise SQLite reads every overdue open hold of every wallet through that index
-/// instead of the batch's wallets' holds. Likewise the guard of the holds' update in `WRITE`.
+/// instead of the batch's wallets' holds. Likewise the guard of the holds' update in `WRITES`.
 const HOLDS: &str = "SELECT h.* FROM accounts a JOIN holds h ON h.account_id = a.id \
     WHERE a.user_id IN (SELECT unhex(value) FROM json_each(?)) \
       AND a.held > 0 AND +h.status = 'open' AND +h.expires_at <= ? \
-    UNION SELECT h.* FROM holds h WHERE h.id IN (SELECT unhex(value) FROM json_each(?))";
+    UNION ALL SELECT h.* FROM holds h WHERE h.id IN (SELECT unhex(value) FROM json_each(?))";
 const KEYS: &str = "SELECT k.* FROM json_each(?) AS j \
     JOIN idempotency_keys k ON k.scope = j.value ->> 0 AND k.key = j.value ->> 1";
 const REFERENCES: &str = "SELECT reference FROM lots WHERE reference IN (SELECT value FROM json_each(?))";
@@ -55,53 +55,102 @@ const READS: [&str; 5] = [ACCOUNTS, LIVE_LOTS, HOLDS, KEYS, REFERENCES];
 /// `BEGIN IMMEDIATE` and the reads a batch always makes, as one text.
 static BEGIN_AND_READ: LazyLock<String> = LazyLock::new(|| format!("BEGIN IMMEDIATE; {}", READS.join("; ")));
 
-/// Every part of a journal, in `PARTS` order; `WRITE_PARAMS` names which of `Rows::params` (the
-/// eight parts' rows, then now) each `?` takes.
-const WRITE_PARAMS: &[usize] = &[0, 8, 1, 2, 3, 4, 5, 8, 6, 8, 7];
-const WRITE: &str = "\
-    INSERT INTO lots (id, account_id, source, amount, remaining, priority, expires_at, reference, transfer_id, \
-        created_at) \
-      SELECT unhex(value ->> 'id'), unhex(value ->> 'account_id'), value ->> 'source', value ->> 'amount', \
-        value ->> 'remaining', value ->> 'priority', value ->> 'expires_at', value ->> 'reference', \
-        unhex(value ->> 'transfer_id'), value ->> 'created_at' \
-      FROM json_each(?); \
-    INSERT INTO transfers (id, debit_account_id, credit_account_id, amount, kind, debit_balance_after, \
-        credit_balance_after, description, feature, quantity, metadata, idempotency_key, request_fingerprint, \
-        hold_id, lot_id, reference, created_at) \
-      SELECT unhex(value ->> 'id'), unhex(value ->> 'debit_account_id'), unhex(value ->> 'credit_account_id'), \
-        value ->> 'amount', value ->> 'kind', value ->> 'debit_balance_after', value ->> 'credit_balance_after', \
-        value ->> 'description', value ->> 'feature', value ->> 'quantity', value ->> 'metadata', \
-        value ->> 'idempotency_key', value ->> 'request_fingerprint', unhex(value ->> 'hold_id'), \
-        unhex(value ->> 'lot_id'), value ->> 'reference', ? \
-      FROM json_each(?); \
-    INSERT INTO transfer_lots (transfer_id, lot_id, amount) \
-      SELECT unhex(value ->> 'transfer_id'), unhex(value ->> 'lot_id'), value ->> 'amount' FROM json_each(?); \
-    UPDATE lots SET remaining = x.after, expired_at = COALESCE(x.expired_at, lots.expired_at) \
-      FROM (SELECT unhex(value ->> 'id') AS id, value ->> 'before' AS before, value ->> 'after' AS after, \
-              value ->> 'expired_at' AS expired_at FROM json_each(?)) AS x \
-      WHERE lots.id = x.id AND lots.remaining = x.before; \
-    INSERT INTO holds (id, account_id, amount, status, feature, quantity, description, metadata, captured_amount, \
-        capture_transfer_id, expires_at, created_at, closed_at) \
-      SELECT unhex(value ->> 'id'), unhex(value ->> 'account_id'), value ->> 'amount', value ->> 'status', \
-        value ->> 'feature', value ->> 'quantity', value ->> 'description', value ->> 'metadata', \
-        value ->> 'captured_amount', unhex(value ->> 'capture_transfer_id'), value ->> 'expires_at', \
-        value ->> 'created_at', value ->> 'closed_at' \
-      FROM json_each(?); \
-    UPDATE holds SET status = x.status, captured_amount = x.captured_amount, \
-        capture_transfer_id = x.capture_transfer_id, closed_at = x.closed_at \
-      FROM (SELECT unhex(value ->> 'id') AS id, value ->> 'status' AS status, \
-              value ->> 'captured_amount' AS captured_amount, \
-              unhex(value ->> 'capture_transfer_id') AS capture_transfer_id, value ->> 'closed_at' AS closed_at \
-            FROM json_each(?)) AS x \
-      WHERE holds.id = x.id AND +holds.status = 'open'; \
-    UPDATE accounts SET balance = x.balance, held = x.held, debt = x.debt, updated_at = ? \
-      FROM (SELECT unhex(value ->> 'id') AS id, value ->> 'balance' AS balance, value ->> 'held' AS held, \
-              value ->> 'debt' AS debt FROM json_each(?)) AS x \
-      WHERE accounts.id = x.id; \
-    INSERT INTO idempotency_keys (scope, key, fingerprint, status_code, response, created_at) \
-      SELECT value ->> 'scope', value ->> 'key', value ->> 'fingerprint', value ->> 'status_code', \
-        value ->> 'response', ? \
-      FROM json_each(?)";
+/// Every part of a journal, in `PARTS` order, each one statement with the indexes into
+/// `Rows::params` (the eight parts' rows, then now) that its `?`s take, in order.
+const WRITES: [(&str, &[usize]); 8] = [
+    (
+        "INSERT INTO lots (id, account_id, source, amount, remaining, priority, expires_at, reference, transfer_id, \
+                created_at) \
+              SELECT unhex(value ->> 'id'), unhex(value ->> 'account_id'), value ->> 'source', value ->> 'amount', \
+                value ->> 'remaining', value ->> 'priority', value ->> 'expires_at', value ->> 'reference', \
+                unhex(value ->> 'transfer_id'), value ->> 'created_at' \
+              FROM json_each(?)",
+        &[0],
+    ),
+    (
+        "INSERT INTO transfers (id, debit_account_id, credit_account_id, amount, kind, debit_balance_after, \
+                credit_balance_after, description, feature, quantity, metadata, idempotency_key, request_fingerprint, \
+                hold_id, lot_id, reference, created_at) \
+              SELECT unhex(value ->> 'id'), unhex(value ->> 'debit_account_id'), unhex(value ->> 'credit_account_id'), \
+                value ->> 'amount', value ->> 'kind', value ->> 'debit_balance_after', value ->> 'credit_balance_after', \
+                value ->> 'description', value ->> 'feature', value ->> 'quantity', value ->> 'metadata', \
+                value ->> 'idempotency_key', value ->> 'request_fingerprint', unhex(value ->> 'hold_id'), \
+                unhex(value ->> 'lot_id'), value ->> 'reference', ? \
+              FROM json_each(?)",
+        &[8, 1],
+    ),
+    (
+        "INSERT INTO transfer_lots (transfer_id, lot_id, amount) \
+              SELECT unhex(value ->> 'transfer_id'), unhex(value ->> 'lot_id'), value ->> 'amount' FROM json_each(?)",
+        &[2],
+    ),
+    (
+        "UPDATE lots SET remaining = x.after, expired_at = COALESCE(x.expired_at, lots.expired_at) \
+              FROM (SELECT unhex(value ->> 'id') AS id, value ->> 'before' AS before, value ->> 'after' AS after, \
+                      value ->> 'expired_at' AS expired_at FROM json_each(?)) AS x \
+              WHERE lots.id = x.id AND lots.remaining = x.before",
+        &[3],
+    ),
+    (
+        "INSERT INTO holds (id, account_id, amount, status, feature, quantity, description, metadata, captured_amount, \
+                capture_transfer_id, expires_at, created_at, closed_at) \
+              SELECT unhex(value ->> 'id'), unhex(value ->> 'account_id'), value ->> 'amount', value ->> 'status', \
+                value ->> 'feature', value ->> 'quantity', value ->> 'description', value ->> 'metadata', \
+                value ->> 'captured_amount', unhex(value ->> 'capture_transfer_id'), value ->> 'expires_at', \
+                value ->> 'created_at', value ->> 'closed_at' \
+              FROM json_each(?)",
+        &[4],
+    ),
+    (
+        "UPDATE holds SET status = x.status, captured_amount = x.captured_amount, \
+                capture_transfer_id = x.capture_transfer_id, closed_at = x.closed_at \
+              FROM (SELECT unhex(value ->> 'id') AS id, value ->> 'status' AS status, \
+                      value ->> 'captured_amount' AS captured_amount, \
+                      unhex(value ->> 'capture_transfer_id') AS capture_transfer_id, value ->> 'closed_at' AS closed_at \
+                    FROM json_each(?)) AS x \
+              WHERE holds.id = x.id AND +holds.status = 'open'",
+        &[5],
+    ),
+    (
+        "UPDATE accounts SET balance = x.balance, held = x.held, debt = x.debt, updated_at = ? \
+              FROM (SELECT unhex(value ->> 'id') AS id, value ->> 'balance' AS balance, value ->> 'held' AS held, \
+                      value ->> 'debt' AS debt FROM json_each(?)) AS x \
+              WHERE accounts.id = x.id",
+        &[8, 6],
+    ),
+    (
+        "INSERT INTO idempotency_keys (scope, key, fingerprint, status_code, response, created_at) \
+              SELECT value ->> 'scope', value ->> 'key', value ->> 'fingerprint', value ->> 'status_code', \
+                value ->> 'response', ? \
+              FROM json_each(?)",
+        &[8, 7],
+    ),
+];
+
+/// The parts a batch of spends writes: transfers, movements, lot updates, wallets, stored answers.
+const SPEND_PARTS: [usize; 5] = [1, 2, 3, 6, 7];
+
+/// A write's text and the order of its parameters: every part, or only a batch of spends' parts.
+struct Write {
+    text: String,
+    params: Vec<usize>,
+    parts: Vec<usize>,
+}
+
+impl Write {
+    fn of(parts: &[usize]) -> Self {
+        let text = parts.iter().map(|&p| WRITES[p].0).collect::<Vec<_>>().join("; ");
+        let params = parts.iter().flat_map(|&p| WRITES[p].1.iter().copied()).collect();
+        Self { text, params, parts: parts.to_vec() }
+    }
+}
+
+static WRITE_ALL: LazyLock<Write> = LazyLock::new(|| Write::of(&[0, 1, 2, 3, 4, 5, 6, 7]));
+static WRITE_SPENDS: LazyLock<Write> = LazyLock::new(|| Write::of(&SPEND_PARTS));
+
+fn write_for(rows: &Rows) -> &'static Write {
+    if rows.spends_only() { &WRITE_SPENDS } else { &WRITE_ALL }
+}
 
 fn statement(sql: &str, values: Vec<sea_orm::Value>) -> Statement {
     Statement::from_sql_and_values(DbBackend::Sqlite, sql, values)
@@ -155,8 +204,9 @@ fn snapshot(sets: &[Vec<QueryResult>]) -> Result<Snapshot, DbErr> {
 
 /// Writes a journal inside the caller's transaction, as one call.
 pub async fn write(txn: &DatabaseTransaction, rows: Rows) -> Result<(), DbErr> {
-    let written = txn.execute_raw(statement(WRITE, values(&rows.params, WRITE_PARAMS))).await?.rows_affected();
-    expect_rows("rows", written, rows.expected.iter().sum())
+    let write = write_for(&rows);
+    let written = txn.execute_raw(statement(&write.text, values(&rows.params, &write.params))).await?.rows_affected();
+    expect_rows("rows", written, write.parts.iter().map(|&p| rows.expected[p]).sum())
 }
 
 fn exec_err(err: sqlx::Error) -> DbErr {
@@ -231,11 +281,12 @@ impl Session {
 
     /// Writes the journal (one trip), checking each part's rows.
     pub async fn write(&mut self, rows: Rows) -> Result<(), DbErr> {
-        let mut query = sqlx::query(WRITE);
-        for param in in_order(&rows.params, WRITE_PARAMS) {
+        let write = write_for(&rows);
+        let mut query = sqlx::query(write.text.as_str());
+        for param in in_order(&rows.params, &write.params) {
             query = query.bind(param);
         }
-        let mut parts = Vec::with_capacity(PARTS.len());
+        let mut parts = Vec::with_capacity(write.parts.len());
         {
             #[expect(deprecated, reason = "bound statements in one trip; see the module's note")]
             let mut stream = query.fetch_many(&mut *self.conn);
@@ -245,15 +296,15 @@ impl Session {
                 }
             }
         }
-        if parts.len() != PARTS.len() {
+        if parts.len() != write.parts.len() {
             return Err(DbErr::Custom(format!(
                 "the ledger's write ran {} statements, not {}",
                 parts.len(),
-                PARTS.len()
+                write.parts.len()
             )));
         }
-        for ((part, written), expected) in PARTS.into_iter().zip(parts).zip(rows.expected) {
-            expect_rows(part, written, expected)?;
+        for (&part, written) in write.parts.iter().zip(parts) {
+            expect_rows(PARTS[part], written, rows.expected[part])?;
         }
         Ok(())
     }
