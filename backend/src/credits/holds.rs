@@ -8,7 +8,7 @@ use uuid::Uuid;
 use super::{
     Outcome,
     batch::Ledger,
-    core::{Answer, Command, Op, TransferDetails, Verdict},
+    core::{Answer, Command, Op, Verdict},
     dto::{HoldResponse, HoldView, LotMovementView, TransferView},
     error::CreditsError,
     spend::{Charge, price},
@@ -50,14 +50,8 @@ pub async fn create_hold(
     command: HoldCommand,
 ) -> HoldResult {
     let priced = price(ledger.db(), &command.charge).await?;
-    let details = TransferDetails {
-        description: command.description,
-        feature: priced.feature,
-        quantity: priced.quantity,
-        metadata: command.metadata,
-        ..Default::default()
-    };
-    let op = Op::Hold { amount: priced.amount, details, ttl: command.ttl };
+    let amount = priced.amount;
+    let op = Op::Hold { amount, details: priced.details(command.description, command.metadata), ttl: command.ttl };
     answer(ledger, ledger.submit(Command { user_id, key: Some(request.clone()), op }).await).await
 }
 

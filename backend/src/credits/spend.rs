@@ -28,6 +28,13 @@ pub struct Priced {
     pub quantity: Option<i64>,
 }
 
+impl Priced {
+    /// The details of the transfer (or hold) that charges it.
+    pub fn details(self, description: Option<String>, metadata: Option<serde_json::Value>) -> TransferDetails {
+        TransferDetails { description, feature: self.feature, quantity: self.quantity, metadata, ..Default::default() }
+    }
+}
+
 /// Checks an amount a client sent.
 pub fn parse_amount(field: &'static str, value: i64, allow_zero: bool) -> Result<Credits, CreditsError> {
     if value < 0 || (value == 0 && !allow_zero) {
@@ -126,14 +133,8 @@ pub struct PricedSpend {
 impl PricedSpend {
     pub async fn of(db: &impl ConnectionTrait, command: SpendCommand) -> Result<Self, CreditsError> {
         let priced = price(db, &command.charge).await?;
-        let details = TransferDetails {
-            description: command.description,
-            feature: priced.feature,
-            quantity: priced.quantity,
-            metadata: command.metadata,
-            ..Default::default()
-        };
-        Ok(Self { amount: priced.amount, details })
+        let amount = priced.amount;
+        Ok(Self { amount, details: priced.details(command.description, command.metadata) })
     }
 
     /// The ledger command that spends it from the user's wallet.
