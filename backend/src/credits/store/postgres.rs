@@ -35,8 +35,13 @@ const HOLDS: &str = "SELECT h.* FROM holds h \
        OR (h.id = ANY (ARRAY(SELECT jsonb_array_elements_text($3::jsonb)::uuid)) \
            AND h.account_id = ANY (ARRAY(SELECT jsonb_array_elements_text($4::jsonb)::uuid)))";
 
-/// A lateral subquery with a limit is never flattened into a join: one index lookup per pair.
-const KEYS: &str = "SELECT i.* FROM jsonb_array_elements($1::jsonb) AS w(pair), \
+/// The live lots and the stored answers of the batch's keys in one round trip (the wallets are
+/// locked by then, so both are read as their last writer left them). Two shapes in one result:
+/// each row as JSON, tagged. A lateral subquery with a limit is never flattened into a join: one
+/// index lookup per (scope, key) pair.
+const LOTS_AND_KEYS: &str = "SELECT 'l' AS part, to_jsonb(l.*) AS row FROM lots l \
+    WHERE l.account_id = ANY (ARRAY(SELECT jsonb_array_elements_text($1::jsonb)::uuid)) AND l.remaining > 0 \
+    UNION ALL SELECT 'k', to_jsonb(i.*) FROM jsonb_array_elements($2::jsonb) AS w(pair), \
     LATERAL (SELECT * FROM idempotency_keys k WHERE k.scope = w.pair ->> 0 AND k.key = w.pair ->> 1 LIMIT 1) i";
 
 const REFERENCES: &str =
@@ -54,7 +59,24 @@ pub async fn read(txn: &DatabaseTransaction, needs: &Needs, now: DateTime<Utc>) 
         serde_json::Value::from(accounts.map(|a| a.id.simple().to_string()).collect::<Vec<_>>()).to_string()
     };
     let all = ids(&mut accounts.iter());
-    let live = lots::Entity::find().from_raw_sql(statement(LIVE_LOTS, vec![all.clone().into()])).all(txn).await?;
+    let mut snapshot = Snapshot::default();
+    let live = if needs.keys.is_empty() {
+        lots::Entity::find().from_raw_sql(statement(LIVE_LOTS, vec![all.clone().into()])).all(txn).await?
+    } else {
+        let mut live = Vec::new();
+        for row in txn.query_all_raw(statement(LOTS_AND_KEYS, vec![all.clone().into(), keys.into()])).await? {
+            let part: String = row.try_get("", "part")?;
+            let json: serde_json::Value = row.try_get("", "row")?;
+            let unreadable = |e: serde_json::Error| DbErr::Custom(format!("a ledger row could not be read: {e}"));
+            if part == "l" {
+                live.push(serde_json::from_value::<lots::Model>(json).map_err(unreadable)?);
+            } else {
+                let k = serde_json::from_value::<idempotency_keys::Model>(json).map_err(unreadable)?;
+                snapshot.keys.insert((k.scope.clone(), k.key.clone()), k);
+            }
+        }
+        live
+    };
 
     let holding: Vec<&accounts::Model> = accounts.iter().filter(|a| a.held > 0).collect();
     let holds = if holding.is_empty() && needs.holds.is_empty() {
@@ -64,11 +86,6 @@ pub async fn read(txn: &DatabaseTransaction, needs: &Needs, now: DateTime<Utc>) 
         holds::Entity::find().from_raw_sql(statement(HOLDS, values)).all(txn).await?
     };
 
-    let mut snapshot = Snapshot::default();
-    if !needs.keys.is_empty() {
-        let rows = idempotency_keys::Entity::find().from_raw_sql(statement(KEYS, vec![keys.into()])).all(txn).await?;
-        snapshot.keys = rows.into_iter().map(|k| ((k.scope.clone(), k.key.clone()), k)).collect();
-    }
     if !needs.references.is_empty() {
         for row in txn.query_all_raw(statement(REFERENCES, vec![references.into()])).await? {
             snapshot.references.insert(row.try_get("", "reference")?);
