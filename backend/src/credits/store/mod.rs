@@ -143,7 +143,9 @@ impl Serialize for At {
     }
 }
 
-/// The rows of each part, borrowed from the journal and serialized straight to JSON text.
+/// The rows of each part, borrowed from the journal and serialized straight to JSON text. A field
+/// left out reads as NULL on both databases, so empty ones are not sent: a spend's transfer is
+/// half the text to parse.
 #[derive(Serialize)]
 struct LotRow<'a> {
     id: Hex,
@@ -152,6 +154,7 @@ struct LotRow<'a> {
     amount: i64,
     remaining: i64,
     priority: i32,
+    #[serde(skip_serializing_if = "Option::is_none")]
     expires_at: Option<At>,
     reference: &'a str,
     transfer_id: Hex,
@@ -165,16 +168,27 @@ struct TransferRow<'a> {
     credit_account_id: Hex,
     amount: i64,
     kind: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
     debit_balance_after: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     credit_balance_after: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     description: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     feature: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     quantity: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     metadata: Option<&'a serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     idempotency_key: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     request_fingerprint: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     hold_id: Option<Hex>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     lot_id: Option<Hex>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     reference: Option<&'a str>,
 }
 
@@ -190,6 +204,7 @@ struct LotUpdateRow {
     id: Hex,
     before: i64,
     after: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
     expired_at: Option<At>,
 }
 
@@ -199,14 +214,21 @@ struct HoldRow<'a> {
     account_id: Hex,
     amount: i64,
     status: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
     feature: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     quantity: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     description: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     metadata: Option<&'a serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     captured_amount: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     capture_transfer_id: Option<Hex>,
     expires_at: At,
     created_at: At,
+    #[serde(skip_serializing_if = "Option::is_none")]
     closed_at: Option<At>,
 }
 
@@ -214,8 +236,11 @@ struct HoldRow<'a> {
 struct ClosedHoldRow<'a> {
     id: Hex,
     status: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
     captured_amount: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     capture_transfer_id: Option<Hex>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     closed_at: Option<At>,
 }
 
