@@ -111,7 +111,7 @@ pub async fn register(
 pub async fn login(state: &AppState, email: &str, password: String) -> Result<Session, AuthError> {
     // The same key as registration; an address that does not parse can match no user, but its
     // failures are still counted.
-    let email = Email::parse(email).map(|e| e.as_str().to_owned()).unwrap_or_else(|_| email.trim().to_lowercase());
+    let email = Email::lookup_key(email);
     let now = state.clock.now();
     let attempt = record_attempt(state, &email, now).await?;
 

@@ -16,7 +16,7 @@ use super::{
 };
 use crate::{
     domain::{
-        Credits,
+        Credits, Email,
         ledger::{LotSource, TransferKind, system},
     },
     entities::users,
@@ -75,7 +75,7 @@ async fn find_recipient(db: &DatabaseConnection, recipient: &Recipient) -> Resul
     match recipient {
         Recipient::Id(id) => users::Entity::find_by_id(*id).one(db).await,
         Recipient::Email(email) => {
-            users::Entity::find().filter(users::Column::Email.eq(email.trim().to_lowercase())).one(db).await
+            users::Entity::find().filter(users::Column::Email.eq(Email::lookup_key(email))).one(db).await
         }
     }
 }

@@ -31,6 +31,13 @@ impl Email {
         &self.0
     }
 
+    /// The form an account's address is stored and looked up in: the parsed address, or for text
+    /// that does not parse (an address stored before a rule existed), trimmed and lower-cased.
+    /// Every lookup by email goes through it, so `ada@Exämple.com` finds `ada@xn--exmple-cua.com`.
+    pub fn lookup_key(raw: &str) -> String {
+        Self::parse(raw).map(|e| e.0).unwrap_or_else(|_| raw.trim().to_lowercase())
+    }
+
     /// The local part lower-cased, the domain through IDNA's UTS #46 mapping (which also lower-
     /// cases it) to ASCII; `None` when the domain is not a valid IDNA name.
     pub fn normalise(email: &str) -> Option<String> {

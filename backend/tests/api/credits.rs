@@ -19,6 +19,7 @@ both!(
     expired_lots_are_never_spent_and_expiry_is_posted,
     both_spend_paths_answer_alike,
     grants_are_idempotent_and_accept_the_seed_shape,
+    a_grant_by_email_finds_the_account_in_any_spelling_of_its_domain,
     ledger_pages_filters_and_usage,
     text_is_stored_exactly_as_sent,
     example_feature_holds_then_captures_and_refuses_early,
@@ -626,4 +627,22 @@ async fn text_is_stored_exactly_as_sent(app: TestApp) {
     problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
     assert_eq!(app.count("transfers WHERE kind = 'spend'").await, 1);
     app.assert_reconciled().await;
+}
+
+/// Audit follow-up: an account's address is stored with its domain in IDNA form; a grant by email
+/// (the API and `tollgate grant`) looks it up the way sign-in does, so the Unicode spelling of the
+/// domain finds it too.
+async fn a_grant_by_email_finds_the_account_in_any_spelling_of_its_domain(app: TestApp) {
+    let res = app.register("Ada@Exämple.com", crate::helpers::PASSWORD).await;
+    assert_eq!(res.status(), StatusCode::CREATED, "{}", res.text().await.unwrap());
+    for (key, spelling) in [("g1", "ada@exämple.com"), ("g2", "  ADA@EXÄMPLE.COM "), ("g3", "ada@xn--exmple-cua.com")]
+    {
+        let body = json!({ "email": spelling, "amount": 5, "reason": "by email" });
+        let res = app.post_admin("/api/v1/credits/grant", Some(key), &body).await;
+        assert_eq!(res.status(), StatusCode::OK, "{spelling}");
+    }
+    let login: Value = app.login("ada@exämple.com", crate::helpers::PASSWORD).await.json().await.unwrap();
+    let token = login["access_token"].as_str().unwrap();
+    let balance: Value = app.get("/api/v1/credits/balance", Some(token)).await.json().await.unwrap();
+    assert_eq!(balance["balance"], 15);
 }
