@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use actix_web::{
-    Error, HttpMessage, HttpResponse, ResponseError,
+    Error, HttpMessage, ResponseError,
     body::{EitherBody, MessageBody},
     dev::{ServiceRequest, ServiceResponse},
     http::{ConnectionType, header},
@@ -57,14 +57,18 @@ fn json_nul(body: &[u8]) -> Option<String> {
     find_nul(&value, "")
 }
 
+/// A NUL in URL-encoded text: escaped (`%00`, which has no letters to case) or raw.
+fn has_nul(text: &str) -> bool {
+    text.contains("%00") || text.contains('\0')
+}
+
 /// `%00` in form or query text, named by its field.
 fn urlencoded_nul(text: &str) -> Option<String> {
-    if !text.to_ascii_lowercase().contains("%00") && !text.contains('\0') {
+    if !has_nul(text) {
         return None;
     }
     for pair in text.split('&') {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let has_nul = |s: &str| s.to_ascii_lowercase().contains("%00") || s.contains('\0');
         if has_nul(key) || has_nul(value) {
             return Some(if has_nul(key) { "query".to_owned() } else { key.to_owned() });
         }
@@ -77,12 +81,20 @@ fn refuse<B>(req: ServiceRequest, error: ApiError) -> ServiceResponse<EitherBody
     req.into_response(response).map_into_right_body()
 }
 
+/// Refuses a request whose body was not read to its end, and closes the connection: what is left
+/// of the body would otherwise be read as the next request.
+fn refuse_and_close<B>(req: ServiceRequest, error: ApiError) -> ServiceResponse<EitherBody<B>> {
+    let mut response = error.error_response();
+    response.head_mut().set_connection_type(ConnectionType::Close);
+    req.into_response(response).map_into_right_body()
+}
+
 /// The middleware; see the module's documentation.
 pub async fn guard(
     mut req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
-    if req.path().to_ascii_lowercase().contains("%00") || req.path().contains('\0') {
+    if has_nul(req.path()) {
         return Ok(refuse(req, nul_in_field("path".to_owned())));
     }
     if let Some(field) = urlencoded_nul(req.query_string()) {
@@ -98,26 +110,15 @@ pub async fn guard(
     loop {
         match tokio::time::timeout_at(deadline, payload.next()).await {
             Err(_) => {
-                let mut response = ApiError::new(
-                    ErrorCode::RequestTimeout,
-                    format!("The request body did not arrive within {} seconds.", timeout.as_secs()),
-                )
-                .error_response();
-                response.head_mut().set_connection_type(ConnectionType::Close);
-                return Ok(req.into_response(response).map_into_right_body());
+                let detail = format!("The request body did not arrive within {} seconds.", timeout.as_secs());
+                return Ok(refuse_and_close(req, ApiError::new(ErrorCode::RequestTimeout, detail)));
             }
             Ok(None) => break,
             Ok(Some(Err(e))) => return Err(e.into()),
             Ok(Some(Ok(chunk))) => {
                 if body.len() + chunk.len() > MAX_BODY_BYTES {
-                    let response = ApiError::new(
-                        ErrorCode::PayloadTooLarge,
-                        "The request body is larger than this endpoint accepts.",
-                    )
-                    .error_response();
-                    let mut response: HttpResponse = response;
-                    response.head_mut().set_connection_type(ConnectionType::Close);
-                    return Ok(req.into_response(response).map_into_right_body());
+                    let detail = "The request body is larger than this endpoint accepts.";
+                    return Ok(refuse_and_close(req, ApiError::new(ErrorCode::PayloadTooLarge, detail)));
                 }
                 body.extend_from_slice(&chunk);
             }
@@ -164,5 +165,6 @@ mod tests {
         assert_eq!(json_nul(br#"{"amount":5}"#), None);
         assert_eq!(urlencoded_nul("kind=spend&cursor=a%00"), Some("cursor".to_owned()));
         assert_eq!(urlencoded_nul("kind=spend"), None);
+        assert_eq!(urlencoded_nul("a%00b=1"), Some("query".to_owned()));
     }
 }
