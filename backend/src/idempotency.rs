@@ -4,8 +4,6 @@
 //! refused. Refusals (402, 409, 422) are not stored: nothing is written for them.
 
 use actix_web::{HttpRequest, http::header::HeaderMap};
-use chrono::{DateTime, Utc};
-use sea_orm::{ActiveValue::Set, ConnectionTrait, DbErr, EntityTrait};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -81,9 +79,10 @@ pub fn fingerprint(req: &HttpRequest, body: &impl Serialize) -> String {
     hex::encode(hasher.finalize())
 }
 
-/// What a stored record (or its absence) means for this request. Read the record after taking
-/// the lock that serialises the caller's writes (`ledger::lock_wallet_with_key` does both).
-pub fn judge(request: &IdempotentRequest, found: Option<idempotency_keys::Model>) -> Lookup {
+/// What a stored record (or its absence) means for this request. The record must be read after
+/// taking the lock that serialises the caller's writes (the ledger's stores read it after locking
+/// the batch's wallets); the ledger's core judges every key with this, and stores the answers.
+pub fn judge(request: &IdempotentRequest, found: Option<&idempotency_keys::Model>) -> Lookup {
     match found {
         None => Lookup::New,
         Some(row) if row.fingerprint != request.fingerprint => Lookup::Mismatch,
@@ -92,30 +91,6 @@ pub fn judge(request: &IdempotentRequest, found: Option<idempotency_keys::Model>
             body: serde_json::from_str(&row.response).unwrap_or(serde_json::Value::Null),
         }),
     }
-}
-
-/// Stores the answer in the request's transaction, stamped `now` (the application clock's). A
-/// unique violation here means a concurrent request with the same key committed first: the
-/// caller retries and gets the replay.
-pub async fn store(
-    db: &impl ConnectionTrait,
-    now: DateTime<Utc>,
-    request: &IdempotentRequest,
-    status: u16,
-    body: &impl Serialize,
-) -> Result<(), DbErr> {
-    let response = serde_json::to_string(body).map_err(|e| DbErr::Custom(e.to_string()))?;
-    idempotency_keys::Entity::insert(idempotency_keys::ActiveModel {
-        scope: Set(request.scope.clone()),
-        key: Set(request.key.as_str().to_owned()),
-        fingerprint: Set(request.fingerprint.clone()),
-        status_code: Set(status as i16),
-        response: Set(response),
-        created_at: Set(now),
-    })
-    .exec_without_returning(db)
-    .await?;
-    Ok(())
 }
 
 /// The error for a key reused with a different request.
