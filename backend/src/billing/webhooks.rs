@@ -757,6 +757,7 @@ async fn return_frozen(
             .filter(|m| Some(m.lot_id) != paid_lot)
             .map(|m| (Some(m.lot_id), m.amount, format!("{}:{}", returned_reference(id), m.lot_id))),
     );
+    let mut lots = Vec::with_capacity(returns.len());
     for (lot_id, credits, reference) in returns {
         if credits <= 0 {
             continue;
@@ -782,8 +783,9 @@ async fn return_frozen(
             reference: Some(id.to_owned()),
             ..Default::default()
         };
-        grants::credit_lot(txn, row.user_id, lot, details, now).await?;
+        lots.push((lot, details));
     }
+    grants::credit_lots(txn, row.user_id, lots, now).await?;
     Ok(())
 }
 

@@ -95,11 +95,32 @@ pub async fn credit_lot(
     details: TransferDetails,
     now: DateTime<Utc>,
 ) -> Result<Option<Uuid>, CreditsError> {
-    match apply_one(txn, Command { user_id, key: None, op: Op::Credit { lot, details } }, now).await? {
-        Answer::Credited(response) => Ok(Some(response.lot_id)),
-        Answer::AlreadyApplied => Ok(None),
-        other => Err(CreditsError::invariant(format!("a credit was answered {other:?}"))),
+    let mut credited = credit_lots(txn, user_id, vec![(lot, details)], now).await?;
+    Ok(credited.pop().flatten())
+}
+
+/// Several lots for one wallet, as one batch inside the caller's transaction (a dispute's frozen
+/// credits given back, each to the kind of lot it came from). Each: the new lot's id, or `None`
+/// when its reference was credited before.
+pub async fn credit_lots(
+    txn: &DatabaseTransaction,
+    user_id: Uuid,
+    lots: Vec<(NewLot, TransferDetails)>,
+    now: DateTime<Utc>,
+) -> Result<Vec<Option<Uuid>>, CreditsError> {
+    let commands: Vec<Command> = lots
+        .into_iter()
+        .map(|(lot, details)| Command { user_id, key: None, op: Op::Credit { lot, details } })
+        .collect();
+    let mut credited = Vec::with_capacity(commands.len());
+    for verdict in writer::apply_in(txn, &commands, now).await? {
+        credited.push(match verdict? {
+            Answer::Credited(response) => Some(response.lot_id),
+            Answer::AlreadyApplied => None,
+            other => return Err(CreditsError::invariant(format!("a credit was answered {other:?}"))),
+        });
     }
+    Ok(credited)
 }
 
 /// Takes credits back from the wallet that bought them (a refund, a dispute's freeze), inside

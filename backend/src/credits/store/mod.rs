@@ -11,15 +11,15 @@
 pub mod postgres;
 pub mod sqlite;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, DbErr};
 use serde::{Serialize, Serializer};
-use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::core::{Command, Journal, Op, Snapshot};
+use super::core::{Command, Journal, Op, Snapshot, Wallet};
+use crate::entities::{accounts, holds, lots};
 
 /// What a batch of commands needs read.
 #[derive(Debug, Default)]
@@ -93,24 +93,56 @@ pub fn time(at: DateTime<Utc>, backend: DbBackend) -> String {
     at.to_rfc3339_opts(SecondsFormat::AutoSi, false)
 }
 
-/// A UUID as both databases read it from JSON: hex digits (SQLite `unhex`es them into the
-/// 16-byte blob sqlx stores; PostgreSQL's `uuid` reads them as they are).
-fn id(value: Uuid) -> String {
-    value.simple().to_string()
+/// Ids as a JSON array of `Hex`.
+pub(super) fn id_list(ids: impl Iterator<Item = Uuid>) -> String {
+    to_json(ids.map(Hex)).0
 }
 
-/// A read's parameters: the users, the named holds, the keys, the references, the lots.
+/// A read's parameters: the users, now, the named holds, the (scope, key) pairs, the
+/// references, the lots.
 pub fn read_params(needs: &Needs, now: DateTime<Utc>, backend: DbBackend) -> [String; 6] {
-    let time = |at: DateTime<Utc>| time(at, backend);
-    let ids = |v: &[Uuid]| Value::from(v.iter().map(|u| id(*u)).collect::<Vec<_>>()).to_string();
     [
-        ids(&needs.users),
-        time(now),
-        ids(&needs.holds),
-        Value::from(needs.keys.iter().map(|(s, k)| json!([s, k])).collect::<Vec<_>>()).to_string(),
-        Value::from(needs.references.clone()).to_string(),
-        ids(&needs.expired_lots),
+        id_list(needs.users.iter().copied()),
+        time(now, backend),
+        id_list(needs.holds.iter().copied()),
+        to_json(needs.keys.iter()).0,
+        to_json(needs.references.iter()).0,
+        id_list(needs.expired_lots.iter().copied()),
     ]
+}
+
+/// What expiry took from each lot, from the rows of a store's `EXPIRED` read (`lot_id`, `amount`).
+pub(super) fn expired_from(rows: impl IntoIterator<Item = sea_orm::QueryResult>) -> Result<HashMap<Uuid, i64>, DbErr> {
+    rows.into_iter().map(|row| Ok((row.try_get("", "lot_id")?, row.try_get("", "amount")?))).collect()
+}
+
+/// The wallets by user, each with its lots and holds, from what a store read.
+pub(super) fn assemble(
+    accounts: Vec<accounts::Model>,
+    live: Vec<lots::Model>,
+    holds: Vec<holds::Model>,
+) -> HashMap<Uuid, Wallet> {
+    let mut lots_of: HashMap<Uuid, Vec<lots::Model>> = HashMap::new();
+    for lot in live {
+        lots_of.entry(lot.account_id).or_default().push(lot);
+    }
+    let mut holds_of: HashMap<Uuid, Vec<holds::Model>> = HashMap::new();
+    for hold in holds {
+        let of_wallet = holds_of.entry(hold.account_id).or_default();
+        // A hold both overdue and named by a command may be read twice.
+        if !of_wallet.iter().any(|h| h.id == hold.id) {
+            of_wallet.push(hold);
+        }
+    }
+    accounts
+        .into_iter()
+        .filter_map(|account| {
+            let user = account.user_id?;
+            let lots = lots_of.remove(&account.id).unwrap_or_default();
+            let holds = holds_of.remove(&account.id).unwrap_or_default();
+            Some((user, Wallet { account, lots, holds }))
+        })
+        .collect()
 }
 
 /// A journal as the write's parameters, each a JSON array of rows, with the number of rows each
@@ -125,7 +157,9 @@ pub struct Rows {
 pub const PARTS: [&str; 8] =
     ["new lots", "transfers", "movements", "lot updates", "new holds", "closed holds", "wallets", "keys"];
 
-/// A UUID as both databases read it from JSON: hex digits, written without an allocation.
+/// A UUID as both databases read it from JSON: hex digits (SQLite `unhex`es them into the
+/// 16-byte blob sqlx stores; PostgreSQL's `uuid` reads them as they are), written without an
+/// allocation.
 struct Hex(Uuid);
 
 impl Serialize for Hex {

@@ -6,15 +6,14 @@
 //! where a join against the JSON rows is planned as a hash join over a scan of the table (the
 //! planner guesses a hundred JSON rows).
 
-use std::{collections::HashMap, sync::LazyLock};
+use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, EntityTrait, Statement};
-use uuid::Uuid;
 
-use super::{Needs, PARTS, Rows, expect_rows, read_params};
+use super::{Needs, PARTS, Rows, assemble, expect_rows, expired_from, id_list, read_params};
 use crate::{
-    credits::core::{Snapshot, Wallet},
+    credits::core::Snapshot,
     entities::{accounts, holds, idempotency_keys, lots},
 };
 
@@ -55,10 +54,7 @@ const EXPIRED: &str = "SELECT lot_id, CAST(SUM(amount) AS BIGINT) AS amount FROM
 pub async fn read(txn: &DatabaseTransaction, needs: &Needs, now: DateTime<Utc>) -> Result<Snapshot, DbErr> {
     let [users, now_text, named_holds, keys, references, expired_lots] = read_params(needs, now, DbBackend::Postgres);
     let accounts = accounts::Entity::find().from_raw_sql(statement(LOCK_WALLETS, vec![users.into()])).all(txn).await?;
-    let ids = |accounts: &mut dyn Iterator<Item = &accounts::Model>| {
-        serde_json::Value::from(accounts.map(|a| a.id.simple().to_string()).collect::<Vec<_>>()).to_string()
-    };
-    let all = ids(&mut accounts.iter());
+    let all = id_list(accounts.iter().map(|a| a.id));
     let mut snapshot = Snapshot::default();
     let live = if needs.keys.is_empty() {
         lots::Entity::find().from_raw_sql(statement(LIVE_LOTS, vec![all.clone().into()])).all(txn).await?
@@ -82,7 +78,8 @@ pub async fn read(txn: &DatabaseTransaction, needs: &Needs, now: DateTime<Utc>) 
     let holds = if holding.is_empty() && needs.holds.is_empty() {
         Vec::new()
     } else {
-        let values = vec![ids(&mut holding.into_iter()).into(), now_text.into(), named_holds.into(), all.into()];
+        let values =
+            vec![id_list(holding.into_iter().map(|a| a.id)).into(), now_text.into(), named_holds.into(), all.into()];
         holds::Entity::find().from_raw_sql(statement(HOLDS, values)).all(txn).await?
     };
 
@@ -92,41 +89,10 @@ pub async fn read(txn: &DatabaseTransaction, needs: &Needs, now: DateTime<Utc>) 
         }
     }
     if !needs.expired_lots.is_empty() {
-        for row in txn.query_all_raw(statement(EXPIRED, vec![expired_lots.into()])).await? {
-            snapshot.expired_from.insert(row.try_get("", "lot_id")?, row.try_get("", "amount")?);
-        }
+        snapshot.expired_from = expired_from(txn.query_all_raw(statement(EXPIRED, vec![expired_lots.into()])).await?)?;
     }
     snapshot.wallets = assemble(accounts, live, holds);
     Ok(snapshot)
-}
-
-/// The wallets by user, each with its lots and holds.
-pub fn assemble(
-    accounts: Vec<accounts::Model>,
-    live: Vec<lots::Model>,
-    holds: Vec<holds::Model>,
-) -> HashMap<Uuid, Wallet> {
-    let mut lots_of: HashMap<Uuid, Vec<lots::Model>> = HashMap::new();
-    for lot in live {
-        lots_of.entry(lot.account_id).or_default().push(lot);
-    }
-    let mut holds_of: HashMap<Uuid, Vec<holds::Model>> = HashMap::new();
-    for hold in holds {
-        let of_wallet = holds_of.entry(hold.account_id).or_default();
-        // A hold both overdue and named by a command may be read twice.
-        if !of_wallet.iter().any(|h| h.id == hold.id) {
-            of_wallet.push(hold);
-        }
-    }
-    accounts
-        .into_iter()
-        .filter_map(|account| {
-            let user = account.user_id?;
-            let lots = lots_of.remove(&account.id).unwrap_or_default();
-            let holds = holds_of.remove(&account.id).unwrap_or_default();
-            Some((user, Wallet { account, lots, holds }))
-        })
-        .collect()
 }
 
 /// Every part of a journal, in `PARTS` order: a CTE name and its statement, `{rows}` standing for

@@ -21,9 +21,8 @@ use sea_orm::{
     ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, FromQueryResult, QueryResult, RuntimeErr, Statement,
     sqlx::{self, Either, Sqlite, SqlitePool, pool::PoolConnection},
 };
-use uuid::Uuid;
 
-use super::{Needs, PARTS, Rows, expect_rows, postgres::assemble, read_params};
+use super::{Needs, PARTS, Rows, assemble, expect_rows, expired_from, read_params};
 use crate::{
     credits::core::Snapshot,
     entities::{accounts, holds, idempotency_keys, lots},
@@ -174,9 +173,8 @@ pub async fn read(txn: &DatabaseTransaction, needs: &Needs, now: DateTime<Utc>) 
     }
     let mut snapshot = snapshot(&sets)?;
     if !needs.expired_lots.is_empty() {
-        for row in txn.query_all_raw(statement(EXPIRED, values(&params, EXPIRED_PARAMS))).await? {
-            snapshot.expired_from.insert(row.try_get("", "lot_id")?, row.try_get("", "amount")?);
-        }
+        let rows = txn.query_all_raw(statement(EXPIRED, values(&params, EXPIRED_PARAMS))).await?;
+        snapshot.expired_from = expired_from(rows)?;
     }
     Ok(snapshot)
 }
@@ -198,7 +196,7 @@ fn snapshot(sets: &[Vec<QueryResult>]) -> Result<Snapshot, DbErr> {
         ),
         keys: keys.into_iter().map(|k| ((k.scope.clone(), k.key.clone()), k)).collect(),
         references: references.iter().map(|r| r.try_get_by_index::<String>(0)).collect::<Result<_, _>>()?,
-        expired_from: HashMap::<Uuid, i64>::new(),
+        expired_from: HashMap::new(),
     })
 }
 
@@ -271,10 +269,8 @@ impl Session {
             for param in in_order(&params, EXPIRED_PARAMS) {
                 query = query.bind(param);
             }
-            for row in query.fetch_all(&mut *session.conn).await.map_err(exec_err)? {
-                let row = QueryResult::from(row);
-                snapshot.expired_from.insert(row.try_get("", "lot_id")?, row.try_get("", "amount")?);
-            }
+            let rows = query.fetch_all(&mut *session.conn).await.map_err(exec_err)?;
+            snapshot.expired_from = expired_from(rows.into_iter().map(QueryResult::from))?;
         }
         Ok((session, snapshot))
     }
