@@ -199,10 +199,11 @@ static WRITE_ALL: LazyLock<Write> = LazyLock::new(|| Write::of(&[0, 1, 2, 3, 4, 
 static WRITE_SPENDS: LazyLock<Write> = LazyLock::new(|| Write::of(&SPEND_PARTS));
 
 /// Writes a journal in one statement.
-pub async fn write(txn: &DatabaseTransaction, rows: Rows) -> Result<(), DbErr> {
+pub async fn write(txn: &DatabaseTransaction, mut rows: Rows) -> Result<(), DbErr> {
     let write = if rows.spends_only() { &*WRITE_SPENDS } else { &*WRITE_ALL };
-    let mut values: Vec<sea_orm::Value> = write.parts.iter().map(|&p| rows.params[p].clone().into()).collect();
-    values.push(rows.params[8].clone().into());
+    let mut values: Vec<sea_orm::Value> =
+        write.parts.iter().map(|&p| std::mem::take(&mut rows.params[p]).into()).collect();
+    values.push(std::mem::take(&mut rows.params[8]).into());
     let row = txn
         .query_one_raw(statement(&write.text, values))
         .await?
