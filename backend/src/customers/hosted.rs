@@ -222,7 +222,7 @@ pub async fn checkout(
 ) -> Result<web::Json<CheckoutSessionResponse>, ApiError> {
     let site = &state.settings.site_url;
     let returns = billing::ReturnUrls {
-        success: Some(format!("{site}/hosted?checkout=success")),
+        success: Some(format!("{site}/hosted?checkout=success&session_id={{CHECKOUT_SESSION_ID}}")),
         cancel: Some(format!("{site}/hosted?checkout=cancelled")),
     };
     let owner = caller.0.customer_id;

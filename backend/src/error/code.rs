@@ -192,6 +192,15 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_lists_every_code_with_its_status_and_meaning() {
+        let readme = include_str!("../../../README.md");
+        for &code in ErrorCode::ALL {
+            let row = format!("| {} | `{}` | {} |", code.status().as_u16(), code.as_str(), code.meaning());
+            assert!(readme.contains(&row), "README.md's error table lacks:\n{row}");
+        }
+    }
+
+    #[test]
     fn published_codes_keep_their_strings_and_statuses() {
         // Clients match on these: changing one is a breaking change, not a refactor.
         for (code, string, status) in [
