@@ -38,7 +38,8 @@ const LANDING_TIMEOUT_MS = 60_000;
 
 /**
  * Back from checkout: says how it went and waits until the credits are in the wallet, by
- * polling the newest ledger entries for the session's purchase (or, for a plan, its first credits).
+ * polling the newest ledger entries for the session's purchase (or, for a plan, its first credits;
+ * or, when the return carries no session id, the pack's purchase since the checkout started).
  */
 export function CheckoutReturn({
   outcome,
@@ -78,7 +79,10 @@ export function CheckoutReturn({
         entries.find((e) => {
           const meta = e.metadata as { checkout_session?: unknown } | null | undefined;
           if (sessionId && meta?.checkout_session === sessionId) return true;
-          return pending?.recurring === true && e.kind === 'subscription' && Date.parse(e.created_at) >= since;
+          if (!pending || Date.parse(e.created_at) < since) return false;
+          if (pending.recurring) return e.kind === 'subscription';
+          // Without the session's id, the pack's purchase made since the checkout started.
+          return !sessionId && e.kind === 'purchase' && e.amount === pending.credits;
         }) ?? null
       );
     },
