@@ -18,10 +18,10 @@ export type SummarizeResult = Schemas['SummarizeResponse'];
 export type ReconcileReport = Schemas['ReconcileReport'];
 export type Feature = Schemas['FeatureView'];
 export type Ready = Schemas['ReadyResponse'];
-export type Customer = Schemas['CustomerResponse'];
+export type Customer = Schemas['Customer'];
 export type ServerKey = Schemas['ServerKeyResponse'];
 export type CreatedServerKey = Schemas['CreatedServerKeyResponse'];
-export type ServerKeyScope = Schemas['ServerKeyScope'];
+export type ServerKeyScope = Schemas['Scope'];
 export type HostedSession = Schemas['HostedSessionResponse'];
 
 /** The typed API client (same origin as the SPA). */
