@@ -25,8 +25,8 @@ test('a customer opens the hosted portal from a one-time link, buys a pack, and 
   await expect(page.getByText(`Credits for Grace Hopper (${email})`)).toBeVisible();
   await expect(stat(page, 'Balance')).toHaveText('40 credits');
   await expect(stat(page, 'Available')).toHaveText('40 credits');
-  const host = new URL(baseURL!).host;
-  const back = page.getByRole('link', { name: `Back to ${host}` });
+  // The server names the product by the return URL's host name.
+  const back = page.getByRole('link', { name: `Back to ${new URL(returnUrl).hostname}` });
   await expect(back).toHaveAttribute('href', returnUrl);
   await expect(page.getByRole('navigation')).toHaveCount(0);
   await expect(page.getByRole('link', { name: /sign in|admin|api keys/i })).toHaveCount(0);
@@ -45,6 +45,9 @@ test('a customer opens the hosted portal from a one-time link, buys a pack, and 
   await screenshot(page, testInfo, '61-hosted-after-purchase');
   const read = await backend('GET', `/api/v1/customers/${externalId}/balance`);
   expect(((await read.json()) as { balance: number }).balance).toBe(140);
+
+  await page.getByRole('button', { name: 'Dismiss' }).click();
+  await expect(page).toHaveURL(/\/hosted$/);
 
   // It fits a phone.
   await page.setViewportSize({ width: 375, height: 812 });

@@ -70,9 +70,13 @@ export function CheckoutReturn({
   const success = outcome === 'success';
   const since = (pending?.startedAt ?? Date.now() - 15 * 60_000) - 2 * 60_000;
 
+  // Without the session's id or a note of the checkout (another tab, a reload after landing),
+  // there is nothing to recognise the payment's credits by.
+  const traceable = sessionId !== null || pending !== null;
+
   const landing = useQuery({
     queryKey: [...queryKey, sessionId],
-    enabled: success,
+    enabled: success && traceable,
     queryFn: async () => {
       const entries = await recentEntries();
       return (
@@ -91,10 +95,10 @@ export function CheckoutReturn({
   const landed = landing.data ?? null;
 
   useEffect(() => {
-    if (!success) return;
+    if (!success || !traceable) return;
     const timer = setTimeout(() => setTimedOut(true), LANDING_TIMEOUT_MS);
     return () => clearTimeout(timer);
-  }, [success]);
+  }, [success, traceable]);
 
   // Called once per landing, whichever function the latest render passed.
   const onLandedRef = useRef(onLanded);
@@ -126,6 +130,14 @@ export function CheckoutReturn({
       <Alert tone="success" title="Payment complete" action={dismiss}>
         {formatCredits(landed.amount)} added to your wallet.
         {balance !== undefined && <> Your balance is now {formatCredits(balance)}.</>}
+      </Alert>
+    );
+  }
+  if (!traceable) {
+    return (
+      <Alert tone="success" title="Payment received" action={dismiss}>
+        Thank you. The credits are added to your wallet as soon as the payment clears.
+        {balance !== undefined && <> Your balance is {formatCredits(balance)}.</>}
       </Alert>
     );
   }

@@ -46,6 +46,7 @@ export function Offers({
   busyPriceId,
   disabled,
   changePlansHint,
+  level = 2,
 }: {
   catalog: Catalog;
   /** The live subscription, if any. */
@@ -55,20 +56,24 @@ export function Offers({
   busyPriceId?: string;
   disabled: boolean;
   changePlansHint: string;
+  /** The level of the two sections' headings (the items' are one below), to fit the page's outline. */
+  level?: 2 | 3;
 }) {
+  const Section = level === 2 ? 'h2' : 'h3';
+  const Item = level === 2 ? 'h3' : 'h4';
   return (
     <>
       <section aria-labelledby="packs-heading">
-        <h2 id="packs-heading" className="mb-3 text-lg font-semibold text-slate-900">
+        <Section id="packs-heading" className="mb-3 text-lg font-semibold text-slate-900">
           Credit packs
-        </h2>
+        </Section>
         {catalog.packs.length === 0 ? (
           <p className="text-sm text-slate-600">No packs are on offer right now.</p>
         ) : (
           <ul className="grid grid-cols-1 gap-4 sm:grid-cols-2 lg:grid-cols-3">
             {catalog.packs.map((pack) => (
               <li key={pack.price_id} className="flex flex-col rounded-xl bg-white p-5 shadow-sm ring-1 ring-slate-200">
-                <h3 className="font-semibold text-slate-900">{pack.name}</h3>
+                <Item className="font-semibold text-slate-900">{pack.name}</Item>
                 <p className="text-sm font-medium text-brand-700">{formatCredits(pack.credits)}</p>
                 <PriceTag price={pack} />
                 <p className="text-xs text-slate-600">
@@ -93,9 +98,9 @@ export function Offers({
       </section>
 
       <section aria-labelledby="plans-heading" id="plans">
-        <h2 id="plans-heading" className="mb-1 text-lg font-semibold text-slate-900">
+        <Section id="plans-heading" className="mb-1 text-lg font-semibold text-slate-900">
           Plans
-        </h2>
+        </Section>
         <p className="mb-3 text-sm text-slate-600">Credits arrive at the start of each period and expire at its end.</p>
         {catalog.plans.length === 0 ? (
           <p className="text-sm text-slate-600">No plans are on offer right now.</p>
@@ -108,10 +113,10 @@ export function Offers({
                   key={plan.price_id}
                   className={`flex flex-col rounded-xl bg-white p-5 shadow-sm ring-1 ${current ? 'ring-2 ring-brand-600' : 'ring-slate-200'}`}
                 >
-                  <h3 className="flex items-center gap-2 font-semibold text-slate-900">
+                  <Item className="flex items-center gap-2 font-semibold text-slate-900">
                     {plan.name}
                     {current && <Badge tone="brand">Current plan</Badge>}
-                  </h3>
+                  </Item>
                   <p className="text-sm font-medium text-brand-700">
                     {formatCredits(plan.credits)} {formatInterval(plan.interval)}
                   </p>

@@ -154,35 +154,44 @@ describe('hosted portal', () => {
     expect(requests.some((r) => r.url.includes('/auth/'))).toBe(false);
   });
 
-  it('buys a pack: starts the hosted checkout and sends the browser there', async () => {
+  it('buys a pack: starts the hosted checkout, and on return waits for the credits and shows the new balance', async () => {
     const assign = vi.spyOn(browser, 'assign').mockImplementation(() => {});
+    let paid = false;
     const { requests } = mockApi(
-      portal({ 'POST /api/v1/hosted/checkout-session': () => json({ session_id: 'cs_1', url: '/sandbox/checkout/cs_1' }) }),
+      portal({
+        'POST /api/v1/hosted/checkout-session': () => json({ session_id: 'cs_1', url: '/sandbox/checkout/cs_1' }),
+        'GET /api/v1/hosted/balance': () => json({ ...balance, balance: paid ? 350 : 250, available: paid ? 350 : 250 }),
+        'GET /api/v1/hosted/ledger': () =>
+          json({
+            entries: paid ? [entry('e9', 'purchase', 100, 350, 'Starter pack (100 credits)'), entry('e8', 'grant', 250, 250, 'Welcome')] : [],
+            next_cursor: null,
+          }),
+      }),
     );
-    renderApp('/hosted');
+    const first = renderApp('/hosted');
     const u = userEvent.setup();
     await u.click(await screen.findByRole('button', { name: 'Buy 100 credits' }));
     await vi.waitFor(() => expect(assign).toHaveBeenCalledWith('/sandbox/checkout/cs_1'));
     const sent = requests.find((r) => r.url.endsWith('/hosted/checkout-session'));
     expect(await sent?.json()).toEqual({ price_id: 'pack_100' });
     expect(sent?.headers.get('authorization')).toBeNull();
-  });
+    expect(screen.getByRole('button', { name: 'Opening checkout…' })).toBeDisabled();
 
-  it('confirms a paid checkout on return and shows the new balance', async () => {
-    mockApi(
-      portal({
-        'GET /api/v1/hosted/ledger': () =>
-          json({
-            entries: [entry('e9', 'purchase', 100, 350, 'Starter pack (100 credits)', { checkout_session: 'cs_1', price_id: 'pack_100' })],
-            next_cursor: null,
-          }),
-        'GET /api/v1/hosted/balance': () => json({ ...balance, balance: 350, available: 350 }),
-      }),
-    );
-    renderApp('/hosted?checkout=success&session_id=cs_1');
+    // Paid: the checkout sends the browser back to /hosted?checkout=success (no session id).
+    first.unmount();
+    paid = true;
+    renderApp('/hosted?checkout=success');
     expect(await screen.findByText('Payment complete')).toBeInTheDocument();
     expect(await screen.findByText('100 credits added to your wallet. Your balance is now 350 credits.')).toBeInTheDocument();
-    await userEvent.setup().click(screen.getByRole('button', { name: 'Dismiss' }));
+    await u.click(screen.getByRole('button', { name: 'Dismiss' }));
     expect(screen.getByTestId('location')).toHaveTextContent(/^\/hosted$/);
+  });
+
+  it('on a return it cannot trace (another tab, a reload), thanks without waiting', async () => {
+    mockApi(portal());
+    renderApp('/hosted?checkout=success');
+    const alert = await screen.findByText('Payment received');
+    expect(alert.parentElement).toHaveTextContent('The credits are added to your wallet as soon as the payment clears.');
+    expect(await screen.findByText(/Your balance is 250 credits\./)).toBeInTheDocument();
   });
 });

@@ -291,6 +291,7 @@ export function HostedPage() {
               busyPriceId={redirecting ? checkout.variables?.price_id : undefined}
               disabled={redirecting}
               changePlansHint="You already have a plan."
+              level={3}
             />
           )}
         </section>
