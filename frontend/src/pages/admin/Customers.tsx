@@ -18,10 +18,10 @@ function CustomerRow({ customer, onOpen }: { customer: Customer; onOpen: () => v
         className="flex w-full flex-col gap-1 rounded-md px-2 py-3 text-left hover:bg-slate-50 focus-visible:outline-2 focus-visible:outline-brand-600 sm:flex-row sm:items-center sm:justify-between sm:gap-4"
       >
         <span className="min-w-0 space-y-0.5">
-          <span className="block break-all font-medium text-slate-900">
+          <span className="block break-words font-medium text-slate-900">
             {customer.external_id ?? <span className="font-normal italic text-slate-600">No external id</span>}
           </span>
-          <span className="block break-all text-xs text-slate-600">
+          <span className="block break-words text-xs text-slate-600">
             {customer.email ?? 'No email'}
             {customer.name && ` · ${customer.name}`}
           </span>
@@ -115,7 +115,7 @@ function Detail({ label, children }: { label: string; children: ReactNode }) {
   return (
     <div className="min-w-0">
       <dt className="text-xs font-medium uppercase tracking-wide text-slate-600">{label}</dt>
-      <dd className="break-all text-sm text-slate-900">{children}</dd>
+      <dd className="break-words text-sm text-slate-900">{children}</dd>
     </div>
   );
 }
@@ -129,7 +129,7 @@ function CustomerDetail({ id, onClose }: { id: string; onClose: () => void }) {
   return (
     <section aria-labelledby="customer-heading" className="space-y-6">
       <div className="flex flex-wrap items-center justify-between gap-2">
-        <h2 id="customer-heading" ref={headingRef} tabIndex={-1} className="min-w-0 break-all text-lg font-semibold text-slate-900 focus:outline-none">
+        <h2 id="customer-heading" ref={headingRef} tabIndex={-1} className="min-w-0 break-words text-lg font-semibold text-slate-900 focus:outline-none">
           {c ? `Customer ${customerLabel(c)}` : 'Customer'}
         </h2>
         <Button variant="secondary" onClick={onClose}>

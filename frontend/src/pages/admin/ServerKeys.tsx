@@ -124,7 +124,7 @@ export function ServerKeys() {
             {list.data.map((key) => (
               <li key={key.id} className="flex flex-col gap-2 py-3 sm:flex-row sm:items-center sm:justify-between">
                 <div className="min-w-0 space-y-1">
-                  <p className="break-all font-medium text-slate-900">{key.name}</p>
+                  <p className="break-words font-medium text-slate-900">{key.name}</p>
                   <p className="flex flex-wrap items-center gap-2 text-xs text-slate-600">
                     <code className="rounded bg-slate-100 px-1.5 py-0.5 text-slate-800">{key.prefix}…</code>
                     {key.scopes.map((s) => (
