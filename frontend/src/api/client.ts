@@ -20,7 +20,6 @@ export type Feature = Schemas['FeatureView'];
 export type Ready = Schemas['ReadyResponse'];
 export type Customer = Schemas['Customer'];
 export type ServerKey = Schemas['ServerKeyResponse'];
-export type CreatedServerKey = Schemas['CreatedServerKeyResponse'];
 export type ServerKeyScope = Schemas['Scope'];
 export type HostedSession = Schemas['HostedSessionResponse'];
 
