@@ -1,5 +1,6 @@
 import { expect, type Page, type TestInfo } from '@playwright/test';
 import { execFileSync } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -63,4 +64,40 @@ export async function cell(page: Page, row: ReturnType<Page['locator']>, header:
   const index = headers.findIndex((h) => h.trim() === header);
   if (index < 0) throw new Error(`no column "${header}" in ${headers.join(', ')}`);
   return row.getByRole('cell').nth(index);
+}
+
+/** The admin API key the test server runs with (playwright.config.ts). */
+export const ADMIN_KEY = 'admin-key-for-tests-123';
+
+/**
+ * A product's backend calling Tollgate with a server key over plain `fetch`. `idempotent` adds a
+ * fresh Idempotency-Key, which the writes that move credits need.
+ */
+export function serverKeyApi(baseURL: string, secret: string) {
+  return (method: string, path: string, body?: unknown, idempotent = false): Promise<Response> =>
+    fetch(`${baseURL}${path}`, {
+      method,
+      headers: {
+        authorization: `Bearer ${secret}`,
+        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+        ...(idempotent ? { 'idempotency-key': randomUUID() } : {}),
+      },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+}
+
+/** Creates a server key with the admin API key (no browser), returning its secret. */
+export async function createServerKey(baseURL: string, name: string, scopes: readonly string[]): Promise<string> {
+  const response = await fetch(`${baseURL}/api/v1/admin/server-keys`, {
+    method: 'POST',
+    headers: { 'x-admin-key': ADMIN_KEY, 'content-type': 'application/json' },
+    body: JSON.stringify({ name, scopes }),
+  });
+  if (response.status !== 201) throw new Error(`creating a server key: HTTP ${response.status} ${await response.text()}`);
+  return ((await response.json()) as { secret: string }).secret;
+}
+
+/** True when the page is no wider than the viewport (nothing scrolls sideways). */
+export function fitsViewport(page: Page): Promise<boolean> {
+  return page.evaluate(() => document.documentElement.scrollWidth <= document.documentElement.clientWidth);
 }

@@ -1,5 +1,5 @@
 import { expect, test } from '@playwright/test';
-import { screenshot, signUp, uniqueEmail } from './helpers';
+import { screenshot, signUp, tollgate, uniqueEmail } from './helpers';
 
 test.use({ viewport: { width: 375, height: 812 }, isMobile: true, hasTouch: true });
 
@@ -11,13 +11,17 @@ test('every page fits a 375 px wide screen', async ({ page }, testInfo) => {
   expect(await fits()).toBe(true);
   await screenshot(page, testInfo, '40-mobile-sign-in');
 
-  await signUp(page, uniqueEmail('mobile'));
+  const email = uniqueEmail('mobile');
+  await signUp(page, email);
+  // An admin, so the admin page is among them.
+  tollgate('users', 'promote', email);
   for (const [path, heading] of [
     ['/', 'Dashboard'],
     ['/credits', 'Credits'],
     ['/example', 'Example AI'],
     ['/history', 'History'],
     ['/api-keys', 'API keys'],
+    ['/admin', 'Admin'],
   ] as const) {
     await page.goto(path);
     await expect(page.getByRole('heading', { level: 1, name: heading })).toBeVisible();

@@ -1,6 +1,6 @@
 import { QueryClient, QueryClientProvider } from '@tanstack/react-query';
 import { useState, type ReactNode } from 'react';
-import { Link, Route, Routes } from 'react-router';
+import { Link, Outlet, Route, Routes } from 'react-router';
 import { ApiError } from './api/errors';
 import { AuthProvider } from './auth/AuthProvider';
 import { RequireAuth } from './auth/RequireAuth';
@@ -14,6 +14,7 @@ import { CreditsPage } from './pages/CreditsPage';
 import { DashboardPage } from './pages/DashboardPage';
 import { ExamplePage } from './pages/ExamplePage';
 import { HistoryPage } from './pages/HistoryPage';
+import { HostedPage } from './pages/HostedPage';
 import { useDocumentTitle } from './lib/useDocumentTitle';
 
 export function createQueryClient(): QueryClient {
@@ -41,25 +42,38 @@ function NotFoundPage() {
   );
 }
 
+/** The signed-in app's pages share one session; the hosted portal stays outside it. */
+function WithSession() {
+  return (
+    <AuthProvider>
+      <Outlet />
+    </AuthProvider>
+  );
+}
+
 export function AppRoutes() {
   return (
     <Routes>
-      <Route path="/sign-in" element={<SignInPage />} />
-      <Route path="/sign-up" element={<SignUpPage />} />
-      <Route
-        element={
-          <RequireAuth>
-            <Layout />
-          </RequireAuth>
-        }
-      >
-        <Route index element={<DashboardPage />} />
-        <Route path="credits" element={<CreditsPage />} />
-        <Route path="example" element={<ExamplePage />} />
-        <Route path="history" element={<HistoryPage />} />
-        <Route path="api-keys" element={<ApiKeysPage />} />
-        <Route path="admin" element={<AdminPage />} />
-        <Route path="*" element={<NotFoundPage />} />
+      {/* A customer's billing page, opened from a portal link: no account, no app around it. */}
+      <Route path="/hosted" element={<HostedPage />} />
+      <Route element={<WithSession />}>
+        <Route path="/sign-in" element={<SignInPage />} />
+        <Route path="/sign-up" element={<SignUpPage />} />
+        <Route
+          element={
+            <RequireAuth>
+              <Layout />
+            </RequireAuth>
+          }
+        >
+          <Route index element={<DashboardPage />} />
+          <Route path="credits" element={<CreditsPage />} />
+          <Route path="example" element={<ExamplePage />} />
+          <Route path="history" element={<HistoryPage />} />
+          <Route path="api-keys" element={<ApiKeysPage />} />
+          <Route path="admin" element={<AdminPage />} />
+          <Route path="*" element={<NotFoundPage />} />
+        </Route>
       </Route>
     </Routes>
   );
@@ -70,10 +84,8 @@ export function AppProviders({ children, queryClient }: { children: ReactNode; q
   const [client] = useState(() => queryClient ?? createQueryClient());
   return (
     <QueryClientProvider client={client}>
-      <AuthProvider>
-        <SandboxBanner />
-        {children}
-      </AuthProvider>
+      <SandboxBanner />
+      {children}
     </QueryClientProvider>
   );
 }

@@ -18,11 +18,27 @@ export type SummarizeResult = Schemas['SummarizeResponse'];
 export type ReconcileReport = Schemas['ReconcileReport'];
 export type Feature = Schemas['FeatureView'];
 export type Ready = Schemas['ReadyResponse'];
+export type Customer = Schemas['Customer'];
+export type ServerKey = Schemas['ServerKeyResponse'];
+export type ServerKeyScope = Schemas['Scope'];
+export type HostedSession = Schemas['HostedSessionResponse'];
 
 /** The typed API client (same origin as the SPA). */
 export const api = createClient<paths>({
   baseUrl: typeof window === 'undefined' ? '' : window.location.origin,
   fetch: authFetch,
+  credentials: 'same-origin',
+});
+
+/**
+ * The hosted portal's client. It carries the portal cookie (same origin) and nothing else: never
+ * the signed-in user's token, and a 401 here means the portal session ended, not that someone
+ * must sign in, so it bypasses the session's refresh logic.
+ */
+export const hostedApi = createClient<paths>({
+  baseUrl: typeof window === 'undefined' ? '' : window.location.origin,
+  // Looked up per call (not captured here) so that tests can stub `fetch`.
+  fetch: (request) => globalThis.fetch(request),
   credentials: 'same-origin',
 });
 

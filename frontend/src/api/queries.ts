@@ -1,5 +1,5 @@
 import { keepPreviousData, useInfiniteQuery, useQuery, type QueryClient } from '@tanstack/react-query';
-import { api, unwrap, type TransferKind } from './client';
+import { api, unwrap, type Customer, type TransferKind } from './client';
 
 export const keys = {
   ready: ['ready'] as const,
@@ -141,4 +141,58 @@ export function useSubscription() {
 /** Statuses in which a subscription still grants credits and can be managed. */
 export function isLiveSubscription(status: string | undefined): boolean {
   return status === 'active' || status === 'trialing' || status === 'past_due' || status === 'unpaid';
+}
+
+export const adminKeys = {
+  /** Everything about customers: the lists, each one's figures and history. */
+  customersAll: ['admin', 'customers'] as const,
+  customers: (q: string) => ['admin', 'customers', 'list', q] as const,
+  customer: (id: string) => ['admin', 'customers', 'one', id] as const,
+  customerLedger: (id: string) => ['admin', 'customers', 'one', id, 'ledger'] as const,
+  serverKeys: ['admin', 'server-keys'] as const,
+};
+
+/** Customers, newest first, paged by cursor; `q` is a prefix of an email or external id. */
+export function useCustomers(q: string) {
+  return useInfiniteQuery({
+    queryKey: adminKeys.customers(q),
+    initialPageParam: undefined as string | undefined,
+    queryFn: ({ pageParam }) =>
+      unwrap(api.GET('/api/v1/customers', { params: { query: { limit: 25, cursor: pageParam, q: q || undefined } } })),
+    getNextPageParam: (last) => last.next_cursor ?? undefined,
+    placeholderData: keepPreviousData,
+  });
+}
+
+/** One customer by Tollgate id (admin only; works for customers without an external id). */
+export function useCustomer(id: string) {
+  return useQuery({
+    queryKey: adminKeys.customer(id),
+    queryFn: () => unwrap(api.GET('/api/v1/admin/customers/{id}', { params: { path: { id } } })),
+  });
+}
+
+/** A customer's history: by external id when it has one, else through the admin route. */
+export function useCustomerLedger(customer: Pick<Customer, 'id' | 'external_id'>) {
+  const externalId = customer.external_id ?? null;
+  return useInfiniteQuery({
+    queryKey: adminKeys.customerLedger(customer.id),
+    initialPageParam: undefined as string | undefined,
+    queryFn: ({ pageParam }) => {
+      const query = { limit: 25, cursor: pageParam };
+      return unwrap(
+        externalId !== null
+          ? api.GET('/api/v1/customers/{external_id}/ledger', { params: { path: { external_id: externalId }, query } })
+          : api.GET('/api/v1/admin/customers/{id}/ledger', { params: { path: { id: customer.id }, query } }),
+      );
+    },
+    getNextPageParam: (last) => last.next_cursor ?? undefined,
+  });
+}
+
+export function useServerKeys() {
+  return useQuery({
+    queryKey: adminKeys.serverKeys,
+    queryFn: () => unwrap(api.GET('/api/v1/admin/server-keys')),
+  });
 }

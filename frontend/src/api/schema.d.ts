@@ -4,6 +4,40 @@
  */
 
 export interface paths {
+    "/api/v1/admin/customers/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A customer by Tollgate's id (admin), for those with no external id (people who signed up). */
+        get: operations["admin_get_customer"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/admin/customers/{id}/ledger": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A customer's history by Tollgate's id (admin). */
+        get: operations["admin_customer_ledger"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/admin/reconcile": {
         parameters: {
             query?: never;
@@ -16,6 +50,41 @@ export interface paths {
         put?: never;
         post?: never;
         delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/admin/server-keys": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The server keys that are not revoked, newest first (admin). */
+        get: operations["list_server_keys"];
+        put?: never;
+        /** Create a server key (admin); the secret is in the response and nowhere else. */
+        post: operations["create_server_key"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/admin/server-keys/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Revoke a server key (admin): it stops working at once. */
+        delete: operations["revoke_server_key"];
         options?: never;
         head?: never;
         patch?: never;
@@ -280,6 +349,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/credits/check": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Would this spend pass now? Prices it like a spend and judges it against the caller's wallet;
+         *     writes nothing. `reason` names what would refuse it.
+         */
+        post: operations["check_credits"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/credits/grant": {
         parameters: {
             query?: never;
@@ -413,6 +502,267 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/customers": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Customers, newest first, paged by cursor; filter by `email`, or search with `q`
+         *     (`customers:read`).
+         */
+        get: operations["list_customers"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/customers/{external_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A customer by the product's id (`customers:read`). */
+        get: operations["get_customer"];
+        /**
+         * Create the customer with this external id, or update it (a server key with
+         *     `customers:write`). A field left out keeps its value; `null` clears it. Safe to retry.
+         */
+        put: operations["upsert_customer"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/customers/{external_id}/balance": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The customer's balance, what they can spend, and lots about to expire (`credits:read`). */
+        get: operations["customer_balance"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/customers/{external_id}/check": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Would this spend pass now (`credits:read`)? Writes nothing; `reason` names what would refuse
+         *     it.
+         */
+        post: operations["customer_check"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/customers/{external_id}/checkout-session": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Start a checkout for the customer (`billing:write`): returns the URL of the hosted checkout
+         *     page (Stripe's, or the sandbox page) for the product to send the browser to.
+         */
+        post: operations["customer_checkout_session"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/customers/{external_id}/grant": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Grant the customer credits (`credits:grant`), as a lot with optional expiry and priority. */
+        post: operations["customer_grant"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/customers/{external_id}/holds": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Reserve the customer's credits for work whose cost is known only afterwards
+         *     (`credits:spend`).
+         */
+        post: operations["customer_create_hold"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/customers/{external_id}/holds/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A hold of the customer's (`credits:read`). */
+        get: operations["customer_get_hold"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/customers/{external_id}/holds/{id}/capture": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Spend the actual cost of a hold (at most the hold) and release the rest (`credits:spend`). */
+        post: operations["customer_capture_hold"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/customers/{external_id}/holds/{id}/release": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Release a hold of the customer's without spending (`credits:spend`). */
+        post: operations["customer_release_hold"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/customers/{external_id}/ledger": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The customer's history, newest first, paged by cursor (`credits:read`). */
+        get: operations["customer_ledger"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/customers/{external_id}/portal-session": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * A link that opens Tollgate's hosted pages signed in as this customer and no one else:
+         *     balance, buying credits, subscription, history and usage (`billing:write`). Single use,
+         *     valid 5 minutes; the session it opens lasts 30 minutes and works only on those pages.
+         */
+        post: operations["customer_portal_session"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/customers/{external_id}/spend": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Spend the customer's credits (`credits:spend`), exactly as `POST /credits/spend` does.
+         *     Idempotency keys are scoped to the server key and the customer.
+         */
+        post: operations["customer_spend"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/customers/{external_id}/usage": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The customer's usage by day or feature (`credits:read`). */
+        get: operations["customer_usage"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/example/estimate": {
         parameters: {
             query?: never;
@@ -483,6 +833,111 @@ export interface paths {
         head?: never;
         /** Change a feature's price, wording or availability (admin). */
         patch: operations["update_feature"];
+        trace?: never;
+    };
+    "/api/v1/hosted/balance": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The customer's balance (hosted session cookie). */
+        get: operations["balance"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/hosted/checkout-session": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Buy a pack or a plan from the hosted pages (hosted session cookie): returns the checkout URL;
+         *     it comes back to `/hosted`.
+         */
+        post: operations["checkout"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/hosted/ledger": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The customer's history (hosted session cookie). */
+        get: operations["ledger"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/hosted/session": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Whose hosted pages these are, and where to go back to (hosted session cookie). */
+        get: operations["session"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/hosted/subscription": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The customer's plan (hosted session cookie). */
+        get: operations["subscription"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/hosted/usage": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The customer's usage (hosted session cookie). */
+        get: operations["usage"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
         trace?: never;
     };
     "/api/v1/me": {
@@ -661,6 +1116,52 @@ export interface components {
             /** @description Stripe's publishable key, for clients that use Stripe.js (absent in sandbox mode). */
             publishable_key?: string | null;
         };
+        /**
+         * @description What would refuse the spend.
+         * @enum {string}
+         */
+        CheckReason: "insufficient_credits" | "debt" | "unknown_feature";
+        /** @description `POST /credits/check`: the same `amount`, or `feature` and `quantity`, as a spend. */
+        CheckRequest: {
+            /**
+             * Format: int64
+             * @description Credits to spend, when not priced by a feature.
+             * @example null
+             */
+            amount?: number | null;
+            /**
+             * @description A feature on the rate card.
+             * @example summarize
+             */
+            feature?: string | null;
+            /**
+             * Format: int64
+             * @description Units of the feature (default 1).
+             * @example 3
+             */
+            quantity?: number | null;
+        };
+        /** @description Whether the spend would pass now, and why not. */
+        CheckResponse: {
+            /** @description True when a spend of this charge would pass now. */
+            allowed: boolean;
+            /**
+             * Format: int64
+             * @description What the wallet can spend now.
+             */
+            available: number;
+            /**
+             * Format: int64
+             * @description The wallet's balance.
+             */
+            balance: number;
+            /**
+             * Format: int64
+             * @description What it would cost; null for an unknown feature.
+             */
+            price?: number | null;
+            reason?: components["schemas"]["CheckReason"] | null;
+        };
         /** @description One invariant and what checking it found. */
         CheckResult: {
             /**
@@ -729,10 +1230,101 @@ export interface components {
              */
             ttl_seconds?: number | null;
         };
+        CreateServerKeyRequest: {
+            /**
+             * @description What the key is for, 1 to 100 characters.
+             * @example production backend
+             */
+            name: string;
+            /**
+             * @description One or more of `customers:write`, `customers:read`, `credits:read`, `credits:spend`,
+             *     `credits:grant`, `billing:write`.
+             * @example [
+             *       "customers:write",
+             *       "credits:read",
+             *       "credits:spend"
+             *     ]
+             */
+            scopes: string[];
+        };
         /** @description A key just created: the only time its secret is shown. */
         CreatedApiKeyResponse: components["schemas"]["ApiKeyResponse"] & {
             /** @description The secret. Store it now: it is not shown again. */
             secret: string;
+        };
+        /** @description A server key just created: the only time its secret is shown. */
+        CreatedServerKeyResponse: components["schemas"]["ServerKeyResponse"] & {
+            /** @description The secret (`tg_sk_…`). Store it now: it is not shown again. */
+            secret: string;
+        };
+        /** @description A customer and their wallet's figures. */
+        Customer: components["schemas"]["WalletBalance"] & {
+            /** Format: date-time */
+            created_at: string;
+            /** @example ada@example.com */
+            email?: string | null;
+            /**
+             * @description The product's own id for this customer; null for people who signed up in the SPA.
+             * @example user_8412
+             */
+            external_id?: string | null;
+            /**
+             * Format: uuid
+             * @description Tollgate's id for the customer (a signed-up user's is their user id).
+             */
+            id: string;
+            /** @description Any JSON object the product keeps with the customer (up to 4 KiB). */
+            metadata?: Record<string, never> | null;
+            /** @example Ada Lovelace */
+            name?: string | null;
+            /** Format: date-time */
+            updated_at: string;
+        };
+        /** @description `POST /customers/{external_id}/checkout-session`. */
+        CustomerCheckoutRequest: {
+            /**
+             * @description Where the browser goes if the customer cancels; same rule.
+             * @example https://app.example.com/billing
+             */
+            cancel_url?: string | null;
+            /**
+             * @description A price from `GET /billing/catalog`.
+             * @example price_pack_1000
+             */
+            price_id: string;
+            /**
+             * @description Where the browser goes after paying: on `SITE_URL` or an `ALLOWED_RETURN_ORIGINS` origin.
+             *     Stripe replaces `{CHECKOUT_SESSION_ID}` in it.
+             * @example https://app.example.com/billing?paid=1
+             */
+            success_url?: string | null;
+        };
+        /** @description `POST /customers/{external_id}/grant`: a grant to the customer the path names. */
+        CustomerGrantRequest: {
+            /**
+             * Format: int64
+             * @example 100
+             */
+            amount: number;
+            /** Format: date-time */
+            expires_at?: string | null;
+            /**
+             * Format: int32
+             * @description Lower is spent first. Defaults: promotion 10, grant 20.
+             */
+            priority?: number | null;
+            /**
+             * @description Why: shown in the customer's history.
+             * @example Welcome bonus
+             */
+            reason: string;
+            source?: components["schemas"]["GrantSource"] | null;
+        };
+        /** @description A page of customers, newest first. */
+        CustomerPage: {
+            data: components["schemas"]["Customer"][];
+            /** @description Pass as `cursor` for the next (older) page; absent on the last page. */
+            next_cursor?: string | null;
         };
         /**
          * @description A stable, machine-readable problem code. Each code always comes with the same HTTP status.
@@ -752,14 +1344,20 @@ export interface components {
          *     - `invalid_credentials` (401): The email or the password is wrong.
          *     - `invalid_refresh_token` (401): The refresh token is unknown, expired or revoked.
          *     - `refresh_token_reused` (401): A refresh token was used twice: the session is revoked.
+         *     - `portal_session_required` (401): The hosted pages need a live session: open a new link from the product (`POST /customers/{external_id}/portal-session`).
          *     - `insufficient_credits` (402): Not enough credits; the body carries `available` and `requested`.
          *     - `outstanding_debt` (402): The wallet owes credits from a refund or dispute (`debt`); they must be covered before spending.
          *     - `insufficient_scope` (403): The API key lacks the scope the route needs (`required_scope`).
          *     - `session_required` (403): The action needs a signed-in session, not an API key.
          *     - `admin_required` (403): The action needs an administrator.
          *     - `admin_key_disabled` (403): An `x-admin-key` was sent, but the server has no `ADMIN_API_KEY`.
+         *     - `missing_scope` (403): The server key lacks the scope the route needs (`required_scope`).
+         *     - `server_key_required` (403): Customer routes take a server key or an administrator, never a personal API key or a user's session.
+         *     - `server_key_not_allowed` (403): A server key acts on customers (`/customers/{external_id}/…`), never on a signed-in caller's own routes.
          *     - `not_found` (404): No such route, or a path parameter is malformed (e.g. not a UUID).
          *     - `api_key_not_found` (404): No such API key of the caller's.
+         *     - `server_key_not_found` (404): No such server key, or it was revoked.
+         *     - `customer_not_found` (404): No customer has this external id (or Tollgate id).
          *     - `wallet_not_found` (404): The user has no wallet.
          *     - `user_not_found` (404): No such user.
          *     - `hold_not_found` (404): No such hold of the caller's.
@@ -790,7 +1388,7 @@ export interface components {
          *     - `password_hashing_busy` (503): Too many sign-ins are being checked at once: retry after `Retry-After` seconds.
          * @enum {string}
          */
-        ErrorCode: "invalid_json" | "invalid_query" | "idempotency_key_required" | "missing_signature" | "invalid_signature" | "stale_signature" | "invalid_payload" | "unauthenticated" | "invalid_token" | "token_expired" | "invalid_api_key" | "invalid_admin_key" | "invalid_credentials" | "invalid_refresh_token" | "refresh_token_reused" | "insufficient_credits" | "outstanding_debt" | "insufficient_scope" | "session_required" | "admin_required" | "admin_key_disabled" | "not_found" | "api_key_not_found" | "wallet_not_found" | "user_not_found" | "hold_not_found" | "checkout_session_not_found" | "subscription_not_found" | "no_customer" | "webhooks_not_configured" | "event_not_found" | "method_not_allowed" | "request_timeout" | "email_taken" | "idempotency_key_reused" | "feature_exists" | "hold_expired" | "hold_not_open" | "hold_already_captured" | "already_subscribed" | "checkout_session_closed" | "sandbox_mode" | "payload_too_large" | "unsupported_media_type" | "validation_failed" | "rate_limited" | "too_many_attempts" | "internal_error" | "stripe_unavailable" | "database_unavailable" | "password_hashing_busy";
+        ErrorCode: "invalid_json" | "invalid_query" | "idempotency_key_required" | "missing_signature" | "invalid_signature" | "stale_signature" | "invalid_payload" | "unauthenticated" | "invalid_token" | "token_expired" | "invalid_api_key" | "invalid_admin_key" | "invalid_credentials" | "invalid_refresh_token" | "refresh_token_reused" | "portal_session_required" | "insufficient_credits" | "outstanding_debt" | "insufficient_scope" | "session_required" | "admin_required" | "admin_key_disabled" | "missing_scope" | "server_key_required" | "server_key_not_allowed" | "not_found" | "api_key_not_found" | "server_key_not_found" | "customer_not_found" | "wallet_not_found" | "user_not_found" | "hold_not_found" | "checkout_session_not_found" | "subscription_not_found" | "no_customer" | "webhooks_not_configured" | "event_not_found" | "method_not_allowed" | "request_timeout" | "email_taken" | "idempotency_key_reused" | "feature_exists" | "hold_expired" | "hold_not_open" | "hold_already_captured" | "already_subscribed" | "checkout_session_closed" | "sandbox_mode" | "payload_too_large" | "unsupported_media_type" | "validation_failed" | "rate_limited" | "too_many_attempts" | "internal_error" | "stripe_unavailable" | "database_unavailable" | "password_hashing_busy";
         /** @description What running the feature would cost. */
         EstimateResponse: {
             /** Format: int64 */
@@ -904,6 +1502,30 @@ export interface components {
             quantity?: number | null;
             status: components["schemas"]["HoldStatus"];
         };
+        /** @description Who the hosted pages are for. */
+        HostedCustomerView: {
+            email?: string | null;
+            external_id?: string | null;
+            /** Format: uuid */
+            id: string;
+            name?: string | null;
+        };
+        /** @description `GET /hosted/session`. */
+        HostedSessionResponse: {
+            customer: components["schemas"]["HostedCustomerView"];
+            /**
+             * Format: date-time
+             * @description When the session ends.
+             */
+            expires_at: string;
+            /**
+             * @description The return URL's host, to name the product in that link.
+             * @example app.example.com
+             */
+            return_label?: string | null;
+            /** @description Where the "Back to …" link goes, as the product gave it. */
+            return_url?: string | null;
+        };
         /** @description One line of a wallet's history. */
         LedgerEntry: {
             /**
@@ -977,6 +1599,25 @@ export interface components {
         };
         /** @description Where to send the browser to manage a subscription. */
         PortalLinkResponse: {
+            url: string;
+        };
+        /** @description `POST /customers/{external_id}/portal-session`. */
+        PortalSessionRequest: {
+            /**
+             * @description Where the hosted pages' "Back to …" link goes: on `SITE_URL` or an
+             *     `ALLOWED_RETURN_ORIGINS` origin.
+             * @example https://app.example.com/account
+             */
+            return_url?: string | null;
+        };
+        /** @description A single-use link to Tollgate's hosted pages for one customer. */
+        PortalSessionResponse: {
+            /** Format: date-time */
+            expires_at: string;
+            /**
+             * @description Open it in the customer's browser within 5 minutes; it works once.
+             * @example http://127.0.0.1:8080/hosted/open?token=…
+             */
             url: string;
         };
         /**
@@ -1074,10 +1715,27 @@ export interface components {
          */
         Role: "user" | "admin";
         /**
-         * @description What an API key may do. A signed-in session may do everything its role allows.
+         * @description What a key may do. A personal API key holds some of [`Scope::PERSONAL`]; a server key some of
+         *     [`Scope::SERVER`]. A signed-in session may do everything its role allows.
          * @enum {string}
          */
-        Scope: "credits:read" | "credits:spend";
+        Scope: "credits:read" | "credits:spend" | "credits:grant" | "customers:write" | "customers:read" | "billing:write";
+        /** @description A server key as listed: never the secret. */
+        ServerKeyResponse: {
+            /** Format: date-time */
+            created_at: string;
+            /** Format: uuid */
+            id: string;
+            /** Format: date-time */
+            last_used_at?: string | null;
+            name: string;
+            /**
+             * @description The first characters of the key, to recognise it.
+             * @example tg_sk_Xk3vQ9aB
+             */
+            prefix: string;
+            scopes: components["schemas"]["Scope"][];
+        };
         /** @description `POST /credits/spend`: either `amount`, or `feature` and `quantity`. */
         SpendRequest: {
             /**
@@ -1241,6 +1899,24 @@ export interface components {
             name?: string | null;
             unit?: string | null;
         };
+        /**
+         * @description `PUT /customers/{external_id}`: creates the customer, or updates the fields given. A field
+         *     left out keeps its value; `null` clears it.
+         */
+        UpsertCustomerRequest: {
+            /**
+             * @description An email address to show in the admin pages and send to Stripe.
+             * @example ada@example.com
+             */
+            email?: string | null;
+            /** @description Any JSON object, up to 4 KiB. */
+            metadata?: Record<string, never> | null;
+            /**
+             * @description 1 to 200 characters.
+             * @example Ada Lovelace
+             */
+            name?: string | null;
+        };
         /** @description One bucket of usage. */
         UsageBucket: {
             /** Format: int64 */
@@ -1303,21 +1979,6 @@ export interface components {
     };
     responses: {
         /**
-         * @description - `admin_required`: The action needs an administrator.
-         *     - `admin_key_disabled`: An `x-admin-key` was sent, but the server has no `ADMIN_API_KEY`.
-         */
-        AdminForbidden: {
-            headers: {
-                [name: string]: unknown;
-            };
-            content: {
-                "application/problem+json": components["schemas"]["Problem"] & {
-                    /** @enum {string} */
-                    code: "admin_required" | "admin_key_disabled";
-                };
-            };
-        };
-        /**
          * @description - `unauthenticated`: No credentials: sign in, or send `Authorization: Bearer <access token or API key>`.
          *     - `invalid_token`: The bearer token (or portal link) is malformed, not valid, or its user no longer exists.
          *     - `token_expired`: The access token has expired: refresh it.
@@ -1344,6 +2005,18 @@ export interface components {
                 "application/problem+json": components["schemas"]["Problem"] & {
                     /** @enum {string} */
                     code: "already_subscribed";
+                };
+            };
+        };
+        /** @description `customer_not_found`: No customer has this external id (or Tollgate id). */
+        CustomerNotFound: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"] & {
+                    /** @enum {string} */
+                    code: "customer_not_found";
                 };
             };
         };
@@ -1404,18 +2077,6 @@ export interface components {
                 "application/problem+json": components["schemas"]["Problem"] & {
                     /** @enum {string} */
                     code: "idempotency_key_reused";
-                };
-            };
-        };
-        /** @description `insufficient_scope`: The API key lacks the scope the route needs (`required_scope`). */
-        InsufficientScope: {
-            headers: {
-                [name: string]: unknown;
-            };
-            content: {
-                "application/problem+json": components["schemas"]["Problem"] & {
-                    /** @enum {string} */
-                    code: "insufficient_scope";
                 };
             };
         };
@@ -1491,6 +2152,18 @@ export interface components {
                 };
             };
         };
+        /** @description `portal_session_required`: The hosted pages need a live session: open a new link from the product (`POST /customers/{external_id}/portal-session`). */
+        PortalSessionRequired: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"] & {
+                    /** @enum {string} */
+                    code: "portal_session_required";
+                };
+            };
+        };
         /** @description `rate_limited`: Too many requests: retry after `Retry-After` seconds. */
         RateLimited: {
             headers: {
@@ -1527,15 +2200,15 @@ export interface components {
                 };
             };
         };
-        /** @description `session_required`: The action needs a signed-in session, not an API key. */
-        SessionRequired: {
+        /** @description `server_key_not_allowed`: A server key acts on customers (`/customers/{external_id}/…`), never on a signed-in caller's own routes. */
+        ServerKeyNotAllowed: {
             headers: {
                 [name: string]: unknown;
             };
             content: {
                 "application/problem+json": components["schemas"]["Problem"] & {
                     /** @enum {string} */
-                    code: "session_required";
+                    code: "server_key_not_allowed";
                 };
             };
         };
@@ -1624,6 +2297,132 @@ export interface components {
 }
 export type $defs = Record<string, never>;
 export interface operations {
+    admin_get_customer: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Customer"];
+                };
+            };
+            401: components["responses"]["AdminUnauthorized"];
+            /**
+             * @description - `admin_required`: The action needs an administrator.
+             *     - `admin_key_disabled`: An `x-admin-key` was sent, but the server has no `ADMIN_API_KEY`.
+             *     - `server_key_not_allowed`: A server key acts on customers (`/customers/{external_id}/…`), never on a signed-in caller's own routes.
+             */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "admin_required" | "admin_key_disabled" | "server_key_not_allowed";
+                    };
+                };
+            };
+            /**
+             * @description - `not_found`: No such route, or a path parameter is malformed (e.g. not a UUID).
+             *     - `customer_not_found`: No customer has this external id (or Tollgate id).
+             */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "not_found" | "customer_not_found";
+                    };
+                };
+            };
+            422: components["responses"]["ValidationFailed"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["DatabaseUnavailable"];
+        };
+    };
+    admin_customer_ledger: {
+        parameters: {
+            query?: {
+                /** @description Only entries of this kind (read as text, so that an unknown kind answers 422 naming the field). */
+                kind?: components["schemas"]["TransferKind"];
+                /** @description Only entries at or after this time. */
+                from?: string;
+                /** @description Only entries before this time. */
+                to?: string;
+                /** @description From `next_cursor` of the previous page. */
+                cursor?: string;
+                /** @description 1 to 200, default 50. */
+                limit?: number;
+            };
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LedgerPage"];
+                };
+            };
+            400: components["responses"]["InvalidQuery"];
+            401: components["responses"]["AdminUnauthorized"];
+            /**
+             * @description - `admin_required`: The action needs an administrator.
+             *     - `admin_key_disabled`: An `x-admin-key` was sent, but the server has no `ADMIN_API_KEY`.
+             *     - `server_key_not_allowed`: A server key acts on customers (`/customers/{external_id}/…`), never on a signed-in caller's own routes.
+             */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "admin_required" | "admin_key_disabled" | "server_key_not_allowed";
+                    };
+                };
+            };
+            /**
+             * @description - `not_found`: No such route, or a path parameter is malformed (e.g. not a UUID).
+             *     - `customer_not_found`: No customer has this external id (or Tollgate id).
+             */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "not_found" | "customer_not_found";
+                    };
+                };
+            };
+            422: components["responses"]["ValidationFailed"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["DatabaseUnavailable"];
+        };
+    };
     reconcile_ledger: {
         parameters: {
             query?: never;
@@ -1643,7 +2442,165 @@ export interface operations {
                 };
             };
             401: components["responses"]["AdminUnauthorized"];
-            403: components["responses"]["AdminForbidden"];
+            /**
+             * @description - `admin_required`: The action needs an administrator.
+             *     - `admin_key_disabled`: An `x-admin-key` was sent, but the server has no `ADMIN_API_KEY`.
+             *     - `server_key_not_allowed`: A server key acts on customers (`/customers/{external_id}/…`), never on a signed-in caller's own routes.
+             */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "admin_required" | "admin_key_disabled" | "server_key_not_allowed";
+                    };
+                };
+            };
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["DatabaseUnavailable"];
+        };
+    };
+    list_server_keys: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The keys (never their secrets). */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ServerKeyResponse"][];
+                };
+            };
+            401: components["responses"]["AdminUnauthorized"];
+            /**
+             * @description - `admin_required`: The action needs an administrator.
+             *     - `admin_key_disabled`: An `x-admin-key` was sent, but the server has no `ADMIN_API_KEY`.
+             *     - `server_key_not_allowed`: A server key acts on customers (`/customers/{external_id}/…`), never on a signed-in caller's own routes.
+             */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "admin_required" | "admin_key_disabled" | "server_key_not_allowed";
+                    };
+                };
+            };
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["DatabaseUnavailable"];
+        };
+    };
+    create_server_key: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateServerKeyRequest"];
+            };
+        };
+        responses: {
+            /** @description The key, with its secret shown once. */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CreatedServerKeyResponse"];
+                };
+            };
+            400: components["responses"]["InvalidJson"];
+            401: components["responses"]["AdminUnauthorized"];
+            /**
+             * @description - `admin_required`: The action needs an administrator.
+             *     - `admin_key_disabled`: An `x-admin-key` was sent, but the server has no `ADMIN_API_KEY`.
+             *     - `server_key_not_allowed`: A server key acts on customers (`/customers/{external_id}/…`), never on a signed-in caller's own routes.
+             */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "admin_required" | "admin_key_disabled" | "server_key_not_allowed";
+                    };
+                };
+            };
+            408: components["responses"]["RequestTimeout"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["ValidationFailed"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["DatabaseUnavailable"];
+        };
+    };
+    revoke_server_key: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The key's id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Revoked. */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            401: components["responses"]["AdminUnauthorized"];
+            /**
+             * @description - `admin_required`: The action needs an administrator.
+             *     - `admin_key_disabled`: An `x-admin-key` was sent, but the server has no `ADMIN_API_KEY`.
+             *     - `server_key_not_allowed`: A server key acts on customers (`/customers/{external_id}/…`), never on a signed-in caller's own routes.
+             */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "admin_required" | "admin_key_disabled" | "server_key_not_allowed";
+                    };
+                };
+            };
+            /**
+             * @description - `not_found`: No such route, or a path parameter is malformed (e.g. not a UUID).
+             *     - `server_key_not_found`: No such server key, or it was revoked.
+             */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "not_found" | "server_key_not_found";
+                    };
+                };
+            };
+            422: components["responses"]["ValidationFailed"];
             500: components["responses"]["InternalError"];
             503: components["responses"]["DatabaseUnavailable"];
         };
@@ -1674,7 +2631,22 @@ export interface operations {
             };
             400: components["responses"]["InvalidQuery"];
             401: components["responses"]["AdminUnauthorized"];
-            403: components["responses"]["AdminForbidden"];
+            /**
+             * @description - `admin_required`: The action needs an administrator.
+             *     - `admin_key_disabled`: An `x-admin-key` was sent, but the server has no `ADMIN_API_KEY`.
+             *     - `server_key_not_allowed`: A server key acts on customers (`/customers/{external_id}/…`), never on a signed-in caller's own routes.
+             */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "admin_required" | "admin_key_disabled" | "server_key_not_allowed";
+                    };
+                };
+            };
             422: components["responses"]["ValidationFailed"];
             500: components["responses"]["InternalError"];
             503: components["responses"]["DatabaseUnavailable"];
@@ -1702,7 +2674,22 @@ export interface operations {
                 };
             };
             401: components["responses"]["AdminUnauthorized"];
-            403: components["responses"]["AdminForbidden"];
+            /**
+             * @description - `admin_required`: The action needs an administrator.
+             *     - `admin_key_disabled`: An `x-admin-key` was sent, but the server has no `ADMIN_API_KEY`.
+             *     - `server_key_not_allowed`: A server key acts on customers (`/customers/{external_id}/…`), never on a signed-in caller's own routes.
+             */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "admin_required" | "admin_key_disabled" | "server_key_not_allowed";
+                    };
+                };
+            };
             404: components["responses"]["EventNotFound"];
             422: components["responses"]["ValidationFailed"];
             500: components["responses"]["InternalError"];
@@ -1728,7 +2715,21 @@ export interface operations {
                 };
             };
             401: components["responses"]["Unauthorized"];
-            403: components["responses"]["SessionRequired"];
+            /**
+             * @description - `session_required`: The action needs a signed-in session, not an API key.
+             *     - `server_key_not_allowed`: A server key acts on customers (`/customers/{external_id}/…`), never on a signed-in caller's own routes.
+             */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "session_required" | "server_key_not_allowed";
+                    };
+                };
+            };
             500: components["responses"]["InternalError"];
             503: components["responses"]["DatabaseUnavailable"];
         };
@@ -1757,7 +2758,21 @@ export interface operations {
             };
             400: components["responses"]["InvalidJson"];
             401: components["responses"]["Unauthorized"];
-            403: components["responses"]["SessionRequired"];
+            /**
+             * @description - `session_required`: The action needs a signed-in session, not an API key.
+             *     - `server_key_not_allowed`: A server key acts on customers (`/customers/{external_id}/…`), never on a signed-in caller's own routes.
+             */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "session_required" | "server_key_not_allowed";
+                    };
+                };
+            };
             408: components["responses"]["RequestTimeout"];
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
@@ -1786,7 +2801,21 @@ export interface operations {
                 content?: never;
             };
             401: components["responses"]["Unauthorized"];
-            403: components["responses"]["SessionRequired"];
+            /**
+             * @description - `session_required`: The action needs a signed-in session, not an API key.
+             *     - `server_key_not_allowed`: A server key acts on customers (`/customers/{external_id}/…`), never on a signed-in caller's own routes.
+             */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "session_required" | "server_key_not_allowed";
+                    };
+                };
+            };
             /**
              * @description - `not_found`: No such route, or a path parameter is malformed (e.g. not a UUID).
              *     - `api_key_not_found`: No such API key of the caller's.
@@ -2035,7 +3064,21 @@ export interface operations {
             };
             400: components["responses"]["InvalidJson"];
             401: components["responses"]["Unauthorized"];
-            403: components["responses"]["SessionRequired"];
+            /**
+             * @description - `session_required`: The action needs a signed-in session, not an API key.
+             *     - `server_key_not_allowed`: A server key acts on customers (`/customers/{external_id}/…`), never on a signed-in caller's own routes.
+             */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "session_required" | "server_key_not_allowed";
+                    };
+                };
+            };
             404: components["responses"]["WalletNotFound"];
             408: components["responses"]["RequestTimeout"];
             409: components["responses"]["AlreadySubscribed"];
@@ -2066,7 +3109,21 @@ export interface operations {
                 };
             };
             401: components["responses"]["Unauthorized"];
-            403: components["responses"]["SessionRequired"];
+            /**
+             * @description - `session_required`: The action needs a signed-in session, not an API key.
+             *     - `server_key_not_allowed`: A server key acts on customers (`/customers/{external_id}/…`), never on a signed-in caller's own routes.
+             */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "session_required" | "server_key_not_allowed";
+                    };
+                };
+            };
             404: components["responses"]["NoCustomer"];
             500: components["responses"]["InternalError"];
             502: components["responses"]["StripeUnavailable"];
@@ -2092,7 +3149,21 @@ export interface operations {
                 };
             };
             401: components["responses"]["Unauthorized"];
-            403: components["responses"]["SessionRequired"];
+            /**
+             * @description - `session_required`: The action needs a signed-in session, not an API key.
+             *     - `server_key_not_allowed`: A server key acts on customers (`/customers/{external_id}/…`), never on a signed-in caller's own routes.
+             */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "session_required" | "server_key_not_allowed";
+                    };
+                };
+            };
             404: components["responses"]["NoCustomer"];
             500: components["responses"]["InternalError"];
             502: components["responses"]["StripeUnavailable"];
@@ -2118,6 +3189,7 @@ export interface operations {
                 };
             };
             401: components["responses"]["Unauthorized"];
+            403: components["responses"]["ServerKeyNotAllowed"];
             500: components["responses"]["InternalError"];
             503: components["responses"]["DatabaseUnavailable"];
         };
@@ -2141,7 +3213,22 @@ export interface operations {
                 };
             };
             401: components["responses"]["AdminUnauthorized"];
-            403: components["responses"]["AdminForbidden"];
+            /**
+             * @description - `admin_required`: The action needs an administrator.
+             *     - `admin_key_disabled`: An `x-admin-key` was sent, but the server has no `ADMIN_API_KEY`.
+             *     - `server_key_not_allowed`: A server key acts on customers (`/customers/{external_id}/…`), never on a signed-in caller's own routes.
+             */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "admin_required" | "admin_key_disabled" | "server_key_not_allowed";
+                    };
+                };
+            };
             409: components["responses"]["SandboxMode"];
             500: components["responses"]["InternalError"];
             502: components["responses"]["StripeUnavailable"];
@@ -2167,8 +3254,70 @@ export interface operations {
                 };
             };
             401: components["responses"]["Unauthorized"];
-            403: components["responses"]["InsufficientScope"];
+            /**
+             * @description - `insufficient_scope`: The API key lacks the scope the route needs (`required_scope`).
+             *     - `server_key_not_allowed`: A server key acts on customers (`/customers/{external_id}/…`), never on a signed-in caller's own routes.
+             */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "insufficient_scope" | "server_key_not_allowed";
+                    };
+                };
+            };
             404: components["responses"]["WalletNotFound"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["DatabaseUnavailable"];
+        };
+    };
+    check_credits: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CheckRequest"];
+            };
+        };
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CheckResponse"];
+                };
+            };
+            400: components["responses"]["InvalidJson"];
+            401: components["responses"]["Unauthorized"];
+            /**
+             * @description - `insufficient_scope`: The API key lacks the scope the route needs (`required_scope`).
+             *     - `server_key_not_allowed`: A server key acts on customers (`/customers/{external_id}/…`), never on a signed-in caller's own routes.
+             */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "insufficient_scope" | "server_key_not_allowed";
+                    };
+                };
+            };
+            404: components["responses"]["WalletNotFound"];
+            408: components["responses"]["RequestTimeout"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["ValidationFailed"];
             500: components["responses"]["InternalError"];
             503: components["responses"]["DatabaseUnavailable"];
         };
@@ -2214,7 +3363,22 @@ export interface operations {
                 };
             };
             401: components["responses"]["AdminUnauthorized"];
-            403: components["responses"]["AdminForbidden"];
+            /**
+             * @description - `admin_required`: The action needs an administrator.
+             *     - `admin_key_disabled`: An `x-admin-key` was sent, but the server has no `ADMIN_API_KEY`.
+             *     - `server_key_not_allowed`: A server key acts on customers (`/customers/{external_id}/…`), never on a signed-in caller's own routes.
+             */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "admin_required" | "admin_key_disabled" | "server_key_not_allowed";
+                    };
+                };
+            };
             /**
              * @description - `wallet_not_found`: The user has no wallet.
              *     - `user_not_found`: No such user.
@@ -2295,7 +3459,21 @@ export interface operations {
                     };
                 };
             };
-            403: components["responses"]["InsufficientScope"];
+            /**
+             * @description - `insufficient_scope`: The API key lacks the scope the route needs (`required_scope`).
+             *     - `server_key_not_allowed`: A server key acts on customers (`/customers/{external_id}/…`), never on a signed-in caller's own routes.
+             */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "insufficient_scope" | "server_key_not_allowed";
+                    };
+                };
+            };
             404: components["responses"]["WalletNotFound"];
             408: components["responses"]["RequestTimeout"];
             409: components["responses"]["IdempotencyKeyReused"];
@@ -2328,7 +3506,21 @@ export interface operations {
                 };
             };
             401: components["responses"]["Unauthorized"];
-            403: components["responses"]["InsufficientScope"];
+            /**
+             * @description - `insufficient_scope`: The API key lacks the scope the route needs (`required_scope`).
+             *     - `server_key_not_allowed`: A server key acts on customers (`/customers/{external_id}/…`), never on a signed-in caller's own routes.
+             */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "insufficient_scope" | "server_key_not_allowed";
+                    };
+                };
+            };
             /**
              * @description - `not_found`: No such route, or a path parameter is malformed (e.g. not a UUID).
              *     - `wallet_not_found`: The user has no wallet.
@@ -2393,7 +3585,21 @@ export interface operations {
                     };
                 };
             };
-            403: components["responses"]["InsufficientScope"];
+            /**
+             * @description - `insufficient_scope`: The API key lacks the scope the route needs (`required_scope`).
+             *     - `server_key_not_allowed`: A server key acts on customers (`/customers/{external_id}/…`), never on a signed-in caller's own routes.
+             */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "insufficient_scope" | "server_key_not_allowed";
+                    };
+                };
+            };
             /**
              * @description - `not_found`: No such route, or a path parameter is malformed (e.g. not a UUID).
              *     - `wallet_not_found`: The user has no wallet.
@@ -2459,7 +3665,21 @@ export interface operations {
                 };
             };
             401: components["responses"]["Unauthorized"];
-            403: components["responses"]["InsufficientScope"];
+            /**
+             * @description - `insufficient_scope`: The API key lacks the scope the route needs (`required_scope`).
+             *     - `server_key_not_allowed`: A server key acts on customers (`/customers/{external_id}/…`), never on a signed-in caller's own routes.
+             */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "insufficient_scope" | "server_key_not_allowed";
+                    };
+                };
+            };
             /**
              * @description - `not_found`: No such route, or a path parameter is malformed (e.g. not a UUID).
              *     - `wallet_not_found`: The user has no wallet.
@@ -2528,7 +3748,21 @@ export interface operations {
             };
             400: components["responses"]["InvalidQuery"];
             401: components["responses"]["Unauthorized"];
-            403: components["responses"]["InsufficientScope"];
+            /**
+             * @description - `insufficient_scope`: The API key lacks the scope the route needs (`required_scope`).
+             *     - `server_key_not_allowed`: A server key acts on customers (`/customers/{external_id}/…`), never on a signed-in caller's own routes.
+             */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "insufficient_scope" | "server_key_not_allowed";
+                    };
+                };
+            };
             404: components["responses"]["WalletNotFound"];
             422: components["responses"]["ValidationFailed"];
             500: components["responses"]["InternalError"];
@@ -2591,7 +3825,21 @@ export interface operations {
                     };
                 };
             };
-            403: components["responses"]["InsufficientScope"];
+            /**
+             * @description - `insufficient_scope`: The API key lacks the scope the route needs (`required_scope`).
+             *     - `server_key_not_allowed`: A server key acts on customers (`/customers/{external_id}/…`), never on a signed-in caller's own routes.
+             */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "insufficient_scope" | "server_key_not_allowed";
+                    };
+                };
+            };
             404: components["responses"]["WalletNotFound"];
             408: components["responses"]["RequestTimeout"];
             409: components["responses"]["IdempotencyKeyReused"];
@@ -2599,6 +3847,1068 @@ export interface operations {
             415: components["responses"]["UnsupportedMediaType"];
             422: components["responses"]["ValidationFailed"];
             429: components["responses"]["RateLimited"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["DatabaseUnavailable"];
+        };
+    };
+    list_customers: {
+        parameters: {
+            query?: {
+                /** @description Only the customer with this email (compared without case). */
+                email?: string;
+                /** @description Customers whose external id or email starts with this (compared without case for email). */
+                q?: string;
+                /** @description From `next_cursor` of the previous page. */
+                cursor?: string;
+                /** @description 1 to 100, default 50. */
+                limit?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CustomerPage"];
+                };
+            };
+            400: components["responses"]["InvalidQuery"];
+            401: components["responses"]["AdminUnauthorized"];
+            /**
+             * @description - `admin_required`: The action needs an administrator.
+             *     - `admin_key_disabled`: An `x-admin-key` was sent, but the server has no `ADMIN_API_KEY`.
+             *     - `missing_scope`: The server key lacks the scope the route needs (`required_scope`).
+             *     - `server_key_required`: Customer routes take a server key or an administrator, never a personal API key or a user's session.
+             */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "admin_required" | "admin_key_disabled" | "missing_scope" | "server_key_required";
+                    };
+                };
+            };
+            422: components["responses"]["ValidationFailed"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["DatabaseUnavailable"];
+        };
+    };
+    get_customer: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                external_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Customer"];
+                };
+            };
+            401: components["responses"]["AdminUnauthorized"];
+            /**
+             * @description - `admin_required`: The action needs an administrator.
+             *     - `admin_key_disabled`: An `x-admin-key` was sent, but the server has no `ADMIN_API_KEY`.
+             *     - `missing_scope`: The server key lacks the scope the route needs (`required_scope`).
+             *     - `server_key_required`: Customer routes take a server key or an administrator, never a personal API key or a user's session.
+             */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "admin_required" | "admin_key_disabled" | "missing_scope" | "server_key_required";
+                    };
+                };
+            };
+            404: components["responses"]["CustomerNotFound"];
+            422: components["responses"]["ValidationFailed"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["DatabaseUnavailable"];
+        };
+    };
+    upsert_customer: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The product's own id for the customer: 1 to 255 printable characters, URL-encoded. */
+                external_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["UpsertCustomerRequest"];
+            };
+        };
+        responses: {
+            /** @description Updated. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Customer"];
+                };
+            };
+            /** @description Created, with an empty wallet. */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Customer"];
+                };
+            };
+            400: components["responses"]["InvalidJson"];
+            401: components["responses"]["AdminUnauthorized"];
+            /**
+             * @description - `admin_required`: The action needs an administrator.
+             *     - `admin_key_disabled`: An `x-admin-key` was sent, but the server has no `ADMIN_API_KEY`.
+             *     - `missing_scope`: The server key lacks the scope the route needs (`required_scope`).
+             *     - `server_key_required`: Customer routes take a server key or an administrator, never a personal API key or a user's session.
+             */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "admin_required" | "admin_key_disabled" | "missing_scope" | "server_key_required";
+                    };
+                };
+            };
+            408: components["responses"]["RequestTimeout"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["ValidationFailed"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["DatabaseUnavailable"];
+        };
+    };
+    customer_balance: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                external_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BalanceResponse"];
+                };
+            };
+            401: components["responses"]["AdminUnauthorized"];
+            /**
+             * @description - `admin_required`: The action needs an administrator.
+             *     - `admin_key_disabled`: An `x-admin-key` was sent, but the server has no `ADMIN_API_KEY`.
+             *     - `missing_scope`: The server key lacks the scope the route needs (`required_scope`).
+             *     - `server_key_required`: Customer routes take a server key or an administrator, never a personal API key or a user's session.
+             */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "admin_required" | "admin_key_disabled" | "missing_scope" | "server_key_required";
+                    };
+                };
+            };
+            /**
+             * @description - `customer_not_found`: No customer has this external id (or Tollgate id).
+             *     - `wallet_not_found`: The user has no wallet.
+             */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "customer_not_found" | "wallet_not_found";
+                    };
+                };
+            };
+            422: components["responses"]["ValidationFailed"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["DatabaseUnavailable"];
+        };
+    };
+    customer_check: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                external_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CheckRequest"];
+            };
+        };
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CheckResponse"];
+                };
+            };
+            400: components["responses"]["InvalidJson"];
+            401: components["responses"]["AdminUnauthorized"];
+            /**
+             * @description - `admin_required`: The action needs an administrator.
+             *     - `admin_key_disabled`: An `x-admin-key` was sent, but the server has no `ADMIN_API_KEY`.
+             *     - `missing_scope`: The server key lacks the scope the route needs (`required_scope`).
+             *     - `server_key_required`: Customer routes take a server key or an administrator, never a personal API key or a user's session.
+             */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "admin_required" | "admin_key_disabled" | "missing_scope" | "server_key_required";
+                    };
+                };
+            };
+            /**
+             * @description - `customer_not_found`: No customer has this external id (or Tollgate id).
+             *     - `wallet_not_found`: The user has no wallet.
+             */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "customer_not_found" | "wallet_not_found";
+                    };
+                };
+            };
+            408: components["responses"]["RequestTimeout"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["ValidationFailed"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["DatabaseUnavailable"];
+        };
+    };
+    customer_checkout_session: {
+        parameters: {
+            query?: never;
+            header?: {
+                "Idempotency-Key"?: string | null;
+            };
+            path: {
+                external_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CustomerCheckoutRequest"];
+            };
+        };
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CheckoutSessionResponse"];
+                };
+            };
+            400: components["responses"]["InvalidJson"];
+            401: components["responses"]["AdminUnauthorized"];
+            /**
+             * @description - `admin_required`: The action needs an administrator.
+             *     - `admin_key_disabled`: An `x-admin-key` was sent, but the server has no `ADMIN_API_KEY`.
+             *     - `missing_scope`: The server key lacks the scope the route needs (`required_scope`).
+             *     - `server_key_required`: Customer routes take a server key or an administrator, never a personal API key or a user's session.
+             */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "admin_required" | "admin_key_disabled" | "missing_scope" | "server_key_required";
+                    };
+                };
+            };
+            /**
+             * @description - `customer_not_found`: No customer has this external id (or Tollgate id).
+             *     - `wallet_not_found`: The user has no wallet.
+             */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "customer_not_found" | "wallet_not_found";
+                    };
+                };
+            };
+            408: components["responses"]["RequestTimeout"];
+            409: components["responses"]["AlreadySubscribed"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["ValidationFailed"];
+            500: components["responses"]["InternalError"];
+            502: components["responses"]["StripeUnavailable"];
+            503: components["responses"]["DatabaseUnavailable"];
+        };
+    };
+    customer_grant: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description Unique per grant. */
+                "Idempotency-Key": string;
+            };
+            path: {
+                external_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CustomerGrantRequest"];
+            };
+        };
+        responses: {
+            /** @description Granted. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GrantResponse"];
+                };
+            };
+            /**
+             * @description - `invalid_json`: The body is not JSON, or could not be read.
+             *     - `idempotency_key_required`: The request moves credits: send an `Idempotency-Key` header.
+             */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "invalid_json" | "idempotency_key_required";
+                    };
+                };
+            };
+            401: components["responses"]["AdminUnauthorized"];
+            /**
+             * @description - `admin_required`: The action needs an administrator.
+             *     - `admin_key_disabled`: An `x-admin-key` was sent, but the server has no `ADMIN_API_KEY`.
+             *     - `missing_scope`: The server key lacks the scope the route needs (`required_scope`).
+             *     - `server_key_required`: Customer routes take a server key or an administrator, never a personal API key or a user's session.
+             */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "admin_required" | "admin_key_disabled" | "missing_scope" | "server_key_required";
+                    };
+                };
+            };
+            /**
+             * @description - `customer_not_found`: No customer has this external id (or Tollgate id).
+             *     - `wallet_not_found`: The user has no wallet.
+             */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "customer_not_found" | "wallet_not_found";
+                    };
+                };
+            };
+            408: components["responses"]["RequestTimeout"];
+            409: components["responses"]["IdempotencyKeyReused"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["ValidationFailed"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["DatabaseUnavailable"];
+        };
+    };
+    customer_create_hold: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description Unique per hold. */
+                "Idempotency-Key": string;
+            };
+            path: {
+                external_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateHoldRequest"];
+            };
+        };
+        responses: {
+            /** @description Held. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HoldResponse"];
+                };
+            };
+            /**
+             * @description - `invalid_json`: The body is not JSON, or could not be read.
+             *     - `idempotency_key_required`: The request moves credits: send an `Idempotency-Key` header.
+             */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "invalid_json" | "idempotency_key_required";
+                    };
+                };
+            };
+            401: components["responses"]["AdminUnauthorized"];
+            /**
+             * @description - `insufficient_credits`: Not enough credits; the body carries `available` and `requested`.
+             *     - `outstanding_debt`: The wallet owes credits from a refund or dispute (`debt`); they must be covered before spending.
+             */
+            402: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "insufficient_credits" | "outstanding_debt";
+                    };
+                };
+            };
+            /**
+             * @description - `admin_required`: The action needs an administrator.
+             *     - `admin_key_disabled`: An `x-admin-key` was sent, but the server has no `ADMIN_API_KEY`.
+             *     - `missing_scope`: The server key lacks the scope the route needs (`required_scope`).
+             *     - `server_key_required`: Customer routes take a server key or an administrator, never a personal API key or a user's session.
+             */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "admin_required" | "admin_key_disabled" | "missing_scope" | "server_key_required";
+                    };
+                };
+            };
+            /**
+             * @description - `customer_not_found`: No customer has this external id (or Tollgate id).
+             *     - `wallet_not_found`: The user has no wallet.
+             */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "customer_not_found" | "wallet_not_found";
+                    };
+                };
+            };
+            408: components["responses"]["RequestTimeout"];
+            409: components["responses"]["IdempotencyKeyReused"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["ValidationFailed"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["DatabaseUnavailable"];
+        };
+    };
+    customer_get_hold: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                external_id: string;
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HoldView"];
+                };
+            };
+            401: components["responses"]["AdminUnauthorized"];
+            /**
+             * @description - `admin_required`: The action needs an administrator.
+             *     - `admin_key_disabled`: An `x-admin-key` was sent, but the server has no `ADMIN_API_KEY`.
+             *     - `missing_scope`: The server key lacks the scope the route needs (`required_scope`).
+             *     - `server_key_required`: Customer routes take a server key or an administrator, never a personal API key or a user's session.
+             */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "admin_required" | "admin_key_disabled" | "missing_scope" | "server_key_required";
+                    };
+                };
+            };
+            /**
+             * @description - `not_found`: No such route, or a path parameter is malformed (e.g. not a UUID).
+             *     - `customer_not_found`: No customer has this external id (or Tollgate id).
+             *     - `wallet_not_found`: The user has no wallet.
+             *     - `hold_not_found`: No such hold of the caller's.
+             */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "not_found" | "customer_not_found" | "wallet_not_found" | "hold_not_found";
+                    };
+                };
+            };
+            422: components["responses"]["ValidationFailed"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["DatabaseUnavailable"];
+        };
+    };
+    customer_capture_hold: {
+        parameters: {
+            query?: never;
+            header?: {
+                "Idempotency-Key"?: string | null;
+            };
+            path: {
+                external_id: string;
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CaptureHoldRequest"];
+            };
+        };
+        responses: {
+            /** @description Captured. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HoldResponse"];
+                };
+            };
+            400: components["responses"]["InvalidJson"];
+            401: components["responses"]["AdminUnauthorized"];
+            /**
+             * @description - `insufficient_credits`: Not enough credits; the body carries `available` and `requested`.
+             *     - `outstanding_debt`: The wallet owes credits from a refund or dispute (`debt`); they must be covered before spending.
+             */
+            402: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "insufficient_credits" | "outstanding_debt";
+                    };
+                };
+            };
+            /**
+             * @description - `admin_required`: The action needs an administrator.
+             *     - `admin_key_disabled`: An `x-admin-key` was sent, but the server has no `ADMIN_API_KEY`.
+             *     - `missing_scope`: The server key lacks the scope the route needs (`required_scope`).
+             *     - `server_key_required`: Customer routes take a server key or an administrator, never a personal API key or a user's session.
+             */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "admin_required" | "admin_key_disabled" | "missing_scope" | "server_key_required";
+                    };
+                };
+            };
+            /**
+             * @description - `not_found`: No such route, or a path parameter is malformed (e.g. not a UUID).
+             *     - `customer_not_found`: No customer has this external id (or Tollgate id).
+             *     - `wallet_not_found`: The user has no wallet.
+             *     - `hold_not_found`: No such hold of the caller's.
+             */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "not_found" | "customer_not_found" | "wallet_not_found" | "hold_not_found";
+                    };
+                };
+            };
+            408: components["responses"]["RequestTimeout"];
+            /**
+             * @description - `idempotency_key_reused`: The `Idempotency-Key` was already used with a different request.
+             *     - `hold_expired`: The hold expired; its credits were released.
+             *     - `hold_not_open`: The hold was released and can no longer be captured.
+             *     - `hold_already_captured`: The hold was captured already (`captured_amount`): it cannot be released, nor captured for another amount.
+             */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "idempotency_key_reused" | "hold_expired" | "hold_not_open" | "hold_already_captured";
+                    };
+                };
+            };
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["ValidationFailed"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["DatabaseUnavailable"];
+        };
+    };
+    customer_release_hold: {
+        parameters: {
+            query?: never;
+            header?: {
+                "Idempotency-Key"?: string | null;
+            };
+            path: {
+                external_id: string;
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Released (or already released or expired). */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HoldResponse"];
+                };
+            };
+            401: components["responses"]["AdminUnauthorized"];
+            /**
+             * @description - `admin_required`: The action needs an administrator.
+             *     - `admin_key_disabled`: An `x-admin-key` was sent, but the server has no `ADMIN_API_KEY`.
+             *     - `missing_scope`: The server key lacks the scope the route needs (`required_scope`).
+             *     - `server_key_required`: Customer routes take a server key or an administrator, never a personal API key or a user's session.
+             */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "admin_required" | "admin_key_disabled" | "missing_scope" | "server_key_required";
+                    };
+                };
+            };
+            /**
+             * @description - `not_found`: No such route, or a path parameter is malformed (e.g. not a UUID).
+             *     - `customer_not_found`: No customer has this external id (or Tollgate id).
+             *     - `wallet_not_found`: The user has no wallet.
+             *     - `hold_not_found`: No such hold of the caller's.
+             */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "not_found" | "customer_not_found" | "wallet_not_found" | "hold_not_found";
+                    };
+                };
+            };
+            /**
+             * @description - `idempotency_key_reused`: The `Idempotency-Key` was already used with a different request.
+             *     - `hold_already_captured`: The hold was captured already (`captured_amount`): it cannot be released, nor captured for another amount.
+             */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "idempotency_key_reused" | "hold_already_captured";
+                    };
+                };
+            };
+            422: components["responses"]["ValidationFailed"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["DatabaseUnavailable"];
+        };
+    };
+    customer_ledger: {
+        parameters: {
+            query?: {
+                /** @description Only entries of this kind (read as text, so that an unknown kind answers 422 naming the field). */
+                kind?: components["schemas"]["TransferKind"];
+                /** @description Only entries at or after this time. */
+                from?: string;
+                /** @description Only entries before this time. */
+                to?: string;
+                /** @description From `next_cursor` of the previous page. */
+                cursor?: string;
+                /** @description 1 to 200, default 50. */
+                limit?: number;
+            };
+            header?: never;
+            path: {
+                external_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LedgerPage"];
+                };
+            };
+            400: components["responses"]["InvalidQuery"];
+            401: components["responses"]["AdminUnauthorized"];
+            /**
+             * @description - `admin_required`: The action needs an administrator.
+             *     - `admin_key_disabled`: An `x-admin-key` was sent, but the server has no `ADMIN_API_KEY`.
+             *     - `missing_scope`: The server key lacks the scope the route needs (`required_scope`).
+             *     - `server_key_required`: Customer routes take a server key or an administrator, never a personal API key or a user's session.
+             */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "admin_required" | "admin_key_disabled" | "missing_scope" | "server_key_required";
+                    };
+                };
+            };
+            /**
+             * @description - `customer_not_found`: No customer has this external id (or Tollgate id).
+             *     - `wallet_not_found`: The user has no wallet.
+             */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "customer_not_found" | "wallet_not_found";
+                    };
+                };
+            };
+            422: components["responses"]["ValidationFailed"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["DatabaseUnavailable"];
+        };
+    };
+    customer_portal_session: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                external_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PortalSessionRequest"];
+            };
+        };
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PortalSessionResponse"];
+                };
+            };
+            400: components["responses"]["InvalidJson"];
+            401: components["responses"]["AdminUnauthorized"];
+            /**
+             * @description - `admin_required`: The action needs an administrator.
+             *     - `admin_key_disabled`: An `x-admin-key` was sent, but the server has no `ADMIN_API_KEY`.
+             *     - `missing_scope`: The server key lacks the scope the route needs (`required_scope`).
+             *     - `server_key_required`: Customer routes take a server key or an administrator, never a personal API key or a user's session.
+             */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "admin_required" | "admin_key_disabled" | "missing_scope" | "server_key_required";
+                    };
+                };
+            };
+            404: components["responses"]["CustomerNotFound"];
+            408: components["responses"]["RequestTimeout"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["ValidationFailed"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["DatabaseUnavailable"];
+        };
+    };
+    customer_spend: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description Unique per spend; reuse it to retry safely. */
+                "Idempotency-Key": string;
+            };
+            path: {
+                external_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SpendRequest"];
+            };
+        };
+        responses: {
+            /** @description Spent. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SpendResponse"];
+                };
+            };
+            /**
+             * @description - `invalid_json`: The body is not JSON, or could not be read.
+             *     - `idempotency_key_required`: The request moves credits: send an `Idempotency-Key` header.
+             */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "invalid_json" | "idempotency_key_required";
+                    };
+                };
+            };
+            401: components["responses"]["AdminUnauthorized"];
+            /**
+             * @description - `insufficient_credits`: Not enough credits; the body carries `available` and `requested`.
+             *     - `outstanding_debt`: The wallet owes credits from a refund or dispute (`debt`); they must be covered before spending.
+             */
+            402: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "insufficient_credits" | "outstanding_debt";
+                    };
+                };
+            };
+            /**
+             * @description - `admin_required`: The action needs an administrator.
+             *     - `admin_key_disabled`: An `x-admin-key` was sent, but the server has no `ADMIN_API_KEY`.
+             *     - `missing_scope`: The server key lacks the scope the route needs (`required_scope`).
+             *     - `server_key_required`: Customer routes take a server key or an administrator, never a personal API key or a user's session.
+             */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "admin_required" | "admin_key_disabled" | "missing_scope" | "server_key_required";
+                    };
+                };
+            };
+            /**
+             * @description - `customer_not_found`: No customer has this external id (or Tollgate id).
+             *     - `wallet_not_found`: The user has no wallet.
+             */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "customer_not_found" | "wallet_not_found";
+                    };
+                };
+            };
+            408: components["responses"]["RequestTimeout"];
+            409: components["responses"]["IdempotencyKeyReused"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["ValidationFailed"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["DatabaseUnavailable"];
+        };
+    };
+    customer_usage: {
+        parameters: {
+            query?: {
+                /** @description `day` (default) or `feature`. */
+                group_by?: string;
+                /** @description Start of the range (default: 30 days ago). */
+                from?: string;
+                /** @description End of the range, exclusive (default: now). */
+                to?: string;
+            };
+            header?: never;
+            path: {
+                external_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UsageResponse"];
+                };
+            };
+            400: components["responses"]["InvalidQuery"];
+            401: components["responses"]["AdminUnauthorized"];
+            /**
+             * @description - `admin_required`: The action needs an administrator.
+             *     - `admin_key_disabled`: An `x-admin-key` was sent, but the server has no `ADMIN_API_KEY`.
+             *     - `missing_scope`: The server key lacks the scope the route needs (`required_scope`).
+             *     - `server_key_required`: Customer routes take a server key or an administrator, never a personal API key or a user's session.
+             */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "admin_required" | "admin_key_disabled" | "missing_scope" | "server_key_required";
+                    };
+                };
+            };
+            /**
+             * @description - `customer_not_found`: No customer has this external id (or Tollgate id).
+             *     - `wallet_not_found`: The user has no wallet.
+             */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "customer_not_found" | "wallet_not_found";
+                    };
+                };
+            };
+            422: components["responses"]["ValidationFailed"];
             500: components["responses"]["InternalError"];
             503: components["responses"]["DatabaseUnavailable"];
         };
@@ -2676,7 +4986,21 @@ export interface operations {
                     };
                 };
             };
-            403: components["responses"]["InsufficientScope"];
+            /**
+             * @description - `insufficient_scope`: The API key lacks the scope the route needs (`required_scope`).
+             *     - `server_key_not_allowed`: A server key acts on customers (`/customers/{external_id}/…`), never on a signed-in caller's own routes.
+             */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "insufficient_scope" | "server_key_not_allowed";
+                    };
+                };
+            };
             404: components["responses"]["WalletNotFound"];
             408: components["responses"]["RequestTimeout"];
             409: components["responses"]["IdempotencyKeyReused"];
@@ -2734,7 +5058,22 @@ export interface operations {
             };
             400: components["responses"]["InvalidJson"];
             401: components["responses"]["AdminUnauthorized"];
-            403: components["responses"]["AdminForbidden"];
+            /**
+             * @description - `admin_required`: The action needs an administrator.
+             *     - `admin_key_disabled`: An `x-admin-key` was sent, but the server has no `ADMIN_API_KEY`.
+             *     - `server_key_not_allowed`: A server key acts on customers (`/customers/{external_id}/…`), never on a signed-in caller's own routes.
+             */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "admin_required" | "admin_key_disabled" | "server_key_not_allowed";
+                    };
+                };
+            };
             408: components["responses"]["RequestTimeout"];
             409: components["responses"]["FeatureExists"];
             413: components["responses"]["PayloadTooLarge"];
@@ -2770,10 +5109,196 @@ export interface operations {
             };
             400: components["responses"]["InvalidJson"];
             401: components["responses"]["AdminUnauthorized"];
-            403: components["responses"]["AdminForbidden"];
+            /**
+             * @description - `admin_required`: The action needs an administrator.
+             *     - `admin_key_disabled`: An `x-admin-key` was sent, but the server has no `ADMIN_API_KEY`.
+             *     - `server_key_not_allowed`: A server key acts on customers (`/customers/{external_id}/…`), never on a signed-in caller's own routes.
+             */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "admin_required" | "admin_key_disabled" | "server_key_not_allowed";
+                    };
+                };
+            };
             408: components["responses"]["RequestTimeout"];
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["ValidationFailed"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["DatabaseUnavailable"];
+        };
+    };
+    balance: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BalanceResponse"];
+                };
+            };
+            401: components["responses"]["PortalSessionRequired"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["DatabaseUnavailable"];
+        };
+    };
+    checkout: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CheckoutSessionRequest"];
+            };
+        };
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CheckoutSessionResponse"];
+                };
+            };
+            400: components["responses"]["InvalidJson"];
+            401: components["responses"]["PortalSessionRequired"];
+            408: components["responses"]["RequestTimeout"];
+            409: components["responses"]["AlreadySubscribed"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["ValidationFailed"];
+            500: components["responses"]["InternalError"];
+            502: components["responses"]["StripeUnavailable"];
+            503: components["responses"]["DatabaseUnavailable"];
+        };
+    };
+    ledger: {
+        parameters: {
+            query?: {
+                /** @description Only entries of this kind (read as text, so that an unknown kind answers 422 naming the field). */
+                kind?: components["schemas"]["TransferKind"];
+                /** @description Only entries at or after this time. */
+                from?: string;
+                /** @description Only entries before this time. */
+                to?: string;
+                /** @description From `next_cursor` of the previous page. */
+                cursor?: string;
+                /** @description 1 to 200, default 50. */
+                limit?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LedgerPage"];
+                };
+            };
+            400: components["responses"]["InvalidQuery"];
+            401: components["responses"]["PortalSessionRequired"];
+            422: components["responses"]["ValidationFailed"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["DatabaseUnavailable"];
+        };
+    };
+    session: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HostedSessionResponse"];
+                };
+            };
+            401: components["responses"]["PortalSessionRequired"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["DatabaseUnavailable"];
+        };
+    };
+    subscription: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SubscriptionResponse"];
+                };
+            };
+            401: components["responses"]["PortalSessionRequired"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["DatabaseUnavailable"];
+        };
+    };
+    usage: {
+        parameters: {
+            query?: {
+                /** @description `day` (default) or `feature`. */
+                group_by?: string;
+                /** @description Start of the range (default: 30 days ago). */
+                from?: string;
+                /** @description End of the range, exclusive (default: now). */
+                to?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UsageResponse"];
+                };
+            };
+            400: components["responses"]["InvalidQuery"];
+            401: components["responses"]["PortalSessionRequired"];
             422: components["responses"]["ValidationFailed"];
             500: components["responses"]["InternalError"];
             503: components["responses"]["DatabaseUnavailable"];
@@ -2798,6 +5323,7 @@ export interface operations {
                 };
             };
             401: components["responses"]["Unauthorized"];
+            403: components["responses"]["ServerKeyNotAllowed"];
             500: components["responses"]["InternalError"];
             503: components["responses"]["DatabaseUnavailable"];
         };
@@ -2829,7 +5355,21 @@ export interface operations {
             };
             400: components["responses"]["InvalidQuery"];
             401: components["responses"]["Unauthorized"];
-            403: components["responses"]["InsufficientScope"];
+            /**
+             * @description - `insufficient_scope`: The API key lacks the scope the route needs (`required_scope`).
+             *     - `server_key_not_allowed`: A server key acts on customers (`/customers/{external_id}/…`), never on a signed-in caller's own routes.
+             */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "insufficient_scope" | "server_key_not_allowed";
+                    };
+                };
+            };
             404: components["responses"]["WalletNotFound"];
             422: components["responses"]["ValidationFailed"];
             500: components["responses"]["InternalError"];

@@ -23,11 +23,18 @@ const failed = {
   status: 'failed',
 };
 
+/** What the admin page loads besides the tools a test looks at. */
+const adminBase = {
+  'POST /api/v1/auth/refresh': () => json(admin),
+  'GET /api/v1/customers': () => json({ data: [], next_cursor: null }),
+  'GET /api/v1/admin/server-keys': () => json([]),
+};
+
 describe('admin', () => {
   it('grants credits with an idempotency key and shows field errors inline', async () => {
     let grants = 0;
     const { requests } = mockApi({
-      'POST /api/v1/auth/refresh': () => json(admin),
+      ...adminBase,
       'GET /api/v1/admin/reconcile': () => json(report),
       'GET /api/v1/admin/stripe-events': () => json({ events: [], next_cursor: null }),
       'POST /api/v1/credits/grant': () => {
@@ -69,7 +76,7 @@ describe('admin', () => {
   it('shows the reconciliation and retries a failed Stripe event', async () => {
     let retried = false;
     mockApi({
-      'POST /api/v1/auth/refresh': () => json(admin),
+      ...adminBase,
       'GET /api/v1/admin/reconcile': () => json(report),
       'GET /api/v1/admin/stripe-events': () =>
         json({ events: [retried ? { ...failed, status: 'processed', last_error: null, attempts: 3 } : failed], next_cursor: null }),

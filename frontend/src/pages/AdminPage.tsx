@@ -1,87 +1,15 @@
 import { useInfiniteQuery, useMutation, useQueryClient } from '@tanstack/react-query';
-import { useState, type FormEvent } from 'react';
+import { useState } from 'react';
+import { useSearchParams } from 'react-router';
 import { api, unwrap } from '../api/client';
-import { ApiError, formErrors } from '../api/errors';
-import { keys, useReconcile } from '../api/queries';
+import { useReconcile } from '../api/queries';
 import { useUser } from '../auth/AuthProvider';
-import { Alert, Badge, Button, Card, ErrorAlert, Loading, PageHeader, SelectField, TextField } from '../components/ui';
-import { formatCredits, formatDateTime, formatKind, formatNumber } from '../lib/format';
-import { useIdempotencyKey } from '../lib/idempotency';
+import { Alert, Badge, Button, Card, ErrorAlert, Loading, PageHeader, SelectField } from '../components/ui';
+import { formatDateTime, formatKind, formatNumber } from '../lib/format';
 import { useDocumentTitle } from '../lib/useDocumentTitle';
-
-function GrantCredits() {
-  const queryClient = useQueryClient();
-  const idempotency = useIdempotencyKey();
-  const [email, setEmail] = useState('');
-  const [amount, setAmount] = useState('');
-  const [reason, setReason] = useState('');
-
-  const grant = useMutation({
-    mutationFn: ({ body, key }: { body: { email: string; amount: number; reason: string }; key: string }) =>
-      unwrap(api.POST('/api/v1/credits/grant', { body, params: { header: { 'Idempotency-Key': key } } })).then((result) => ({
-        result,
-        email: body.email,
-      })),
-    onSuccess: () => {
-      idempotency.done();
-      void queryClient.invalidateQueries({ queryKey: keys.reconcile });
-      setAmount('');
-      setReason('');
-    },
-    onError: (error) => {
-      if (error instanceof ApiError && error.status >= 400 && error.status < 500) idempotency.done();
-    },
-  });
-
-  const onSubmit = (event: FormEvent) => {
-    event.preventDefault();
-    const body = { email: email.trim(), amount: Number(amount), reason: reason.trim() };
-    grant.mutate({ body, key: idempotency.keyFor(JSON.stringify(body)) });
-  };
-
-  const errors = formErrors(grant.error, ['email', 'user_id', 'amount', 'reason']);
-  if (grant.error instanceof ApiError && grant.error.code === 'user_not_found') {
-    errors.fields.email = 'No user has this email.';
-    errors.general = null;
-  }
-
-  return (
-    <Card title="Grant credits">
-      <form onSubmit={onSubmit} noValidate className="space-y-4" aria-label="Grant credits">
-        {grant.isSuccess && (
-          <Alert tone="success">
-            Granted {formatCredits(grant.data.result.transfer.amount)} to {grant.data.email}. Their balance is now{' '}
-            {formatCredits(grant.data.result.balance.balance)}.
-          </Alert>
-        )}
-        {errors.general && <Alert tone="error">{errors.general}</Alert>}
-        <TextField label="User's email" name="email" type="email" value={email} onChange={(e) => setEmail(e.target.value)} error={errors.fields.email ?? errors.fields.user_id} />
-        <TextField
-          label="Credits"
-          name="amount"
-          type="number"
-          inputMode="numeric"
-          min={1}
-          step={1}
-          value={amount}
-          onChange={(e) => setAmount(e.target.value)}
-          error={errors.fields.amount}
-        />
-        <TextField
-          label="Reason"
-          name="reason"
-          value={reason}
-          onChange={(e) => setReason(e.target.value)}
-          hint="Shown in the user's history."
-          error={errors.fields.reason}
-        />
-        <Button type="submit" busy={grant.isPending} busyLabel="Granting…">
-          Grant credits
-        </Button>
-      </form>
-    </Card>
-  );
-}
+import { Customers } from './admin/Customers';
+import { GrantCredits } from './admin/GrantCredits';
+import { ServerKeys } from './admin/ServerKeys';
 
 function Reconcile() {
   const report = useReconcile();
@@ -234,6 +162,8 @@ function StripeEvents() {
 export function AdminPage() {
   useDocumentTitle('Admin');
   const user = useUser();
+  const [params] = useSearchParams();
+  const customerOpen = params.has('customer');
   if (user.role !== 'admin') {
     return (
       <>
@@ -246,13 +176,22 @@ export function AdminPage() {
   }
   return (
     <>
-      <PageHeader title="Admin" description="Operator tools: grants, payments and the ledger's health." />
-      <div className="grid grid-cols-1 gap-6 lg:grid-cols-2">
-        <GrantCredits />
-        <Reconcile />
-        <div className="lg:col-span-2">
-          <StripeEvents />
-        </div>
+      <PageHeader title="Admin" description="Operator tools: customers, server keys, grants, payments and the ledger's health." />
+      <div className="space-y-6">
+        <Customers />
+        {/* One customer fills the page; the other tools wait until it is closed. */}
+        {!customerOpen && (
+          <>
+            <ServerKeys />
+            <div className="grid grid-cols-1 gap-6 lg:grid-cols-2">
+              <GrantCredits />
+              <Reconcile />
+              <div className="min-w-0 lg:col-span-2">
+                <StripeEvents />
+              </div>
+            </div>
+          </>
+        )}
       </div>
     </>
   );

@@ -1,8 +1,9 @@
 import { useMutation, useQueryClient } from '@tanstack/react-query';
-import { useEffect, useRef, useState, type FormEvent } from 'react';
-import { api, unwrap, type ApiKey, type CreatedApiKey } from '../api/client';
+import { useState, type FormEvent } from 'react';
+import { api, unwrap, type ApiKey } from '../api/client';
 import { formErrors } from '../api/errors';
 import { keys, useApiKeys } from '../api/queries';
+import { NewSecret } from '../components/NewSecret';
 import { Alert, Badge, Button, Card, ConfirmDialog, ErrorAlert, Loading, PageHeader, TextField } from '../components/ui';
 import { formatDateTime } from '../lib/format';
 import { useDocumentTitle } from '../lib/useDocumentTitle';
@@ -13,57 +14,6 @@ const SCOPES = [
 ] as const;
 
 type Scope = (typeof SCOPES)[number]['value'];
-
-function NewSecret({ created, onDone }: { created: CreatedApiKey; onDone: () => void }) {
-  const [copied, setCopied] = useState<'yes' | 'failed' | null>(null);
-  const inputRef = useRef<HTMLInputElement>(null);
-  const headingRef = useRef<HTMLHeadingElement>(null);
-  useEffect(() => headingRef.current?.focus(), []);
-
-  const copy = async () => {
-    try {
-      await navigator.clipboard.writeText(created.secret);
-      setCopied('yes');
-    } catch {
-      inputRef.current?.select();
-      setCopied('failed');
-    }
-  };
-
-  return (
-    <section
-      aria-labelledby="new-secret-heading"
-      className="space-y-3 rounded-xl bg-emerald-50 p-4 ring-1 ring-emerald-200 sm:p-6"
-    >
-      <h2 id="new-secret-heading" ref={headingRef} tabIndex={-1} className="font-semibold text-emerald-950 focus:outline-none">
-        Key “{created.name}” created
-      </h2>
-      <p className="text-sm text-emerald-900">
-        Copy the secret now and store it somewhere safe. <strong>It will not be shown again.</strong>
-      </p>
-      <div className="flex flex-col gap-2 sm:flex-row">
-        <label htmlFor="new-secret" className="sr-only">
-          Secret of the new key
-        </label>
-        <input
-          id="new-secret"
-          ref={inputRef}
-          readOnly
-          value={created.secret}
-          onFocus={(e) => e.currentTarget.select()}
-          className="min-w-0 flex-1 rounded-md bg-white px-3 py-2 font-mono text-sm ring-1 ring-inset ring-emerald-300"
-        />
-        <Button onClick={copy}>Copy</Button>
-        <Button variant="secondary" onClick={onDone}>
-          Done
-        </Button>
-      </div>
-      <p aria-live="polite" className="text-sm text-emerald-900">
-        {copied === 'yes' ? 'Copied to the clipboard.' : copied === 'failed' ? 'Copying failed: the secret is selected, copy it with your keyboard.' : ''}
-      </p>
-    </section>
-  );
-}
 
 export function ApiKeysPage() {
   useDocumentTitle('API keys');
