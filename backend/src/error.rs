@@ -54,7 +54,7 @@ pub struct Problem {
     /// `validation_failed` for a capture over the hold: what the hold holds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub held: Option<i64>,
-    /// `insufficient_scope`: the scope the API key lacks.
+    /// `insufficient_scope` and `missing_scope`: the scope the key lacks.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub required_scope: Option<String>,
 }

@@ -189,7 +189,7 @@ fn shared_name(codes: &[ErrorCode]) -> Option<String> {
 }
 
 /// Operations behind a rate limit (see `limits`).
-const RATE_LIMITED: [&str; 8] = [
+const RATE_LIMITED: [&str; 13] = [
     "register_user",
     "create_session",
     "refresh_session",
@@ -198,6 +198,11 @@ const RATE_LIMITED: [&str; 8] = [
     "capture_hold",
     "release_hold",
     "use_credits",
+    "customer_spend",
+    "customer_grant",
+    "customer_create_hold",
+    "customer_capture_hold",
+    "customer_release_hold",
 ];
 
 /// Probes answer without the database and with their own 503.

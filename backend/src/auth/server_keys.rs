@@ -30,7 +30,7 @@ pub struct CreateServerKeyRequest {
     pub name: String,
     /// One or more of `customers:write`, `customers:read`, `credits:read`, `credits:spend`,
     /// `credits:grant`, `billing:write`.
-    #[schema(example = json!(["customers:write", "credits:read", "credits:spend"]))]
+    #[schema(value_type = Vec<Scope>, example = json!(["customers:write", "credits:read", "credits:spend"]))]
     pub scopes: Vec<String>,
 }
 

@@ -46,12 +46,14 @@ pub struct CheckResponse {
     /// True when a spend of this charge would pass now.
     pub allowed: bool,
     /// What it would cost; null for an unknown feature.
+    #[schema(required = true)]
     pub price: Option<i64>,
     /// What the wallet can spend now.
     pub available: i64,
     /// The wallet's balance.
     pub balance: i64,
     /// What would refuse it; null when allowed.
+    #[schema(required = true)]
     pub reason: Option<CheckReason>,
 }
 

@@ -150,7 +150,7 @@ pub struct SpendRequest {
     /// Up to 500 characters, shown in history.
     pub description: Option<String>,
     /// Any JSON object, up to 4 KiB, kept with the transfer.
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<HashMap<String, serde_json::Value>>)]
     pub metadata: Option<serde_json::Value>,
 }
 
@@ -234,7 +234,7 @@ pub struct CreateHoldRequest {
     pub feature: Option<String>,
     pub quantity: Option<i64>,
     pub description: Option<String>,
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<HashMap<String, serde_json::Value>>)]
     pub metadata: Option<serde_json::Value>,
     /// Seconds until the hold releases itself: 1 to 3600, default 300.
     pub ttl_seconds: Option<i64>,

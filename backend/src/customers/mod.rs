@@ -62,7 +62,7 @@ pub struct Customer {
     #[schema(example = "Ada Lovelace")]
     pub name: Option<String>,
     /// Any JSON object the product keeps with the customer (up to 4 KiB).
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<HashMap<String, serde_json::Value>>)]
     pub metadata: Option<serde_json::Value>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -107,7 +107,7 @@ pub struct UpsertCustomerRequest {
     pub name: Option<Option<String>>,
     /// Any JSON object, up to 4 KiB.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<HashMap<String, serde_json::Value>>)]
     pub metadata: Option<Option<serde_json::Value>>,
 }
 
