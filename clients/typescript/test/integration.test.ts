@@ -1,0 +1,145 @@
+// The SDK against the real Tollgate binary: a fresh SQLite database, a server key minted with
+// the admin key, and a customer's whole day through the SDK.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Tollgate, TollgateError } from '../src/index.js';
+import { mintServerKey, startServer, type RunningServer } from './server.js';
+
+const ALL_SCOPES = ['customers:write', 'customers:read', 'credits:read', 'credits:spend', 'credits:grant', 'billing:write'];
+// Printable, with characters that must be escaped in a path.
+const CUSTOMER = 'acme/user #1?x=ä';
+
+let server: RunningServer;
+let tollgate: Tollgate;
+
+async function failure(promise: Promise<unknown>): Promise<TollgateError> {
+  const outcome = await promise.then(
+    (value) => ({ value }),
+    (error: unknown) => ({ error }),
+  );
+  if (!('error' in outcome)) throw new Error(`expected a TollgateError, got ${JSON.stringify(outcome.value)}`);
+  expect(outcome.error).toBeInstanceOf(TollgateError);
+  return outcome.error as TollgateError;
+}
+
+beforeAll(async () => {
+  server = await startServer();
+  tollgate = new Tollgate({ serverKey: await mintServerKey(server.baseUrl, ALL_SCOPES), baseUrl: server.baseUrl });
+});
+
+afterAll(async () => {
+  await server?.stop();
+});
+
+describe('against a real server', () => {
+  it('upserts a customer by external id, then reads and lists it', async () => {
+    const created = await tollgate.customers.upsert(CUSTOMER, {
+      email: 'ada@example.com',
+      name: 'Ada',
+      metadata: { plan: 'team' },
+    });
+    expect(created.created).toBe(true);
+    expect(created.external_id).toBe(CUSTOMER);
+    expect(created.email).toBe('ada@example.com');
+    expect(created.balance).toBe(0);
+
+    const updated = await tollgate.customers.upsert(CUSTOMER, { name: 'Ada Lovelace' });
+    expect(updated.created).toBe(false);
+    expect(updated.id).toBe(created.id);
+    expect(updated.name).toBe('Ada Lovelace');
+
+    const fetched = await tollgate.customers.get(CUSTOMER);
+    expect(fetched.id).toBe(created.id);
+    expect(fetched.metadata).toEqual({ plan: 'team' });
+
+    const page = await tollgate.customers.list({ q: 'acme/', limit: 10 });
+    expect(page.data.map((c) => c.external_id)).toContain(CUSTOMER);
+  });
+
+  it('grants credits, checks, and spends once per idempotency key', async () => {
+    const grant = await tollgate.credits.grant(CUSTOMER, { amount: 100, reason: 'Welcome bonus' });
+    expect(grant.balance.available).toBe(100);
+    expect(grant.replayed).toBe(false);
+
+    const check = await tollgate.credits.check(CUSTOMER, { feature: 'example.summarize', quantity: 2 });
+    expect(check).toMatchObject({ allowed: true, price: 10, available: 100, reason: null });
+    const tooMuch = await tollgate.credits.check(CUSTOMER, { amount: 1000 });
+    expect(tooMuch).toMatchObject({ allowed: false, reason: 'insufficient_credits' });
+
+    const first = await tollgate.credits.spend(
+      CUSTOMER,
+      { feature: 'example.summarize', quantity: 2, description: 'two summaries' },
+      { idempotencyKey: 'sdk-spend-1' },
+    );
+    expect(first.replayed).toBe(false);
+    expect(first.transfer.amount).toBe(10);
+    expect(first.balance.available).toBe(90);
+
+    // A retry with the same key: the first answer again, charged once.
+    const retry = await tollgate.credits.spend(
+      CUSTOMER,
+      { feature: 'example.summarize', quantity: 2, description: 'two summaries' },
+      { idempotencyKey: 'sdk-spend-1' },
+    );
+    expect(retry.replayed).toBe(true);
+    expect(retry.transfer.id).toBe(first.transfer.id);
+    expect((await tollgate.credits.balance(CUSTOMER)).available).toBe(90);
+    expect((await tollgate.customers.get(CUSTOMER)).balance).toBe(90);
+  });
+
+  it('holds credits, then captures the actual cost', async () => {
+    const hold = await tollgate.holds.create(CUSTOMER, { amount: 30, description: 'a long job' });
+    expect(hold.hold.status).toBe('open');
+    expect(hold.balance).toMatchObject({ available: 60, held: 30 });
+    expect((await tollgate.holds.get(CUSTOMER, hold.hold.id)).amount).toBe(30);
+
+    const captured = await tollgate.holds.capture(CUSTOMER, hold.hold.id, { amount: 20 });
+    expect(captured.hold.status).toBe('captured');
+    expect(captured.hold.captured_amount).toBe(20);
+    expect(captured.balance).toMatchObject({ balance: 70, available: 70, held: 0 });
+
+    const another = await tollgate.holds.create(CUSTOMER, { amount: 5 });
+    const released = await tollgate.holds.release(CUSTOMER, another.hold.id);
+    expect(released.hold.status).toBe('released');
+    expect(released.balance.available).toBe(70);
+
+    const ledger = await tollgate.credits.ledger(CUSTOMER);
+    expect(ledger.data.length).toBeGreaterThanOrEqual(3);
+  });
+
+  it('refuses a spend the customer cannot afford with insufficient_credits', async () => {
+    const error = await failure(tollgate.credits.spend(CUSTOMER, { amount: 1000 }));
+    expect(error.status).toBe(402);
+    expect(error.code).toBe('insufficient_credits');
+    expect(error.problem?.available).toBe(70);
+    expect(error.problem?.requested).toBe(1000);
+    expect((await tollgate.credits.balance(CUSTOMER)).available).toBe(70);
+  });
+
+  it('refuses a key without the route\'s scope with missing_scope', async () => {
+    const readOnly = new Tollgate({
+      serverKey: await mintServerKey(server.baseUrl, ['customers:read', 'credits:read'], 'read only'),
+      baseUrl: server.baseUrl,
+    });
+    expect((await readOnly.credits.balance(CUSTOMER)).available).toBe(70);
+    const error = await failure(readOnly.credits.spend(CUSTOMER, { amount: 1 }));
+    expect(error.status).toBe(403);
+    expect(error.code).toBe('missing_scope');
+    expect(error.problem?.required_scope).toBe('credits:spend');
+    expect((await readOnly.credits.balance(CUSTOMER)).available).toBe(70);
+  });
+
+  it('answers customer_not_found for an unknown customer', async () => {
+    const error = await failure(tollgate.customers.get('nobody'));
+    expect(error.status).toBe(404);
+    expect(error.code).toBe('customer_not_found');
+  });
+
+  it('makes a single-use portal link and a sandbox checkout session', async () => {
+    const portal = await tollgate.billing.portalSession(CUSTOMER, { return_url: `${server.baseUrl}/account` });
+    expect(portal.url.startsWith(`${server.baseUrl}/hosted/open?token=`)).toBe(true);
+
+    const checkout = await tollgate.billing.checkoutSession(CUSTOMER, { price_id: 'sandbox_pack_100' });
+    expect(checkout.session_id).toBeTruthy();
+    expect(checkout.url).toBeTruthy();
+  });
+});
