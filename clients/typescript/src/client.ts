@@ -17,12 +17,22 @@ type Query<P extends keyof paths, M extends Method & keyof paths[P]> = paths[P][
   ? NonNullable<Q>
   : never;
 
+/**
+ * What to charge: a `feature` from the rate card and a `quantity` of it (1 when left out),
+ * priced by the server, or an explicit `amount` of credits. The spec allows both shapes in one
+ * object; this type allows one at a time, as the server requires.
+ */
+export type Charge =
+  | { feature: string; quantity?: number; amount?: never }
+  | { amount: number; feature?: never; quantity?: never };
+type WithCharge<B> = Omit<B, 'amount' | 'feature' | 'quantity'> & Charge;
+
 export type UpsertCustomerBody = JsonBody<'/api/v1/customers/{external_id}', 'put'>;
 export type ListCustomersQuery = Query<'/api/v1/customers', 'get'>;
-export type CheckBody = JsonBody<'/api/v1/customers/{external_id}/check', 'post'>;
-export type SpendBody = JsonBody<'/api/v1/customers/{external_id}/spend', 'post'>;
+export type CheckBody = Charge;
+export type SpendBody = WithCharge<JsonBody<'/api/v1/customers/{external_id}/spend', 'post'>>;
 export type GrantBody = JsonBody<'/api/v1/customers/{external_id}/grant', 'post'>;
-export type CreateHoldBody = JsonBody<'/api/v1/customers/{external_id}/holds', 'post'>;
+export type CreateHoldBody = WithCharge<JsonBody<'/api/v1/customers/{external_id}/holds', 'post'>>;
 export type CaptureHoldBody = JsonBody<'/api/v1/customers/{external_id}/holds/{id}/capture', 'post'>;
 export type LedgerQuery = Query<'/api/v1/customers/{external_id}/ledger', 'get'>;
 export type UsageQuery = Query<'/api/v1/customers/{external_id}/usage', 'get'>;
@@ -284,14 +294,21 @@ export class Tollgate {
       ),
   };
 
-  /** Stripe, for a customer. Not retried: each call makes a new session. */
+  /** Paying, for a customer. */
   readonly billing = {
-    /** A Stripe Checkout session to buy a pack or a plan; send the browser to `url`. Scope `billing:write`. */
-    checkoutSession: async (externalId: string, body: CheckoutSessionBody, options?: CallOptions) =>
+    /**
+     * A checkout (Stripe's, or the sandbox page) to buy a pack or a plan; send the browser to
+     * `url`. Retried only when you give an `idempotencyKey` (Stripe then makes one session for
+     * it); without one, each call makes a new session. Scope `billing:write`.
+     */
+    checkoutSession: async (externalId: string, body: CheckoutSessionBody, options?: WriteOptions) =>
       (
         await unwrap(
           this.api.POST('/api/v1/customers/{external_id}/checkout-session', {
-            params: { path: { external_id: externalId } },
+            params: {
+              path: { external_id: externalId },
+              header: options?.idempotencyKey ? { 'Idempotency-Key': options.idempotencyKey } : {},
+            },
             body,
             signal: options?.signal,
           }),
@@ -301,7 +318,8 @@ export class Tollgate {
 
     /**
      * A link to Tollgate's hosted portal for this customer (balance, history, buying credits):
-     * single use, valid for 5 minutes, so make it when they click. Scope `billing:write`.
+     * single use, valid for 5 minutes, so make it when they click. Not retried: each call makes
+     * a new link. Scope `billing:write`.
      */
     portalSession: async (externalId: string, body: PortalSessionBody = {}, options?: CallOptions) =>
       (

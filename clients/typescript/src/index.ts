@@ -3,6 +3,7 @@ export { Tollgate } from './client.js';
 export type {
   CallOptions,
   CaptureHoldBody,
+  Charge,
   CheckBody,
   CheckoutSessionBody,
   CreateHoldBody,

@@ -155,6 +155,12 @@ describe('retries', () => {
     expect(seen).toHaveLength(1);
   });
 
+  it('retries a checkout only when it carries the caller\'s idempotency key', async () => {
+    script = [problem(502, 'stripe_unavailable')];
+    await sdk().billing.checkoutSession('u', { price_id: 'price_1' }, { idempotencyKey: 'checkout-1' });
+    expect(seen.map((r) => r.idempotencyKey)).toEqual(['checkout-1', 'checkout-1']);
+  });
+
   it('gives up after maxRetries and throws the last answer as a TollgateError', async () => {
     script = [0, 1, 2, 3, 4].map(() => problem(503, 'database_unavailable'));
     const error = (await sdk(2)
