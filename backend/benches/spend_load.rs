@@ -156,7 +156,8 @@ async fn seed(url: &str) -> Vec<String> {
             .exec_without_returning(&txn)
             .await
             .expect("user");
-            store::create_wallet(&txn, id, now).await.expect("wallet");
+            let customer = tollgate::customers::for_user(id, &format!("bench-{n}@example.com"), None, now);
+            tollgate::customers::insert(&txn, customer, now).await.expect("customer and wallet");
             let lot = NewLot {
                 source: LotSource::Grant,
                 kind: TransferKind::Grant,

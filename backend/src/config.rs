@@ -127,6 +127,9 @@ pub struct Settings {
     pub rate_limit_auth_per_minute: u32,
     /// Origins allowed to call the API from a browser (CORS); none when empty.
     pub cors_origins: Vec<String>,
+    /// Origins besides `SITE_URL`'s where the product may send its customers back to after a
+    /// checkout or the hosted pages (`ALLOWED_RETURN_ORIGINS`).
+    pub allowed_return_origins: Vec<String>,
 }
 
 /// A setting that is missing or wrong, named so the operator can fix it.
@@ -356,7 +359,8 @@ impl Settings {
             stripe_api_base,
             rate_limit_spend_per_second: parse_number("RATE_LIMIT_SPEND_PER_SECOND", 100, 1, 1_000_000)?,
             rate_limit_auth_per_minute: parse_number("RATE_LIMIT_AUTH_PER_MINUTE", 60, 1, 1_000_000)?,
-            cors_origins: parse_origins()?,
+            cors_origins: parse_origins("CORS_ORIGINS")?,
+            allowed_return_origins: parse_origins("ALLOWED_RETURN_ORIGINS")?,
         })
     }
 
@@ -375,14 +379,21 @@ impl Settings {
         }
     }
 
+    /// Where a product may send its customers back to: `SITE_URL`'s origin and
+    /// `ALLOWED_RETURN_ORIGINS`.
+    pub fn allowed_return_origins(&self) -> Vec<String> {
+        let site = url::Url::parse(&self.site_url).map(|u| u.origin().ascii_serialization()).ok();
+        site.into_iter().chain(self.allowed_return_origins.iter().cloned()).collect()
+    }
+
     /// Whether cookies should carry `Secure`: whenever the site is served over HTTPS.
     pub fn secure_cookies(&self) -> bool {
         self.site_url.starts_with("https://")
     }
 }
 
-fn parse_origins() -> Result<Vec<String>, ConfigError> {
-    let Some(raw) = var("CORS_ORIGINS") else { return Ok(Vec::new()) };
+fn parse_origins(name: &'static str) -> Result<Vec<String>, ConfigError> {
+    let Some(raw) = var(name) else { return Ok(Vec::new()) };
     raw.split(',')
         .map(str::trim)
         .filter(|o| !o.is_empty())
@@ -391,7 +402,7 @@ fn parse_origins() -> Result<Vec<String>, ConfigError> {
             if ok {
                 Ok(origin.to_owned())
             } else {
-                Err(invalid("CORS_ORIGINS", format!("`{origin}` is not an origin like https://app.example.com")))
+                Err(invalid(name, format!("`{origin}` is not an origin like https://app.example.com")))
             }
         })
         .collect()

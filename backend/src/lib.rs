@@ -7,6 +7,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod credits;
+pub mod customers;
 pub mod db;
 pub mod domain;
 pub mod entities;

@@ -1,16 +1,13 @@
-//! Rate limits: per wallet owner (all their API keys and sessions together) on the routes that
-//! move credits, per client IP on
-//! the sign-in routes. Each replica keeps its own counters, so with N replicas behind a load
-//! balancer the effective limit is up to N times the configured one.
+//! Rate limits: per wallet owner (all their API keys and sessions together), or per (server key,
+//! customer), on the routes that move credits; per client IP on the sign-in routes. Each replica
+//! keeps its own counters, so with N replicas behind a load balancer the effective limit is up to
+//! N times the configured one.
 
 use std::{num::NonZeroU32, sync::Arc};
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter, clock::Clock};
 
-use crate::{
-    auth::extractors::Principal,
-    error::{ApiError, ErrorCode},
-};
+use crate::error::{ApiError, ErrorCode};
 
 /// The limiters, shared by every worker.
 #[derive(Clone)]
@@ -39,11 +36,11 @@ impl Limits {
         }
     }
 
-    /// Counts one credit-moving request against the wallet's owner: all of a user's API keys and
-    /// sessions share one budget, so creating more keys buys no more requests.
-    pub fn check_spend(&self, caller: &Principal) -> Result<(), ApiError> {
-        let key = format!("user:{}", caller.user_id);
-        self.spend.check_key(&key).map_err(|not_until| {
+    /// Counts one credit-moving request against `key`: a user's own wallet (all their API keys
+    /// and sessions share one budget, so creating more keys buys no more requests), or a
+    /// (server key, customer) pair.
+    pub fn check_spend(&self, key: &str) -> Result<(), ApiError> {
+        self.spend.check_key(&key.to_owned()).map_err(|not_until| {
             too_many(
                 "requests that move credits",
                 not_until.wait_time_from(governor::clock::DefaultClock::default().now()),

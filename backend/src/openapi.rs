@@ -39,6 +39,9 @@ use crate::error::{ErrorCode, FieldError, Problem};
         (name = "features", description = "The rate card"),
         (name = "example", description = "The example AI feature"),
         (name = "billing", description = "Catalog, checkout, portal, subscription"),
+        (name = "customers", description = "The product's backend acting on its customers, named by its own ids (server keys)"),
+        (name = "server-keys", description = "Keys for the product's backend (admin)"),
+        (name = "hosted", description = "Tollgate's hosted pages for one customer (a session cookie from a portal-session link)"),
         (name = "admin", description = "Operator tools"),
         (name = "health", description = "Probes"),
     )
@@ -58,6 +61,23 @@ impl Modify for SecurityAddon {
                     .bearer_format("JWT access token, or an API key (tg_...)")
                     .build(),
             ),
+        );
+        components.add_security_scheme(
+            "server_key",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("server key (tg_sk_...)")
+                    .description(Some("A server key from `POST /admin/server-keys`, for the customer routes."))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "hosted_session",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                crate::billing::portal::HOSTED_COOKIE,
+                "The hosted pages' session, set by opening a `portal-session` link; sent only to `/api/v1/hosted`.",
+            ))),
         );
         components
             .add_security_scheme("admin_key", SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("x-admin-key"))));
@@ -236,6 +256,15 @@ fn implied_codes(operation: &Operation) -> Vec<ErrorCode> {
     let security = serde_json::to_string(&operation.security).unwrap_or_default();
     if security.contains("\"bearer\"") {
         codes.extend([Unauthenticated, InvalidToken, TokenExpired, InvalidApiKey]);
+        if !security.contains("\"server_key\"") {
+            codes.push(ServerKeyNotAllowed);
+        }
+    }
+    if security.contains("\"hosted_session\"") {
+        codes.push(PortalSessionRequired);
+    }
+    if security.contains("\"server_key\"") {
+        codes.extend([Unauthenticated, InvalidToken, InvalidApiKey, MissingScope, ServerKeyRequired]);
     }
     if security.contains("\"admin_key\"") {
         codes.extend([InvalidAdminKey, AdminRequired, AdminKeyDisabled]);

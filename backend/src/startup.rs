@@ -16,8 +16,8 @@ use utoipa_actix_web::{AppExt, scope, service_config::ServiceConfig};
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::{
-    auth, billing, clock::Clock, config::Settings, credits, db, error, example, health, openapi::ApiDoc, request_id,
-    spa, state::AppState,
+    auth, billing, clock::Clock, config::Settings, credits, customers, db, error, example, health, openapi::ApiDoc,
+    request_id, spa, state::AppState,
 };
 
 /// Every route under `/api/v1`, registered with its documentation.
@@ -30,8 +30,35 @@ pub fn api_routes(cfg: &mut ServiceConfig) {
         .service(auth::api_keys::create_api_key)
         .service(auth::api_keys::list_api_keys)
         .service(auth::api_keys::revoke_api_key)
+        .service(auth::server_keys::create_server_key)
+        .service(auth::server_keys::list_server_keys)
+        .service(auth::server_keys::revoke_server_key)
+        .service(customers::handlers::list_customers)
+        .service(customers::handlers::upsert_customer)
+        .service(customers::handlers::get_customer)
+        .service(customers::handlers::customer_balance)
+        .service(customers::handlers::customer_spend)
+        .service(customers::handlers::customer_check)
+        .service(customers::handlers::customer_grant)
+        .service(customers::handlers::customer_create_hold)
+        .service(customers::handlers::customer_get_hold)
+        .service(customers::handlers::customer_capture_hold)
+        .service(customers::handlers::customer_release_hold)
+        .service(customers::handlers::customer_ledger)
+        .service(customers::handlers::customer_usage)
+        .service(customers::handlers::customer_checkout_session)
+        .service(customers::handlers::customer_portal_session)
+        .service(customers::handlers::admin_get_customer)
+        .service(customers::handlers::admin_customer_ledger)
+        .service(customers::hosted::session)
+        .service(customers::hosted::balance)
+        .service(customers::hosted::ledger)
+        .service(customers::hosted::usage)
+        .service(customers::hosted::subscription)
+        .service(customers::hosted::checkout)
         .service(credits::handlers::get_balance)
         .service(credits::handlers::spend_credits)
+        .service(credits::handlers::check_credits)
         .service(credits::handlers::grant_credits)
         .service(credits::handlers::create_hold)
         .service(credits::handlers::get_hold)
@@ -286,6 +313,7 @@ fn run(listener: TcpListener, state: AppState, workers: usize) -> anyhow::Result
             .configure(root_routes)
             .service(scope("/api/v1").configure(api_routes))
             .into_app();
+        let app = app.service(customers::hosted::open);
         app.configure(|cfg| {
             if sandbox {
                 billing::sandbox::routes(cfg);

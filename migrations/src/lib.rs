@@ -17,6 +17,7 @@ mod m20261202_000201_transfers_lot_index;
 mod m20261202_000202_dispute_freeze_transfer;
 mod m20261203_000301_status_checks;
 mod m20261203_000302_drop_spend_function;
+mod m20261204_000401_customers;
 
 /// The values each status, kind and source column accepts (migration `000301`), for the
 /// server's test that they are its enums' values.
@@ -43,6 +44,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000202_dispute_freeze_transfer::Migration),
             Box::new(m20261203_000301_status_checks::Migration),
             Box::new(m20261203_000302_drop_spend_function::Migration),
+            Box::new(m20261204_000401_customers::Migration),
         ]
     }
 }

@@ -59,7 +59,7 @@ impl From<api_keys::Model> for ApiKeyResponse {
             id: key.id,
             name: key.name,
             prefix: key.prefix,
-            scopes: key.scopes.split(',').filter_map(Scope::parse).collect(),
+            scopes: Scope::parse_list(&key.scopes),
             created_at: key.created_at,
             last_used_at: key.last_used_at,
         }
@@ -94,37 +94,31 @@ pub async fn create_api_key(
             message: "name must be 1 to 100 characters".into(),
         });
     }
-    let mut scopes = Vec::new();
-    for raw in &body.scopes {
-        match Scope::parse(raw) {
-            Some(scope) if !scopes.contains(&scope) => scopes.push(scope),
-            Some(_) => {}
-            None => errors.push(FieldError {
-                field: "scopes".into(),
-                code: "unknown_scope".into(),
-                message: format!("`{raw}` is not a scope; use credits:read or credits:spend"),
-            }),
+    let scopes = match Scope::parse_requested(&body.scopes, &Scope::PERSONAL) {
+        Ok(scopes) => scopes,
+        Err(error) => {
+            errors.push(error);
+            Vec::new()
         }
-    }
-    if scopes.is_empty() && errors.iter().all(|e| e.field != "scopes") {
-        errors.push(FieldError {
-            field: "scopes".into(),
-            code: "required".into(),
-            message: "give at least one scope".into(),
-        });
-    }
+    };
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
     }
 
-    let secret = format!("{API_KEY_PREFIX}{}", random_token());
+    // A personal key never looks like a server key.
+    let secret = loop {
+        let token = random_token();
+        if !token.starts_with("sk_") {
+            break format!("{API_KEY_PREFIX}{token}");
+        }
+    };
     let model = api_keys::Model {
         id: Uuid::now_v7(),
         user_id: caller.0.user_id,
         name,
         prefix: secret.chars().take(DISPLAY_PREFIX_LEN).collect(),
         key_hash: hash_secret(&secret),
-        scopes: scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(","),
+        scopes: Scope::join(&scopes),
         created_at: state.clock.now(),
         last_used_at: None,
         revoked_at: None,

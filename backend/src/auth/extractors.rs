@@ -1,6 +1,11 @@
 //! Who is calling, stated in a handler's signature: `Authenticated` (any credential),
 //! `Scoped<S>` (a session, or an API key holding scope `S`), `SessionUser` (a signed-in session
-//! only) and `Admin` (the admin role, or the operator's `x-admin-key`).
+//! only), `Admin` (the admin role, or the operator's `x-admin-key`) and `ServerCaller<S>` (a
+//! server key holding scope `S`, or an admin), for the routes that act on customers.
+//!
+//! The two kinds of key never cross: a server key is refused wherever the caller's own wallet is
+//! meant (`server_key_not_allowed`), a personal key or session wherever a customer is named
+//! (`server_key_required`).
 
 use std::{future::Future, marker::PhantomData, pin::Pin};
 
@@ -11,7 +16,7 @@ use uuid::Uuid;
 
 use super::{Role, Scope, jwt::TokenError, service::hash_secret};
 use crate::{
-    entities::api_keys,
+    entities::{api_keys, server_keys},
     error::{ApiError, ErrorCode},
     state::AppState,
 };
@@ -49,6 +54,8 @@ impl Principal {
 
 /// API keys start with this, so a leaked one is recognisable (and scannable).
 pub const API_KEY_PREFIX: &str = "tg_";
+/// Server keys start with this.
+pub const SERVER_KEY_PREFIX: &str = "tg_sk_";
 
 fn state(req: &HttpRequest) -> Result<web::Data<AppState>, ApiError> {
     req.app_data::<web::Data<AppState>>()
@@ -80,6 +87,9 @@ async fn authenticate(req: &HttpRequest) -> Result<Principal, ApiError> {
             "Sign in, or send `Authorization: Bearer <access token or API key>`.",
         ));
     };
+    if token.starts_with(SERVER_KEY_PREFIX) && find_server_key(&state, &token).await?.is_some() {
+        return Err(server_key_not_allowed());
+    }
     if token.starts_with(API_KEY_PREFIX) {
         return authenticate_api_key(&state, &token).await;
     }
@@ -104,27 +114,51 @@ async fn authenticate_api_key(state: &AppState, token: &str) -> Result<Principal
         .await?
         .ok_or_else(|| ApiError::new(ErrorCode::InvalidApiKey, "The API key is unknown or revoked."))?;
 
-    let now = state.clock.now();
-    let stale = key.last_used_at.is_none_or(|t| now - t > chrono::Duration::seconds(60));
-    if stale {
-        // Recorded at most once a minute and off the request path, so that keys do not add a
-        // write to every spend.
-        let db = state.db.clone();
-        let id = key.id;
-        tokio::spawn(async move {
-            let _ = api_keys::Entity::update_many()
-                .col_expr(api_keys::Column::LastUsedAt, Expr::value(now))
-                .filter(api_keys::Column::Id.eq(id))
-                .exec(&db)
-                .await;
-        });
-    }
-    let scopes = key.scopes.split(',').filter_map(Scope::parse).collect();
+    let id = key.id;
+    touch_later(state, key.last_used_at, move |now| {
+        api_keys::Entity::update_many()
+            .col_expr(api_keys::Column::LastUsedAt, Expr::value(now))
+            .filter(api_keys::Column::Id.eq(id))
+    });
+    let scopes = Scope::parse_list(&key.scopes);
     Ok(Principal {
         user_id: user.id,
         role: Role::parse(&user.role),
         credential: Credential::ApiKey { id: key.id, scopes },
     })
+}
+
+fn server_key_not_allowed() -> ApiError {
+    ApiError::new(
+        ErrorCode::ServerKeyNotAllowed,
+        "A server key acts on customers: use /api/v1/customers/{external_id}/… instead.",
+    )
+}
+
+/// A live server key by its secret.
+async fn find_server_key(state: &AppState, token: &str) -> Result<Option<server_keys::Model>, ApiError> {
+    Ok(server_keys::Entity::find()
+        .filter(server_keys::Column::KeyHash.eq(hash_secret(token)))
+        .filter(server_keys::Column::RevokedAt.is_null())
+        .one(&state.db)
+        .await?)
+}
+
+/// Records when a key was last used: at most once a minute and off the request path, so that
+/// keys do not add a write to every spend.
+fn touch_later<E: EntityTrait>(
+    state: &AppState,
+    last_used: Option<chrono::DateTime<chrono::Utc>>,
+    update: impl FnOnce(chrono::DateTime<chrono::Utc>) -> sea_orm::UpdateMany<E> + Send + 'static,
+) {
+    let now = state.clock.now();
+    if last_used.is_some_and(|t| now - t <= chrono::Duration::seconds(60)) {
+        return;
+    }
+    let db = state.db.clone();
+    tokio::spawn(async move {
+        let _ = update(now).exec(&db).await;
+    });
 }
 
 type BoxedFuture<T> = Pin<Box<dyn Future<Output = Result<T, ApiError>>>>;
@@ -255,6 +289,113 @@ impl FromRequest for Admin {
             match (principal.role, &principal.credential) {
                 (Role::Admin, Credential::Session) => Ok(Admin(AdminActor::User(principal.user_id))),
                 _ => Err(ApiError::new(ErrorCode::AdminRequired, "This action needs an administrator.")),
+            }
+        })
+    }
+}
+
+/// Marker: `credits:grant`.
+pub struct CreditsGrant;
+impl RequiredScope for CreditsGrant {
+    const SCOPE: Scope = Scope::CreditsGrant;
+}
+
+/// Marker: `customers:write`.
+pub struct CustomersWrite;
+impl RequiredScope for CustomersWrite {
+    const SCOPE: Scope = Scope::CustomersWrite;
+}
+
+/// Marker: `customers:read`.
+pub struct CustomersRead;
+impl RequiredScope for CustomersRead {
+    const SCOPE: Scope = Scope::CustomersRead;
+}
+
+/// Marker: `billing:write`.
+pub struct BillingWrite;
+impl RequiredScope for BillingWrite {
+    const SCOPE: Scope = Scope::BillingWrite;
+}
+
+/// Who acts on customers: the product's backend with a server key, or an administrator.
+#[derive(Debug, Clone)]
+pub enum CustomerActor {
+    ServerKey { id: Uuid },
+    Admin(AdminActor),
+}
+
+impl CustomerActor {
+    /// The namespace of this actor's idempotency keys for one customer: a key sent for one
+    /// customer never answers for another.
+    pub fn idempotency_scope(&self, customer_id: Uuid) -> String {
+        match self {
+            CustomerActor::ServerKey { id } => format!("server:{id}:customer:{customer_id}"),
+            CustomerActor::Admin(admin) => format!("{}:customer:{customer_id}", admin.idempotency_scope()),
+        }
+    }
+
+    /// Whom the rate limit counts: the pair (key, customer), so one busy end user cannot starve
+    /// the product's other customers.
+    pub fn limit_key(&self, customer_id: Uuid) -> String {
+        match self {
+            CustomerActor::ServerKey { id } => format!("server:{id}:customer:{customer_id}"),
+            CustomerActor::Admin(_) => format!("admin:customer:{customer_id}"),
+        }
+    }
+}
+
+/// A server key holding scope `S`, or an administrator (session or `x-admin-key`).
+pub struct ServerCaller<S: RequiredScope>(pub CustomerActor, PhantomData<S>);
+
+fn server_key_required() -> ApiError {
+    ApiError::new(
+        ErrorCode::ServerKeyRequired,
+        "Customer routes take a server key (`Authorization: Bearer tg_sk_…`) or an administrator; \
+         personal API keys and sign-in sessions act on their own wallet under /api/v1/credits.",
+    )
+}
+
+impl<S: RequiredScope + 'static> FromRequest for ServerCaller<S> {
+    type Error = ApiError;
+    type Future = BoxedFuture<Self>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        let admin_key = req.headers().contains_key(ADMIN_KEY_HEADER);
+        let admin = admin_key.then(|| Admin::from_request(&req, payload));
+        Box::pin(async move {
+            if let Some(admin) = admin {
+                return Ok(ServerCaller(CustomerActor::Admin(admin.await?.0), PhantomData));
+            }
+            let state = state(&req)?;
+            let Some(token) = bearer(&req)? else {
+                return Err(ApiError::new(ErrorCode::Unauthenticated, "Send `Authorization: Bearer <server key>`."));
+            };
+            if token.starts_with(SERVER_KEY_PREFIX)
+                && let Some(key) = find_server_key(&state, &token).await?
+            {
+                let id = key.id;
+                touch_later(&state, key.last_used_at, move |now| {
+                    server_keys::Entity::update_many()
+                        .col_expr(server_keys::Column::LastUsedAt, Expr::value(now))
+                        .filter(server_keys::Column::Id.eq(id))
+                });
+                if !Scope::parse_list(&key.scopes).contains(&S::SCOPE) {
+                    return Err(ApiError::new(
+                        ErrorCode::MissingScope,
+                        format!("This server key lacks the `{}` scope.", S::SCOPE.as_str()),
+                    )
+                    .with("required_scope", S::SCOPE.as_str()));
+                }
+                return Ok(ServerCaller(CustomerActor::ServerKey { id }, PhantomData));
+            }
+            let principal = authenticate(&req).await?;
+            match (principal.role, &principal.credential) {
+                (Role::Admin, Credential::Session) => {
+                    Ok(ServerCaller(CustomerActor::Admin(AdminActor::User(principal.user_id)), PhantomData))
+                }
+                _ => Err(server_key_required()),
             }
         })
     }

@@ -6,6 +6,7 @@ pub mod extractors;
 pub mod handlers;
 pub mod jwt;
 pub mod password;
+pub mod server_keys;
 pub mod service;
 
 use serde::{Deserialize, Serialize};
@@ -32,28 +33,93 @@ impl Role {
     }
 }
 
-/// What an API key may do. A signed-in session may do everything its role allows.
+/// What a key may do. A personal API key holds some of [`Scope::PERSONAL`]; a server key some of
+/// [`Scope::SERVER`]. A signed-in session may do everything its role allows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 pub enum Scope {
-    /// Read balance, ledger, holds and usage.
+    /// Read balance, ledger, holds and usage, and check whether a spend would pass.
     #[serde(rename = "credits:read")]
     CreditsRead,
     /// Spend credits and place, capture and release holds.
     #[serde(rename = "credits:spend")]
     CreditsSpend,
+    /// Grant credits to a customer (server keys).
+    #[serde(rename = "credits:grant")]
+    CreditsGrant,
+    /// Create and update customers (server keys).
+    #[serde(rename = "customers:write")]
+    CustomersWrite,
+    /// Read and list customers (server keys).
+    #[serde(rename = "customers:read")]
+    CustomersRead,
+    /// Open checkout and hosted-portal sessions for a customer (server keys).
+    #[serde(rename = "billing:write")]
+    BillingWrite,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 2] = [Scope::CreditsRead, Scope::CreditsSpend];
+    pub const ALL: [Scope; 6] = [
+        Scope::CreditsRead,
+        Scope::CreditsSpend,
+        Scope::CreditsGrant,
+        Scope::CustomersWrite,
+        Scope::CustomersRead,
+        Scope::BillingWrite,
+    ];
+    /// What a personal API key may hold: its owner's own wallet.
+    pub const PERSONAL: [Scope; 2] = [Scope::CreditsRead, Scope::CreditsSpend];
+    /// What a server key may hold.
+    pub const SERVER: [Scope; 6] = Scope::ALL;
 
     pub fn as_str(self) -> &'static str {
         match self {
             Scope::CreditsRead => "credits:read",
             Scope::CreditsSpend => "credits:spend",
+            Scope::CreditsGrant => "credits:grant",
+            Scope::CustomersWrite => "customers:write",
+            Scope::CustomersRead => "customers:read",
+            Scope::BillingWrite => "billing:write",
         }
     }
 
     pub fn parse(value: &str) -> Option<Scope> {
         Scope::ALL.into_iter().find(|s| s.as_str() == value)
+    }
+
+    /// Parses a stored comma-separated list.
+    pub fn parse_list(stored: &str) -> Vec<Scope> {
+        stored.split(',').filter_map(Scope::parse).collect()
+    }
+
+    /// Parses the scopes a request asks a new key to hold, out of `allowed`.
+    pub fn parse_requested(raw: &[String], allowed: &[Scope]) -> Result<Vec<Scope>, crate::error::FieldError> {
+        let names = allowed.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ");
+        let mut scopes = Vec::new();
+        for name in raw {
+            match Scope::parse(name).filter(|s| allowed.contains(s)) {
+                Some(scope) if !scopes.contains(&scope) => scopes.push(scope),
+                Some(_) => {}
+                None => {
+                    return Err(crate::error::FieldError {
+                        field: "scopes".into(),
+                        code: "unknown_scope".into(),
+                        message: format!("`{name}` is not a scope this key can hold; use {names}"),
+                    });
+                }
+            }
+        }
+        if scopes.is_empty() {
+            return Err(crate::error::FieldError {
+                field: "scopes".into(),
+                code: "required".into(),
+                message: format!("give at least one scope: {names}"),
+            });
+        }
+        Ok(scopes)
+    }
+
+    /// The stored form of a list.
+    pub fn join(scopes: &[Scope]) -> String {
+        scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(",")
     }
 }

@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::{Role, password::HashError};
 use crate::{
-    credits, db,
+    db,
     domain::{Email, Password},
     entities::{login_failures, refresh_tokens, users},
     state::AppState,
@@ -95,7 +95,8 @@ pub async fn register(
             other?;
         }
     }
-    credits::store::create_wallet(&txn, user.id, now).await?;
+    crate::customers::insert(&txn, crate::customers::for_user(user.id, &user.email, user.name.clone(), now), now)
+        .await?;
     match txn.commit().await {
         Err(e) if db::is_unique_violation(&e) => Err(AuthError::EmailTaken),
         other => other.map(|_| user).map_err(Into::into),

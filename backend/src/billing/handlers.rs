@@ -70,17 +70,9 @@ pub async fn create_checkout_session(
     body: web::Json<CheckoutSessionRequest>,
 ) -> Result<web::Json<CheckoutSessionResponse>, ApiError> {
     let key = crate::idempotency::key_from_headers(req.headers())?;
-    let site = &state.settings.site_url;
-    let session = match state.payments.stripe() {
-        Some(gateway) => {
-            let key = key.as_ref().map(|k| k.as_str());
-            let (db, clock) = (&state.db, &state.clock);
-            service::create_stripe_checkout(db, clock, gateway, site, caller.0.user_id, &body.price_id, key).await?
-        }
-        None => {
-            service::create_sandbox_checkout(&state.db, &state.clock, site, caller.0.user_id, &body.price_id).await?
-        }
-    };
+    let key = key.as_ref().map(|k| k.as_str());
+    let returns = service::ReturnUrls::default();
+    let session = crate::customers::handlers::checkout(&state, caller.0.user_id, &body.price_id, key, &returns).await?;
     Ok(web::Json(session))
 }
 

@@ -25,7 +25,7 @@ use crate::{
     domain::Credits,
     domain::billing::{CheckoutStatus, SubscriptionStatus},
     domain::ledger::{LotSource, TransferKind, system},
-    entities::{checkout_sessions, customers, prices, subscriptions, users},
+    entities::{checkout_sessions, customers, prices, stripe_customers, subscriptions},
 };
 
 /// What went wrong, in billing's words.
@@ -139,6 +139,28 @@ async fn live_subscription(db: &impl ConnectionTrait, user_id: Uuid) -> Result<O
         .await
 }
 
+/// Where the browser goes after a checkout: the product's own pages (checked against the allowed
+/// origins by the caller), or the SPA's credits page when not given.
+#[derive(Debug, Clone, Default)]
+pub struct ReturnUrls {
+    pub success: Option<String>,
+    pub cancel: Option<String>,
+}
+
+impl ReturnUrls {
+    /// Where a paid session returns; Stripe's `{CHECKOUT_SESSION_ID}` placeholder is kept for
+    /// Stripe to fill, and filled here for the sandbox.
+    fn success(&self, site_url: &str) -> String {
+        self.success
+            .clone()
+            .unwrap_or_else(|| format!("{site_url}/credits?checkout=success&session_id={{CHECKOUT_SESSION_ID}}"))
+    }
+
+    fn cancel(&self, site_url: &str) -> String {
+        self.cancel.clone().unwrap_or_else(|| format!("{site_url}/credits?checkout=cancelled"))
+    }
+}
+
 /// Opens a sandbox checkout session: the sandbox page at the returned URL pays or cancels it.
 pub async fn create_sandbox_checkout(
     db: &DatabaseConnection,
@@ -146,6 +168,7 @@ pub async fn create_sandbox_checkout(
     site_url: &str,
     user_id: Uuid,
     price_id: &str,
+    returns: &ReturnUrls,
 ) -> Result<CheckoutSessionResponse, BillingError> {
     let price = offered_price(db, price_id).await?;
     let mode = if price.kind == "recurring" { "subscription" } else { "payment" };
@@ -163,6 +186,8 @@ pub async fn create_sandbox_checkout(
         url: Set(url.clone()),
         created_at: Set(clock.now()),
         completed_at: Set(None),
+        success_url: Set(returns.success.clone()),
+        cancel_url: Set(returns.cancel.clone()),
     })
     .exec_without_returning(db)
     .await?;
@@ -297,7 +322,8 @@ pub async fn pay_sandbox_session(
     session_id: &str,
 ) -> Result<String, BillingError> {
     let (session, price) = find_session(db, session_id).await?;
-    let success = format!("{site_url}/credits?checkout=success&session_id={session_id}");
+    let returns = ReturnUrls { success: session.success_url.clone(), cancel: session.cancel_url.clone() };
+    let success = returns.success(site_url).replace("{CHECKOUT_SESSION_ID}", session_id);
     match CheckoutStatus::parse(&session.status) {
         Some(CheckoutStatus::Complete) => return Ok(success),
         Some(CheckoutStatus::Open) => {}
@@ -355,14 +381,15 @@ pub async fn cancel_sandbox_session(
     site_url: &str,
     session_id: &str,
 ) -> Result<String, BillingError> {
-    find_session(db, session_id).await?;
+    let (session, _) = find_session(db, session_id).await?;
     checkout_sessions::Entity::update_many()
         .col_expr(checkout_sessions::Column::Status, Expr::value(CheckoutStatus::Expired.as_str()))
         .filter(checkout_sessions::Column::Id.eq(session_id))
         .filter(checkout_sessions::Column::Status.eq(CheckoutStatus::Open.as_str()))
         .exec(db)
         .await?;
-    Ok(format!("{site_url}/credits?checkout=cancelled"))
+    let returns = ReturnUrls { success: None, cancel: session.cancel_url };
+    Ok(returns.cancel(site_url).replace("{CHECKOUT_SESSION_ID}", session_id))
 }
 
 /// The user's current subscription (the live one, else the latest).
@@ -461,12 +488,12 @@ pub async fn ensure_customer(
     gateway: &StripeGateway,
     user_id: Uuid,
 ) -> Result<String, BillingError> {
-    if let Some(existing) = customers::Entity::find_by_id(user_id).one(db).await? {
+    if let Some(existing) = stripe_customers::Entity::find_by_id(user_id).one(db).await? {
         return Ok(existing.stripe_customer_id);
     }
-    let user = users::Entity::find_by_id(user_id).one(db).await?.ok_or(BillingError::WalletNotFound)?;
-    let customer = gateway.create_customer(user_id, &user.email).await?;
-    let inserted = customers::Entity::insert(customers::ActiveModel {
+    let owner = customers::Entity::find_by_id(user_id).one(db).await?.ok_or(BillingError::WalletNotFound)?;
+    let customer = gateway.create_customer(user_id, owner.email.as_deref()).await?;
+    let inserted = stripe_customers::Entity::insert(stripe_customers::ActiveModel {
         user_id: Set(user_id),
         stripe_customer_id: Set(customer.clone()),
         created_at: Set(clock.now()),
@@ -487,6 +514,7 @@ pub async fn create_stripe_checkout(
     user_id: Uuid,
     price_id: &str,
     idempotency_key: Option<&str>,
+    returns: &ReturnUrls,
 ) -> Result<CheckoutSessionResponse, BillingError> {
     let price = offered_price(db, price_id).await?;
     let subscription = price.kind == "recurring";
@@ -509,8 +537,8 @@ pub async fn create_stripe_checkout(
             price_id: &price.id,
             subscription,
             user_id,
-            success_url: format!("{site_url}/credits?checkout=success&session_id={{CHECKOUT_SESSION_ID}}"),
-            cancel_url: format!("{site_url}/credits?checkout=cancelled"),
+            success_url: returns.success(site_url),
+            cancel_url: returns.cancel(site_url),
             idempotency_key: key,
         })
         .await?;
@@ -523,6 +551,8 @@ pub async fn create_stripe_checkout(
         url: Set(url.clone()),
         created_at: Set(clock.now()),
         completed_at: Set(None),
+        success_url: Set(returns.success.clone()),
+        cancel_url: Set(returns.cancel.clone()),
     })
     .exec_without_returning(db)
     .await;
@@ -538,7 +568,7 @@ pub async fn stripe_portal_link(
     user_id: Uuid,
     return_url: &str,
 ) -> Result<PortalLinkResponse, BillingError> {
-    let customer = customers::Entity::find_by_id(user_id).one(db).await?.ok_or(BillingError::NoCustomer)?;
+    let customer = stripe_customers::Entity::find_by_id(user_id).one(db).await?.ok_or(BillingError::NoCustomer)?;
     let url = gateway.create_portal_session(&customer.stripe_customer_id, return_url).await?;
     Ok(PortalLinkResponse { url })
 }

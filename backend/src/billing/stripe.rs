@@ -99,11 +99,13 @@ impl StripeGateway {
     }
 
     /// Creates the user's Stripe customer; the key derived from the user makes it happen once.
-    pub async fn create_customer(&self, user_id: Uuid, email: &str) -> Result<String, GatewayError> {
+    pub async fn create_customer(&self, user_id: Uuid, email: Option<&str>) -> Result<String, GatewayError> {
         let metadata = HashMap::from([("user_id".to_owned(), user_id.to_string())]);
-        let customer = CreateCustomer::new()
-            .email(email)
-            .metadata(metadata)
+        let mut create = CreateCustomer::new().metadata(metadata);
+        if let Some(email) = email {
+            create = create.email(email);
+        }
+        let customer = create
             .customize()
             .request_strategy(idempotent(&format!("tollgate-customer-{user_id}"))?)
             .send(&self.client)

@@ -33,7 +33,7 @@ use crate::{
         billing::{CheckoutStatus, DisputeStatus, SubscriptionStatus},
         ledger::{LotSource, TransferKind, system},
     },
-    entities::{customers, disputes, payments, prices, stripe_events, subscriptions},
+    entities::{disputes, payments, prices, stripe_customers, stripe_events, subscriptions},
 };
 
 /// Why a delivery was refused or failed.
@@ -364,8 +364,8 @@ async fn apply(
 
 async fn user_for_customer(txn: &impl ConnectionTrait, customer: Option<&str>) -> Result<Option<Uuid>, DbErr> {
     let Some(customer) = customer else { return Ok(None) };
-    Ok(customers::Entity::find()
-        .filter(customers::Column::StripeCustomerId.eq(customer))
+    Ok(stripe_customers::Entity::find()
+        .filter(stripe_customers::Column::StripeCustomerId.eq(customer))
         .one(txn)
         .await?
         .map(|c| c.user_id))

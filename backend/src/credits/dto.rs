@@ -184,6 +184,22 @@ pub struct GrantRequest {
     pub idempotency_key: Option<String>,
 }
 
+/// `POST /customers/{external_id}/grant`: a grant to the customer the path names.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CustomerGrantRequest {
+    #[schema(example = 100)]
+    pub amount: i64,
+    /// Why: shown in the customer's history.
+    #[schema(example = "Welcome bonus")]
+    pub reason: String,
+    /// `grant` (default) or `promotion`.
+    #[schema(value_type = Option<GrantSource>)]
+    pub source: Option<String>,
+    /// Lower is spent first. Defaults: promotion 10, grant 20.
+    pub priority: Option<i32>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
 /// The sources a grant can give its lot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]

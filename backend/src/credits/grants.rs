@@ -19,7 +19,7 @@ use crate::{
         Credits, Email,
         ledger::{LotSource, TransferKind, system},
     },
-    entities::users,
+    entities::{customers, users},
     idempotency::IdempotentRequest,
 };
 
@@ -48,7 +48,7 @@ pub async fn grant(
     request: &IdempotentRequest,
     command: GrantCommand,
 ) -> Result<Outcome<GrantResponse>, CreditsError> {
-    let user = find_recipient(ledger.db(), &command.recipient).await?.ok_or(CreditsError::UserNotFound)?;
+    let owner = find_recipient(ledger.db(), &command.recipient).await?.ok_or(CreditsError::UserNotFound)?;
     let (kind, from) = match command.source {
         LotSource::Promotion => (TransferKind::Promotion, system::PROMOTIONS),
         _ => (TransferKind::Grant, system::GRANTS),
@@ -64,19 +64,23 @@ pub async fn grant(
     };
     let details = TransferDetails { description: Some(command.reason), ..Default::default() };
     let op = Op::Credit { lot, details };
-    match ledger.submit(Command { user_id: user.id, key: Some(request.clone()), op }).await? {
+    match ledger.submit(Command { user_id: owner, key: Some(request.clone()), op }).await? {
         Answer::Credited(response) => Ok(Outcome::Fresh(response)),
         Answer::Replayed(stored) => Ok(Outcome::Replayed(stored)),
         other => Err(CreditsError::invariant(format!("a grant was answered {other:?}"))),
     }
 }
 
-async fn find_recipient(db: &DatabaseConnection, recipient: &Recipient) -> Result<Option<users::Model>, DbErr> {
+/// The wallet owner a grant names: a customer by id (every signed-up user is one, with the same
+/// id), or a signed-up user by email, looked up as sign-in does.
+async fn find_recipient(db: &DatabaseConnection, recipient: &Recipient) -> Result<Option<Uuid>, DbErr> {
     match recipient {
-        Recipient::Id(id) => users::Entity::find_by_id(*id).one(db).await,
-        Recipient::Email(email) => {
-            users::Entity::find().filter(users::Column::Email.eq(Email::lookup_key(email))).one(db).await
-        }
+        Recipient::Id(id) => Ok(customers::Entity::find_by_id(*id).one(db).await?.map(|c| c.id)),
+        Recipient::Email(email) => Ok(users::Entity::find()
+            .filter(users::Column::Email.eq(Email::lookup_key(email)))
+            .one(db)
+            .await?
+            .map(|u| u.id)),
     }
 }
 

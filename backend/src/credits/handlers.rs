@@ -5,6 +5,7 @@ use uuid::Uuid;
 
 use super::{
     Outcome,
+    check::{self, CheckRequest, CheckResponse},
     dto::*,
     grants::{self, GrantCommand, Recipient},
     history,
@@ -13,7 +14,7 @@ use super::{
     spend::{self, SpendCommand},
 };
 use crate::{
-    auth::extractors::{Admin, CreditsRead, CreditsSpend, Scoped},
+    auth::extractors::{Admin, CreditsRead, CreditsSpend, Principal, Scoped},
     domain::IdempotencyKey,
     domain::ledger::LotSource,
     error::{ApiError, ErrorCode},
@@ -38,6 +39,169 @@ fn keyed(req: &HttpRequest, scope: String, key: IdempotencyKey, body: &impl serd
     IdempotentRequest { scope, key, fingerprint: idempotency::fingerprint(req, body) }
 }
 
+/// Whose wallet a route acts on, and in whose name: the only thing in which a `/credits/*` route
+/// and its `/customers/{external_id}/*` twin differ. Both call the functions in [`wallet`].
+#[derive(Debug, Clone)]
+pub struct WalletRoute {
+    /// The wallet's owner (a customer id; a signed-up user's is their user id).
+    pub owner: Uuid,
+    /// The namespace of the caller's idempotency keys.
+    pub idempotency_scope: String,
+    /// Whom the rate limit on credit-moving requests counts.
+    pub limit_key: String,
+}
+
+impl WalletRoute {
+    /// The signed-in caller's own wallet (a session or a personal API key).
+    pub fn own(caller: &Principal) -> Self {
+        Self {
+            owner: caller.user_id,
+            idempotency_scope: caller.idempotency_scope(),
+            limit_key: format!("user:{}", caller.user_id),
+        }
+    }
+
+    fn keyed(&self, req: &HttpRequest, key: IdempotencyKey, body: &impl serde::Serialize) -> IdempotentRequest {
+        keyed(req, self.idempotency_scope.clone(), key, body)
+    }
+}
+
+/// What each wallet route does, whichever way its wallet was found.
+pub mod wallet {
+    use super::*;
+
+    pub async fn balance(state: &AppState, wallet: &WalletRoute) -> Result<BalanceResponse, ApiError> {
+        Ok(history::balance(&state.ledger, wallet.owner).await?)
+    }
+
+    pub async fn spend(
+        req: &HttpRequest,
+        state: &AppState,
+        wallet: &WalletRoute,
+        body: SpendRequest,
+    ) -> Result<HttpResponse, ApiError> {
+        state.limits.check_spend(&wallet.limit_key)?;
+        let key = idempotency::require_key(req.headers())?;
+        spend::check_details(&body.description, &body.metadata)?;
+        let charge = spend::parse_charge(body.amount, body.feature.clone(), body.quantity)?;
+        let request = wallet.keyed(req, key, &body);
+        let command = SpendCommand { charge, description: body.description, metadata: body.metadata };
+        let result = spend::spend(&state.ledger, wallet.owner, &request, command).await;
+        state.metrics.spends.with_label_values(&[Metrics::outcome(&result)]).inc();
+        Ok(respond(result?))
+    }
+
+    pub async fn check(state: &AppState, wallet: &WalletRoute, body: CheckRequest) -> Result<CheckResponse, ApiError> {
+        let charge = spend::parse_charge(body.amount, body.feature, body.quantity)?;
+        Ok(check::check(&state.ledger, wallet.owner, charge).await?)
+    }
+
+    /// A grant; `fingerprint` is what the caller's request asked for (the key aside).
+    pub async fn grant(
+        req: &HttpRequest,
+        state: &AppState,
+        scope: String,
+        key: IdempotencyKey,
+        recipient: Recipient,
+        body: CustomerGrantRequest,
+        fingerprint: &impl serde::Serialize,
+    ) -> Result<HttpResponse, ApiError> {
+        let amount = spend::parse_amount("amount", body.amount, false)?;
+        let reason = body.reason.trim().to_owned();
+        if reason.is_empty() || reason.chars().count() > 500 {
+            return Err(ApiError::field("reason", "length", "reason must be 1 to 500 characters"));
+        }
+        let source = match body.source.as_deref() {
+            None => LotSource::Grant,
+            Some(raw) => GrantSource::parse(raw).ok_or_else(|| {
+                ApiError::field("source", "invalid", format!("source `{raw}` is not `grant` or `promotion`"))
+            })?,
+        };
+        if body.expires_at.is_some_and(|at| at <= state.clock.now()) {
+            return Err(ApiError::field("expires_at", "invalid", "expires_at must be in the future"));
+        }
+        if body.priority.is_some_and(|p| !(0..=1000).contains(&p)) {
+            return Err(ApiError::field("priority", "range", "priority must be between 0 and 1000"));
+        }
+        let request = keyed(req, scope, key, fingerprint);
+        let command =
+            GrantCommand { recipient, amount, reason, source, priority: body.priority, expires_at: body.expires_at };
+        let result = grants::grant(&state.ledger, &request, command).await;
+        state.metrics.grants.with_label_values(&[Metrics::outcome(&result)]).inc();
+        Ok(respond(result?))
+    }
+
+    pub async fn create_hold(
+        req: &HttpRequest,
+        state: &AppState,
+        wallet: &WalletRoute,
+        body: CreateHoldRequest,
+    ) -> Result<HttpResponse, ApiError> {
+        state.limits.check_spend(&wallet.limit_key)?;
+        let key = idempotency::require_key(req.headers())?;
+        spend::check_details(&body.description, &body.metadata)?;
+        let charge = spend::parse_charge(body.amount, body.feature.clone(), body.quantity)?;
+        let ttl = body.ttl_seconds.unwrap_or(holds::DEFAULT_HOLD_TTL_SECONDS);
+        if !(1..=holds::MAX_HOLD_TTL_SECONDS).contains(&ttl) {
+            return Err(ApiError::field("ttl_seconds", "range", "ttl_seconds must be between 1 and 3600"));
+        }
+        let request = wallet.keyed(req, key, &body);
+        let command = HoldCommand {
+            charge,
+            description: body.description,
+            metadata: body.metadata,
+            ttl: chrono::Duration::seconds(ttl),
+        };
+        let result = holds::create_hold(&state.ledger, wallet.owner, &request, command).await;
+        state.metrics.holds.with_label_values(&["place", Metrics::outcome(&result)]).inc();
+        Ok(respond(result?))
+    }
+
+    pub async fn get_hold(state: &AppState, wallet: &WalletRoute, id: Uuid) -> Result<HoldView, ApiError> {
+        Ok(holds::get_hold(&state.ledger, wallet.owner, id).await?)
+    }
+
+    pub async fn capture_hold(
+        req: &HttpRequest,
+        state: &AppState,
+        wallet: &WalletRoute,
+        id: Uuid,
+        body: CaptureHoldRequest,
+    ) -> Result<HttpResponse, ApiError> {
+        state.limits.check_spend(&wallet.limit_key)?;
+        let key = idempotency::key_from_headers(req.headers())?;
+        spend::check_details(&body.description, &None)?;
+        let amount = spend::parse_amount("amount", body.amount, true)?;
+        let request = key.map(|k| wallet.keyed(req, k, &body));
+        let command = CaptureCommand { amount, description: body.description };
+        let result = holds::capture_hold(&state.ledger, wallet.owner, id, request.as_ref(), command).await;
+        state.metrics.holds.with_label_values(&["capture", Metrics::outcome(&result)]).inc();
+        Ok(respond(result?))
+    }
+
+    pub async fn release_hold(
+        req: &HttpRequest,
+        state: &AppState,
+        wallet: &WalletRoute,
+        id: Uuid,
+    ) -> Result<HttpResponse, ApiError> {
+        state.limits.check_spend(&wallet.limit_key)?;
+        let key = idempotency::key_from_headers(req.headers())?;
+        let request = key.map(|k| wallet.keyed(req, k, &serde_json::Value::Null));
+        let result = holds::release_hold(&state.ledger, wallet.owner, id, request.as_ref()).await;
+        state.metrics.holds.with_label_values(&["release", Metrics::outcome(&result)]).inc();
+        Ok(respond(result?))
+    }
+
+    pub async fn ledger(state: &AppState, wallet: &WalletRoute, query: LedgerQuery) -> Result<LedgerPage, ApiError> {
+        Ok(history::list_ledger(&state.db, wallet.owner, query).await?)
+    }
+
+    pub async fn usage(state: &AppState, wallet: &WalletRoute, query: UsageQuery) -> Result<UsageResponse, ApiError> {
+        Ok(history::usage(&state.ledger, wallet.owner, query).await?)
+    }
+}
+
 crate::openapi::errors!(GetBalanceErrors: InsufficientScope, WalletNotFound);
 
 /// The caller's balance, what they can spend, and lots about to expire.
@@ -54,7 +218,7 @@ pub async fn get_balance(
     state: web::Data<AppState>,
     caller: Scoped<CreditsRead>,
 ) -> Result<web::Json<BalanceResponse>, ApiError> {
-    Ok(web::Json(history::balance(&state.ledger, caller.0.user_id).await?))
+    Ok(web::Json(wallet::balance(&state, &WalletRoute::own(&caller.0)).await?))
 }
 
 crate::openapi::errors!(SpendCreditsErrors:
@@ -83,16 +247,29 @@ pub async fn spend_credits(
     caller: Scoped<CreditsSpend>,
     body: web::Json<SpendRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    state.limits.check_spend(&caller.0)?;
-    let key = idempotency::require_key(req.headers())?;
-    let body = body.into_inner();
-    spend::check_details(&body.description, &body.metadata)?;
-    let charge = spend::parse_charge(body.amount, body.feature.clone(), body.quantity)?;
-    let request = keyed(&req, caller.0.idempotency_scope(), key, &body);
-    let command = SpendCommand { charge, description: body.description, metadata: body.metadata };
-    let result = spend::spend(&state.ledger, caller.0.user_id, &request, command).await;
-    state.metrics.spends.with_label_values(&[Metrics::outcome(&result)]).inc();
-    Ok(respond(result?))
+    wallet::spend(&req, &state, &WalletRoute::own(&caller.0), body.into_inner()).await
+}
+
+crate::openapi::errors!(CheckCreditsErrors: InsufficientScope, WalletNotFound);
+
+/// Would this spend pass now? Prices it like a spend and judges it against the caller's wallet;
+/// writes nothing. `reason` names what would refuse it.
+#[utoipa::path(
+    tag = "credits",
+    request_body = CheckRequest,
+    responses(
+        (status = 200, body = CheckResponse),
+        CheckCreditsErrors,
+    ),
+    security(("bearer" = []))
+)]
+#[post("/credits/check")]
+pub async fn check_credits(
+    state: web::Data<AppState>,
+    caller: Scoped<CreditsRead>,
+    body: web::Json<CheckRequest>,
+) -> Result<web::Json<CheckResponse>, ApiError> {
+    Ok(web::Json(wallet::check(&state, &WalletRoute::own(&caller.0), body.into_inner()).await?))
 }
 
 crate::openapi::errors!(GrantCreditsErrors: IdempotencyKeyRequired, UserNotFound, WalletNotFound, IdempotencyKeyReused);
@@ -132,8 +309,6 @@ pub async fn grant_credits(
             }
         },
     };
-    // The key is not part of what the request asks for.
-    body.idempotency_key = None;
     let recipient = match (body.user_id, body.email.as_deref()) {
         (Some(id), None) => Recipient::Id(id),
         (None, Some(email)) => Recipient::Email(email.to_owned()),
@@ -141,29 +316,17 @@ pub async fn grant_credits(
             return Err(ApiError::field("user_id", "invalid", "give exactly one of user_id (userId) or email"));
         }
     };
-    let amount = spend::parse_amount("amount", body.amount, false)?;
-    let reason = body.reason.trim().to_owned();
-    if reason.is_empty() || reason.chars().count() > 500 {
-        return Err(ApiError::field("reason", "length", "reason must be 1 to 500 characters"));
-    }
-    let source = match body.source.as_deref() {
-        None => LotSource::Grant,
-        Some(raw) => GrantSource::parse(raw).ok_or_else(|| {
-            ApiError::field("source", "invalid", format!("source `{raw}` is not `grant` or `promotion`"))
-        })?,
+    // The key is not part of what the request asks for.
+    body.idempotency_key = None;
+    let fingerprint = body.clone();
+    let terms = CustomerGrantRequest {
+        amount: body.amount,
+        reason: body.reason,
+        source: body.source,
+        priority: body.priority,
+        expires_at: body.expires_at,
     };
-    if body.expires_at.is_some_and(|at| at <= state.clock.now()) {
-        return Err(ApiError::field("expires_at", "invalid", "expires_at must be in the future"));
-    }
-    if body.priority.is_some_and(|p| !(0..=1000).contains(&p)) {
-        return Err(ApiError::field("priority", "range", "priority must be between 0 and 1000"));
-    }
-    let request = keyed(&req, admin.0.idempotency_scope(), key, &body);
-    let command =
-        GrantCommand { recipient, amount, reason, source, priority: body.priority, expires_at: body.expires_at };
-    let result = grants::grant(&state.ledger, &request, command).await;
-    state.metrics.grants.with_label_values(&[Metrics::outcome(&result)]).inc();
-    Ok(respond(result?))
+    wallet::grant(&req, &state, admin.0.idempotency_scope(), key, recipient, terms, &fingerprint).await
 }
 
 crate::openapi::errors!(CreateHoldErrors:
@@ -191,25 +354,7 @@ pub async fn create_hold(
     caller: Scoped<CreditsSpend>,
     body: web::Json<CreateHoldRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    state.limits.check_spend(&caller.0)?;
-    let key = idempotency::require_key(req.headers())?;
-    let body = body.into_inner();
-    spend::check_details(&body.description, &body.metadata)?;
-    let charge = spend::parse_charge(body.amount, body.feature.clone(), body.quantity)?;
-    let ttl = body.ttl_seconds.unwrap_or(holds::DEFAULT_HOLD_TTL_SECONDS);
-    if !(1..=holds::MAX_HOLD_TTL_SECONDS).contains(&ttl) {
-        return Err(ApiError::field("ttl_seconds", "range", "ttl_seconds must be between 1 and 3600"));
-    }
-    let request = keyed(&req, caller.0.idempotency_scope(), key, &body);
-    let command = HoldCommand {
-        charge,
-        description: body.description,
-        metadata: body.metadata,
-        ttl: chrono::Duration::seconds(ttl),
-    };
-    let result = holds::create_hold(&state.ledger, caller.0.user_id, &request, command).await;
-    state.metrics.holds.with_label_values(&["place", Metrics::outcome(&result)]).inc();
-    Ok(respond(result?))
+    wallet::create_hold(&req, &state, &WalletRoute::own(&caller.0), body.into_inner()).await
 }
 
 crate::openapi::errors!(GetHoldErrors: InsufficientScope, WalletNotFound, HoldNotFound);
@@ -230,7 +375,7 @@ pub async fn get_hold(
     caller: Scoped<CreditsRead>,
     id: web::Path<Uuid>,
 ) -> Result<web::Json<HoldView>, ApiError> {
-    Ok(web::Json(holds::get_hold(&state.ledger, caller.0.user_id, id.into_inner()).await?))
+    Ok(web::Json(wallet::get_hold(&state, &WalletRoute::own(&caller.0), id.into_inner()).await?))
 }
 
 crate::openapi::errors!(CaptureHoldErrors:
@@ -259,16 +404,7 @@ pub async fn capture_hold(
     id: web::Path<Uuid>,
     body: web::Json<CaptureHoldRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    state.limits.check_spend(&caller.0)?;
-    let key = idempotency::key_from_headers(req.headers())?;
-    let body = body.into_inner();
-    spend::check_details(&body.description, &None)?;
-    let amount = spend::parse_amount("amount", body.amount, true)?;
-    let request = key.map(|k| keyed(&req, caller.0.idempotency_scope(), k, &body));
-    let command = CaptureCommand { amount, description: body.description };
-    let result = holds::capture_hold(&state.ledger, caller.0.user_id, id.into_inner(), request.as_ref(), command).await;
-    state.metrics.holds.with_label_values(&["capture", Metrics::outcome(&result)]).inc();
-    Ok(respond(result?))
+    wallet::capture_hold(&req, &state, &WalletRoute::own(&caller.0), id.into_inner(), body.into_inner()).await
 }
 
 crate::openapi::errors!(ReleaseHoldErrors:
@@ -292,12 +428,7 @@ pub async fn release_hold(
     caller: Scoped<CreditsSpend>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    state.limits.check_spend(&caller.0)?;
-    let key = idempotency::key_from_headers(req.headers())?;
-    let request = key.map(|k| keyed(&req, caller.0.idempotency_scope(), k, &serde_json::Value::Null));
-    let result = holds::release_hold(&state.ledger, caller.0.user_id, id.into_inner(), request.as_ref()).await;
-    state.metrics.holds.with_label_values(&["release", Metrics::outcome(&result)]).inc();
-    Ok(respond(result?))
+    wallet::release_hold(&req, &state, &WalletRoute::own(&caller.0), id.into_inner()).await
 }
 
 crate::openapi::errors!(ListLedgerEntriesErrors: InsufficientScope, WalletNotFound);
@@ -318,7 +449,7 @@ pub async fn list_ledger_entries(
     caller: Scoped<CreditsRead>,
     query: web::Query<LedgerQuery>,
 ) -> Result<web::Json<LedgerPage>, ApiError> {
-    Ok(web::Json(history::list_ledger(&state.db, caller.0.user_id, query.into_inner()).await?))
+    Ok(web::Json(wallet::ledger(&state, &WalletRoute::own(&caller.0), query.into_inner()).await?))
 }
 
 crate::openapi::errors!(GetUsageErrors: InsufficientScope, WalletNotFound);
@@ -339,7 +470,7 @@ pub async fn get_usage(
     caller: Scoped<CreditsRead>,
     query: web::Query<UsageQuery>,
 ) -> Result<web::Json<UsageResponse>, ApiError> {
-    Ok(web::Json(history::usage(&state.ledger, caller.0.user_id, query.into_inner()).await?))
+    Ok(web::Json(wallet::usage(&state, &WalletRoute::own(&caller.0), query.into_inner()).await?))
 }
 
 /// The public rate card.

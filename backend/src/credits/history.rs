@@ -15,11 +15,27 @@ use super::{
     error::{CreditsError, invalid},
     store,
 };
-use crate::{db, domain::ledger::TransferKind, entities::transfers};
+use crate::{
+    db,
+    domain::ledger::TransferKind,
+    entities::{accounts, lots, transfers},
+};
 
 /// The wallet's figures as of now, counting expired lots and holds as gone even before the
 /// expiry job has posted them. Writes nothing.
 pub async fn balance(ledger: &Ledger, user_id: Uuid) -> Result<BalanceResponse, CreditsError> {
+    let (wallet, mut expiring) = settled(ledger, user_id).await?;
+    expiring.sort_by_key(|lot| lot.expires_at);
+    expiring.truncate(5);
+    Ok(BalanceResponse {
+        wallet: WalletBalance::of(&wallet),
+        expiring_soon: expiring.into_iter().map(LotView::try_from).collect::<Result<_, _>>()?,
+    })
+}
+
+/// The wallet as it stands now, with what time has made due (expired lots, overdue holds)
+/// taken off as the next write will post it, without writing; and its lots that will expire.
+pub async fn settled(ledger: &Ledger, user_id: Uuid) -> Result<(accounts::Model, Vec<lots::Model>), CreditsError> {
     let (db, now) = (ledger.db(), ledger.clock().now());
     let mut wallet = store::find_wallet(db, user_id).await?.ok_or(CreditsError::WalletNotFound)?;
     let live = store::lots_with_credits(db, wallet.id).await?;
@@ -35,12 +51,7 @@ pub async fn balance(ledger: &Ledger, user_id: Uuid) -> Result<BalanceResponse, 
         let overdue = store::overdue_holds(wallet.id, now).all(db).await?;
         wallet.held -= overdue.iter().map(|h| h.amount).sum::<i64>();
     }
-    expiring.sort_by_key(|lot| lot.expires_at);
-    expiring.truncate(5);
-    Ok(BalanceResponse {
-        wallet: WalletBalance::of(&wallet),
-        expiring_soon: expiring.into_iter().map(LotView::try_from).collect::<Result<_, _>>()?,
-    })
+    Ok((wallet, expiring))
 }
 
 /// Encodes a ledger position as an opaque cursor.

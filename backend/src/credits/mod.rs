@@ -7,6 +7,7 @@
 //! lets the pure [`core`] judge it, and writes the core's journal through the store.
 
 pub mod batch;
+pub mod check;
 pub mod core;
 pub mod dto;
 pub mod error;

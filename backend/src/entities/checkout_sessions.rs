@@ -12,6 +12,8 @@ pub struct Model {
     pub url: String,
     pub created_at: DateTimeUtc,
     pub completed_at: Option<DateTimeUtc>,
+    pub success_url: Option<String>,
+    pub cancel_url: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -15,6 +15,8 @@ pub mod payments;
 pub mod portal_tokens;
 pub mod prices;
 pub mod refresh_tokens;
+pub mod server_keys;
+pub mod stripe_customers;
 pub mod stripe_events;
 pub mod subscriptions;
 pub mod transfer_lots;

@@ -126,7 +126,7 @@ pub async fn use_credits(
     caller: Scoped<CreditsSpend>,
     body: web::Json<SummarizeRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    state.limits.check_spend(&caller.0)?;
+    state.limits.check_spend(&crate::credits::handlers::WalletRoute::own(&caller.0).limit_key)?;
     let body = body.into_inner();
     let chars = check_text(&body.text)?;
     let user_id = caller.0.user_id;

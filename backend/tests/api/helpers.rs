@@ -198,6 +198,7 @@ pub fn test_settings(database_url: String, data_dir: std::path::PathBuf) -> Sett
         rate_limit_spend_per_second: 100_000,
         rate_limit_auth_per_minute: 100_000,
         cors_origins: Vec::new(),
+        allowed_return_origins: Vec::new(),
     }
 }
 

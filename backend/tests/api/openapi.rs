@@ -125,7 +125,7 @@ async fn the_served_spec_lists_each_routes_codes(app: crate::helpers::TestApp) {
     );
     assert_eq!(
         codes(response(&spec, "/api/v1/credits/grant", "post", "403")),
-        ["admin_required", "admin_key_disabled"]
+        ["admin_required", "admin_key_disabled", "server_key_not_allowed"]
     );
     // What the server answers is among what the spec says it answers.
     let user = app.user().await;
