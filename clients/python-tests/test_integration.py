@@ -26,7 +26,7 @@ def admin(tc: ModuleType, server: Server) -> Any:
 
 
 def mint(tc: ModuleType, admin: Any, scopes: list[str], name: str) -> str:
-    from tollgate_client.api.admin import create_server_key
+    from tollgate_client.api.server_keys import create_server_key
     from tollgate_client.models import CreateServerKeyRequest, Scope
 
     response = create_server_key.sync_detailed(

@@ -12,7 +12,16 @@ const fresh = join(dir, 'schema.ts');
 try {
   execFileSync(
     process.execPath,
-    [join(root, 'node_modules/openapi-typescript/bin/cli.js'), join(root, '../../openapi.yaml'), '-o', fresh],
+    // Keep these arguments as `npm run gen` has them. `--empty-objects-unknown`: the spec's "any JSON
+    // object" fields (`metadata`) are `type: object` without `additionalProperties`, which
+    // openapi-typescript would otherwise type as an object that can hold nothing.
+    [
+      join(root, 'node_modules/openapi-typescript/bin/cli.js'),
+      join(root, '../../openapi.yaml'),
+      '--empty-objects-unknown',
+      '-o',
+      fresh,
+    ],
     { stdio: ['ignore', 'ignore', 'inherit'] },
   );
   let current = '';

@@ -103,7 +103,7 @@ describe('against a real server', () => {
     expect(released.balance.available).toBe(70);
 
     const ledger = await tollgate.credits.ledger(CUSTOMER);
-    expect(ledger.data.length).toBeGreaterThanOrEqual(3);
+    expect(ledger.entries.length).toBeGreaterThanOrEqual(3);
   });
 
   it('refuses a spend the customer cannot afford with insufficient_credits', async () => {
