@@ -27,15 +27,15 @@ def admin(tc: ModuleType, server: Server) -> Any:
 
 def mint(tc: ModuleType, admin: Any, scopes: list[str], name: str) -> str:
     from tollgate_client.api.server_keys import create_server_key
-    from tollgate_client.models import CreateServerKeyRequest, Scope
+    from tollgate_client.models import CreateServerKeyRequest, CreatedServerKeyResponse, Scope
 
-    response = create_server_key.sync_detailed(
-        client=admin, body=CreateServerKeyRequest(name=name, scopes=[Scope(s) for s in scopes])
-    )
+    response = create_server_key.sync_detailed(client=admin, body=CreateServerKeyRequest(name=name, scopes=scopes))
     assert response.status_code == HTTPStatus.CREATED, response.content
-    secret = response.parsed.secret
-    assert secret.startswith("tg_sk_")
-    return secret
+    created = response.parsed
+    assert isinstance(created, CreatedServerKeyResponse)
+    assert sorted(created.scopes) == sorted(Scope(s) for s in scopes)
+    assert created.secret.startswith("tg_sk_")
+    return created.secret
 
 
 @pytest.fixture(scope="module")
@@ -151,7 +151,7 @@ def test_hold_and_capture(client: Any) -> None:
     assert (captured.balance.balance, captured.balance.available, captured.balance.held) == (70, 70, 0)
 
     ledger = customer_ledger.sync(external_id=CUSTOMER, client=client)
-    kinds = [entry.kind for entry in ledger.data]
+    kinds = [entry.kind for entry in ledger.entries]
     assert all(isinstance(kind, TransferKind) for kind in kinds)
     assert TransferKind.GRANT in kinds and TransferKind.SPEND in kinds
 

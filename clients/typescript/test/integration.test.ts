@@ -86,6 +86,37 @@ describe('against a real server', () => {
     expect((await tollgate.customers.get(CUSTOMER)).balance).toBe(90);
   });
 
+  it('retries a spend whose answer was lost with the same key: replayed, charged once', async () => {
+    // The first answer reaches the server's side of the wire but not the caller: the server has
+    // spent, the SDK sees a network error and retries.
+    const sent: (string | null)[] = [];
+    let dropped = false;
+    const lossy = new Tollgate({
+      serverKey: await mintServerKey(server.baseUrl, ALL_SCOPES, 'lossy'),
+      baseUrl: server.baseUrl,
+      retry: { baseDelayMs: 1 },
+      fetch: async (request, init) => {
+        sent.push(request.headers.get('Idempotency-Key'));
+        const response = await fetch(request, init);
+        if (!dropped && request.url.endsWith('/spend')) {
+          dropped = true;
+          await response.body?.cancel();
+          throw new TypeError('fetch failed: the connection was reset');
+        }
+        return response;
+      },
+    });
+    const spent = await lossy.credits.spend(CUSTOMER, { amount: 1 });
+    expect(sent).toHaveLength(2);
+    expect(sent[0]).toBeTruthy();
+    expect(sent[1]).toBe(sent[0]);
+    expect(spent.replayed).toBe(true);
+    expect(spent.balance.available).toBe(89);
+    expect((await tollgate.credits.balance(CUSTOMER)).available).toBe(89);
+    // Back to the 90 the tests below expect.
+    await tollgate.credits.grant(CUSTOMER, { amount: 1, reason: 'test top-up' });
+  });
+
   it('holds credits, then captures the actual cost', async () => {
     const hold = await tollgate.holds.create(CUSTOMER, { amount: 30, description: 'a long job' });
     expect(hold.hold.status).toBe('open');
