@@ -174,3 +174,43 @@ describe('against a real server', () => {
     expect(checkout.url).toBeTruthy();
   });
 });
+
+describe('against a server that rate-limits', () => {
+  let limited: RunningServer;
+  beforeAll(async () => {
+    limited = await startServer({ RATE_LIMIT_SPEND_PER_SECOND: '1' });
+  });
+  afterAll(async () => {
+    await limited?.stop();
+  });
+
+  it('waits out 429 rate_limited as Retry-After says and sends the same key again', async () => {
+    const sent: { key: string | null; status: number }[] = [];
+    const sdk = new Tollgate({
+      serverKey: await mintServerKey(limited.baseUrl, ALL_SCOPES),
+      baseUrl: limited.baseUrl,
+      maxRetries: 5,
+      fetch: async (request, init) => {
+        const response = await fetch(request, init);
+        sent.push({ key: request.headers.get('Idempotency-Key'), status: response.status });
+        return response;
+      },
+    });
+    await sdk.customers.upsert('busy');
+    await sdk.credits.grant('busy', { amount: 10, reason: 'test' });
+    // More spends in a row than the limit lets through: some are refused, waited out, and resent.
+    let last = 0;
+    for (let i = 0; i < 4; i += 1) last = (await sdk.credits.spend('busy', { amount: 1 })).balance.available;
+    expect(last).toBe(6);
+    expect((await sdk.credits.balance('busy')).available).toBe(6);
+
+    const keyed = sent.filter((s) => s.key !== null);
+    const refused = keyed.filter((s) => s.status === 429).length;
+    expect(refused).toBeGreaterThan(0);
+    // Each refusal is followed by the same request again, with the same key.
+    keyed.forEach((s, i) => {
+      if (s.status === 429) expect(keyed[i + 1]?.key).toBe(s.key);
+    });
+    expect(new Set(keyed.map((s) => s.key)).size).toBe(5);
+  });
+});

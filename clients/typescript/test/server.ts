@@ -30,7 +30,8 @@ function freePort(): Promise<number> {
   });
 }
 
-export async function startServer(): Promise<RunningServer> {
+/** `extraEnv` adds to or overrides the server's settings (e.g. a tight rate limit). */
+export async function startServer(extraEnv: Record<string, string> = {}): Promise<RunningServer> {
   if (!existsSync(binary)) {
     throw new Error(
       `The Tollgate binary is missing at ${binary}. Build it first: ` +
@@ -57,6 +58,7 @@ export async function startServer(): Promise<RunningServer> {
     PASSWORD_HASH_ITERATIONS: '1',
     SQLITE_SYNCHRONOUS: 'NORMAL',
     RUST_LOG: 'warn',
+    ...extraEnv,
   };
   const child: ChildProcess = spawn(binary, ['serve'], { cwd: dir, env, stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
