@@ -28,7 +28,7 @@ use tollgate::{
     auth::{Role, jwt::JwtKeys},
     credits::{
         core::{Command as LedgerCommand, NewLot, Op, TransferDetails},
-        store, writer,
+        writer,
     },
     db,
     domain::{

@@ -15,7 +15,8 @@
 //!    constraint, by rewriting the tables' schema text, the procedure SQLite documents for
 //!    changes that leave the stored rows untouched (lang_altertable.html, section 7). The
 //!    migration checks that no reference to `users` is left on those tables.
-//! 4. `server_keys`; checkout sessions get their return URLs; portal tokens their return URL.
+//! 4. `server_keys`; checkout sessions get their return URLs; portal tokens their return URL and
+//!    the hosted pages' kinds; idempotency scopes room for a server key's and a customer's ids.
 
 use sea_orm_migration::{
     prelude::*,
@@ -95,7 +96,12 @@ impl MigrationTrait for Migration {
         manager
             .alter_table(Table::alter().table("portal_tokens").add_column(text_null("return_url")).to_owned())
             .await?;
-        portal_token_kinds(manager, KINDS_BEFORE, KINDS_AFTER).await
+        portal_token_kinds(manager, KINDS_BEFORE, KINDS_AFTER).await?;
+        // Idempotency keys sent for a customer live in the scope (server key, customer): two ids.
+        if backend == DbBackend::Postgres {
+            db.execute_unprepared("ALTER TABLE idempotency_keys ALTER COLUMN scope TYPE varchar(255)").await?;
+        }
+        Ok(())
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {

@@ -506,6 +506,7 @@ pub async fn ensure_customer(
 }
 
 /// Opens a Stripe checkout session for a pack (`payment`) or a plan (`subscription`).
+#[allow(clippy::too_many_arguments)]
 pub async fn create_stripe_checkout(
     db: &DatabaseConnection,
     clock: &Clock,

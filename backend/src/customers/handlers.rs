@@ -397,7 +397,7 @@ pub fn check_return_url(state: &AppState, field: &str, raw: &str) -> Result<Stri
         return Err(refuse(format!("{field} must be an absolute http(s) URL")));
     }
     let origin = url.origin().ascii_serialization();
-    if state.settings.allowed_return_origins().iter().any(|allowed| *allowed == origin) {
+    if state.settings.allowed_return_origins().contains(&origin) {
         Ok(url.to_string())
     } else {
         Err(refuse(format!(

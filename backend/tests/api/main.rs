@@ -13,6 +13,7 @@ mod billing;
 mod cli;
 mod clock;
 mod credits;
+mod customers;
 mod edge;
 mod errors;
 mod holds;
