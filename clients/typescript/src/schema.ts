@@ -1159,8 +1159,8 @@ export interface components {
              * Format: int64
              * @description What it would cost; null for an unknown feature.
              */
-            price?: number | null;
-            reason?: components["schemas"]["CheckReason"] | null;
+            price: number | null;
+            reason: components["schemas"]["CheckReason"] | null;
         };
         /** @description One invariant and what checking it found. */
         CheckResult: {
@@ -1221,7 +1221,9 @@ export interface components {
             amount?: number | null;
             description?: string | null;
             feature?: string | null;
-            metadata?: Record<string, unknown> | null;
+            metadata?: {
+                [key: string]: unknown;
+            } | null;
             /** Format: int64 */
             quantity?: number | null;
             /**
@@ -1245,7 +1247,7 @@ export interface components {
              *       "credits:spend"
              *     ]
              */
-            scopes: string[];
+            scopes: components["schemas"]["Scope"][];
         };
         /** @description A key just created: the only time its secret is shown. */
         CreatedApiKeyResponse: components["schemas"]["ApiKeyResponse"] & {
@@ -1274,7 +1276,9 @@ export interface components {
              */
             id: string;
             /** @description Any JSON object the product keeps with the customer (up to 4 KiB). */
-            metadata?: Record<string, unknown> | null;
+            metadata?: {
+                [key: string]: unknown;
+            } | null;
             /** @example Ada Lovelace */
             name?: string | null;
             /** Format: date-time */
@@ -1661,7 +1665,7 @@ export interface components {
              * @description `insufficient_credits`, and `validation_failed` for a capture over the hold: what was asked for.
              */
             requested?: number | null;
-            /** @description `insufficient_scope`: the scope the API key lacks. */
+            /** @description `insufficient_scope` and `missing_scope`: the scope the key lacks. */
             required_scope?: string | null;
             /**
              * Format: int32
@@ -1752,7 +1756,9 @@ export interface components {
              */
             feature?: string | null;
             /** @description Any JSON object, up to 4 KiB, kept with the transfer. */
-            metadata?: Record<string, unknown> | null;
+            metadata?: {
+                [key: string]: unknown;
+            } | null;
             /**
              * Format: int64
              * @description Units of the feature; 1 when omitted.
@@ -1910,7 +1916,9 @@ export interface components {
              */
             email?: string | null;
             /** @description Any JSON object, up to 4 KiB. */
-            metadata?: Record<string, unknown> | null;
+            metadata?: {
+                [key: string]: unknown;
+            } | null;
             /**
              * @description 1 to 200 characters.
              * @example Ada Lovelace
@@ -4281,6 +4289,7 @@ export interface operations {
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
             422: components["responses"]["ValidationFailed"];
+            429: components["responses"]["RateLimited"];
             500: components["responses"]["InternalError"];
             503: components["responses"]["DatabaseUnavailable"];
         };
@@ -4380,6 +4389,7 @@ export interface operations {
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
             422: components["responses"]["ValidationFailed"];
+            429: components["responses"]["RateLimited"];
             500: components["responses"]["InternalError"];
             503: components["responses"]["DatabaseUnavailable"];
         };
@@ -4544,6 +4554,7 @@ export interface operations {
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
             422: components["responses"]["ValidationFailed"];
+            429: components["responses"]["RateLimited"];
             500: components["responses"]["InternalError"];
             503: components["responses"]["DatabaseUnavailable"];
         };
@@ -4622,6 +4633,7 @@ export interface operations {
                 };
             };
             422: components["responses"]["ValidationFailed"];
+            429: components["responses"]["RateLimited"];
             500: components["responses"]["InternalError"];
             503: components["responses"]["DatabaseUnavailable"];
         };
@@ -4843,6 +4855,7 @@ export interface operations {
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
             422: components["responses"]["ValidationFailed"];
+            429: components["responses"]["RateLimited"];
             500: components["responses"]["InternalError"];
             503: components["responses"]["DatabaseUnavailable"];
         };
