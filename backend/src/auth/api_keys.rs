@@ -8,13 +8,12 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::{
-    Scope,
+    NewSecret, Scope,
     extractors::{API_KEY_PREFIX, SessionUser},
-    service::{hash_secret, random_token},
 };
 use crate::{
     entities::api_keys,
-    error::{ApiError, ErrorCode, FieldError},
+    error::{ApiError, ErrorCode},
     state::AppState,
 };
 
@@ -85,39 +84,15 @@ pub async fn create_api_key(
     body: web::Json<CreateApiKeyRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
-    let mut errors = Vec::new();
-    let name = body.name.trim().to_owned();
-    if name.is_empty() || name.chars().count() > 100 {
-        errors.push(FieldError {
-            field: "name".into(),
-            code: "length".into(),
-            message: "name must be 1 to 100 characters".into(),
-        });
-    }
-    let scopes = match Scope::parse_requested(&body.scopes, &Scope::PERSONAL) {
-        Ok(scopes) => scopes,
-        Err(error) => {
-            errors.push(error);
-            Vec::new()
-        }
-    };
-    if !errors.is_empty() {
-        return Err(ApiError::validation(errors));
-    }
-
+    let (name, scopes) = super::parse_key_request(&body.name, &body.scopes, &Scope::PERSONAL)?;
     // A personal key never looks like a server key.
-    let secret = loop {
-        let token = random_token();
-        if !token.starts_with("sk_") {
-            break format!("{API_KEY_PREFIX}{token}");
-        }
-    };
+    let NewSecret { secret, prefix, hash } = NewSecret::mint(API_KEY_PREFIX, Some("sk_"), DISPLAY_PREFIX_LEN);
     let model = api_keys::Model {
         id: Uuid::now_v7(),
         user_id: caller.0.user_id,
         name,
-        prefix: secret.chars().take(DISPLAY_PREFIX_LEN).collect(),
-        key_hash: hash_secret(&secret),
+        prefix,
+        key_hash: hash,
         scopes: Scope::join(&scopes),
         created_at: state.clock.now(),
         last_used_at: None,

@@ -123,3 +123,48 @@ impl Scope {
         scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(",")
     }
 }
+
+/// A key's name and scopes, checked: the name 1 to 100 characters, the scopes some of `allowed`.
+/// Every problem is named at once (422 `validation_failed`).
+pub fn parse_key_request(
+    name: &str,
+    scopes: &[String],
+    allowed: &[Scope],
+) -> Result<(String, Vec<Scope>), crate::error::ApiError> {
+    let mut errors = Vec::new();
+    let name = name.trim().to_owned();
+    if name.is_empty() || name.chars().count() > 100 {
+        errors.push(crate::error::FieldError {
+            field: "name".into(),
+            code: "length".into(),
+            message: "name must be 1 to 100 characters".into(),
+        });
+    }
+    let scopes = Scope::parse_requested(scopes, allowed).map_err(|e| errors.push(e)).ok();
+    match scopes {
+        Some(scopes) if errors.is_empty() => Ok((name, scopes)),
+        _ => Err(crate::error::ApiError::validation(errors)),
+    }
+}
+
+/// A new key's secret: what the caller is shown once, what is kept in clear to recognise it, and
+/// the hash it is found by.
+pub struct NewSecret {
+    pub secret: String,
+    pub prefix: String,
+    pub hash: String,
+}
+
+impl NewSecret {
+    /// 256 random bits after `prefix`, redrawn while they would start with `avoid` (so that a
+    /// personal key never looks like a server key).
+    pub fn mint(prefix: &str, avoid: Option<&str>, shown: usize) -> Self {
+        let secret = loop {
+            let token = service::random_token();
+            if avoid.is_none_or(|avoid| !token.starts_with(avoid)) {
+                break format!("{prefix}{token}");
+            }
+        };
+        Self { prefix: secret.chars().take(shown).collect(), hash: service::hash_secret(&secret), secret }
+    }
+}

@@ -10,9 +10,8 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::{
-    Scope,
+    NewSecret, Scope,
     extractors::{Admin, SERVER_KEY_PREFIX},
-    service::{hash_secret, random_token},
 };
 use crate::{
     entities::server_keys,
@@ -88,25 +87,13 @@ pub async fn create_server_key(
     body: web::Json<CreateServerKeyRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
-    let name = body.name.trim().to_owned();
-    let mut errors = Vec::new();
-    if name.is_empty() || name.chars().count() > 100 {
-        errors.push(crate::error::FieldError {
-            field: "name".into(),
-            code: "length".into(),
-            message: "name must be 1 to 100 characters".into(),
-        });
-    }
-    let scopes = Scope::parse_requested(&body.scopes, &Scope::SERVER).map_err(|e| errors.push(e)).ok();
-    let Some(scopes) = scopes.filter(|_| errors.is_empty()) else {
-        return Err(ApiError::validation(errors));
-    };
-    let secret = format!("{SERVER_KEY_PREFIX}{}", random_token());
+    let (name, scopes) = super::parse_key_request(&body.name, &body.scopes, &Scope::SERVER)?;
+    let NewSecret { secret, prefix, hash } = NewSecret::mint(SERVER_KEY_PREFIX, None, DISPLAY_PREFIX_LEN);
     let model = server_keys::Model {
         id: Uuid::now_v7(),
         name,
-        prefix: secret.chars().take(DISPLAY_PREFIX_LEN).collect(),
-        key_hash: hash_secret(&secret),
+        prefix,
+        key_hash: hash,
         scopes: Scope::join(&scopes),
         created_at: state.clock.now(),
         last_used_at: None,
