@@ -7,10 +7,14 @@
 //! transaction), the commands run again alone after their batch failed, the server's peak memory, and
 //! reconciles.
 //!
+//! With `--route customer`, the same spends go to `POST /customers/{external_id}/spend` with one
+//! server key, as a product's backend sends them; by default to `POST /credits/spend` with each
+//! user's token.
+//!
 //! ```sh
 //! cargo build --release -p tollgate
 //! cargo bench -p tollgate --bench spend_load -- --db sqlite --seconds 20
-//! cargo bench -p tollgate --bench spend_load -- --db postgres --seconds 20
+//! cargo bench -p tollgate --bench spend_load -- --db postgres --seconds 20 [--route customer]
 //! ```
 
 use std::{
@@ -48,12 +52,18 @@ struct Options {
     db: String,
     seconds: u64,
     binary: String,
+    /// `credits` (each user's token) or `customer` (one server key, customers by external id).
+    route: String,
 }
+
+/// The server key the customer route's spends carry.
+const SERVER_KEY: &str = "tg_sk_benchmark-server-key-0123456789abcdefghijklmnop";
 
 fn options() -> Options {
     let mut opts = Options {
         db: "sqlite".to_owned(),
         seconds: 20,
+        route: "credits".to_owned(),
         binary: format!(
             "{}/release/tollgate",
             std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "/var/tmp/tollgate-target".to_owned())
@@ -69,6 +79,10 @@ fn options() -> Options {
             }
             "--seconds" => {
                 opts.seconds = args.get(i + 1).and_then(|s| s.parse().ok()).unwrap_or(20);
+                i += 1;
+            }
+            "--route" => {
+                opts.route = args.get(i + 1).cloned().unwrap_or_default();
                 i += 1;
             }
             "--binary" => {
@@ -132,8 +146,9 @@ async fn wait_ready(client: &reqwest::Client) {
     panic!("the server did not become ready");
 }
 
-/// Seeds users with wallets and one lot each, 1,000 per transaction, through the ledger code.
-async fn seed(url: &str) -> Vec<String> {
+/// Seeds users (customers, with external ids) with wallets and one lot each, 1,000 per
+/// transaction, through the ledger code; returns what each one's spends are sent to and with.
+async fn seed(url: &str, route: &str) -> Vec<(String, String)> {
     let conn = Database::connect(url).await.expect("connect");
     let keys = JwtKeys::new(SECRET, Duration::from_secs(3600), tollgate::clock::Clock::system());
     let mut tokens = Vec::with_capacity(USERS);
@@ -156,7 +171,8 @@ async fn seed(url: &str) -> Vec<String> {
             .exec_without_returning(&txn)
             .await
             .expect("user");
-            let customer = tollgate::customers::for_user(id, &format!("bench-{n}@example.com"), None, now);
+            let mut customer = tollgate::customers::for_user(id, &format!("bench-{n}@example.com"), None, now);
+            customer.external_id = Some(format!("bench-{n}"));
             tollgate::customers::insert(&txn, customer, now).await.expect("customer and wallet");
             let lot = NewLot {
                 source: LotSource::Grant,
@@ -172,12 +188,30 @@ async fn seed(url: &str) -> Vec<String> {
                 key: None,
                 op: Op::Credit { lot, details: TransferDetails::default() },
             });
-            tokens.push(keys.issue(id, Role::User).expect("token"));
+            tokens.push(match route {
+                "customer" => (format!("/api/v1/customers/bench-{n}/spend"), SERVER_KEY.to_owned()),
+                _ => ("/api/v1/credits/spend".to_owned(), keys.issue(id, Role::User).expect("token")),
+            });
         }
         for verdict in writer::apply_in(&txn, &grants, now).await.expect("grants") {
             verdict.expect("grant");
         }
         txn.commit().await.expect("commit");
+    }
+    if route == "customer" {
+        tollgate::entities::server_keys::Entity::insert(tollgate::entities::server_keys::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            name: Set("benchmark".to_owned()),
+            prefix: Set(SERVER_KEY.chars().take(14).collect()),
+            key_hash: Set(tollgate::auth::service::hash_secret(SERVER_KEY)),
+            scopes: Set("credits:spend".to_owned()),
+            created_at: Set(now),
+            last_used_at: Set(None),
+            revoked_at: Set(None),
+        })
+        .exec_without_returning(&conn)
+        .await
+        .expect("server key");
     }
     conn.close().await.ok();
     tokens
@@ -201,7 +235,8 @@ struct Run {
     elapsed: Duration,
 }
 
-async fn drive(tokens: Arc<Vec<String>>, hot: bool, seconds: u64) -> Run {
+/// Spends on `targets` (path, bearer), 32 connections at once, for `seconds`.
+async fn drive(tokens: Arc<Vec<(String, String)>>, hot: bool, seconds: u64) -> Run {
     let stop = Arc::new(AtomicBool::new(false));
     let errors = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
@@ -212,7 +247,6 @@ async fn drive(tokens: Arc<Vec<String>>, hot: bool, seconds: u64) -> Run {
         let errors = errors.clone();
         tasks.push(tokio::spawn(async move {
             let client = reqwest::Client::builder().pool_max_idle_per_host(1).build().expect("client");
-            let url = format!("http://127.0.0.1:{PORT}/api/v1/credits/spend");
             let mut latencies = Vec::with_capacity(100_000);
             let mut n: u64 = 0;
             while !stop.load(Ordering::Relaxed) {
@@ -220,9 +254,10 @@ async fn drive(tokens: Arc<Vec<String>>, hot: bool, seconds: u64) -> Run {
                 let key = format!("bench-{worker}-{n}-{}", Uuid::new_v4().simple());
                 n += 1;
                 let t = Instant::now();
+                let (path, bearer) = &tokens[user];
                 let res = client
-                    .post(&url)
-                    .bearer_auth(&tokens[user])
+                    .post(format!("http://127.0.0.1:{PORT}{path}"))
+                    .bearer_auth(bearer)
                     .header("Idempotency-Key", key)
                     .header("content-type", "application/json")
                     .body(r#"{"amount":1}"#)
@@ -288,10 +323,10 @@ async fn main() {
     wait_ready(&client).await;
 
     let seeding = Instant::now();
-    let tokens = Arc::new(seed(&url).await);
+    let tokens = Arc::new(seed(&url, &opts.route).await);
     eprintln!("seeded {USERS} users in {:.1}s", seeding.elapsed().as_secs_f64());
 
-    println!("database: {} | {CONNECTIONS} connections | {} s per run", opts.db, opts.seconds);
+    println!("database: {} | route: {} | {CONNECTIONS} connections | {} s per run", opts.db, opts.route, opts.seconds);
     println!(
         "{:<8} {:>10} {:>10} {:>10} {:>8} {:>10} {:>8}",
         "wallets", "spends/s", "p50 ms", "p99 ms", "errors", "per batch", "alone"
