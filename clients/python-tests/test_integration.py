@@ -29,7 +29,9 @@ def mint(tc: ModuleType, admin: Any, scopes: list[str], name: str) -> str:
     from tollgate_client.api.server_keys import create_server_key
     from tollgate_client.models import CreateServerKeyRequest, CreatedServerKeyResponse, Scope
 
-    response = create_server_key.sync_detailed(client=admin, body=CreateServerKeyRequest(name=name, scopes=scopes))
+    response = create_server_key.sync_detailed(
+        client=admin, body=CreateServerKeyRequest(name=name, scopes=[Scope(s) for s in scopes])
+    )
     assert response.status_code == HTTPStatus.CREATED, response.content
     created = response.parsed
     assert isinstance(created, CreatedServerKeyResponse)
@@ -192,3 +194,28 @@ def test_unknown_customer_is_customer_not_found(client: Any) -> None:
     response = get_customer.sync_detailed(external_id="nobody", client=client)
     assert response.status_code == HTTPStatus.NOT_FOUND
     assert response.parsed.code.value == "customer_not_found"
+
+
+def test_the_hosted_pages_cookie_scheme_is_usable(tc: ModuleType, client: Any, server: Server) -> None:
+    """`hosted_session`: a portal-session link, opened once, gives the cookie the hosted routes take."""
+    import httpx
+    from tollgate_client.api.customers import customer_balance, customer_portal_session
+    from tollgate_client.api.hosted import balance, session
+    from tollgate_client.models import PortalSessionRequest
+
+    link = customer_portal_session.sync(
+        external_id=CUSTOMER, client=client, body=PortalSessionRequest(return_url=f"{server.base_url}/account")
+    )
+    opened = httpx.get(link.url.replace("http://127.0.0.1:8080", server.base_url), follow_redirects=False)
+    assert opened.status_code == HTTPStatus.SEE_OTHER
+    cookie = opened.cookies.get("tollgate_hosted")
+    assert cookie
+    hosted = tc.Client(base_url=server.base_url, cookies={"tollgate_hosted": cookie})
+    who = session.sync(client=hosted)
+    assert who.customer.external_id == CUSTOMER
+    assert who.return_url == f"{server.base_url}/account"
+    assert balance.sync(client=hosted).available == customer_balance.sync(external_id=CUSTOMER, client=client).available
+    # Without the cookie: a typed 401.
+    refused = balance.sync_detailed(client=tc.Client(base_url=server.base_url))
+    assert refused.status_code == HTTPStatus.UNAUTHORIZED
+    assert refused.parsed.code.value == "portal_session_required"

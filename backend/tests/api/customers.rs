@@ -824,7 +824,9 @@ async fn migration_401_keeps_every_wallet_and_entry(app: TestApp) {
     }
     let hold = app.post("/api/v1/credits/holds", Some(&users[0].token), Some("h"), &json!({ "amount": 3 })).await;
     assert_eq!(hold.status(), StatusCode::OK);
+    app.assert_reconciled().await;
     Migrator::down(&app.db, Some((names.len() - position) as u32)).await.unwrap();
+    app.assert_reconciled().await;
     // The table is Stripe's customer map again.
     assert_eq!(app.count("customers WHERE stripe_customer_id IS NOT NULL").await, 0);
     let before = books(&app).await;
