@@ -32,6 +32,8 @@ pub struct AppState {
     pub clock: Clock,
     /// SQLite: the checkpointer's request that the spend writer let the WAL start over.
     pub wal_restart: WalRestart,
+    /// Which customer each external id names, as looked up so far.
+    pub customer_ids: crate::customers::CustomerIds,
 }
 
 impl AppState {
@@ -66,6 +68,7 @@ impl AppState {
             ledger,
             clock,
             wal_restart,
+            customer_ids: Default::default(),
         })
     }
 }

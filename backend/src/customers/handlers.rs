@@ -154,7 +154,7 @@ pub async fn customer_balance(
     caller: ServerCaller<CreditsRead>,
     external_id: web::Path<String>,
 ) -> Result<web::Json<BalanceResponse>, ApiError> {
-    let route = super::wallet_route(&state.db, &external_id, &caller.0).await?;
+    let route = super::wallet_route(&state, &external_id, &caller.0).await?;
     Ok(web::Json(wallet::balance(&state, &route).await?))
 }
 
@@ -183,7 +183,7 @@ pub async fn customer_spend(
     external_id: web::Path<String>,
     body: web::Json<SpendRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let route = super::wallet_route(&state.db, &external_id, &caller.0).await?;
+    let route = super::wallet_route(&state, &external_id, &caller.0).await?;
     wallet::spend(&req, &state, &route, body.into_inner()).await
 }
 
@@ -205,7 +205,7 @@ pub async fn customer_check(
     external_id: web::Path<String>,
     body: web::Json<CheckRequest>,
 ) -> Result<web::Json<CheckResponse>, ApiError> {
-    let route = super::wallet_route(&state.db, &external_id, &caller.0).await?;
+    let route = super::wallet_route(&state, &external_id, &caller.0).await?;
     Ok(web::Json(wallet::check(&state, &route, body.into_inner()).await?))
 }
 
@@ -229,7 +229,7 @@ pub async fn customer_grant(
     external_id: web::Path<String>,
     body: web::Json<CustomerGrantRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let route = super::wallet_route(&state.db, &external_id, &caller.0).await?;
+    let route = super::wallet_route(&state, &external_id, &caller.0).await?;
     state.limits.check_spend(&route.limit_key)?;
     let key = idempotency::require_key(req.headers())?;
     let body = body.into_inner();
@@ -259,7 +259,7 @@ pub async fn customer_create_hold(
     external_id: web::Path<String>,
     body: web::Json<CreateHoldRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let route = super::wallet_route(&state.db, &external_id, &caller.0).await?;
+    let route = super::wallet_route(&state, &external_id, &caller.0).await?;
     wallet::create_hold(&req, &state, &route, body.into_inner()).await
 }
 
@@ -281,7 +281,7 @@ pub async fn customer_get_hold(
     path: web::Path<(String, Uuid)>,
 ) -> Result<web::Json<HoldView>, ApiError> {
     let (external_id, id) = path.into_inner();
-    let route = super::wallet_route(&state.db, &external_id, &caller.0).await?;
+    let route = super::wallet_route(&state, &external_id, &caller.0).await?;
     Ok(web::Json(wallet::get_hold(&state, &route, id).await?))
 }
 
@@ -307,7 +307,7 @@ pub async fn customer_capture_hold(
     body: web::Json<CaptureHoldRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let (external_id, id) = path.into_inner();
-    let route = super::wallet_route(&state.db, &external_id, &caller.0).await?;
+    let route = super::wallet_route(&state, &external_id, &caller.0).await?;
     wallet::capture_hold(&req, &state, &route, id, body.into_inner()).await
 }
 
@@ -334,7 +334,7 @@ pub async fn customer_release_hold(
     path: web::Path<(String, Uuid)>,
 ) -> Result<HttpResponse, ApiError> {
     let (external_id, id) = path.into_inner();
-    let route = super::wallet_route(&state.db, &external_id, &caller.0).await?;
+    let route = super::wallet_route(&state, &external_id, &caller.0).await?;
     wallet::release_hold(&req, &state, &route, id).await
 }
 
@@ -352,7 +352,7 @@ pub async fn customer_ledger(
     external_id: web::Path<String>,
     query: web::Query<LedgerQuery>,
 ) -> Result<web::Json<LedgerPage>, ApiError> {
-    let route = super::wallet_route(&state.db, &external_id, &caller.0).await?;
+    let route = super::wallet_route(&state, &external_id, &caller.0).await?;
     Ok(web::Json(wallet::ledger(&state, &route, query.into_inner()).await?))
 }
 
@@ -370,7 +370,7 @@ pub async fn customer_usage(
     external_id: web::Path<String>,
     query: web::Query<UsageQuery>,
 ) -> Result<web::Json<UsageResponse>, ApiError> {
-    let route = super::wallet_route(&state.db, &external_id, &caller.0).await?;
+    let route = super::wallet_route(&state, &external_id, &caller.0).await?;
     Ok(web::Json(wallet::usage(&state, &route, query.into_inner()).await?))
 }
 

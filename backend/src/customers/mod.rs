@@ -256,18 +256,44 @@ pub async fn get_by_id(db: &DatabaseConnection, id: Uuid) -> Result<Option<Custo
     Ok(Some(Customer::of(customer, wallet.as_ref())))
 }
 
+/// Which customer each external id names, as looked up so far. An external id never changes
+/// and a customer is never deleted, so an answer stays true: the routes that act on a customer's
+/// wallet find it without a query after the first. Bounded: past 100,000 ids it starts over.
+#[derive(Clone, Default)]
+pub struct CustomerIds(std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, Uuid>>>);
+
+impl CustomerIds {
+    const MAX: usize = 100_000;
+
+    fn get(&self, external_id: &str) -> Option<Uuid> {
+        self.0.lock().ok()?.get(external_id).copied()
+    }
+
+    fn remember(&self, external_id: &str, id: Uuid) {
+        if let Ok(mut ids) = self.0.lock() {
+            if ids.len() >= Self::MAX {
+                ids.clear();
+            }
+            ids.insert(external_id.to_owned(), id);
+        }
+    }
+}
+
 /// The wallet route of a customer named by the product's id, acting for `actor`.
 pub async fn wallet_route(
-    db: &DatabaseConnection,
+    state: &crate::state::AppState,
     external_id: &str,
     actor: &crate::auth::extractors::CustomerActor,
 ) -> Result<WalletRoute, ApiError> {
-    let customer = find(db, external_id).await?;
-    Ok(WalletRoute {
-        owner: customer.id,
-        idempotency_scope: actor.idempotency_scope(customer.id),
-        limit_key: actor.limit_key(customer.id),
-    })
+    let id = match state.customer_ids.get(external_id) {
+        Some(id) => id,
+        None => {
+            let customer = find(&state.db, external_id).await?;
+            state.customer_ids.remember(external_id, customer.id);
+            customer.id
+        }
+    };
+    Ok(WalletRoute { owner: id, idempotency_scope: actor.idempotency_scope(id), limit_key: actor.limit_key(id) })
 }
 
 /// `GET /customers` filters.
