@@ -671,13 +671,13 @@ async fn hosted_links_open_once_and_only_their_customers_pages(app: TestApp) {
         .await
         .unwrap();
     let checkout = json_of(checkout, StatusCode::OK).await;
-    let res = app
-        .client
-        .post(app.url(&format!("/sandbox/checkout/{}/pay", checkout["session_id"].as_str().unwrap())))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.headers()["location"], "http://127.0.0.1:8080/hosted?checkout=success");
+    let session_id = checkout["session_id"].as_str().unwrap();
+    let res = app.client.post(app.url(&format!("/sandbox/checkout/{session_id}/pay"))).send().await.unwrap();
+    // Back on the hosted pages, with the session the page waits for.
+    assert_eq!(
+        res.headers()["location"],
+        format!("http://127.0.0.1:8080/hosted?checkout=success&session_id={session_id}")
+    );
     let balance = json_of(tab.get(app.url("/api/v1/hosted/balance")).send().await.unwrap(), StatusCode::OK).await;
     assert_eq!(balance["balance"], 140);
 
