@@ -223,7 +223,9 @@ pub async fn portal_action(
             Err(e) => Err(e),
         },
         (None, Some(at_period_end)) => {
-            service::set_cancel_at_period_end(&state.db, &state.clock, user_id, at_period_end == "true").await.map(|_| ())
+            service::set_cancel_at_period_end(&state.db, &state.clock, user_id, at_period_end == "true")
+                .await
+                .map(|_| ())
         }
         (None, None) => return Err(ApiError::field("plan", "required", "plan (or cancel) is required")),
     };

@@ -188,16 +188,32 @@ pub struct GrantRequest {
 /// Reads a grant's `user_id`: a UUID, or an error that says what is expected instead of what
 /// the UUID parser found wrong (`error::json_error` names the field as the client wrote it).
 fn tollgate_user_id<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Uuid>, D::Error> {
-    use serde::de::{Error, Unexpected};
-    const EXPECTED: &str =
-        "a Tollgate user id (a UUID, the `id` of `GET /api/v1/me`), or leave it out and name the user by `email`";
-    match Option::<serde_json::Value>::deserialize(deserializer)? {
-        None | Some(serde_json::Value::Null) => Ok(None),
-        Some(serde_json::Value::String(raw)) => Uuid::parse_str(raw.trim())
-            .map(Some)
-            .map_err(|_| D::Error::invalid_value(Unexpected::Str(&raw), &EXPECTED)),
-        Some(_) => Err(D::Error::invalid_type(Unexpected::Other("not a string"), &EXPECTED)),
+    struct UserId;
+
+    impl<'de> serde::de::Visitor<'de> for UserId {
+        type Value = Option<Uuid>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str(
+                "a Tollgate user id (a UUID, the `id` of `GET /api/v1/me`), or leave it out and name the user by `email`",
+            )
+        }
+
+        fn visit_str<E: serde::de::Error>(self, raw: &str) -> Result<Self::Value, E> {
+            Uuid::parse_str(raw.trim()).map(Some).map_err(|_| E::invalid_value(serde::de::Unexpected::Str(raw), &self))
+        }
+
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
     }
+
+    // `deserialize_any`, so that serde_json places an error on the value itself.
+    deserializer.deserialize_any(UserId)
 }
 
 /// `POST /customers/{external_id}/grant`: a grant to the customer the path names.

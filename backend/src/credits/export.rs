@@ -52,7 +52,10 @@ fn number(out: &mut String, value: Option<i64>) {
 /// Appends one entry's row, as the wallet sees it (amounts signed: in positive, out negative).
 fn row(out: &mut String, wallet_id: uuid::Uuid, t: &transfers::Model) -> Result<(), CreditsError> {
     let kind = TransferKind::parse(&t.kind).ok_or_else(|| {
-        CreditsError::Database(sea_orm::DbErr::Custom(format!("the kind of {} is the unknown value {:?}", t.id, t.kind)))
+        CreditsError::Database(sea_orm::DbErr::Custom(format!(
+            "the kind of {} is the unknown value {:?}",
+            t.id, t.kind
+        )))
     })?;
     let amount = if t.credit_account_id == wallet_id { t.amount } else { -t.amount };
     text(out, &t.created_at.to_rfc3339_opts(SecondsFormat::AutoSi, true));

@@ -122,8 +122,11 @@ fn wallet_transfers(wallet_id: Uuid) -> Condition {
 
 /// The wallet's balance right after a transfer of its (the core writes it on the wallet's side).
 pub fn balance_after(wallet_id: Uuid, transfer: &transfers::Model) -> Result<i64, CreditsError> {
-    let after =
-        if transfer.credit_account_id == wallet_id { transfer.credit_balance_after } else { transfer.debit_balance_after };
+    let after = if transfer.credit_account_id == wallet_id {
+        transfer.credit_balance_after
+    } else {
+        transfer.debit_balance_after
+    };
     after.ok_or_else(|| {
         CreditsError::Database(DbErr::Custom(format!("transfer {} has no balance after for its wallet", transfer.id)))
     })

@@ -57,7 +57,9 @@ pub fn parse_charge(
 ) -> Result<Charge, CreditsError> {
     match (amount, feature) {
         (Some(_), Some(_)) => Err(invalid("amount", "and feature cannot both be given: send one or the other")),
-        (None, None) => Err(invalid("amount", "is required, or send feature (and quantity) to be priced by the rate card")),
+        (None, None) => {
+            Err(invalid("amount", "is required, or send feature (and quantity) to be priced by the rate card"))
+        }
         (Some(amount), None) => {
             if quantity.is_some() {
                 return Err(invalid("quantity", "goes with feature, not with amount"));

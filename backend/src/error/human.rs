@@ -57,9 +57,12 @@ fn decode_key(raw: &[u8]) -> String {
 }
 
 /// The path of the value at byte `offset` of a JSON text: the value that starts, ends or lies
-/// there; for an offset on a closing bracket, the object or array it closes. Reads only up to
-/// `offset`, so what follows may be anything (serde stops at the first error).
-fn path_at(body: &[u8], offset: usize) -> Vec<Segment> {
+/// there. On a closing bracket, the object or array it closes if `container` (a missing field, a
+/// list of the wrong length), else its last member: an error raised after its value was read
+/// (a `deserialize_with` of ours) gets the position serde_json is at when it passes the error on,
+/// past the end of the object. Reads only up to `offset`, so what follows may be anything (serde
+/// stops at the first error).
+fn path_at(body: &[u8], offset: usize, container: bool) -> Vec<Segment> {
     let mut stack: Vec<Frame> = Vec::new();
     let mut i = 0;
     while i < body.len() && i < offset {
@@ -100,7 +103,8 @@ fn path_at(body: &[u8], offset: usize) -> Vec<Segment> {
         i += 1;
     }
     let mut path = path_of(&stack);
-    if matches!(body.get(offset), Some(b'}' | b']'))
+    if container
+        && matches!(body.get(offset), Some(b'}' | b']'))
         && stack.last().is_some_and(|frame| frame.segment().is_some())
     {
         // On a closing bracket: the container itself, not its last member.
@@ -203,11 +207,7 @@ fn retell(path: &[Segment], message: &str) -> FieldError {
         if let Some(rest) = message.strip_prefix(prefix)
             && let Some((_, expected)) = rest.split_once(", expected ")
         {
-            let expected = expectation(expected);
-            if path.is_empty() {
-                return error(field, code, format!("the body must be {expected}"));
-            }
-            return error(field.clone(), code, format!("{field} must be {expected}"));
+            return error(field.clone(), code, format!("{field} must be {}", expectation(expected)));
         }
     }
     if message.starts_with("UUID parsing failed") {
@@ -221,11 +221,13 @@ fn retell(path: &[Segment], message: &str) -> FieldError {
 
 /// The failing field of a body that is JSON but not of the expected shape.
 pub(crate) fn body_error(err: &serde_json::Error, body: Option<&[u8]>) -> FieldError {
+    let message = message_of(err);
+    let container = message.starts_with("missing field ") || message.starts_with("invalid length ");
     let path = match body {
-        Some(body) => path_at(body, offset_of(body, err.line(), err.column())),
+        Some(body) => path_at(body, offset_of(body, err.line(), err.column()), container),
         None => Vec::new(),
     };
-    retell(&path, &message_of(err))
+    retell(&path, &message)
 }
 
 /// A body that is not JSON, told with where it stops being JSON.
@@ -289,9 +291,7 @@ impl ParamType {
             Self::Integer { unsigned: false } => "a whole number",
             Self::Number => "a number",
             Self::Boolean => "true or false",
-            Self::DateTime => {
-                "a date and time such as 2026-01-31T12:00:00Z (RFC 3339; in a URL, write `+` as `%2B`)"
-            }
+            Self::DateTime => "a date and time such as 2026-01-31T12:00:00Z (RFC 3339; in a URL, write `+` as `%2B`)",
             Self::Uuid => "a UUID",
         }
     }
@@ -359,15 +359,33 @@ mod tests {
             (r#"{"metadata": {}}"#, "metadata.level", "metadata.level is required"),
             (r#"{"metadata": 5}"#, "metadata", "metadata must be an object"),
             (r#"{"tags": [1, 2, "three"]}"#, "tags[2]", "tags[2] must be a whole number"),
-            (r#"{"when": "yesterday"}"#, "when", "when must be a date and time such as 2026-01-31T12:00:00Z (RFC 3339)"),
+            (
+                r#"{"when": "yesterday"}"#,
+                "when",
+                "when must be a date and time such as 2026-01-31T12:00:00Z (RFC 3339)",
+            ),
             (r#"{"when": 12}"#, "when", "when must be a date and time such as 2026-01-31T12:00:00Z (RFC 3339)"),
             (r#"{"id": "not-a-uuid"}"#, "id", "id must be a UUID"),
             (r#"{"kind": "gift"}"#, "kind", "kind must be one of `grant`, `promotion`, not `gift`"),
             (r#"{"amount": 1.5, this is not json"#, "amount", "amount must be a whole number"),
-            ("[1]", "body", "the body must be an object"),
+            ("[1]", "body", "body must be an object"),
         ];
         for (body, field, message) in cases {
             assert_eq!(told(body), (field.to_owned(), message.to_owned()), "{body}");
+        }
+    }
+
+    #[test]
+    fn an_error_raised_after_the_last_member_names_that_member() {
+        // A grant's `userId` checked after it was read: serde_json places the error on the `}`.
+        for body in [
+            r#"{"amount":100,"reason":"test","userId":"test-user-id"}"#,
+            r#"{"userId": "test-user-id", "amount": 100, "reason": "test"}"#,
+        ] {
+            let err = serde_json::from_str::<crate::credits::dto::GrantRequest>(body).unwrap_err();
+            let e = body_error(&err, Some(body.as_bytes()));
+            assert_eq!(e.field, "userId", "{body}");
+            assert!(e.message.starts_with("userId must be a Tollgate user id"), "{}", e.message);
         }
     }
 
@@ -386,10 +404,8 @@ mod tests {
 
     #[test]
     fn finds_the_query_parameter_its_type_refuses() {
-        let declared = vec![
-            ("limit".to_owned(), ParamType::Integer { unsigned: true }),
-            ("from".to_owned(), ParamType::DateTime),
-        ];
+        let declared =
+            vec![("limit".to_owned(), ParamType::Integer { unsigned: true }), ("from".to_owned(), ParamType::DateTime)];
         let e = query_error("kind=spend&limit=abc", &declared).unwrap();
         assert_eq!((e.field.as_str(), e.message.as_str()), ("limit", "limit must be a whole number, 0 or more"));
         // `+` in a URL is a space: the classic way to break a date.
