@@ -7,7 +7,8 @@ use actix_web::http::Method;
 
 use crate::routes::KnownRoutes;
 
-/// Seed paths whose Tollgate route is not simply the same path under `/api/v1`.
+/// Seed paths (and the NextAuth and Stripe-named paths its clients are written against) whose
+/// Tollgate route is not simply the same path under `/api/v1`.
 const RENAMED: [(&str, &str); 12] = [
     ("/api/stripe/checkout", "/api/v1/billing/checkout-session"),
     ("/api/stripe/checkout-session", "/api/v1/billing/checkout-session"),

@@ -237,15 +237,20 @@ pub async fn usage(ledger: &Ledger, user_id: Uuid, query: UsageQuery) -> Result<
     Ok(UsageResponse { group_by, from, to, total_credits: buckets.iter().map(|b| b.credits).sum(), buckets })
 }
 
-/// How far back a balance history reaches by default, in points.
-const DEFAULT_POINTS: [(BalanceInterval, i32); 2] = [(BalanceInterval::Day, 30), (BalanceInterval::Hour, 24)];
-
 impl BalanceInterval {
     fn parse(raw: Option<&str>) -> Result<Self, CreditsError> {
         match raw {
             None | Some("day") => Ok(Self::Day),
             Some("hour") => Ok(Self::Hour),
             Some(other) => Err(invalid("interval", format!("must be `day` or `hour`, not `{other}`"))),
+        }
+    }
+
+    /// How many points a history without `from` has: the last 30 days, or the last 24 hours.
+    fn default_points(self) -> i32 {
+        match self {
+            Self::Day => 30,
+            Self::Hour => 24,
         }
     }
 
@@ -334,9 +339,8 @@ pub async fn balance_history(
     let asked_from = match query.from.as_deref() {
         Some(raw) => parse_instant("from", raw)?,
         None => {
-            let points = DEFAULT_POINTS.iter().find(|(i, _)| *i == interval).map_or(30, |(_, n)| *n);
             let last = interval.floor(to - Duration::microseconds(1));
-            last - interval.step() * (points - 1)
+            last - interval.step() * (interval.default_points() - 1)
         }
     };
     if asked_from > now {
