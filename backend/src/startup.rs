@@ -20,12 +20,6 @@ use crate::{
     request_id, spa, state::AppState,
 };
 
-/// `GET /customers/{external_id}/balance-history`: a customer route, in the customers folder, declared
-/// here because `customers/mod.rs` has another owner for now. Move it there (`pub mod history;`)
-/// when it is free.
-#[path = "customers/history.rs"]
-mod customer_history;
-
 /// Every route under `/api/v1`, registered with its documentation.
 pub fn api_routes(cfg: &mut ServiceConfig) {
     cfg.service(auth::handlers::register_user)
@@ -52,7 +46,7 @@ pub fn api_routes(cfg: &mut ServiceConfig) {
         .service(customers::handlers::customer_release_hold)
         .service(customers::handlers::customer_ledger)
         .service(customers::handlers::customer_usage)
-        .service(customer_history::customer_balance_history)
+        .service(customers::history::customer_balance_history)
         .service(customers::handlers::customer_checkout_session)
         .service(customers::handlers::customer_portal_session)
         .service(customers::handlers::admin_get_customer)

@@ -32,6 +32,6 @@ pub async fn customer_balance_history(
     external_id: web::Path<String>,
     query: web::Query<BalanceHistoryQuery>,
 ) -> Result<web::Json<BalanceHistory>, ApiError> {
-    let route = crate::customers::wallet_route(&state.db, &external_id, &caller.0).await?;
+    let route = super::wallet_route(&state, &external_id, &caller.0).await?;
     Ok(web::Json(wallet::balance_history(&state, &route, query.into_inner()).await?))
 }

@@ -7,6 +7,7 @@
 //! `/credits/*` twins run (`credits::handlers::wallet`).
 
 pub mod handlers;
+pub mod history;
 pub mod hosted;
 
 use chrono::{DateTime, Utc};
