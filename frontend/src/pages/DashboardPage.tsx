@@ -1,9 +1,10 @@
 import { lazy, Suspense } from 'react';
 import { Link } from 'react-router';
-import { isLiveSubscription, useBalance, useLedgerPage, useSubscription, useUsage } from '../api/queries';
+import { billingKeys, isLiveSubscription, keys, useBalance, useLedgerPage, useSubscription, useUsage } from '../api/queries';
 import { useUser } from '../auth/AuthProvider';
 import { LedgerTable } from '../components/LedgerTable';
-import { Alert, Card, ErrorAlert, Loading, PageHeader, Stat, buttonClass } from '../components/ui';
+import { LoadError, PageLoadErrors, Unavailable } from '../components/LoadErrors';
+import { Alert, Card, Loading, PageHeader, Stat, buttonClass } from '../components/ui';
 import { formatCredits, formatDate, formatInterval, formatKind } from '../lib/format';
 import { useDocumentTitle } from '../lib/useDocumentTitle';
 
@@ -19,10 +20,10 @@ function PlanCard() {
   const sub = subscription.data?.subscription ?? null;
   return (
     <Card title="Plan">
-      {subscription.isPending ? (
+      {subscription.isError && !subscription.data ? (
+        <LoadError error={subscription.error} what="your plan" />
+      ) : subscription.isPending ? (
         <Loading />
-      ) : subscription.isError ? (
-        <p className="text-sm text-slate-600">Plan details are unavailable right now.</p>
       ) : sub && isLiveSubscription(sub.status) ? (
         <div className="space-y-2 text-sm">
           <p className="text-lg font-semibold text-slate-900">{sub.plan_name ?? 'Subscription'}</p>
@@ -63,6 +64,9 @@ export function DashboardPage() {
 
   const b = balance.data;
   const entries = ledger.data?.entries ?? [];
+  /** A figure from the balance: the value, "Unavailable" when it did not load, or "…" meanwhile. */
+  const figure = (value: (balance: NonNullable<typeof b>) => number) =>
+    b ? formatCredits(value(b)) : balance.isError ? <Unavailable /> : '…';
 
   return (
     <>
@@ -76,7 +80,7 @@ export function DashboardPage() {
         }
       />
       <div className="space-y-6">
-        {balance.isError && <ErrorAlert error={balance.error} onRetry={() => void balance.refetch()} />}
+        <PageLoadErrors queryKeys={[keys.balance, keys.ledgerAll, keys.usageAll, billingKeys.subscription]} />
         {b && b.debt > 0 && (
           <Alert tone="error" title="You owe credits">
             {formatCredits(b.debt)} were taken back after they were spent. Buy credits to cover the debt before
@@ -98,21 +102,21 @@ export function DashboardPage() {
         )}
 
         <dl className="grid grid-cols-1 gap-4 sm:grid-cols-3">
-          <Stat label="Balance" testId="stat-balance" value={b ? formatCredits(b.balance) : '…'} />
+          <Stat label="Balance" testId="stat-balance" value={figure((x) => x.balance)} />
           <Stat
             label="Available"
             testId="stat-available"
-            value={b ? formatCredits(b.available) : '…'}
+            value={figure((x) => x.available)}
             hint="Balance less credits held for running work"
           />
-          <Stat label="Held" testId="stat-held" value={b ? formatCredits(b.held) : '…'} />
+          <Stat label="Held" testId="stat-held" value={figure((x) => x.held)} />
         </dl>
 
         <div className="grid grid-cols-1 gap-6 lg:grid-cols-2">
           <PlanCard />
           <Card title="Expiring soon">
             {!b ? (
-              <Loading />
+              balance.isError ? <LoadError error={balance.error} what="your expiring credits" /> : <Loading />
             ) : b.expiring_soon.length === 0 ? (
               <p className="text-sm text-slate-600">None of your credits are due to expire.</p>
             ) : (
@@ -137,10 +141,14 @@ export function DashboardPage() {
 
         <div className="grid grid-cols-1 gap-6 lg:grid-cols-2">
           <Card title="Balance over time">
-            {ledger.isPending || !b ? (
-              <Loading />
-            ) : ledger.isError ? (
-              <ErrorAlert error={ledger.error} onRetry={() => void ledger.refetch()} />
+            {!ledger.data || !b ? (
+              ledger.isError && !ledger.data ? (
+                <LoadError error={ledger.error} what="your balance history" />
+              ) : balance.isError && !b ? (
+                <LoadError error={balance.error} what="your balance" />
+              ) : (
+                <Loading />
+              )
             ) : entries.length === 0 ? (
               <p className="text-sm text-slate-600">No activity yet. Your balance will be charted here.</p>
             ) : (
@@ -150,10 +158,8 @@ export function DashboardPage() {
             )}
           </Card>
           <Card title="Usage by feature (30 days)">
-            {usage.isPending ? (
-              <Loading />
-            ) : usage.isError ? (
-              <ErrorAlert error={usage.error} onRetry={() => void usage.refetch()} />
+            {!usage.data ? (
+              usage.isError ? <LoadError error={usage.error} what="your usage" /> : <Loading />
             ) : usage.data.buckets.length === 0 ? (
               <p className="text-sm text-slate-600">You have not spent any credits in the last 30 days.</p>
             ) : (
@@ -177,8 +183,8 @@ export function DashboardPage() {
             </Link>
           }
         >
-          {ledger.isPending ? (
-            <Loading />
+          {!ledger.data ? (
+            ledger.isError ? <LoadError error={ledger.error} what="your recent activity" /> : <Loading />
           ) : entries.length === 0 ? (
             <p className="text-sm text-slate-600">
               Nothing yet. <Link to="/credits" className="font-semibold text-brand-700 hover:underline">Buy credits</Link>{' '}

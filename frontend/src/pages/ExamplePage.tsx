@@ -3,7 +3,8 @@ import { useState, type FormEvent } from 'react';
 import { Link } from 'react-router';
 import { api, unwrap, type SummarizeResult } from '../api/client';
 import { ApiError, formErrors } from '../api/errors';
-import { invalidateCredits, useBalance, useFeatures } from '../api/queries';
+import { invalidateCredits, keys, useBalance, useFeatures } from '../api/queries';
+import { PageLoadErrors, Unavailable } from '../components/LoadErrors';
 import { Alert, Button, Card, PageHeader, Stat, TextArea, buttonClass } from '../components/ui';
 import { formatCredits, formatNumber } from '../lib/format';
 import { useIdempotencyKey } from '../lib/idempotency';
@@ -88,6 +89,9 @@ export function ExamplePage() {
         description="Summarise a text with the example feature. You see what it will cost before it runs, and pay only for what it analyses."
       />
       <div className="grid grid-cols-1 gap-6 lg:grid-cols-3">
+        <div className="empty:hidden lg:col-span-3">
+          <PageLoadErrors queryKeys={[keys.balance, keys.features]} />
+        </div>
         <Card className="lg:col-span-2">
           <form onSubmit={onSubmit} className="space-y-4" aria-label="Summarise a text">
             <TextArea
@@ -147,7 +151,7 @@ export function ExamplePage() {
             <Stat
               label="Available"
               testId="example-available"
-              value={available !== undefined ? formatCredits(available) : '…'}
+              value={available !== undefined ? formatCredits(available) : balance.isError ? <Unavailable /> : '…'}
             />
           </dl>
           <Card title="Pricing">

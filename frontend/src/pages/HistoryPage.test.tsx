@@ -1,7 +1,7 @@
 import { screen, within } from '@testing-library/react';
 import userEvent from '@testing-library/user-event';
 import { describe, expect, it } from 'vitest';
-import { json, mockApi, tokens } from '../test/mockApi';
+import { json, mockApi, offline, tokens } from '../test/mockApi';
 import { renderApp } from '../test/renderApp';
 import { dayStart } from './HistoryPage';
 
@@ -59,6 +59,26 @@ describe('history', () => {
     const sent = requests.filter((r) => r.url.includes('/credits/ledger'));
     expect(sent.length).toBeGreaterThan(0);
     expect(sent.every((r) => !new URL(r.url).searchParams.has('kind'))).toBe(true);
+  });
+
+  it('with the network down says the history did not load (not that there is none), and tries again', async () => {
+    let down = true;
+    mockApi({
+      'POST /api/v1/auth/refresh': () => json(tokens()),
+      'GET /api/v1/credits/ledger': () => (down ? offline() : json({ entries: [entry('p1', 'purchase', 100, 100)], next_cursor: null })),
+    });
+    renderApp('/history');
+    const user = userEvent.setup();
+
+    const alert = await screen.findByRole('alert');
+    expect(alert).toHaveTextContent('Could not reach Tollgate. Check your connection and try again.');
+    expect(screen.getByText('Could not load your history.')).toBeInTheDocument();
+    expect(screen.queryByText('No activity yet.')).not.toBeInTheDocument();
+
+    down = false;
+    await user.click(within(alert).getByRole('button', { name: 'Try again' }));
+    expect(await screen.findByText('Showing 1 entry (all)')).toBeInTheDocument();
+    expect(screen.queryByRole('alert')).not.toBeInTheDocument();
   });
 
   it('reads date filters as whole local days', () => {

@@ -1,9 +1,10 @@
 import { useMemo } from 'react';
 import { useSearchParams } from 'react-router';
 import type { TransferKind } from '../api/client';
-import { useLedger } from '../api/queries';
+import { keys, useLedger } from '../api/queries';
 import { LedgerTable } from '../components/LedgerTable';
-import { Button, Card, ErrorAlert, Loading, PageHeader, SelectField, TextField } from '../components/ui';
+import { LoadError, PageLoadErrors } from '../components/LoadErrors';
+import { Button, Card, Loading, PageHeader, SelectField, TextField } from '../components/ui';
 import { ledgerToCsv, downloadText } from '../lib/csv';
 import { formatKind, formatNumber } from '../lib/format';
 import { useDocumentTitle } from '../lib/useDocumentTitle';
@@ -81,6 +82,7 @@ export function HistoryPage() {
         }
       />
       <div className="space-y-6">
+        <PageLoadErrors queryKeys={[keys.ledgerAll]} />
         <Card>
           <form
             aria-label="Filter history"
@@ -112,10 +114,8 @@ export function HistoryPage() {
         </Card>
 
         <Card>
-          {ledger.isPending ? (
-            <Loading label="Loading history…" />
-          ) : ledger.isError ? (
-            <ErrorAlert error={ledger.error} onRetry={() => void ledger.refetch()} />
+          {!ledger.data ? (
+            ledger.isError ? <LoadError error={ledger.error} what="your history" /> : <Loading label="Loading history…" />
           ) : entries.length === 0 ? (
             <p className="py-6 text-center text-sm text-slate-600">
               {filtered ? 'No entries match these filters.' : 'No activity yet.'}
