@@ -50,7 +50,8 @@ export async function unwrap<D>(call: Promise<Result<D>>): Promise<D> {
   try {
     result = await call;
   } catch (cause) {
-    throw ApiError.network(cause);
+    // The session's refresh says why it failed (see `refreshSession`); anything else is no answer.
+    throw cause instanceof ApiError ? cause : ApiError.network(cause);
   }
   if (!result.response.ok) throw ApiError.fromResponse(result.response, result.error);
   return result.data as D;

@@ -3,17 +3,8 @@
 // a spinner that does not stop).
 import { notifyManager, useQueryClient, type Query, type QueryKey } from '@tanstack/react-query';
 import { useCallback, useEffect, useState } from 'react';
-import { ApiError, errorMessage } from '../api/errors';
+import { errorMessage, isTransient } from '../api/errors';
 import { Alert, Button } from './ui';
-
-/**
- * True for a failure that trying again may fix: no answer, a timeout, rate limiting or a server
- * error. A client error (a 404, a refused scope) is the answer and stays where it happened.
- */
-export function isTransient(error: unknown): boolean {
-  if (!(error instanceof ApiError)) return true;
-  return error.status === 0 || error.status === 408 || error.status === 429 || error.status >= 500;
-}
 
 function sameQueries(a: readonly Query[], b: readonly Query[]): boolean {
   return a.length === b.length && a.every((q, i) => q === b[i] && q.state.error === b[i]?.state.error);
