@@ -1,6 +1,6 @@
 import { screen, waitFor } from '@testing-library/react';
 import userEvent from '@testing-library/user-event';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { balance, deferred, json, mockApi, problem, tokens, unavailable } from '../test/mockApi';
 import { renderApp } from '../test/renderApp';
 
@@ -62,6 +62,33 @@ describe('example AI', () => {
     await user.click(screen.getByRole('button', { name: 'Try again' }));
     await waitFor(() => expect(screen.getByTestId('example-available')).toHaveTextContent('100 credits'));
     expect(screen.queryByRole('alert')).not.toBeInTheDocument();
+  });
+
+  it('brings the result into view and gives it focus when it appears', async () => {
+    // jsdom lays nothing out and has no scrollIntoView: record the calls.
+    const scrolled: Element[] = [];
+    const scrollIntoView = vi.fn(function (this: Element) {
+      scrolled.push(this);
+    });
+    Element.prototype.scrollIntoView = scrollIntoView;
+    try {
+      mockApi({
+        ...signedIn,
+        'GET /api/v1/credits/balance': () => json({ ...balance, balance: 100, available: 100 }),
+        'POST /api/v1/example/use-credits': () => summary(4, 96),
+      });
+      renderApp('/example');
+      const user = userEvent.setup();
+      await user.type(await screen.findByLabelText('Text to summarise'), 'A sentence. Another one.');
+      await user.click(screen.getByRole('button', { name: 'Summarise' }));
+
+      const region = await screen.findByRole('region', { name: 'Summary' });
+      await waitFor(() => expect(region).toHaveFocus());
+      expect(scrolled).toEqual([region]);
+      expect(scrollIntoView).toHaveBeenCalledWith(expect.objectContaining({ block: 'start' }));
+    } finally {
+      delete (Element.prototype as { scrollIntoView?: unknown }).scrollIntoView;
+    }
   });
 
   it('says clearly when there are too few credits, and links to buying more', async () => {
