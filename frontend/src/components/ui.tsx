@@ -192,7 +192,17 @@ export function Alert({
 }
 
 /** A failed query or action, with an optional retry. */
-export function ErrorAlert({ error, onRetry, title }: { error: unknown; onRetry?: () => void; title?: string }) {
+export function ErrorAlert({
+  error,
+  onRetry,
+  title,
+  retryLabel = 'Try again',
+}: {
+  error: unknown;
+  onRetry?: () => void;
+  title?: string;
+  retryLabel?: string;
+}) {
   return (
     <Alert
       tone="error"
@@ -200,7 +210,7 @@ export function ErrorAlert({ error, onRetry, title }: { error: unknown; onRetry?
       action={
         onRetry && (
           <Button variant="secondary" onClick={onRetry}>
-            Try again
+            {retryLabel}
           </Button>
         )
       }

@@ -125,6 +125,8 @@ describe('sign up', () => {
 /** What the dashboard loads, for tests that sign out from it. */
 const dashboard = {
   'GET /api/v1/credits/balance': () => json(balance),
+  'GET /api/v1/credits/balance-history': () =>
+    json({ interval: 'day', from: '2026-10-26T00:00:00Z', to: '2026-11-24T12:00:00Z', opening_balance: 0, points: [] }),
   'GET /api/v1/credits/ledger': () => json({ entries: [], next_cursor: null }),
   'GET /api/v1/usage': () => json({ group_by: 'feature', from: '', to: '', total_credits: 0, buckets: [] }),
   'GET /api/v1/billing/subscription': () => json({ subscription: null }),

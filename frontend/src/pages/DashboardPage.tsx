@@ -1,16 +1,29 @@
-import { lazy, Suspense } from 'react';
+import { lazy, Suspense, useState } from 'react';
 import { Link } from 'react-router';
-import { billingKeys, isLiveSubscription, keys, useBalance, useLedgerPage, useSubscription, useUsage } from '../api/queries';
+import {
+  BALANCE_RANGES,
+  billingKeys,
+  isLiveSubscription,
+  keys,
+  useBalance,
+  useBalanceHistory,
+  useLedgerPage,
+  useSubscription,
+  useUsage,
+  type BalanceRange,
+} from '../api/queries';
 import { useUser } from '../auth/AuthProvider';
 import { LedgerTable } from '../components/LedgerTable';
 import { LoadError, PageLoadErrors, Unavailable } from '../components/LoadErrors';
 import { Alert, Card, Loading, PageHeader, Stat, buttonClass } from '../components/ui';
 import { formatCredits, formatDate, formatInterval, formatKind } from '../lib/format';
+import { isFlat } from '../lib/series';
 import { useDocumentTitle } from '../lib/useDocumentTitle';
 
 // uPlot is loaded with the charts, only when there is something to chart.
 const BalanceChart = lazy(() => import('../components/DashboardCharts').then((m) => ({ default: m.BalanceChart })));
 const UsageChart = lazy(() => import('../components/DashboardCharts').then((m) => ({ default: m.UsageChart })));
+const UsageByDayChart = lazy(() => import('../components/DashboardCharts').then((m) => ({ default: m.UsageByDayChart })));
 
 /** Below this many available credits the dashboard suggests buying more. */
 export const LOW_BALANCE = 20;
@@ -55,12 +68,61 @@ function PlanCard() {
   );
 }
 
+/** Picks the balance chart's range: one pressed button among a few. */
+function RangePicker({ value, onChange }: { value: BalanceRange; onChange: (range: BalanceRange) => void }) {
+  return (
+    <div role="group" aria-label="Range" className="inline-flex overflow-hidden rounded-md shadow-sm ring-1 ring-inset ring-slate-300">
+      {(Object.keys(BALANCE_RANGES) as BalanceRange[]).map((key) => (
+        <button
+          key={key}
+          type="button"
+          aria-pressed={value === key}
+          onClick={() => onChange(key)}
+          className={`whitespace-nowrap px-2.5 py-1.5 text-xs font-semibold focus-visible:relative focus-visible:outline-2 focus-visible:outline-brand-600 ${
+            value === key ? 'bg-brand-600 text-white' : 'bg-white text-slate-700 hover:bg-slate-50'
+          }`}
+        >
+          {BALANCE_RANGES[key].label}
+        </button>
+      ))}
+    </div>
+  );
+}
+
+function BalanceOverTime() {
+  const [range, setRange] = useState<BalanceRange>('30d');
+  const history = useBalanceHistory(range);
+  const data = history.data;
+  const label = BALANCE_RANGES[range].label;
+  return (
+    <Card title="Balance over time" actions={<RangePicker value={range} onChange={setRange} />}>
+      {!data ? (
+        history.isError ? <LoadError error={history.error} what="your balance over time" /> : <Loading />
+      ) : (
+        <div aria-busy={history.isPlaceholderData} className={history.isPlaceholderData ? 'opacity-60' : undefined}>
+          {isFlat(data) ? (
+            <p className="text-sm text-slate-600">
+              No credits moved in the last {label}. Your balance stayed at{' '}
+              {formatCredits(data.points.at(-1)?.balance ?? data.opening_balance)}.
+            </p>
+          ) : (
+            <Suspense fallback={<Loading label="Loading chart…" />}>
+              <BalanceChart history={data} rangeLabel={label} />
+            </Suspense>
+          )}
+        </div>
+      )}
+    </Card>
+  );
+}
+
 export function DashboardPage() {
   useDocumentTitle('Dashboard');
   const user = useUser();
   const balance = useBalance();
-  const ledger = useLedgerPage({ limit: 100 });
+  const ledger = useLedgerPage({ limit: 5 });
   const usage = useUsage('feature');
+  const usageByDay = useUsage('day');
 
   const b = balance.data;
   const entries = ledger.data?.entries ?? [];
@@ -80,7 +142,9 @@ export function DashboardPage() {
         }
       />
       <div className="space-y-6">
-        <PageLoadErrors queryKeys={[keys.balance, keys.ledgerAll, keys.usageAll, billingKeys.subscription]} />
+        <PageLoadErrors
+          queryKeys={[keys.balance, keys.balanceHistoryAll, keys.ledgerAll, keys.usageAll, billingKeys.subscription]}
+        />
         {b && b.debt > 0 && (
           <Alert tone="error" title="You owe credits">
             {formatCredits(b.debt)} were taken back after they were spent. Buy credits to cover the debt before
@@ -139,21 +203,17 @@ export function DashboardPage() {
           </Card>
         </div>
 
+        <BalanceOverTime />
+
         <div className="grid grid-cols-1 gap-6 lg:grid-cols-2">
-          <Card title="Balance over time">
-            {!ledger.data || !b ? (
-              ledger.isError && !ledger.data ? (
-                <LoadError error={ledger.error} what="your balance history" />
-              ) : balance.isError && !b ? (
-                <LoadError error={balance.error} what="your balance" />
-              ) : (
-                <Loading />
-              )
-            ) : entries.length === 0 ? (
-              <p className="text-sm text-slate-600">No activity yet. Your balance will be charted here.</p>
+          <Card title="Usage by day (30 days)">
+            {!usageByDay.data ? (
+              usageByDay.isError ? <LoadError error={usageByDay.error} what="your usage by day" /> : <Loading />
+            ) : usageByDay.data.total_credits === 0 ? (
+              <p className="text-sm text-slate-600">You have not spent any credits in the last 30 days.</p>
             ) : (
               <Suspense fallback={<Loading label="Loading chart…" />}>
-                <BalanceChart entries={entries} balance={b.balance} />
+                <UsageByDayChart usage={usageByDay.data} />
               </Suspense>
             )}
           </Card>
