@@ -23,14 +23,19 @@ use crate::{
     state::AppState,
 };
 
+/// The body as it arrived, kept in the request's extensions so that `error::json_error` can name
+/// the field a body of the wrong shape fails on (serde reports only a line and column).
+#[derive(Debug, Clone)]
+pub struct RawBody(pub actix_web::web::Bytes);
+
 /// The largest body any route reads; each route's own limit (256 KiB for JSON) is lower or equal.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 fn nul_in_field(field: String) -> ApiError {
     ApiError::validation(vec![FieldError {
+        message: format!("{field} must not contain the NUL character (\\u0000)"),
         field,
         code: "nul_character".to_owned(),
-        message: "must not contain the NUL character (\\u0000)".to_owned(),
     }])
 }
 
@@ -141,6 +146,7 @@ pub async fn guard(
             return Ok(refuse(req, nul_in_field(field)));
         }
     }
+    req.extensions_mut().insert(RawBody(body.clone()));
     req.set_payload(actix_web::dev::Payload::from(body));
     next.call(req).await.map(ServiceResponse::map_into_left_body)
 }

@@ -17,9 +17,14 @@ pub use self::code::ErrorCode;
 use crate::request_id;
 
 mod code;
+mod human;
 
-/// The problem details body, as documented in the OpenAPI spec (`ApiError` writes it), with
-/// the extension members some codes add.
+pub use self::human::ParamType;
+
+/// An error: RFC 9457 problem details (`application/problem+json`) with Tollgate's stable `code`.
+/// Match on `code` (each route lists the codes it answers), never on `title` or `detail`, which
+/// are for people. Some codes add extension members, typed below: `errors` (each failing field),
+/// `available`, `requested`, `debt`, `held`, `captured_amount`, `required_scope`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Problem {
     /// A URI naming the kind of problem: `urn:tollgate:problem:<code>`.
@@ -36,7 +41,8 @@ pub struct Problem {
     pub code: ErrorCode,
     /// The request id, as in the `X-Request-Id` response header.
     pub request_id: String,
-    /// Field-level failures, for `validation_failed`.
+    /// `validation_failed` (and `invalid_query` when the parameter is known): each failing field,
+    /// named as the request named it, with what it must be.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub errors: Option<Vec<FieldError>>,
     /// `insufficient_credits` and `outstanding_debt`: what the wallet can spend now.
@@ -59,14 +65,15 @@ pub struct Problem {
     pub required_scope: Option<String>,
 }
 
-/// One failing field of a request body.
+/// One failing field of a request (a body member, a query parameter or a header).
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct FieldError {
-    /// The field, as named in the request body.
+    /// The field, as named in the request: `amount`, `metadata.tags[2]`, `limit`,
+    /// `Idempotency-Key`; `body` for the body as a whole.
     pub field: String,
-    /// A stable code for the rule it broke, e.g. `length`, `email`.
+    /// A stable code for the rule it broke, e.g. `required`, `type`, `length`, `email`.
     pub code: String,
-    /// A human-readable explanation.
+    /// What is wrong, as a sentence that names the field: `amount must be a whole number`.
     pub message: String,
 }
 
@@ -112,6 +119,8 @@ impl ApiError {
     /// 422 with the failing fields.
     pub fn validation(errors: Vec<FieldError>) -> Self {
         let detail = match errors.as_slice() {
+            // Messages name their field already ("amount must be a whole number").
+            [one] if one.message.starts_with(&one.field) => one.message.clone(),
             [one] => format!("{}: {}", one.field, one.message),
             _ => format!("{} fields are invalid", errors.len()),
         };
@@ -216,27 +225,41 @@ impl From<validator::ValidationErrors> for ApiError {
     }
 }
 
-/// The error for a JSON body actix could not read, in problem+json.
-pub fn json_error(err: actix_web::error::JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
-    use actix_web::error::JsonPayloadError as E;
+/// The error for a JSON body actix could not read, in problem+json. A body of the wrong shape is
+/// a 422 naming the field (found in the body `crate::body` kept) and what it must be.
+pub fn json_error(err: actix_web::error::JsonPayloadError, req: &HttpRequest) -> actix_web::Error {
+    use actix_web::{HttpMessage, error::JsonPayloadError as E};
     let api = match &err {
         E::OverflowKnownLength { .. } | E::Overflow { .. } => {
             ApiError::new(ErrorCode::PayloadTooLarge, "The request body is larger than this endpoint accepts.")
         }
         E::ContentType => ApiError::new(ErrorCode::UnsupportedMediaType, "Send the body as application/json."),
         E::Deserialize(e) if e.is_data() => {
-            ApiError::new(ErrorCode::ValidationFailed, format!("The body does not have the expected shape: {e}"))
-                .with("errors", Vec::<FieldError>::new())
+            let body = req.extensions().get::<crate::body::RawBody>().map(|raw| raw.0.clone());
+            ApiError::validation(vec![human::body_error(e, body.as_deref())])
         }
-        E::Deserialize(e) => ApiError::new(ErrorCode::InvalidJson, format!("The body is not valid JSON: {e}")),
+        E::Deserialize(e) => ApiError::new(ErrorCode::InvalidJson, human::syntax_error(e)),
         other => ApiError::new(ErrorCode::InvalidJson, format!("The body could not be read: {other}")),
     };
     api.into()
 }
 
-/// The error for a query string actix could not read.
-pub fn query_error(err: actix_web::error::QueryPayloadError, _req: &HttpRequest) -> actix_web::Error {
-    ApiError::new(ErrorCode::InvalidQuery, format!("The query string is invalid: {err}")).into()
+/// The error for a query string actix could not read: 400 `invalid_query`, naming the parameter
+/// whose value its type (as the spec declares it) refuses.
+pub fn query_error(err: actix_web::error::QueryPayloadError, req: &HttpRequest) -> actix_web::Error {
+    let known = req.app_data::<actix_web::web::Data<crate::routes::KnownRoutes>>();
+    let declared = known.map(|k| k.query_params(req.method(), req.path())).unwrap_or_default();
+    let api = match human::query_error(req.query_string(), &declared) {
+        Some(field) => ApiError::new(ErrorCode::InvalidQuery, field.message.clone()).with("errors", vec![field]),
+        None => {
+            let reason = match &err {
+                actix_web::error::QueryPayloadError::Deserialize(e) => e.to_string(),
+                other => other.to_string(),
+            };
+            ApiError::new(ErrorCode::InvalidQuery, format!("The query string cannot be read: {reason}."))
+        }
+    };
+    api.into()
 }
 
 /// The error for a path segment actix could not read (e.g. an id that is not a UUID).
@@ -246,10 +269,12 @@ pub fn path_error(err: actix_web::error::PathError, _req: &HttpRequest) -> actix
 
 /// Answers for routes that do not exist, and for known routes called with the wrong method.
 pub async fn not_found(req: HttpRequest) -> ApiError {
-    ApiError::new(ErrorCode::NotFound, format!("No route for {} {}.", req.method(), req.path()))
+    let method = crate::head::original_method(&req);
+    ApiError::new(ErrorCode::NotFound, format!("No route for {method} {}.", req.path()))
 }
 
 /// 405 for a known path with a method it does not accept.
 pub async fn method_not_allowed(req: HttpRequest) -> ApiError {
-    ApiError::new(ErrorCode::MethodNotAllowed, format!("{} is not allowed on {}.", req.method(), req.path()))
+    let method = crate::head::original_method(&req);
+    ApiError::new(ErrorCode::MethodNotAllowed, format!("{method} is not allowed on {}.", req.path()))
 }

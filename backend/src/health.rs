@@ -42,5 +42,9 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         stripe_mode: state.settings.stripe_mode().to_owned(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
     };
-    if ready { HttpResponse::Ok().json(body) } else { HttpResponse::ServiceUnavailable().json(body) }
+    if ready {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().insert_header((actix_web::http::header::RETRY_AFTER, "5")).json(body)
+    }
 }

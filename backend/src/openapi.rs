@@ -12,6 +12,7 @@ use utoipa::{
     Modify, OpenApi,
     openapi::{
         ContentBuilder, Ref, RefOr, Required, ResponseBuilder, Schema,
+        header::{Header, HeaderBuilder},
         path::Operation,
         response::Response,
         schema::{AllOfBuilder, ObjectBuilder, Type},
@@ -26,7 +27,7 @@ use crate::error::{ErrorCode, FieldError, Problem};
 #[openapi(
     info(
         title = "Tollgate",
-        description = "Credit-based billing for AI features: wallets, lots, holds, an idempotent double-entry ledger, and Stripe checkout.\n\nErrors are `application/problem+json` (RFC 9457) with a stable `code` (`ErrorCode`); each operation lists, per status, exactly the codes it can answer. Writes that move credits take an `Idempotency-Key` header.",
+        description = "Credit-based billing for AI features: wallets, lots, holds, an idempotent double-entry ledger, and Stripe checkout.\n\nErrors are `application/problem+json` (RFC 9457, the `Problem` schema) with a stable `code` (`ErrorCode`); each operation lists, per status, exactly the codes it can answer. Writes that move credits take an `Idempotency-Key` header; a retried write's answer carries `Idempotent-Replayed: true`. Every response carries `X-Request-Id`; 429, 502 and 503 carry `Retry-After`. `HEAD` works wherever `GET` does.",
         license(name = "MIT")
     ),
     modifiers(&SecurityAddon),
@@ -141,10 +142,86 @@ fn problem_response(codes: &[ErrorCode]) -> Response {
     let code = ObjectBuilder::new().schema_type(Type::String).enum_values(Some(codes.iter().map(|c| c.as_str())));
     let narrowed = ObjectBuilder::new().schema_type(Type::Object).property("code", code).required("code");
     let schema = AllOfBuilder::new().item(Ref::from_schema_name("Problem")).item(narrowed);
-    ResponseBuilder::new()
+    let mut response = ResponseBuilder::new()
         .description(description)
         .content(PROBLEM_JSON, ContentBuilder::new().schema(Some(schema)).build())
-        .build()
+        .build();
+    if let Some(code) = codes.first() {
+        add_headers(&mut response, &code.status().as_u16().to_string(), false);
+    }
+    response
+}
+
+/// The response headers clients use, declared once under `components/headers`.
+const REQUEST_ID: &str = "X-Request-Id";
+const RETRY_AFTER: &str = "Retry-After";
+const REPLAYED: &str = "Idempotent-Replayed";
+
+fn headers() -> [(&'static str, Header); 3] {
+    let string = || ObjectBuilder::new().schema_type(Type::String);
+    [
+        (
+            REQUEST_ID,
+            HeaderBuilder::new()
+                .schema(Some(string()))
+                .description(Some(
+                    "The request's id: the caller's own `X-Request-Id` when it sent a sane one (1 to 128 of \
+                     `A-Z a-z 0-9 - _ . :`), else one made up. The same as `request_id` in a problem body; \
+                     quote it to support.",
+                ))
+                .build(),
+        ),
+        (
+            RETRY_AFTER,
+            HeaderBuilder::new()
+                .schema(Some(ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(1))))
+                .description(Some("Seconds to wait before retrying."))
+                .build(),
+        ),
+        (
+            REPLAYED,
+            HeaderBuilder::new()
+                .schema(Some(string().enum_values(Some(["true"]))))
+                .description(Some(
+                    "`true` when this is the stored answer to an earlier request with the same \
+                     `Idempotency-Key` (nothing was written this time); absent on a first answer.",
+                ))
+                .build(),
+        ),
+    ]
+}
+
+fn header_ref(name: &str) -> RefOr<Header> {
+    RefOr::Ref(Ref::new(format!("#/components/headers/{name}")))
+}
+
+/// Statuses that come with `Retry-After`: rate limits and lockouts (429), Stripe out of reach
+/// (502), the database or password hashing unavailable (503).
+const RETRY_STATUSES: [&str; 3] = ["429", "502", "503"];
+
+/// Operations whose 200 may be a replay (`credits::handlers::respond`).
+const REPLAYABLE: [&str; 10] = [
+    "spend_credits",
+    "grant_credits",
+    "create_hold",
+    "capture_hold",
+    "release_hold",
+    "customer_spend",
+    "customer_grant",
+    "customer_create_hold",
+    "customer_capture_hold",
+    "customer_release_hold",
+];
+
+/// Declares the headers a response of `status` carries.
+fn add_headers(response: &mut Response, status: &str, replayable: bool) {
+    response.headers.insert(REQUEST_ID.to_owned(), header_ref(REQUEST_ID));
+    if RETRY_STATUSES.contains(&status) {
+        response.headers.insert(RETRY_AFTER.to_owned(), header_ref(RETRY_AFTER));
+    }
+    if replayable && status == "200" {
+        response.headers.insert(REPLAYED.to_owned(), header_ref(REPLAYED));
+    }
 }
 
 /// The codes of a response `problem_response` built; `None` for any other response.
@@ -290,7 +367,11 @@ pub fn complete_spec(api: &mut utoipa::openapi::OpenApi) {
                 }
                 None => true,
             });
+            let replayable = REPLAYABLE.contains(&operation.operation_id.as_deref().unwrap_or_default());
             for (status, response) in responses.iter_mut() {
+                if let RefOr::T(response) = response {
+                    add_headers(response, status, replayable);
+                }
                 if let RefOr::T(response) = response
                     && response.description.is_empty()
                 {
@@ -327,7 +408,9 @@ pub fn complete_spec(api: &mut utoipa::openapi::OpenApi) {
             }
         }
     }
-    api.components.get_or_insert_with(Default::default).responses.extend(shared);
+    let components = api.components.get_or_insert_with(Default::default);
+    components.responses.extend(shared);
+    components.headers.extend(headers().map(|(name, header)| (name.to_owned(), RefOr::T(header))));
 }
 
 /// The spec as YAML, as committed in `openapi.yaml` (`tollgate openapi > openapi.yaml`).

@@ -35,6 +35,23 @@ fn content_type(path: &Path) -> &'static str {
     }
 }
 
+/// The Next.js seed's page URLs and the SPA's pages that replaced them. Old bookmarks, links in
+/// mails, and a `BILLING_PORTAL_RETURN_URL=…/dashboard` carried over from the seed land there.
+const MOVED_PAGES: [(&str, &str); 4] =
+    [("/dashboard", "/"), ("/example-ai", "/example"), ("/auth/signin", "/sign-in"), ("/auth/signup", "/sign-up")];
+
+/// A permanent redirect (308) from a seed page to its Tollgate page, keeping the query string.
+pub fn moved_page(req: &HttpRequest) -> Option<HttpResponse> {
+    let path = req.path();
+    let path = if path.len() > 1 { path.trim_end_matches('/') } else { path };
+    let (_, to) = MOVED_PAGES.iter().find(|(from, _)| *from == path)?;
+    let location = match req.query_string() {
+        "" => (*to).to_owned(),
+        query => format!("{to}?{query}"),
+    };
+    Some(HttpResponse::PermanentRedirect().insert_header((header::LOCATION, location)).finish())
+}
+
 /// The GET fallback: a file of the SPA, or its `index.html`.
 pub async fn serve(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let root = &state.settings.frontend_dir;

@@ -20,6 +20,12 @@ use crate::{
     request_id, spa, state::AppState,
 };
 
+/// `GET /customers/{external_id}/balance-history`: a customer route, in the customers folder, declared
+/// here because `customers/mod.rs` has another owner for now. Move it there (`pub mod history;`)
+/// when it is free.
+#[path = "customers/history.rs"]
+mod customer_history;
+
 /// Every route under `/api/v1`, registered with its documentation.
 pub fn api_routes(cfg: &mut ServiceConfig) {
     cfg.service(auth::handlers::register_user)
@@ -46,6 +52,7 @@ pub fn api_routes(cfg: &mut ServiceConfig) {
         .service(customers::handlers::customer_release_hold)
         .service(customers::handlers::customer_ledger)
         .service(customers::handlers::customer_usage)
+        .service(customer_history::customer_balance_history)
         .service(customers::handlers::customer_checkout_session)
         .service(customers::handlers::customer_portal_session)
         .service(customers::handlers::admin_get_customer)
@@ -65,6 +72,8 @@ pub fn api_routes(cfg: &mut ServiceConfig) {
         .service(credits::handlers::capture_hold)
         .service(credits::handlers::release_hold)
         .service(credits::handlers::list_ledger_entries)
+        .service(credits::handlers::export_ledger_csv)
+        .service(credits::handlers::get_balance_history)
         .service(credits::handlers::get_usage)
         .service(credits::handlers::list_features)
         .service(credits::handlers::create_feature)
@@ -101,49 +110,11 @@ pub fn spec() -> utoipa::openapi::OpenApi {
     api
 }
 
-/// The documented paths and their methods, to tell a wrong method (405) from an unknown path.
-struct KnownRoutes(Vec<(Vec<String>, Vec<Method>)>);
-
-impl KnownRoutes {
-    fn from_spec(api: &utoipa::openapi::OpenApi) -> Self {
-        let routes = api
-            .paths
-            .paths
-            .iter()
-            .map(|(path, item)| {
-                let segments = path.trim_matches('/').split('/').map(str::to_owned).collect();
-                let methods = [
-                    (Method::GET, item.get.is_some()),
-                    (Method::POST, item.post.is_some()),
-                    (Method::PUT, item.put.is_some()),
-                    (Method::PATCH, item.patch.is_some()),
-                    (Method::DELETE, item.delete.is_some()),
-                ]
-                .into_iter()
-                .filter_map(|(m, present)| present.then_some(m))
-                .collect();
-                (segments, methods)
-            })
-            .collect();
-        Self(routes)
-    }
-
-    /// The methods a path accepts, if it is a known path.
-    fn allowed(&self, path: &str) -> Option<Vec<Method>> {
-        let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
-        let mut allowed: Vec<Method> = Vec::new();
-        for (segments, methods) in &self.0 {
-            let matches = segments.len() == parts.len()
-                && segments.iter().zip(&parts).all(|(s, p)| (s.starts_with('{') && !p.is_empty()) || s == p);
-            if matches {
-                allowed.extend(methods.iter().cloned());
-            }
-        }
-        (!allowed.is_empty()).then_some(allowed)
-    }
-}
-
-async fn fallback(req: HttpRequest, state: web::Data<AppState>, known: web::Data<KnownRoutes>) -> HttpResponse {
+async fn fallback(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    known: web::Data<crate::routes::KnownRoutes>,
+) -> HttpResponse {
     use actix_web::ResponseError;
     if let Some(methods) = known.allowed(req.path()) {
         let allow = methods.iter().map(Method::as_str).collect::<Vec<_>>().join(", ");
@@ -153,6 +124,10 @@ async fn fallback(req: HttpRequest, state: web::Data<AppState>, known: web::Data
         }
         return response;
     }
+    // A client of the Next.js seed: name the route to use instead.
+    if let Some(detail) = crate::seed::api_hint(&known, req.path()) {
+        return error::ApiError::new(error::ErrorCode::NotFound, detail).error_response();
+    }
     // The sandbox's pages exist only in sandbox mode; in Stripe mode their paths are unknown,
     // not the SPA.
     let api_path = req.path().starts_with("/api/")
@@ -160,6 +135,9 @@ async fn fallback(req: HttpRequest, state: web::Data<AppState>, known: web::Data
         || req.path().starts_with("/sandbox/")
         || req.path() == "/sandbox";
     if req.method() == Method::GET && !api_path {
+        if let Some(page) = spa::moved_page(&req) {
+            return page;
+        }
         return spa::serve(req, state).await;
     }
     error::not_found(req).await.error_response()
@@ -293,7 +271,7 @@ fn access_log() -> Logger {
 
 fn run(listener: TcpListener, state: AppState, workers: usize) -> anyhow::Result<Server> {
     let api = spec();
-    let known = web::Data::new(KnownRoutes::from_spec(&api));
+    let known = web::Data::new(crate::routes::KnownRoutes::from_spec(&api));
     let origins = state.settings.cors_origins.clone();
     let prometheus = actix_web_prom::PrometheusMetricsBuilder::new("tollgate")
         .endpoint("/metrics")
@@ -325,6 +303,7 @@ fn run(listener: TcpListener, state: AppState, workers: usize) -> anyhow::Result
             web::get().to(|| async { HttpResponse::Found().insert_header((header::LOCATION, "/docs/")).finish() }),
         )
         .default_service(web::to(fallback))
+        .wrap(from_fn(crate::head::as_get))
         .wrap(from_fn(crate::body::guard))
         .wrap(security_headers())
         .wrap(actix_web::middleware::Condition::new(!origins.is_empty(), cors(&origins)))

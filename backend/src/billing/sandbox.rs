@@ -11,6 +11,7 @@ use actix_web::{
 use serde::Deserialize;
 
 use super::{
+    dto::CatalogPrice,
     portal,
     service::{self, BillingError},
 };
@@ -100,9 +101,12 @@ pub struct PortalQuery {
     token: Option<String>,
 }
 
+/// The portal's forms: `cancel=true|false` (cancel at period end, or resume) or `plan=<price id>`
+/// (switch plans).
 #[derive(Debug, Deserialize)]
 pub struct PortalForm {
-    cancel: String,
+    cancel: Option<String>,
+    plan: Option<String>,
 }
 
 fn portal_expired() -> ApiError {
@@ -120,9 +124,36 @@ async fn portal_user(state: &AppState, req: &HttpRequest) -> Result<uuid::Uuid, 
     portal::session_user(&state.db, &state.clock, cookie.value()).await?.ok_or_else(portal_expired)
 }
 
-/// The sandbox billing portal: see the plan, cancel at period end or resume. Opened with a
-/// single-use link (`?token=`), which is traded at once for a portal session cookie and a
-/// redirect to the same page without the token.
+/// The other plans of the catalog, each with a button that switches to it.
+fn plan_changes(plans: &[CatalogPrice], current: &str) -> String {
+    let others: Vec<&CatalogPrice> = plans.iter().filter(|p| p.price_id != current).collect();
+    if others.is_empty() {
+        return String::new();
+    }
+    let buttons: String = others
+        .iter()
+        .map(|plan| {
+            let every = plan.interval.as_deref().unwrap_or("period");
+            format!(
+                r#"<li><form method="post" action="/sandbox/portal"><input type="hidden" name="plan" value="{id}"><button type="submit" class="secondary">Switch to {name}</button></form> {price} per {every}, {credits} credits every {every}</li>"#,
+                id = escape(&plan.price_id),
+                name = escape(&plan.name),
+                price = money(plan.unit_amount, &plan.currency),
+                credits = plan.credits,
+                every = escape(every),
+            )
+        })
+        .collect();
+    format!(
+        r#"<h2>Change plan</h2><p>Switching starts a new period of the new plan today and grants its credits at once (as
+Stripe does for a plan change invoiced immediately). The credits of your current period stay until that period
+would have ended.</p><ul>{buttons}</ul>"#
+    )
+}
+
+/// The sandbox billing portal: see the plan, switch to another plan of the catalog, cancel at
+/// period end or resume. Opened with a single-use link (`?token=`), which is traded at once for a
+/// portal session cookie and a redirect to the same page without the token.
 #[get("/sandbox/portal")]
 pub async fn portal_page(
     req: HttpRequest,
@@ -146,14 +177,22 @@ pub async fn portal_page(
     let current = service::subscription(&state.db, user_id).await?.subscription;
     let back = state.settings.billing_portal_return_url.clone();
     let body = match current {
-        None => "<main class=\"card\"><h1>Billing portal</h1><p>You have no subscription.</p></main>".to_owned(),
+        None => "<main class=\"card\"><h1>Billing portal</h1><p>You have no subscription. Plans are bought on the \
+                 Credits page.</p></main>"
+            .to_owned(),
         Some(sub) => {
+            let changes = if crate::domain::billing::SubscriptionStatus::LIVE.contains(&sub.status) {
+                plan_changes(&service::catalog(&state.db, "sandbox", None).await?.plans, &sub.price_id)
+            } else {
+                String::new()
+            };
             let (label, value) =
                 if sub.cancel_at_period_end { ("Resume plan", "false") } else { ("Cancel at period end", "true") };
             format!(
                 r#"<main class="card"><h1>Billing portal</h1><p><strong>{plan}</strong>: {status}</p>
 <p>Current period ends {end}.{note}</p>
-<form method="post" action="/sandbox/portal"><input type="hidden" name="cancel" value="{value}"><button type="submit">{label}</button></form></main>"#,
+<form method="post" action="/sandbox/portal"><input type="hidden" name="cancel" value="{value}"><button type="submit">{label}</button></form>
+{changes}</main>"#,
                 plan = escape(sub.plan_name.as_deref().unwrap_or(&sub.price_id)),
                 status = escape(sub.status.as_str()),
                 end = sub.current_period_end.format("%Y-%m-%d"),
@@ -173,8 +212,25 @@ pub async fn portal_action(
     form: web::Form<PortalForm>,
 ) -> Result<HttpResponse, ApiError> {
     let user_id = portal_user(&state, &req).await?;
-    match service::set_cancel_at_period_end(&state.db, &state.clock, user_id, form.cancel == "true").await {
-        Ok(_) | Err(BillingError::NoSubscription) => {}
+    let form = form.into_inner();
+    let done = match (form.plan, form.cancel) {
+        (Some(plan), _) => match service::change_sandbox_plan(&state.db, &state.clock, user_id, &plan).await {
+            Ok(_) => Ok(()),
+            Err(BillingError::UnknownPrice(_)) => {
+                let message = format!("plan `{plan}` is not a plan of the catalog");
+                return Err(ApiError::field("plan", "unknown_plan", message));
+            }
+            Err(e) => Err(e),
+        },
+        (None, Some(at_period_end)) => {
+            service::set_cancel_at_period_end(&state.db, &state.clock, user_id, at_period_end == "true")
+                .await
+                .map(|_| ())
+        }
+        (None, None) => return Err(ApiError::field("plan", "required", "plan (or cancel) is required")),
+    };
+    match done {
+        Ok(()) | Err(BillingError::NoSubscription) => {}
         Err(e) => return Err(e.into()),
     }
     Ok(see_other("/sandbox/portal".to_owned()))

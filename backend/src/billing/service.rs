@@ -6,7 +6,7 @@
 use chrono::{DateTime, Duration, Months, Utc};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait,
-    QueryFilter, QueryOrder, sea_query::Expr,
+    QueryFilter, QueryOrder, QuerySelect, sea_query::Expr,
 };
 use uuid::Uuid;
 
@@ -430,6 +430,63 @@ pub async fn set_cancel_at_period_end(
     subscription(db, user_id).await
 }
 
+/// What a sandbox plan change did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PlanChange {
+    /// The subscription moved to the plan; its first period's credits were granted as this lot.
+    Changed(Fulfilled),
+    /// The subscriber is on that plan already: nothing changed.
+    Unchanged,
+}
+
+/// Moves a sandbox subscriber to another plan of the catalog (the sandbox portal's plan change),
+/// as Stripe does for a portal plan change that is invoiced at once: the subscription takes the
+/// new price and starts a new period now, and that period's invoice grants the new plan's
+/// credits through the fulfilment the `invoice.paid` webhook runs (`fulfil_invoice`). Credits of
+/// the old period keep their expiry. Asking for the current plan changes nothing, so a second
+/// click grants nothing more; the subscription row is locked, so two clicks at once cannot both
+/// change it.
+pub async fn change_sandbox_plan(
+    db: &DatabaseConnection,
+    clock: &Clock,
+    user_id: Uuid,
+    price_id: &str,
+) -> Result<PlanChange, BillingError> {
+    let price = offered_price(db, price_id).await?;
+    if price.kind != "recurring" {
+        return Err(BillingError::UnknownPrice(price_id.to_owned()));
+    }
+    let txn = db::begin_write(db).await?;
+    let sub = subscriptions::Entity::find()
+        .filter(subscriptions::Column::UserId.eq(user_id))
+        .filter(subscriptions::Column::Status.is_in(live_statuses()))
+        .filter(subscriptions::Column::Id.starts_with("sub_sandbox_"))
+        .order_by_desc(subscriptions::Column::CurrentPeriodEnd)
+        .lock_exclusive()
+        .one(&txn)
+        .await?
+        .ok_or(BillingError::NoSubscription)?;
+    if sub.price_id == price.id {
+        return Ok(PlanChange::Unchanged);
+    }
+    let now = clock.now();
+    let end = period_end(now, price.interval.as_deref());
+    subscriptions::Entity::update_many()
+        .col_expr(subscriptions::Column::PriceId, Expr::value(price.id.clone()))
+        .col_expr(subscriptions::Column::CurrentPeriodStart, Expr::value(now))
+        .col_expr(subscriptions::Column::CurrentPeriodEnd, Expr::value(end))
+        .col_expr(subscriptions::Column::CancelAtPeriodEnd, Expr::value(false))
+        .col_expr(subscriptions::Column::SourceUpdatedAt, Expr::value(now))
+        .col_expr(subscriptions::Column::UpdatedAt, Expr::value(now))
+        .filter(subscriptions::Column::Id.eq(sub.id.clone()))
+        .exec(&txn)
+        .await?;
+    let invoice = format!("in_sandbox_{}", Uuid::now_v7().simple());
+    let fulfilled = fulfil_invoice(&txn, now, user_id, &price, &invoice, end).await?;
+    txn.commit().await?;
+    Ok(PlanChange::Changed(fulfilled))
+}
+
 /// Starts a new period for every live sandbox subscription (`tollgate sandbox renew`): grants
 /// the period's credits through the invoice path, or ends those set to cancel. The new period
 /// starts when the old one ended, or now (by `clock`) if that is later.
@@ -695,7 +752,7 @@ pub async fn list_events(
     limit: u64,
 ) -> Result<StripeEventPage, BillingError> {
     use crate::entities::stripe_events;
-    use sea_orm::{Condition, QuerySelect};
+    use sea_orm::Condition;
     let mut select = stripe_events::Entity::find();
     if let Some(status) = status {
         select = select.filter(stripe_events::Column::Status.eq(status));

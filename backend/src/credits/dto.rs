@@ -164,8 +164,9 @@ pub struct SpendResponse {
 /// `POST /credits/grant` (admin). Accepts the seed's camelCase names too.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct GrantRequest {
-    /// The user's id; or give `email`.
-    #[serde(alias = "userId")]
+    /// The user's Tollgate id (`id` of `GET /me`); or give `email`. Anything but a UUID (the
+    /// seed's clients send their own user ids here) is refused naming the field.
+    #[serde(default, alias = "userId", deserialize_with = "tollgate_user_id")]
     pub user_id: Option<Uuid>,
     pub email: Option<String>,
     #[schema(example = 100)]
@@ -182,6 +183,37 @@ pub struct GrantRequest {
     /// The seed's clients send the key in the body; the `Idempotency-Key` header wins.
     #[serde(alias = "idempotencyKey")]
     pub idempotency_key: Option<String>,
+}
+
+/// Reads a grant's `user_id`: a UUID, or an error that says what is expected instead of what
+/// the UUID parser found wrong (`error::json_error` names the field as the client wrote it).
+fn tollgate_user_id<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Uuid>, D::Error> {
+    struct UserId;
+
+    impl<'de> serde::de::Visitor<'de> for UserId {
+        type Value = Option<Uuid>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str(
+                "a Tollgate user id (a UUID, the `id` of `GET /api/v1/me`), or leave it out and name the user by `email`",
+            )
+        }
+
+        fn visit_str<E: serde::de::Error>(self, raw: &str) -> Result<Self::Value, E> {
+            Uuid::parse_str(raw.trim()).map(Some).map_err(|_| E::invalid_value(serde::de::Unexpected::Str(raw), &self))
+        }
+
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+    }
+
+    // `deserialize_any`, so that serde_json places an error on the value itself.
+    deserializer.deserialize_any(UserId)
 }
 
 /// `POST /customers/{external_id}/grant`: a grant to the customer the path names.
@@ -307,6 +339,72 @@ pub struct LedgerQuery {
     /// 1 to 200, default 50.
     #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u64>,
+}
+
+/// `GET /credits/ledger.csv` filters: those of `GET /credits/ledger`, without the paging (the
+/// export is the whole filtered history; `cursor` and `limit`, if sent, are ignored).
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct LedgerExportQuery {
+    /// Only entries of this kind.
+    #[param(value_type = Option<TransferKind>)]
+    pub kind: Option<String>,
+    /// Only entries at or after this time.
+    pub from: Option<DateTime<Utc>>,
+    /// Only entries before this time.
+    pub to: Option<DateTime<Utc>>,
+}
+
+/// `GET /credits/balance-history` parameters. Read as text, so that a bad value answers 422
+/// naming its field.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct BalanceHistoryQuery {
+    /// Start of the range, rounded down to the start of its day or hour (UTC). A date
+    /// (`2026-01-31`) means its midnight. Default: 30 days (`day`) or 24 hours (`hour`) ending
+    /// with the one that holds `to`.
+    #[param(value_type = Option<DateTime<Utc>>)]
+    pub from: Option<String>,
+    /// End of the range, exclusive; at most now, the default.
+    #[param(value_type = Option<DateTime<Utc>>)]
+    pub to: Option<String>,
+    /// `day` (default; ranges of up to 400 days) or `hour` (ranges of up to 7 days).
+    #[param(value_type = Option<BalanceInterval>)]
+    pub interval: Option<String>,
+}
+
+/// The width of a balance history's points.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum BalanceInterval {
+    Day,
+    Hour,
+}
+
+/// A wallet's balance over time, one point per day or hour, with no gaps.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct BalanceHistory {
+    pub interval: BalanceInterval,
+    /// The start of the first point (UTC).
+    pub from: DateTime<Utc>,
+    /// The end of the last point, exclusive.
+    pub to: DateTime<Utc>,
+    /// The balance at `from`: after the last ledger entry before the range (0 if none).
+    pub opening_balance: i64,
+    /// Oldest first, one per day or hour from `from` to `to`.
+    pub points: Vec<BalancePoint>,
+}
+
+/// The balance at the end of one day or hour.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct BalancePoint {
+    /// The start of the day or hour (UTC).
+    pub start: DateTime<Utc>,
+    /// The balance when it ended (at `to`, for the last point): after its last ledger entry, or
+    /// carried over from the point before when it has none.
+    pub balance: i64,
+    /// Ledger entries in it.
+    pub entries: i64,
 }
 
 /// One line of a wallet's history.

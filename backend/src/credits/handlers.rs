@@ -200,6 +200,30 @@ pub mod wallet {
     pub async fn usage(state: &AppState, wallet: &WalletRoute, query: UsageQuery) -> Result<UsageResponse, ApiError> {
         Ok(history::usage(&state.ledger, wallet.owner, query).await?)
     }
+
+    pub async fn balance_history(
+        state: &AppState,
+        wallet: &WalletRoute,
+        query: BalanceHistoryQuery,
+    ) -> Result<BalanceHistory, ApiError> {
+        Ok(history::balance_history(&state.ledger, wallet.owner, query).await?)
+    }
+
+    /// The whole filtered history as a CSV download, streamed page by page.
+    pub async fn ledger_csv(
+        state: &AppState,
+        wallet: &WalletRoute,
+        query: LedgerExportQuery,
+    ) -> Result<HttpResponse, ApiError> {
+        let found = crate::credits::store::find_wallet(&state.db, wallet.owner).await?;
+        let found = found.ok_or(crate::credits::CreditsError::WalletNotFound)?;
+        let filter = history::LedgerFilter::new(found.id, query.kind.as_deref(), query.from, query.to)?;
+        Ok(HttpResponse::Ok()
+            .insert_header((actix_web::http::header::CONTENT_TYPE, "text/csv; charset=utf-8"))
+            .insert_header((actix_web::http::header::CONTENT_DISPOSITION, "attachment; filename=\"ledger.csv\""))
+            .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
+            .streaming(crate::credits::export::ledger_csv(state.db.clone(), filter)))
+    }
 }
 
 crate::openapi::errors!(GetBalanceErrors: InsufficientScope, WalletNotFound);
@@ -313,7 +337,11 @@ pub async fn grant_credits(
         (Some(id), None) => Recipient::Id(id),
         (None, Some(email)) => Recipient::Email(email.to_owned()),
         _ => {
-            return Err(ApiError::field("user_id", "invalid", "give exactly one of user_id (userId) or email"));
+            return Err(ApiError::field(
+                "user_id",
+                "invalid",
+                "user_id (or userId) and email: give exactly one, the user's Tollgate id (a UUID) or their email",
+            ));
         }
     };
     // The key is not part of what the request asks for.
@@ -450,6 +478,57 @@ pub async fn list_ledger_entries(
     query: web::Query<LedgerQuery>,
 ) -> Result<web::Json<LedgerPage>, ApiError> {
     Ok(web::Json(wallet::ledger(&state, &WalletRoute::own(&caller.0), query.into_inner()).await?))
+}
+
+/// The caller's whole history (with the filters of `GET /credits/ledger`) as a CSV file for a
+/// spreadsheet, newest first: a header row, times in ISO 8601 (UTC), amounts as integers signed
+/// from the wallet's view, RFC 4180 quoting, and text that a spreadsheet would run as a formula
+/// prefixed with `'`. Streamed as it is read, however long the history.
+#[utoipa::path(
+    tag = "credits",
+    params(LedgerExportQuery),
+    responses(
+        (
+            status = 200,
+            description = "The CSV (`Content-Disposition: attachment; filename=\"ledger.csv\"`).",
+            content_type = "text/csv",
+            body = String,
+            example = "created_at,id,kind,amount,balance_after,feature,quantity,description,hold_id,lot_id,metadata\r\n2026-01-31T12:00:00.123456Z,0194b1c2-0000-7000-8000-000000000001,spend,-5,95,example.summarize,1,Summarize text,,,\r\n",
+        ),
+        ListLedgerEntriesErrors,
+    ),
+    security(("bearer" = []))
+)]
+#[get("/credits/ledger.csv")]
+pub async fn export_ledger_csv(
+    state: web::Data<AppState>,
+    caller: Scoped<CreditsRead>,
+    query: web::Query<LedgerExportQuery>,
+) -> Result<HttpResponse, ApiError> {
+    wallet::ledger_csv(&state, &WalletRoute::own(&caller.0), query.into_inner()).await
+}
+
+crate::openapi::errors!(GetBalanceHistoryErrors: InsufficientScope, WalletNotFound);
+
+/// The caller's balance at the end of each day (or hour) of a range, for charts: every day or
+/// hour has its point, those without entries carrying the balance over. Default: the last 30
+/// days. `interval=hour` covers at most 7 days, `day` at most 400.
+#[utoipa::path(
+    tag = "credits",
+    params(BalanceHistoryQuery),
+    responses(
+        (status = 200, body = BalanceHistory),
+        GetBalanceHistoryErrors,
+    ),
+    security(("bearer" = []))
+)]
+#[get("/credits/balance-history")]
+pub async fn get_balance_history(
+    state: web::Data<AppState>,
+    caller: Scoped<CreditsRead>,
+    query: web::Query<BalanceHistoryQuery>,
+) -> Result<web::Json<BalanceHistory>, ApiError> {
+    Ok(web::Json(wallet::balance_history(&state, &WalletRoute::own(&caller.0), query.into_inner()).await?))
 }
 
 crate::openapi::errors!(GetUsageErrors: InsufficientScope, WalletNotFound);

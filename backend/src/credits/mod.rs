@@ -12,6 +12,7 @@ pub mod core;
 pub mod dto;
 pub mod error;
 pub mod expiry;
+pub mod export;
 pub mod grants;
 pub mod handlers;
 pub mod history;

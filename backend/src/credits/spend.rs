@@ -46,7 +46,7 @@ pub fn parse_amount(field: &'static str, value: i64, allow_zero: bool) -> Result
     if value > Credits::MAX_PER_REQUEST {
         return Err(invalid(field, format!("must be at most {}", Credits::MAX_PER_REQUEST)));
     }
-    Credits::new(value).map_err(|e| invalid(field, e.to_string()))
+    Credits::new(value).map_err(|_| invalid(field, "must not be negative"))
 }
 
 /// Builds a charge from the request's `amount` or `feature` + `quantity`.
@@ -56,11 +56,13 @@ pub fn parse_charge(
     quantity: Option<i64>,
 ) -> Result<Charge, CreditsError> {
     match (amount, feature) {
-        (Some(_), Some(_)) => Err(invalid("amount", "give either amount or feature, not both")),
-        (None, None) => Err(invalid("amount", "give an amount, or a feature and quantity")),
+        (Some(_), Some(_)) => Err(invalid("amount", "and feature cannot both be given: send one or the other")),
+        (None, None) => {
+            Err(invalid("amount", "is required, or send feature (and quantity) to be priced by the rate card"))
+        }
         (Some(amount), None) => {
             if quantity.is_some() {
-                return Err(invalid("quantity", "quantity goes with feature, not amount"));
+                return Err(invalid("quantity", "goes with feature, not with amount"));
             }
             Ok(Charge::Amount(parse_amount("amount", amount, false)?))
         }
@@ -105,10 +107,12 @@ pub async fn price(db: &impl ConnectionTrait, charge: &Charge) -> Result<Priced,
             if !feature.active {
                 return Err(CreditsError::FeatureInactive(key.clone()));
             }
-            let unit = Credits::new(feature.credits_per_unit).map_err(|e| invalid("feature", e.to_string()))?;
-            let amount = unit.checked_mul(*quantity).map_err(|e| invalid("quantity", e.to_string()))?;
+            let unit = Credits::new(feature.credits_per_unit)
+                .map_err(|_| invalid("feature", "has a negative price on the rate card"))?;
+            let too_large = || invalid("quantity", "prices to more credits than one request may move");
+            let amount = unit.checked_mul(*quantity).map_err(|_| too_large())?;
             if amount.get() > Credits::MAX_PER_REQUEST {
-                return Err(invalid("quantity", "the priced amount is too large"));
+                return Err(too_large());
             }
             Ok(Priced { amount, feature: Some(key.clone()), quantity: Some(*quantity) })
         }

@@ -19,6 +19,7 @@ mod errors;
 mod holds;
 mod limits;
 mod metrics;
+mod newcomer;
 mod openapi;
 mod portal;
 mod resilience;

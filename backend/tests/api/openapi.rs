@@ -144,3 +144,72 @@ async fn the_served_spec_lists_each_routes_codes(app: crate::helpers::TestApp) {
     }
     assert!(refused["available"].is_i64() && refused["requested"].is_i64(), "{refused}");
 }
+
+/// Issue #17: the headers clients need are declared where they are sent, and the problem body's
+/// extension members are typed and described.
+#[test]
+fn the_spec_declares_the_headers_and_problem_members_clients_use() {
+    let spec = serde_json::to_value(tollgate::openapi::spec()).unwrap();
+    let declared = &spec["components"]["headers"];
+    for name in ["X-Request-Id", "Retry-After", "Idempotent-Replayed"] {
+        assert!(declared[name]["schema"].is_object() && declared[name]["description"].is_string(), "{name}");
+    }
+    assert_eq!(declared["Retry-After"]["schema"]["type"], "integer");
+    let replayable = [
+        "spend_credits",
+        "grant_credits",
+        "create_hold",
+        "capture_hold",
+        "release_hold",
+        "customer_spend",
+        "customer_grant",
+        "customer_create_hold",
+        "customer_capture_hold",
+        "customer_release_hold",
+    ];
+    let mut seen = (0, 0, 0);
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let id = operation["operationId"].as_str().unwrap();
+            for (status, _) in operation["responses"].as_object().unwrap() {
+                let headers = &response(&spec, path, method, status)["headers"];
+                let named = |name: &str| headers[name]["$ref"] == format!("#/components/headers/{name}");
+                assert!(named("X-Request-Id"), "{method} {path} {status}: no X-Request-Id");
+                seen.0 += 1;
+                let retry = ["429", "502", "503"].contains(&status.as_str());
+                assert_eq!(named("Retry-After"), retry, "{method} {path} {status}: Retry-After");
+                seen.1 += usize::from(retry);
+                let replay = status == "200" && replayable.contains(&id);
+                assert_eq!(named("Idempotent-Replayed"), replay, "{method} {path} {status}: Idempotent-Replayed");
+                seen.2 += usize::from(replay);
+            }
+        }
+    }
+    assert!(seen.0 > 300 && seen.1 > 50, "{seen:?}");
+    assert_eq!(seen.2, replayable.len(), "every credit-moving route declares its replays");
+
+    let problem = &spec["components"]["schemas"]["Problem"];
+    let description = problem["description"].as_str().unwrap();
+    assert!(description.contains("RFC 9457") && description.contains("`code`"), "{description}");
+    let members = problem["properties"].as_object().unwrap();
+    for (member, kind) in [
+        ("available", "integer"),
+        ("requested", "integer"),
+        ("debt", "integer"),
+        ("held", "integer"),
+        ("captured_amount", "integer"),
+        ("required_scope", "string"),
+        ("errors", "array"),
+        ("request_id", "string"),
+    ] {
+        let schema = &members[member];
+        let types = match &schema["type"] {
+            serde_json::Value::Array(types) => types.clone(),
+            one => vec![one.clone()],
+        };
+        assert!(types.contains(&serde_json::json!(kind)), "{member}: {schema}");
+        assert!(schema["description"].as_str().is_some_and(|d| !d.is_empty()), "{member} is undescribed");
+    }
+    let field = &spec["components"]["schemas"]["FieldError"]["properties"];
+    assert!(field["field"]["description"].as_str().unwrap().contains("metadata.tags[2]"));
+}
