@@ -56,7 +56,7 @@ export function UsageByDayChart({ usage }: { usage: UsageResponse }) {
         y: { range: (_u, _min, max) => [0, Math.max(5, max * 1.15)] },
       },
       series: [
-        { value: (_u, v) => (v == null ? '' : formatDate(new Date(v * 1000))) },
+        { label: 'Day', value: (_u, v) => (v == null ? '' : formatDate(new Date(v * 1000))) },
         {
           label: 'Credits spent',
           stroke: chartColors.usage,
