@@ -66,6 +66,7 @@ test('sign up, buy credits, spend them, read the history, manage keys and sign o
   await expect(stat(page, 'Balance')).toHaveText(`${100 - cost} credits`);
   await expect(page.getByRole('img', { name: /Balance over time/ })).toBeVisible();
   await expect(page.getByRole('img', { name: /Credits spent by feature/ })).toBeVisible();
+  await expect(page.getByRole('img', { name: new RegExp(`^Credits spent by day in the last 30 days: ${cost} credits? in all`) })).toBeVisible();
   await screenshot(page, testInfo, '06-dashboard');
 
   // Both entries are in the history, with signed amounts and the balance after each.
@@ -84,7 +85,7 @@ test('sign up, buy credits, spend them, read the history, manage keys and sign o
   await expect(page.getByText('Showing 2 entries (all)')).toBeVisible();
   await screenshot(page, testInfo, '07-history');
 
-  // Filter by kind, then export what is shown.
+  // Filter by kind, then export: the server writes the filtered history.
   await page.getByLabel('Kind').selectOption('spend');
   await expect(rows.filter({ hasText: 'Purchase' })).toHaveCount(0);
   await expect(page.getByText('Showing 1 entry (all)')).toBeVisible();
@@ -94,9 +95,9 @@ test('sign up, buy credits, spend them, read the history, manage keys and sign o
   expect(file.suggestedFilename()).toBe('tollgate-history_spend.csv');
   const csv = await (await file.createReadStream()).toArray();
   const lines = Buffer.concat(csv).toString('utf8').trim().split('\r\n');
-  expect(lines[0]).toBe('date,kind,amount,balance_after,description,feature,quantity,id');
+  expect(lines[0]).toBe('created_at,id,kind,amount,balance_after,feature,quantity,description,hold_id,lot_id,metadata');
   expect(lines).toHaveLength(2);
-  expect(lines[1]).toContain(`,spend,-${cost},${100 - cost},`);
+  expect(lines[1]).toContain(`,spend,-${cost},${100 - cost},example.summarize,`);
 
   // Create an API key: the secret is shown once; then revoke it.
   await nav(page, 'API keys').click();

@@ -11,6 +11,8 @@ export type LedgerEntry = Schemas['LedgerEntry'];
 export type TransferKind = Schemas['TransferKind'];
 export type LedgerPage = Schemas['LedgerPage'];
 export type UsageResponse = Schemas['UsageResponse'];
+export type BalanceHistory = Schemas['BalanceHistory'];
+export type BalanceInterval = Schemas['BalanceInterval'];
 export type ApiKey = Schemas['ApiKeyResponse'];
 export type CreatedApiKey = Schemas['CreatedApiKeyResponse'];
 export type Estimate = Schemas['EstimateResponse'];
@@ -50,7 +52,8 @@ export async function unwrap<D>(call: Promise<Result<D>>): Promise<D> {
   try {
     result = await call;
   } catch (cause) {
-    throw ApiError.network(cause);
+    // The session's refresh says why it failed (see `refreshSession`); anything else is no answer.
+    throw cause instanceof ApiError ? cause : ApiError.network(cause);
   }
   if (!result.response.ok) throw ApiError.fromResponse(result.response, result.error);
   return result.data as D;

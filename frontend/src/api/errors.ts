@@ -63,6 +63,15 @@ export class ApiError extends Error {
   }
 }
 
+/**
+ * True for a failure that trying again may fix: no answer, a timeout, rate limiting or a server
+ * error. A client error (a 404, a refused scope, a refused refresh token) is the answer.
+ */
+export function isTransient(error: unknown): boolean {
+  if (!(error instanceof ApiError)) return true;
+  return error.status === 0 || error.status === 408 || error.status === 429 || error.status >= 500;
+}
+
 export function isProblem(value: unknown): value is Problem {
   return (
     typeof value === 'object' &&

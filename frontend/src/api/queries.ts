@@ -1,10 +1,12 @@
 import { keepPreviousData, useInfiniteQuery, useQuery, type QueryClient } from '@tanstack/react-query';
-import { api, unwrap, type Customer, type TransferKind } from './client';
+import { api, unwrap, type BalanceInterval, type Customer, type TransferKind } from './client';
 
 export const keys = {
   ready: ['ready'] as const,
   me: ['me'] as const,
   balance: ['balance'] as const,
+  balanceHistory: (range: BalanceRange) => ['balance-history', range] as const,
+  balanceHistoryAll: ['balance-history'] as const,
   ledger: (filters: LedgerFilters) => ['ledger', filters] as const,
   ledgerAll: ['ledger'] as const,
   usage: (groupBy: 'day' | 'feature') => ['usage', groupBy] as const,
@@ -27,6 +29,7 @@ export interface LedgerFilters {
 export function invalidateCredits(queryClient: QueryClient): Promise<void> {
   return Promise.all([
     queryClient.invalidateQueries({ queryKey: keys.balance }),
+    queryClient.invalidateQueries({ queryKey: keys.balanceHistoryAll }),
     queryClient.invalidateQueries({ queryKey: keys.ledgerAll }),
     queryClient.invalidateQueries({ queryKey: keys.usageAll }),
   ]).then(() => undefined);
@@ -47,6 +50,39 @@ export function useBalance(options: { refetchInterval?: number | false } = {}) {
     queryKey: keys.balance,
     queryFn: () => unwrap(api.GET('/api/v1/credits/balance')),
     refetchInterval: options.refetchInterval,
+  });
+}
+
+/** The ranges the balance chart offers: hourly points for the short ones, daily for the rest. */
+export const BALANCE_RANGES = {
+  '24h': { label: '24 hours', interval: 'hour', points: 24 },
+  '7d': { label: '7 days', interval: 'hour', points: 7 * 24 },
+  '30d': { label: '30 days', interval: 'day', points: 30 },
+  '90d': { label: '90 days', interval: 'day', points: 90 },
+} as const satisfies Record<string, { label: string; interval: BalanceInterval; points: number }>;
+
+export type BalanceRange = keyof typeof BALANCE_RANGES;
+
+const STEP_MS: Record<BalanceInterval, number> = { hour: 3_600_000, day: 86_400_000 };
+
+/**
+ * The query for a range ending now: `points` whole hours or days (UTC), the last one the current.
+ * Starting at a bucket's start keeps an hourly week within the server's 7-day limit however long
+ * the request takes.
+ */
+export function balanceHistoryQuery(range: BalanceRange, now = new Date()): { interval: BalanceInterval; from: string } {
+  const { interval, points } = BALANCE_RANGES[range];
+  const step = STEP_MS[interval];
+  const current = Math.floor(now.getTime() / step) * step;
+  return { interval, from: new Date(current - (points - 1) * step).toISOString() };
+}
+
+/** The balance at the end of each hour or day of a range (for the dashboard's chart). */
+export function useBalanceHistory(range: BalanceRange) {
+  return useQuery({
+    queryKey: keys.balanceHistory(range),
+    queryFn: () => unwrap(api.GET('/api/v1/credits/balance-history', { params: { query: balanceHistoryQuery(range) } })),
+    placeholderData: keepPreviousData,
   });
 }
 

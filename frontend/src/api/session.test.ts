@@ -1,5 +1,5 @@
 import { describe, expect, it, vi } from 'vitest';
-import { json, mockApi, problem, tokens } from '../test/mockApi';
+import { json, mockApi, offline, problem, tokens, unavailable } from '../test/mockApi';
 import { api, unwrap } from './client';
 import { getAccessToken, onSessionLost, refreshSession, setAccessToken } from './session';
 
@@ -61,6 +61,24 @@ describe('the session', () => {
     await expect(unwrap(api.GET('/api/v1/credits/balance'))).rejects.toMatchObject({ status: 401, code: 'token_expired' });
     expect(lost).toHaveBeenCalledOnce();
     expect(getAccessToken()).toBeNull();
+    off();
+  });
+
+  it('keeps the session when the refresh gets no answer, and fails the call with the reason', async () => {
+    setAccessToken('expired');
+    const lost = vi.fn();
+    const off = onSessionLost(lost);
+    let refresh: () => Response = unavailable;
+    mockApi({
+      'POST /api/v1/auth/refresh': () => refresh(),
+      'GET /api/v1/credits/balance': () => problem(401, 'token_expired', 'the access token expired'),
+    });
+    await expect(unwrap(api.GET('/api/v1/credits/balance'))).rejects.toMatchObject({ status: 503, code: 'database_unavailable' });
+    refresh = offline;
+    await expect(unwrap(api.GET('/api/v1/credits/balance'))).rejects.toMatchObject({ status: 0, code: 'network_error' });
+    await expect(refreshSession()).rejects.toMatchObject({ code: 'network_error' });
+    expect(lost).not.toHaveBeenCalled();
+    expect(getAccessToken()).toBe('expired');
     off();
   });
 

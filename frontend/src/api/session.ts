@@ -1,5 +1,6 @@
 // The signed-in session: the access token lives in this module's memory only (never in storage);
 // the refresh token is an httpOnly cookie the browser sends to /api/v1/auth.
+import { ApiError, isTransient } from './errors';
 import type { components } from './schema';
 
 export type TokenResponse = components['schemas']['TokenResponse'];
@@ -38,26 +39,43 @@ export function sessionLost(): void {
   for (const listener of lostListeners) listener();
 }
 
+async function responseBody(response: Response): Promise<unknown> {
+  try {
+    return await response.json();
+  } catch {
+    return null;
+  }
+}
+
 /**
  * Exchanges the refresh cookie for new tokens. Concurrent callers share one request: the refresh
  * token rotates on every use, and presenting a used one would revoke the whole session.
- * Resolves to null when there is no session to restore.
+ * Resolves to null when there is no session to restore (the server refused the cookie); rejects
+ * with an `ApiError` when Tollgate could not answer (no network, a 5xx), since the session may
+ * well be alive and nobody should be told they were signed out.
  */
 export function refreshSession(): Promise<TokenResponse | null> {
   refreshing ??= (async () => {
     try {
-      const response = await globalThis.fetch(apiUrl('/api/v1/auth/refresh'), {
-        method: 'POST',
-        credentials: 'same-origin',
-        headers: { accept: 'application/json' },
-      });
-      if (!response.ok) return null;
+      let response: Response;
+      try {
+        response = await globalThis.fetch(apiUrl('/api/v1/auth/refresh'), {
+          method: 'POST',
+          credentials: 'same-origin',
+          headers: { accept: 'application/json' },
+        });
+      } catch (cause) {
+        throw ApiError.network(cause);
+      }
+      if (!response.ok) {
+        const error = ApiError.fromResponse(response, await responseBody(response));
+        if (isTransient(error)) throw error;
+        return null;
+      }
       const tokens = (await response.json()) as TokenResponse;
       accessToken = tokens.access_token;
       for (const listener of refreshListeners) listener(tokens);
       return tokens;
-    } catch {
-      return null;
     } finally {
       refreshing = null;
     }
@@ -76,7 +94,8 @@ async function problemCode(response: Response): Promise<string | null> {
 
 /**
  * `fetch` for the API client: sends the access token, and when the server says it expired,
- * renews the session once and sends the request again.
+ * renews the session once and sends the request again. When the renewal gets no answer, the
+ * call fails with that error and the session stays (it is not lost, only unreachable).
  */
 export async function authFetch(request: Request): Promise<Response> {
   const path = new URL(request.url).pathname;

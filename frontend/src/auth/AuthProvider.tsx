@@ -1,10 +1,12 @@
 import { useQueryClient } from '@tanstack/react-query';
-import { createContext, useCallback, useContext, useEffect, useMemo, useState, type ReactNode } from 'react';
+import { createContext, useCallback, useContext, useEffect, useMemo, useRef, useState, type ReactNode } from 'react';
 import { api, unwrap, type User } from '../api/client';
 import { onSessionLost, onSessionRefreshed, refreshSession, setAccessToken } from '../api/session';
 
 export type AuthState =
   | { status: 'loading'; user: null }
+  /** The session could not be checked: Tollgate did not answer. It may well be alive. */
+  | { status: 'unreachable'; user: null; error: unknown }
   | { status: 'signedOut'; user: null; expired?: boolean; byUser?: boolean }
   | { status: 'signedIn'; user: User };
 
@@ -18,7 +20,10 @@ interface AuthContextValue {
   state: AuthState;
   signIn: (email: string, password: string) => Promise<User>;
   register: (input: RegisterInput) => Promise<User>;
+  /** Signs out; rejects (and the user stays signed in) unless the server confirmed it. */
   signOut: () => Promise<void>;
+  /** Tries again to restore the session from the refresh cookie (after `unreachable`). */
+  restoreSession: () => void;
 }
 
 const AuthContext = createContext<AuthContextValue | null>(null);
@@ -27,17 +32,29 @@ export function AuthProvider({ children }: { children: ReactNode }) {
   const queryClient = useQueryClient();
   const [state, setState] = useState<AuthState>({ status: 'loading', user: null });
 
+  const mounted = useRef(false);
+
   // Restore the session from the refresh cookie, silently.
-  useEffect(() => {
-    let active = true;
-    void refreshSession().then((tokens) => {
-      if (!active) return;
-      setState(tokens ? { status: 'signedIn', user: tokens.user } : { status: 'signedOut', user: null });
-    });
-    return () => {
-      active = false;
-    };
+  const restoreSession = useCallback(() => {
+    setState({ status: 'loading', user: null });
+    refreshSession().then(
+      (tokens) => {
+        if (!mounted.current) return;
+        setState(tokens ? { status: 'signedIn', user: tokens.user } : { status: 'signedOut', user: null });
+      },
+      (error: unknown) => {
+        if (mounted.current) setState({ status: 'unreachable', user: null, error });
+      },
+    );
   }, []);
+
+  useEffect(() => {
+    mounted.current = true;
+    restoreSession();
+    return () => {
+      mounted.current = false;
+    };
+  }, [restoreSession]);
 
   useEffect(() => {
     const offLost = onSessionLost(() => {
@@ -77,17 +94,18 @@ export function AuthProvider({ children }: { children: ReactNode }) {
   );
 
   const signOut = useCallback(async () => {
-    try {
-      await api.POST('/api/v1/auth/logout');
-    } catch {
-      // Signed out locally either way; the cookie expires on its own.
-    }
+    // Only the server's answer ends the session: the refresh cookie is revoked there. Had it not
+    // answered, the session would come back on the next visit, so the user stays signed in here.
+    await unwrap(api.POST('/api/v1/auth/logout'));
     setAccessToken(null);
     queryClient.clear();
     setState({ status: 'signedOut', user: null, byUser: true });
   }, [queryClient]);
 
-  const value = useMemo(() => ({ state, signIn, register, signOut }), [state, signIn, register, signOut]);
+  const value = useMemo(
+    () => ({ state, signIn, register, signOut, restoreSession }),
+    [state, signIn, register, signOut, restoreSession],
+  );
   return <AuthContext.Provider value={value}>{children}</AuthContext.Provider>;
 }
 

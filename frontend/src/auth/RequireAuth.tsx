@@ -1,16 +1,35 @@
 import type { ReactNode } from 'react';
 import { Navigate, useLocation } from 'react-router';
-import { Loading } from '../components/ui';
+import { errorMessage } from '../api/errors';
+import { Alert, Button, Loading } from '../components/ui';
 import { useAuth } from './AuthProvider';
 
 /** Renders its children for a signed-in user; sends anyone else to sign in, and back after. */
 export function RequireAuth({ children }: { children: ReactNode }) {
-  const { state } = useAuth();
+  const { state, restoreSession } = useAuth();
   const location = useLocation();
   if (state.status === 'loading') {
     return (
       <div className="mx-auto max-w-6xl px-4 py-10">
         <Loading label="Restoring your session…" />
+      </div>
+    );
+  }
+  if (state.status === 'unreachable') {
+    // Not "sign in": the session may be fine, only Tollgate did not answer.
+    return (
+      <div className="mx-auto max-w-6xl px-4 py-10">
+        <Alert
+          tone="error"
+          title="Could not restore your session"
+          action={
+            <Button variant="secondary" onClick={restoreSession}>
+              Try again
+            </Button>
+          }
+        >
+          {errorMessage(state.error)}
+        </Alert>
       </div>
     );
   }

@@ -1,64 +1,82 @@
 import { useMemo } from 'react';
 import uPlot from 'uplot';
-import type { LedgerEntry, UsageResponse } from '../api/client';
-import { formatCredits, formatNumber } from '../lib/format';
+import type { BalanceHistory, UsageResponse } from '../api/client';
+import { formatCredits, formatDate, formatDateTime, formatNumber } from '../lib/format';
+import { balanceSeries, usageDays } from '../lib/series';
 import { Chart, axisStyle, chartColors } from './Chart';
 
-export function BalanceChart({ entries, balance }: { entries: readonly LedgerEntry[]; balance: number }) {
+/** The balance over a range: where it stood at the start, then at the end of each hour or day. */
+export function BalanceChart({ history, rangeLabel }: { history: BalanceHistory; rangeLabel: string }) {
   const data = useMemo<uPlot.AlignedData>(() => {
-    const points = entries
-      .filter((e) => e.balance_after != null)
-      .map((e) => ({ t: Date.parse(e.created_at) / 1000, v: e.balance_after as number, amount: e.amount }))
-      .reverse();
-    const xs: number[] = [];
-    const ys: number[] = [];
-    const first = points[0];
-    if (first) {
-      // Where the balance stood before the oldest loaded entry.
-      xs.push(first.t - 1);
-      ys.push(first.v - first.amount);
-    }
-    for (const p of points) {
-      xs.push(p.t);
-      ys.push(p.v);
-    }
-    const now = Date.now() / 1000;
-    if (xs.length === 0 || now > (xs[xs.length - 1] ?? 0)) {
-      xs.push(now);
-      ys.push(balance);
-    }
-    return [xs, ys];
-  }, [entries, balance]);
+    const { times, balances } = balanceSeries(history);
+    return [times, balances];
+  }, [history]);
+  const hourly = history.interval === 'hour';
 
   const options = useMemo<Omit<uPlot.Options, 'width' | 'height'>>(
     () => ({
       scales: { x: { time: true }, y: { range: (_u, min, max) => [Math.min(0, min), Math.max(10, max * 1.1)] } },
       series: [
-        {},
+        { value: (_u, v) => (v == null ? '' : hourly ? formatDateTime(new Date(v * 1000)) : formatDate(new Date(v * 1000))) },
         {
           label: 'Balance',
           stroke: chartColors.brand,
           fill: chartColors.brandFill,
           width: 2,
-          paths: uPlot.paths.stepped?.({ align: 1 }),
-          points: { show: true, size: 5 },
+          points: { show: !hourly, size: 4 },
           value: (_u, v) => (v == null ? '—' : formatCredits(v)),
         },
       ],
-      axes: [
-        { ...axisStyle },
-        { ...axisStyle, size: 56, values: (_u, splits) => splits.map((v) => formatNumber(v)) },
+      axes: [{ ...axisStyle }, { ...axisStyle, size: 56, values: (_u, splits) => splits.map((v) => formatNumber(v)) }],
+      legend: { show: true },
+    }),
+    [hourly],
+  );
+
+  const balances = data[1] as number[];
+  const label = `Balance over time, last ${rangeLabel}: from ${formatCredits(balances[0] ?? 0)} on ${formatDate(
+    history.from,
+  )} to ${formatCredits(balances[balances.length - 1] ?? 0)} now, lowest ${formatCredits(
+    Math.min(...balances),
+  )}, highest ${formatCredits(Math.max(...balances))}.`;
+  return <Chart options={options} data={data} label={label} />;
+}
+
+/** Credits spent on each day of the range, as bars (days without spending at zero). */
+export function UsageByDayChart({ usage }: { usage: UsageResponse }) {
+  const days = useMemo(() => usageDays(usage), [usage]);
+  const data = useMemo<uPlot.AlignedData>(
+    () => [days.map((d) => d.date.getTime() / 1000), days.map((d) => d.credits)],
+    [days],
+  );
+  const options = useMemo<Omit<uPlot.Options, 'width' | 'height'>>(
+    () => ({
+      scales: {
+        x: { time: true, range: (_u, min, max) => [min - 43_200, max + 43_200] },
+        y: { range: (_u, _min, max) => [0, Math.max(5, max * 1.15)] },
+      },
+      series: [
+        { label: 'Day', value: (_u, v) => (v == null ? '' : formatDate(new Date(v * 1000))) },
+        {
+          label: 'Credits spent',
+          stroke: chartColors.usage,
+          fill: chartColors.usageFill,
+          width: 1,
+          paths: uPlot.paths.bars?.({ size: [0.7, 24] }),
+          points: { show: false },
+          value: (_u, v) => (v == null ? '—' : formatCredits(v)),
+        },
       ],
+      axes: [{ ...axisStyle, grid: { show: false } }, { ...axisStyle, size: 56, values: (_u, splits) => splits.map((v) => formatNumber(v)) }],
       legend: { show: true },
     }),
     [],
   );
-
-  const ys = data[1] as number[];
-  const label = `Balance over time: from ${formatCredits(ys[0] ?? 0)} to ${formatCredits(balance)} now, over ${
-    entries.length
-  } recent entries.`;
-  return <Chart options={options} data={data} label={label} />;
+  const busiest = days.reduce<(typeof days)[number] | null>((top, d) => (d.credits > (top?.credits ?? 0) ? d : top), null);
+  const label = `Credits spent by day in the last 30 days: ${formatCredits(usage.total_credits)} in all${
+    busiest ? `, most on ${formatDate(busiest.date)} (${formatCredits(busiest.credits)})` : ''
+  }.`;
+  return <Chart options={options} data={data} label={label} height={200} />;
 }
 
 export function UsageChart({ usage }: { usage: UsageResponse }) {

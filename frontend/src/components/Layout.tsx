@@ -1,7 +1,8 @@
 import { useEffect, useRef, useState } from 'react';
-import { NavLink, Outlet, useLocation, useNavigate } from 'react-router';
+import { NavLink, Outlet, useLocation } from 'react-router';
+import { errorMessage } from '../api/errors';
 import { useAuth } from '../auth/AuthProvider';
-import { Button } from './ui';
+import { Alert, Button } from './ui';
 
 const links = [
   { to: '/', label: 'Dashboard', end: true },
@@ -57,15 +58,23 @@ export function SkipLink() {
 /** The signed-in shell: header, navigation, account, and the page. */
 export function Layout() {
   const { state, signOut } = useAuth();
-  const navigate = useNavigate();
+  const location = useLocation();
   const [signingOut, setSigningOut] = useState(false);
+  const [signOutError, setSignOutError] = useState<{ error: unknown; path: string } | null>(null);
   useFocusHeadingOnNavigate();
   const user = state.status === 'signedIn' ? state.user : null;
 
+  // Once signed out, <RequireAuth> shows sign-in ("You have signed out"). Until the server has
+  // confirmed it, the user stays signed in here and is told so.
   const onSignOut = async () => {
     setSigningOut(true);
-    navigate('/sign-in', { replace: true, state: { signedOut: true } });
-    await signOut();
+    setSignOutError(null);
+    try {
+      await signOut();
+    } catch (error) {
+      setSignOutError({ error, path: location.pathname });
+      setSigningOut(false);
+    }
   };
 
   return (
@@ -107,6 +116,22 @@ export function Layout() {
         </nav>
       </header>
       <main id="main" className="mx-auto max-w-6xl px-4 py-6 sm:py-8">
+        {/* Said on the page where it happened; moving on puts it away. */}
+        {signOutError && signOutError.path === location.pathname && (
+          <div className="mb-6">
+            <Alert
+              tone="error"
+              title="Sign-out failed: you are still signed in"
+              action={
+                <Button variant="secondary" onClick={() => void onSignOut()} busy={signingOut} busyLabel="Signing out…">
+                  Try signing out again
+                </Button>
+              }
+            >
+              {errorMessage(signOutError.error)}
+            </Alert>
+          </div>
+        )}
         <Outlet />
       </main>
     </div>

@@ -19,7 +19,11 @@ export function KindBadge({ kind }: { kind: TransferKind }) {
   return <Badge tone={kindTone[kind] ?? 'neutral'}>{formatKind(kind)}</Badge>;
 }
 
-/** Ledger entries as a table: when, what, the signed amount and the balance after. */
+/**
+ * Ledger entries as a table: when, what, the signed amount and the balance after. On a phone the
+ * date moves into the entry's cell (and the feature column into it as before), so the amount and
+ * the balance after always fit without a sideways scroll.
+ */
 export function LedgerTable({
   entries,
   caption,
@@ -36,10 +40,10 @@ export function LedgerTable({
         <caption className="sr-only">{caption}</caption>
         <thead>
           <tr className="text-left text-xs font-semibold uppercase tracking-wide text-slate-600">
-            <th scope="col" className="px-4 py-2 sm:pl-0">
+            <th scope="col" className="hidden px-4 py-2 sm:table-cell sm:pl-0">
               Date
             </th>
-            <th scope="col" className="px-2 py-2">
+            <th scope="col" className="py-2 pl-4 pr-2 sm:px-2">
               Entry
             </th>
             {detailed && (
@@ -50,7 +54,7 @@ export function LedgerTable({
             <th scope="col" className="px-2 py-2 text-right">
               Amount
             </th>
-            <th scope="col" className="px-4 py-2 text-right sm:pr-0">
+            <th scope="col" className="py-2 pl-2 pr-4 text-right sm:pr-0">
               Balance after
             </th>
           </tr>
@@ -58,15 +62,20 @@ export function LedgerTable({
         <tbody className="divide-y divide-slate-100">
           {entries.map((entry) => (
             <tr key={entry.id} className="align-top">
-              <td className="whitespace-nowrap px-4 py-3 text-slate-600 sm:pl-0">
+              <td className="hidden whitespace-nowrap px-4 py-3 text-slate-600 sm:table-cell sm:pl-0">
                 <time dateTime={entry.created_at}>{formatDateTime(entry.created_at)}</time>
               </td>
-              <td className="px-2 py-3">
+              <td className="min-w-0 py-3 pl-4 pr-2 sm:px-2">
                 <div className="flex flex-col items-start gap-1">
+                  <time dateTime={entry.created_at} className="text-xs text-slate-600 sm:hidden" data-testid="entry-date">
+                    {formatDateTime(entry.created_at)}
+                  </time>
                   <KindBadge kind={entry.kind} />
-                  {entry.description && <span className="text-slate-800">{entry.description}</span>}
+                  {entry.description && <span className="text-slate-800 [overflow-wrap:anywhere]">{entry.description}</span>}
                   {entry.feature && (
-                    <span className={detailed ? 'text-xs text-slate-600 md:hidden' : 'text-xs text-slate-600'}>
+                    <span
+                      className={`text-xs text-slate-600 [overflow-wrap:anywhere] ${detailed ? 'md:hidden' : ''}`}
+                    >
                       {entry.feature}
                       {entry.quantity != null && ` × ${formatNumber(entry.quantity)}`}
                     </span>
@@ -94,7 +103,7 @@ export function LedgerTable({
               >
                 {formatSignedCredits(entry.amount)}
               </td>
-              <td className="whitespace-nowrap px-4 py-3 text-right tabular-nums text-slate-700 sm:pr-0">
+              <td className="whitespace-nowrap py-3 pl-2 pr-4 text-right tabular-nums text-slate-700 sm:pr-0">
                 {entry.balance_after != null ? formatNumber(entry.balance_after) : '—'}
               </td>
             </tr>

@@ -5,6 +5,7 @@ import {
   type ButtonHTMLAttributes,
   type InputHTMLAttributes,
   type ReactNode,
+  type Ref,
   type SelectHTMLAttributes,
   type TextareaHTMLAttributes,
 } from 'react';
@@ -191,7 +192,17 @@ export function Alert({
 }
 
 /** A failed query or action, with an optional retry. */
-export function ErrorAlert({ error, onRetry, title }: { error: unknown; onRetry?: () => void; title?: string }) {
+export function ErrorAlert({
+  error,
+  onRetry,
+  title,
+  retryLabel = 'Try again',
+}: {
+  error: unknown;
+  onRetry?: () => void;
+  title?: string;
+  retryLabel?: string;
+}) {
   return (
     <Alert
       tone="error"
@@ -199,7 +210,7 @@ export function ErrorAlert({ error, onRetry, title }: { error: unknown; onRetry?
       action={
         onRetry && (
           <Button variant="secondary" onClick={onRetry}>
-            Try again
+            {retryLabel}
           </Button>
         )
       }
@@ -214,17 +225,27 @@ export function Card({
   children,
   actions,
   className,
+  ref,
+  tabIndex,
 }: {
   title?: ReactNode;
   children: ReactNode;
   actions?: ReactNode;
   className?: string;
+  /** For a card that takes focus when it appears (with `tabIndex={-1}`). */
+  ref?: Ref<HTMLElement>;
+  tabIndex?: number;
 }) {
   const id = useId();
   return (
     <section
+      ref={ref}
+      tabIndex={tabIndex}
       aria-labelledby={title ? id : undefined}
-      className={cx('min-w-0 rounded-xl bg-white p-4 shadow-sm ring-1 ring-slate-200 sm:p-6', className)}
+      className={cx(
+        'min-w-0 scroll-mt-4 rounded-xl bg-white p-4 shadow-sm ring-1 ring-slate-200 focus:outline-none focus-visible:ring-2 focus-visible:ring-brand-600 sm:p-6',
+        className,
+      )}
     >
       {(title || actions) && (
         <div className="mb-4 flex flex-wrap items-center justify-between gap-2">

@@ -1,7 +1,7 @@
 import { screen, within } from '@testing-library/react';
 import userEvent from '@testing-library/user-event';
 import { describe, expect, it } from 'vitest';
-import { json, mockApi, problem, tokens, user } from '../test/mockApi';
+import { json, mockApi, problem, tokens, unavailable, user } from '../test/mockApi';
 import { renderApp } from '../test/renderApp';
 
 const admin = { ...tokens(), user: { ...user, role: 'admin' as const } };
@@ -97,6 +97,37 @@ describe('admin', () => {
     const item = (await within(inbox).findByText(/3 attempts/)).closest('li')!;
     expect(item).toHaveTextContent('invoice.paidProcessed');
     expect(within(inbox).queryByRole('button', { name: /^Retry/ })).not.toBeInTheDocument();
+  });
+
+  it('during an outage says which tools did not load, with one retry for all of them', async () => {
+    let down = true;
+    const { requests } = mockApi({
+      'POST /api/v1/auth/refresh': () => json(admin),
+      'GET /api/v1/customers': () => (down ? unavailable() : json({ data: [], next_cursor: null })),
+      'GET /api/v1/admin/server-keys': () => (down ? unavailable() : json([])),
+      'GET /api/v1/admin/reconcile': () => (down ? unavailable() : json(report)),
+      'GET /api/v1/admin/stripe-events': () => (down ? unavailable() : json({ events: [], next_cursor: null })),
+    });
+    renderApp('/admin');
+    const u = userEvent.setup();
+
+    expect(await screen.findByText('Could not load the customers.')).toBeInTheDocument();
+    expect(await screen.findByText('Could not load the server keys.')).toBeInTheDocument();
+    expect(await screen.findByText('Could not load the reconciliation.')).toBeInTheDocument();
+    expect(await screen.findByText('Could not load the Stripe events.')).toBeInTheDocument();
+    expect(screen.queryByText('No Stripe events received yet.')).not.toBeInTheDocument();
+    expect(screen.getAllByRole('alert')).toHaveLength(1);
+    expect(screen.getAllByRole('button', { name: 'Try again' })).toHaveLength(1);
+
+    down = false;
+    const before = requests.length;
+    await u.click(screen.getByRole('button', { name: 'Try again' }));
+    expect(await screen.findByText('The books balance')).toBeInTheDocument();
+    expect(await screen.findByText('No Stripe events received yet.')).toBeInTheDocument();
+    expect(screen.queryByRole('button', { name: 'Try again' })).not.toBeInTheDocument();
+    expect(new Set(requests.slice(before).map((r) => new URL(r.url).pathname))).toEqual(
+      new Set(['/api/v1/customers', '/api/v1/admin/server-keys', '/api/v1/admin/reconcile', '/api/v1/admin/stripe-events']),
+    );
   });
 
   it('is closed to users without the admin role', async () => {

@@ -4,6 +4,7 @@ import { useSearchParams } from 'react-router';
 import { api, unwrap } from '../api/client';
 import { useReconcile } from '../api/queries';
 import { useUser } from '../auth/AuthProvider';
+import { LoadError, PageLoadErrors } from '../components/LoadErrors';
 import { Alert, Badge, Button, Card, ErrorAlert, Loading, PageHeader, SelectField } from '../components/ui';
 import { formatDateTime, formatKind, formatNumber } from '../lib/format';
 import { useDocumentTitle } from '../lib/useDocumentTitle';
@@ -22,10 +23,8 @@ function Reconcile() {
         </Button>
       }
     >
-      {report.isPending ? (
-        <Loading label="Checking the ledger…" />
-      ) : report.isError ? (
-        <ErrorAlert error={report.error} />
+      {!report.data ? (
+        report.isError ? <LoadError error={report.error} what="the reconciliation" /> : <Loading label="Checking the ledger…" />
       ) : (
         <div className="space-y-4">
           <Alert tone={report.data.ok ? 'success' : 'error'} title={report.data.ok ? 'The books balance' : 'Violations found'}>
@@ -107,10 +106,8 @@ function StripeEvents() {
           <Alert tone="success">Event {retry.variables} applied: {retry.data.status}.</Alert>
         </div>
       )}
-      {events.isPending ? (
-        <Loading />
-      ) : events.isError ? (
-        <ErrorAlert error={events.error} onRetry={() => void events.refetch()} />
+      {!events.data ? (
+        events.isError ? <LoadError error={events.error} what="the Stripe events" /> : <Loading />
       ) : list.length === 0 ? (
         <p className="text-sm text-slate-600">
           {status ? `No ${status} events.` : 'No Stripe events received yet.'}
@@ -178,6 +175,8 @@ export function AdminPage() {
     <>
       <PageHeader title="Admin" description="Operator tools: customers, server keys, grants, payments and the ledger's health." />
       <div className="space-y-6">
+        {/* Every admin tool's data is under the "admin" key: one retry for all that failed. */}
+        <PageLoadErrors queryKeys={[['admin']]} />
         <Customers />
         {/* One customer fills the page; the other tools wait until it is closed. */}
         {!customerOpen && (

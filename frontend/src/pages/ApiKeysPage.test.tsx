@@ -1,7 +1,7 @@
 import { screen, waitFor, within } from '@testing-library/react';
 import userEvent from '@testing-library/user-event';
 import { describe, expect, it, vi } from 'vitest';
-import { json, mockApi, problem, tokens } from '../test/mockApi';
+import { json, mockApi, problem, tokens, unavailable } from '../test/mockApi';
 import { renderApp } from '../test/renderApp';
 
 const key = {
@@ -14,6 +14,24 @@ const key = {
 };
 
 describe('API keys', () => {
+  it('during an outage says the keys did not load (not that there are none), and tries again', async () => {
+    let down = true;
+    mockApi({
+      'POST /api/v1/auth/refresh': () => json(tokens()),
+      'GET /api/v1/api-keys': () => (down ? unavailable() : json([key])),
+    });
+    renderApp('/api-keys');
+    const user = userEvent.setup();
+
+    expect(await screen.findByRole('alert')).toHaveTextContent('Some of this page could not load');
+    expect(screen.getByText('Could not load your keys.')).toBeInTheDocument();
+    expect(screen.queryByText('You have no API keys.')).not.toBeInTheDocument();
+
+    down = false;
+    await user.click(screen.getByRole('button', { name: 'Try again' }));
+    expect(await screen.findByRole('list', { name: 'API keys' })).toHaveTextContent('backend');
+  });
+
   it('shows a refused name next to the field', async () => {
     mockApi({
       'POST /api/v1/auth/refresh': () => json(tokens()),

@@ -3,6 +3,7 @@ import { useState, type FormEvent } from 'react';
 import { api, unwrap, type ApiKey } from '../api/client';
 import { formErrors } from '../api/errors';
 import { keys, useApiKeys } from '../api/queries';
+import { LoadError, PageLoadErrors } from '../components/LoadErrors';
 import { NewSecret } from '../components/NewSecret';
 import { Alert, Badge, Button, Card, ConfirmDialog, ErrorAlert, Loading, PageHeader, TextField } from '../components/ui';
 import { formatDateTime } from '../lib/format';
@@ -60,6 +61,7 @@ export function ApiKeysPage() {
         description="Keys let your own backend check balances and spend credits for you. Send one as “Authorization: Bearer tg_…”."
       />
       <div className="space-y-6">
+        <PageLoadErrors queryKeys={[keys.apiKeys]} />
         {create.data && <NewSecret key={create.data.id} created={create.data} onDone={() => create.reset()} />}
         {revokedName && <Alert tone="success">Key “{revokedName}” revoked. It no longer works.</Alert>}
 
@@ -103,10 +105,8 @@ export function ApiKeysPage() {
         </Card>
 
         <Card title="Your keys">
-          {list.isPending ? (
-            <Loading />
-          ) : list.isError ? (
-            <ErrorAlert error={list.error} onRetry={() => void list.refetch()} />
+          {!list.data ? (
+            list.isError ? <LoadError error={list.error} what="your keys" /> : <Loading />
           ) : list.data.length === 0 ? (
             <p className="text-sm text-slate-600">You have no API keys.</p>
           ) : (

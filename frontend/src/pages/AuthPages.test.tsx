@@ -1,7 +1,7 @@
-import { screen, waitFor } from '@testing-library/react';
+import { screen, waitFor, within } from '@testing-library/react';
 import userEvent from '@testing-library/user-event';
 import { describe, expect, it } from 'vitest';
-import { balance, deferred, json, mockApi, problem, tokens } from '../test/mockApi';
+import { balance, deferred, json, mockApi, offline, problem, tokens, unavailable } from '../test/mockApi';
 import { renderApp } from '../test/renderApp';
 
 const signedOut = { 'POST /api/v1/auth/refresh': () => problem(401, 'invalid_refresh_token', 'no session') };
@@ -122,7 +122,93 @@ describe('sign up', () => {
   });
 });
 
+/** What the dashboard loads, for tests that sign out from it. */
+const dashboard = {
+  'GET /api/v1/credits/balance': () => json(balance),
+  'GET /api/v1/credits/balance-history': () =>
+    json({ interval: 'day', from: '2026-10-26T00:00:00Z', to: '2026-11-24T12:00:00Z', opening_balance: 0, points: [] }),
+  'GET /api/v1/credits/ledger': () => json({ entries: [], next_cursor: null }),
+  'GET /api/v1/usage': () => json({ group_by: 'feature', from: '', to: '', total_credits: 0, buckets: [] }),
+  'GET /api/v1/billing/subscription': () => json({ subscription: null }),
+};
+
+describe('sign out', () => {
+  it('says so once the server has ended the session', async () => {
+    const { requests } = mockApi({
+      'POST /api/v1/auth/refresh': () => json(tokens()),
+      'POST /api/v1/auth/logout': () => new Response(null, { status: 204 }),
+      ...dashboard,
+    });
+    renderApp('/');
+    const user = userEvent.setup();
+    await user.click(await screen.findByRole('button', { name: 'Sign out' }));
+    expect(await screen.findByText('You have signed out.')).toBeInTheDocument();
+    expect(screen.getByTestId('location')).toHaveTextContent(/^\/sign-in$/);
+    expect(requests.filter((r) => r.url.endsWith('/auth/logout'))).toHaveLength(1);
+  });
+
+  it('that the server fails says it failed, keeps the user signed in, and signs out on retry', async () => {
+    let down = true;
+    mockApi({
+      'POST /api/v1/auth/refresh': () => json(tokens()),
+      'POST /api/v1/auth/logout': () => (down ? unavailable() : new Response(null, { status: 204 })),
+      ...dashboard,
+    });
+    renderApp('/');
+    const user = userEvent.setup();
+    await user.click(await screen.findByRole('button', { name: 'Sign out' }));
+
+    const alert = await screen.findByRole('alert');
+    expect(alert).toHaveTextContent('Sign-out failed: you are still signed in');
+    expect(alert).toHaveTextContent('The database is unavailable: try again in a moment');
+    expect(screen.queryByText(/You have signed out/)).not.toBeInTheDocument();
+    expect(screen.getByTestId('location')).toHaveTextContent(/^\/$/);
+    expect(screen.getByRole('heading', { level: 1, name: 'Dashboard' })).toBeInTheDocument();
+    expect(screen.getByRole('button', { name: 'Sign out' })).toBeEnabled();
+
+    down = false;
+    await user.click(within(alert).getByRole('button', { name: 'Try signing out again' }));
+    expect(await screen.findByText('You have signed out.')).toBeInTheDocument();
+    expect(screen.getByTestId('location')).toHaveTextContent(/^\/sign-in$/);
+  });
+
+  it('with the network down says it failed and never claims a sign-out', async () => {
+    mockApi({
+      'POST /api/v1/auth/refresh': () => json(tokens()),
+      'POST /api/v1/auth/logout': offline,
+      ...dashboard,
+    });
+    renderApp('/');
+    const user = userEvent.setup();
+    await user.click(await screen.findByRole('button', { name: 'Sign out' }));
+    expect(await screen.findByRole('alert')).toHaveTextContent(
+      'Sign-out failed: you are still signed inCould not reach Tollgate. Check your connection and try again.',
+    );
+    expect(screen.queryByText(/You have signed out/)).not.toBeInTheDocument();
+    expect(screen.getByRole('heading', { level: 1, name: 'Dashboard' })).toBeInTheDocument();
+  });
+});
+
 describe('protected pages', () => {
+  it('do not send a user to sign in when Tollgate cannot answer whether they are signed in', async () => {
+    let down = true;
+    mockApi({
+      'POST /api/v1/auth/refresh': () => (down ? unavailable() : json(tokens())),
+      'GET /api/v1/credits/ledger': () => json({ entries: [], next_cursor: null }),
+    });
+    renderApp('/history');
+    const user = userEvent.setup();
+    const alert = await screen.findByRole('alert');
+    expect(alert).toHaveTextContent('Could not restore your session');
+    expect(alert).toHaveTextContent('The database is unavailable: try again in a moment');
+    expect(screen.queryByRole('heading', { name: 'Sign in to Tollgate' })).not.toBeInTheDocument();
+    expect(screen.getByTestId('location')).toHaveTextContent(/^\/history$/);
+
+    down = false;
+    await user.click(within(alert).getByRole('button', { name: 'Try again' }));
+    expect(await screen.findByRole('heading', { level: 1, name: 'History' })).toBeInTheDocument();
+  });
+
   it('send a signed-out visitor to sign in, remembering where they were going', async () => {
     mockApi(signedOut);
     renderApp('/history?kind=spend');

@@ -2,7 +2,7 @@ import { screen, within } from '@testing-library/react';
 import userEvent from '@testing-library/user-event';
 import { describe, expect, it, vi } from 'vitest';
 import { browser } from '../lib/navigate';
-import { balance, json, mockApi, problem, tokens } from '../test/mockApi';
+import { balance, json, mockApi, problem, tokens, unavailable } from '../test/mockApi';
 import { renderApp } from '../test/renderApp';
 
 const price = (id: string, name: string, unit_amount: number, credits: number, interval: string | null = null) => ({
@@ -113,6 +113,32 @@ describe('credits', () => {
     await userEvent.setup().click(screen.getByRole('button', { name: 'Dismiss' }));
     expect(screen.queryByText('Checkout cancelled')).not.toBeInTheDocument();
     expect(screen.getByTestId('location')).toHaveTextContent(/^\/credits$/);
+  });
+
+  it('during an outage says what did not load, with one retry, and offers nothing it cannot show', async () => {
+    let down = true;
+    mockApi({
+      'POST /api/v1/auth/refresh': () => json(tokens()),
+      'GET /api/v1/credits/balance': () => (down ? unavailable() : json({ ...balance, balance: 40, available: 40 })),
+      'GET /api/v1/billing/catalog': () => (down ? unavailable() : json(catalog)),
+      'GET /api/v1/billing/subscription': () => (down ? unavailable() : json({ subscription: null })),
+    });
+    renderApp('/credits');
+    const user = userEvent.setup();
+
+    expect(await screen.findByRole('alert')).toHaveTextContent('Some of this page could not load');
+    expect(await screen.findByText('Could not load the packs and plans on offer.')).toBeInTheDocument();
+    expect(screen.getByRole('region', { name: 'Your subscription' })).toHaveTextContent('Could not load your subscription.');
+    expect(screen.getByTestId('credits-balance')).toHaveTextContent('Unavailable');
+    expect(screen.queryByText(/Loading/)).not.toBeInTheDocument();
+    expect(screen.getAllByRole('button', { name: 'Try again' })).toHaveLength(1);
+
+    down = false;
+    await user.click(screen.getByRole('button', { name: 'Try again' }));
+    expect(await screen.findByRole('heading', { name: 'Starter pack' })).toBeInTheDocument();
+    expect(screen.getByTestId('credits-balance')).toHaveTextContent('40 credits');
+    expect(screen.queryByRole('region', { name: 'Your subscription' })).not.toBeInTheDocument();
+    expect(screen.queryByRole('alert')).not.toBeInTheDocument();
   });
 
   it('offers subscribers the billing portal', async () => {

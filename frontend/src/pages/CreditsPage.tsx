@@ -2,8 +2,9 @@ import { useMutation, useQueryClient } from '@tanstack/react-query';
 import { useRef } from 'react';
 import { useSearchParams } from 'react-router';
 import { api, unwrap, type CatalogPrice, type Subscription } from '../api/client';
-import { billingKeys, invalidateCredits, isLiveSubscription, useBalance, useCatalog, useSubscription } from '../api/queries';
+import { billingKeys, invalidateCredits, isLiveSubscription, keys, useBalance, useCatalog, useSubscription } from '../api/queries';
 import { CheckoutReturn, rememberCheckout } from '../components/CheckoutReturn';
+import { LoadError, PageLoadErrors, Unavailable } from '../components/LoadErrors';
 import { Offers, SubscriptionSummary } from '../components/Offers';
 import { Badge, Button, Card, ErrorAlert, Loading, PageHeader, Stat } from '../components/ui';
 import { formatCredits, formatKind } from '../lib/format';
@@ -46,6 +47,8 @@ export function CreditsPage() {
   const subscription = useSubscription();
   const sub = subscription.data?.subscription ?? null;
   const subscribed = sub !== null && isLiveSubscription(sub.status);
+  const figure = (value: number | undefined) =>
+    value !== undefined ? formatCredits(value) : balance.isError ? <Unavailable /> : '…';
   const errorRef = useRef<HTMLDivElement>(null);
   const queryClient = useQueryClient();
 
@@ -78,6 +81,7 @@ export function CreditsPage() {
         actions={catalog.data && catalog.data.mode !== 'live' ? <Badge tone="warn">{formatKind(catalog.data.mode)} mode</Badge> : undefined}
       />
       <div className="space-y-8">
+        <PageLoadErrors queryKeys={[keys.balance, billingKeys.catalog, billingKeys.subscription]} />
         {outcome && (
           <CheckoutReturn
             key={`${outcome}-${sessionId}`}
@@ -98,11 +102,16 @@ export function CreditsPage() {
         )}
 
         <dl className="grid grid-cols-1 gap-4 sm:grid-cols-2">
-          <Stat label="Balance" testId="credits-balance" value={balance.data ? formatCredits(balance.data.balance) : '…'} />
-          <Stat label="Available" value={balance.data ? formatCredits(balance.data.available) : '…'} />
+          <Stat label="Balance" testId="credits-balance" value={figure(balance.data?.balance)} />
+          <Stat label="Available" value={figure(balance.data?.available)} />
         </dl>
 
         {subscribed && sub && <SubscriptionCard subscription={sub} />}
+        {subscription.isError && !subscription.data && (
+          <Card title="Your subscription">
+            <LoadError error={subscription.error} what="your subscription" />
+          </Card>
+        )}
 
         {checkout.isError && (
           <div ref={errorRef} tabIndex={-1}>
@@ -110,10 +119,8 @@ export function CreditsPage() {
           </div>
         )}
 
-        {catalog.isPending ? (
-          <Loading label="Loading prices…" />
-        ) : catalog.isError ? (
-          <ErrorAlert error={catalog.error} onRetry={() => void catalog.refetch()} />
+        {!catalog.data ? (
+          catalog.isError ? <LoadError error={catalog.error} what="the packs and plans on offer" /> : <Loading label="Loading prices…" />
         ) : (
           <Offers
             catalog={catalog.data}

@@ -1,15 +1,29 @@
-import { lazy, Suspense } from 'react';
+import { lazy, Suspense, useState } from 'react';
 import { Link } from 'react-router';
-import { isLiveSubscription, useBalance, useLedgerPage, useSubscription, useUsage } from '../api/queries';
+import {
+  BALANCE_RANGES,
+  billingKeys,
+  isLiveSubscription,
+  keys,
+  useBalance,
+  useBalanceHistory,
+  useLedgerPage,
+  useSubscription,
+  useUsage,
+  type BalanceRange,
+} from '../api/queries';
 import { useUser } from '../auth/AuthProvider';
 import { LedgerTable } from '../components/LedgerTable';
-import { Alert, Card, ErrorAlert, Loading, PageHeader, Stat, buttonClass } from '../components/ui';
+import { LoadError, PageLoadErrors, Unavailable } from '../components/LoadErrors';
+import { Alert, Card, Loading, PageHeader, Stat, buttonClass } from '../components/ui';
 import { formatCredits, formatDate, formatInterval, formatKind } from '../lib/format';
+import { isFlat } from '../lib/series';
 import { useDocumentTitle } from '../lib/useDocumentTitle';
 
 // uPlot is loaded with the charts, only when there is something to chart.
 const BalanceChart = lazy(() => import('../components/DashboardCharts').then((m) => ({ default: m.BalanceChart })));
 const UsageChart = lazy(() => import('../components/DashboardCharts').then((m) => ({ default: m.UsageChart })));
+const UsageByDayChart = lazy(() => import('../components/DashboardCharts').then((m) => ({ default: m.UsageByDayChart })));
 
 /** Below this many available credits the dashboard suggests buying more. */
 export const LOW_BALANCE = 20;
@@ -19,10 +33,10 @@ function PlanCard() {
   const sub = subscription.data?.subscription ?? null;
   return (
     <Card title="Plan">
-      {subscription.isPending ? (
+      {subscription.isError && !subscription.data ? (
+        <LoadError error={subscription.error} what="your plan" />
+      ) : subscription.isPending ? (
         <Loading />
-      ) : subscription.isError ? (
-        <p className="text-sm text-slate-600">Plan details are unavailable right now.</p>
       ) : sub && isLiveSubscription(sub.status) ? (
         <div className="space-y-2 text-sm">
           <p className="text-lg font-semibold text-slate-900">{sub.plan_name ?? 'Subscription'}</p>
@@ -54,15 +68,67 @@ function PlanCard() {
   );
 }
 
+/** Picks the balance chart's range: one pressed button among a few. */
+function RangePicker({ value, onChange }: { value: BalanceRange; onChange: (range: BalanceRange) => void }) {
+  return (
+    <div role="group" aria-label="Range" className="inline-flex overflow-hidden rounded-md shadow-sm ring-1 ring-inset ring-slate-300">
+      {(Object.keys(BALANCE_RANGES) as BalanceRange[]).map((key) => (
+        <button
+          key={key}
+          type="button"
+          aria-pressed={value === key}
+          onClick={() => onChange(key)}
+          className={`whitespace-nowrap px-2.5 py-1.5 text-xs font-semibold focus-visible:relative focus-visible:outline-2 focus-visible:outline-brand-600 ${
+            value === key ? 'bg-brand-600 text-white' : 'bg-white text-slate-700 hover:bg-slate-50'
+          }`}
+        >
+          {BALANCE_RANGES[key].label}
+        </button>
+      ))}
+    </div>
+  );
+}
+
+function BalanceOverTime() {
+  const [range, setRange] = useState<BalanceRange>('30d');
+  const history = useBalanceHistory(range);
+  const data = history.data;
+  const label = BALANCE_RANGES[range].label;
+  return (
+    <Card title="Balance over time" actions={<RangePicker value={range} onChange={setRange} />}>
+      {!data ? (
+        history.isError ? <LoadError error={history.error} what="your balance over time" /> : <Loading />
+      ) : (
+        <div aria-busy={history.isPlaceholderData} className={history.isPlaceholderData ? 'opacity-60' : undefined}>
+          {isFlat(data) ? (
+            <p className="text-sm text-slate-600">
+              No credits moved in the last {label}. Your balance stayed at{' '}
+              {formatCredits(data.points.at(-1)?.balance ?? data.opening_balance)}.
+            </p>
+          ) : (
+            <Suspense fallback={<Loading label="Loading chart…" />}>
+              <BalanceChart history={data} rangeLabel={label} />
+            </Suspense>
+          )}
+        </div>
+      )}
+    </Card>
+  );
+}
+
 export function DashboardPage() {
   useDocumentTitle('Dashboard');
   const user = useUser();
   const balance = useBalance();
-  const ledger = useLedgerPage({ limit: 100 });
+  const ledger = useLedgerPage({ limit: 5 });
   const usage = useUsage('feature');
+  const usageByDay = useUsage('day');
 
   const b = balance.data;
   const entries = ledger.data?.entries ?? [];
+  /** A figure from the balance: the value, "Unavailable" when it did not load, or "…" meanwhile. */
+  const figure = (value: (balance: NonNullable<typeof b>) => number) =>
+    b ? formatCredits(value(b)) : balance.isError ? <Unavailable /> : '…';
 
   return (
     <>
@@ -76,7 +142,9 @@ export function DashboardPage() {
         }
       />
       <div className="space-y-6">
-        {balance.isError && <ErrorAlert error={balance.error} onRetry={() => void balance.refetch()} />}
+        <PageLoadErrors
+          queryKeys={[keys.balance, keys.balanceHistoryAll, keys.ledgerAll, keys.usageAll, billingKeys.subscription]}
+        />
         {b && b.debt > 0 && (
           <Alert tone="error" title="You owe credits">
             {formatCredits(b.debt)} were taken back after they were spent. Buy credits to cover the debt before
@@ -98,21 +166,21 @@ export function DashboardPage() {
         )}
 
         <dl className="grid grid-cols-1 gap-4 sm:grid-cols-3">
-          <Stat label="Balance" testId="stat-balance" value={b ? formatCredits(b.balance) : '…'} />
+          <Stat label="Balance" testId="stat-balance" value={figure((x) => x.balance)} />
           <Stat
             label="Available"
             testId="stat-available"
-            value={b ? formatCredits(b.available) : '…'}
+            value={figure((x) => x.available)}
             hint="Balance less credits held for running work"
           />
-          <Stat label="Held" testId="stat-held" value={b ? formatCredits(b.held) : '…'} />
+          <Stat label="Held" testId="stat-held" value={figure((x) => x.held)} />
         </dl>
 
         <div className="grid grid-cols-1 gap-6 lg:grid-cols-2">
           <PlanCard />
           <Card title="Expiring soon">
             {!b ? (
-              <Loading />
+              balance.isError ? <LoadError error={balance.error} what="your expiring credits" /> : <Loading />
             ) : b.expiring_soon.length === 0 ? (
               <p className="text-sm text-slate-600">None of your credits are due to expire.</p>
             ) : (
@@ -135,25 +203,23 @@ export function DashboardPage() {
           </Card>
         </div>
 
+        <BalanceOverTime />
+
         <div className="grid grid-cols-1 gap-6 lg:grid-cols-2">
-          <Card title="Balance over time">
-            {ledger.isPending || !b ? (
-              <Loading />
-            ) : ledger.isError ? (
-              <ErrorAlert error={ledger.error} onRetry={() => void ledger.refetch()} />
-            ) : entries.length === 0 ? (
-              <p className="text-sm text-slate-600">No activity yet. Your balance will be charted here.</p>
+          <Card title="Usage by day (30 days)">
+            {!usageByDay.data ? (
+              usageByDay.isError ? <LoadError error={usageByDay.error} what="your usage by day" /> : <Loading />
+            ) : usageByDay.data.total_credits === 0 ? (
+              <p className="text-sm text-slate-600">You have not spent any credits in the last 30 days.</p>
             ) : (
               <Suspense fallback={<Loading label="Loading chart…" />}>
-                <BalanceChart entries={entries} balance={b.balance} />
+                <UsageByDayChart usage={usageByDay.data} />
               </Suspense>
             )}
           </Card>
           <Card title="Usage by feature (30 days)">
-            {usage.isPending ? (
-              <Loading />
-            ) : usage.isError ? (
-              <ErrorAlert error={usage.error} onRetry={() => void usage.refetch()} />
+            {!usage.data ? (
+              usage.isError ? <LoadError error={usage.error} what="your usage" /> : <Loading />
             ) : usage.data.buckets.length === 0 ? (
               <p className="text-sm text-slate-600">You have not spent any credits in the last 30 days.</p>
             ) : (
@@ -177,8 +243,8 @@ export function DashboardPage() {
             </Link>
           }
         >
-          {ledger.isPending ? (
-            <Loading />
+          {!ledger.data ? (
+            ledger.isError ? <LoadError error={ledger.error} what="your recent activity" /> : <Loading />
           ) : entries.length === 0 ? (
             <p className="text-sm text-slate-600">
               Nothing yet. <Link to="/credits" className="font-semibold text-brand-700 hover:underline">Buy credits</Link>{' '}

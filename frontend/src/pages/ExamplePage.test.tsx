@@ -1,7 +1,7 @@
 import { screen, waitFor } from '@testing-library/react';
 import userEvent from '@testing-library/user-event';
-import { describe, expect, it } from 'vitest';
-import { balance, deferred, json, mockApi, problem, tokens } from '../test/mockApi';
+import { describe, expect, it, vi } from 'vitest';
+import { balance, deferred, json, mockApi, problem, tokens, unavailable } from '../test/mockApi';
 import { renderApp } from '../test/renderApp';
 
 const signedIn = {
@@ -46,6 +46,49 @@ describe('example AI', () => {
     expect(await screen.findByText('Short.')).toBeInTheDocument();
     expect(screen.getByText('Charged').nextElementSibling).toHaveTextContent('4 credits');
     expect(screen.getByText('New balance').nextElementSibling).toHaveTextContent('96 credits');
+  });
+
+  it('during an outage shows the balance as unavailable, with one retry', async () => {
+    let down = true;
+    mockApi({
+      ...signedIn,
+      'GET /api/v1/credits/balance': () => (down ? unavailable() : json({ ...balance, balance: 100, available: 100 })),
+    });
+    renderApp('/example');
+    const user = userEvent.setup();
+    expect(await screen.findByRole('alert')).toHaveTextContent('Some of this page could not load');
+    expect(screen.getByTestId('example-available')).toHaveTextContent('Unavailable');
+    down = false;
+    await user.click(screen.getByRole('button', { name: 'Try again' }));
+    await waitFor(() => expect(screen.getByTestId('example-available')).toHaveTextContent('100 credits'));
+    expect(screen.queryByRole('alert')).not.toBeInTheDocument();
+  });
+
+  it('brings the result into view and gives it focus when it appears', async () => {
+    // jsdom lays nothing out and has no scrollIntoView: record the calls.
+    const scrolled: Element[] = [];
+    const scrollIntoView = vi.fn(function (this: Element) {
+      scrolled.push(this);
+    });
+    Element.prototype.scrollIntoView = scrollIntoView;
+    try {
+      mockApi({
+        ...signedIn,
+        'GET /api/v1/credits/balance': () => json({ ...balance, balance: 100, available: 100 }),
+        'POST /api/v1/example/use-credits': () => summary(4, 96),
+      });
+      renderApp('/example');
+      const user = userEvent.setup();
+      await user.type(await screen.findByLabelText('Text to summarise'), 'A sentence. Another one.');
+      await user.click(screen.getByRole('button', { name: 'Summarise' }));
+
+      const region = await screen.findByRole('region', { name: 'Summary' });
+      await waitFor(() => expect(region).toHaveFocus());
+      expect(scrolled).toEqual([region]);
+      expect(scrollIntoView).toHaveBeenCalledWith(expect.objectContaining({ block: 'start' }));
+    } finally {
+      delete (Element.prototype as { scrollIntoView?: unknown }).scrollIntoView;
+    }
   });
 
   it('says clearly when there are too few credits, and links to buying more', async () => {

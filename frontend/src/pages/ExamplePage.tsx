@@ -1,9 +1,10 @@
 import { keepPreviousData, useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
-import { useState, type FormEvent } from 'react';
+import { useEffect, useRef, useState, type FormEvent } from 'react';
 import { Link } from 'react-router';
 import { api, unwrap, type SummarizeResult } from '../api/client';
 import { ApiError, formErrors } from '../api/errors';
-import { invalidateCredits, useBalance, useFeatures } from '../api/queries';
+import { invalidateCredits, keys, useBalance, useFeatures } from '../api/queries';
+import { PageLoadErrors, Unavailable } from '../components/LoadErrors';
 import { Alert, Button, Card, PageHeader, Stat, TextArea, buttonClass } from '../components/ui';
 import { formatCredits, formatNumber } from '../lib/format';
 import { useIdempotencyKey } from '../lib/idempotency';
@@ -11,6 +12,22 @@ import { useDebounced } from '../lib/useDebounced';
 import { useDocumentTitle } from '../lib/useDocumentTitle';
 
 export const MAX_CHARS = 20_000;
+
+/**
+ * Brings a result that just appeared to the user: scrolled to (it may be far below the button on
+ * a phone) and focused, so a screen reader reads it too.
+ */
+function useRevealOnChange<T>(value: T | undefined) {
+  const ref = useRef<HTMLElement>(null);
+  useEffect(() => {
+    const el = ref.current;
+    if (!value || !el) return;
+    const reduced = window.matchMedia?.('(prefers-reduced-motion: reduce)').matches ?? false;
+    el.scrollIntoView?.({ block: 'start', behavior: reduced ? 'auto' : 'smooth' });
+    el.focus({ preventScroll: true });
+  }, [value]);
+  return ref;
+}
 
 const SAMPLE = `Tollgate puts a meter in front of AI features. Users buy credit packs or subscribe to a plan, and every call to an AI feature spends credits from their wallet. Credits move only as double-entry transfers, so the books always balance. A spend takes credits from lots in a fixed order: promotions first, then grants, then subscription credits, then purchased packs. Holds reserve credits while work runs, and release themselves if the work never finishes. Nobody can spend what they do not have, spend twice, or get credits for free. The example feature on this page summarises text by keeping its most informative sentences.`;
 
@@ -80,6 +97,7 @@ export function ExamplePage() {
   const available = balance.data?.available;
   const cannotAfford = estimate.data && available !== undefined && estimate.data.estimated_cost > available;
   const result = run.data;
+  const resultRef = useRevealOnChange(result);
 
   return (
     <>
@@ -88,6 +106,9 @@ export function ExamplePage() {
         description="Summarise a text with the example feature. You see what it will cost before it runs, and pay only for what it analyses."
       />
       <div className="grid grid-cols-1 gap-6 lg:grid-cols-3">
+        <div className="empty:hidden lg:col-span-3">
+          <PageLoadErrors queryKeys={[keys.balance, keys.features]} />
+        </div>
         <Card className="lg:col-span-2">
           <form onSubmit={onSubmit} className="space-y-4" aria-label="Summarise a text">
             <TextArea
@@ -147,7 +168,7 @@ export function ExamplePage() {
             <Stat
               label="Available"
               testId="example-available"
-              value={available !== undefined ? formatCredits(available) : '…'}
+              value={available !== undefined ? formatCredits(available) : balance.isError ? <Unavailable /> : '…'}
             />
           </dl>
           <Card title="Pricing">
@@ -173,7 +194,7 @@ export function ExamplePage() {
         </div>
 
         {result && (
-          <Card title="Summary" className="lg:col-span-3">
+          <Card title="Summary" className="lg:col-span-3" ref={resultRef} tabIndex={-1}>
             <div className="space-y-4" aria-live="polite">
               <p className="whitespace-pre-line text-slate-800" data-testid="summary">
                 {result.summary}

@@ -1,10 +1,12 @@
+import { useMutation } from '@tanstack/react-query';
 import { useMemo } from 'react';
 import { useSearchParams } from 'react-router';
-import type { TransferKind } from '../api/client';
-import { useLedger } from '../api/queries';
+import { api, unwrap, type TransferKind } from '../api/client';
+import { keys, useLedger, type LedgerFilters } from '../api/queries';
 import { LedgerTable } from '../components/LedgerTable';
+import { LoadError, PageLoadErrors } from '../components/LoadErrors';
 import { Button, Card, ErrorAlert, Loading, PageHeader, SelectField, TextField } from '../components/ui';
-import { ledgerToCsv, downloadText } from '../lib/csv';
+import { downloadBlob } from '../lib/download';
 import { formatKind, formatNumber } from '../lib/format';
 import { useDocumentTitle } from '../lib/useDocumentTitle';
 
@@ -33,6 +35,20 @@ export function dayStart(day: string, plusDays = 0): string | undefined {
   return Number.isNaN(date.getTime()) ? undefined : date.toISOString();
 }
 
+/**
+ * Downloads the whole history under `filters` as the server writes it (`ledger.csv`), not only
+ * the rows loaded here. The route needs the bearer token, so it is fetched, then saved as a file.
+ */
+async function exportLedgerCsv(filters: LedgerFilters, filename: string): Promise<void> {
+  const csv = await unwrap(
+    api.GET('/api/v1/credits/ledger.csv', {
+      params: { query: { kind: filters.kind, from: filters.from, to: filters.to } },
+      parseAs: 'blob',
+    }),
+  );
+  downloadBlob(filename, csv);
+}
+
 export function HistoryPage() {
   useDocumentTitle('History');
   const [params, setParams] = useSearchParams();
@@ -53,7 +69,9 @@ export function HistoryPage() {
     }),
     [kind, fromDay, toDay],
   );
-  const ledger = useLedger(rangeError ? { ...filters, to: undefined } : filters);
+  // An end before the start is pointed out and ignored, by the list and the export alike.
+  const applied = useMemo(() => (rangeError ? { ...filters, to: undefined } : filters), [filters, rangeError]);
+  const ledger = useLedger(applied);
   const entries = useMemo(() => ledger.data?.pages.flatMap((p) => p.entries) ?? [], [ledger.data]);
   const filtered = Boolean(kind || fromDay || toDay);
 
@@ -64,9 +82,12 @@ export function HistoryPage() {
     setParams(next, { replace: true });
   };
 
-  const exportCsv = () => {
-    const suffix = [kind, fromDay, toDay].filter(Boolean).join('_');
-    downloadText(`tollgate-history${suffix ? `_${suffix}` : ''}.csv`, ledgerToCsv(entries));
+  const exportCsv = useMutation({
+    mutationFn: ({ filters, filename }: { filters: LedgerFilters; filename: string }) => exportLedgerCsv(filters, filename),
+  });
+  const startExport = () => {
+    const suffix = [kind, fromDay, rangeError ? '' : toDay].filter(Boolean).join('_');
+    exportCsv.mutate({ filters: applied, filename: `tollgate-history${suffix ? `_${suffix}` : ''}.csv` });
   };
 
   return (
@@ -75,12 +96,28 @@ export function HistoryPage() {
         title="History"
         description="Every credit that entered or left your wallet, newest first."
         actions={
-          <Button variant="secondary" onClick={exportCsv} disabled={entries.length === 0}>
+          <Button
+            variant="secondary"
+            onClick={startExport}
+            busy={exportCsv.isPending}
+            busyLabel="Exporting…"
+            // Nothing to export once the history is known to be empty; otherwise the server has it all.
+            disabled={ledger.isSuccess && entries.length === 0}
+          >
             Export CSV
           </Button>
         }
       />
       <div className="space-y-6">
+        <PageLoadErrors queryKeys={[keys.ledgerAll]} />
+        {exportCsv.isError && (
+          <ErrorAlert
+            title="Export failed: no file was downloaded"
+            error={exportCsv.error}
+            onRetry={startExport}
+            retryLabel="Export again"
+          />
+        )}
         <Card>
           <form
             aria-label="Filter history"
@@ -112,10 +149,8 @@ export function HistoryPage() {
         </Card>
 
         <Card>
-          {ledger.isPending ? (
-            <Loading label="Loading history…" />
-          ) : ledger.isError ? (
-            <ErrorAlert error={ledger.error} onRetry={() => void ledger.refetch()} />
+          {!ledger.data ? (
+            ledger.isError ? <LoadError error={ledger.error} what="your history" /> : <Loading label="Loading history…" />
           ) : entries.length === 0 ? (
             <p className="py-6 text-center text-sm text-slate-600">
               {filtered ? 'No entries match these filters.' : 'No activity yet.'}

@@ -21,6 +21,16 @@ export function problem(status: number, code: string, detail: string, extra: Rec
   );
 }
 
+/** The answer of a server whose database is down: what an outage looks like to the SPA. */
+export function unavailable(): Response {
+  return problem(503, 'database_unavailable', 'the database is unavailable: try again in a moment');
+}
+
+/** A request that gets no answer at all (the network is down): `fetch` rejects. */
+export function offline(): never {
+  throw new TypeError('Failed to fetch');
+}
+
 export const user = {
   id: '0191e2a4-0000-7000-8000-000000000001',
   email: 'ada@example.com',

@@ -3,7 +3,8 @@ import { useSearchParams } from 'react-router';
 import type { Customer } from '../../api/client';
 import { useCustomer, useCustomerLedger, useCustomers } from '../../api/queries';
 import { LedgerTable } from '../../components/LedgerTable';
-import { Button, Card, ErrorAlert, Loading, Stat, TextField } from '../../components/ui';
+import { LoadError } from '../../components/LoadErrors';
+import { Button, Card, Loading, Stat, TextField } from '../../components/ui';
 import { formatCredits, formatDateTime, formatNumber } from '../../lib/format';
 import { useDebounced } from '../../lib/useDebounced';
 import { customerLabel } from './customerLabel';
@@ -53,10 +54,8 @@ function CustomerList({ search, onSearch, onOpen }: { search: string; onSearch: 
           autoComplete="off"
         />
       </form>
-      {customers.isPending ? (
-        <Loading label="Loading customers…" />
-      ) : customers.isError ? (
-        <ErrorAlert error={customers.error} onRetry={() => void customers.refetch()} />
+      {!customers.data ? (
+        customers.isError ? <LoadError error={customers.error} what="the customers" /> : <Loading label="Loading customers…" />
       ) : list.length === 0 ? (
         <p className="text-sm text-slate-600">
           {q ? `No customers match “${q}”.` : 'No customers yet. Your backend adds them with a server key (PUT /api/v1/customers/{id}).'}
@@ -89,10 +88,8 @@ function CustomerHistory({ customer }: { customer: Customer }) {
   const entries = ledger.data?.pages.flatMap((p) => p.entries) ?? [];
   return (
     <Card title="History">
-      {ledger.isPending ? (
-        <Loading label="Loading history…" />
-      ) : ledger.isError ? (
-        <ErrorAlert error={ledger.error} onRetry={() => void ledger.refetch()} />
+      {!ledger.data ? (
+        ledger.isError ? <LoadError error={ledger.error} what="this customer's history" /> : <Loading label="Loading history…" />
       ) : entries.length === 0 ? (
         <p className="text-sm text-slate-600">No activity yet.</p>
       ) : (
@@ -136,10 +133,8 @@ function CustomerDetail({ id, onClose }: { id: string; onClose: () => void }) {
           <span aria-hidden="true">←</span> All customers
         </Button>
       </div>
-      {customer.isPending ? (
-        <Loading label="Loading the customer…" />
-      ) : customer.isError ? (
-        <ErrorAlert error={customer.error} onRetry={() => void customer.refetch()} />
+      {!customer.data ? (
+        customer.isError ? <LoadError error={customer.error} what="the customer" /> : <Loading label="Loading the customer…" />
       ) : (
         <>
           <dl className="grid grid-cols-2 gap-4 sm:grid-cols-4">

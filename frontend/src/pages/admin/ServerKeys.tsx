@@ -4,6 +4,7 @@ import { api, unwrap, type ServerKey, type ServerKeyScope } from '../../api/clie
 import { formErrors } from '../../api/errors';
 import { adminKeys, useServerKeys } from '../../api/queries';
 import { NewSecret } from '../../components/NewSecret';
+import { LoadError } from '../../components/LoadErrors';
 import { Alert, Badge, Button, Card, ConfirmDialog, ErrorAlert, Loading, TextField } from '../../components/ui';
 import { formatDateTime } from '../../lib/format';
 
@@ -113,10 +114,8 @@ export function ServerKeys() {
           </Button>
         </form>
 
-        {list.isPending ? (
-          <Loading />
-        ) : list.isError ? (
-          <ErrorAlert error={list.error} onRetry={() => void list.refetch()} />
+        {!list.data ? (
+          list.isError ? <LoadError error={list.error} what="the server keys" /> : <Loading />
         ) : list.data.length === 0 ? (
           <p className="text-sm text-slate-600">There are no server keys.</p>
         ) : (
