@@ -752,3 +752,20 @@ async fn the_sandbox_portal_switches_plans_through_fulfilment(app: TestApp) {
     assert_eq!(app.balance(&user).await["balance"], 17000);
     app.assert_reconciled().await;
 }
+
+/// Every command the README shows can be copied as it is: its `sh` blocks hold plain ASCII (an
+/// ellipsis in a key, a curly quote in a header, breaks the command that is pasted).
+#[test]
+fn the_readmes_commands_copy_as_they_are() {
+    let readme = include_str!("../../../README.md");
+    let mut in_sh = false;
+    for (n, line) in readme.lines().enumerate() {
+        if let Some(fence) = line.trim_start().strip_prefix("```") {
+            in_sh = !in_sh && matches!(fence.trim(), "sh" | "bash");
+            continue;
+        }
+        if in_sh {
+            assert!(line.is_ascii(), "README.md line {}: not plain ASCII: {line}", n + 1);
+        }
+    }
+}
