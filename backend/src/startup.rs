@@ -266,6 +266,10 @@ fn access_log() -> Logger {
 fn run(listener: TcpListener, state: AppState, workers: usize) -> anyhow::Result<Server> {
     let api = spec();
     let known = web::Data::new(crate::routes::KnownRoutes::from_spec(&api));
+    // The spec is served as the bytes it serialises to, made once: a copy of the document per
+    // worker (and one more for the docs page) cost each of them megabytes.
+    let spec_json = web::Bytes::from(serde_json::to_vec(&api)?);
+    drop(api);
     let origins = state.settings.cors_origins.clone();
     let prometheus = actix_web_prom::PrometheusMetricsBuilder::new("tollgate")
         .endpoint("/metrics")
@@ -291,7 +295,17 @@ fn run(listener: TcpListener, state: AppState, workers: usize) -> anyhow::Result
                 billing::sandbox::routes(cfg);
             }
         })
-        .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", api.clone()))
+        .service(SwaggerUi::new("/docs/{_:.*}").config(utoipa_swagger_ui::Config::from("/openapi.json")))
+        .route(
+            "/openapi.json",
+            web::get().to({
+                let spec_json = spec_json.clone();
+                move || {
+                    let body = spec_json.clone();
+                    async move { HttpResponse::Ok().content_type("application/json").body(body) }
+                }
+            }),
+        )
         .route(
             "/docs",
             web::get().to(|| async { HttpResponse::Found().insert_header((header::LOCATION, "/docs/")).finish() }),
