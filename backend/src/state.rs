@@ -34,6 +34,8 @@ pub struct AppState {
     pub wal_restart: WalRestart,
     /// Which customer each external id names, as looked up so far.
     pub customer_ids: crate::customers::CustomerIds,
+    /// Server keys as recently read.
+    pub server_keys: crate::auth::server_keys::ServerKeyCache,
 }
 
 impl AppState {
@@ -69,6 +71,7 @@ impl AppState {
             clock,
             wal_restart,
             customer_ids: Default::default(),
+            server_keys: Default::default(),
         })
     }
 }

@@ -135,30 +135,39 @@ fn server_key_not_allowed() -> ApiError {
     )
 }
 
-/// A live server key by its secret.
+/// A live server key by its secret, as read at most `ServerKeyCache::TTL` ago.
 async fn find_server_key(state: &AppState, token: &str) -> Result<Option<server_keys::Model>, ApiError> {
-    Ok(server_keys::Entity::find()
-        .filter(server_keys::Column::KeyHash.eq(hash_secret(token)))
+    let hash = hash_secret(token);
+    if let Some(key) = state.server_keys.get(&hash) {
+        return Ok(Some(key));
+    }
+    let key = server_keys::Entity::find()
+        .filter(server_keys::Column::KeyHash.eq(hash))
         .filter(server_keys::Column::RevokedAt.is_null())
         .one(&state.db)
-        .await?)
+        .await?;
+    if let Some(key) = &key {
+        state.server_keys.remember(key);
+    }
+    Ok(key)
 }
 
 /// Records when a key was last used: at most once a minute and off the request path, so that
-/// keys do not add a write to every spend.
+/// keys do not add a write to every spend. Returns when it recorded it, if it did.
 fn touch_later<E: EntityTrait>(
     state: &AppState,
     last_used: Option<chrono::DateTime<chrono::Utc>>,
     update: impl FnOnce(chrono::DateTime<chrono::Utc>) -> sea_orm::UpdateMany<E> + Send + 'static,
-) {
+) -> Option<chrono::DateTime<chrono::Utc>> {
     let now = state.clock.now();
     if last_used.is_some_and(|t| now - t <= chrono::Duration::seconds(60)) {
-        return;
+        return None;
     }
     let db = state.db.clone();
     tokio::spawn(async move {
         let _ = update(now).exec(&db).await;
     });
+    Some(now)
 }
 
 type BoxedFuture<T> = Pin<Box<dyn Future<Output = Result<T, ApiError>>>>;
@@ -376,11 +385,14 @@ impl<S: RequiredScope + 'static> FromRequest for ServerCaller<S> {
                 && let Some(key) = find_server_key(&state, &token).await?
             {
                 let id = key.id;
-                touch_later(&state, key.last_used_at, move |now| {
+                let touched = touch_later(&state, key.last_used_at, move |now| {
                     server_keys::Entity::update_many()
                         .col_expr(server_keys::Column::LastUsedAt, Expr::value(now))
                         .filter(server_keys::Column::Id.eq(id))
                 });
+                if let Some(at) = touched {
+                    state.server_keys.used(&key.key_hash, at);
+                }
                 if !Scope::parse_list(&key.scopes).contains(&S::SCOPE) {
                     return Err(ApiError::new(
                         ErrorCode::MissingScope,
