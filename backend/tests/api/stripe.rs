@@ -36,6 +36,7 @@ both_backends!(
     closed_inquiry_returns_credits_and_a_won_period_keeps_its_expiry,
     same_second_subscription_events_end_in_stripes_state_in_either_order,
     malformed_signed_events_answer_400_and_credit_nothing,
+    a_customers_checkout_goes_to_stripe_with_the_products_return_urls,
 );
 
 pub(crate) const PACK: &str = "price_pack100";
@@ -971,4 +972,56 @@ async fn a_late_refund_and_its_signature_are_judged_by_the_clock(backend: Backen
         expired["entries"].as_array().unwrap().iter().map(|e| e["amount"].as_i64().unwrap().abs()).collect();
     assert_eq!(amounts, [700]);
     app.assert_reconciled().await;
+}
+
+/// A product's customer (no user account, no email) buying through Stripe: the Stripe customer is
+/// made without an email, and the session carries the product's own return URLs.
+async fn a_customers_checkout_goes_to_stripe_with_the_products_return_urls(backend: Backend) {
+    let Some((app, stripe)) = stripe_app(backend).await else { return };
+    mount_prices(&stripe).await;
+    mount_checkout(&stripe).await;
+    sync(&app).await;
+    let res = app
+        .post_admin(
+            "/api/v1/admin/server-keys",
+            None,
+            &json!({ "name": "backend", "scopes": ["customers:write", "billing:write"] }),
+        )
+        .await;
+    let key = res.json::<Value>().await.unwrap()["secret"].as_str().unwrap().to_owned();
+    let res =
+        app.client.put(app.url("/api/v1/customers/shop-7")).bearer_auth(&key).json(&json!({})).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let customer_id = res.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+
+    let body = json!({
+        "price_id": PACK,
+        "success_url": "http://127.0.0.1:8080/shop/paid?session={CHECKOUT_SESSION_ID}",
+        "cancel_url": "http://127.0.0.1:8080/shop",
+    });
+    let res = app
+        .client
+        .post(app.url("/api/v1/customers/shop-7/checkout-session"))
+        .bearer_auth(&key)
+        .header("Idempotency-Key", "buy-7")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.json::<Value>().await.unwrap()["url"], "https://checkout.stripe.com/c/pay/cs_test_fake");
+
+    let requests = stripe.received_requests().await.unwrap();
+    let customers: Vec<_> = requests.iter().filter(|r| r.url.path() == "/v1/customers").collect();
+    assert_eq!(customers.len(), 1);
+    let customer_form = form(&customers[0].body);
+    assert_eq!(field(&customer_form, "email"), None, "the customer gave no email");
+    assert_eq!(field(&customer_form, "metadata[user_id]"), Some(customer_id.as_str()));
+    let sessions: Vec<_> = requests.iter().filter(|r| r.url.path() == "/v1/checkout/sessions").collect();
+    assert_eq!(sessions.len(), 1);
+    let session = form(&sessions[0].body);
+    assert_eq!(field(&session, "client_reference_id"), Some(customer_id.as_str()));
+    assert_eq!(field(&session, "success_url"), Some("http://127.0.0.1:8080/shop/paid?session={CHECKOUT_SESSION_ID}"));
+    assert_eq!(field(&session, "cancel_url"), Some("http://127.0.0.1:8080/shop"));
+    assert_eq!(sessions[0].headers.get("idempotency-key").unwrap(), &format!("tollgate-checkout-{customer_id}-buy-7"));
 }
