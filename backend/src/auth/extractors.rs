@@ -57,7 +57,8 @@ pub const API_KEY_PREFIX: &str = "tg_";
 /// Server keys start with this.
 pub const SERVER_KEY_PREFIX: &str = "tg_sk_";
 
-fn state(req: &HttpRequest) -> Result<web::Data<AppState>, ApiError> {
+/// The application state, from a request.
+pub(crate) fn state(req: &HttpRequest) -> Result<web::Data<AppState>, ApiError> {
     req.app_data::<web::Data<AppState>>()
         .cloned()
         .ok_or_else(|| ApiError::internal(anyhow::anyhow!("application state is missing")))

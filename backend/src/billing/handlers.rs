@@ -72,8 +72,26 @@ pub async fn create_checkout_session(
     let key = crate::idempotency::key_from_headers(req.headers())?;
     let key = key.as_ref().map(|k| k.as_str());
     let returns = service::ReturnUrls::default();
-    let session = crate::customers::handlers::checkout(&state, caller.0.user_id, &body.price_id, key, &returns).await?;
+    let session = checkout(&state, caller.0.user_id, &body.price_id, key, &returns).await?;
     Ok(web::Json(session))
+}
+
+/// Opens a checkout for a wallet's owner: Stripe's in Stripe mode, the sandbox page otherwise.
+pub(crate) async fn checkout(
+    state: &AppState,
+    owner: uuid::Uuid,
+    price_id: &str,
+    key: Option<&str>,
+    returns: &service::ReturnUrls,
+) -> Result<CheckoutSessionResponse, ApiError> {
+    let site = &state.settings.site_url;
+    let (db, clock) = (&state.db, &state.clock);
+    Ok(match state.payments.stripe() {
+        Some(gateway) => {
+            service::create_stripe_checkout(db, clock, gateway, site, owner, price_id, key, returns).await?
+        }
+        None => service::create_sandbox_checkout(db, clock, site, owner, price_id, returns).await?,
+    })
 }
 
 async fn portal_link(state: &AppState, caller: &SessionUser) -> Result<PortalLinkResponse, ApiError> {

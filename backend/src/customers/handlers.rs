@@ -443,25 +443,16 @@ pub async fn customer_checkout_session(
         return_urls(&state, [("success_url", body.success_url.as_ref()), ("cancel_url", body.cancel_url.as_ref())])?;
     let returns = billing::ReturnUrls { success, cancel };
     let key = idempotency::key_from_headers(req.headers())?;
-    Ok(web::Json(checkout(&state, customer.id, &body.price_id, key.as_ref().map(|k| k.as_str()), &returns).await?))
-}
-
-/// Opens a checkout for a wallet's owner: Stripe's in Stripe mode, the sandbox page otherwise.
-pub async fn checkout(
-    state: &AppState,
-    owner: Uuid,
-    price_id: &str,
-    key: Option<&str>,
-    returns: &billing::ReturnUrls,
-) -> Result<CheckoutSessionResponse, ApiError> {
-    let site = &state.settings.site_url;
-    let (db, clock) = (&state.db, &state.clock);
-    Ok(match state.payments.stripe() {
-        Some(gateway) => {
-            billing::create_stripe_checkout(db, clock, gateway, site, owner, price_id, key, returns).await?
-        }
-        None => billing::create_sandbox_checkout(db, clock, site, owner, price_id, returns).await?,
-    })
+    Ok(web::Json(
+        crate::billing::handlers::checkout(
+            &state,
+            customer.id,
+            &body.price_id,
+            key.as_ref().map(|k| k.as_str()),
+            &returns,
+        )
+        .await?,
+    ))
 }
 
 /// `POST /customers/{external_id}/portal-session`.

@@ -96,10 +96,7 @@ impl FromRequest for HostedCustomer {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let req = req.clone();
         Box::pin(async move {
-            let state = req
-                .app_data::<web::Data<AppState>>()
-                .cloned()
-                .ok_or_else(|| ApiError::internal(anyhow::anyhow!("application state is missing")))?;
+            let state = crate::auth::extractors::state(&req)?;
             let Some(cookie) = req.cookie(portal::HOSTED_COOKIE) else {
                 return Err(session_required());
             };
@@ -226,5 +223,5 @@ pub async fn checkout(
         cancel: Some(format!("{site}/hosted?checkout=cancelled")),
     };
     let owner = caller.0.customer_id;
-    Ok(web::Json(super::handlers::checkout(&state, owner, &body.price_id, None, &returns).await?))
+    Ok(web::Json(crate::billing::handlers::checkout(&state, owner, &body.price_id, None, &returns).await?))
 }
