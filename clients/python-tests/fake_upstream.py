@@ -12,7 +12,8 @@ What it does is chosen by the `model` it is sent (Tollgate forwards a model's `u
 - `fake-error-500`: a 500 with OpenAI's error object;
 - anything else: the answer at once.
 
-The answer and its usage depend only on the model, so a test can work out what it will be charged.
+The reply's text depends only on the model; its usage on the request (`usage_for`), and each answer
+keeps the usage it reported (`Served.usage`), so a test can work out what a call must be charged.
 """
 
 from __future__ import annotations
@@ -42,12 +43,31 @@ def reply_text(model: str) -> str:
     return "".join(reply_pieces(model))
 
 
-def usage_for(model: str) -> dict[str, Any]:
-    """The usage reported for any call to `model`: OpenAI's fields, cached tokens included."""
-    # Different per model (so a charge cannot be right by chance) and not a round number of credits.
-    prompt = 1200 + 7 * len(model)
-    cached = 200
+def prompt_tokens(messages: Any) -> int:
+    """What the fake counts for a prompt: about one token per 4 characters of content, plus 7."""
+    chars = 0
+    for message in messages if isinstance(messages, list) else []:
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, str):
+            chars += len(content)
+        elif isinstance(content, list):
+            chars += sum(len(part.get("text", "")) for part in content if isinstance(part, dict))
+    return chars // 4 + 7
+
+
+def usage_for(body: dict[str, Any]) -> dict[str, Any]:
+    """The usage reported for a request: OpenAI's fields, with cached tokens for a long prompt.
+
+    As OpenAI: the cache covers whole 128-token blocks of a prompt of 1024 tokens or more (here half
+    of it), and the completion stops at `max_completion_tokens` / `max_tokens` when one is given.
+    """
+    model = str(body.get("model"))
+    prompt = prompt_tokens(body.get("messages"))
+    cached = (prompt // 2) // 128 * 128 if prompt >= 1024 else 0
     completion = 300 + len(reply_pieces(model))
+    caps = [body.get(k) for k in ("max_completion_tokens", "max_tokens") if isinstance(body.get(k), int)]
+    if caps:
+        completion = min([completion, *caps])
     return {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
@@ -83,6 +103,7 @@ class Served:
     completion_id: str
     model: str
     stream: bool
+    usage: dict[str, Any]  # as reported (in the body, or the last chunk when include_usage)
     finished: bool = False  # every event and `[DONE]` written
     client_left: bool = False  # the peer closed the connection before the end
 
@@ -137,6 +158,12 @@ class FakeUpstream:
     def answers(self, model: str | None = None) -> list[Served]:
         with self._lock:
             return [s for s in self.served if model is None or s.model == model]
+
+    def answer(self, completion_id: str) -> Served:
+        """The answer with this completion id (what the client saw as `id`)."""
+        found = [s for s in self.answers() if s.completion_id == completion_id]
+        assert len(found) == 1, f"the fake served {len(found)} answers with id {completion_id}"
+        return found[0]
 
     def streams_completed(self, model: str | None = None) -> int:
         return sum(1 for s in self.answers(model) if s.stream and s.finished)
@@ -213,11 +240,11 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if body.get("stream") is True:
             options = body.get("stream_options") or {}
-            self._stream(model, include_usage=bool(options.get("include_usage")))
+            self._stream(body, include_usage=isinstance(options, dict) and options.get("include_usage") is True)
         else:
             if model == SLOW_MODEL:
                 time.sleep(SLOW_DELAY * 2)
-            self._complete(model)
+            self._complete(body)
 
     def _lower_headers(self) -> dict[str, str]:
         return {k.lower(): v for k, v in self.headers.items()}
@@ -236,7 +263,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _error(self, status: int, message: str, kind: str, code: str | None) -> None:
         self._json(status, {"error": {"message": message, "type": kind, "param": None, "code": code}})
 
-    def _complete(self, model: str) -> None:
+    def _complete(self, body: dict[str, Any]) -> None:
+        model, usage = body["model"], usage_for(body)
         completion_id = f"chatcmpl-fake{uuid.uuid4().hex}"
         self._json(
             200,
@@ -250,19 +278,20 @@ class _Handler(BaseHTTPRequestHandler):
                         "index": 0,
                         "message": {"role": "assistant", "content": reply_text(model), "refusal": None, "annotations": []},
                         "logprobs": None,
-                        "finish_reason": "stop",
+                        "finish_reason": _finish_reason(model, usage),
                     }
                 ],
-                "usage": usage_for(model),
+                "usage": usage,
                 "service_tier": "default",
                 "system_fingerprint": "fp_fake",
             },
         )
-        self.upstream._record(Served(completion_id, model, stream=False, finished=True))
+        self.upstream._record(Served(completion_id, model, stream=False, usage=usage, finished=True))
 
-    def _stream(self, model: str, include_usage: bool) -> None:
+    def _stream(self, body: dict[str, Any], include_usage: bool) -> None:
+        model, usage = body["model"], usage_for(body)
         completion_id = f"chatcmpl-fake{uuid.uuid4().hex}"
-        served = Served(completion_id, model, stream=True)
+        served = Served(completion_id, model, stream=True, usage=usage)
         self.upstream._record(served)
 
         def chunk(choices: list[dict[str, Any]], usage: Any = None) -> dict[str, Any]:
@@ -284,9 +313,9 @@ class _Handler(BaseHTTPRequestHandler):
 
         events: list[Any] = [chunk(delta({"role": "assistant", "content": "", "refusal": None}))]
         events += [chunk(delta({"content": piece})) for piece in reply_pieces(model)]
-        events.append(chunk(delta({}, "stop")))
+        events.append(chunk(delta({}, _finish_reason(model, usage))))
         if include_usage:
-            events.append(chunk([], usage_for(model)))
+            events.append(chunk([], usage))
         events.append("[DONE]")
 
         self.send_response(200)
@@ -315,6 +344,10 @@ class _Handler(BaseHTTPRequestHandler):
     def _write_chunk(self, data: bytes) -> None:
         self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
         self.wfile.flush()
+
+
+def _finish_reason(model: str, usage: dict[str, Any]) -> str:
+    return "length" if usage["completion_tokens"] < 300 + len(reply_pieces(model)) else "stop"
 
 
 if __name__ == "__main__":

@@ -15,6 +15,8 @@ import pytest
 from fake_upstream import ERROR_MODEL, SLOW_DELAY, SLOW_MODEL, FakeUpstream, reply_pieces, reply_text, usage_for
 
 MESSAGES = [{"role": "user", "content": "Say something."}]
+# Long enough (over 1024 tokens as the fake counts) for part of it to be reported as cached.
+LONG = [{"role": "system", "content": "You are terse. " * 400}, *MESSAGES]
 
 
 @pytest.fixture(scope="module")
@@ -30,11 +32,13 @@ def direct(fake: FakeUpstream) -> openai.OpenAI:
 
 
 def test_a_completion_parses_with_its_usage(fake: FakeUpstream, direct: openai.OpenAI) -> None:
-    completion = direct.chat.completions.create(model="fake-fast", messages=MESSAGES, max_tokens=50)
+    completion = direct.chat.completions.create(model="fake-fast", messages=LONG)
     assert completion.object == "chat.completion"
     assert completion.choices[0].message.content == reply_text("fake-fast")
     assert completion.choices[0].finish_reason == "stop"
-    usage = usage_for("fake-fast")
+    usage = usage_for({"model": "fake-fast", "messages": LONG})
+    assert usage["prompt_tokens_details"]["cached_tokens"] > 0
+    assert fake.answer(completion.id).usage == usage
     assert completion.usage is not None
     assert completion.usage.prompt_tokens == usage["prompt_tokens"]
     assert completion.usage.completion_tokens == usage["completion_tokens"]
@@ -45,14 +49,21 @@ def test_a_completion_parses_with_its_usage(fake: FakeUpstream, direct: openai.O
     sent = fake.requests()[-1]
     assert (sent.method, sent.path) == ("POST", "/v1/chat/completions")
     assert sent.headers["authorization"] == "Bearer sk-direct"
-    assert sent.body["max_tokens"] == 50
-    assert sent.body["messages"] == MESSAGES
+    assert sent.body["messages"] == LONG
+
+
+def test_a_completion_stops_at_max_tokens(fake: FakeUpstream, direct: openai.OpenAI) -> None:
+    completion = direct.chat.completions.create(model="fake-fast", messages=MESSAGES, max_tokens=50)
+    assert completion.usage.completion_tokens == 50
+    assert completion.usage.prompt_tokens_details.cached_tokens == 0
+    assert completion.choices[0].finish_reason == "length"
+    assert fake.requests()[-1].body["max_tokens"] == 50
 
 
 def test_a_stream_with_usage_ends_in_a_usage_chunk(fake: FakeUpstream, direct: openai.OpenAI) -> None:
     before = fake.streams_completed()
     stream = direct.chat.completions.create(
-        model="fake-fast", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+        model="fake-fast", messages=LONG, stream=True, stream_options={"include_usage": True}
     )
     chunks = list(stream)
     assert all(c.object == "chat.completion.chunk" for c in chunks)
@@ -62,8 +73,8 @@ def test_a_stream_with_usage_ends_in_a_usage_chunk(fake: FakeUpstream, direct: o
     # Only the last has usage, and no choices (OpenAI's shape with include_usage).
     assert [c.usage is not None for c in chunks] == [False] * (len(chunks) - 1) + [True]
     assert chunks[-1].choices == []
-    assert chunks[-1].usage.completion_tokens == usage_for("fake-fast")["completion_tokens"]
-    assert chunks[-1].usage.prompt_tokens_details.cached_tokens == 200
+    assert chunks[-1].usage.model_dump(exclude_none=True) == usage_for({"model": "fake-fast", "messages": LONG})
+    assert fake.answer(chunks[0].id).usage == usage_for({"model": "fake-fast", "messages": LONG})
     assert fake.requests()[-1].body["stream_options"] == {"include_usage": True}
     assert fake.wait_for(lambda f: f.streams_completed() == before + 1, timeout=5)
 
