@@ -266,6 +266,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _complete(self, body: dict[str, Any]) -> None:
         model, usage = body["model"], usage_for(body)
         completion_id = f"chatcmpl-fake{uuid.uuid4().hex}"
+        # Recorded before it is sent, so a client that has the answer finds it here.
+        served = Served(completion_id, model, stream=False, usage=usage)
+        self.upstream._record(served)
         self._json(
             200,
             {
@@ -286,7 +289,8 @@ class _Handler(BaseHTTPRequestHandler):
                 "system_fingerprint": "fp_fake",
             },
         )
-        self.upstream._record(Served(completion_id, model, stream=False, usage=usage, finished=True))
+        served.finished = True
+        self.upstream._update()
 
     def _stream(self, body: dict[str, Any], include_usage: bool) -> None:
         model, usage = body["model"], usage_for(body)

@@ -269,7 +269,7 @@ def test_streamed_completion_is_charged_once_by_the_reported_usage(
 
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == reply_text("fake-fast")
     served = fake.answer(chunks[0].id)
-    assert served.finished
+    assert fake.wait_for(lambda f: served.finished, timeout=5)  # (marked just after its last write)
     if client_asks_usage:
         assert chunks[-1].usage is not None
         assert chunks[-1].usage.model_dump(exclude_none=True) == served.usage
@@ -366,7 +366,7 @@ def test_a_streamed_calls_idempotency_key_cannot_be_reused(
     chunks = list(
         rich.client.chat.completions.create(model="gpt-test", messages=MESSAGES, stream=True, extra_headers=key)
     )
-    assert fake.answer(chunks[0].id).finished
+    assert fake.wait_for(lambda f: f.answer(chunks[0].id).finished, timeout=5)
     before, sent_before = rich.snapshot(), len(fake.requests())
 
     with pytest.raises(openai.ConflictError) as raised:
