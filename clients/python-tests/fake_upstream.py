@@ -215,7 +215,9 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 - the base class's name
         self.upstream._record(Received("GET", self.path, self._lower_headers(), None))
         if self.path.rstrip("/") == "/v1/models":
-            data = [{"id": m, "object": "model", "created": CREATED, "owned_by": "fake"} for m in ("fake-fast", SLOW_MODEL)]
+            data = [
+                {"id": m, "object": "model", "created": CREATED, "owned_by": "fake"} for m in ("fake-fast", SLOW_MODEL)
+            ]
             self._json(200, {"object": "list", "data": data})
         else:
             self._error(404, "Not found", "invalid_request_error", "not_found")
@@ -231,7 +233,11 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path.split("?")[0].rstrip("/") != "/v1/chat/completions":
             self._error(404, f"Unknown path {self.path}", "invalid_request_error", "not_found")
             return
-        if not isinstance(body, dict) or not isinstance(body.get("model"), str) or not isinstance(body.get("messages"), list):
+        if (
+            not isinstance(body, dict)
+            or not isinstance(body.get("model"), str)
+            or not isinstance(body.get("messages"), list)
+        ):
             self._error(400, "model and messages are required", "invalid_request_error", None)
             return
         model = body["model"]
@@ -279,7 +285,12 @@ class _Handler(BaseHTTPRequestHandler):
                 "choices": [
                     {
                         "index": 0,
-                        "message": {"role": "assistant", "content": reply_text(model), "refusal": None, "annotations": []},
+                        "message": {
+                            "role": "assistant",
+                            "content": reply_text(model),
+                            "refusal": None,
+                            "annotations": [],
+                        },
                         "logprobs": None,
                         "finish_reason": _finish_reason(model, usage),
                     }

@@ -186,9 +186,7 @@ def poor(gateway: GatewayServer, admin: httpx.Client, models: dict[str, Any]) ->
     wallet.client.close()
 
 
-def assert_one_llm_spend(
-    entries: list[dict[str, Any]], model_id: str, model: dict[str, Any], served: Served
-) -> int:
+def assert_one_llm_spend(entries: list[dict[str, Any]], model_id: str, model: dict[str, Any], served: Served) -> int:
     """The entries are exactly one spend for `served`, charged by the usage the fake reported."""
     assert len(entries) == 1, entries
     spend = entries[0]
@@ -426,7 +424,10 @@ def test_a_server_key_spends_from_the_customer_it_names(
     """A product's backend: its server key plus `X-Tollgate-Customer`, charged to that customer."""
     minted = admin.post(
         "/api/v1/admin/server-keys",
-        json={"name": "gateway backend", "scopes": ["customers:write", "customers:read", "credits:read", "credits:spend", "credits:grant"]},
+        json={
+            "name": "gateway backend",
+            "scopes": ["customers:write", "customers:read", "credits:read", "credits:spend", "credits:grant"],
+        },
     )
     assert minted.status_code == 201, minted.text
     secret = minted.json()["secret"]
