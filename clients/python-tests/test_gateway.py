@@ -271,6 +271,9 @@ def test_streamed_completion_is_charged_once_by_the_reported_usage(
     if client_asks_usage:
         assert chunks[-1].usage is not None
         assert chunks[-1].usage.model_dump(exclude_none=True) == served.usage
+    else:
+        # As from OpenAI: no usage chunk unasked (its `choices: []` breaks code reading choices[0]).
+        assert all(c.choices and c.usage is None for c in chunks), chunks[-1]
 
     # Tollgate asks upstream for the usage whether or not the client did: it is what it charges by.
     (sent,) = forwarded(fake, sent_before)
