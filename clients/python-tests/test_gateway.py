@@ -465,7 +465,7 @@ def test_a_server_key_spends_from_the_customer_it_names(
 def test_usage_by_model_adds_up_the_gateways_spends(rich: Wallet) -> None:
     spends = [e for e in rich.entries() if e["kind"] == "spend"]
     assert spends, "the tests above charged this wallet"
-    response = rich.api.get("/api/v1/credits/usage", params={"group_by": "model"})
+    response = rich.api.get("/api/v1/usage", params={"group_by": "model"})
     assert response.status_code == 200, response.text
     usage = response.json()
     assert usage["group_by"] == "model"
