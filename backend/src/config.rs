@@ -139,6 +139,8 @@ pub struct Settings {
     pub gateway_timeout: Duration,
     /// How long a stream whose client left is still read, for the usage it reports.
     pub gateway_drain_timeout: Duration,
+    /// How long events are kept before the background task deletes them.
+    pub event_retention: chrono::Duration,
 }
 
 /// A setting that is missing or wrong, named so the operator can fix it.
@@ -383,6 +385,7 @@ impl Settings {
             gateway_upstream_key: var("GATEWAY_UPSTREAM_KEY").map(Secret::new),
             gateway_timeout: Duration::from_secs(parse_number("GATEWAY_TIMEOUT_SECONDS", 600, 1, 3600)?),
             gateway_drain_timeout: Duration::from_secs(parse_number("GATEWAY_DRAIN_SECONDS", 120, 1, 3600)?),
+            event_retention: chrono::Duration::days(parse_number("EVENT_RETENTION_DAYS", 30, 1, 3650)?),
         })
     }
 

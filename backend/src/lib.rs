@@ -12,6 +12,7 @@ pub mod db;
 pub mod domain;
 pub mod entities;
 pub mod error;
+pub mod events;
 pub mod example;
 pub mod gateway;
 pub mod head;

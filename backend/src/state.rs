@@ -36,6 +36,8 @@ pub struct AppState {
     pub customer_ids: crate::customers::CustomerIds,
     /// Server keys as recently read.
     pub server_keys: crate::auth::server_keys::ServerKeyCache,
+    /// Rung after every commit that wrote events (the ledger's batches, billing).
+    pub events: crate::events::Signal,
     /// The LLM gateway's upstream, when `GATEWAY_UPSTREAM_URL` names one.
     pub gateway: Option<Arc<crate::gateway::Upstream>>,
 }
@@ -54,15 +56,18 @@ impl AppState {
         let payments = PaymentMode::from_settings(&settings)?;
         let limits = Limits::new(settings.rate_limit_spend_per_second, settings.rate_limit_auth_per_minute);
         let wal_restart = WalRestart::default();
+        let events = crate::events::Signal::default();
         let ledger = Ledger::start(
             db.clone(),
             clock.clone(),
             settings.spend_batch_runners,
             metrics.clone(),
             wal_restart.clone(),
+            events.clone(),
         );
         let gateway = crate::gateway::Upstream::from_settings(&settings)?.map(Arc::new);
         Ok(Self {
+            events,
             gateway,
             db,
             settings: Arc::new(settings),
