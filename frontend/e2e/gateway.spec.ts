@@ -28,7 +28,7 @@ test('an admin adds a model; a user sets up the OpenAI SDKs, spends by tokens an
   // The server's answer: its detail at the top, the price marked beside its field.
   await expect(form.getByRole('alert')).toBeVisible();
   await expect(form.getByLabel('Input price')).toHaveAttribute('aria-invalid', 'true');
-  await screenshot(page, testInfo, '50-admin-model-refused');
+  await screenshot(page, testInfo, '70-admin-model-refused');
 
   await form.getByLabel('Input price').fill('1000');
   await form.getByRole('button', { name: 'Add model' }).click();
@@ -45,7 +45,7 @@ test('an admin adds a model; a user sets up the OpenAI SDKs, spends by tokens an
   await edit.getByRole('button', { name: 'Save' }).click();
   await expect(models.getByText(`Model “${modelId}” saved.`)).toBeVisible();
   await expect(item).toContainText('Input 1,000 · cached input 500 · output 2,000 credits per 1M tokens');
-  await screenshot(page, testInfo, '51-admin-models');
+  await screenshot(page, testInfo, '71-admin-models');
 
   // A user: the SDK setup names this origin's gateway, and the model with its prices.
   const user = await browser.newPage();
@@ -70,7 +70,7 @@ test('an admin adds a model; a user sets up the OpenAI SDKs, spends by tokens an
   expect(secret).toMatch(/^tg_/);
   await expect(setup.getByLabel('Python example')).toContainText(`api_key="${secret}"`);
   await expect(setup).toContainText('The examples use the key “llm backend” you just created.');
-  await screenshot(user, testInfo, '52-api-keys-openai-sdks');
+  await screenshot(user, testInfo, '72-api-keys-openai-sdks');
 
   // The key lists the model where the SDKs look for it.
   const listed = await user.request.get(`${gateway}/models`, { headers: { authorization: `Bearer ${secret}` } });
@@ -96,6 +96,6 @@ test('an admin adds a model; a user sets up the OpenAI SDKs, spends by tokens an
     '50,000',
   ]);
   await expect(card).toContainText('Total: 350 credits over 1 call');
-  await screenshot(user, testInfo, '53-dashboard-usage-by-model');
+  await screenshot(user, testInfo, '73-dashboard-usage-by-model');
   await user.close();
 });
