@@ -106,11 +106,14 @@ function PriceFields({
   set,
   errors,
   idPrefix,
+  creating = false,
 }: {
   draft: Draft;
   set: (patch: Partial<Draft>) => void;
   errors: FieldErrors;
   idPrefix: string;
+  /** A new model may leave the cached input price to the server (the input price). */
+  creating?: boolean;
 }) {
   const number = (field: Field, label: string, hint?: ReactNode) => (
     <TextField
@@ -139,7 +142,11 @@ function PriceFields({
       />
       <div className="grid grid-cols-1 gap-4 sm:grid-cols-3">
         {number('input_per_million', 'Input price', 'Credits per 1M input tokens.')}
-        {number('cached_input_per_million', 'Cached input price', 'Credits per 1M cached input tokens.')}
+        {number(
+          'cached_input_per_million',
+          'Cached input price',
+          creating ? 'Credits per 1M cached input tokens. Empty: the input price.' : 'Credits per 1M cached input tokens.',
+        )}
         {number('output_per_million', 'Output price', 'Credits per 1M output tokens.')}
       </div>
       {number('max_output_tokens', 'Max output tokens', 'The most a call may ask for (1 to 1,000,000); holds are sized by it.')}
@@ -217,7 +224,7 @@ function CreateModelForm() {
         maxLength={64}
         autoComplete="off"
       />
-      <PriceFields draft={draft} set={set} errors={errors} idPrefix="" />
+      <PriceFields draft={draft} set={set} errors={errors} idPrefix="" creating />
       <Button type="submit" busy={create.isPending} busyLabel="Adding…">
         Add model
       </Button>
