@@ -130,6 +130,15 @@ pub struct Settings {
     /// Origins besides `SITE_URL`'s where the product may send its customers back to after a
     /// checkout or the hosted pages (`ALLOWED_RETURN_ORIGINS`).
     pub allowed_return_origins: Vec<String>,
+    /// The LLM gateway's upstream, an OpenAI-compatible API base (`…/v1`); the gateway answers
+    /// 503 `gateway_not_configured` without it.
+    pub gateway_upstream_url: Option<String>,
+    /// The upstream's API key, sent as `Authorization: Bearer`; never logged or returned.
+    pub gateway_upstream_key: Option<Secret>,
+    /// How long one gateway call may take upstream, from sending to the last byte.
+    pub gateway_timeout: Duration,
+    /// How long a stream whose client left is still read, for the usage it reports.
+    pub gateway_drain_timeout: Duration,
 }
 
 /// A setting that is missing or wrong, named so the operator can fix it.
@@ -287,6 +296,15 @@ impl Settings {
         if stripe_api_base.as_ref().is_some_and(|u| !(u.starts_with("http://") || u.starts_with("https://"))) {
             return Err(invalid("STRIPE_API_BASE", "must start with http:// or https://"));
         }
+        let gateway_upstream_url = var("GATEWAY_UPSTREAM_URL").map(|u| u.trim_end_matches('/').to_owned());
+        if let Some(url) = &gateway_upstream_url
+            && !url::Url::parse(url).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+        {
+            return Err(invalid(
+                "GATEWAY_UPSTREAM_URL",
+                "must be an http:// or https:// URL, e.g. https://api.openai.com/v1",
+            ));
+        }
         let billing_portal_return_url =
             var("BILLING_PORTAL_RETURN_URL").unwrap_or_else(|| format!("{site_url}/credits"));
         if !(billing_portal_return_url.starts_with("http://") || billing_portal_return_url.starts_with("https://")) {
@@ -361,6 +379,10 @@ impl Settings {
             rate_limit_auth_per_minute: parse_number("RATE_LIMIT_AUTH_PER_MINUTE", 60, 1, 1_000_000)?,
             cors_origins: parse_origins("CORS_ORIGINS")?,
             allowed_return_origins: parse_origins("ALLOWED_RETURN_ORIGINS")?,
+            gateway_upstream_url,
+            gateway_upstream_key: var("GATEWAY_UPSTREAM_KEY").map(Secret::new),
+            gateway_timeout: Duration::from_secs(parse_number("GATEWAY_TIMEOUT_SECONDS", 600, 1, 3600)?),
+            gateway_drain_timeout: Duration::from_secs(parse_number("GATEWAY_DRAIN_SECONDS", 120, 1, 3600)?),
         })
     }
 

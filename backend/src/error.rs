@@ -60,6 +60,14 @@ pub struct Problem {
     /// `validation_failed` for a capture over the hold: what the hold holds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub held: Option<i64>,
+    /// `insufficient_credits` from the LLM gateway: the call's worst case, which it would hold.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub price: Option<i64>,
+    /// The LLM gateway's errors only: the same problem as OpenAI's error object
+    /// (`{message, type, code, param}`), which the OpenAI SDKs read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub error: Option<Value>,
     /// `insufficient_scope` and `missing_scope`: the scope the key lacks.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub required_scope: Option<String>,
@@ -114,6 +122,24 @@ impl ApiError {
 
     pub fn code(&self) -> ErrorCode {
         self.code
+    }
+
+    /// Adds OpenAI's error object (`{message, type, code, param}`), for the gateway's clients.
+    pub fn openai(self, kind: &str) -> Self {
+        let param = self
+            .extensions
+            .get("errors")
+            .and_then(|e| e.get(0))
+            .and_then(|e| e.get("field"))
+            .cloned()
+            .unwrap_or(Value::Null);
+        let error = serde_json::json!({
+            "message": self.detail,
+            "type": kind,
+            "code": self.code.as_str(),
+            "param": param,
+        });
+        self.with("error", error)
     }
 
     /// 422 with the failing fields.

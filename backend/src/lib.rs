@@ -13,6 +13,7 @@ pub mod domain;
 pub mod entities;
 pub mod error;
 pub mod example;
+pub mod gateway;
 pub mod head;
 pub mod health;
 pub mod idempotency;

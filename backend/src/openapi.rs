@@ -38,6 +38,8 @@ use crate::error::{ErrorCode, FieldError, Problem};
         (name = "credits", description = "Balance, spending, grants, history, usage"),
         (name = "holds", description = "Reserve, capture, release"),
         (name = "features", description = "The rate card"),
+        (name = "models", description = "The LLM gateway's rate card: models priced per million tokens"),
+        (name = "gateway", description = "The OpenAI-compatible LLM gateway, metered by tokens (base URL `/gateway/v1`)"),
         (name = "example", description = "The example AI feature"),
         (name = "billing", description = "Catalog, checkout, portal, subscription"),
         (name = "customers", description = "The product's backend acting on its customers, named by its own ids (server keys)"),
@@ -266,7 +268,8 @@ fn shared_name(codes: &[ErrorCode]) -> Option<String> {
 }
 
 /// Operations behind a rate limit (see `limits`).
-const RATE_LIMITED: [&str; 13] = [
+const RATE_LIMITED: [&str; 14] = [
+    "create_chat_completion",
     "register_user",
     "create_session",
     "refresh_session",

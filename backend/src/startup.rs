@@ -16,8 +16,8 @@ use utoipa_actix_web::{AppExt, scope, service_config::ServiceConfig};
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::{
-    auth, billing, clock::Clock, config::Settings, credits, customers, db, error, example, health, openapi::ApiDoc,
-    request_id, spa, state::AppState,
+    auth, billing, clock::Clock, config::Settings, credits, customers, db, error, example, gateway, health,
+    openapi::ApiDoc, request_id, spa, state::AppState,
 };
 
 /// Every route under `/api/v1`, registered with its documentation.
@@ -73,6 +73,10 @@ pub fn api_routes(cfg: &mut ServiceConfig) {
         .service(credits::handlers::create_feature)
         .service(credits::handlers::update_feature)
         .service(credits::handlers::reconcile_ledger)
+        .service(gateway::handlers::list_models)
+        .service(gateway::handlers::admin_list_models)
+        .service(gateway::handlers::create_model)
+        .service(gateway::handlers::update_model)
         .service(example::handlers::estimate_summary)
         .service(example::handlers::use_credits)
         .service(billing::handlers::get_catalog)
@@ -91,12 +95,18 @@ fn root_routes(cfg: &mut ServiceConfig) {
     cfg.service(health::healthz).service(health::readyz).service(billing::handlers::stripe_webhook_legacy);
 }
 
+/// The OpenAI-compatible gateway, under `/gateway/v1`.
+fn gateway_routes(cfg: &mut ServiceConfig) {
+    cfg.service(gateway::handlers::chat_completions).service(gateway::handlers::list_gateway_models);
+}
+
 /// The spec, collected from the route table.
 pub fn spec() -> utoipa::openapi::OpenApi {
     let (_, api) = App::new()
         .into_utoipa_app()
         .openapi(ApiDoc::openapi())
         .configure(root_routes)
+        .service(scope("/gateway/v1").configure(gateway_routes))
         .service(scope("/api/v1").configure(api_routes))
         .split_for_parts();
     let mut api = api;
@@ -287,6 +297,7 @@ fn run(listener: TcpListener, state: AppState, workers: usize) -> anyhow::Result
             .app_data(web::PathConfig::default().error_handler(error::path_error))
             .into_utoipa_app()
             .configure(root_routes)
+            .service(scope("/gateway/v1").configure(gateway_routes))
             .service(scope("/api/v1").configure(api_routes))
             .into_app();
         let app = app.service(customers::hosted::open);

@@ -36,6 +36,8 @@ pub struct AppState {
     pub customer_ids: crate::customers::CustomerIds,
     /// Server keys as recently read.
     pub server_keys: crate::auth::server_keys::ServerKeyCache,
+    /// The LLM gateway's upstream, when `GATEWAY_UPSTREAM_URL` names one.
+    pub gateway: Option<Arc<crate::gateway::Upstream>>,
 }
 
 impl AppState {
@@ -59,7 +61,9 @@ impl AppState {
             metrics.clone(),
             wal_restart.clone(),
         );
+        let gateway = crate::gateway::Upstream::from_settings(&settings)?.map(Arc::new);
         Ok(Self {
+            gateway,
             db,
             settings: Arc::new(settings),
             jwt,

@@ -26,6 +26,12 @@ pub struct CheckRequest {
     /// Units of the feature (default 1).
     #[schema(example = 3)]
     pub quantity: Option<i64>,
+    /// A model on the gateway's rate card, priced by `usage` (as a spend would be).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// The tokens, with `model`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<crate::gateway::pricing::TokenUsage>,
 }
 
 /// What would refuse the spend.
@@ -36,7 +42,7 @@ pub enum CheckReason {
     InsufficientCredits,
     /// The wallet owes credits from a refund or dispute.
     Debt,
-    /// The feature is not on the rate card, or is not offered now.
+    /// The feature (or model) is not on the rate card, or is not offered now.
     UnknownFeature,
 }
 
@@ -62,7 +68,7 @@ pub async fn check(ledger: &Ledger, user_id: Uuid, charge: Charge) -> Result<Che
     let (wallet, _) = history::settled(ledger, user_id).await?;
     let priced = match spend::price(ledger.db(), &charge).await {
         Ok(priced) => Some(priced.amount),
-        Err(CreditsError::UnknownFeature(_) | CreditsError::FeatureInactive(_)) => None,
+        Err(CreditsError::UnknownFeature(_) | CreditsError::FeatureInactive(_) | CreditsError::UnknownModel(_)) => None,
         Err(e) => return Err(e),
     };
     let reason = match priced {

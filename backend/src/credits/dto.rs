@@ -136,7 +136,7 @@ impl TransferView {
     }
 }
 
-/// `POST /credits/spend`: either `amount`, or `feature` and `quantity`.
+/// `POST /credits/spend`: `amount`, or `feature` and `quantity`, or `model` and `usage`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct SpendRequest {
     /// An explicit amount, for callers that price their own usage.
@@ -147,6 +147,15 @@ pub struct SpendRequest {
     pub feature: Option<String>,
     /// Units of the feature; 1 when omitted.
     pub quantity: Option<i64>,
+    /// A model from the gateway's rate card (`GET /models`): the spend is priced by `usage`, as
+    /// `ceil((input·input_per_million + cached·cached_input_per_million +
+    /// output·output_per_million) / 1,000,000)`, for callers that call the provider themselves.
+    #[schema(example = json!(null))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// The tokens the call used; goes with `model`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<crate::gateway::pricing::TokenUsage>,
     /// Up to 500 characters, shown in history.
     pub description: Option<String>,
     /// Any JSON object, up to 4 KiB, kept with the transfer.
@@ -440,7 +449,7 @@ pub struct LedgerPage {
 #[derive(Debug, Clone, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct UsageQuery {
-    /// `day` (default) or `feature`.
+    /// `day` (default), `feature`, or `model` (LLM spends only, with their tokens).
     pub group_by: Option<String>,
     /// Start of the range (default: 30 days ago).
     pub from: Option<DateTime<Utc>>,
@@ -451,10 +460,19 @@ pub struct UsageQuery {
 /// One bucket of usage.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct UsageBucket {
-    /// The day (`YYYY-MM-DD`, UTC) or the feature (`unpriced` for explicit amounts).
+    /// The day (`YYYY-MM-DD`, UTC), the feature (`unpriced` for explicit amounts) or the model.
     pub key: String,
     pub credits: i64,
     pub spends: i64,
+    /// `group_by=model`: uncached input tokens.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input_tokens: Option<i64>,
+    /// `group_by=model`: input tokens served from the provider's cache.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cached_input_tokens: Option<i64>,
+    /// `group_by=model`: output tokens.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output_tokens: Option<i64>,
 }
 
 /// Usage over a range.

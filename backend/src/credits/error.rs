@@ -25,6 +25,8 @@ pub enum CreditsError {
     UnknownFeature(String),
     #[error("feature `{0}` is not available")]
     FeatureInactive(String),
+    #[error("no model `{0}` on the rate card, or it is not offered now")]
+    UnknownModel(String),
     #[error("a feature with key `{0}` already exists")]
     FeatureExists(String),
     #[error("no such hold")]
@@ -73,6 +75,7 @@ impl From<CreditsError> for ApiError {
             CreditsError::IdempotencyKeyReused => idempotency::reused_error(),
             CreditsError::UnknownFeature(_) => ApiError::field("feature", "unknown_feature", detail),
             CreditsError::FeatureInactive(_) => ApiError::field("feature", "feature_inactive", detail),
+            CreditsError::UnknownModel(_) => ApiError::field("model", "unknown_model", detail),
             CreditsError::FeatureExists(_) => ApiError::new(ErrorCode::FeatureExists, detail),
             CreditsError::HoldNotFound => ApiError::new(ErrorCode::HoldNotFound, detail),
             CreditsError::HoldExpired { .. } => ApiError::new(ErrorCode::HoldExpired, detail),

@@ -83,7 +83,14 @@ pub mod wallet {
         state.limits.check_spend(&wallet.limit_key)?;
         let key = idempotency::require_key(req.headers())?;
         spend::check_details(&body.description, &body.metadata)?;
-        let charge = spend::parse_charge(body.amount, body.feature.clone(), body.quantity)?;
+        let charge = spend::parse_spend_charge(
+            body.amount,
+            body.feature.clone(),
+            body.quantity,
+            body.model.clone(),
+            body.usage,
+            &body.metadata,
+        )?;
         let request = wallet.keyed(req, key, &body);
         let command = SpendCommand { charge, description: body.description, metadata: body.metadata };
         let result = spend::spend(&state.ledger, wallet.owner, &request, command).await;
@@ -92,7 +99,8 @@ pub mod wallet {
     }
 
     pub async fn check(state: &AppState, wallet: &WalletRoute, body: CheckRequest) -> Result<CheckResponse, ApiError> {
-        let charge = spend::parse_charge(body.amount, body.feature, body.quantity)?;
+        let charge =
+            spend::parse_spend_charge(body.amount, body.feature, body.quantity, body.model, body.usage, &None)?;
         Ok(check::check(&state.ledger, wallet.owner, charge).await?)
     }
 

@@ -190,6 +190,17 @@ struct UsageRow {
     key: Option<String>,
     credits: Option<i64>,
     spends: i64,
+    input_tokens: Option<i64>,
+    cached_input_tokens: Option<i64>,
+    output_tokens: Option<i64>,
+}
+
+/// The SQL that reads one of an LLM spend's token counts (`metadata.llm.<field>`).
+fn token_sum(backend: DbBackend, field: &str) -> String {
+    match backend {
+        DbBackend::Postgres => format!("CAST(SUM(CAST(metadata->'llm'->>'{field}' AS BIGINT)) AS BIGINT)"),
+        _ => format!("CAST(SUM(json_extract(metadata, '$.llm.{field}')) AS BIGINT)"),
+    }
 }
 
 /// Spending aggregated by day (UTC) or by feature over a range.
@@ -204,19 +215,31 @@ pub async fn usage(ledger: &Ledger, user_id: Uuid, query: UsageQuery) -> Result<
         return Err(invalid("from", "may be at most 400 days before to"));
     }
     let group_by = query.group_by.unwrap_or_else(|| "day".to_owned());
+    let by_model = group_by == "model";
     let key_expr = match (group_by.as_str(), db::backend(db)) {
         ("feature", _) => "COALESCE(feature, 'unpriced')",
+        // LLM spends carry the feature `llm.<model>`.
+        ("model", _) => "substr(feature, 5)",
         ("day", DbBackend::Postgres) => "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
         ("day", _) => "substr(created_at, 1, 10)",
-        _ => return Err(invalid("group_by", "must be `day` or `feature`")),
+        _ => return Err(invalid("group_by", "must be `day`, `feature` or `model`")),
     };
     let wallet = store::find_wallet(db, user_id).await?.ok_or(CreditsError::WalletNotFound)?;
+    let backend = db::backend(db);
+    let tokens = |field: &str| if by_model { token_sum(backend, field) } else { "CAST(NULL AS BIGINT)".to_owned() };
     // A capture posts a spend too; both are usage.
-    let rows = transfers::Entity::find()
+    let mut select = transfers::Entity::find()
         .select_only()
         .column_as(Expr::cust(key_expr), "key")
         .column_as(Expr::cust("CAST(SUM(amount) AS BIGINT)"), "credits")
         .column_as(Expr::cust("COUNT(*)"), "spends")
+        .column_as(Expr::cust(tokens("input_tokens")), "input_tokens")
+        .column_as(Expr::cust(tokens("cached_input_tokens")), "cached_input_tokens")
+        .column_as(Expr::cust(tokens("output_tokens")), "output_tokens");
+    if by_model {
+        select = select.filter(transfers::Column::Feature.like("llm.%"));
+    }
+    let rows = select
         .filter(transfers::Column::DebitAccountId.eq(wallet.id))
         .filter(transfers::Column::Kind.eq(TransferKind::Spend.as_str()))
         .filter(transfers::Column::CreatedAt.gte(from))
@@ -232,6 +255,9 @@ pub async fn usage(ledger: &Ledger, user_id: Uuid, query: UsageQuery) -> Result<
             key: r.key.unwrap_or_default(),
             credits: r.credits.unwrap_or_default(),
             spends: r.spends,
+            input_tokens: by_model.then(|| r.input_tokens.unwrap_or_default()),
+            cached_input_tokens: by_model.then(|| r.cached_input_tokens.unwrap_or_default()),
+            output_tokens: by_model.then(|| r.output_tokens.unwrap_or_default()),
         })
         .collect();
     Ok(UsageResponse { group_by, from, to, total_credits: buckets.iter().map(|b| b.credits).sum(), buckets })

@@ -64,7 +64,7 @@ pub async fn capture_hold(
     request: Option<&IdempotentRequest>,
     command: CaptureCommand,
 ) -> HoldResult {
-    let op = Op::Capture { hold_id, amount: command.amount, description: command.description };
+    let op = Op::Capture { hold_id, amount: command.amount, description: command.description, measured: None };
     answer(ledger, ledger.submit(Command { user_id, key: request.cloned(), op }).await).await
 }
 

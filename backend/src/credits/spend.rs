@@ -11,13 +11,15 @@ use super::{
     dto::SpendResponse,
     error::{CreditsError, invalid},
 };
-use crate::{domain::Credits, entities::features, idempotency::IdempotentRequest};
+use crate::{domain::Credits, entities::features, gateway::pricing::TokenUsage, idempotency::IdempotentRequest};
 
-/// What to charge: an explicit amount or a feature priced by the rate card.
+/// What to charge: an explicit amount, a feature priced by the rate card, or the tokens of an
+/// LLM call priced by the model's rates.
 #[derive(Debug, Clone)]
 pub enum Charge {
     Amount(Credits),
     Feature { key: String, quantity: i64 },
+    Tokens { model: String, usage: TokenUsage },
 }
 
 /// A priced charge.
@@ -26,11 +28,21 @@ pub struct Priced {
     pub amount: Credits,
     pub feature: Option<String>,
     pub quantity: Option<i64>,
+    /// A token-priced charge's model and counts, kept as the transfer's `metadata.llm`.
+    pub llm: Option<serde_json::Value>,
 }
 
 impl Priced {
     /// The details of the transfer (or hold) that charges it.
     pub fn details(self, description: Option<String>, metadata: Option<serde_json::Value>) -> TransferDetails {
+        let metadata = match (metadata, self.llm) {
+            (metadata, None) => metadata,
+            (Some(serde_json::Value::Object(mut map)), Some(llm)) => {
+                map.insert("llm".to_owned(), llm);
+                Some(serde_json::Value::Object(map))
+            }
+            (_, Some(llm)) => Some(serde_json::json!({ "llm": llm })),
+        };
         TransferDetails { description, feature: self.feature, quantity: self.quantity, metadata, ..Default::default() }
     }
 }
@@ -76,6 +88,40 @@ pub fn parse_charge(
     }
 }
 
+/// Builds a spend's charge: `amount`, `feature` (and `quantity`), or `model` and `usage`.
+pub fn parse_spend_charge(
+    amount: Option<i64>,
+    feature: Option<String>,
+    quantity: Option<i64>,
+    model: Option<String>,
+    usage: Option<TokenUsage>,
+    metadata: &Option<serde_json::Value>,
+) -> Result<Charge, CreditsError> {
+    match (model, usage) {
+        (None, None) => parse_charge(amount, feature, quantity),
+        (Some(_), None) => {
+            Err(invalid("usage", "is required with model: {input_tokens, output_tokens, cached_input_tokens}"))
+        }
+        (None, Some(_)) => Err(invalid("model", "is required with usage: a model id from GET /api/v1/models")),
+        (Some(model), Some(usage)) => {
+            if amount.is_some() || feature.is_some() || quantity.is_some() {
+                return Err(invalid(
+                    "model",
+                    "is priced by its tokens: send model and usage without amount, feature or quantity",
+                ));
+            }
+            if metadata.as_ref().and_then(|m| m.get("llm")).is_some() {
+                return Err(invalid("metadata", "must not hold `llm`: Tollgate records the model and tokens there"));
+            }
+            let limit = 1_000_000_000_000u64;
+            if usage.input_tokens > limit || usage.output_tokens > limit || usage.cached_input_tokens > limit {
+                return Err(invalid("usage", "token counts must be at most 1000000000000"));
+            }
+            Ok(Charge::Tokens { model, usage })
+        }
+    }
+}
+
 /// Checks a description and metadata the client sent.
 pub fn check_details(description: &Option<String>, metadata: &Option<serde_json::Value>) -> Result<(), CreditsError> {
     if description.as_ref().is_some_and(|d| d.chars().count() > 500) {
@@ -98,7 +144,28 @@ pub fn check_details(description: &Option<String>, metadata: &Option<serde_json:
 /// Prices a charge with the rate card.
 pub async fn price(db: &impl ConnectionTrait, charge: &Charge) -> Result<Priced, CreditsError> {
     match charge {
-        Charge::Amount(amount) => Ok(Priced { amount: *amount, feature: None, quantity: None }),
+        Charge::Amount(amount) => Ok(Priced { amount: *amount, feature: None, quantity: None, llm: None }),
+        Charge::Tokens { model, usage } => {
+            let found = crate::gateway::models::find_active(db, model)
+                .await
+                .map_err(|_| CreditsError::UnknownModel(model.clone()))?;
+            let amount = found
+                .prices()
+                .charge(usage)
+                .map_err(|_| invalid("usage", "prices to more credits than one request may move"))?;
+            let llm = serde_json::json!({
+                "model": found.id,
+                "input_tokens": usage.input_tokens,
+                "cached_input_tokens": usage.cached_input_tokens,
+                "output_tokens": usage.output_tokens,
+            });
+            Ok(Priced {
+                amount,
+                feature: Some(found.feature()),
+                quantity: i64::try_from(usage.total()).ok(),
+                llm: Some(llm),
+            })
+        }
         Charge::Feature { key, quantity } => {
             let feature = features::Entity::find_by_id(key.clone())
                 .one(db)
@@ -114,7 +181,7 @@ pub async fn price(db: &impl ConnectionTrait, charge: &Charge) -> Result<Priced,
             if amount.get() > Credits::MAX_PER_REQUEST {
                 return Err(too_large());
             }
-            Ok(Priced { amount, feature: Some(key.clone()), quantity: Some(*quantity) })
+            Ok(Priced { amount, feature: Some(key.clone()), quantity: Some(*quantity), llm: None })
         }
     }
 }

@@ -102,11 +102,14 @@ error_codes! {
     NoCustomer = ("no_customer", NOT_FOUND, "Not found", "The user has never paid through Stripe, so there is no billing portal for them."),
     WebhooksNotConfigured = ("webhooks_not_configured", NOT_FOUND, "Not found", "`STRIPE_WEBHOOK_SECRET` is not set: the server takes no webhooks."),
     EventNotFound = ("event_not_found", NOT_FOUND, "Not found", "No such event in the Stripe inbox."),
+    ModelNotFound = ("model_not_found", NOT_FOUND, "Not found", "The gateway has no such model, or does not offer it now (see `GET /api/v1/models`); nothing was sent upstream."),
     MethodNotAllowed = ("method_not_allowed", METHOD_NOT_ALLOWED, "Method not allowed", "The path exists, but not with this method (see `Allow`)."),
     RequestTimeout = ("request_timeout", REQUEST_TIMEOUT, "Request timeout", "The request body did not arrive in time; the connection is closed."),
     EmailTaken = ("email_taken", CONFLICT, "Conflict", "An account with this email exists."),
     IdempotencyKeyReused = ("idempotency_key_reused", CONFLICT, "Conflict", "The `Idempotency-Key` was already used with a different request."),
     FeatureExists = ("feature_exists", CONFLICT, "Conflict", "A feature with this key is on the rate card already."),
+    ModelExists = ("model_exists", CONFLICT, "Conflict", "A model with this id is on the rate card already; change it with `PATCH /api/v1/models/{id}`."),
+    IdempotencyKeyInUse = ("idempotency_key_in_use", CONFLICT, "Conflict", "A gateway call with this `Idempotency-Key` is in flight, or was a stream (streams are not replayed): wait, or send a new key."),
     HoldExpired = ("hold_expired", CONFLICT, "Conflict", "The hold expired; its credits were released."),
     HoldNotOpen = ("hold_not_open", CONFLICT, "Conflict", "The hold was released and can no longer be captured."),
     HoldAlreadyCaptured = ("hold_already_captured", CONFLICT, "Conflict", "The hold was captured already (`captured_amount`): it cannot be released, nor captured for another amount."),
@@ -120,8 +123,11 @@ error_codes! {
     TooManyAttempts = ("too_many_attempts", TOO_MANY_REQUESTS, "Too many requests", "Too many failed sign-ins for this account: retry after `Retry-After` seconds."),
     InternalError = ("internal_error", INTERNAL_SERVER_ERROR, "Internal server error", "Something failed on the server's side; quote the request id to support."),
     StripeUnavailable = ("stripe_unavailable", BAD_GATEWAY, "Bad gateway", "Stripe could not be reached or refused the request: retry after `Retry-After` seconds."),
+    UpstreamUnavailable = ("upstream_unavailable", BAD_GATEWAY, "Bad gateway", "The gateway's LLM provider could not be reached; nothing was charged. Retry after `Retry-After` seconds."),
+    GatewayNotConfigured = ("gateway_not_configured", SERVICE_UNAVAILABLE, "Service unavailable", "The LLM gateway has no upstream: the operator sets `GATEWAY_UPSTREAM_URL`."),
     DatabaseUnavailable = ("database_unavailable", SERVICE_UNAVAILABLE, "Service unavailable", "The database is unavailable: retry after `Retry-After` seconds."),
     PasswordHashingBusy = ("password_hashing_busy", SERVICE_UNAVAILABLE, "Service unavailable", "Too many sign-ins are being checked at once: retry after `Retry-After` seconds."),
+    UpstreamTimeout = ("upstream_timeout", GATEWAY_TIMEOUT, "Gateway timeout", "The gateway's LLM provider did not answer within `GATEWAY_TIMEOUT_SECONDS`; nothing was charged."),
 }
 
 impl std::fmt::Display for ErrorCode {

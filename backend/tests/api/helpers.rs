@@ -199,6 +199,10 @@ pub fn test_settings(database_url: String, data_dir: std::path::PathBuf) -> Sett
         rate_limit_auth_per_minute: 100_000,
         cors_origins: Vec::new(),
         allowed_return_origins: Vec::new(),
+        gateway_upstream_url: None,
+        gateway_upstream_key: None,
+        gateway_timeout: std::time::Duration::from_secs(30),
+        gateway_drain_timeout: std::time::Duration::from_secs(10),
     }
 }
 

@@ -8,8 +8,8 @@ use chrono::{DateTime, Duration, Utc};
 use uuid::{ContextV7, Timestamp, Uuid};
 
 use super::{
-    Answer, Command, Journal, LotUpdate, Movement, NewLot, Op, Snapshot, TakeBack, TransferDetails, Verdict, Wallet,
-    WalletUpdate, is_due, movement_view, refusal, spend_order,
+    Answer, Command, Journal, LotUpdate, Measured, Movement, NewLot, Op, Snapshot, TakeBack, TransferDetails, Verdict,
+    Wallet, WalletUpdate, is_due, movement_view, refusal, spend_order,
 };
 use crate::{
     credits::{
@@ -176,8 +176,8 @@ impl Books {
         match &command.op {
             Op::Spend { amount, details } => self.spend(ledger, *amount, details, command.key.as_ref()),
             Op::Hold { amount, details, ttl } => self.hold(ledger, *amount, details, *ttl),
-            Op::Capture { hold_id, amount, description } => {
-                self.capture(ledger, *hold_id, *amount, description, command.key.as_ref())
+            Op::Capture { hold_id, amount, description, measured } => {
+                self.capture(ledger, *hold_id, *amount, description, measured.as_ref(), command.key.as_ref())
             }
             Op::Release { hold_id } => self.release(ledger, *hold_id),
             Op::Credit { lot, details } => self.credit(ledger, command.user_id, lot, details, command.key.as_ref()),
@@ -359,6 +359,7 @@ impl Books {
         hold_id: Uuid,
         amount: Credits,
         description: &Option<String>,
+        measured: Option<&Measured>,
         key: Option<&IdempotentRequest>,
     ) -> Verdict {
         let i = Self::hold_index(ledger, hold_id)?;
@@ -396,8 +397,8 @@ impl Books {
         let details = TransferDetails {
             description: description.clone().or_else(|| hold.description.clone()),
             feature: hold.feature.clone(),
-            quantity: hold.quantity,
-            metadata: hold.metadata.clone(),
+            quantity: measured.map_or(hold.quantity, |m| m.quantity),
+            metadata: measured.map_or_else(|| hold.metadata.clone(), |m| m.metadata.clone()),
             hold_id: Some(hold.id),
             reference: None,
         };

@@ -72,6 +72,13 @@ pub struct TransferDetails {
     pub reference: Option<String>,
 }
 
+/// A capture's own quantity and metadata, replacing the hold's on the spend it posts.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Measured {
+    pub quantity: Option<i64>,
+    pub metadata: Option<serde_json::Value>,
+}
+
 /// A lot about to enter a wallet.
 #[derive(Debug, Clone)]
 pub struct NewLot {
@@ -123,6 +130,9 @@ pub enum Op {
         hold_id: Uuid,
         amount: Credits,
         description: Option<String>,
+        /// What the capture measured (the gateway's token counts), kept on the spend instead
+        /// of the hold's quantity and metadata.
+        measured: Option<Measured>,
     },
     Release {
         hold_id: Uuid,

@@ -300,6 +300,7 @@ fn command(step: &Step, users: &[Uuid], holds: &[Vec<Uuid>]) -> Command {
                 hold_id: hold_of(wallet, hold),
                 amount: Credits::new(amount).unwrap(),
                 description: None,
+                measured: None,
             },
         },
         Step::Release { wallet, hold } => {

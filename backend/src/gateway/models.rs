@@ -1,0 +1,249 @@
+//! The gateway's rate card: models, priced in credits per million tokens. A price change applies
+//! to calls that start after it: a call reads its model once, holds its worst case at those
+//! prices and captures at the same prices.
+
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
+    TransactionTrait,
+};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::{pricing::Prices, tokens::Tokenizer};
+use crate::{
+    clock::Clock,
+    db,
+    entities::models,
+    error::{ApiError, ErrorCode, FieldError},
+};
+
+/// The longest output a model may be given.
+pub const MAX_OUTPUT_TOKENS: i64 = 1_000_000;
+/// The highest price per million tokens (a million credits per token).
+pub const MAX_PRICE_PER_MILLION: i64 = 1_000_000_000_000;
+
+/// A model on the rate card.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ModelView {
+    /// The name clients send as `model`.
+    #[schema(example = "gpt-4o-mini")]
+    pub id: String,
+    /// The name sent to the upstream.
+    #[schema(example = "gpt-4o-mini-2024-07-18")]
+    pub upstream_model: String,
+    /// Credits per million uncached input tokens.
+    #[schema(example = 150)]
+    pub input_per_million: i64,
+    /// Credits per million input tokens served from the provider's prompt cache.
+    #[schema(example = 75)]
+    pub cached_input_per_million: i64,
+    /// Credits per million output tokens.
+    #[schema(example = 600)]
+    pub output_per_million: i64,
+    /// The most output tokens one call may ask for (and what a call that names no `max_tokens` is held for).
+    #[schema(example = 16384)]
+    pub max_output_tokens: i64,
+    /// Whether clients may call it.
+    pub active: bool,
+    /// How input tokens are counted for the worst case: a tokenizer of the model's family, or
+    /// `bytes` (one token per byte, an upper bound for any byte-level tokenizer) when unknown.
+    pub tokenizer: Tokenizer,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<models::Model> for ModelView {
+    fn from(m: models::Model) -> Self {
+        Self {
+            tokenizer: Tokenizer::for_model(&m.upstream_model),
+            id: m.id,
+            upstream_model: m.upstream_model,
+            input_per_million: m.input_per_million,
+            cached_input_per_million: m.cached_input_per_million,
+            output_per_million: m.output_per_million,
+            max_output_tokens: m.max_output_tokens,
+            active: m.active,
+            created_at: m.created_at,
+            updated_at: m.updated_at,
+        }
+    }
+}
+
+/// `POST /models` (admin).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CreateModelRequest {
+    /// 1 to 64 of `A-Z a-z 0-9 . _ : / -`, e.g. `gpt-4o-mini` or `meta-llama/Llama-3.1-8B`.
+    #[schema(example = "gpt-4o-mini")]
+    pub id: String,
+    /// The upstream's name for it; the id when omitted.
+    pub upstream_model: Option<String>,
+    #[schema(example = 150)]
+    pub input_per_million: i64,
+    /// The cached-input price; the input price when omitted.
+    pub cached_input_per_million: Option<i64>,
+    #[schema(example = 600)]
+    pub output_per_million: i64,
+    #[schema(example = 16384)]
+    pub max_output_tokens: i64,
+    /// True when omitted.
+    pub active: Option<bool>,
+}
+
+/// `PATCH /models/{id}` (admin): what is given changes.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct UpdateModelRequest {
+    pub upstream_model: Option<String>,
+    pub input_per_million: Option<i64>,
+    pub cached_input_per_million: Option<i64>,
+    pub output_per_million: Option<i64>,
+    pub max_output_tokens: Option<i64>,
+    pub active: Option<bool>,
+}
+
+impl models::Model {
+    /// The prices, checked never negative (the database refuses negative ones too).
+    pub fn prices(&self) -> Prices {
+        let p = |v: i64| u64::try_from(v).unwrap_or(0);
+        Prices {
+            input: p(self.input_per_million),
+            cached_input: p(self.cached_input_per_million),
+            output: p(self.output_per_million),
+        }
+    }
+
+    /// The feature its charges are recorded under.
+    pub fn feature(&self) -> String {
+        feature_of(&self.id)
+    }
+}
+
+/// `llm.<model>`: the feature an LLM call's spend carries.
+pub fn feature_of(model: &str) -> String {
+    format!("llm.{model}")
+}
+
+/// Whether `id` is a well-formed model id.
+pub fn valid_id(id: &str) -> bool {
+    (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._:/-".contains(&b))
+}
+
+fn not_found(id: &str) -> ApiError {
+    ApiError::new(ErrorCode::ModelNotFound, format!("No model `{id}` on the rate card (see GET /api/v1/models)."))
+        .with("model", id)
+}
+
+/// The model a call names, if it may be called now.
+pub async fn find_active(db: &impl ConnectionTrait, id: &str) -> Result<models::Model, ApiError> {
+    if !valid_id(id) {
+        return Err(not_found(id));
+    }
+    match models::Entity::find_by_id(id.to_owned()).one(db).await? {
+        Some(model) if model.active => Ok(model),
+        Some(_) => {
+            Err(ApiError::new(ErrorCode::ModelNotFound, format!("Model `{id}` is not offered now.")).with("model", id))
+        }
+        None => Err(not_found(id)),
+    }
+}
+
+/// The rate card: active models only, or all of them (admin).
+pub async fn list(db: &DatabaseConnection, include_inactive: bool) -> Result<Vec<ModelView>, ApiError> {
+    let mut select = models::Entity::find();
+    if !include_inactive {
+        select = select.filter(models::Column::Active.eq(true));
+    }
+    Ok(select.order_by_asc(models::Column::Id).all(db).await?.into_iter().map(Into::into).collect())
+}
+
+/// Collects the failing fields of a model's figures.
+fn check(model: &models::Model, errors: &mut Vec<FieldError>) {
+    let mut fail = |field: &str, code: &str, message: String| {
+        errors.push(FieldError { field: field.to_owned(), code: code.to_owned(), message })
+    };
+    let upstream = model.upstream_model.trim();
+    if upstream.is_empty() || upstream.chars().count() > 200 || upstream.chars().any(char::is_control) {
+        fail("upstream_model", "length", "upstream_model must be 1 to 200 printable characters".to_owned());
+    }
+    for (field, value) in [
+        ("input_per_million", model.input_per_million),
+        ("cached_input_per_million", model.cached_input_per_million),
+        ("output_per_million", model.output_per_million),
+    ] {
+        if value < 0 {
+            fail(field, "range", format!("{field} must not be negative (0 is allowed: a free model)"));
+        } else if value > MAX_PRICE_PER_MILLION {
+            fail(field, "range", format!("{field} must be at most {MAX_PRICE_PER_MILLION}"));
+        }
+    }
+    if !(1..=MAX_OUTPUT_TOKENS).contains(&model.max_output_tokens) {
+        fail("max_output_tokens", "range", format!("max_output_tokens must be between 1 and {MAX_OUTPUT_TOKENS}"));
+    }
+}
+
+/// Adds a model (admin).
+pub async fn create(
+    db: &DatabaseConnection,
+    clock: &Clock,
+    request: CreateModelRequest,
+) -> Result<ModelView, ApiError> {
+    let mut errors = Vec::new();
+    if !valid_id(&request.id) {
+        errors.push(FieldError {
+            field: "id".to_owned(),
+            code: "format".to_owned(),
+            message: "id must be 1 to 64 of A-Z, a-z, 0-9, `.`, `_`, `:`, `/`, `-`".to_owned(),
+        });
+    }
+    let now = clock.now();
+    let model = models::Model {
+        upstream_model: request.upstream_model.as_deref().unwrap_or(&request.id).trim().to_owned(),
+        id: request.id,
+        input_per_million: request.input_per_million,
+        cached_input_per_million: request.cached_input_per_million.unwrap_or(request.input_per_million),
+        output_per_million: request.output_per_million,
+        max_output_tokens: request.max_output_tokens,
+        active: request.active.unwrap_or(true),
+        created_at: now,
+        updated_at: now,
+    };
+    check(&model, &mut errors);
+    if !errors.is_empty() {
+        return Err(ApiError::validation(errors));
+    }
+    match models::Entity::insert(models::ActiveModel::from(model.clone())).exec_without_returning(db).await {
+        Err(e) if db::is_unique_violation(&e) => Err(ApiError::new(
+            ErrorCode::ModelExists,
+            format!("Model `{}` is on the rate card already; change it with PATCH.", model.id),
+        )),
+        other => other.map(|_| model.into()).map_err(Into::into),
+    }
+}
+
+/// Changes a model's prices, upstream name, longest output or availability (admin).
+pub async fn update(
+    db: &DatabaseConnection,
+    clock: &Clock,
+    id: &str,
+    request: UpdateModelRequest,
+) -> Result<ModelView, ApiError> {
+    let txn = db.begin().await?;
+    let mut model = models::Entity::find_by_id(id.to_owned()).one(&txn).await?.ok_or_else(|| not_found(id))?;
+    if let Some(upstream) = request.upstream_model {
+        model.upstream_model = upstream.trim().to_owned();
+    }
+    model.input_per_million = request.input_per_million.unwrap_or(model.input_per_million);
+    model.cached_input_per_million = request.cached_input_per_million.unwrap_or(model.cached_input_per_million);
+    model.output_per_million = request.output_per_million.unwrap_or(model.output_per_million);
+    model.max_output_tokens = request.max_output_tokens.unwrap_or(model.max_output_tokens);
+    model.active = request.active.unwrap_or(model.active);
+    let mut errors = Vec::new();
+    check(&model, &mut errors);
+    if !errors.is_empty() {
+        return Err(ApiError::validation(errors));
+    }
+    model.updated_at = clock.now();
+    models::Entity::update(models::ActiveModel::from(model.clone()).reset_all()).exec(&txn).await?;
+    txn.commit().await?;
+    Ok(model.into())
+}
