@@ -1,6 +1,5 @@
 import { Link } from 'react-router';
 import type { UsageResponse } from '../api/client';
-import type { ModelUsageBucket } from '../api/models';
 import { formatCredits, formatNumber } from '../lib/format';
 
 /**
@@ -8,10 +7,10 @@ import { formatCredits, formatNumber } from '../lib/format';
  * token counts move into the model's cell, so the table never scrolls sideways.
  */
 export function UsageByModelTable({ usage, caption }: { usage: UsageResponse; caption: string }) {
-  const buckets = [...(usage.buckets as ModelUsageBucket[])].sort(
+  const buckets = [...usage.buckets].sort(
     (a, b) => b.credits - a.credits || a.key.localeCompare(b.key),
   );
-  const tokens = (value: number | undefined) => formatNumber(value ?? 0);
+  const tokens = (value: number | null | undefined) => formatNumber(value ?? 0);
   return (
     <div className="-mx-4 overflow-x-auto sm:mx-0">
       <table className="min-w-full divide-y divide-slate-200 text-sm">

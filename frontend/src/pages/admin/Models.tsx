@@ -1,8 +1,8 @@
 import { useMutation, useQueryClient } from '@tanstack/react-query';
 import { useState, type FormEvent, type ReactNode } from 'react';
-import { unwrap } from '../../api/client';
+import { api, unwrap } from '../../api/client';
 import { ApiError, errorMessage, formErrors } from '../../api/errors';
-import { modelKeys, modelsApi, useAdminModels, type CreateModel, type Model, type UpdateModel } from '../../api/models';
+import { modelKeys, useAdminModels, type CreateModel, type Model, type UpdateModel } from '../../api/models';
 import { LoadError } from '../../components/LoadErrors';
 import { Alert, Badge, Button, Card, Loading, TextField } from '../../components/ui';
 import { formatDateTime, formatNumber } from '../../lib/format';
@@ -86,7 +86,7 @@ function problemOf(error: unknown): { summary: string | null; others: string | n
   if (!error) return { summary: null, others: null, fields: {} };
   const split = formErrors(error, FIELDS);
   const fields: FieldErrors = split.fields;
-  if (error instanceof ApiError && (error.code as string) === 'model_exists') fields.id ??= 'A model with this id already exists.';
+  if (error instanceof ApiError && error.code === 'model_exists') fields.id ??= 'A model with this id already exists.';
   const summary = errorMessage(error);
   return { summary, others: split.general && split.general !== summary ? split.general : null, fields };
 }
@@ -172,7 +172,7 @@ function CreateModelForm() {
   const set = (patch: Partial<Draft>) => setDraft((d) => ({ ...d, ...patch }));
 
   const create = useMutation({
-    mutationFn: (body: CreateModel) => unwrap(modelsApi.POST('/api/v1/models', { body })),
+    mutationFn: (body: CreateModel) => unwrap(api.POST('/api/v1/models', { body })),
     onSuccess: (model) => {
       setDraft(EMPTY);
       queryClient.setQueryData<Model[]>(modelKeys.all, (old) => (old ? [...old.filter((m) => m.id !== model.id), model] : old));
@@ -253,7 +253,7 @@ function EditModelForm({ model, onDone }: { model: Model; onDone: (saved: Model 
 
   const save = useMutation({
     mutationFn: (body: UpdateModel) =>
-      unwrap(modelsApi.PATCH('/api/v1/models/{id}', { params: { path: { id: model.id } }, body })),
+      unwrap(api.PATCH('/api/v1/models/{id}', { params: { path: { id: model.id } }, body })),
     onSuccess: (saved) => {
       queryClient.setQueryData<Model[]>(modelKeys.all, (old) => old?.map((m) => (m.id === saved.id ? saved : m)));
       void queryClient.invalidateQueries({ queryKey: modelKeys.all });
