@@ -1,6 +1,6 @@
 import { expect, test } from '@playwright/test';
 import { randomUUID } from 'node:crypto';
-import { nav, screenshot, signUp, tollgate, uniqueEmail } from './helpers';
+import { nav, screenshot, signUp, stat, tollgate, uniqueEmail } from './helpers';
 
 test('an admin adds a model; a user sets up the OpenAI SDKs, spends by tokens and sees the usage by model', async ({
   page,
@@ -20,17 +20,17 @@ test('an admin adds a model; a user sets up the OpenAI SDKs, spends by tokens an
   const form = models.getByRole('form', { name: 'Add a model' });
   await form.getByLabel('Model id').fill(modelId);
   await form.getByLabel('Upstream model').fill('gpt-4o-mini');
-  await form.getByLabel('Input price').fill('-1');
+  await form.getByLabel('Input price', { exact: true }).fill('-1');
   await form.getByLabel('Cached input price').fill('500');
   await form.getByLabel('Output price').fill('4000');
   await form.getByLabel('Max output tokens').fill('1000');
   await form.getByRole('button', { name: 'Add model' }).click();
   // The server's answer: its detail at the top, the price marked beside its field.
   await expect(form.getByRole('alert')).toBeVisible();
-  await expect(form.getByLabel('Input price')).toHaveAttribute('aria-invalid', 'true');
+  await expect(form.getByLabel('Input price', { exact: true })).toHaveAttribute('aria-invalid', 'true');
   await screenshot(page, testInfo, '70-admin-model-refused');
 
-  await form.getByLabel('Input price').fill('1000');
+  await form.getByLabel('Input price', { exact: true }).fill('1000');
   await form.getByRole('button', { name: 'Add model' }).click();
   await expect(form.getByText(`Model “${modelId}” added.`)).toBeVisible();
   const item = models.getByRole('list', { name: 'Models' }).getByRole('listitem').filter({ hasText: modelId });
@@ -57,9 +57,9 @@ test('an admin adds a model; a user sets up the OpenAI SDKs, spends by tokens an
   const gateway = `${baseURL}/gateway/v1`;
   await expect(setup).toContainText(`Base URL: ${gateway}`);
   await expect(setup).toContainText(`${gateway}/models`);
-  await expect(setup.getByLabel('Python example')).toContainText(`base_url="${gateway}"`);
-  await expect(setup.getByLabel('Node.js example')).toContainText(`baseURL: "${gateway}"`);
-  await expect(setup.getByLabel('curl example')).toContainText(`curl '${gateway}/chat/completions'`);
+  await expect(setup.getByLabel('Python example', { exact: true })).toContainText(`base_url="${gateway}"`);
+  await expect(setup.getByLabel('Node.js example', { exact: true })).toContainText(`baseURL: "${gateway}"`);
+  await expect(setup.getByLabel('curl example', { exact: true })).toContainText(`curl '${gateway}/chat/completions'`);
   const price = setup.getByRole('table', { name: /Models you can call/ }).getByRole('row').filter({ hasText: modelId });
   await expect(price.getByRole('cell')).toHaveText([`${modelId}up to 1,000 output tokens`, '1,000', '500', '2,000']);
 
@@ -68,7 +68,7 @@ test('an admin adds a model; a user sets up the OpenAI SDKs, spends by tokens an
   await user.getByRole('button', { name: 'Create key' }).click();
   const secret = await user.getByLabel('Secret of the new key').inputValue();
   expect(secret).toMatch(/^tg_/);
-  await expect(setup.getByLabel('Python example')).toContainText(`api_key="${secret}"`);
+  await expect(setup.getByLabel('Python example', { exact: true })).toContainText(`api_key="${secret}"`);
   await expect(setup).toContainText('The examples use the key “llm backend” you just created.');
   await screenshot(user, testInfo, '72-api-keys-openai-sdks');
 
@@ -85,7 +85,9 @@ test('an admin adds a model; a user sets up the OpenAI SDKs, spends by tokens an
   });
   expect(spend.status(), await spend.text()).toBe(200);
 
-  await nav(user, 'Dashboard').click();
+  // The spend happened outside the app: a fresh load reads it (as a user coming back would).
+  await user.goto('/');
+  await expect(stat(user, 'Balance')).toHaveText('650 credits');
   const card = user.getByRole('region', { name: 'Usage by model (30 days)' });
   const row = card.getByRole('table').getByRole('row').filter({ hasText: modelId });
   await expect(row.getByRole('cell')).toHaveText([
@@ -96,6 +98,7 @@ test('an admin adds a model; a user sets up the OpenAI SDKs, spends by tokens an
     '50,000',
   ]);
   await expect(card).toContainText('Total: 350 credits over 1 call');
+  await expect(user.getByRole('img', { name: /^Credits spent by day/ })).toBeVisible();
   await screenshot(user, testInfo, '73-dashboard-usage-by-model');
   await user.close();
 });
