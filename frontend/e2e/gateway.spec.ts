@@ -1,6 +1,46 @@
 import { expect, test } from '@playwright/test';
+import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { nav, screenshot, signUp, stat, tollgate, uniqueEmail } from './helpers';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { promisify } from 'node:util';
+import { ADMIN_KEY, nav, screenshot, signUp, stat, tollgate, uniqueEmail } from './helpers';
+
+/**
+ * A stand-in for the LLM provider, where playwright.config.ts points the gateway: it answers every
+ * chat completion with one short reply and the usage a provider reports (1,200 prompt tokens, 200
+ * of them from its cache, and 300 completion tokens), and keeps the requests it got.
+ */
+async function startUpstream(): Promise<{ server: Server; requests: { path: string; body: Record<string, unknown> }[] }> {
+  const requests: { path: string; body: Record<string, unknown> }[] = [];
+  const read = async (request: IncomingMessage) => {
+    const chunks: Buffer[] = [];
+    for await (const chunk of request) chunks.push(chunk as Buffer);
+    return Buffer.concat(chunks).toString('utf8');
+  };
+  const server = createServer((request, response) => {
+    void read(request).then((text) => {
+      const body = JSON.parse(text || '{}') as Record<string, unknown>;
+      requests.push({ path: request.url ?? '', body });
+      response.writeHead(200, { 'content-type': 'application/json' });
+      response.end(
+        JSON.stringify({
+          id: 'chatcmpl-e2e',
+          object: 'chat.completion',
+          created: Math.floor(Date.now() / 1000),
+          model: body.model,
+          choices: [{ index: 0, message: { role: 'assistant', content: 'Hello from the stand-in.' }, finish_reason: 'stop' }],
+          usage: { prompt_tokens: 1200, completion_tokens: 300, total_tokens: 1500, prompt_tokens_details: { cached_tokens: 200 } },
+        }),
+      );
+    });
+  });
+  const port = Number(process.env.TOLLGATE_E2E_UPSTREAM_PORT);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, '127.0.0.1', resolve);
+  });
+  return { server, requests };
+}
 
 test('an admin adds a model; a user sets up the OpenAI SDKs, spends by tokens and sees the usage by model', async ({
   page,
@@ -101,4 +141,71 @@ test('an admin adds a model; a user sets up the OpenAI SDKs, spends by tokens an
   await expect(user.getByRole('img', { name: /^Credits spent by day/ })).toBeVisible();
   await screenshot(user, testInfo, '73-dashboard-usage-by-model');
   await user.close();
+});
+
+test('the curl example, run as the API keys page shows it, calls the model through the gateway and the call shows in the usage by model', async ({
+  page,
+  baseURL,
+}, testInfo) => {
+  const upstream = await startUpstream();
+  try {
+    const modelId = `e2e-sdk-${Date.now().toString(36)}`;
+    const created = await fetch(`${baseURL}/api/v1/models`, {
+      method: 'POST',
+      headers: { 'x-admin-key': ADMIN_KEY, 'content-type': 'application/json' },
+      body: JSON.stringify({
+        id: modelId,
+        upstream_model: 'stand-in-model',
+        input_per_million: 1000,
+        cached_input_per_million: 500,
+        output_per_million: 2000,
+        max_output_tokens: 1000,
+      }),
+    });
+    expect(created.status, await created.clone().text()).toBe(201);
+
+    const email = uniqueEmail('gateway-curl');
+    await signUp(page, email);
+    tollgate('grant', '--email', email, '--amount', '100', '--reason', 'Welcome');
+    await nav(page, 'API keys').click();
+    await page.getByLabel('Name', { exact: true }).fill('curl');
+    await page.getByRole('button', { name: 'Create key' }).click();
+    const secret = await page.getByLabel('Secret of the new key').inputValue();
+
+    const setup = page.getByRole('region', { name: 'Use with the OpenAI SDKs' });
+    // Other specs' models may be on offer too: the examples use this one.
+    const picker = setup.getByLabel('Model in the examples');
+    if (await picker.isVisible()) await picker.selectOption(modelId);
+    const example = setup.getByLabel('curl example', { exact: true });
+    await expect(example).toContainText(`"model":"${modelId}"`);
+    await expect(example).toContainText(`Bearer ${secret}`);
+    const command = (await example.textContent()) ?? '';
+
+    // The command as a user would paste it into a shell (not blocking: the stand-in answers from this process).
+    const { stdout } = await promisify(execFile)('sh', ['-c', command], { encoding: 'utf8' });
+    const reply = JSON.parse(stdout) as { choices: { message: { content: string } }[] };
+    expect(reply.choices[0]?.message.content).toBe('Hello from the stand-in.');
+    expect(upstream.requests).toHaveLength(1);
+    expect(upstream.requests[0]?.path).toBe('/v1/chat/completions');
+    expect(upstream.requests[0]?.body.model).toBe('stand-in-model');
+
+    // 1,000 uncached input, 200 cached input and 300 output tokens: 1.7 credits, charged as 2.
+    await page.goto('/');
+    await expect(stat(page, 'Balance')).toHaveText('98 credits');
+    const row = page
+      .getByRole('region', { name: 'Usage by model (30 days)' })
+      .getByRole('table')
+      .getByRole('row')
+      .filter({ hasText: modelId });
+    await expect(row.getByRole('cell')).toHaveText([
+      `${modelId}1 call1,000 input · 200 cached · 300 output tokens`,
+      '2',
+      '1,000',
+      '200',
+      '300',
+    ]);
+    await screenshot(page, testInfo, '74-dashboard-gateway-call');
+  } finally {
+    await new Promise((resolve) => upstream.server.close(resolve));
+  }
 });

@@ -148,6 +148,12 @@ describe('API keys', () => {
     expect(curl.textContent).toContain(`curl '${base}/chat/completions'`);
     expect(curl.textContent).toContain(`-H 'Authorization: Bearer tg_YOUR_API_KEY'`);
 
+    // Another model on offer can be chosen for the examples.
+    await user.selectOptions(within(section).getByLabelText('Model in the examples'), 'claude-haiku');
+    expect(python).toHaveTextContent('model="claude-haiku"');
+    expect(node).toHaveTextContent('model: "claude-haiku"');
+    expect(curl).toHaveTextContent('"model":"claude-haiku"');
+
     await user.click(within(section).getByRole('button', { name: 'Copy Python example' }));
     expect(writeText).toHaveBeenCalledWith(python.textContent);
     expect(await within(section).findByText('Python example copied to the clipboard.')).toBeInTheDocument();
@@ -173,8 +179,9 @@ describe('API keys', () => {
     const user = userEvent.setup();
     const section = await screen.findByRole('region', { name: 'Use with the OpenAI SDKs' });
     expect(await within(section).findByText(/No models are available yet/)).toBeInTheDocument();
-    // With no model on the rate card, the examples name a common one.
+    // With no model on the rate card, the examples name a common one, and there is nothing to choose.
     expect(within(section).getByLabelText('Python example')).toHaveTextContent('model="gpt-4o-mini"');
+    expect(within(section).queryByLabelText('Model in the examples')).not.toBeInTheDocument();
 
     await user.type(screen.getByLabelText('Name'), 'backend');
     await user.click(screen.getByRole('button', { name: 'Create key' }));

@@ -1,7 +1,8 @@
+import { useState } from 'react';
 import { gatewayBaseUrl, useModels, type Model } from '../../api/models';
 import { CodeBlock } from '../../components/CodeBlock';
 import { LoadError } from '../../components/LoadErrors';
-import { Card, Loading } from '../../components/ui';
+import { Card, Loading, SelectField } from '../../components/ui';
 import { formatNumber } from '../../lib/format';
 import { KEY_PLACEHOLDER, MODEL_PLACEHOLDER, curlSnippet, nodeSnippet, pythonSnippet } from '../../lib/snippets';
 
@@ -69,13 +70,13 @@ function ModelPrices({ models }: { models: readonly Model[] }) {
  */
 export function OpenAiSetup({ freshKey }: { freshKey?: FreshKey | null }) {
   const models = useModels();
+  const [chosen, setChosen] = useState<string | null>(null);
   const baseUrl = gatewayBaseUrl();
   const usable = freshKey && freshKey.scopes.includes(SPEND_SCOPE) ? freshKey : null;
-  const input = {
-    baseUrl,
-    apiKey: usable?.secret ?? KEY_PLACEHOLDER,
-    model: models.data?.[0]?.id ?? MODEL_PLACEHOLDER,
-  };
+  const offered = models.data ?? [];
+  // The model picked for the examples while it is on offer, else the first one.
+  const model = offered.find((m) => m.id === chosen)?.id ?? offered[0]?.id ?? MODEL_PLACEHOLDER;
+  const input = { baseUrl, apiKey: usable?.secret ?? KEY_PLACEHOLDER, model };
 
   return (
     <Card title="Use with the OpenAI SDKs">
@@ -107,6 +108,21 @@ export function OpenAiSetup({ freshKey }: { freshKey?: FreshKey | null }) {
             </p>
           )}
         </div>
+
+        {offered.length > 1 && (
+          <SelectField
+            label="Model in the examples"
+            value={model}
+            onChange={(e) => setChosen(e.target.value)}
+            className="sm:max-w-xs"
+          >
+            {offered.map((m) => (
+              <option key={m.id} value={m.id}>
+                {m.id}
+              </option>
+            ))}
+          </SelectField>
+        )}
 
         <div className="grid grid-cols-1 gap-4">
           <CodeBlock title="Python" language="python" code={pythonSnippet(input)} />
