@@ -20,6 +20,10 @@ pub struct Metrics {
     pub grants: IntCounterVec,
     /// Hold actions (`place`, `capture`, `release`) by outcome.
     pub holds: IntCounterVec,
+    /// LLM gateway calls by outcome: `charged`, `free` (nothing charged: a free model, or no output), `refused` (before the
+    /// upstream), `upstream_error`, `upstream_unreachable`, `replayed`, and `ledger_error` (a
+    /// capture or release that could not be written: its hold expires instead; alert on it).
+    pub gateway_calls: IntCounterVec,
     /// Stripe webhook deliveries by outcome: `processed`, `ignored`, `duplicate`, `failed`, `rejected`.
     pub webhook_events: IntCounterVec,
     /// Database pool connections by state: `idle`, `in_use`.
@@ -89,6 +93,7 @@ impl Metrics {
             credits: counter(&registry, "credits_total", "Credits moved, by movement", &["movement"])?,
             grants: counter(&registry, "grants_total", "Grant requests by outcome", &["outcome"])?,
             holds: counter(&registry, "holds_total", "Hold actions by outcome", &["action", "outcome"])?,
+            gateway_calls: counter(&registry, "gateway_calls_total", "LLM gateway calls by outcome", &["outcome"])?,
             webhook_events: counter(
                 &registry,
                 "webhook_events_total",

@@ -64,10 +64,16 @@ impl Call {
     pub async fn run(self, stream: bool) -> Answered {
         let (first_tx, first_rx) = tokio::sync::oneshot::channel();
         tokio::spawn(async move {
+            let metrics = self.state.metrics.clone();
             let answered = if stream { self.stream(first_tx).await } else { self.whole(first_tx).await };
-            if let Err(e) = answered {
-                log::error!("gateway call: {e:#}");
-            }
+            let outcome = match answered {
+                Ok(outcome) => outcome,
+                Err(e) => {
+                    log::error!("gateway call: {e:#}");
+                    "ledger_error"
+                }
+            };
+            metrics.gateway_calls.with_label_values(&[outcome]).inc();
         });
         first_rx.await.unwrap_or(Answered::Unreachable { timed_out: false })
     }
@@ -94,15 +100,15 @@ impl Call {
         }
     }
 
-    /// A non-streamed call.
-    async fn whole(self, first: tokio::sync::oneshot::Sender<Answered>) -> anyhow::Result<()> {
+    /// A non-streamed call; returns its outcome, for the metrics.
+    async fn whole(self, first: tokio::sync::oneshot::Sender<Answered>) -> anyhow::Result<&'static str> {
         let deadline = Instant::now() + self.upstream.timeout;
         let response = match self.send(deadline).await {
             Ok(response) => response,
             Err(timed_out) => {
                 self.charge_nothing().await?;
                 let _ = first.send(Answered::Unreachable { timed_out });
-                return Ok(());
+                return Ok("upstream_unreachable");
             }
         };
         let status = response.status().as_u16();
@@ -112,13 +118,13 @@ impl Call {
             Err(timed_out) => {
                 self.charge_nothing().await?;
                 let _ = first.send(Answered::Unreachable { timed_out });
-                return Ok(());
+                return Ok("upstream_unreachable");
             }
         };
         if !(200..300).contains(&status) {
             self.charge_nothing().await?;
             let _ = first.send(Answered::Whole { status, content_type, body, charged: None });
-            return Ok(());
+            return Ok("upstream_error");
         }
         let mut reading = Reading::default();
         if let Ok(value) = serde_json::from_slice::<Value>(&body) {
@@ -130,19 +136,19 @@ impl Call {
             calls::complete(&self.state.db, id, status, Some(text), self.state.clock.now()).await?;
         }
         let _ = first.send(Answered::Whole { status, content_type, body, charged: Some(charged) });
-        Ok(())
+        Ok(outcome(charged))
     }
 
     /// A streamed call: events are passed on as they come; the usage chunk Tollgate asked for
     /// is held back from a client that did not ask for it.
-    async fn stream(self, first: tokio::sync::oneshot::Sender<Answered>) -> anyhow::Result<()> {
+    async fn stream(self, first: tokio::sync::oneshot::Sender<Answered>) -> anyhow::Result<&'static str> {
         let mut deadline = Instant::now() + self.upstream.timeout;
         let mut response = match self.send(deadline).await {
             Ok(response) => response,
             Err(timed_out) => {
                 self.charge_nothing().await?;
                 let _ = first.send(Answered::Unreachable { timed_out });
-                return Ok(());
+                return Ok("upstream_unreachable");
             }
         };
         let status = response.status().as_u16();
@@ -151,7 +157,7 @@ impl Call {
             let body = read_all(response, deadline).await.unwrap_or_default();
             self.charge_nothing().await?;
             let _ = first.send(Answered::Whole { status, content_type, body, charged: None });
-            return Ok(());
+            return Ok("upstream_error");
         }
         let (tx, rx) = mpsc::channel::<Bytes>(64);
         let _ = first.send(Answered::Stream(rx));
@@ -206,11 +212,11 @@ impl Call {
             let _ = tx.send(Bytes::from(rest)).await;
         }
         drop(client);
-        self.settle(&reading, true).await?;
+        let charged = self.settle(&reading, true).await?;
         if let Some(id) = self.claim {
             calls::complete(&self.state.db, id, status, None, self.state.clock.now()).await?;
         }
-        Ok(())
+        Ok(outcome(charged))
     }
 
     /// Releases the hold and gives the key back: the call is charged nothing.
@@ -285,6 +291,10 @@ impl Call {
             wait *= 4;
         }
     }
+}
+
+fn outcome(charged: i64) -> &'static str {
+    if charged > 0 { "charged" } else { "free" }
 }
 
 fn content_type(response: &reqwest::Response) -> String {

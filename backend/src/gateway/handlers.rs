@@ -238,7 +238,12 @@ crate::openapi::errors!(ChatCompletionErrors:
 )]
 #[post("/chat/completions")]
 pub async fn chat_completions(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>) -> HttpResponse {
-    completions(&req, &body, &state).await.unwrap_or_else(openai_error)
+    completions(&req, &body, &state).await.unwrap_or_else(|e| {
+        if matches!(e.code(), ErrorCode::InsufficientCredits | ErrorCode::OutstandingDebt) {
+            state.metrics.gateway_calls.with_label_values(&["refused"]).inc();
+        }
+        openai_error(e)
+    })
 }
 
 async fn completions(req: &HttpRequest, raw: &[u8], state: &AppState) -> Result<HttpResponse, ApiError> {
@@ -282,6 +287,7 @@ async fn completions(req: &HttpRequest, raw: &[u8], state: &AppState) -> Result<
             match calls::claim(&state.db, call).await? {
                 Claim::Fresh(id) => Some(id),
                 Claim::Replay { status, body } => {
+                    state.metrics.gateway_calls.with_label_values(&["replayed"]).inc();
                     return Ok(HttpResponse::build(StatusCode::from_u16(status).unwrap_or(StatusCode::OK))
                         .content_type("application/json")
                         .insert_header((idempotency::REPLAYED_HEADER, "true"))

@@ -16,6 +16,8 @@ mod credits;
 mod customers;
 mod edge;
 mod errors;
+mod fake_llm;
+mod gateway;
 mod holds;
 mod limits;
 mod metrics;
