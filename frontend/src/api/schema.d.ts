@@ -843,6 +843,43 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/events": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The event log, oldest first: poll with `after` set to the last id seen. Events are kept for
+         *     `EVENT_RETENTION_DAYS`.
+         */
+        get: operations["list_events"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/events/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One event. */
+        get: operations["get_event"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/example/estimate": {
         parameters: {
             query?: never;
@@ -1638,7 +1675,7 @@ export interface components {
          *     - `subscription_not_found` (404): The user has no subscription.
          *     - `no_customer` (404): The user has never paid through Stripe, so there is no billing portal for them.
          *     - `webhooks_not_configured` (404): `STRIPE_WEBHOOK_SECRET` is not set: the server takes no webhooks.
-         *     - `event_not_found` (404): No such event in the Stripe inbox.
+         *     - `event_not_found` (404): No such event: in the event log (`GET /events/{id}`, kept for `EVENT_RETENTION_DAYS`), or in the Stripe inbox on its admin routes.
          *     - `model_not_found` (404): The gateway has no such model, or does not offer it now (see `GET /api/v1/models`); nothing was sent upstream.
          *     - `method_not_allowed` (405): The path exists, but not with this method (see `Allow`).
          *     - `request_timeout` (408): The request body did not arrive in time; the connection is closed.
@@ -1683,6 +1720,40 @@ export interface components {
              * @description Billed units: started blocks of 1,000 characters.
              */
             units: number;
+        };
+        /** @description An event as the API, webhooks and streams send it. */
+        Event: {
+            /** Format: date-time */
+            created_at: string;
+            customer?: components["schemas"]["EventCustomer"] | null;
+            /** @description What happened; every credits and balance event carries `balance`, the wallet's figures after it. */
+            data: Record<string, never>;
+            /**
+             * @description `evt_…`, sortable by time.
+             * @example evt_01JEXAMPLE0000000000000000
+             */
+            id: string;
+            /**
+             * @description One of the types in `EVENT_TYPES`, e.g. `credits.spent`.
+             * @example credits.spent
+             */
+            type: string;
+        };
+        /** @description Whose wallet an event is about. */
+        EventCustomer: {
+            /** @description The product's id for the customer, if it gave one. */
+            external_id?: string | null;
+            /**
+             * Format: uuid
+             * @description Tollgate's id (a signed-up user's is their user id).
+             */
+            id: string;
+        };
+        /** @description A page of events, oldest first. */
+        EventPage: {
+            data: components["schemas"]["Event"][];
+            /** @description Pass as `after` for the next page; null when this page is the last for now. */
+            next_cursor?: string | null;
         };
         /** @description A feature on the rate card. */
         FeatureView: {
@@ -2085,7 +2156,7 @@ export interface components {
          *     [`Scope::SERVER`]. A signed-in session may do everything its role allows.
          * @enum {string}
          */
-        Scope: "credits:read" | "credits:spend" | "credits:grant" | "customers:write" | "customers:read" | "billing:write";
+        Scope: "credits:read" | "credits:spend" | "credits:grant" | "customers:write" | "customers:read" | "billing:write" | "events:read" | "webhooks:write";
         /** @description A server key as listed: never the secret. */
         ServerKeyResponse: {
             /** Format: date-time */
@@ -2485,7 +2556,7 @@ export interface components {
                 };
             };
         };
-        /** @description `event_not_found`: No such event in the Stripe inbox. */
+        /** @description `event_not_found`: No such event: in the event log (`GET /events/{id}`, kept for `EVENT_RETENTION_DAYS`), or in the Stripe inbox on its admin routes. */
         EventNotFound: {
             headers: {
                 "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -5792,6 +5863,175 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
                         code: "customer_not_found" | "wallet_not_found";
+                    };
+                };
+            };
+            422: components["responses"]["ValidationFailed"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["DatabaseUnavailable"];
+        };
+    };
+    list_events: {
+        parameters: {
+            query?: {
+                /** @description Only events of this type. */
+                type?: string;
+                /** @description Only events of the customer with this external id. */
+                customer?: string;
+                /** @description Only events made at or after this time. */
+                from?: string;
+                /** @description Only events made before this time. */
+                to?: string;
+                /** @description Events after this one (an event id, e.g. the previous page's `next_cursor`). */
+                after?: string;
+                /** @description At most this many (1 to 100, default 50). */
+                limit?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["EventPage"];
+                };
+            };
+            400: components["responses"]["InvalidQuery"];
+            /**
+             * @description - `unauthenticated`: No credentials: sign in, or send `Authorization: Bearer <access token or API key>`.
+             *     - `invalid_token`: The bearer token (or portal link) is malformed, not valid, or its user no longer exists.
+             *     - `invalid_api_key`: The API key is unknown or revoked.
+             *     - `invalid_admin_key`: The `x-admin-key` header does not match the server's admin key.
+             */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "unauthenticated" | "invalid_token" | "invalid_api_key" | "invalid_admin_key";
+                    };
+                };
+            };
+            /**
+             * @description - `admin_required`: The action needs an administrator.
+             *     - `admin_key_disabled`: An `x-admin-key` was sent, but the server has no `ADMIN_API_KEY`.
+             *     - `missing_scope`: The server key lacks the scope the route needs (`required_scope`).
+             *     - `server_key_required`: Customer routes take a server key or an administrator, never a personal API key or a user's session.
+             */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "admin_required" | "admin_key_disabled" | "missing_scope" | "server_key_required";
+                    };
+                };
+            };
+            /**
+             * @description - `customer_not_found`: No customer has this external id (or Tollgate id).
+             *     - `event_not_found`: No such event: in the event log (`GET /events/{id}`, kept for `EVENT_RETENTION_DAYS`), or in the Stripe inbox on its admin routes.
+             */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "customer_not_found" | "event_not_found";
+                    };
+                };
+            };
+            422: components["responses"]["ValidationFailed"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["DatabaseUnavailable"];
+        };
+    };
+    get_event: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description `evt_…` */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Event"];
+                };
+            };
+            /**
+             * @description - `unauthenticated`: No credentials: sign in, or send `Authorization: Bearer <access token or API key>`.
+             *     - `invalid_token`: The bearer token (or portal link) is malformed, not valid, or its user no longer exists.
+             *     - `invalid_api_key`: The API key is unknown or revoked.
+             *     - `invalid_admin_key`: The `x-admin-key` header does not match the server's admin key.
+             */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "unauthenticated" | "invalid_token" | "invalid_api_key" | "invalid_admin_key";
+                    };
+                };
+            };
+            /**
+             * @description - `admin_required`: The action needs an administrator.
+             *     - `admin_key_disabled`: An `x-admin-key` was sent, but the server has no `ADMIN_API_KEY`.
+             *     - `missing_scope`: The server key lacks the scope the route needs (`required_scope`).
+             *     - `server_key_required`: Customer routes take a server key or an administrator, never a personal API key or a user's session.
+             */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "admin_required" | "admin_key_disabled" | "missing_scope" | "server_key_required";
+                    };
+                };
+            };
+            /**
+             * @description - `customer_not_found`: No customer has this external id (or Tollgate id).
+             *     - `event_not_found`: No such event: in the event log (`GET /events/{id}`, kept for `EVENT_RETENTION_DAYS`), or in the Stripe inbox on its admin routes.
+             */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "customer_not_found" | "event_not_found";
                     };
                 };
             };
