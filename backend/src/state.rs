@@ -38,6 +38,10 @@ pub struct AppState {
     pub server_keys: crate::auth::server_keys::ServerKeyCache,
     /// The LLM gateway's upstream, when `GATEWAY_UPSTREAM_URL` names one.
     pub gateway: Option<Arc<crate::gateway::Upstream>>,
+    /// Bumped after every commit that wrote events.
+    pub events: crate::events::Signal,
+    /// The webhook dispatcher's HTTP client and wake-up bell.
+    pub webhooks: crate::webhooks::Webhooks,
 }
 
 impl AppState {
@@ -62,7 +66,10 @@ impl AppState {
             wal_restart.clone(),
         );
         let gateway = crate::gateway::Upstream::from_settings(&settings)?.map(Arc::new);
+        let webhooks = crate::webhooks::Webhooks::new(&settings)?;
         Ok(Self {
+            events: Default::default(),
+            webhooks,
             gateway,
             db,
             settings: Arc::new(settings),
