@@ -43,10 +43,7 @@ impl MigrationTrait for Migration {
                     .col(string_len("event_id", 40))
                     .col(string_len("event_type", 64))
                     .col(text("payload"))
-                    .col(
-                        string_len("status", 16)
-                            .check(Expr::col("status").is_in(["pending", "succeeded", "failed"])),
-                    )
+                    .col(string_len("status", 16).check(Expr::col("status").is_in(["pending", "succeeded", "failed"])))
                     .col(integer("attempts").check(Expr::col("attempts").gte(0)))
                     .col(timestamp_with_time_zone_null("next_attempt_at"))
                     .col(timestamp_with_time_zone("created_at"))
@@ -136,7 +133,13 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .exec_stmt(Query::insert().into_table("webhook_dispatch").columns(["id", "last_seq"]).values_panic([1.into(), 0i64.into()]).to_owned())
+            .exec_stmt(
+                Query::insert()
+                    .into_table("webhook_dispatch")
+                    .columns(["id", "last_seq"])
+                    .values_panic([1.into(), 0i64.into()])
+                    .to_owned(),
+            )
             .await?;
         Ok(())
     }

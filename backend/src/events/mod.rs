@@ -68,9 +68,8 @@ pub async fn committed_after(
         }
         _ => "SELECT seq, id, type, customer_id, data, created_at FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
     };
-    let rows = db
-        .query_all_raw(Statement::from_sql_and_values(backend, sql, [after.into(), (limit as i64).into()]))
-        .await?;
+    let rows =
+        db.query_all_raw(Statement::from_sql_and_values(backend, sql, [after.into(), (limit as i64).into()])).await?;
     rows.iter().map(event_of).collect()
 }
 

@@ -327,7 +327,9 @@ async fn record(state: &AppState, claimed: &Claimed, outcome: Outcome) -> Result
         // The delivery or its endpoint was deleted meanwhile (a foreign key), or this attempt is
         // recorded already: nothing to add.
         txn.rollback().await?;
-        return if db::is_unique_violation(&e) || matches!(e.sql_err(), Some(sea_orm::SqlErr::ForeignKeyConstraintViolation(_))) {
+        return if db::is_unique_violation(&e)
+            || matches!(e.sql_err(), Some(sea_orm::SqlErr::ForeignKeyConstraintViolation(_)))
+        {
             Ok(())
         } else {
             Err(e)

@@ -8,10 +8,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::{
-    dto::*,
-    signing, urls,
-};
+use super::{dto::*, signing, urls};
 use crate::{
     config::Environment,
     entities::{webhook_attempts, webhook_deliveries, webhook_endpoints},
@@ -255,10 +252,8 @@ pub async fn list_attempts(
     rows.truncate(limit as usize);
     let next_cursor = more.then(|| rows.last().map(|a| a.id.to_string())).flatten();
     let delivery_ids: Vec<Uuid> = rows.iter().map(|a| a.delivery_id).collect();
-    let deliveries = webhook_deliveries::Entity::find()
-        .filter(webhook_deliveries::Column::Id.is_in(delivery_ids))
-        .all(db)
-        .await?;
+    let deliveries =
+        webhook_deliveries::Entity::find().filter(webhook_deliveries::Column::Id.is_in(delivery_ids)).all(db).await?;
     let data = rows
         .into_iter()
         .map(|a| {

@@ -29,3 +29,4 @@ mod schema;
 mod status_checks;
 mod stripe;
 mod wal;
+mod webhooks;
