@@ -148,6 +148,8 @@ pub struct Settings {
     pub webhook_disable_after: Duration,
     /// Production: whether webhook endpoints may be on loopback, private or link-local addresses.
     pub webhook_allow_private_urls: bool,
+    /// How long events are kept before the background task deletes them.
+    pub event_retention: chrono::Duration,
 }
 
 /// A setting that is missing or wrong, named so the operator can fix it.
@@ -401,6 +403,7 @@ impl Settings {
                 365 * 86_400,
             )?),
             webhook_allow_private_urls: parse_bool("WEBHOOK_ALLOW_PRIVATE_URLS", false)?,
+            event_retention: chrono::Duration::days(parse_number("EVENT_RETENTION_DAYS", 30, 1, 3650)?),
         })
     }
 

@@ -36,10 +36,10 @@ pub struct AppState {
     pub customer_ids: crate::customers::CustomerIds,
     /// Server keys as recently read.
     pub server_keys: crate::auth::server_keys::ServerKeyCache,
+    /// Rung after every commit that wrote events (the ledger's batches, billing).
+    pub events: crate::events::Signal,
     /// The LLM gateway's upstream, when `GATEWAY_UPSTREAM_URL` names one.
     pub gateway: Option<Arc<crate::gateway::Upstream>>,
-    /// Bumped after every commit that wrote events.
-    pub events: crate::events::Signal,
     /// The webhook dispatcher's HTTP client and wake-up bell.
     pub webhooks: crate::webhooks::Webhooks,
 }
@@ -58,17 +58,19 @@ impl AppState {
         let payments = PaymentMode::from_settings(&settings)?;
         let limits = Limits::new(settings.rate_limit_spend_per_second, settings.rate_limit_auth_per_minute);
         let wal_restart = WalRestart::default();
+        let events = crate::events::Signal::default();
         let ledger = Ledger::start(
             db.clone(),
             clock.clone(),
             settings.spend_batch_runners,
             metrics.clone(),
             wal_restart.clone(),
+            events.clone(),
         );
         let gateway = crate::gateway::Upstream::from_settings(&settings)?.map(Arc::new);
         let webhooks = crate::webhooks::Webhooks::new(&settings)?;
         Ok(Self {
-            events: Default::default(),
+            events,
             webhooks,
             gateway,
             db,

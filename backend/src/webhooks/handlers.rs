@@ -5,11 +5,14 @@ use actix_web::{HttpResponse, delete, get, patch, post, web};
 use uuid::Uuid;
 
 use super::{dto::*, service};
-use crate::{auth::extractors::Admin, error::ApiError, state::AppState};
+use crate::{
+    auth::extractors::{ServerCaller, WebhooksWrite},
+    error::ApiError,
+    state::AppState,
+};
 
-/// Who may manage webhook endpoints.
-// TODO(events merge): `ServerCaller<WebhooksWrite>` once the lead's scope lands.
-type Caller = Admin;
+/// Who may manage webhook endpoints: an administrator, or a server key with `webhooks:write`.
+type Caller = ServerCaller<WebhooksWrite>;
 
 crate::openapi::errors!(CreateWebhookEndpointErrors: MissingScope, ServerKeyRequired);
 

@@ -14,13 +14,15 @@ pub const ENDPOINT_DISABLED: &str = "webhook_endpoint.disabled";
 
 /// The 404 for an event id the outbox does not hold (never written, or purged).
 pub fn event_not_found() -> ApiError {
-    ApiError::new(ErrorCode::EventNotFound, "No such event in the outbox (it may have been purged).")
+    ApiError::new(
+        ErrorCode::EventNotFound,
+        "No such event in the event log (events are kept for EVENT_RETENTION_DAYS).",
+    )
 }
 
 /// One committed event by its id.
 pub async fn find_event(db: &impl ConnectionTrait, id: &str) -> Result<Option<Event>, DbErr> {
-    let Some(seq) = events::seq_of(db, id).await? else { return Ok(None) };
-    Ok(events::committed_after(db, seq - 1, None, 1).await?.into_iter().find(|e| e.id == id))
+    events::find(db, id).await
 }
 
 /// Records `webhook_endpoint.disabled` in the caller's transaction.
@@ -38,5 +40,11 @@ pub async fn record_disabled(
         "failing_since": endpoint.failing_since,
         "disabled_at": now,
     });
-    events::record(db, ENDPOINT_DISABLED, None, data, now).await.map(|_| ())
+    let event = events::NewEvent {
+        id: events::event_id(uuid::Uuid::now_v7()),
+        kind: ENDPOINT_DISABLED,
+        customer_id: None,
+        data,
+    };
+    events::insert(db, &[event], now).await
 }

@@ -186,18 +186,6 @@ async fn endpoint(app: &TestApp, url: &str, events: &[&str]) -> (String, String)
 async fn spend(app: &TestApp, user: &TestUser, amount: i64) {
     let res = app.spend(user, &Uuid::new_v4().to_string(), json!({ "amount": amount })).await;
     assert_eq!(res.status(), StatusCode::OK);
-    stub_event(app, user, "credits.spent").await;
-}
-
-/// A grant of `amount` through the API.
-async fn grant(app: &TestApp, user: &TestUser, amount: i64) {
-    app.grant(user, amount).await;
-    stub_event(app, user, "credits.granted").await;
-}
-
-// TEMPORARY until the events outbox lands: the ledger writes no events yet.
-async fn stub_event(app: &TestApp, user: &TestUser, kind: &str) {
-    tollgate::events::record(&app.db, kind, Some(user.id), json!({}), app.clock.now()).await.unwrap();
 }
 
 async fn attempts(app: &TestApp, endpoint: &str) -> Vec<Value> {
@@ -227,7 +215,7 @@ both!(
 async fn a_spend_is_delivered_once_signed_as_standard_webhooks_sign(app: TestApp) {
     let receiver = Receiver::start().await;
     let user = app.user().await;
-    grant(&app, &user, 50).await;
+    app.grant(&user, 50).await;
     let (id, secret) = endpoint(&app, &receiver.url, &["credits.spent"]).await;
     spend(&app, &user, 7).await;
 
@@ -265,7 +253,7 @@ async fn a_receiver_failing_three_times_gets_the_event_on_the_fourth_attempt(bac
     let receiver = Receiver::start().await;
     receiver.script(&[500, 503, 404]);
     let user = app.user().await;
-    grant(&app, &user, 50).await;
+    app.grant(&user, 50).await;
     let (id, secret) = endpoint(&app, &receiver.url, &["credits.spent"]).await;
     spend(&app, &user, 3).await;
 
@@ -297,7 +285,7 @@ async fn a_receiver_failing_three_times_gets_the_event_on_the_fourth_attempt(bac
 async fn during_a_rotation_both_secrets_sign(app: TestApp) {
     let receiver = Receiver::start().await;
     let user = app.user().await;
-    grant(&app, &user, 50).await;
+    app.grant(&user, 50).await;
     let (id, old) = endpoint(&app, &receiver.url, &["credits.spent"]).await;
     let res =
         admin_send(&app, reqwest::Method::POST, &format!("/api/v1/webhook-endpoints/{id}/rotate-secret"), None).await;
@@ -328,7 +316,7 @@ async fn endpoints_get_only_the_event_types_they_asked_for(app: TestApp) {
     endpoint(&app, &granted.url, &["credits.granted"]).await;
     endpoint(&app, &spent.url, &["credits.spent"]).await;
     let (_, all_secret) = endpoint(&app, &all.url, &["*"]).await;
-    grant(&app, &user, 20).await;
+    app.grant(&user, 20).await;
     spend(&app, &user, 2).await;
     spend(&app, &user, 3).await;
 
@@ -360,7 +348,7 @@ async fn endpoints_get_only_the_event_types_they_asked_for(app: TestApp) {
 async fn redeliver_sends_the_event_again_as_a_new_delivery(app: TestApp) {
     let receiver = Receiver::start().await;
     let user = app.user().await;
-    grant(&app, &user, 50).await;
+    app.grant(&user, 50).await;
     let (id, secret) = endpoint(&app, &receiver.url, &["credits.spent"]).await;
     spend(&app, &user, 4).await;
     let first = receiver.exactly(1).await;
@@ -496,7 +484,7 @@ async fn an_endpoint_failing_long_enough_is_disabled_and_an_event_says_so(backen
     broken.script(&[500; 100]);
     let watcher = Receiver::start().await;
     let user = app.user().await;
-    grant(&app, &user, 50).await;
+    app.grant(&user, 50).await;
     let (id, _) = endpoint(&app, &broken.url, &["credits.spent"]).await;
     let (_, watcher_secret) = endpoint(&app, &watcher.url, &["webhook_endpoint.disabled"]).await;
     spend(&app, &user, 1).await;
