@@ -196,6 +196,13 @@ async fn attempts(app: &TestApp, endpoint: &str) -> Vec<Value> {
     page["data"].as_array().unwrap().clone()
 }
 
+/// A server key with `scopes`.
+async fn server_key(app: &TestApp, scopes: &[&str]) -> String {
+    let res = app.post_admin("/api/v1/admin/server-keys", None, &json!({ "name": "backend", "scopes": scopes })).await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    res.json::<Value>().await.unwrap()["secret"].as_str().unwrap().to_owned()
+}
+
 fn of_type<'a>(received: &'a [Received], kind: &str) -> Vec<&'a Received> {
     received.iter().filter(|r| r.json()["type"] == kind).collect()
 }
@@ -440,16 +447,25 @@ async fn endpoints_are_managed_by_admins_and_their_secret_is_shown_once(app: Tes
     let body = problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
     assert_eq!(body["errors"][0]["code"], "url_scheme");
 
-    // Only administrators (and server keys with webhooks:write).
+    // Administrators, and server keys with webhooks:write; no one else.
+    let key = server_key(&app, &["webhooks:write"]).await;
+    let body = json!({ "url": "http://127.0.0.1:9/b", "events": ["balance.low"] });
+    let res = app.post("/api/v1/webhook-endpoints", Some(&key), None, &body).await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let listed: Value = app.get("/api/v1/webhook-endpoints", Some(&key)).await.json().await.unwrap();
+    assert_eq!(listed["data"].as_array().unwrap().len(), 2);
+    let reader = server_key(&app, &["events:read", "credits:read"]).await;
+    let res = app.post("/api/v1/webhook-endpoints", Some(&reader), None, &body).await;
+    let refused = problem(res, StatusCode::FORBIDDEN, "missing_scope").await;
+    assert_eq!(refused["required_scope"], "webhooks:write");
     let user = app.user().await;
-    let res = app
-        .post("/api/v1/webhook-endpoints", Some(&user.token), None, &json!({ "url": "http://a/", "events": ["*"] }))
-        .await;
-    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    let res = app.post("/api/v1/webhook-endpoints", Some(&user.token), None, &body).await;
+    problem(res, StatusCode::FORBIDDEN, "server_key_required").await;
     let res = app.client.get(app.url("/api/v1/webhook-endpoints")).send().await.unwrap();
-    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    problem(res, StatusCode::UNAUTHORIZED, "unauthenticated").await;
+    assert_eq!(app.count("webhook_endpoints").await, 2);
 
-    let res = admin_send(&app, reqwest::Method::DELETE, &path, None).await;
+    let res = app.client.delete(app.url(&path)).bearer_auth(&key).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
     problem(
         admin_send(&app, reqwest::Method::GET, &path, None).await,
