@@ -31,7 +31,7 @@ use crate::error::{ErrorCode, FieldError, Problem};
         license(name = "MIT")
     ),
     modifiers(&SecurityAddon),
-    components(schemas(Problem, FieldError, ErrorCode)),
+    components(schemas(Problem, FieldError, ErrorCode, crate::webhooks::dto::SubscribedEventType)),
     tags(
         (name = "auth", description = "Accounts, sign-in, tokens"),
         (name = "api-keys", description = "Keys for third-party clients"),

@@ -7,6 +7,26 @@ use uuid::Uuid;
 
 use crate::entities::{webhook_attempts, webhook_deliveries, webhook_endpoints};
 
+/// An event type an endpoint subscribes to, or `*` for all of them (the schema of `events`'
+/// items: `crate::events::EVENT_TYPES` and `*`).
+pub struct SubscribedEventType;
+
+impl utoipa::PartialSchema for SubscribedEventType {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .enum_values(Some(std::iter::once("*").chain(crate::events::EVENT_TYPES.iter().copied())))
+            .description(Some("An event type, or `*` for every type."))
+            .into()
+    }
+}
+
+impl ToSchema for SubscribedEventType {
+    fn name() -> std::borrow::Cow<'static, str> {
+        std::borrow::Cow::Borrowed("SubscribedEventType")
+    }
+}
+
 /// `POST /webhook-endpoints`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct CreateWebhookEndpointRequest {
@@ -15,7 +35,7 @@ pub struct CreateWebhookEndpointRequest {
     #[schema(example = "https://api.example.com/tollgate/webhooks")]
     pub url: String,
     /// The event types to send (see `GET /api/v1/events`), or `["*"]` for every type.
-    #[schema(example = json!(["credits.spent", "balance.low"]), min_items = 1)]
+    #[schema(value_type = Vec<SubscribedEventType>, example = json!(["credits.spent", "balance.low"]), min_items = 1)]
     pub events: Vec<String>,
     /// A note for people, at most 500 characters.
     pub description: Option<String>,
@@ -25,7 +45,7 @@ pub struct CreateWebhookEndpointRequest {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 pub struct UpdateWebhookEndpointRequest {
     pub url: Option<String>,
-    #[schema(min_items = 1)]
+    #[schema(value_type = Option<Vec<SubscribedEventType>>, min_items = 1)]
     pub events: Option<Vec<String>>,
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>)]
@@ -51,6 +71,7 @@ pub struct WebhookEndpoint {
     pub url: String,
     pub description: Option<String>,
     /// The event types sent to it, or `["*"]`.
+    #[schema(value_type = Vec<SubscribedEventType>)]
     pub events: Vec<String>,
     /// Whether events are sent to it.
     pub enabled: bool,
