@@ -30,12 +30,23 @@ const MAX_IN_FLIGHT: usize = 64;
 const LEASE_MARGIN: Duration = Duration::from_secs(5);
 /// The longest error text kept for an attempt.
 const MAX_ERROR: usize = 500;
+/// How often finished deliveries older than the events' retention are deleted.
+const PURGE_EVERY: Duration = Duration::from_secs(600);
 
 /// Runs until the task is aborted.
 pub async fn run(state: AppState) {
     let mut signal = state.events.subscribe();
     let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let mut purged = tokio::time::Instant::now();
     loop {
+        if purged.elapsed() >= PURGE_EVERY {
+            purged = tokio::time::Instant::now();
+            match purge(&state).await {
+                Ok(0) => {}
+                Ok(n) => log::info!("webhooks: deleted {n} finished deliveries older than the events' retention"),
+                Err(e) => log::warn!("webhooks: purging old deliveries failed: {e}"),
+            }
+        }
         loop {
             match fan_out(&state).await {
                 Ok(n) if n as u64 == FAN_OUT_BATCH => continue,
@@ -59,6 +70,24 @@ pub async fn run(state: AppState) {
             () = tokio::time::sleep(POLL) => {}
         }
     }
+}
+
+/// Deletes the attempts, and the finished deliveries, older than `EVENT_RETENTION_DAYS` (their
+/// events are gone by then); pending deliveries stay. Returns how many deliveries went.
+async fn purge(state: &AppState) -> Result<u64, DbErr> {
+    let horizon = state.clock.now() - state.settings.event_retention;
+    let txn = db::begin_write(&state.db).await?;
+    webhook_attempts::Entity::delete_many()
+        .filter(webhook_attempts::Column::AttemptedAt.lt(horizon))
+        .exec(&txn)
+        .await?;
+    let done = webhook_deliveries::Entity::delete_many()
+        .filter(webhook_deliveries::Column::Status.ne(DeliveryStatus::Pending.as_str()))
+        .filter(webhook_deliveries::Column::CreatedAt.lt(horizon))
+        .exec(&txn)
+        .await?;
+    txn.commit().await?;
+    Ok(done.rows_affected)
 }
 
 /// A delivery of `event` to `endpoint`, due now.
