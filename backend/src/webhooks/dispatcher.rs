@@ -21,6 +21,9 @@ use crate::{
 
 /// How often the dispatcher looks for work when nothing woke it.
 const POLL: Duration = Duration::from_secs(1);
+/// The shortest time between two rounds: under a spend load the signal rings after every batch,
+/// and one round (one transaction) then takes up the events of many batches.
+const MIN_ROUND: Duration = Duration::from_millis(50);
 /// Events fanned out per transaction.
 const FAN_OUT_BATCH: u64 = 500;
 /// Attempts in flight at once, per replica.
@@ -39,6 +42,7 @@ pub async fn run(state: AppState) {
     let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let mut purged = tokio::time::Instant::now();
     loop {
+        let round = tokio::time::Instant::now();
         if purged.elapsed() >= PURGE_EVERY {
             purged = tokio::time::Instant::now();
             match purge(&state).await {
@@ -69,6 +73,7 @@ pub async fn run(state: AppState) {
             () = state.webhooks.woken() => {}
             () = tokio::time::sleep(POLL) => {}
         }
+        tokio::time::sleep_until(round + MIN_ROUND).await;
     }
 }
 
