@@ -269,13 +269,14 @@ impl Outcome {
     }
 }
 
-/// An error with its causes, as one line.
-fn describe(error: &reqwest::Error, timeout: Duration) -> String {
+/// An error with its causes, as one line, without the URL (which may carry credentials).
+fn describe(error: reqwest::Error, timeout: Duration) -> String {
     if error.is_timeout() {
         return format!("timed out after {} s", timeout.as_secs());
     }
+    let error = error.without_url();
     let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
+    let mut source = std::error::Error::source(&error);
     while let Some(cause) = source {
         text.push_str(": ");
         text.push_str(&cause.to_string());
@@ -315,7 +316,7 @@ async fn attempt(state: &AppState, claimed: Claimed) -> Result<(), DbErr> {
                 let status = response.status();
                 (Some(i32::from(status.as_u16())), Some(format!("the endpoint answered {status}")))
             }
-            Err(e) => (None, Some(describe(&e, state.settings.webhook_timeout))),
+            Err(e) => (None, Some(describe(e, state.settings.webhook_timeout))),
         }
     };
     let outcome = Outcome {
@@ -358,16 +359,11 @@ async fn record(state: &AppState, claimed: &Claimed, outcome: Outcome) -> Result
     .exec_without_returning(&txn)
     .await;
     if let Err(e) = inserted {
-        // The delivery or its endpoint was deleted meanwhile (a foreign key), or this attempt is
-        // recorded already: nothing to add.
         txn.rollback().await?;
-        return if db::is_unique_violation(&e)
-            || matches!(e.sql_err(), Some(sea_orm::SqlErr::ForeignKeyConstraintViolation(_)))
-        {
-            Ok(())
-        } else {
-            Err(e)
-        };
+        // The endpoint was deleted meanwhile, taking the delivery with it, or this attempt is
+        // recorded already: nothing to add.
+        let gone = webhook_deliveries::Entity::find_by_id(claimed.id).one(&state.db).await?.is_none();
+        return if gone || db::is_unique_violation(&e) { Ok(()) } else { Err(e) };
     }
     let (status, next) = if succeeded {
         (DeliveryStatus::Succeeded, None)

@@ -217,6 +217,7 @@ both!(
     endpoints_get_only_the_event_types_they_asked_for,
     redeliver_sends_the_event_again_as_a_new_delivery,
     endpoints_are_managed_by_admins_and_their_secret_is_shown_once,
+    an_unreachable_endpoint_records_why_and_deleting_it_deletes_its_deliveries,
 );
 
 async fn a_spend_is_delivered_once_signed_as_standard_webhooks_sign(app: TestApp) {
@@ -479,6 +480,34 @@ async fn endpoints_are_managed_by_admins_and_their_secret_is_shown_once(app: Tes
         "webhook_endpoint_not_found",
     )
     .await;
+}
+
+async fn an_unreachable_endpoint_records_why_and_deleting_it_deletes_its_deliveries(app: TestApp) {
+    // A port nothing listens on.
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let user = app.user().await;
+    app.grant(&user, 10).await;
+    let (id, _) = endpoint(&app, &format!("http://127.0.0.1:{port}/hook"), &["credits.spent"]).await;
+    spend(&app, &user, 1).await;
+    let mut seen = Vec::new();
+    for _ in 0..100 {
+        seen = attempts(&app, &id).await;
+        if !seen.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(seen.len(), 1, "one attempt, the retry is 5 s away: {seen:#?}");
+    assert!(seen[0]["status_code"].is_null() && seen[0]["succeeded"] == false);
+    let error = seen[0]["error"].as_str().unwrap();
+    assert!(error.contains("connect") || error.contains("refused"), "{error}");
+    assert!(!error.contains(&port.to_string()), "the URL is left out of the error: {error}");
+    assert_eq!(seen[0]["delivery_status"], "pending");
+
+    let res = admin_send(&app, reqwest::Method::DELETE, &format!("/api/v1/webhook-endpoints/{id}"), None).await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert_eq!(app.count("webhook_deliveries").await, 0);
+    assert_eq!(app.count("webhook_attempts").await, 0);
 }
 
 both_backends!(
