@@ -12,9 +12,10 @@ import json
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -46,7 +47,7 @@ class Receiver:
     script: list[int] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def wait_for(self, count: int, timeout: float = 20.0) -> list[Delivery]:
+    def wait_for(self, count: int, timeout: float = 60.0) -> list[Delivery]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self.lock:
@@ -66,7 +67,7 @@ def receiver() -> Iterator[Receiver]:
     state = Receiver()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("content-length", "0")))
             with state.lock:
                 status = state.script.pop(0) if state.script else 200
@@ -155,9 +156,7 @@ def test_a_spend_is_delivered_and_the_official_library_verifies_it(setup: Setup,
     assert len(receiver.deliveries) == 1, "delivered once"
 
 
-def test_a_receiver_failing_three_times_gets_the_event_on_the_fourth_attempt(
-    setup: Setup, receiver: Receiver
-) -> None:
+def test_a_receiver_failing_three_times_gets_the_event_on_the_fourth_attempt(setup: Setup, receiver: Receiver) -> None:
     receiver.reset(script=[500, 502, 503])
     spend(setup, 1)
     deliveries = receiver.wait_for(4)
