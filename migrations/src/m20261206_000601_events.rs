@@ -1,8 +1,8 @@
 //! The outbox (#18): `events`, one row per change of credits or billing state, written in the
 //! transaction that makes the change. `seq` orders them; `id` (`evt_…`) names them, sortable by
-//! time. On PostgreSQL, `txid` is the writing transaction's id: a reader tailing by `seq` reads
-//! only events of transactions older than every one still running (`pg_snapshot_xmin`), so a
-//! transaction that took a lower `seq` but commits later is never skipped. A statement trigger
+//! time. On PostgreSQL, `txid` is the writing transaction's id: readers go through the log in
+//! (`txid`, `seq`) order and read only events of transactions older than every one of this
+//! database still running, so a transaction that commits later is never skipped. A statement trigger
 //! wakes `LISTEN tollgate_events` on every insert (delivered at commit).
 //!
 //! `accounts.low_balance_thresholds` holds a wallet's low-balance alert thresholds (a JSON array
@@ -32,6 +32,7 @@ impl MigrationTrait for Migration {
                     )",
                 )
                 .await?;
+                db.execute_unprepared("CREATE INDEX idx_events_position ON events (txid, seq)").await?;
                 db.execute_unprepared(
                     "CREATE FUNCTION tollgate_events_notify() RETURNS trigger LANGUAGE plpgsql AS $$
                      BEGIN PERFORM pg_notify('tollgate_events', ''); RETURN NULL; END $$",

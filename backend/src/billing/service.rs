@@ -353,7 +353,7 @@ pub async fn pay_sandbox_session(
         let end = period_end(now, price.interval.as_deref());
         let subscription_id = format!("sub_sandbox_{}", Uuid::now_v7().simple());
         subscriptions::Entity::insert(subscriptions::ActiveModel {
-            id: Set(subscription_id),
+            id: Set(subscription_id.clone()),
             user_id: Set(session.user_id),
             price_id: Set(price.id.clone()),
             status: Set(SubscriptionStatus::Active.as_str().to_owned()),
@@ -366,11 +366,13 @@ pub async fn pay_sandbox_session(
         })
         .exec_without_returning(&txn)
         .await?;
+        crate::events::billing::subscription_updated(&txn, &subscription_id, now).await?;
         let invoice = format!("in_sandbox_{}", Uuid::now_v7().simple());
         fulfil_invoice(&txn, now, session.user_id, &price, &invoice, end).await?;
     } else {
         fulfil_pack(&txn, now, session.user_id, &price, session_id).await?;
     }
+    crate::events::billing::checkout_completed(&txn, session_id, now).await?;
     txn.commit().await?;
     Ok(success)
 }
@@ -420,13 +422,16 @@ pub async fn set_cancel_at_period_end(
 ) -> Result<SubscriptionResponse, BillingError> {
     let sub = live_subscription(db, user_id).await?.ok_or(BillingError::NoSubscription)?;
     let now = clock.now();
+    let txn = db::begin_write(db).await?;
     subscriptions::Entity::update_many()
         .col_expr(subscriptions::Column::CancelAtPeriodEnd, Expr::value(cancel))
         .col_expr(subscriptions::Column::SourceUpdatedAt, Expr::value(now))
         .col_expr(subscriptions::Column::UpdatedAt, Expr::value(now))
-        .filter(subscriptions::Column::Id.eq(sub.id))
-        .exec(db)
+        .filter(subscriptions::Column::Id.eq(sub.id.clone()))
+        .exec(&txn)
         .await?;
+    crate::events::billing::subscription_updated(&txn, &sub.id, now).await?;
+    txn.commit().await?;
     subscription(db, user_id).await
 }
 
@@ -481,6 +486,7 @@ pub async fn change_sandbox_plan(
         .filter(subscriptions::Column::Id.eq(sub.id.clone()))
         .exec(&txn)
         .await?;
+    crate::events::billing::subscription_updated(&txn, &sub.id, now).await?;
     let invoice = format!("in_sandbox_{}", Uuid::now_v7().simple());
     let fulfilled = fulfil_invoice(&txn, now, user_id, &price, &invoice, end).await?;
     txn.commit().await?;
@@ -511,6 +517,7 @@ pub async fn renew_sandbox_subscriptions(
                 .filter(subscriptions::Column::Id.eq(sub.id.clone()))
                 .exec(&txn)
                 .await?;
+            crate::events::billing::subscription_updated(&txn, &sub.id, now).await?;
             txn.commit().await?;
             ended += 1;
             continue;
@@ -529,6 +536,7 @@ pub async fn renew_sandbox_subscriptions(
             .filter(subscriptions::Column::Id.eq(sub.id.clone()))
             .exec(&txn)
             .await?;
+        crate::events::billing::subscription_updated(&txn, &sub.id, now).await?;
         let invoice = format!("in_sandbox_{}", Uuid::now_v7().simple());
         fulfil_invoice(&txn, now, sub.user_id, &price, &invoice, end).await?;
         txn.commit().await?;

@@ -452,12 +452,17 @@ async fn checkout_sessions_complete(
     now: DateTime<Utc>,
     session_id: &str,
 ) -> Result<(), DbErr> {
-    crate::entities::checkout_sessions::Entity::update_many()
+    let completed = crate::entities::checkout_sessions::Entity::update_many()
         .col_expr(crate::entities::checkout_sessions::Column::Status, Expr::value(CheckoutStatus::Complete.as_str()))
         .col_expr(crate::entities::checkout_sessions::Column::CompletedAt, Expr::value(now))
         .filter(crate::entities::checkout_sessions::Column::Id.eq(session_id))
+        .filter(crate::entities::checkout_sessions::Column::Status.ne(CheckoutStatus::Complete.as_str()))
         .exec(txn)
         .await?;
+    // Completed now, not by an earlier event of the same checkout.
+    if completed.rows_affected == 1 {
+        crate::events::billing::checkout_completed(txn, session_id, now).await?;
+    }
     Ok(())
 }
 
@@ -582,6 +587,7 @@ async fn mirror_subscription(
     } else {
         subscriptions::Entity::insert(model).exec_without_returning(txn).await?;
     }
+    crate::events::billing::subscription_updated(txn, &id, now).await?;
     Ok(Delivery::Processed)
 }
 

@@ -7,7 +7,7 @@ use sea_orm::{DbBackend, FromQueryResult, Statement};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{EVENT_TYPES, Event, EventRow, SELECT};
+use super::{EVENT_TYPES, Event, EventRow, HORIZON, SELECT};
 use crate::{
     auth::extractors::{EventsRead, ServerCaller},
     customers,
@@ -75,27 +75,29 @@ pub async fn list_events(
         None => None,
     };
     let after = match &query.after {
-        Some(id) => super::seq_of(&state.db, id)
+        Some(id) => super::position_of(&state.db, id)
             .await?
             .ok_or_else(|| ApiError::field("after", "unknown", "after must be an event id from this log"))?,
-        None => 0,
+        None => super::Position::default(),
     };
     let backend = crate::db::backend(&state.db);
     let limit_plus = i64::try_from(limit).unwrap_or(100) + 1;
     let (sql, values): (String, Vec<sea_orm::Value>) = match backend {
         DbBackend::Postgres => (
             format!(
-                "{SELECT} WHERE e.seq > $1 AND ($2::text IS NULL OR e.type = $2) AND ($3::uuid IS NULL OR e.customer_id = $3) \
+                "{SELECT} WHERE (e.txid, e.seq) > ($7, $1) AND ($2::text IS NULL OR e.type = $2) \
+                 AND ($3::uuid IS NULL OR e.customer_id = $3) \
                  AND ($4::timestamptz IS NULL OR e.created_at >= $4) AND ($5::timestamptz IS NULL OR e.created_at < $5) \
-                 AND e.txid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint ORDER BY e.seq LIMIT $6"
+                 AND e.txid < {HORIZON} ORDER BY e.txid, e.seq LIMIT $6"
             ),
             vec![
-                after.into(),
+                after.seq.into(),
                 query.kind.clone().into(),
                 customer.into(),
                 query.from.into(),
                 query.to.into(),
                 limit_plus.into(),
+                after.txid.into(),
             ],
         ),
         _ => (
@@ -104,7 +106,7 @@ pub async fn list_events(
                  AND (? IS NULL OR e.created_at >= ?) AND (? IS NULL OR e.created_at < ?) ORDER BY e.seq LIMIT ?"
             ),
             vec![
-                after.into(),
+                after.seq.into(),
                 query.kind.clone().into(),
                 query.kind.clone().into(),
                 customer.into(),

@@ -3,6 +3,7 @@
 //! journal; billing inserts its own beside its rows). Webhooks and live streams read them back in
 //! order with [`committed_after`], and `GET /events` lists them.
 
+pub mod alerts;
 pub mod handlers;
 
 use chrono::{DateTime, Utc};
@@ -79,14 +80,25 @@ pub struct Event {
     /// What happened; every credits and balance event carries `balance`, the wallet's figures after it.
     #[schema(value_type = Object)]
     pub data: Value,
-    /// The event's position in the log (for cursors; not sent).
+    /// Where it sits in the log (for cursors; not sent).
     #[serde(skip)]
+    pub position: Position,
+}
+
+/// Where an event sits in the log, the order readers see events in: on PostgreSQL by the
+/// writing transaction's id and then `seq` (events become readable only once no transaction that
+/// could precede them is running, see [`committed_after`]); on SQLite, which has one writer, by
+/// `seq` (`txid` 0).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Position {
+    pub txid: i64,
     pub seq: i64,
 }
 
 #[derive(Debug, FromQueryResult)]
-struct EventRow {
+pub(crate) struct EventRow {
     seq: i64,
+    txid: Option<i64>,
     id: String,
     kind: String,
     customer_id: Option<Uuid>,
@@ -103,20 +115,32 @@ impl From<EventRow> for Event {
             created_at: r.created_at,
             customer: r.customer_id.map(|id| EventCustomer { id, external_id: r.external_id }),
             data: r.data,
-            seq: r.seq,
+            position: Position { txid: r.txid.unwrap_or(0), seq: r.seq },
         }
     }
 }
 
-const SELECT: &str = "SELECT e.seq, e.id, e.type AS kind, e.customer_id, e.data, e.created_at, c.external_id \
+pub(crate) const SELECT: &str = "SELECT e.seq, e.txid, e.id, e.type AS kind, e.customer_id, e.data, e.created_at, c.external_id \
     FROM events e LEFT JOIN customers c ON c.id = e.customer_id";
 
-/// Committed events after `after` (a `seq`), in order, at most `limit`, of one customer or all.
-/// On PostgreSQL only events of transactions older than every transaction still running are
-/// read: one that took a lower `seq` but has not committed yet is waited for, never skipped.
+/// PostgreSQL: the oldest transaction of this database that the statement's snapshot sees as
+/// still running (or, when none, the next transaction id). Every transaction of this database
+/// below it has ended, so its events, if it committed, are visible; none can still appear below
+/// it. Running transactions of other databases on the cluster do not hold it back; one that ended
+/// between the snapshot and the look at `pg_stat_activity` counts as running, which only delays.
+pub(crate) const HORIZON: &str = "(WITH snap AS (SELECT pg_current_snapshot() AS s), \
+    blocking AS (SELECT x FROM snap, pg_snapshot_xip(snap.s) AS x WHERE NOT EXISTS ( \
+        SELECT 1 FROM pg_stat_activity a WHERE a.backend_xid IS NOT NULL \
+          AND a.backend_xid::text::bigint = (x::text::bigint % 4294967296) \
+          AND a.datname IS DISTINCT FROM current_database())) \
+    SELECT COALESCE((SELECT MIN(x::text::bigint) FROM blocking), (SELECT pg_snapshot_xmax(s)::text::bigint FROM snap)))";
+
+/// Committed events after `after`, in log order, at most `limit`, of one customer or all. A
+/// reader that moves its position to the last event it read never skips one: on PostgreSQL, an
+/// event of a transaction still running is not returned, nor anything after it.
 pub async fn committed_after(
     db: &impl ConnectionTrait,
-    after: i64,
+    after: Position,
     customer: Option<Uuid>,
     limit: u64,
 ) -> Result<Vec<Event>, DbErr> {
@@ -125,41 +149,48 @@ pub async fn committed_after(
     let (sql, values): (String, Vec<sea_orm::Value>) = match (backend, customer) {
         (DbBackend::Postgres, customer) => (
             format!(
-                "{SELECT} WHERE e.seq > $1 AND ($2::uuid IS NULL OR e.customer_id = $2) \
-                 AND e.txid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint ORDER BY e.seq LIMIT $3"
+                "{SELECT} WHERE (e.txid, e.seq) > ($1, $2) AND ($3::uuid IS NULL OR e.customer_id = $3) \
+                 AND e.txid < {HORIZON} ORDER BY e.txid, e.seq LIMIT $4"
             ),
-            vec![after.into(), customer.into(), limit.into()],
+            vec![after.txid.into(), after.seq.into(), customer.into(), limit.into()],
         ),
         (_, Some(customer)) => (
             format!("{SELECT} WHERE e.seq > ? AND e.customer_id = ? ORDER BY e.seq LIMIT ?"),
-            vec![after.into(), customer.into(), limit.into()],
+            vec![after.seq.into(), customer.into(), limit.into()],
         ),
-        (_, None) => (format!("{SELECT} WHERE e.seq > ? ORDER BY e.seq LIMIT ?"), vec![after.into(), limit.into()]),
+        (_, None) => (format!("{SELECT} WHERE e.seq > ? ORDER BY e.seq LIMIT ?"), vec![after.seq.into(), limit.into()]),
     };
     let rows = EventRow::find_by_statement(Statement::from_sql_and_values(backend, sql, values)).all(db).await?;
     Ok(rows.into_iter().map(Into::into).collect())
 }
 
-/// The newest `seq` (0 when there is none): where a reader that wants only what comes next starts.
-pub async fn last_seq(db: &impl ConnectionTrait) -> Result<i64, DbErr> {
-    let row = db
-        .query_one_raw(Statement::from_string(
-            db.get_database_backend(),
-            "SELECT CAST(COALESCE(MAX(seq), 0) AS BIGINT) AS n FROM events",
-        ))
-        .await?;
-    Ok(row.map(|r| r.try_get::<i64>("", "n")).transpose()?.unwrap_or(0))
-}
-
-/// The `seq` of the event `id`.
-pub async fn seq_of(db: &impl ConnectionTrait, id: &str) -> Result<Option<i64>, DbErr> {
+/// The position after every event readable now: where a reader that wants only what comes next
+/// starts.
+pub async fn head(db: &impl ConnectionTrait) -> Result<Position, DbErr> {
     let backend = db.get_database_backend();
     let sql = match backend {
-        DbBackend::Postgres => "SELECT seq FROM events WHERE id = $1",
-        _ => "SELECT seq FROM events WHERE id = ?",
+        DbBackend::Postgres => format!(
+            "SELECT CAST(COALESCE(MAX(txid), 0) AS BIGINT) AS txid, CAST(COALESCE(MAX(seq), 0) AS BIGINT) AS seq \
+             FROM events WHERE txid = (SELECT MAX(txid) FROM events WHERE txid < {HORIZON})"
+        ),
+        _ => "SELECT CAST(0 AS BIGINT) AS txid, CAST(COALESCE(MAX(seq), 0) AS BIGINT) AS seq FROM events".to_owned(),
+    };
+    let row = db.query_one_raw(Statement::from_string(backend, sql)).await?;
+    Ok(match row {
+        Some(r) => Position { txid: r.try_get("", "txid")?, seq: r.try_get("", "seq")? },
+        None => Position::default(),
+    })
+}
+
+/// The position of the event `id`.
+pub async fn position_of(db: &impl ConnectionTrait, id: &str) -> Result<Option<Position>, DbErr> {
+    let backend = db.get_database_backend();
+    let sql = match backend {
+        DbBackend::Postgres => "SELECT seq, COALESCE(txid, 0) AS txid FROM events WHERE id = $1",
+        _ => "SELECT seq, CAST(0 AS BIGINT) AS txid FROM events WHERE id = ?",
     };
     let row = db.query_one_raw(Statement::from_sql_and_values(backend, sql, [id.into()])).await?;
-    row.map(|r| r.try_get::<i64>("", "seq")).transpose()
+    row.map(|r| Ok(Position { txid: r.try_get("", "txid")?, seq: r.try_get("", "seq")? })).transpose()
 }
 
 /// One event by id.
@@ -250,5 +281,57 @@ mod tests {
         assert_eq!(ids, sorted);
         assert!(ids.iter().all(|id| id.len() == 30 && id.starts_with("evt_")));
         assert_eq!(event_id(Uuid::nil()), "evt_00000000000000000000000000");
+    }
+}
+
+/// Billing's events, written in billing's own transactions.
+pub mod billing {
+    use chrono::{DateTime, Utc};
+    use sea_orm::{ConnectionTrait, DbErr, EntityTrait};
+    use serde_json::json;
+    use uuid::Uuid;
+
+    use super::{NewEvent, event_id, insert};
+    use crate::entities::{checkout_sessions, subscriptions};
+
+    /// `subscription.updated`, with the subscription as `txn` now holds it.
+    pub async fn subscription_updated(txn: &impl ConnectionTrait, id: &str, now: DateTime<Utc>) -> Result<(), DbErr> {
+        let Some(sub) = subscriptions::Entity::find_by_id(id.to_owned()).one(txn).await? else {
+            return Ok(());
+        };
+        let data = json!({ "subscription": {
+            "id": sub.id,
+            "price_id": sub.price_id,
+            "status": sub.status,
+            "current_period_start": sub.current_period_start,
+            "current_period_end": sub.current_period_end,
+            "cancel_at_period_end": sub.cancel_at_period_end,
+        }});
+        let event = NewEvent {
+            id: event_id(Uuid::now_v7()),
+            kind: "subscription.updated",
+            customer_id: Some(sub.user_id),
+            data,
+        };
+        insert(txn, &[event], now).await
+    }
+
+    /// `checkout.completed`, for the checkout session `id`.
+    pub async fn checkout_completed(txn: &impl ConnectionTrait, id: &str, now: DateTime<Utc>) -> Result<(), DbErr> {
+        let Some(session) = checkout_sessions::Entity::find_by_id(id.to_owned()).one(txn).await? else {
+            return Ok(());
+        };
+        let data = json!({ "checkout_session": {
+            "id": session.id,
+            "price_id": session.price_id,
+            "mode": session.mode,
+        }});
+        let event = NewEvent {
+            id: event_id(Uuid::now_v7()),
+            kind: "checkout.completed",
+            customer_id: Some(session.user_id),
+            data,
+        };
+        insert(txn, &[event], now).await
     }
 }
