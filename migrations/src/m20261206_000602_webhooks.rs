@@ -2,7 +2,8 @@
 //! signing secret and, for 24 h after a rotation, the previous one), `webhook_deliveries` (one row
 //! per endpoint and event, written before anything is sent: at least once), `webhook_attempts`
 //! (each try, as `GET …/deliveries` shows it) and `webhook_dispatch`, the one-row cursor into the
-//! events outbox that the dispatcher advances in the transaction that writes the deliveries.
+//! events outbox (the last event's position: its transaction id on PostgreSQL, and `seq`) that the
+//! dispatcher advances in the transaction that writes the deliveries.
 //!
 //! A delivery's `status` takes only the dispatcher's values (a CHECK, on both databases);
 //! `(delivery_id, attempt)` is unique, so no attempt is ever recorded twice.
@@ -128,6 +129,7 @@ impl MigrationTrait for Migration {
                 Table::create()
                     .table("webhook_dispatch")
                     .col(integer("id").primary_key())
+                    .col(big_integer("last_txid"))
                     .col(big_integer("last_seq"))
                     .to_owned(),
             )
@@ -136,8 +138,8 @@ impl MigrationTrait for Migration {
             .exec_stmt(
                 Query::insert()
                     .into_table("webhook_dispatch")
-                    .columns(["id", "last_seq"])
-                    .values_panic([1.into(), 0i64.into()])
+                    .columns(["id", "last_txid", "last_seq"])
+                    .values_panic([1.into(), 0i64.into(), 0i64.into()])
                     .to_owned(),
             )
             .await?;

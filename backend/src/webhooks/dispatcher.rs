@@ -15,7 +15,7 @@ use crate::{
     db,
     entities::{webhook_attempts, webhook_deliveries, webhook_endpoints},
     error::ApiError,
-    events::{self, Event},
+    events::{self, Event, Position},
     state::AppState,
 };
 
@@ -121,16 +121,17 @@ fn sql(db: &impl ConnectionTrait, postgres: &str, sqlite: &str, values: Vec<Valu
     Statement::from_sql_and_values(backend, text, values)
 }
 
-/// The cursor: the last event fanned out. `lock`: on PostgreSQL, lock its row unless another
-/// replica holds it (then `None`: that replica is fanning out).
-async fn cursor(db: &impl ConnectionTrait, lock: bool) -> Result<Option<i64>, DbErr> {
+/// The cursor: the position of the last event fanned out. `lock`: on PostgreSQL, lock its row
+/// unless another replica holds it (then `None`: that replica is fanning out).
+async fn cursor(db: &impl ConnectionTrait, lock: bool) -> Result<Option<Position>, DbErr> {
+    let plain = "SELECT last_txid, last_seq FROM webhook_dispatch WHERE id = 1";
     let postgres = if lock {
-        "SELECT last_seq FROM webhook_dispatch WHERE id = 1 FOR UPDATE SKIP LOCKED"
+        "SELECT last_txid, last_seq FROM webhook_dispatch WHERE id = 1 FOR UPDATE SKIP LOCKED"
     } else {
-        "SELECT last_seq FROM webhook_dispatch WHERE id = 1"
+        plain
     };
-    let row = db.query_one_raw(sql(db, postgres, "SELECT last_seq FROM webhook_dispatch WHERE id = 1", vec![])).await?;
-    row.map(|r| r.try_get("", "last_seq")).transpose()
+    let row = db.query_one_raw(sql(db, postgres, plain, vec![])).await?;
+    row.map(|r| Ok(Position { txid: r.try_get("", "last_txid")?, seq: r.try_get("", "last_seq")? })).transpose()
 }
 
 /// Writes one delivery per new event and matching enabled endpoint, and advances the cursor past
@@ -143,7 +144,7 @@ async fn fan_out(state: &AppState) -> Result<usize, DbErr> {
     let txn = db::begin_write(&state.db).await?;
     let Some(after) = cursor(&txn, true).await? else { return Ok(0) };
     let batch = events::committed_after(&txn, after, None, FAN_OUT_BATCH).await?;
-    let Some(last) = batch.last().map(|e| e.seq) else { return Ok(0) };
+    let Some(last) = batch.last().map(|e| e.position) else { return Ok(0) };
     let endpoints =
         webhook_endpoints::Entity::find().filter(webhook_endpoints::Column::Enabled.eq(true)).all(&txn).await?;
     let now = state.clock.now();
@@ -166,9 +167,9 @@ async fn fan_out(state: &AppState) -> Result<usize, DbErr> {
     }
     txn.execute_raw(sql(
         &txn,
-        "UPDATE webhook_dispatch SET last_seq = $1 WHERE id = 1",
-        "UPDATE webhook_dispatch SET last_seq = ? WHERE id = 1",
-        vec![last.into()],
+        "UPDATE webhook_dispatch SET last_txid = $1, last_seq = $2 WHERE id = 1",
+        "UPDATE webhook_dispatch SET last_txid = ?, last_seq = ? WHERE id = 1",
+        vec![last.txid.into(), last.seq.into()],
     ))
     .await?;
     txn.commit().await?;
