@@ -139,6 +139,12 @@ pub struct Settings {
     pub gateway_timeout: Duration,
     /// How long a stream whose client left is still read, for the usage it reports.
     pub gateway_drain_timeout: Duration,
+    /// How often an open event stream gets a `: heartbeat` comment (`STREAM_HEARTBEAT_SECONDS`),
+    /// so proxies keep it open and a vanished client is noticed.
+    pub stream_heartbeat: Duration,
+    /// Events one stream may fall behind its client by before it is closed
+    /// (`STREAM_BUFFER_EVENTS`); the client reconnects with `Last-Event-ID` and loses nothing.
+    pub stream_buffer: usize,
 }
 
 /// A setting that is missing or wrong, named so the operator can fix it.
@@ -383,6 +389,8 @@ impl Settings {
             gateway_upstream_key: var("GATEWAY_UPSTREAM_KEY").map(Secret::new),
             gateway_timeout: Duration::from_secs(parse_number("GATEWAY_TIMEOUT_SECONDS", 600, 1, 3600)?),
             gateway_drain_timeout: Duration::from_secs(parse_number("GATEWAY_DRAIN_SECONDS", 120, 1, 3600)?),
+            stream_heartbeat: Duration::from_secs(parse_number("STREAM_HEARTBEAT_SECONDS", 15, 1, 3600)?),
+            stream_buffer: parse_number("STREAM_BUFFER_EVENTS", 256, 1, 65_536)?,
         })
     }
 

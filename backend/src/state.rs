@@ -38,6 +38,10 @@ pub struct AppState {
     pub server_keys: crate::auth::server_keys::ServerKeyCache,
     /// The LLM gateway's upstream, when `GATEWAY_UPSTREAM_URL` names one.
     pub gateway: Option<Arc<crate::gateway::Upstream>>,
+    /// Bumped after every commit that wrote events.
+    pub events: crate::events::Signal,
+    /// The replica's fan-out of committed events to its open streams.
+    pub streams: crate::streams::Hub,
 }
 
 impl AppState {
@@ -62,7 +66,10 @@ impl AppState {
             wal_restart.clone(),
         );
         let gateway = crate::gateway::Upstream::from_settings(&settings)?.map(Arc::new);
+        let streams = crate::streams::Hub::new(settings.stream_buffer, &metrics.registry)?;
         Ok(Self {
+            events: Default::default(),
+            streams,
             gateway,
             db,
             settings: Arc::new(settings),

@@ -27,5 +27,6 @@ mod portal;
 mod resilience;
 mod schema;
 mod status_checks;
+mod streams;
 mod stripe;
 mod wal;
