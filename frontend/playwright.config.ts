@@ -9,6 +9,9 @@ const targetDir = process.env.CARGO_TARGET_DIR ?? '/var/tmp/tollgate-target';
 const binary = process.env.TOLLGATE_BIN ?? join(targetDir, 'debug', 'tollgate');
 const port = Number(process.env.E2E_PORT ?? 18181);
 const baseURL = `http://127.0.0.1:${port}`;
+// Where the gateway's upstream listens: a stand-in for an LLM provider that the gateway spec starts.
+const upstreamPort = Number(process.env.E2E_UPSTREAM_PORT ?? port + 1);
+process.env.TOLLGATE_E2E_UPSTREAM_PORT = String(upstreamPort);
 
 // Created once by the runner; the workers inherit the variable, so they see the same directory
 // (the admin spec runs the CLI against the server's database).
@@ -30,6 +33,8 @@ const serverEnv: Record<string, string> = {
   LOGIN_MAX_FAILURES: '50',
   SQLITE_SYNCHRONOUS: 'NORMAL',
   RUST_LOG: 'warn',
+  GATEWAY_UPSTREAM_URL: `http://127.0.0.1:${upstreamPort}/v1`,
+  GATEWAY_TIMEOUT_SECONDS: '20',
 };
 // For the specs that run the CLI against the same database (see e2e/helpers.ts).
 process.env.TOLLGATE_E2E_BIN = binary;

@@ -2,7 +2,7 @@ import react from '@vitejs/plugin-react';
 import tailwindcss from '@tailwindcss/vite';
 import { defineConfig } from 'vitest/config';
 
-// The API is served on the same origin as the SPA. In `npm run dev`, requests to /api,
+// The API is served on the same origin as the SPA. In `npm run dev`, requests to /api, /gateway,
 // /readyz and /sandbox go to a Tollgate server (TOLLGATE_URL, default http://127.0.0.1:8080).
 const backend = process.env.TOLLGATE_URL ?? 'http://127.0.0.1:8080';
 
@@ -13,6 +13,7 @@ export default defineConfig({
       '/api': backend,
       '/readyz': backend,
       '/sandbox': backend,
+      '/gateway': backend,
     },
   },
   build: {

@@ -139,6 +139,8 @@ pub struct Settings {
     pub gateway_timeout: Duration,
     /// How long a stream whose client left is still read, for the usage it reports.
     pub gateway_drain_timeout: Duration,
+    /// How long events are kept before the background task deletes them.
+    pub event_retention: chrono::Duration,
     /// How often an open event stream gets a `: heartbeat` comment (`STREAM_HEARTBEAT_SECONDS`),
     /// so proxies keep it open and a vanished client is noticed.
     pub stream_heartbeat: Duration,
@@ -389,6 +391,7 @@ impl Settings {
             gateway_upstream_key: var("GATEWAY_UPSTREAM_KEY").map(Secret::new),
             gateway_timeout: Duration::from_secs(parse_number("GATEWAY_TIMEOUT_SECONDS", 600, 1, 3600)?),
             gateway_drain_timeout: Duration::from_secs(parse_number("GATEWAY_DRAIN_SECONDS", 120, 1, 3600)?),
+            event_retention: chrono::Duration::days(parse_number("EVENT_RETENTION_DAYS", 30, 1, 3650)?),
             stream_heartbeat: Duration::from_secs(parse_number("STREAM_HEARTBEAT_SECONDS", 15, 1, 3600)?),
             stream_buffer: parse_number("STREAM_BUFFER_EVENTS", 256, 1, 65_536)?,
         })

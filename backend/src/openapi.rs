@@ -39,6 +39,7 @@ use crate::error::{ErrorCode, FieldError, Problem};
         (name = "holds", description = "Reserve, capture, release"),
         (name = "features", description = "The rate card"),
         (name = "models", description = "The LLM gateway's rate card: models priced per million tokens"),
+        (name = "events", description = "The event log: every change of credits or billing state, in order"),
         (name = "gateway", description = "The OpenAI-compatible LLM gateway, metered by tokens (base URL `/gateway/v1`)"),
         (name = "example", description = "The example AI feature"),
         (name = "billing", description = "Catalog, checkout, portal, subscription"),

@@ -73,6 +73,8 @@ pub fn api_routes(cfg: &mut ServiceConfig) {
         .service(credits::handlers::create_feature)
         .service(credits::handlers::update_feature)
         .service(credits::handlers::reconcile_ledger)
+        .service(crate::events::handlers::list_events)
+        .service(crate::events::handlers::get_event)
         .service(gateway::handlers::list_models)
         .service(gateway::handlers::admin_list_models)
         .service(gateway::handlers::create_model)
@@ -284,6 +286,12 @@ async fn background_tasks(state: AppState) {
             Ok(0) => {}
             Ok(n) => log::info!("expiry: settled {n} wallets"),
             Err(e) => log::warn!("expiry: {e}"),
+        }
+        let horizon = state.clock.now() - state.settings.event_retention;
+        match crate::events::purge(&state.db, horizon).await {
+            Ok(0) => {}
+            Ok(n) => log::info!("events: purged {n} older than the retention"),
+            Err(e) => log::warn!("events: purge: {e}"),
         }
         state.limits.shrink();
     }

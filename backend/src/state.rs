@@ -36,10 +36,10 @@ pub struct AppState {
     pub customer_ids: crate::customers::CustomerIds,
     /// Server keys as recently read.
     pub server_keys: crate::auth::server_keys::ServerKeyCache,
+    /// Rung after every commit that wrote events (the ledger's batches, billing).
+    pub events: crate::events::Signal,
     /// The LLM gateway's upstream, when `GATEWAY_UPSTREAM_URL` names one.
     pub gateway: Option<Arc<crate::gateway::Upstream>>,
-    /// Bumped after every commit that wrote events.
-    pub events: crate::events::Signal,
     /// The replica's fan-out of committed events to its open streams.
     pub streams: crate::streams::Hub,
 }
@@ -58,17 +58,19 @@ impl AppState {
         let payments = PaymentMode::from_settings(&settings)?;
         let limits = Limits::new(settings.rate_limit_spend_per_second, settings.rate_limit_auth_per_minute);
         let wal_restart = WalRestart::default();
+        let events = crate::events::Signal::default();
         let ledger = Ledger::start(
             db.clone(),
             clock.clone(),
             settings.spend_batch_runners,
             metrics.clone(),
             wal_restart.clone(),
+            events.clone(),
         );
         let gateway = crate::gateway::Upstream::from_settings(&settings)?.map(Arc::new);
         let streams = crate::streams::Hub::new(settings.stream_buffer, &metrics.registry)?;
         Ok(Self {
-            events: Default::default(),
+            events,
             streams,
             gateway,
             db,

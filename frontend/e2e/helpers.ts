@@ -58,9 +58,12 @@ export function stat(page: Page, label: string) {
     .first();
 }
 
-/** The cell of `row` under the column headed `header` in the page's table. */
-export async function cell(page: Page, row: ReturnType<Page['locator']>, header: string) {
-  const headers = await page.getByRole('table').getByRole('columnheader').allTextContents();
+/**
+ * The cell of `row` under the column headed `header` in the row's own table (a page may have
+ * others: a chart's legend is a table too).
+ */
+export async function cell(_page: Page, row: ReturnType<Page['locator']>, header: string) {
+  const headers = await row.locator('xpath=ancestor::table[1]').getByRole('columnheader').allTextContents();
   const index = headers.findIndex((h) => h.trim() === header);
   if (index < 0) throw new Error(`no column "${header}" in ${headers.join(', ')}`);
   return row.getByRole('cell').nth(index);

@@ -43,7 +43,8 @@ test('ledger tables keep the amount and the balance after in view on a phone, wi
     ['/', 'dashboard'],
   ] as const) {
     await page.goto(path);
-    const table = page.getByRole('table');
+    // The ledger's table: the balance chart's legend, drawn when its code has loaded, is one too.
+    const table = page.getByRole('table', { name: /ledger entries/i });
     await expect(table.getByRole('row').filter({ hasText: 'Referral' })).toHaveCount(1);
     for (const [text, amount, after] of [
       ['Referral', '+30', '1,280'],

@@ -328,6 +328,18 @@ impl RequiredScope for BillingWrite {
     const SCOPE: Scope = Scope::BillingWrite;
 }
 
+/// Marker: `events:read` (server keys).
+pub struct EventsRead;
+impl RequiredScope for EventsRead {
+    const SCOPE: Scope = Scope::EventsRead;
+}
+
+/// Marker: `webhooks:write` (server keys).
+pub struct WebhooksWrite;
+impl RequiredScope for WebhooksWrite {
+    const SCOPE: Scope = Scope::WebhooksWrite;
+}
+
 /// Who acts on customers: the product's backend with a server key, or an administrator.
 #[derive(Debug, Clone)]
 pub enum CustomerActor {

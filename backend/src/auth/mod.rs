@@ -55,21 +55,29 @@ pub enum Scope {
     /// Open checkout and hosted-portal sessions for a customer (server keys).
     #[serde(rename = "billing:write")]
     BillingWrite,
+    /// Read the event log (server keys).
+    #[serde(rename = "events:read")]
+    EventsRead,
+    /// Manage webhook endpoints (server keys).
+    #[serde(rename = "webhooks:write")]
+    WebhooksWrite,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 6] = [
+    pub const ALL: [Scope; 8] = [
         Scope::CreditsRead,
         Scope::CreditsSpend,
         Scope::CreditsGrant,
         Scope::CustomersWrite,
         Scope::CustomersRead,
         Scope::BillingWrite,
+        Scope::EventsRead,
+        Scope::WebhooksWrite,
     ];
     /// What a personal API key may hold: its owner's own wallet.
     pub const PERSONAL: [Scope; 2] = [Scope::CreditsRead, Scope::CreditsSpend];
     /// What a server key may hold.
-    pub const SERVER: [Scope; 6] = Scope::ALL;
+    pub const SERVER: [Scope; 8] = Scope::ALL;
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -79,6 +87,8 @@ impl Scope {
             Scope::CustomersWrite => "customers:write",
             Scope::CustomersRead => "customers:read",
             Scope::BillingWrite => "billing:write",
+            Scope::EventsRead => "events:read",
+            Scope::WebhooksWrite => "webhooks:write",
         }
     }
 

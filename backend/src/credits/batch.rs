@@ -48,6 +48,8 @@ pub struct Ledger {
     db: DatabaseConnection,
     clock: Clock,
     queue: Option<mpsc::Sender<Job>>,
+    /// Rung after every committed batch (its events are readable).
+    signal: crate::events::Signal,
 }
 
 impl Ledger {
@@ -58,6 +60,7 @@ impl Ledger {
         runners: u32,
         metrics: Metrics,
         wal_restart: WalRestart,
+        signal: crate::events::Signal,
     ) -> Self {
         let runners = match db::backend(&db) {
             DbBackend::Postgres => runners.max(1),
@@ -65,7 +68,7 @@ impl Ledger {
         };
         let (queue, receiver) = mpsc::channel(QUEUE_CAPACITY);
         let receiver = Arc::new(Mutex::new(receiver));
-        let ledger = Self { db, clock, queue: Some(queue) };
+        let ledger = Self { db, clock, queue: Some(queue), signal };
         for _ in 0..runners {
             tokio::spawn(run(ledger.unqueued(), receiver.clone(), metrics.clone(), wal_restart.clone()));
         }
@@ -74,11 +77,16 @@ impl Ledger {
 
     /// A writer without runners: each command is its own batch (the command line).
     pub fn direct(db: DatabaseConnection, clock: Clock) -> Self {
-        Self { db, clock, queue: None }
+        Self { db, clock, queue: None, signal: crate::events::Signal::default() }
     }
 
     fn unqueued(&self) -> Self {
-        Self { db: self.db.clone(), clock: self.clock.clone(), queue: None }
+        Self { db: self.db.clone(), clock: self.clock.clone(), queue: None, signal: self.signal.clone() }
+    }
+
+    /// The signal rung after each committed batch.
+    pub fn events(&self) -> &crate::events::Signal {
+        &self.signal
     }
 
     pub fn db(&self) -> &DatabaseConnection {
@@ -116,7 +124,10 @@ impl Ledger {
 
     async fn alone(&self, command: Command) -> Verdict {
         match writer::apply(&self.db, &self.clock, std::slice::from_ref(&command)).await {
-            Ok(mut verdicts) => verdicts.pop().unwrap_or_else(|| Err(no_verdict())),
+            Ok(mut verdicts) => {
+                self.signal.bump();
+                verdicts.pop().unwrap_or_else(|| Err(no_verdict()))
+            }
             Err(e) => Err(e.into()),
         }
     }
@@ -125,7 +136,10 @@ impl Ledger {
     /// many commands ran alone.
     async fn run_batch(&self, commands: Vec<Command>) -> (Vec<Verdict>, usize) {
         match writer::apply(&self.db, &self.clock, &commands).await {
-            Ok(verdicts) => (verdicts, 0),
+            Ok(verdicts) => {
+                self.signal.bump();
+                (verdicts, 0)
+            }
             Err(e) if commands.len() == 1 => (vec![Err(e.into())], 0),
             Err(e) => {
                 if !db::is_unavailable(&e) {

@@ -13,6 +13,8 @@ pub struct Model {
     pub balance: i64,
     pub held: i64,
     pub debt: i64,
+    /// Low-balance alert thresholds, a JSON array of credit amounts (wallets only).
+    pub low_balance_thresholds: Option<String>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

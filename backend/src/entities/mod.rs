@@ -6,6 +6,7 @@ pub mod api_keys;
 pub mod checkout_sessions;
 pub mod customers;
 pub mod disputes;
+pub mod events;
 pub mod features;
 pub mod gateway_calls;
 pub mod holds;

@@ -101,7 +101,7 @@ error_codes! {
     SubscriptionNotFound = ("subscription_not_found", NOT_FOUND, "Not found", "The user has no subscription."),
     NoCustomer = ("no_customer", NOT_FOUND, "Not found", "The user has never paid through Stripe, so there is no billing portal for them."),
     WebhooksNotConfigured = ("webhooks_not_configured", NOT_FOUND, "Not found", "`STRIPE_WEBHOOK_SECRET` is not set: the server takes no webhooks."),
-    EventNotFound = ("event_not_found", NOT_FOUND, "Not found", "No such event in the Stripe inbox."),
+    EventNotFound = ("event_not_found", NOT_FOUND, "Not found", "No such event: in the event log (`GET /events/{id}`, kept for `EVENT_RETENTION_DAYS`), or in the Stripe inbox on its admin routes."),
     ModelNotFound = ("model_not_found", NOT_FOUND, "Not found", "The gateway has no such model, or does not offer it now (see `GET /api/v1/models`); nothing was sent upstream."),
     MethodNotAllowed = ("method_not_allowed", METHOD_NOT_ALLOWED, "Method not allowed", "The path exists, but not with this method (see `Allow`)."),
     RequestTimeout = ("request_timeout", REQUEST_TIMEOUT, "Request timeout", "The request body did not arrive in time; the connection is closed."),

@@ -213,6 +213,7 @@ pub fn test_settings(database_url: String, data_dir: std::path::PathBuf) -> Sett
         gateway_upstream_key: None,
         gateway_timeout: std::time::Duration::from_secs(30),
         gateway_drain_timeout: std::time::Duration::from_secs(10),
+        event_retention: chrono::Duration::days(30),
         stream_heartbeat: Duration::from_secs(15),
         stream_buffer: 256,
     }

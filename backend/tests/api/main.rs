@@ -16,6 +16,7 @@ mod credits;
 mod customers;
 mod edge;
 mod errors;
+mod events;
 mod fake_llm;
 mod gateway;
 mod holds;

@@ -38,6 +38,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/admin/models": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Every model, inactive ones too (admin). */
+        get: operations["admin_list_models"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/admin/reconcile": {
         parameters: {
             query?: never;
@@ -826,6 +843,43 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/events": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The event log, oldest first: poll with `after` set to the last id seen. Events are kept for
+         *     `EVENT_RETENTION_DAYS`.
+         */
+        get: operations["list_events"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/events/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One event. */
+        get: operations["get_event"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/example/estimate": {
         parameters: {
             query?: never;
@@ -1020,6 +1074,41 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/models": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The gateway's rate card: active models and their prices (public). */
+        get: operations["list_models"];
+        put?: never;
+        /** Adds a model to the rate card (admin). Prices are credits per million tokens, never negative. */
+        post: operations["create_model"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/models/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        /** Changes a model (admin). Calls already running keep the prices they started with. */
+        patch: operations["update_model"];
+        trace?: never;
+    };
     "/api/v1/usage": {
         parameters: {
             query?: never;
@@ -1072,6 +1161,45 @@ export interface paths {
         put?: never;
         /** The seed's webhook path, so an existing Stripe endpoint keeps working. */
         post: operations["stripe_webhook_legacy"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/gateway/v1/chat/completions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Chat completions, metered (OpenAI-compatible): the call is held at its worst case, forwarded
+         *     to the upstream, charged the tokens the upstream reports (never more than the hold), and the
+         *     rest released. Errors carry OpenAI's `error` object too; the upstream's own errors pass through
+         *     with their status and body, and nothing is charged for them.
+         */
+        post: operations["create_chat_completion"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/gateway/v1/models": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The models this gateway offers, as OpenAI lists them. */
+        get: operations["list_gateway_models"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -1225,6 +1353,41 @@ export interface components {
             publishable_key?: string | null;
         };
         /**
+         * @description A chat completion request, as OpenAI defines it; members not named here are passed to the
+         *     upstream as they are.
+         */
+        ChatCompletionRequest: {
+            /**
+             * Format: int64
+             * @description The same, as newer OpenAI models name it.
+             */
+            max_completion_tokens?: number | null;
+            /**
+             * Format: int64
+             * @description The most output tokens; at most the model's `max_output_tokens`, which is the default.
+             */
+            max_tokens?: number | null;
+            /** @description The conversation: `{role, content}` objects, as OpenAI's API takes them. */
+            messages: Record<string, unknown>[];
+            /**
+             * @description A model id from `GET /gateway/v1/models`.
+             * @example gpt-4o-mini
+             */
+            model: string;
+            /**
+             * Format: int64
+             * @description Completions to generate (1 to 16); each is held at the output bound.
+             */
+            n?: number | null;
+            /** @description Stream the answer as server-sent events. */
+            stream?: boolean | null;
+            /**
+             * @description `{include_usage}`; Tollgate always asks the upstream for usage and passes the usage chunk
+             *     on only when the client asked for it.
+             */
+            stream_options?: Record<string, unknown> | null;
+        };
+        /**
          * @description What would refuse the spend.
          * @enum {string}
          */
@@ -1242,12 +1405,15 @@ export interface components {
              * @example summarize
              */
             feature?: string | null;
+            /** @description A model on the gateway's rate card, priced by `usage` (as a spend would be). */
+            model?: string | null;
             /**
              * Format: int64
              * @description Units of the feature (default 1).
              * @example 3
              */
             quantity?: number | null;
+            usage?: components["schemas"]["TokenUsage"] | null;
         };
         /** @description Whether the spend would pass now, and why not. */
         CheckResponse: {
@@ -1339,6 +1505,38 @@ export interface components {
              * @description Seconds until the hold releases itself: 1 to 3600, default 300.
              */
             ttl_seconds?: number | null;
+        };
+        /** @description `POST /models` (admin). */
+        CreateModelRequest: {
+            /** @description True when omitted. */
+            active?: boolean | null;
+            /**
+             * Format: int64
+             * @description The cached-input price; the input price when omitted.
+             */
+            cached_input_per_million?: number | null;
+            /**
+             * @description 1 to 64 of `A-Z a-z 0-9 . _ : / -`, e.g. `gpt-4o-mini` or `meta-llama/Llama-3.1-8B`.
+             * @example gpt-4o-mini
+             */
+            id: string;
+            /**
+             * Format: int64
+             * @example 150
+             */
+            input_per_million: number;
+            /**
+             * Format: int64
+             * @example 16384
+             */
+            max_output_tokens: number;
+            /**
+             * Format: int64
+             * @example 600
+             */
+            output_per_million: number;
+            /** @description The upstream's name for it; the id when omitted. */
+            upstream_model?: string | null;
         };
         CreateServerKeyRequest: {
             /**
@@ -1477,12 +1675,15 @@ export interface components {
          *     - `subscription_not_found` (404): The user has no subscription.
          *     - `no_customer` (404): The user has never paid through Stripe, so there is no billing portal for them.
          *     - `webhooks_not_configured` (404): `STRIPE_WEBHOOK_SECRET` is not set: the server takes no webhooks.
-         *     - `event_not_found` (404): No such event in the Stripe inbox.
+         *     - `event_not_found` (404): No such event: in the event log (`GET /events/{id}`, kept for `EVENT_RETENTION_DAYS`), or in the Stripe inbox on its admin routes.
+         *     - `model_not_found` (404): The gateway has no such model, or does not offer it now (see `GET /api/v1/models`); nothing was sent upstream.
          *     - `method_not_allowed` (405): The path exists, but not with this method (see `Allow`).
          *     - `request_timeout` (408): The request body did not arrive in time; the connection is closed.
          *     - `email_taken` (409): An account with this email exists.
          *     - `idempotency_key_reused` (409): The `Idempotency-Key` was already used with a different request.
          *     - `feature_exists` (409): A feature with this key is on the rate card already.
+         *     - `model_exists` (409): A model with this id is on the rate card already; change it with `PATCH /api/v1/models/{id}`.
+         *     - `idempotency_key_in_use` (409): A gateway call with this `Idempotency-Key` is in flight, or was a stream (streams are not replayed): wait, or send a new key.
          *     - `hold_expired` (409): The hold expired; its credits were released.
          *     - `hold_not_open` (409): The hold was released and can no longer be captured.
          *     - `hold_already_captured` (409): The hold was captured already (`captured_amount`): it cannot be released, nor captured for another amount.
@@ -1496,11 +1697,14 @@ export interface components {
          *     - `too_many_attempts` (429): Too many failed sign-ins for this account: retry after `Retry-After` seconds.
          *     - `internal_error` (500): Something failed on the server's side; quote the request id to support.
          *     - `stripe_unavailable` (502): Stripe could not be reached or refused the request: retry after `Retry-After` seconds.
+         *     - `upstream_unavailable` (502): The gateway's LLM provider could not be reached; nothing was charged. Retry after `Retry-After` seconds.
+         *     - `gateway_not_configured` (503): The LLM gateway has no upstream: the operator sets `GATEWAY_UPSTREAM_URL`.
          *     - `database_unavailable` (503): The database is unavailable: retry after `Retry-After` seconds.
          *     - `password_hashing_busy` (503): Too many sign-ins are being checked at once: retry after `Retry-After` seconds.
+         *     - `upstream_timeout` (504): The gateway's LLM provider did not answer within `GATEWAY_TIMEOUT_SECONDS`; nothing was charged.
          * @enum {string}
          */
-        ErrorCode: "invalid_json" | "invalid_query" | "idempotency_key_required" | "missing_signature" | "invalid_signature" | "stale_signature" | "invalid_payload" | "unauthenticated" | "invalid_token" | "token_expired" | "invalid_api_key" | "invalid_admin_key" | "invalid_credentials" | "invalid_refresh_token" | "refresh_token_reused" | "portal_session_required" | "insufficient_credits" | "outstanding_debt" | "insufficient_scope" | "session_required" | "admin_required" | "admin_key_disabled" | "missing_scope" | "server_key_required" | "server_key_not_allowed" | "not_found" | "api_key_not_found" | "server_key_not_found" | "customer_not_found" | "wallet_not_found" | "user_not_found" | "hold_not_found" | "checkout_session_not_found" | "subscription_not_found" | "no_customer" | "webhooks_not_configured" | "event_not_found" | "method_not_allowed" | "request_timeout" | "email_taken" | "idempotency_key_reused" | "feature_exists" | "hold_expired" | "hold_not_open" | "hold_already_captured" | "already_subscribed" | "checkout_session_closed" | "sandbox_mode" | "payload_too_large" | "unsupported_media_type" | "validation_failed" | "rate_limited" | "too_many_attempts" | "internal_error" | "stripe_unavailable" | "database_unavailable" | "password_hashing_busy";
+        ErrorCode: "invalid_json" | "invalid_query" | "idempotency_key_required" | "missing_signature" | "invalid_signature" | "stale_signature" | "invalid_payload" | "unauthenticated" | "invalid_token" | "token_expired" | "invalid_api_key" | "invalid_admin_key" | "invalid_credentials" | "invalid_refresh_token" | "refresh_token_reused" | "portal_session_required" | "insufficient_credits" | "outstanding_debt" | "insufficient_scope" | "session_required" | "admin_required" | "admin_key_disabled" | "missing_scope" | "server_key_required" | "server_key_not_allowed" | "not_found" | "api_key_not_found" | "server_key_not_found" | "customer_not_found" | "wallet_not_found" | "user_not_found" | "hold_not_found" | "checkout_session_not_found" | "subscription_not_found" | "no_customer" | "webhooks_not_configured" | "event_not_found" | "model_not_found" | "method_not_allowed" | "request_timeout" | "email_taken" | "idempotency_key_reused" | "feature_exists" | "model_exists" | "idempotency_key_in_use" | "hold_expired" | "hold_not_open" | "hold_already_captured" | "already_subscribed" | "checkout_session_closed" | "sandbox_mode" | "payload_too_large" | "unsupported_media_type" | "validation_failed" | "rate_limited" | "too_many_attempts" | "internal_error" | "stripe_unavailable" | "upstream_unavailable" | "gateway_not_configured" | "database_unavailable" | "password_hashing_busy" | "upstream_timeout";
         /** @description What running the feature would cost. */
         EstimateResponse: {
             /** Format: int64 */
@@ -1516,6 +1720,40 @@ export interface components {
              * @description Billed units: started blocks of 1,000 characters.
              */
             units: number;
+        };
+        /** @description An event as the API, webhooks and streams send it. */
+        Event: {
+            /** Format: date-time */
+            created_at: string;
+            customer?: components["schemas"]["EventCustomer"] | null;
+            /** @description What happened; every credits and balance event carries `balance`, the wallet's figures after it. */
+            data: Record<string, unknown>;
+            /**
+             * @description `evt_…`, sortable by time.
+             * @example evt_01JEXAMPLE0000000000000000
+             */
+            id: string;
+            /**
+             * @description One of the types in `EVENT_TYPES`, e.g. `credits.spent`.
+             * @example credits.spent
+             */
+            type: string;
+        };
+        /** @description Whose wallet an event is about. */
+        EventCustomer: {
+            /** @description The product's id for the customer, if it gave one. */
+            external_id?: string | null;
+            /**
+             * Format: uuid
+             * @description Tollgate's id (a signed-up user's is their user id).
+             */
+            id: string;
+        };
+        /** @description A page of events, oldest first. */
+        EventPage: {
+            data: components["schemas"]["Event"][];
+            /** @description Pass as `after` for the next page; null when this page is the last for now. */
+            next_cursor?: string | null;
         };
         /** @description A feature on the rate card. */
         FeatureView: {
@@ -1540,6 +1778,26 @@ export interface components {
             field: string;
             /** @description What is wrong, as a sentence that names the field: `amount must be a whole number`. */
             message: string;
+        };
+        /** @description A model, as OpenAI lists one. */
+        GatewayModel: {
+            /**
+             * Format: int64
+             * @description When it was put on the rate card (Unix seconds).
+             */
+            created: number;
+            /** @example gpt-4o-mini */
+            id: string;
+            /** @example model */
+            object: string;
+            /** @example tollgate */
+            owned_by: string;
+        };
+        /** @description OpenAI's model list. */
+        GatewayModelList: {
+            data: components["schemas"]["GatewayModel"][];
+            /** @example list */
+            object: string;
         };
         /** @description `POST /credits/grant` (admin). Accepts the seed's camelCase names too. */
         GrantRequest: {
@@ -1713,6 +1971,54 @@ export interface components {
             remaining: number;
             source: components["schemas"]["LotSource"];
         };
+        /** @description A model on the rate card. */
+        ModelView: {
+            /** @description Whether clients may call it. */
+            active: boolean;
+            /**
+             * Format: int64
+             * @description Credits per million input tokens served from the provider's prompt cache.
+             * @example 75
+             */
+            cached_input_per_million: number;
+            /** Format: date-time */
+            created_at: string;
+            /**
+             * @description The name clients send as `model`.
+             * @example gpt-4o-mini
+             */
+            id: string;
+            /**
+             * Format: int64
+             * @description Credits per million uncached input tokens.
+             * @example 150
+             */
+            input_per_million: number;
+            /**
+             * Format: int64
+             * @description The most output tokens one call may ask for (and what a call that names no `max_tokens` is held for).
+             * @example 16384
+             */
+            max_output_tokens: number;
+            /**
+             * Format: int64
+             * @description Credits per million output tokens.
+             * @example 600
+             */
+            output_per_million: number;
+            /**
+             * @description How input tokens are counted for the worst case: a tokenizer of the model's family, or
+             *     `bytes` (one token per byte, an upper bound for any byte-level tokenizer) when unknown.
+             */
+            tokenizer: components["schemas"]["Tokenizer"];
+            /** Format: date-time */
+            updated_at: string;
+            /**
+             * @description The name sent to the upstream.
+             * @example gpt-4o-mini-2024-07-18
+             */
+            upstream_model: string;
+        };
         /** @description Where to send the browser to manage a subscription. */
         PortalLinkResponse: {
             url: string;
@@ -1766,6 +2072,11 @@ export interface components {
             /** @description What went wrong with this request. */
             detail: string;
             /**
+             * @description The LLM gateway's errors only: the same problem as OpenAI's error object
+             *     (`{message, type, code, param}`), which the OpenAI SDKs read.
+             */
+            error?: Record<string, unknown> | null;
+            /**
              * @description `validation_failed` (and `invalid_query` when the parameter is known): each failing field,
              *     named as the request named it, with what it must be.
              */
@@ -1775,6 +2086,11 @@ export interface components {
              * @description `validation_failed` for a capture over the hold: what the hold holds.
              */
             held?: number | null;
+            /**
+             * Format: int64
+             * @description `insufficient_credits` from the LLM gateway: the call's worst case, which it would hold.
+             */
+            price?: number | null;
             /** @description The request id, as in the `X-Request-Id` response header. */
             request_id: string;
             /**
@@ -1840,7 +2156,7 @@ export interface components {
          *     [`Scope::SERVER`]. A signed-in session may do everything its role allows.
          * @enum {string}
          */
-        Scope: "credits:read" | "credits:spend" | "credits:grant" | "customers:write" | "customers:read" | "billing:write";
+        Scope: "credits:read" | "credits:spend" | "credits:grant" | "customers:write" | "customers:read" | "billing:write" | "events:read" | "webhooks:write";
         /** @description A server key as listed: never the secret. */
         ServerKeyResponse: {
             /** Format: date-time */
@@ -1857,7 +2173,7 @@ export interface components {
             prefix: string;
             scopes: components["schemas"]["Scope"][];
         };
-        /** @description `POST /credits/spend`: either `amount`, or `feature` and `quantity`. */
+        /** @description `POST /credits/spend`: `amount`, or `feature` and `quantity`, or `model` and `usage`. */
         SpendRequest: {
             /**
              * Format: int64
@@ -1877,10 +2193,18 @@ export interface components {
                 [key: string]: unknown;
             } | null;
             /**
+             * @description A model from the gateway's rate card (`GET /models`): the spend is priced by `usage`, as
+             *     `ceil((input·input_per_million + cached·cached_input_per_million +
+             *     output·output_per_million) / 1,000,000)`, for callers that call the provider themselves.
+             * @example null
+             */
+            model?: string | null;
+            /**
              * Format: int64
              * @description Units of the feature; 1 when omitted.
              */
             quantity?: number | null;
+            usage?: components["schemas"]["TokenUsage"] | null;
         };
         /** @description The answer to a spend (and its replays). */
         SpendResponse: {
@@ -1987,6 +2311,35 @@ export interface components {
             user: components["schemas"]["UserResponse"];
         };
         /**
+         * @description Tokens one call used. `input_tokens` are the uncached input tokens; `cached_input_tokens`
+         *     those the provider served from its prompt cache (priced apart).
+         */
+        TokenUsage: {
+            /**
+             * Format: int64
+             * @description Input tokens served from the provider's prompt cache.
+             * @example 0
+             */
+            cached_input_tokens?: number;
+            /**
+             * Format: int64
+             * @description Input (prompt) tokens not served from the provider's cache.
+             * @example 1200
+             */
+            input_tokens: number;
+            /**
+             * Format: int64
+             * @description Output (completion) tokens, reasoning tokens included.
+             * @example 350
+             */
+            output_tokens: number;
+        };
+        /**
+         * @description How a model's tokens are counted.
+         * @enum {string}
+         */
+        Tokenizer: "o200k_base" | "cl100k_base" | "bytes";
+        /**
          * @description Why credits moved.
          * @enum {string}
          */
@@ -2022,6 +2375,19 @@ export interface components {
             name?: string | null;
             unit?: string | null;
         };
+        /** @description `PATCH /models/{id}` (admin): what is given changes. */
+        UpdateModelRequest: {
+            active?: boolean | null;
+            /** Format: int64 */
+            cached_input_per_million?: number | null;
+            /** Format: int64 */
+            input_per_million?: number | null;
+            /** Format: int64 */
+            max_output_tokens?: number | null;
+            /** Format: int64 */
+            output_per_million?: number | null;
+            upstream_model?: string | null;
+        };
         /**
          * @description `PUT /customers/{external_id}`: creates the customer, or updates the fields given. A field
          *     left out keeps its value; `null` clears it.
@@ -2044,10 +2410,25 @@ export interface components {
         };
         /** @description One bucket of usage. */
         UsageBucket: {
+            /**
+             * Format: int64
+             * @description `group_by=model`: input tokens served from the provider's cache.
+             */
+            cached_input_tokens?: number | null;
             /** Format: int64 */
             credits: number;
-            /** @description The day (`YYYY-MM-DD`, UTC) or the feature (`unpriced` for explicit amounts). */
+            /**
+             * Format: int64
+             * @description `group_by=model`: uncached input tokens.
+             */
+            input_tokens?: number | null;
+            /** @description The day (`YYYY-MM-DD`, UTC), the feature (`unpriced` for explicit amounts) or the model. */
             key: string;
+            /**
+             * Format: int64
+             * @description `group_by=model`: output tokens.
+             */
+            output_tokens?: number | null;
             /** Format: int64 */
             spends: number;
         };
@@ -2175,7 +2556,7 @@ export interface components {
                 };
             };
         };
-        /** @description `event_not_found`: No such event in the Stripe inbox. */
+        /** @description `event_not_found`: No such event: in the event log (`GET /events/{id}`, kept for `EVENT_RETENTION_DAYS`), or in the Stripe inbox on its admin routes. */
         EventNotFound: {
             headers: {
                 "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -2263,6 +2644,32 @@ export interface components {
                 "application/problem+json": components["schemas"]["Problem"] & {
                     /** @enum {string} */
                     code: "invalid_query";
+                };
+            };
+        };
+        /** @description `model_exists`: A model with this id is on the rate card already; change it with `PATCH /api/v1/models/{id}`. */
+        ModelExists: {
+            headers: {
+                "X-Request-Id": components["headers"]["X-Request-Id"];
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"] & {
+                    /** @enum {string} */
+                    code: "model_exists";
+                };
+            };
+        };
+        /** @description `model_not_found`: The gateway has no such model, or does not offer it now (see `GET /api/v1/models`); nothing was sent upstream. */
+        ModelNotFound: {
+            headers: {
+                "X-Request-Id": components["headers"]["X-Request-Id"];
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"] & {
+                    /** @enum {string} */
+                    code: "model_not_found";
                 };
             };
         };
@@ -2400,6 +2807,33 @@ export interface components {
                 "application/problem+json": components["schemas"]["Problem"] & {
                     /** @enum {string} */
                     code: "unsupported_media_type";
+                };
+            };
+        };
+        /** @description `upstream_timeout`: The gateway's LLM provider did not answer within `GATEWAY_TIMEOUT_SECONDS`; nothing was charged. */
+        UpstreamTimeout: {
+            headers: {
+                "X-Request-Id": components["headers"]["X-Request-Id"];
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"] & {
+                    /** @enum {string} */
+                    code: "upstream_timeout";
+                };
+            };
+        };
+        /** @description `upstream_unavailable`: The gateway's LLM provider could not be reached; nothing was charged. Retry after `Retry-After` seconds. */
+        UpstreamUnavailable: {
+            headers: {
+                "Retry-After": components["headers"]["Retry-After"];
+                "X-Request-Id": components["headers"]["X-Request-Id"];
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"] & {
+                    /** @enum {string} */
+                    code: "upstream_unavailable";
                 };
             };
         };
@@ -2585,6 +3019,47 @@ export interface operations {
                 };
             };
             422: components["responses"]["ValidationFailed"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["DatabaseUnavailable"];
+        };
+    };
+    admin_list_models: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ModelView"][];
+                };
+            };
+            401: components["responses"]["AdminUnauthorized"];
+            /**
+             * @description - `admin_required`: The action needs an administrator.
+             *     - `admin_key_disabled`: An `x-admin-key` was sent, but the server has no `ADMIN_API_KEY`.
+             *     - `server_key_not_allowed`: A server key acts on customers (`/customers/{external_id}/…`), never on a signed-in caller's own routes.
+             */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "admin_required" | "admin_key_disabled" | "server_key_not_allowed";
+                    };
+                };
+            };
             500: components["responses"]["InternalError"];
             503: components["responses"]["DatabaseUnavailable"];
         };
@@ -5330,7 +5805,7 @@ export interface operations {
     customer_usage: {
         parameters: {
             query?: {
-                /** @description `day` (default) or `feature`. */
+                /** @description `day` (default), `feature`, or `model` (LLM spends only, with their tokens). */
                 group_by?: string;
                 /** @description Start of the range (default: 30 days ago). */
                 from?: string;
@@ -5388,6 +5863,175 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
                         code: "customer_not_found" | "wallet_not_found";
+                    };
+                };
+            };
+            422: components["responses"]["ValidationFailed"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["DatabaseUnavailable"];
+        };
+    };
+    list_events: {
+        parameters: {
+            query?: {
+                /** @description Only events of this type. */
+                type?: string;
+                /** @description Only events of the customer with this external id. */
+                customer?: string;
+                /** @description Only events made at or after this time. */
+                from?: string;
+                /** @description Only events made before this time. */
+                to?: string;
+                /** @description Events after this one (an event id, e.g. the previous page's `next_cursor`). */
+                after?: string;
+                /** @description At most this many (1 to 100, default 50). */
+                limit?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["EventPage"];
+                };
+            };
+            400: components["responses"]["InvalidQuery"];
+            /**
+             * @description - `unauthenticated`: No credentials: sign in, or send `Authorization: Bearer <access token or API key>`.
+             *     - `invalid_token`: The bearer token (or portal link) is malformed, not valid, or its user no longer exists.
+             *     - `invalid_api_key`: The API key is unknown or revoked.
+             *     - `invalid_admin_key`: The `x-admin-key` header does not match the server's admin key.
+             */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "unauthenticated" | "invalid_token" | "invalid_api_key" | "invalid_admin_key";
+                    };
+                };
+            };
+            /**
+             * @description - `admin_required`: The action needs an administrator.
+             *     - `admin_key_disabled`: An `x-admin-key` was sent, but the server has no `ADMIN_API_KEY`.
+             *     - `missing_scope`: The server key lacks the scope the route needs (`required_scope`).
+             *     - `server_key_required`: Customer routes take a server key or an administrator, never a personal API key or a user's session.
+             */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "admin_required" | "admin_key_disabled" | "missing_scope" | "server_key_required";
+                    };
+                };
+            };
+            /**
+             * @description - `customer_not_found`: No customer has this external id (or Tollgate id).
+             *     - `event_not_found`: No such event: in the event log (`GET /events/{id}`, kept for `EVENT_RETENTION_DAYS`), or in the Stripe inbox on its admin routes.
+             */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "customer_not_found" | "event_not_found";
+                    };
+                };
+            };
+            422: components["responses"]["ValidationFailed"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["DatabaseUnavailable"];
+        };
+    };
+    get_event: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description `evt_…` */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Event"];
+                };
+            };
+            /**
+             * @description - `unauthenticated`: No credentials: sign in, or send `Authorization: Bearer <access token or API key>`.
+             *     - `invalid_token`: The bearer token (or portal link) is malformed, not valid, or its user no longer exists.
+             *     - `invalid_api_key`: The API key is unknown or revoked.
+             *     - `invalid_admin_key`: The `x-admin-key` header does not match the server's admin key.
+             */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "unauthenticated" | "invalid_token" | "invalid_api_key" | "invalid_admin_key";
+                    };
+                };
+            };
+            /**
+             * @description - `admin_required`: The action needs an administrator.
+             *     - `admin_key_disabled`: An `x-admin-key` was sent, but the server has no `ADMIN_API_KEY`.
+             *     - `missing_scope`: The server key lacks the scope the route needs (`required_scope`).
+             *     - `server_key_required`: Customer routes take a server key or an administrator, never a personal API key or a user's session.
+             */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "admin_required" | "admin_key_disabled" | "missing_scope" | "server_key_required";
+                    };
+                };
+            };
+            /**
+             * @description - `customer_not_found`: No customer has this external id (or Tollgate id).
+             *     - `event_not_found`: No such event: in the event log (`GET /events/{id}`, kept for `EVENT_RETENTION_DAYS`), or in the Stripe inbox on its admin routes.
+             */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "customer_not_found" | "event_not_found";
                     };
                 };
             };
@@ -5772,7 +6416,7 @@ export interface operations {
     usage: {
         parameters: {
             query?: {
-                /** @description `day` (default) or `feature`. */
+                /** @description `day` (default), `feature`, or `model` (LLM spends only, with their tokens). */
                 group_by?: string;
                 /** @description Start of the range (default: 30 days ago). */
                 from?: string;
@@ -5827,10 +6471,138 @@ export interface operations {
             503: components["responses"]["DatabaseUnavailable"];
         };
     };
+    list_models: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ModelView"][];
+                };
+            };
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["DatabaseUnavailable"];
+        };
+    };
+    create_model: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateModelRequest"];
+            };
+        };
+        responses: {
+            /** @description Created */
+            201: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ModelView"];
+                };
+            };
+            400: components["responses"]["InvalidJson"];
+            401: components["responses"]["AdminUnauthorized"];
+            /**
+             * @description - `admin_required`: The action needs an administrator.
+             *     - `admin_key_disabled`: An `x-admin-key` was sent, but the server has no `ADMIN_API_KEY`.
+             *     - `server_key_not_allowed`: A server key acts on customers (`/customers/{external_id}/…`), never on a signed-in caller's own routes.
+             */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "admin_required" | "admin_key_disabled" | "server_key_not_allowed";
+                    };
+                };
+            };
+            408: components["responses"]["RequestTimeout"];
+            409: components["responses"]["ModelExists"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["ValidationFailed"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["DatabaseUnavailable"];
+        };
+    };
+    update_model: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The model id (URL-encoded: `meta-llama%2FLlama-3.1-8B`). */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["UpdateModelRequest"];
+            };
+        };
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ModelView"];
+                };
+            };
+            400: components["responses"]["InvalidJson"];
+            401: components["responses"]["AdminUnauthorized"];
+            /**
+             * @description - `admin_required`: The action needs an administrator.
+             *     - `admin_key_disabled`: An `x-admin-key` was sent, but the server has no `ADMIN_API_KEY`.
+             *     - `server_key_not_allowed`: A server key acts on customers (`/customers/{external_id}/…`), never on a signed-in caller's own routes.
+             */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "admin_required" | "admin_key_disabled" | "server_key_not_allowed";
+                    };
+                };
+            };
+            404: components["responses"]["ModelNotFound"];
+            408: components["responses"]["RequestTimeout"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["ValidationFailed"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["DatabaseUnavailable"];
+        };
+    };
     get_usage: {
         parameters: {
             query?: {
-                /** @description `day` (default) or `feature`. */
+                /** @description `day` (default), `feature`, or `model` (LLM spends only, with their tokens). */
                 group_by?: string;
                 /** @description Start of the range (default: 30 days ago). */
                 from?: string;
@@ -5977,6 +6749,174 @@ export interface operations {
             408: components["responses"]["RequestTimeout"];
             413: components["responses"]["PayloadTooLarge"];
             422: components["responses"]["ValidationFailed"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["DatabaseUnavailable"];
+        };
+    };
+    create_chat_completion: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description With a server key: the customer (external id) the call is charged to. */
+                "X-Tollgate-Customer"?: string | null;
+                /** @description A retry of a non-streamed call with the same key gets the first answer and is charged once; a streamed call's key cannot be reused. */
+                "Idempotency-Key"?: string | null;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ChatCompletionRequest"];
+            };
+        };
+        responses: {
+            /** @description The upstream's completion (JSON), or its stream (`text/event-stream`, when `stream` is true). Non-streamed answers carry `X-Tollgate-Charged`, the credits charged. */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": Record<string, unknown>;
+                    "text/event-stream": string;
+                };
+            };
+            400: components["responses"]["InvalidJson"];
+            401: components["responses"]["Unauthorized"];
+            /**
+             * @description - `insufficient_credits`: Not enough credits; the body carries `available` and `requested`.
+             *     - `outstanding_debt`: The wallet owes credits from a refund or dispute (`debt`); they must be covered before spending.
+             */
+            402: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "insufficient_credits" | "outstanding_debt";
+                    };
+                };
+            };
+            /**
+             * @description - `insufficient_scope`: The API key lacks the scope the route needs (`required_scope`).
+             *     - `missing_scope`: The server key lacks the scope the route needs (`required_scope`).
+             *     - `server_key_required`: Customer routes take a server key or an administrator, never a personal API key or a user's session.
+             */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "insufficient_scope" | "missing_scope" | "server_key_required";
+                    };
+                };
+            };
+            /**
+             * @description - `customer_not_found`: No customer has this external id (or Tollgate id).
+             *     - `model_not_found`: The gateway has no such model, or does not offer it now (see `GET /api/v1/models`); nothing was sent upstream.
+             */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "customer_not_found" | "model_not_found";
+                    };
+                };
+            };
+            408: components["responses"]["RequestTimeout"];
+            /**
+             * @description - `idempotency_key_reused`: The `Idempotency-Key` was already used with a different request.
+             *     - `idempotency_key_in_use`: A gateway call with this `Idempotency-Key` is in flight, or was a stream (streams are not replayed): wait, or send a new key.
+             */
+            409: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "idempotency_key_reused" | "idempotency_key_in_use";
+                    };
+                };
+            };
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["ValidationFailed"];
+            429: components["responses"]["RateLimited"];
+            500: components["responses"]["InternalError"];
+            502: components["responses"]["UpstreamUnavailable"];
+            /**
+             * @description - `gateway_not_configured`: The LLM gateway has no upstream: the operator sets `GATEWAY_UPSTREAM_URL`.
+             *     - `database_unavailable`: The database is unavailable: retry after `Retry-After` seconds.
+             */
+            503: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "gateway_not_configured" | "database_unavailable";
+                    };
+                };
+            };
+            504: components["responses"]["UpstreamTimeout"];
+        };
+    };
+    list_gateway_models: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description With a server key: the customer. */
+                "X-Tollgate-Customer"?: string | null;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GatewayModelList"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            /**
+             * @description - `insufficient_scope`: The API key lacks the scope the route needs (`required_scope`).
+             *     - `missing_scope`: The server key lacks the scope the route needs (`required_scope`).
+             *     - `server_key_required`: Customer routes take a server key or an administrator, never a personal API key or a user's session.
+             */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "insufficient_scope" | "missing_scope" | "server_key_required";
+                    };
+                };
+            };
+            404: components["responses"]["CustomerNotFound"];
             500: components["responses"]["InternalError"];
             503: components["responses"]["DatabaseUnavailable"];
         };

@@ -9,7 +9,7 @@ export const keys = {
   balanceHistoryAll: ['balance-history'] as const,
   ledger: (filters: LedgerFilters) => ['ledger', filters] as const,
   ledgerAll: ['ledger'] as const,
-  usage: (groupBy: 'day' | 'feature') => ['usage', groupBy] as const,
+  usage: (groupBy: UsageGroup) => ['usage', groupBy] as const,
   usageAll: ['usage'] as const,
   features: ['features'] as const,
   apiKeys: ['api-keys'] as const,
@@ -123,7 +123,10 @@ export function useLedger(filters: LedgerFilters) {
   });
 }
 
-export function useUsage(groupBy: 'day' | 'feature') {
+/** How usage can be grouped: by day, by feature, or by LLM model (with tokens). */
+export type UsageGroup = 'day' | 'feature' | 'model';
+
+export function useUsage(groupBy: UsageGroup) {
   return useQuery({
     queryKey: keys.usage(groupBy),
     queryFn: () => unwrap(api.GET('/api/v1/usage', { params: { query: { group_by: groupBy } } })),

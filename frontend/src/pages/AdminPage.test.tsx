@@ -28,6 +28,7 @@ const adminBase = {
   'POST /api/v1/auth/refresh': () => json(admin),
   'GET /api/v1/customers': () => json({ data: [], next_cursor: null }),
   'GET /api/v1/admin/server-keys': () => json([]),
+  'GET /api/v1/admin/models': () => json([]),
 };
 
 describe('admin', () => {
@@ -107,6 +108,7 @@ describe('admin', () => {
       'GET /api/v1/admin/server-keys': () => (down ? unavailable() : json([])),
       'GET /api/v1/admin/reconcile': () => (down ? unavailable() : json(report)),
       'GET /api/v1/admin/stripe-events': () => (down ? unavailable() : json({ events: [], next_cursor: null })),
+      'GET /api/v1/admin/models': () => (down ? unavailable() : json([])),
     });
     renderApp('/admin');
     const u = userEvent.setup();
@@ -115,6 +117,8 @@ describe('admin', () => {
     expect(await screen.findByText('Could not load the server keys.')).toBeInTheDocument();
     expect(await screen.findByText('Could not load the reconciliation.')).toBeInTheDocument();
     expect(await screen.findByText('Could not load the Stripe events.')).toBeInTheDocument();
+    expect(await screen.findByText('Could not load the models.')).toBeInTheDocument();
+    expect(screen.queryByText('There are no models yet.')).not.toBeInTheDocument();
     expect(screen.queryByText('No Stripe events received yet.')).not.toBeInTheDocument();
     expect(screen.getAllByRole('alert')).toHaveLength(1);
     expect(screen.getAllByRole('button', { name: 'Try again' })).toHaveLength(1);
@@ -124,9 +128,16 @@ describe('admin', () => {
     await u.click(screen.getByRole('button', { name: 'Try again' }));
     expect(await screen.findByText('The books balance')).toBeInTheDocument();
     expect(await screen.findByText('No Stripe events received yet.')).toBeInTheDocument();
+    expect(await screen.findByText('There are no models yet.')).toBeInTheDocument();
     expect(screen.queryByRole('button', { name: 'Try again' })).not.toBeInTheDocument();
     expect(new Set(requests.slice(before).map((r) => new URL(r.url).pathname))).toEqual(
-      new Set(['/api/v1/customers', '/api/v1/admin/server-keys', '/api/v1/admin/reconcile', '/api/v1/admin/stripe-events']),
+      new Set([
+        '/api/v1/customers',
+        '/api/v1/admin/server-keys',
+        '/api/v1/admin/reconcile',
+        '/api/v1/admin/stripe-events',
+        '/api/v1/admin/models',
+      ]),
     );
   });
 

@@ -10,6 +10,7 @@ import { formatDateTime, formatKind, formatNumber } from '../lib/format';
 import { useDocumentTitle } from '../lib/useDocumentTitle';
 import { Customers } from './admin/Customers';
 import { GrantCredits } from './admin/GrantCredits';
+import { Models } from './admin/Models';
 import { ServerKeys } from './admin/ServerKeys';
 
 function Reconcile() {
@@ -173,7 +174,7 @@ export function AdminPage() {
   }
   return (
     <>
-      <PageHeader title="Admin" description="Operator tools: customers, server keys, grants, payments and the ledger's health." />
+      <PageHeader title="Admin" description="Operator tools: customers, server keys, the models' rate card, grants, payments and the ledger's health." />
       <div className="space-y-6">
         {/* Every admin tool's data is under the "admin" key: one retry for all that failed. */}
         <PageLoadErrors queryKeys={[['admin']]} />
@@ -182,6 +183,7 @@ export function AdminPage() {
         {!customerOpen && (
           <>
             <ServerKeys />
+            <Models />
             <div className="grid grid-cols-1 gap-6 lg:grid-cols-2">
               <GrantCredits />
               <Reconcile />

@@ -2,12 +2,14 @@ import { useMutation, useQueryClient } from '@tanstack/react-query';
 import { useState, type FormEvent } from 'react';
 import { api, unwrap, type ApiKey } from '../api/client';
 import { formErrors } from '../api/errors';
+import { modelKeys } from '../api/models';
 import { keys, useApiKeys } from '../api/queries';
 import { LoadError, PageLoadErrors } from '../components/LoadErrors';
 import { NewSecret } from '../components/NewSecret';
 import { Alert, Badge, Button, Card, ConfirmDialog, ErrorAlert, Loading, PageHeader, TextField } from '../components/ui';
 import { formatDateTime } from '../lib/format';
 import { useDocumentTitle } from '../lib/useDocumentTitle';
+import { OpenAiSetup } from './gateway/OpenAiSetup';
 
 const SCOPES = [
   { value: 'credits:read', label: 'Read balance and history', code: 'credits:read' },
@@ -61,7 +63,7 @@ export function ApiKeysPage() {
         description="Keys let your own backend check balances and spend credits for you. Send one as “Authorization: Bearer tg_…”."
       />
       <div className="space-y-6">
-        <PageLoadErrors queryKeys={[keys.apiKeys]} />
+        <PageLoadErrors queryKeys={[keys.apiKeys, modelKeys.active]} />
         {create.data && <NewSecret key={create.data.id} created={create.data} onDone={() => create.reset()} />}
         {revokedName && <Alert tone="success">Key “{revokedName}” revoked. It no longer works.</Alert>}
 
@@ -134,6 +136,8 @@ export function ApiKeysPage() {
             </ul>
           )}
         </Card>
+
+        <OpenAiSetup freshKey={create.data ?? null} />
       </div>
 
       <ConfirmDialog

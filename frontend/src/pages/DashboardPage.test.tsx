@@ -63,6 +63,8 @@ describe('dashboard', () => {
     expect(screen.getByRole('region', { name: 'Balance over time' })).toHaveTextContent('Could not load your balance over time.');
     expect(screen.getByRole('region', { name: 'Usage by feature (30 days)' })).toHaveTextContent('Could not load your usage.');
     expect(screen.getByRole('region', { name: 'Usage by day (30 days)' })).toHaveTextContent('Could not load your usage by day.');
+    expect(screen.getByRole('region', { name: 'Usage by model (30 days)' })).toHaveTextContent('Could not load your usage by model.');
+    expect(screen.queryByText(/No LLM calls/)).not.toBeInTheDocument();
     expect(screen.getByRole('region', { name: 'Plan' })).toHaveTextContent('Could not load your plan.');
     expect(screen.getByTestId('stat-balance')).toHaveTextContent('Unavailable');
     // One retry control for the page, not one per panel.
@@ -103,6 +105,57 @@ describe('dashboard', () => {
     expect(screen.getByRole('region', { name: 'Balance over time' })).toHaveTextContent(
       'No credits moved in the last 30 days. Your balance stayed at 0 credits.',
     );
+    const byModel = screen.getByRole('region', { name: 'Usage by model (30 days)' });
+    expect(byModel).toHaveTextContent('No LLM calls in the last 30 days.');
+    expect(byModel).toHaveTextContent('Calls through Tollgate\'s OpenAI-compatible gateway, and spends that name a model');
+    expect(within(byModel).getByRole('link', { name: 'Set up the gateway' })).toHaveAttribute('href', '/api-keys');
+    expect(within(byModel).queryByRole('table')).not.toBeInTheDocument();
+  });
+
+  it('shows the credits and tokens of each model, most credits first', async () => {
+    const { requests } = mockApi({
+      'POST /api/v1/auth/refresh': () => json(tokens()),
+      'GET /api/v1/credits/balance': () => json({ ...balance, balance: 900, available: 900 }),
+      'GET /api/v1/credits/ledger': () => json({ entries: [], next_cursor: null }),
+      'GET /api/v1/credits/balance-history': () =>
+        json({ interval: 'day', from: '2026-10-26T00:00:00Z', to: '2026-11-24T12:00:00Z', opening_balance: 0, points: [] }),
+      'GET /api/v1/usage': (request) =>
+        new URL(request.url).searchParams.get('group_by') === 'model'
+          ? json({
+              group_by: 'model',
+              from: '2026-10-25T12:00:00Z',
+              to: '2026-11-24T12:00:00Z',
+              total_credits: 1234,
+              buckets: [
+                { key: 'gpt-4o-mini', credits: 34, spends: 1, input_tokens: 120000, cached_input_tokens: 0, output_tokens: 25000 },
+                { key: 'claude-haiku', credits: 1200, spends: 3, input_tokens: 1500000, cached_input_tokens: 250000, output_tokens: 9000 },
+              ],
+            })
+          : json({ group_by: 'feature', from: '', to: '', total_credits: 0, buckets: [] }),
+      'GET /api/v1/billing/subscription': () => json({ subscription: null }),
+    });
+    renderApp('/');
+    const card = await screen.findByRole('region', { name: 'Usage by model (30 days)' });
+    const table = await within(card).findByRole('table', { name: 'Credits and tokens by model in the last 30 days' });
+    expect(card).toHaveTextContent('Total: 1,234 credits over 4 calls');
+    expect(within(table).getAllByRole('columnheader').map((h) => h.textContent)).toEqual([
+      'Model',
+      'Credits',
+      'Input tokens',
+      'Cached input tokens',
+      'Output tokens',
+    ]);
+    const rows = within(table)
+      .getAllByRole('row')
+      .slice(1)
+      .map((row) => within(row).getAllByRole('cell').map((c) => c.textContent));
+    expect(rows).toEqual([
+      ['claude-haiku3 calls1,500,000 input · 250,000 cached · 9,000 output tokens', '1,200', '1,500,000', '250,000', '9,000'],
+      ['gpt-4o-mini1 call120,000 input · 0 cached · 25,000 output tokens', '34', '120,000', '0', '25,000'],
+    ]);
+    expect(
+      requests.filter((r) => r.url.includes('/api/v1/usage')).map((r) => new URL(r.url).searchParams.get('group_by')),
+    ).toContain('model');
   });
 
   it('charts the balance over 30 days by day, and over a shorter range by the hour', async () => {
@@ -112,7 +165,9 @@ describe('dashboard', () => {
       'GET /api/v1/credits/ledger': () => json({ entries: [purchase], next_cursor: null }),
       'GET /api/v1/credits/balance-history': (request) => json(history(new URL(request.url))),
       'GET /api/v1/usage': (request) => {
-        const byDay = new URL(request.url).searchParams.get('group_by') === 'day';
+        const groupBy = new URL(request.url).searchParams.get('group_by');
+        if (groupBy === 'model') return json({ group_by: 'model', from: '', to: '', total_credits: 0, buckets: [] });
+        const byDay = groupBy === 'day';
         const to = new Date();
         const from = new Date(to.getTime() - 30 * 86_400_000);
         return json({

@@ -15,6 +15,7 @@ import {
 import { useUser } from '../auth/AuthProvider';
 import { LedgerTable } from '../components/LedgerTable';
 import { LoadError, PageLoadErrors, Unavailable } from '../components/LoadErrors';
+import { NoModelUsage, UsageByModelTable, modelUsageTotal } from '../components/UsageByModel';
 import { Alert, Card, Loading, PageHeader, Stat, buttonClass } from '../components/ui';
 import { formatCredits, formatDate, formatInterval, formatKind } from '../lib/format';
 import { isFlat } from '../lib/series';
@@ -123,6 +124,7 @@ export function DashboardPage() {
   const ledger = useLedgerPage({ limit: 5 });
   const usage = useUsage('feature');
   const usageByDay = useUsage('day');
+  const usageByModel = useUsage('model');
 
   const b = balance.data;
   const entries = ledger.data?.entries ?? [];
@@ -234,6 +236,21 @@ export function DashboardPage() {
             )}
           </Card>
         </div>
+
+        <Card title="Usage by model (30 days)">
+          {!usageByModel.data ? (
+            usageByModel.isError ? <LoadError error={usageByModel.error} what="your usage by model" /> : <Loading />
+          ) : usageByModel.data.buckets.length === 0 ? (
+            <NoModelUsage rangeLabel="30 days" />
+          ) : (
+            <>
+              <p className="mb-2 text-sm text-slate-700">
+                Total: <span className="font-semibold">{modelUsageTotal(usageByModel.data)}</span>
+              </p>
+              <UsageByModelTable usage={usageByModel.data} caption="Credits and tokens by model in the last 30 days" />
+            </>
+          )}
+        </Card>
 
         <Card
           title="Recent activity"

@@ -9,11 +9,11 @@ use uuid::{ContextV7, Timestamp, Uuid};
 
 use super::{
     Answer, Command, Journal, LotUpdate, Measured, Movement, NewLot, Op, Snapshot, TakeBack, TransferDetails, Verdict,
-    Wallet, WalletUpdate, is_due, movement_view, refusal, spend_order,
+    Wallet, WalletUpdate, available, is_due, movement_view, refusal, spend_order, thresholds,
 };
 use crate::{
     credits::{
-        dto::{GrantResponse, HoldResponse, SpendResponse, TransferView, WalletBalance},
+        dto::{GrantResponse, HoldResponse, HoldView, SpendResponse, TransferView, WalletBalance},
         error::CreditsError,
     },
     domain::{
@@ -21,6 +21,7 @@ use crate::{
         ledger::{HoldStatus, TransferKind, system},
     },
     entities::{holds, idempotency_keys, lots, transfers},
+    events::NewEvent,
     idempotency::{self, IdempotentRequest, Lookup},
 };
 
@@ -47,6 +48,14 @@ pub(super) struct Books {
     transfers: Vec<transfers::Model>,
     movements: Vec<Movement>,
     stored: Vec<idempotency_keys::Model>,
+    events: Vec<NewEvent>,
+}
+
+/// A wallet as a command found it: what its events are told against.
+struct Before {
+    available: i64,
+    holds: Vec<(Uuid, String)>,
+    transfers: usize,
 }
 
 fn invariant(message: String) -> CreditsError {
@@ -90,6 +99,7 @@ impl Books {
             transfers: Vec::new(),
             movements: Vec::new(),
             stored: Vec::new(),
+            events: Vec::new(),
         }
     }
 
@@ -126,6 +136,11 @@ impl Books {
             }
         }
         let marks = (self.transfers.len(), self.movements.len(), self.expired_now.len());
+        let before = Before {
+            available: available(&ledger.wallet.account),
+            holds: ledger.wallet.holds.iter().map(|h| (h.id, h.status.clone())).collect(),
+            transfers: marks.0,
+        };
         let verdict = if is_due(&ledger.wallet, self.now) {
             let mut copy = ledger.clone();
             let verdict = self.settle(&mut copy).and_then(|()| self.operate(&mut copy, command));
@@ -145,7 +160,77 @@ impl Books {
         if let (Some(request), Ok(answer)) = (&command.key, &verdict) {
             self.store(request, answer);
         }
+        self.record(ledger, command.user_id, &before);
         verdict
+    }
+
+    /// The events of a command that went through: one per change it made to the wallet (its
+    /// transfers and its holds' changes), and `balance.low` for each alert threshold its
+    /// available credits fell to or below (from above it: a crossing, once).
+    fn record(&mut self, ledger: &Ledger, customer: Uuid, before: &Before) {
+        let wallet = ledger.wallet.account.id;
+        let balance = serde_json::to_value(WalletBalance::of(&ledger.wallet.account)).unwrap_or_default();
+        let mut made: Vec<(&'static str, serde_json::Value)> = Vec::new();
+        for t in &self.transfers[before.transfers..] {
+            let kind = TransferKind::parse(&t.kind);
+            let event = if t.credit_account_id == wallet {
+                match kind {
+                    Some(TransferKind::DisputeRelease) => "credits.dispute.returned",
+                    _ => "credits.granted",
+                }
+            } else if t.debit_account_id == wallet {
+                match kind {
+                    // A capture's spend is told by `credits.hold.captured`.
+                    Some(TransferKind::Spend) if t.hold_id.is_some() => continue,
+                    Some(TransferKind::Spend) => "credits.spent",
+                    Some(TransferKind::Expiry) => "credits.expired",
+                    Some(TransferKind::Clawback) => "credits.clawed_back",
+                    Some(TransferKind::DisputeFreeze) => "credits.dispute.frozen",
+                    _ => continue,
+                }
+            } else {
+                continue;
+            };
+            made.push((
+                event,
+                serde_json::json!({
+                    "transfer_id": t.id,
+                    "kind": t.kind,
+                    "amount": t.amount,
+                    "feature": t.feature,
+                    "quantity": t.quantity,
+                    "description": t.description,
+                    "metadata": t.metadata,
+                    "reference": t.reference,
+                    "lot_id": t.lot_id,
+                }),
+            ));
+        }
+        for hold in &ledger.wallet.holds {
+            let was = before.holds.iter().find(|(id, _)| *id == hold.id).map(|(_, s)| s.as_str());
+            let event = match (was, HoldStatus::parse(&hold.status)) {
+                (None, HoldStatus::Open) => "credits.hold.created",
+                (Some("open"), HoldStatus::Captured) => "credits.hold.captured",
+                (Some("open"), HoldStatus::Released) => "credits.hold.released",
+                (Some("open"), HoldStatus::Expired) => "credits.hold.expired",
+                _ => continue,
+            };
+            let view: HoldView = hold.into();
+            made.push((event, serde_json::json!({ "hold": view })));
+        }
+        let after = available(&ledger.wallet.account);
+        for threshold in thresholds(&ledger.wallet.account) {
+            if before.available > threshold && after <= threshold {
+                made.push(("balance.low", serde_json::json!({ "threshold": threshold, "available": after })));
+            }
+        }
+        for (kind, mut data) in made {
+            if let serde_json::Value::Object(map) = &mut data {
+                map.insert("balance".to_owned(), balance.clone());
+            }
+            let id = crate::events::event_id(self.new_id());
+            self.events.push(NewEvent { id, kind, customer_id: Some(customer), data });
+        }
     }
 
     /// Keeps a fresh answer for replays, for this batch and the requests after it.
@@ -527,8 +612,13 @@ impl Books {
 
     /// The rows the batch leaves changed.
     pub(super) fn finish(self) -> Journal {
-        let mut journal =
-            Journal { transfers: self.transfers, movements: self.movements, keys: self.stored, ..Default::default() };
+        let mut journal = Journal {
+            transfers: self.transfers,
+            movements: self.movements,
+            keys: self.stored,
+            events: self.events,
+            ..Default::default()
+        };
         let mut ledgers: Vec<Ledger> = self.wallets.into_values().collect();
         ledgers.sort_by_key(|l| l.wallet.account.id);
         for ledger in ledgers {

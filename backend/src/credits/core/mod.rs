@@ -229,6 +229,8 @@ pub struct Journal {
     /// Holds read open and closed by the batch.
     pub closed_holds: Vec<holds::Model>,
     pub keys: Vec<idempotency_keys::Model>,
+    /// The outbox's rows: what each command changed, for webhooks and streams.
+    pub events: Vec<crate::events::NewEvent>,
 }
 
 impl Journal {
@@ -240,6 +242,7 @@ impl Journal {
             && self.new_holds.is_empty()
             && self.closed_holds.is_empty()
             && self.keys.is_empty()
+            && self.events.is_empty()
     }
 }
 
@@ -258,6 +261,11 @@ pub fn spend_order(a: &lots::Model, b: &lots::Model) -> Ordering {
 }
 
 pub use crate::domain::ledger::available;
+
+/// A wallet's low-balance alert thresholds (a JSON array in `accounts.low_balance_thresholds`).
+pub fn thresholds(wallet: &accounts::Model) -> Vec<i64> {
+    wallet.low_balance_thresholds.as_deref().and_then(|t| serde_json::from_str(t).ok()).unwrap_or_default()
+}
 
 /// Why a wallet with these figures cannot spend `amount`, if it cannot.
 pub fn refusal(wallet: &accounts::Model, amount: Credits) -> Option<CreditsError> {

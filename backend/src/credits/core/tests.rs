@@ -73,6 +73,7 @@ fn wallet(user: Uuid, lots: Vec<lots::Model>, holds: Vec<holds::Model>, debt: i6
             balance: lots.iter().map(|l| l.remaining).sum::<i64>() - debt,
             held: holds.iter().map(|h| h.amount).sum(),
             debt,
+            low_balance_thresholds: None,
             created_at: now(),
             updated_at: now(),
         },

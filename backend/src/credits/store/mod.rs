@@ -148,14 +148,14 @@ pub(super) fn assemble(
 /// A journal as the write's parameters, each a JSON array of rows, with the number of rows each
 /// part must touch.
 pub struct Rows {
-    pub params: [String; 9],
-    pub expected: [usize; 8],
+    pub params: [String; 10],
+    pub expected: [usize; 9],
 }
 
 /// The parts of a write, in the order both stores run them (rows before the rows that name
 /// them) and their parameters are numbered.
-pub const PARTS: [&str; 8] =
-    ["new lots", "transfers", "movements", "lot updates", "new holds", "closed holds", "wallets", "keys"];
+pub const PARTS: [&str; 9] =
+    ["new lots", "transfers", "movements", "lot updates", "new holds", "closed holds", "wallets", "keys", "events"];
 
 /// A UUID as both databases read it from JSON: hex digits (SQLite `unhex`es them into the
 /// 16-byte blob sqlx stores; PostgreSQL's `uuid` reads them as they are), written without an
@@ -287,6 +287,16 @@ struct WalletRow {
 }
 
 #[derive(Serialize)]
+struct EventRow<'a> {
+    id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    customer_id: Option<Hex>,
+    data: &'a serde_json::Value,
+}
+
+#[derive(Serialize)]
 struct KeyRow<'a> {
     scope: &'a str,
     key: &'a str,
@@ -380,14 +390,20 @@ impl Rows {
             status_code: k.status_code,
             response: &k.response,
         }));
-        let parts = [new_lots, transfers, movements, lot_updates, new_holds, closed_holds, wallets, keys];
+        let events = to_json(journal.events.iter().map(|e| EventRow {
+            id: &e.id,
+            kind: e.kind,
+            customer_id: e.customer_id.map(Hex),
+            data: &e.data,
+        }));
+        let parts = [new_lots, transfers, movements, lot_updates, new_holds, closed_holds, wallets, keys, events];
         let expected = parts.each_ref().map(|(_, n)| *n);
-        let [a, b, c, d, e, f, g, h] = parts.map(|(json, _)| json);
-        Self { params: [a, b, c, d, e, f, g, h, time(now, backend)], expected }
+        let [a, b, c, d, e, f, g, h, i] = parts.map(|(json, _)| json);
+        Self { params: [a, b, c, d, e, f, g, h, i, time(now, backend)], expected }
     }
 
     /// Whether the journal has only what spends write (transfers, their movements, lots taken
-    /// from, wallets, stored answers): the stores then run a shorter write.
+    /// from, wallets, stored answers, events): the stores then run a shorter write.
     pub fn spends_only(&self) -> bool {
         self.expected[0] == 0 && self.expected[4] == 0 && self.expected[5] == 0
     }
@@ -423,6 +439,7 @@ mod reads {
             balance: Set(0),
             held: Set(0),
             debt: Set(0),
+            low_balance_thresholds: Set(None),
             created_at: Set(now),
             updated_at: Set(now),
         })

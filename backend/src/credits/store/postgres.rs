@@ -97,7 +97,7 @@ pub async fn read(txn: &DatabaseTransaction, needs: &Needs, now: DateTime<Utc>) 
 
 /// Every part of a journal, in `PARTS` order: a CTE name and its statement, `{rows}` standing for
 /// the part's rows and `{now}` for the time, numbered when a write is composed.
-const PARTS_SQL: [(&str, &str); 8] = [
+const PARTS_SQL: [(&str, &str); 9] = [
     (
         "nl",
         "INSERT INTO lots (id, account_id, source, amount, remaining, priority, expires_at, reference, \
@@ -167,10 +167,17 @@ const PARTS_SQL: [(&str, &str); 8] = [
                   FROM jsonb_to_recordset({rows}::jsonb) AS x(scope text, key text, fingerprint text, status_code smallint, \
                      response text) RETURNING 1",
     ),
+    (
+        "ev",
+        "INSERT INTO events (id, type, customer_id, data, created_at) \
+                  SELECT x.id, x.type, x.customer_id, x.data, {now}::timestamptz \
+                  FROM jsonb_to_recordset({rows}::jsonb) AS x(id text, type text, customer_id uuid, data json) RETURNING 1",
+    ),
 ];
 
-/// The parts a batch of spends writes: transfers, movements, lot updates, wallets, stored answers.
-const SPEND_PARTS: [usize; 5] = [1, 2, 3, 6, 7];
+/// The parts a batch of spends writes: transfers, movements, lot updates, wallets, stored
+/// answers, events.
+const SPEND_PARTS: [usize; 6] = [1, 2, 3, 6, 7, 8];
 
 /// A write of some parts as one data-modifying statement, each part counting the rows it
 /// touched; parameters are the parts' rows in order, then now.
@@ -195,7 +202,7 @@ impl Write {
     }
 }
 
-static WRITE_ALL: LazyLock<Write> = LazyLock::new(|| Write::of(&[0, 1, 2, 3, 4, 5, 6, 7]));
+static WRITE_ALL: LazyLock<Write> = LazyLock::new(|| Write::of(&[0, 1, 2, 3, 4, 5, 6, 7, 8]));
 static WRITE_SPENDS: LazyLock<Write> = LazyLock::new(|| Write::of(&SPEND_PARTS));
 
 /// Writes a journal in one statement.
@@ -203,7 +210,7 @@ pub async fn write(txn: &DatabaseTransaction, mut rows: Rows) -> Result<(), DbEr
     let write = if rows.spends_only() { &*WRITE_SPENDS } else { &*WRITE_ALL };
     let mut values: Vec<sea_orm::Value> =
         write.parts.iter().map(|&p| std::mem::take(&mut rows.params[p]).into()).collect();
-    values.push(std::mem::take(&mut rows.params[8]).into());
+    values.push(std::mem::take(&mut rows.params[9]).into());
     let row = txn
         .query_one_raw(statement(&write.text, values))
         .await?

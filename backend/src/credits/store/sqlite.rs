@@ -55,8 +55,8 @@ const READS: [&str; 5] = [ACCOUNTS, LIVE_LOTS, HOLDS, KEYS, REFERENCES];
 static BEGIN_AND_READ: LazyLock<String> = LazyLock::new(|| format!("BEGIN IMMEDIATE; {}", READS.join("; ")));
 
 /// Every part of a journal, in `PARTS` order, each one statement with the indexes into
-/// `Rows::params` (the eight parts' rows, then now) that its `?`s take, in order.
-const WRITES: [(&str, &[usize]); 8] = [
+/// `Rows::params` (the nine parts' rows, then now) that its `?`s take, in order.
+const WRITES: [(&str, &[usize]); 9] = [
     (
         "INSERT INTO lots (id, account_id, source, amount, remaining, priority, expires_at, reference, transfer_id, \
                 created_at) \
@@ -76,7 +76,7 @@ const WRITES: [(&str, &[usize]); 8] = [
                 value ->> 'idempotency_key', value ->> 'request_fingerprint', unhex(value ->> 'hold_id'), \
                 unhex(value ->> 'lot_id'), value ->> 'reference', ? \
               FROM json_each(?)",
-        &[8, 1],
+        &[9, 1],
     ),
     (
         "INSERT INTO transfer_lots (transfer_id, lot_id, amount) \
@@ -115,19 +115,26 @@ const WRITES: [(&str, &[usize]); 8] = [
               FROM (SELECT unhex(value ->> 'id') AS id, value ->> 'balance' AS balance, value ->> 'held' AS held, \
                       value ->> 'debt' AS debt FROM json_each(?)) AS x \
               WHERE accounts.id = x.id",
-        &[8, 6],
+        &[9, 6],
     ),
     (
         "INSERT INTO idempotency_keys (scope, key, fingerprint, status_code, response, created_at) \
               SELECT value ->> 'scope', value ->> 'key', value ->> 'fingerprint', value ->> 'status_code', \
                 value ->> 'response', ? \
               FROM json_each(?)",
-        &[8, 7],
+        &[9, 7],
+    ),
+    (
+        "INSERT INTO events (id, type, customer_id, data, created_at) \
+              SELECT value ->> 'id', value ->> 'type', unhex(value ->> 'customer_id'), value ->> 'data', ? \
+              FROM json_each(?)",
+        &[9, 8],
     ),
 ];
 
-/// The parts a batch of spends writes: transfers, movements, lot updates, wallets, stored answers.
-const SPEND_PARTS: [usize; 5] = [1, 2, 3, 6, 7];
+/// The parts a batch of spends writes: transfers, movements, lot updates, wallets, stored
+/// answers, events.
+const SPEND_PARTS: [usize; 6] = [1, 2, 3, 6, 7, 8];
 
 /// A write's text and the order of its parameters: every part, or only a batch of spends' parts.
 struct Write {
@@ -144,7 +151,7 @@ impl Write {
     }
 }
 
-static WRITE_ALL: LazyLock<Write> = LazyLock::new(|| Write::of(&[0, 1, 2, 3, 4, 5, 6, 7]));
+static WRITE_ALL: LazyLock<Write> = LazyLock::new(|| Write::of(&[0, 1, 2, 3, 4, 5, 6, 7, 8]));
 static WRITE_SPENDS: LazyLock<Write> = LazyLock::new(|| Write::of(&SPEND_PARTS));
 
 fn write_for(rows: &Rows) -> &'static Write {

@@ -36,6 +36,7 @@ const entry = (id: string, amount: number, balanceAfter: number, description: st
 const base = {
   'POST /api/v1/auth/refresh': () => json(admin),
   'GET /api/v1/admin/server-keys': () => json([]),
+  'GET /api/v1/admin/models': () => json([]),
   'GET /api/v1/admin/reconcile': () => json({ ok: true, checked_at: '2026-11-24T10:00:00Z', checks: [] }),
   'GET /api/v1/admin/stripe-events': () => json({ events: [], next_cursor: null }),
 };

@@ -20,6 +20,7 @@ const base = {
   'GET /api/v1/customers': () => json({ data: [], next_cursor: null }),
   'GET /api/v1/admin/reconcile': () => json({ ok: true, checked_at: '2026-11-24T10:00:00Z', checks: [] }),
   'GET /api/v1/admin/stripe-events': () => json({ events: [], next_cursor: null }),
+  'GET /api/v1/admin/models': () => json([]),
 };
 
 describe('admin server keys', () => {

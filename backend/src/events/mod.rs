@@ -1,0 +1,254 @@
+//! The outbox: every change of credits or billing state is recorded as an event, in the
+//! transaction that makes the change (the ledger's writer adds its events to the batch's
+//! journal; billing inserts its own beside its rows). Webhooks and live streams read them back in
+//! order with [`committed_after`], and `GET /events` lists them.
+
+pub mod handlers;
+
+use chrono::{DateTime, Utc};
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, FromQueryResult, Statement};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::sync::watch;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::db;
+
+/// Every event type Tollgate records.
+pub const EVENT_TYPES: &[&str] = &[
+    "credits.granted",
+    "credits.spent",
+    "credits.hold.created",
+    "credits.hold.captured",
+    "credits.hold.released",
+    "credits.hold.expired",
+    "credits.expired",
+    "credits.clawed_back",
+    "credits.dispute.frozen",
+    "credits.dispute.returned",
+    "balance.low",
+    "subscription.updated",
+    "checkout.completed",
+    "webhook_endpoint.disabled",
+];
+
+/// An event about to be written: the ledger's core makes these, billing too.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvent {
+    pub id: String,
+    pub kind: &'static str,
+    pub customer_id: Option<Uuid>,
+    pub data: Value,
+}
+
+/// `evt_` and a time-ordered UUID (v7) in Crockford's base32: 26 characters that sort as the
+/// events were made.
+pub fn event_id(uuid: Uuid) -> String {
+    const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+    let mut n = uuid.as_u128();
+    let mut out = [0u8; 26];
+    for slot in out.iter_mut().rev() {
+        *slot = ALPHABET[(n & 31) as usize];
+        n >>= 5;
+    }
+    format!("evt_{}", String::from_utf8_lossy(&out))
+}
+
+/// Whose wallet an event is about.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct EventCustomer {
+    /// Tollgate's id (a signed-up user's is their user id).
+    pub id: Uuid,
+    /// The product's id for the customer, if it gave one.
+    pub external_id: Option<String>,
+}
+
+/// An event as the API, webhooks and streams send it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct Event {
+    /// `evt_…`, sortable by time.
+    #[schema(example = "evt_01JEXAMPLE0000000000000000")]
+    pub id: String,
+    /// One of the types in `EVENT_TYPES`, e.g. `credits.spent`.
+    #[serde(rename = "type")]
+    #[schema(example = "credits.spent")]
+    pub kind: String,
+    pub created_at: DateTime<Utc>,
+    pub customer: Option<EventCustomer>,
+    /// What happened; every credits and balance event carries `balance`, the wallet's figures after it.
+    #[schema(value_type = Object)]
+    pub data: Value,
+    /// The event's position in the log (for cursors; not sent).
+    #[serde(skip)]
+    pub seq: i64,
+}
+
+#[derive(Debug, FromQueryResult)]
+struct EventRow {
+    seq: i64,
+    id: String,
+    kind: String,
+    customer_id: Option<Uuid>,
+    data: Value,
+    created_at: DateTime<Utc>,
+    external_id: Option<String>,
+}
+
+impl From<EventRow> for Event {
+    fn from(r: EventRow) -> Self {
+        Self {
+            id: r.id,
+            kind: r.kind,
+            created_at: r.created_at,
+            customer: r.customer_id.map(|id| EventCustomer { id, external_id: r.external_id }),
+            data: r.data,
+            seq: r.seq,
+        }
+    }
+}
+
+const SELECT: &str = "SELECT e.seq, e.id, e.type AS kind, e.customer_id, e.data, e.created_at, c.external_id \
+    FROM events e LEFT JOIN customers c ON c.id = e.customer_id";
+
+/// Committed events after `after` (a `seq`), in order, at most `limit`, of one customer or all.
+/// On PostgreSQL only events of transactions older than every transaction still running are
+/// read: one that took a lower `seq` but has not committed yet is waited for, never skipped.
+pub async fn committed_after(
+    db: &impl ConnectionTrait,
+    after: i64,
+    customer: Option<Uuid>,
+    limit: u64,
+) -> Result<Vec<Event>, DbErr> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let backend = db.get_database_backend();
+    let (sql, values): (String, Vec<sea_orm::Value>) = match (backend, customer) {
+        (DbBackend::Postgres, customer) => (
+            format!(
+                "{SELECT} WHERE e.seq > $1 AND ($2::uuid IS NULL OR e.customer_id = $2) \
+                 AND e.txid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint ORDER BY e.seq LIMIT $3"
+            ),
+            vec![after.into(), customer.into(), limit.into()],
+        ),
+        (_, Some(customer)) => (
+            format!("{SELECT} WHERE e.seq > ? AND e.customer_id = ? ORDER BY e.seq LIMIT ?"),
+            vec![after.into(), customer.into(), limit.into()],
+        ),
+        (_, None) => (format!("{SELECT} WHERE e.seq > ? ORDER BY e.seq LIMIT ?"), vec![after.into(), limit.into()]),
+    };
+    let rows = EventRow::find_by_statement(Statement::from_sql_and_values(backend, sql, values)).all(db).await?;
+    Ok(rows.into_iter().map(Into::into).collect())
+}
+
+/// The newest `seq` (0 when there is none): where a reader that wants only what comes next starts.
+pub async fn last_seq(db: &impl ConnectionTrait) -> Result<i64, DbErr> {
+    let row = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT CAST(COALESCE(MAX(seq), 0) AS BIGINT) AS n FROM events",
+        ))
+        .await?;
+    Ok(row.map(|r| r.try_get::<i64>("", "n")).transpose()?.unwrap_or(0))
+}
+
+/// The `seq` of the event `id`.
+pub async fn seq_of(db: &impl ConnectionTrait, id: &str) -> Result<Option<i64>, DbErr> {
+    let backend = db.get_database_backend();
+    let sql = match backend {
+        DbBackend::Postgres => "SELECT seq FROM events WHERE id = $1",
+        _ => "SELECT seq FROM events WHERE id = ?",
+    };
+    let row = db.query_one_raw(Statement::from_sql_and_values(backend, sql, [id.into()])).await?;
+    row.map(|r| r.try_get::<i64>("", "seq")).transpose()
+}
+
+/// One event by id.
+pub async fn find(db: &impl ConnectionTrait, id: &str) -> Result<Option<Event>, DbErr> {
+    let backend = db.get_database_backend();
+    let sql = match backend {
+        DbBackend::Postgres => format!("{SELECT} WHERE e.id = $1"),
+        _ => format!("{SELECT} WHERE e.id = ?"),
+    };
+    let row = EventRow::find_by_statement(Statement::from_sql_and_values(backend, sql, [id.into()])).one(db).await?;
+    Ok(row.map(Into::into))
+}
+
+/// Inserts events outside the ledger's writer (billing, webhooks), in the caller's transaction.
+pub async fn insert(db: &impl ConnectionTrait, events: &[NewEvent], now: DateTime<Utc>) -> Result<(), DbErr> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<crate::entities::events::ActiveModel> = events
+        .iter()
+        .map(|e| crate::entities::events::ActiveModel {
+            seq: sea_orm::ActiveValue::NotSet,
+            id: sea_orm::ActiveValue::Set(e.id.clone()),
+            kind: sea_orm::ActiveValue::Set(e.kind.to_owned()),
+            customer_id: sea_orm::ActiveValue::Set(e.customer_id),
+            data: sea_orm::ActiveValue::Set(e.data.clone()),
+            created_at: sea_orm::ActiveValue::Set(now),
+            txid: sea_orm::ActiveValue::NotSet,
+        })
+        .collect();
+    use sea_orm::EntityTrait;
+    crate::entities::events::Entity::insert_many(rows).exec_without_returning(db).await?;
+    Ok(())
+}
+
+/// Deletes events older than `before`; returns how many.
+pub async fn purge(db: &impl ConnectionTrait, before: DateTime<Utc>) -> Result<u64, DbErr> {
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    let done = crate::entities::events::Entity::delete_many()
+        .filter(crate::entities::events::Column::CreatedAt.lt(before))
+        .exec(db)
+        .await?;
+    Ok(done.rows_affected)
+}
+
+/// Rung after every commit that wrote events, so in-process readers (streams, the webhook
+/// dispatcher) look at once instead of at their next poll. On PostgreSQL `LISTEN tollgate_events`
+/// also hears other replicas' commits.
+#[derive(Clone)]
+pub struct Signal(std::sync::Arc<watch::Sender<u64>>);
+
+impl Default for Signal {
+    fn default() -> Self {
+        Self(std::sync::Arc::new(watch::channel(0).0))
+    }
+}
+
+impl std::fmt::Debug for Signal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Signal")
+    }
+}
+
+impl Signal {
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.0.subscribe()
+    }
+
+    pub fn bump(&self) {
+        self.0.send_modify(|n| *n = n.wrapping_add(1));
+    }
+}
+
+/// Whether the database's `events` reader is PostgreSQL (whose readers also `LISTEN`).
+pub fn listens(db: &sea_orm::DatabaseConnection) -> bool {
+    db::backend(db) == DbBackend::Postgres
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_sort_as_they_were_made() {
+        let ids: Vec<String> = (0..100).map(|_| event_id(Uuid::now_v7())).collect();
+        let mut sorted = ids.clone();
+        sorted.sort();
+        assert_eq!(ids, sorted);
+        assert!(ids.iter().all(|id| id.len() == 30 && id.starts_with("evt_")));
+        assert_eq!(event_id(Uuid::nil()), "evt_00000000000000000000000000");
+    }
+}
