@@ -6,33 +6,38 @@
 //! Woken by `LISTEN tollgate_events` on PostgreSQL (the outbox's trigger notifies at commit, from
 //! any replica), by the in-process `events::Signal` on SQLite, and by a poll every second that
 //! catches what no wake-up announced (a notification lost while the listener reconnected, a
-//! SQLite write by another process, an event the gap-safe read held back behind a transaction
-//! still running).
+//! SQLite write by another process). On PostgreSQL the tail also reads again, soon, the seqs it
+//! passed over, until a late commit fills them or no transaction is left that could (`Hole`).
 //!
 //! Each stream has a bounded queue. A stream whose client reads slower than events come is
 //! dropped from the hub when its queue is full, rather than buffered without bound: its
 //! connection ends, and the client resumes with `Last-Event-ID` from the outbox.
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, HashMap},
     sync::{Arc, Mutex, MutexGuard},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use actix_web::web::Bytes;
 use prometheus::{IntCounter, IntGauge, Opts, Registry};
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement};
+use chrono::{DateTime, Utc};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, FromQueryResult, Statement};
 use tokio::sync::{Notify, mpsc, watch};
 use uuid::Uuid;
 
-use crate::events::{self, Event};
+use crate::events::{Event, EventCustomer};
 
 /// Events read from the outbox per query.
 const PAGE: u64 = 500;
 /// The poll that catches what no notification announced.
 const POLL: Duration = Duration::from_secs(1);
-/// The first re-read after the gap-safe read held events back; doubled up to `POLL`.
-const HELD_BACK_RETRY: Duration = Duration::from_millis(10);
+/// The first look again at seqs passed over (see `Hole`); doubled up to `POLL`.
+const HOLE_RETRY: Duration = Duration::from_millis(10);
+/// A hole is given up no sooner than this, even when every transaction that could fill it ended.
+const HOLE_MIN_AGE: Duration = Duration::from_secs(5);
+/// A jump of the sequence wider than this is not tracked seq by seq.
+const MAX_HOLES: i64 = 100_000;
 
 /// One event as a stream sends it, rendered once for all the streams that get it.
 #[derive(Debug)]
@@ -279,10 +284,28 @@ async fn listen(hub: Hub, url: String) {
     }
 }
 
+/// A seq the tail passed without an event to read: its transaction had not committed yet (it
+/// may still), or rolled back (it never will). On PostgreSQL seqs are taken in one order and
+/// committed in another, so a reader that only moved forward from the highest seq it read would
+/// skip an event committed late with a lower seq. The tail reads such seqs again until their
+/// event comes, or until every transaction that could have written one has ended.
+struct Hole {
+    /// `pg_snapshot_xmax` of a snapshot taken after the hole was seen: every transaction that
+    /// could fill it has an id below this. `None` until such a snapshot was taken.
+    xmax: Option<i64>,
+    seen: Instant,
+}
+
+/// The tail's position: every event up to `head` was handed out, except the holes'.
+struct Position {
+    head: i64,
+    holes: BTreeMap<i64, Hole>,
+}
+
 /// The one reader of the outbox: on each wake-up, every event committed after the head.
 async fn tail(hub: Hub, db: DatabaseConnection) {
     let mut closing = hub.closing();
-    let mut head = loop {
+    let head = loop {
         match end_of_outbox(&db).await {
             Ok(seq) => break seq,
             Err(e) => {
@@ -296,6 +319,7 @@ async fn tail(hub: Hub, db: DatabaseConnection) {
     };
     hub.lock().head = head;
     hub.inner.ready.send_replace(Some(head));
+    let mut position = Position { head, holes: BTreeMap::new() };
     let mut retry: Option<Duration> = None;
     loop {
         tokio::select! {
@@ -305,10 +329,10 @@ async fn tail(hub: Hub, db: DatabaseConnection) {
         if hub.is_closing() {
             return;
         }
-        retry = match catch_up(&hub, &db, &mut head).await {
+        retry = match catch_up(&hub, &db, &mut position).await {
             Ok(false) => None,
-            // Held back behind a transaction still running: look again soon.
-            Ok(true) => Some(retry.map_or(HELD_BACK_RETRY, |r| (r * 2).min(POLL))),
+            // Holes to look at again soon.
+            Ok(true) => Some(retry.map_or(HOLE_RETRY, |r| (r * 2).min(POLL))),
             Err(e) => {
                 log::warn!("event streams: cannot read the outbox: {e}");
                 Some(POLL)
@@ -317,48 +341,139 @@ async fn tail(hub: Hub, db: DatabaseConnection) {
     }
 }
 
-/// Publishes every event after `head`; true when committed events remain that the gap-safe read
-/// held back (PostgreSQL, behind a transaction still running).
-async fn catch_up(hub: &Hub, db: &DatabaseConnection, head: &mut i64) -> Result<bool, DbErr> {
+/// Publishes the events that filled holes, then every event after the head; true when holes
+/// remain (PostgreSQL only: SQLite has one writer, so a seq passed over was rolled back).
+async fn catch_up(hub: &Hub, db: &DatabaseConnection, position: &mut Position) -> Result<bool, DbErr> {
+    let postgres = db.get_database_backend() == DbBackend::Postgres;
+    if postgres && !position.holes.is_empty() {
+        // Taken before the holes are read: a transaction that ended before it is seen by the read.
+        let (xmin, xmax) = snapshot(db).await?;
+        let seqs: Vec<i64> = position.holes.keys().copied().take(PAGE as usize).collect();
+        let filled = visible(db, Filter::Seqs(&seqs), PAGE).await?;
+        for event in &filled {
+            position.holes.remove(&event.seq);
+        }
+        hub.publish(&filled);
+        position.holes.retain(|_, hole| {
+            !(hole.xmax.is_some_and(|x| xmin >= x) && hole.seen.elapsed() >= HOLE_MIN_AGE)
+        });
+        for hole in position.holes.values_mut() {
+            hole.xmax.get_or_insert(xmax);
+        }
+    }
     loop {
-        let events = events::committed_after(db, *head, None, PAGE).await?;
+        let events = visible(db, Filter::After { after: position.head, customer: None }, PAGE).await?;
+        if postgres {
+            let mut next = position.head + 1;
+            for event in &events {
+                if event.seq - next <= MAX_HOLES {
+                    for seq in next..event.seq {
+                        position.holes.insert(seq, Hole { xmax: None, seen: Instant::now() });
+                    }
+                } else {
+                    log::warn!("event streams: the outbox's seq jumped from {next} to {}", event.seq);
+                }
+                next = event.seq + 1;
+            }
+        }
         if let Some(last) = events.last() {
-            *head = last.seq;
+            position.head = last.seq;
         }
         hub.publish(&events);
         if (events.len() as u64) < PAGE {
             break;
         }
     }
-    if db.get_database_backend() != DbBackend::Postgres {
-        return Ok(false);
-    }
-    let row = db
-        .query_one_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            "SELECT EXISTS (SELECT 1 FROM events WHERE seq > $1) AS more",
-            [(*head).into()],
-        ))
-        .await?;
-    Ok(row.map(|r| r.try_get::<bool>("", "more")).transpose()?.unwrap_or(false))
+    Ok(!position.holes.is_empty())
 }
 
-/// Where the tail starts: after the last event a gap-safe reader can read now. Read by paging
-/// from the newest events back is not possible through `committed_after`, so the newest seq is
-/// taken, minus what is still held back: the first pass of `catch_up` reads those.
+/// PostgreSQL: the oldest transaction still running, and the next transaction id to be given.
+async fn snapshot(db: &DatabaseConnection) -> Result<(i64, i64), DbErr> {
+    let row = db
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT CAST(CAST(pg_snapshot_xmin(pg_current_snapshot()) AS text) AS BIGINT) AS xmin, \
+                    CAST(CAST(pg_snapshot_xmax(pg_current_snapshot()) AS text) AS BIGINT) AS xmax",
+        ))
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound("snapshot".to_owned()))?;
+    Ok((row.try_get("", "xmin")?, row.try_get("", "xmax")?))
+}
+
+/// Where the tail starts: after the newest event. An event committed later with a lower seq
+/// was written by a transaction running now; streams open only after this, and the replay of
+/// one that resumes reads the outbox itself.
 async fn end_of_outbox(db: &DatabaseConnection) -> Result<i64, DbErr> {
+    crate::events::last_seq(db).await
+}
+
+/// Which committed events to read.
+pub enum Filter<'a> {
+    /// After a seq, of one customer or all.
+    After { after: i64, customer: Option<Uuid> },
+    /// These seqs (holes).
+    Seqs(&'a [i64]),
+}
+
+#[derive(Debug, FromQueryResult)]
+struct EventRow {
+    seq: i64,
+    id: String,
+    kind: String,
+    customer_id: Option<Uuid>,
+    data: serde_json::Value,
+    created_at: DateTime<Utc>,
+    external_id: Option<String>,
+}
+
+/// Committed events, in seq order, at most `limit`: every one this connection sees now.
+///
+/// Not `events::committed_after`: its PostgreSQL filter (transactions older than every one
+/// still running) hands out an event with a higher seq while holding back one with a lower seq
+/// whose transaction has a newer id, even for one wallet, and a reader moving forward by seq then
+/// skips the held-back event. What is visible is safe for one wallet, whose writers hold its row
+/// lock until they commit, so its events commit in seq order; across wallets the tail tracks the
+/// seqs it passed over (`Hole`).
+pub async fn visible(db: &impl ConnectionTrait, filter: Filter<'_>, limit: u64) -> Result<Vec<Event>, DbErr> {
     let backend = db.get_database_backend();
-    let sql = match backend {
-        // Committed events of transactions still running somewhere can precede this seq:
-        // start before the oldest of them.
-        DbBackend::Postgres => {
-            "SELECT CAST(COALESCE(MIN(seq) - 1, (SELECT MAX(seq) FROM events), 0) AS BIGINT) AS head FROM events \
-             WHERE txid >= CAST(CAST(pg_snapshot_xmin(pg_current_snapshot()) AS text) AS BIGINT)"
+    let mut values: Vec<sea_orm::Value> = Vec::new();
+    let mut param = |value: sea_orm::Value| {
+        values.push(value);
+        match backend {
+            DbBackend::Postgres => format!("${}", values.len()),
+            _ => "?".to_owned(),
         }
-        _ => "SELECT CAST(COALESCE(MAX(seq), 0) AS BIGINT) AS head FROM events",
     };
-    let row = db.query_one_raw(Statement::from_string(backend, sql)).await?;
-    Ok(row.map(|r| r.try_get::<i64>("", "head")).transpose()?.unwrap_or(0))
+    let condition = match filter {
+        Filter::After { after, customer: None } => format!("e.seq > {}", param(after.into())),
+        Filter::After { after, customer: Some(customer) } => {
+            // In the text's order: SQLite's `?` are positional.
+            let customer = param(customer.into());
+            format!("e.customer_id = {customer} AND e.seq > {}", param(after.into()))
+        }
+        Filter::Seqs([]) => return Ok(Vec::new()),
+        Filter::Seqs(seqs) => {
+            let list: Vec<String> = seqs.iter().map(|s| param((*s).into())).collect();
+            format!("e.seq IN ({})", list.join(", "))
+        }
+    };
+    let limit = param(i64::try_from(limit).unwrap_or(i64::MAX).into());
+    let sql = format!(
+        "SELECT e.seq, e.id, e.type AS kind, e.customer_id, e.data, e.created_at, c.external_id \
+         FROM events e LEFT JOIN customers c ON c.id = e.customer_id WHERE {condition} ORDER BY e.seq LIMIT {limit}"
+    );
+    let rows = EventRow::find_by_statement(Statement::from_sql_and_values(backend, sql, values)).all(db).await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| Event {
+            id: r.id,
+            kind: r.kind,
+            created_at: r.created_at,
+            customer: r.customer_id.map(|id| EventCustomer { id, external_id: r.external_id }),
+            data: r.data,
+            seq: r.seq,
+        })
+        .collect())
 }
 
 #[cfg(test)]

@@ -11,8 +11,7 @@ use sea_orm::DatabaseConnection;
 use tokio::{sync::watch, time::Instant};
 use uuid::Uuid;
 
-use super::hub::{Frame, Subscription};
-use crate::events;
+use super::hub::{Filter, Frame, Subscription, visible};
 
 /// How long a client waits before reconnecting, sent as `retry:` (milliseconds).
 pub const RETRY_MILLISECONDS: u64 = 2000;
@@ -44,8 +43,8 @@ pub struct EventStream {
 }
 
 impl EventStream {
-    /// A stream of `customer`'s events: from `after` (the seq of the client's `Last-Event-ID`)
-    /// by way of the outbox, or from the hub's head when the client names no event.
+    /// A stream of `customer`'s events: after `after` (the seq of the client's `Last-Event-ID`)
+    /// by way of the outbox, or those the hub hands over from now when the client names none.
     pub fn new(
         db: DatabaseConnection,
         customer: Uuid,
@@ -54,7 +53,9 @@ impl EventStream {
         closing: watch::Receiver<bool>,
         heartbeat: Duration,
     ) -> Self {
-        let last = after.unwrap_or(subscription.from);
+        // Without an id, every event the hub hands over after joining it is new (a late commit
+        // with a lower seq than the hub's head included).
+        let last = after.unwrap_or(0);
         Self {
             db,
             customer,
@@ -86,7 +87,8 @@ impl EventStream {
             return Some(Bytes::from(format!("retry: {RETRY_MILLISECONDS}\n\n")));
         }
         if self.replaying {
-            match events::committed_after(&self.db, self.last, Some(self.customer), REPLAY_PAGE).await {
+            let filter = Filter::After { after: self.last, customer: Some(self.customer) };
+            match visible(&self.db, filter, REPLAY_PAGE).await {
                 Ok(page) => {
                     if (page.len() as u64) < REPLAY_PAGE {
                         self.replaying = false;

@@ -295,9 +295,10 @@ async fn a_spend_on_one_replica_reaches_a_stream_held_on_another() {
     let Some(a) = TestApp::spawn(Backend::Postgres).await else { return };
     let b = a.replica(|_| {}).await;
     let user = a.user().await;
-    a.grant(&user, 1_000).await;
     let mut sse = Sse::new(open(format!("{}/api/v1/credits/stream", b.address), &user.token, None).await);
     assert_eq!(sse.block().await.as_deref(), Some("retry: 2000"));
+    a.grant(&user, 1_000).await;
+    assert_eq!(sse.event().await.kind, "credits.granted");
     let mut balance = 1_000;
     for amount in 1..=5 {
         spend(&a, &user, amount).await;
@@ -311,4 +312,49 @@ async fn a_spend_on_one_replica_reaches_a_stream_held_on_another() {
         assert!(took < Duration::from_secs(1), "spend {amount} took {took:?} to reach the other replica");
     }
     b.shutdown.start();
+}
+
+mod late_commit_with_a_lower_seq {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        super::an_event_committed_late_with_a_lower_seq_still_reaches_its_stream().await;
+    }
+}
+
+/// Gap safety on PostgreSQL: transaction A takes its id first, B takes a lower `seq` than A's
+/// event, A commits, B commits later. B's event must still reach its stream: a reader that moved
+/// past A's seq must not skip it.
+async fn an_event_committed_late_with_a_lower_seq_still_reaches_its_stream() {
+    use sea_orm::{ConnectionTrait, Database, DbBackend, Statement, TransactionTrait};
+    let Some(app) = TestApp::spawn(Backend::Postgres).await else { return };
+    let (x, y) = (app.user().await, app.user().await);
+    let mut stream_x = Sse::user(&app, &x, None).await;
+    let mut stream_y = Sse::user(&app, &y, None).await;
+    let insert = |customer: Uuid, tag: &str| {
+        Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "INSERT INTO events (id, type, customer_id, data, created_at) VALUES ($1, 'credits.granted', $2, $3, now())",
+            [
+                format!("evt_LATE{}", &Uuid::now_v7().simple().to_string().to_uppercase()[..22]).into(),
+                customer.into(),
+                json!({ "tag": tag }).into(),
+            ],
+        )
+    };
+    let conn_a = Database::connect(&app.database_url).await.unwrap();
+    let conn_b = Database::connect(&app.database_url).await.unwrap();
+    let a = conn_a.begin().await.unwrap();
+    a.execute_raw(Statement::from_string(DbBackend::Postgres, "SELECT pg_current_xact_id()")).await.unwrap();
+    let b = conn_b.begin().await.unwrap();
+    b.execute_raw(Statement::from_string(DbBackend::Postgres, "SELECT pg_current_xact_id()")).await.unwrap();
+    b.execute_raw(insert(x.id, "b")).await.unwrap(); // the lower seq
+    a.execute_raw(insert(y.id, "a")).await.unwrap();
+    a.commit().await.unwrap();
+    // Y's event (A's) goes out while B is still open.
+    let event = stream_y.event().await;
+    assert_eq!(event.data["data"]["tag"], "a");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    b.commit().await.unwrap();
+    let event = stream_x.event().await;
+    assert_eq!(event.data["data"]["tag"], "b", "the late event with the lower seq reached its stream");
 }
