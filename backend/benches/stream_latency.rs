@@ -85,7 +85,10 @@ async fn fresh_database(kind: &str, dir: &std::path::Path) -> String {
     match kind {
         "postgres" => {
             let admin = Database::connect("postgres://postgres@127.0.0.1:5432/postgres").await.expect("postgres");
-            admin.execute_unprepared("DROP DATABASE IF EXISTS tollgate_bench_streams WITH (FORCE)").await.expect("drop");
+            admin
+                .execute_unprepared("DROP DATABASE IF EXISTS tollgate_bench_streams WITH (FORCE)")
+                .await
+                .expect("drop");
             admin.execute_unprepared("CREATE DATABASE tollgate_bench_streams").await.expect("create");
             "postgres://postgres@127.0.0.1:5432/tollgate_bench_streams".to_owned()
         }

@@ -77,8 +77,11 @@ async fn open(req: &HttpRequest, state: &AppState, customer: Uuid) -> Result<Htt
         None => None,
     };
     let Some(subscription) = state.streams.subscribe(customer, READY_WAIT).await else {
-        return Err(ApiError::new(ErrorCode::DatabaseUnavailable, "The server is starting or stopping. Retry shortly.")
-            .retry_after(2));
+        return Err(ApiError::new(
+            ErrorCode::DatabaseUnavailable,
+            "The server is starting or stopping. Retry shortly.",
+        )
+        .retry_after(2));
     };
     let stream = EventStream::new(
         state.db.clone(),

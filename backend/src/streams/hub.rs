@@ -20,8 +20,8 @@ use std::{
 };
 
 use actix_web::web::Bytes;
-use prometheus::{IntCounter, IntGauge, Opts, Registry};
 use chrono::{DateTime, Utc};
+use prometheus::{IntCounter, IntGauge, Opts, Registry};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, FromQueryResult, Statement};
 use tokio::sync::{Notify, mpsc, watch};
 use uuid::Uuid;
@@ -354,9 +354,7 @@ async fn catch_up(hub: &Hub, db: &DatabaseConnection, position: &mut Position) -
             position.holes.remove(&event.seq);
         }
         hub.publish(&filled);
-        position.holes.retain(|_, hole| {
-            !(hole.xmax.is_some_and(|x| xmin >= x) && hole.seen.elapsed() >= HOLE_MIN_AGE)
-        });
+        position.holes.retain(|_, hole| !(hole.xmax.is_some_and(|x| xmin >= x) && hole.seen.elapsed() >= HOLE_MIN_AGE));
         for hole in position.holes.values_mut() {
             hole.xmax.get_or_insert(xmax);
         }

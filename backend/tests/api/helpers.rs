@@ -259,9 +259,8 @@ impl TestApp {
         let mut settings = test_settings(self.database_url.clone(), dir.path().to_path_buf());
         settings.migrate_on_start = false;
         configure(&mut settings);
-        let app = Application::build_with_clock(settings, tollgate::clock::Clock::adjustable())
-            .await
-            .expect("build replica");
+        let app =
+            Application::build_with_clock(settings, tollgate::clock::Clock::adjustable()).await.expect("build replica");
         let address = format!("http://127.0.0.1:{}", app.port());
         let shutdown = app.shutdown();
         let stopped = tokio::spawn(app.run_until_stopped());

@@ -171,8 +171,9 @@ async fn a_customer_stream_sees_only_its_customer(app: TestApp) {
     let mut sse = Sse::new(open(app.url("/api/v1/customers/org_a/stream"), &key, None).await);
     assert_eq!(sse.block().await.as_deref(), Some("retry: 2000"));
     for id in ["org_b", "org_a"] {
-        let res = as_key(&app, &key, &format!("/api/v1/customers/{id}/grant"), "g", json!({ "amount": 50, "reason": "t" }))
-            .await;
+        let res =
+            as_key(&app, &key, &format!("/api/v1/customers/{id}/grant"), "g", json!({ "amount": 50, "reason": "t" }))
+                .await;
         assert_eq!(res.status(), StatusCode::OK);
         let res = as_key(&app, &key, &format!("/api/v1/customers/{id}/spend"), "s", json!({ "amount": 7 })).await;
         assert_eq!(res.status(), StatusCode::OK);
