@@ -150,6 +150,12 @@ pub struct Settings {
     pub webhook_allow_private_urls: bool,
     /// How long events are kept before the background task deletes them.
     pub event_retention: chrono::Duration,
+    /// How often an open event stream gets a `: heartbeat` comment (`STREAM_HEARTBEAT_SECONDS`),
+    /// so proxies keep it open and a vanished client is noticed.
+    pub stream_heartbeat: Duration,
+    /// Events one stream may fall behind its client by before it is closed
+    /// (`STREAM_BUFFER_EVENTS`); the client reconnects with `Last-Event-ID` and loses nothing.
+    pub stream_buffer: usize,
 }
 
 /// A setting that is missing or wrong, named so the operator can fix it.
@@ -404,6 +410,8 @@ impl Settings {
             )?),
             webhook_allow_private_urls: parse_bool("WEBHOOK_ALLOW_PRIVATE_URLS", false)?,
             event_retention: chrono::Duration::days(parse_number("EVENT_RETENTION_DAYS", 30, 1, 3650)?),
+            stream_heartbeat: Duration::from_secs(parse_number("STREAM_HEARTBEAT_SECONDS", 15, 1, 3600)?),
+            stream_buffer: parse_number("STREAM_BUFFER_EVENTS", 256, 1, 65_536)?,
         })
     }
 

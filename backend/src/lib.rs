@@ -27,4 +27,5 @@ pub mod seed;
 pub mod spa;
 pub mod startup;
 pub mod state;
+pub mod streams;
 pub mod webhooks;

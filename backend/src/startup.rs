@@ -101,7 +101,9 @@ pub fn api_routes(cfg: &mut ServiceConfig) {
         .service(webhooks::handlers::delete_webhook_endpoint)
         .service(webhooks::handlers::rotate_webhook_secret)
         .service(webhooks::handlers::list_webhook_deliveries)
-        .service(webhooks::handlers::redeliver_webhook_event);
+        .service(webhooks::handlers::redeliver_webhook_event)
+        .service(crate::streams::handlers::stream_credits)
+        .service(crate::streams::handlers::stream_customer);
 }
 
 /// Routes outside `/api/v1`, also documented.
@@ -166,6 +168,51 @@ pub struct Application {
     port: u16,
     server: Server,
     state: AppState,
+    shutdown: Shutdown,
+}
+
+/// Starts the server's graceful shutdown, as SIGTERM does: open event streams end at once, then
+/// in-flight requests finish. The tests stop their servers with it.
+#[derive(Clone)]
+pub struct Shutdown(std::sync::Arc<tokio::sync::watch::Sender<bool>>);
+
+impl Shutdown {
+    fn new() -> Self {
+        Self(std::sync::Arc::new(tokio::sync::watch::channel(false).0))
+    }
+
+    pub fn start(&self) {
+        self.0.send_replace(true);
+    }
+
+    async fn requested(&self) {
+        let _ = self.0.subscribe().wait_for(|started| *started).await;
+    }
+}
+
+/// Waits for SIGTERM (graceful: in-flight requests finish) or SIGINT/SIGQUIT (not graceful), as
+/// actix-web's own handling does; true when the shutdown is graceful.
+async fn stop_signal() -> bool {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::quit())) {
+            (Ok(mut term), Ok(mut int), Ok(mut quit)) => tokio::select! {
+                _ = term.recv() => { log::info!("SIGTERM received; starting graceful shutdown"); true }
+                _ = int.recv() => { log::info!("SIGINT received; shutting down"); false }
+                _ = quit.recv() => { log::info!("SIGQUIT received; shutting down"); false }
+            },
+            _ => {
+                log::warn!("cannot listen for signals; stop the server by killing it");
+                std::future::pending().await
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        false
+    }
 }
 
 impl Application {
@@ -193,7 +240,7 @@ impl Application {
         let workers = settings.workers;
         let state = AppState::new(db, settings, clock)?;
         let server = run(listener, state.clone(), workers)?;
-        Ok(Self { port, server, state })
+        Ok(Self { port, server, state, shutdown: Shutdown::new() })
     }
 
     pub fn port(&self) -> u16 {
@@ -204,13 +251,38 @@ impl Application {
         &self.state
     }
 
-    /// Serves until SIGINT/SIGTERM (in-flight requests finish), with the background tasks.
+    /// What starts this server's shutdown from within the process.
+    pub fn shutdown(&self) -> Shutdown {
+        self.shutdown.clone()
+    }
+
+    /// Serves until SIGTERM (in-flight requests finish), SIGINT or `Shutdown::start`, with the
+    /// background tasks and the event streams' hub. Shutting down ends the open event streams
+    /// first: they would otherwise hold the graceful shutdown for its whole 30 seconds.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let background = tokio::spawn(background_tasks(self.state.clone()));
         let dispatcher = tokio::spawn(webhooks::dispatcher::run(self.state.clone()));
         let checkpoints =
             tokio::spawn(crate::db::checkpoint_sqlite((*self.state.settings).clone(), self.state.wal_restart.clone()));
+        self.state.streams.start(
+            self.state.db.clone(),
+            self.state.settings.database_url.clone(),
+            self.state.events.subscribe(),
+        );
+        let handle = self.server.handle();
+        let hub = self.state.streams.clone();
+        let shutdown = self.shutdown.clone();
+        let stopper = tokio::spawn(async move {
+            let graceful = tokio::select! {
+                graceful = stop_signal() => graceful,
+                () = shutdown.requested() => true,
+            };
+            hub.close_all();
+            handle.stop(graceful).await;
+        });
         let result = self.server.await;
+        self.state.streams.close_all();
+        stopper.abort();
         background.abort();
         dispatcher.abort();
         checkpoints.abort();
@@ -354,6 +426,8 @@ fn run(listener: TcpListener, state: AppState, workers: usize) -> anyhow::Result
         .wrap(from_fn(request_id::middleware))
     })
     .workers(workers)
+    // `Application::run_until_stopped` listens for the signals, to end the event streams first.
+    .disable_signals()
     .shutdown_timeout(30)
     .keep_alive(Duration::from_secs(75))
     // A client has 10 s to send its request head and 5 s to go away after the answer.

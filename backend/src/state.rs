@@ -42,6 +42,8 @@ pub struct AppState {
     pub gateway: Option<Arc<crate::gateway::Upstream>>,
     /// The webhook dispatcher's HTTP client and wake-up bell.
     pub webhooks: crate::webhooks::Webhooks,
+    /// The replica's fan-out of committed events to its open streams.
+    pub streams: crate::streams::Hub,
 }
 
 impl AppState {
@@ -69,9 +71,11 @@ impl AppState {
         );
         let gateway = crate::gateway::Upstream::from_settings(&settings)?.map(Arc::new);
         let webhooks = crate::webhooks::Webhooks::new(&settings)?;
+        let streams = crate::streams::Hub::new(settings.stream_buffer, &metrics.registry)?;
         Ok(Self {
             events,
             webhooks,
+            streams,
             gateway,
             db,
             settings: Arc::new(settings),

@@ -182,6 +182,18 @@ pub async fn head(db: &impl ConnectionTrait) -> Result<Position, DbErr> {
     })
 }
 
+/// The newest `seq` (0 when there is none), whatever its transaction: where the live streams'
+/// hub starts (it tracks the seqs it passed over itself).
+pub async fn last_seq(db: &impl ConnectionTrait) -> Result<i64, DbErr> {
+    let row = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT CAST(COALESCE(MAX(seq), 0) AS BIGINT) AS n FROM events",
+        ))
+        .await?;
+    Ok(row.map(|r| r.try_get::<i64>("", "n")).transpose()?.unwrap_or(0))
+}
+
 /// The position of the event `id`.
 pub async fn position_of(db: &impl ConnectionTrait, id: &str) -> Result<Option<Position>, DbErr> {
     let backend = db.get_database_backend();

@@ -91,6 +91,16 @@ pub struct TestApp {
     _dir: Option<tempfile::TempDir>,
 }
 
+/// A server started by `TestApp::replica`, which the test can stop.
+pub struct Replica {
+    pub address: String,
+    /// Starts its graceful shutdown, as SIGTERM would.
+    pub shutdown: tollgate::startup::Shutdown,
+    /// Resolves when the server has stopped.
+    pub stopped: tokio::task::JoinHandle<std::io::Result<()>>,
+    _dir: tempfile::TempDir,
+}
+
 const PG_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 /// Test databases are named `<prefix>_<uuid>`; `TOLLGATE_TEST_DB_PREFIX` keeps two checkouts
 /// testing at once on one PostgreSQL from dropping each other's databases.
@@ -208,6 +218,8 @@ pub fn test_settings(database_url: String, data_dir: std::path::PathBuf) -> Sett
         webhook_disable_after: Duration::from_secs(5 * 86_400),
         webhook_allow_private_urls: false,
         event_retention: chrono::Duration::days(30),
+        stream_heartbeat: Duration::from_secs(15),
+        stream_buffer: 256,
     }
 }
 
@@ -242,6 +254,21 @@ impl TestApp {
             .build()
             .expect("client");
         Some(TestApp { address, client, db, clock, ledger, backend, database_url: url, _dir: Some(dir) })
+    }
+
+    /// Another replica on this test's database, as a second server process would run: its own
+    /// pool, hub and port, the same JWT secret. Migrations are the first replica's.
+    pub async fn replica(&self, configure: impl FnOnce(&mut Settings)) -> Replica {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut settings = test_settings(self.database_url.clone(), dir.path().to_path_buf());
+        settings.migrate_on_start = false;
+        configure(&mut settings);
+        let app =
+            Application::build_with_clock(settings, tollgate::clock::Clock::adjustable()).await.expect("build replica");
+        let address = format!("http://127.0.0.1:{}", app.port());
+        let shutdown = app.shutdown();
+        let stopped = tokio::spawn(app.run_until_stopped());
+        Replica { address, shutdown, stopped, _dir: dir }
     }
 
     pub fn url(&self, path: &str) -> String {

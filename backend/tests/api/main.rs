@@ -28,6 +28,7 @@ mod portal;
 mod resilience;
 mod schema;
 mod status_checks;
+mod streams;
 mod stripe;
 mod wal;
 mod webhooks;

@@ -583,6 +583,28 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/credits/stream": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The caller's wallet's events as they happen (`credits:read`): server-sent events. A client
+         *     that reconnects with `Last-Event-ID` gets every event after that one, then the live ones,
+         *     without a gap; an id that names no event of this wallet (unknown, or purged after
+         *     `EVENT_RETENTION_DAYS`) is 422: read the balance again and reconnect without it.
+         */
+        get: operations["stream_credits"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/customers": {
         parameters: {
             query?: never;
@@ -859,6 +881,26 @@ export interface paths {
          *     Idempotency keys are scoped to the server key and the customer.
          */
         post: operations["customer_spend"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/customers/{external_id}/stream": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The customer's wallet's events as they happen (`credits:read`): server-sent events, exactly
+         *     as `GET /credits/stream` sends them, `Last-Event-ID` included.
+         */
+        get: operations["stream_customer"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -5090,6 +5132,50 @@ export interface operations {
             503: components["responses"]["DatabaseUnavailable"];
         };
     };
+    stream_credits: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The `id` of the last event received: the stream resumes after it (browsers' `EventSource` sends it when it reconnects). */
+                "Last-Event-ID"?: string | null;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A `text/event-stream` that stays open. It starts with a `retry:` hint; each event of the wallet then comes as `id: <evt_…>`, `event: <type>` and `data: <Event JSON>` lines and a blank line, in the order they were committed, each once; after `STREAM_HEARTBEAT_SECONDS` (15) without one, a `: heartbeat` comment. The stream ends when the server shuts down, or when the client reads so slowly that more than `STREAM_BUFFER_EVENTS` events wait for it: reconnect with `Last-Event-ID` to get what followed. */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/event-stream": string;
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            /**
+             * @description - `insufficient_scope`: The API key lacks the scope the route needs (`required_scope`).
+             *     - `server_key_not_allowed`: A server key acts on customers (`/customers/{external_id}/…`), never on a signed-in caller's own routes.
+             */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "insufficient_scope" | "server_key_not_allowed";
+                    };
+                };
+            };
+            422: components["responses"]["ValidationFailed"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["DatabaseUnavailable"];
+        };
+    };
     list_customers: {
         parameters: {
             query?: {
@@ -6342,6 +6428,55 @@ export interface operations {
             415: components["responses"]["UnsupportedMediaType"];
             422: components["responses"]["ValidationFailed"];
             429: components["responses"]["RateLimited"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["DatabaseUnavailable"];
+        };
+    };
+    stream_customer: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The `id` of the last event received: the stream resumes after it. */
+                "Last-Event-ID"?: string | null;
+            };
+            path: {
+                external_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A `text/event-stream` that stays open. It starts with a `retry:` hint; each event of the wallet then comes as `id: <evt_…>`, `event: <type>` and `data: <Event JSON>` lines and a blank line, in the order they were committed, each once; after `STREAM_HEARTBEAT_SECONDS` (15) without one, a `: heartbeat` comment. The stream ends when the server shuts down, or when the client reads so slowly that more than `STREAM_BUFFER_EVENTS` events wait for it: reconnect with `Last-Event-ID` to get what followed. */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/event-stream": string;
+                };
+            };
+            401: components["responses"]["AdminUnauthorized"];
+            /**
+             * @description - `admin_required`: The action needs an administrator.
+             *     - `admin_key_disabled`: An `x-admin-key` was sent, but the server has no `ADMIN_API_KEY`.
+             *     - `missing_scope`: The server key lacks the scope the route needs (`required_scope`).
+             *     - `server_key_required`: Customer routes take a server key or an administrator, never a personal API key or a user's session.
+             */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "admin_required" | "admin_key_disabled" | "missing_scope" | "server_key_required";
+                    };
+                };
+            };
+            404: components["responses"]["CustomerNotFound"];
+            422: components["responses"]["ValidationFailed"];
             500: components["responses"]["InternalError"];
             503: components["responses"]["DatabaseUnavailable"];
         };
