@@ -7,6 +7,7 @@ export type Schemas = components['schemas'];
 export type User = Schemas['UserResponse'];
 export type Balance = Schemas['BalanceResponse'];
 export type WalletBalance = Schemas['WalletBalance'];
+export type Alerts = Schemas['AlertsResponse'];
 export type LedgerEntry = Schemas['LedgerEntry'];
 export type TransferKind = Schemas['TransferKind'];
 export type LedgerPage = Schemas['LedgerPage'];
