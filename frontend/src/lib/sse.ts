@@ -43,7 +43,8 @@ export class SseParser {
 
   push(text: string): void {
     let chunk = text;
-    if (!this.started && chunk.length > 0) {
+    if (chunk.length === 0) return;
+    if (!this.started) {
       this.started = true;
       if (chunk.charCodeAt(0) === 0xfeff) chunk = chunk.slice(1);
     }
