@@ -69,9 +69,11 @@ export function applyEvent(queryClient: QueryClient, event: LiveEvent, refetch: 
     queryClient.setQueryData<Alerts>(keys.alerts, (old) =>
       old ? { ...old, available: figures.available, below: old.thresholds.filter((t) => figures.available <= t) } : old,
     );
-    // The lots expiring soon change with grants and expiries, and with spends taking from them.
+    // The lots expiring soon (the rest of the balance's answer) change with expiries, with grants
+    // that may expire (any but a pack's purchase), and with spends taking from such lots.
     const expiring = queryClient.getQueryData<Balance>(keys.balance)?.expiring_soon.length ?? 0;
-    if (event.type === 'credits.granted' || event.type === 'credits.expired' || expiring > 0) refetch(keys.balance);
+    const mayExpire = event.type === 'credits.granted' && event.data.kind !== 'purchase';
+    if (mayExpire || event.type === 'credits.expired' || expiring > 0) refetch(keys.balance);
   }
   if (event.type.startsWith('credits.') || event.type === 'balance.low') {
     for (const key of CREDIT_QUERIES) refetch(key);
