@@ -25,6 +25,9 @@ export type Customer = Schemas['Customer'];
 export type ServerKey = Schemas['ServerKeyResponse'];
 export type ServerKeyScope = Schemas['Scope'];
 export type HostedSession = Schemas['HostedSessionResponse'];
+export type WebhookEndpoint = Schemas['WebhookEndpoint'];
+export type WebhookAttempt = Schemas['WebhookAttempt'];
+export type SubscribedEventType = Schemas['SubscribedEventType'];
 
 /** The typed API client (same origin as the SPA). */
 export const api = createClient<paths>({

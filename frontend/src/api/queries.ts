@@ -213,6 +213,8 @@ export const adminKeys = {
   customer: (id: string) => ['admin', 'customers', 'one', id] as const,
   customerLedger: (id: string) => ['admin', 'customers', 'one', id, 'ledger'] as const,
   serverKeys: ['admin', 'server-keys'] as const,
+  webhookEndpoints: ['admin', 'webhook-endpoints'] as const,
+  webhookAttempts: (id: string) => ['admin', 'webhook-endpoints', id, 'attempts'] as const,
 };
 
 /** Customers, newest first, paged by cursor; `q` is a prefix of an email or external id. */
@@ -257,5 +259,27 @@ export function useServerKeys() {
   return useQuery({
     queryKey: adminKeys.serverKeys,
     queryFn: () => unwrap(api.GET('/api/v1/admin/server-keys')),
+  });
+}
+
+export function useWebhookEndpoints() {
+  return useQuery({
+    queryKey: adminKeys.webhookEndpoints,
+    queryFn: () => unwrap(api.GET('/api/v1/webhook-endpoints')).then((list) => list.data),
+  });
+}
+
+/** An endpoint's delivery attempts, newest first, paged by cursor. */
+export function useWebhookAttempts(endpointId: string) {
+  return useInfiniteQuery({
+    queryKey: adminKeys.webhookAttempts(endpointId),
+    initialPageParam: undefined as string | undefined,
+    queryFn: ({ pageParam }) =>
+      unwrap(
+        api.GET('/api/v1/webhook-endpoints/{id}/deliveries', {
+          params: { path: { id: endpointId }, query: { limit: 20, cursor: pageParam } },
+        }),
+      ),
+    getNextPageParam: (last) => last.next_cursor ?? undefined,
   });
 }

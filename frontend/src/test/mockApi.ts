@@ -62,6 +62,8 @@ export function mockApi(routes: Record<string, Handler>) {
       // that stays quiet and no alerts.
       if (request.method === 'GET' && url.pathname === '/api/v1/credits/stream') return eventStream(request).response;
       if (request.method === 'GET' && url.pathname === '/api/v1/credits/alerts') return json({ thresholds: [], available: 0, below: [] });
+      // The admin page lists webhook endpoints: none by default.
+      if (request.method === 'GET' && url.pathname === '/api/v1/webhook-endpoints') return json({ data: [] });
       throw new Error(`unexpected request: ${request.method} ${url.pathname}`);
     }
     return handler(request);
