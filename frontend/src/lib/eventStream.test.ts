@@ -95,6 +95,25 @@ describe('openEventStream', () => {
     expect(requests[0]?.headers.get('last-event-id')).toBe('evt_41');
   });
 
+  it('starts afresh when the event to resume after is gone (422 on Last-Event-ID)', async () => {
+    const requests: Request[] = [];
+    const { opens, statuses } = open(
+      async (request) => {
+        requests.push(request);
+        if (request.headers.has('last-event-id')) {
+          return problem(422, 'validation_failed', '1 field is invalid', {
+            errors: [{ field: 'Last-Event-ID', code: 'unknown_event', message: 'Last-Event-ID names no event of this wallet' }],
+          });
+        }
+        return eventStream(request).response;
+      },
+      { lastEventId: 'evt_purged' },
+    );
+    await vi.waitFor(() => expect(opens).toEqual([false]));
+    expect(requests.map((r) => r.headers.get('last-event-id'))).toEqual(['evt_purged', null]);
+    expect(statuses).toEqual(['connecting', 'reconnecting', 'live']);
+  });
+
   it('keeps trying through network errors and server errors, then connects', async () => {
     let calls = 0;
     const { statuses, opens } = open(async (request) => {

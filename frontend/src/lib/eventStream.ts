@@ -110,6 +110,11 @@ export function openEventStream(options: EventStreamOptions): EventStream {
     }
     if (!response.ok) {
       const error = await problemOf(response);
+      if (resumeFrom && error.status === 422 && error.problem.errors?.some((e) => e.field === 'Last-Event-ID')) {
+        // The event to resume after is gone (purged): start afresh; `onOpen` says it did not resume.
+        parser.lastEventId = '';
+        return { error, fatal: false, after: 0, received: true };
+      }
       return { error, fatal: !isTransient(error), after: retryAfterMs(response), received: false };
     }
     if (!response.body) return { error: new Error('the stream has no body'), fatal: false, received: false };
