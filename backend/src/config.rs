@@ -139,6 +139,15 @@ pub struct Settings {
     pub gateway_timeout: Duration,
     /// How long a stream whose client left is still read, for the usage it reports.
     pub gateway_drain_timeout: Duration,
+    /// How long one webhook delivery attempt may take, connecting included.
+    pub webhook_timeout: Duration,
+    /// The waits before each retry of a failed webhook delivery; once they are used up the
+    /// delivery is `failed` (so at most one attempt more than there are waits).
+    pub webhook_retry_schedule: Vec<Duration>,
+    /// An endpoint whose deliveries have failed without a success for this long is disabled.
+    pub webhook_disable_after: Duration,
+    /// Production: whether webhook endpoints may be on loopback, private or link-local addresses.
+    pub webhook_allow_private_urls: bool,
     /// How long events are kept before the background task deletes them.
     pub event_retention: chrono::Duration,
 }
@@ -385,6 +394,15 @@ impl Settings {
             gateway_upstream_key: var("GATEWAY_UPSTREAM_KEY").map(Secret::new),
             gateway_timeout: Duration::from_secs(parse_number("GATEWAY_TIMEOUT_SECONDS", 600, 1, 3600)?),
             gateway_drain_timeout: Duration::from_secs(parse_number("GATEWAY_DRAIN_SECONDS", 120, 1, 3600)?),
+            webhook_timeout: Duration::from_secs(parse_number("WEBHOOK_TIMEOUT_SECONDS", 10, 1, 300)?),
+            webhook_retry_schedule: parse_schedule("WEBHOOK_RETRY_SCHEDULE", DEFAULT_WEBHOOK_RETRY_SCHEDULE)?,
+            webhook_disable_after: Duration::from_secs(parse_number(
+                "WEBHOOK_DISABLE_AFTER_SECONDS",
+                5 * 86_400,
+                1,
+                365 * 86_400,
+            )?),
+            webhook_allow_private_urls: parse_bool("WEBHOOK_ALLOW_PRIVATE_URLS", false)?,
             event_retention: chrono::Duration::days(parse_number("EVENT_RETENTION_DAYS", 30, 1, 3650)?),
         })
     }
@@ -415,6 +433,27 @@ impl Settings {
     pub fn secure_cookies(&self) -> bool {
         self.site_url.starts_with("https://")
     }
+}
+
+/// Standard Webhooks' suggested waits: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h.
+pub const DEFAULT_WEBHOOK_RETRY_SCHEDULE: &str = "5,300,1800,7200,18000,36000";
+
+/// Comma-separated seconds, each at most a day, at most 20 of them (an empty list: no retries).
+fn parse_schedule(name: &'static str, default: &str) -> Result<Vec<Duration>, ConfigError> {
+    let raw = env::var(name).ok().map(|v| v.trim().to_owned()).unwrap_or_else(|| default.to_owned());
+    let waits = raw
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| match s.parse::<u64>() {
+            Ok(n) if n <= 86_400 => Ok(Duration::from_secs(n)),
+            _ => Err(invalid(name, format!("`{s}` is not a number of seconds from 0 to 86400"))),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if waits.len() > 20 {
+        return Err(invalid(name, "at most 20 retries"));
+    }
+    Ok(waits)
 }
 
 fn parse_origins(name: &'static str) -> Result<Vec<String>, ConfigError> {

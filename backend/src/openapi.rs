@@ -31,7 +31,7 @@ use crate::error::{ErrorCode, FieldError, Problem};
         license(name = "MIT")
     ),
     modifiers(&SecurityAddon),
-    components(schemas(Problem, FieldError, ErrorCode)),
+    components(schemas(Problem, FieldError, ErrorCode, crate::webhooks::dto::SubscribedEventType)),
     tags(
         (name = "auth", description = "Accounts, sign-in, tokens"),
         (name = "api-keys", description = "Keys for third-party clients"),
@@ -44,6 +44,7 @@ use crate::error::{ErrorCode, FieldError, Problem};
         (name = "example", description = "The example AI feature"),
         (name = "billing", description = "Catalog, checkout, portal, subscription"),
         (name = "customers", description = "The product's backend acting on its customers, named by its own ids (server keys)"),
+        (name = "webhooks", description = "Endpoints the product receives events at, signed as Standard Webhooks sign, and their deliveries"),
         (name = "server-keys", description = "Keys for the product's backend (admin)"),
         (name = "hosted", description = "Tollgate's hosted pages for one customer (a session cookie from a portal-session link)"),
         (name = "admin", description = "Operator tools"),

@@ -17,7 +17,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::{
     auth, billing, clock::Clock, config::Settings, credits, customers, db, error, example, gateway, health,
-    openapi::ApiDoc, request_id, spa, state::AppState,
+    openapi::ApiDoc, request_id, spa, state::AppState, webhooks,
 };
 
 /// Every route under `/api/v1`, registered with its documentation.
@@ -93,7 +93,15 @@ pub fn api_routes(cfg: &mut ServiceConfig) {
         .service(billing::handlers::sync_prices)
         .service(billing::handlers::stripe_webhook)
         .service(billing::handlers::list_stripe_events)
-        .service(billing::handlers::retry_stripe_event);
+        .service(billing::handlers::retry_stripe_event)
+        .service(webhooks::handlers::create_webhook_endpoint)
+        .service(webhooks::handlers::list_webhook_endpoints)
+        .service(webhooks::handlers::get_webhook_endpoint)
+        .service(webhooks::handlers::update_webhook_endpoint)
+        .service(webhooks::handlers::delete_webhook_endpoint)
+        .service(webhooks::handlers::rotate_webhook_secret)
+        .service(webhooks::handlers::list_webhook_deliveries)
+        .service(webhooks::handlers::redeliver_webhook_event);
 }
 
 /// Routes outside `/api/v1`, also documented.
@@ -199,10 +207,12 @@ impl Application {
     /// Serves until SIGINT/SIGTERM (in-flight requests finish), with the background tasks.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let background = tokio::spawn(background_tasks(self.state.clone()));
+        let dispatcher = tokio::spawn(webhooks::dispatcher::run(self.state.clone()));
         let checkpoints =
             tokio::spawn(crate::db::checkpoint_sqlite((*self.state.settings).clone(), self.state.wal_restart.clone()));
         let result = self.server.await;
         background.abort();
+        dispatcher.abort();
         checkpoints.abort();
         result
     }

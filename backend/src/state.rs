@@ -40,6 +40,8 @@ pub struct AppState {
     pub events: crate::events::Signal,
     /// The LLM gateway's upstream, when `GATEWAY_UPSTREAM_URL` names one.
     pub gateway: Option<Arc<crate::gateway::Upstream>>,
+    /// The webhook dispatcher's HTTP client and wake-up bell.
+    pub webhooks: crate::webhooks::Webhooks,
 }
 
 impl AppState {
@@ -66,8 +68,10 @@ impl AppState {
             events.clone(),
         );
         let gateway = crate::gateway::Upstream::from_settings(&settings)?.map(Arc::new);
+        let webhooks = crate::webhooks::Webhooks::new(&settings)?;
         Ok(Self {
             events,
+            webhooks,
             gateway,
             db,
             settings: Arc::new(settings),

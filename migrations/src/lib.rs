@@ -20,6 +20,7 @@ mod m20261203_000302_drop_spend_function;
 mod m20261204_000401_customers;
 mod m20261205_000501_gateway;
 mod m20261206_000601_events;
+mod m20261206_000602_webhooks;
 
 /// The values each status, kind and source column accepts (migration `000301`), for the
 /// server's test that they are its enums' values.
@@ -49,6 +50,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000401_customers::Migration),
             Box::new(m20261205_000501_gateway::Migration),
             Box::new(m20261206_000601_events::Migration),
+            Box::new(m20261206_000602_webhooks::Migration),
         ]
     }
 }

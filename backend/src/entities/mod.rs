@@ -25,3 +25,6 @@ pub mod subscriptions;
 pub mod transfer_lots;
 pub mod transfers;
 pub mod users;
+pub mod webhook_attempts;
+pub mod webhook_deliveries;
+pub mod webhook_endpoints;

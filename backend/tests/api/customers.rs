@@ -826,7 +826,8 @@ async fn migration_401_keeps_every_wallet_and_entry(app: TestApp) {
     assert_eq!(hold.status(), StatusCode::OK);
     app.assert_reconciled().await;
     Migrator::down(&app.db, Some((names.len() - position) as u32)).await.unwrap();
-    app.assert_reconciled().await;
+    // (The server's reconcile reads today's schema, which later migrations changed; the books
+    // below are what the old schema holds.)
     // The table is Stripe's customer map again.
     assert_eq!(app.count("customers WHERE stripe_customer_id IS NOT NULL").await, 0);
     let before = books(&app).await;
@@ -863,5 +864,7 @@ async fn migration_401_keeps_every_wallet_and_entry(app: TestApp) {
     funded_customer(&app, &key, "api-only", 0).await;
     let err = Migrator::down(&app.db, Some((names.len() - position) as u32)).await.unwrap_err();
     assert!(err.to_string().contains("no user account"), "{err}");
+    // The migrations after 401 were undone before it refused: redo them, and nothing was lost.
+    Migrator::up(&app.db, None).await.unwrap();
     app.assert_reconciled().await;
 }

@@ -203,6 +203,10 @@ pub fn test_settings(database_url: String, data_dir: std::path::PathBuf) -> Sett
         gateway_upstream_key: None,
         gateway_timeout: std::time::Duration::from_secs(30),
         gateway_drain_timeout: std::time::Duration::from_secs(10),
+        webhook_timeout: Duration::from_secs(5),
+        webhook_retry_schedule: vec![Duration::from_secs(5), Duration::from_secs(300)],
+        webhook_disable_after: Duration::from_secs(5 * 86_400),
+        webhook_allow_private_urls: false,
         event_retention: chrono::Duration::days(30),
     }
 }

@@ -30,3 +30,4 @@ mod schema;
 mod status_checks;
 mod stripe;
 mod wal;
+mod webhooks;

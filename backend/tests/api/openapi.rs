@@ -26,13 +26,15 @@ fn every_operation_documents_its_errors_and_security() {
                     "/healthz",
                     "/readyz",
                     "/api/v1/features",
+                    "/api/v1/models",
                     "/api/v1/example/estimate",
                     "/api/v1/billing/catalog",
                     "/api/v1/webhooks/stripe",
                     "/api/webhooks/stripe",
                 ]
                 .contains(&path.as_str());
-            if !public || (path == "/api/v1/features" && method == "post") {
+            let admin_write = ["/api/v1/features", "/api/v1/models"].contains(&path.as_str()) && method == "post";
+            if !public || admin_write {
                 assert!(op.get("security").is_some(), "{method} {path} has no security");
                 assert!(
                     op["responses"].get("401").is_some()

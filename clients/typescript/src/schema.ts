@@ -1165,6 +1165,106 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/webhook-endpoints": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Every endpoint, oldest first, without secrets. */
+        get: operations["list_webhook_endpoints"];
+        put?: never;
+        /**
+         * Register an endpoint (admin, or a server key with `webhooks:write`). The answer carries its
+         *     signing secret, shown this once.
+         */
+        post: operations["create_webhook_endpoint"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/webhook-endpoints/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One endpoint, without its secret. */
+        get: operations["get_webhook_endpoint"];
+        put?: never;
+        post?: never;
+        /** Remove an endpoint, with its deliveries and their history. */
+        delete: operations["delete_webhook_endpoint"];
+        options?: never;
+        head?: never;
+        /** Change an endpoint's URL, event types, description, or whether it is enabled. */
+        patch: operations["update_webhook_endpoint"];
+        trace?: never;
+    };
+    "/api/v1/webhook-endpoints/{id}/deliveries": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The endpoint's delivery attempts, newest first, paged by cursor: the event, the attempt's
+         *     number, the answer's status, when, how long, and why it failed.
+         */
+        get: operations["list_webhook_deliveries"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/webhook-endpoints/{id}/events/{event_id}/redeliver": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Send an event to the endpoint again, now, as a new delivery (with its own retries), whether
+         *     or not it was sent before.
+         */
+        post: operations["redeliver_webhook_event"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/webhook-endpoints/{id}/rotate-secret": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Make a new signing secret, shown this once. The previous one keeps signing beside it for
+         *     24 hours (both signatures are in `webhook-signature`), so receivers can switch without a gap.
+         */
+        post: operations["rotate_webhook_secret"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/webhooks/stripe": {
         parameters: {
             query?: never;
@@ -1617,6 +1717,25 @@ export interface components {
              */
             scopes: components["schemas"]["Scope"][];
         };
+        /** @description `POST /webhook-endpoints`. */
+        CreateWebhookEndpointRequest: {
+            /** @description A note for people, at most 500 characters. */
+            description?: string | null;
+            /**
+             * @description The event types to send (see `GET /api/v1/events`), or `["*"]` for every type.
+             * @example [
+             *       "credits.spent",
+             *       "balance.low"
+             *     ]
+             */
+            events: components["schemas"]["SubscribedEventType"][];
+            /**
+             * @description Where events are POSTed: an http(s) URL, at most 2048 characters. In production it may not
+             *     resolve to a loopback, private or link-local address.
+             * @example https://api.example.com/tollgate/webhooks
+             */
+            url: string;
+        };
         /** @description A key just created: the only time its secret is shown. */
         CreatedApiKeyResponse: components["schemas"]["ApiKeyResponse"] & {
             /** @description The secret. Store it now: it is not shown again. */
@@ -1699,6 +1818,11 @@ export interface components {
             next_cursor?: string | null;
         };
         /**
+         * @description Where a delivery stands.
+         * @enum {string}
+         */
+        DeliveryStatus: "pending" | "succeeded" | "failed";
+        /**
          * @description A stable, machine-readable problem code. Each code always comes with the same HTTP status.
          *
          *     - `invalid_json` (400): The body is not JSON, or could not be read.
@@ -1739,6 +1863,7 @@ export interface components {
          *     - `webhooks_not_configured` (404): `STRIPE_WEBHOOK_SECRET` is not set: the server takes no webhooks.
          *     - `event_not_found` (404): No such event: in the event log (`GET /events/{id}`, kept for `EVENT_RETENTION_DAYS`), or in the Stripe inbox on its admin routes.
          *     - `model_not_found` (404): The gateway has no such model, or does not offer it now (see `GET /api/v1/models`); nothing was sent upstream.
+         *     - `webhook_endpoint_not_found` (404): No such webhook endpoint.
          *     - `method_not_allowed` (405): The path exists, but not with this method (see `Allow`).
          *     - `request_timeout` (408): The request body did not arrive in time; the connection is closed.
          *     - `email_taken` (409): An account with this email exists.
@@ -1752,6 +1877,7 @@ export interface components {
          *     - `already_subscribed` (409): The user has a live subscription: change plans in the billing portal.
          *     - `checkout_session_closed` (409): The checkout session was completed or expired.
          *     - `sandbox_mode` (409): The server runs in sandbox mode: there is no Stripe account to act on.
+         *     - `webhook_endpoint_disabled` (409): The webhook endpoint is disabled: enable it (`PATCH` with `enabled: true`) before redelivering to it.
          *     - `payload_too_large` (413): The body is larger than the route accepts (256 KiB of JSON, 1 MiB for any body).
          *     - `unsupported_media_type` (415): Send the body as `application/json`.
          *     - `validation_failed` (422): A field is missing or invalid; `errors` names each field and the rule it broke.
@@ -1766,7 +1892,7 @@ export interface components {
          *     - `upstream_timeout` (504): The gateway's LLM provider did not answer within `GATEWAY_TIMEOUT_SECONDS`; nothing was charged.
          * @enum {string}
          */
-        ErrorCode: "invalid_json" | "invalid_query" | "idempotency_key_required" | "missing_signature" | "invalid_signature" | "stale_signature" | "invalid_payload" | "unauthenticated" | "invalid_token" | "token_expired" | "invalid_api_key" | "invalid_admin_key" | "invalid_credentials" | "invalid_refresh_token" | "refresh_token_reused" | "portal_session_required" | "insufficient_credits" | "outstanding_debt" | "insufficient_scope" | "session_required" | "admin_required" | "admin_key_disabled" | "missing_scope" | "server_key_required" | "server_key_not_allowed" | "not_found" | "api_key_not_found" | "server_key_not_found" | "customer_not_found" | "wallet_not_found" | "user_not_found" | "hold_not_found" | "checkout_session_not_found" | "subscription_not_found" | "no_customer" | "webhooks_not_configured" | "event_not_found" | "model_not_found" | "method_not_allowed" | "request_timeout" | "email_taken" | "idempotency_key_reused" | "feature_exists" | "model_exists" | "idempotency_key_in_use" | "hold_expired" | "hold_not_open" | "hold_already_captured" | "already_subscribed" | "checkout_session_closed" | "sandbox_mode" | "payload_too_large" | "unsupported_media_type" | "validation_failed" | "rate_limited" | "too_many_attempts" | "internal_error" | "stripe_unavailable" | "upstream_unavailable" | "gateway_not_configured" | "database_unavailable" | "password_hashing_busy" | "upstream_timeout";
+        ErrorCode: "invalid_json" | "invalid_query" | "idempotency_key_required" | "missing_signature" | "invalid_signature" | "stale_signature" | "invalid_payload" | "unauthenticated" | "invalid_token" | "token_expired" | "invalid_api_key" | "invalid_admin_key" | "invalid_credentials" | "invalid_refresh_token" | "refresh_token_reused" | "portal_session_required" | "insufficient_credits" | "outstanding_debt" | "insufficient_scope" | "session_required" | "admin_required" | "admin_key_disabled" | "missing_scope" | "server_key_required" | "server_key_not_allowed" | "not_found" | "api_key_not_found" | "server_key_not_found" | "customer_not_found" | "wallet_not_found" | "user_not_found" | "hold_not_found" | "checkout_session_not_found" | "subscription_not_found" | "no_customer" | "webhooks_not_configured" | "event_not_found" | "model_not_found" | "webhook_endpoint_not_found" | "method_not_allowed" | "request_timeout" | "email_taken" | "idempotency_key_reused" | "feature_exists" | "model_exists" | "idempotency_key_in_use" | "hold_expired" | "hold_not_open" | "hold_already_captured" | "already_subscribed" | "checkout_session_closed" | "sandbox_mode" | "webhook_endpoint_disabled" | "payload_too_large" | "unsupported_media_type" | "validation_failed" | "rate_limited" | "too_many_attempts" | "internal_error" | "stripe_unavailable" | "upstream_unavailable" | "gateway_not_configured" | "database_unavailable" | "password_hashing_busy" | "upstream_timeout";
         /** @description What running the feature would cost. */
         EstimateResponse: {
             /** Format: int64 */
@@ -2297,6 +2423,11 @@ export interface components {
             status: string;
             type: string;
         };
+        /**
+         * @description An event type, or `*` for every type.
+         * @enum {string}
+         */
+        SubscribedEventType: "*" | "credits.granted" | "credits.spent" | "credits.hold.created" | "credits.hold.captured" | "credits.hold.released" | "credits.hold.expired" | "credits.expired" | "credits.clawed_back" | "credits.dispute.frozen" | "credits.dispute.returned" | "balance.low" | "subscription.updated" | "checkout.completed" | "webhook_endpoint.disabled";
         /** @description `GET /billing/subscription`. */
         SubscriptionResponse: {
             subscription?: components["schemas"]["SubscriptionView"] | null;
@@ -2450,6 +2581,17 @@ export interface components {
             output_per_million?: number | null;
             upstream_model?: string | null;
         };
+        /** @description `PATCH /webhook-endpoints/{id}`: what is given changes; `description: null` clears it. */
+        UpdateWebhookEndpointRequest: {
+            description?: string | null;
+            /**
+             * @description `true` re-enables an endpoint (disabled by hand or after a run of failures): its pending
+             *     deliveries are sent again; `false` pauses it.
+             */
+            enabled?: boolean | null;
+            events?: components["schemas"]["SubscribedEventType"][] | null;
+            url?: string | null;
+        };
         /**
          * @description `PUT /customers/{external_id}`: creates the customer, or updates the fields given. A field
          *     left out keeps its value; `null` clears it.
@@ -2543,6 +2685,112 @@ export interface components {
             received: boolean;
             /** @description `processed`, `ignored` or `duplicate`. */
             status: string;
+        };
+        /** @description One attempt at sending an event to an endpoint. */
+        WebhookAttempt: {
+            /**
+             * Format: int32
+             * @description 1 for the first attempt of the delivery.
+             */
+            attempt: number;
+            /** Format: date-time */
+            attempted_at: string;
+            /**
+             * Format: uuid
+             * @description The delivery it belongs to: one per endpoint and event, plus one per redelivery.
+             */
+            delivery_id: string;
+            /** @description Where the delivery stands now. */
+            delivery_status: components["schemas"]["DeliveryStatus"];
+            /**
+             * Format: int64
+             * @description How long it took, in milliseconds.
+             */
+            duration_ms: number;
+            /** @description Why it failed: a status outside 2xx, a timeout, a refused connection. */
+            error?: string | null;
+            /**
+             * @description The event sent, also the `webhook-id` header.
+             * @example evt_01JEXAMPLE0000000000000000
+             */
+            event_id: string;
+            /** @example credits.spent */
+            event_type: string;
+            /** Format: uuid */
+            id: string;
+            /**
+             * Format: int32
+             * @description The receiver's HTTP status, when it answered.
+             */
+            status_code?: number | null;
+            /** @description Whether the receiver answered 2xx. */
+            succeeded: boolean;
+        };
+        /** @description A page of attempts, newest first. */
+        WebhookAttemptPage: {
+            data: components["schemas"]["WebhookAttempt"][];
+            /** @description Pass as `cursor` for the next (older) page; absent on the last page. */
+            next_cursor?: string | null;
+        };
+        /** @description A delivery just queued by a redelivery. */
+        WebhookDelivery: {
+            /**
+             * Format: int32
+             * @description Attempts made so far.
+             */
+            attempts: number;
+            /** Format: date-time */
+            created_at: string;
+            /** Format: uuid */
+            endpoint_id: string;
+            event_id: string;
+            event_type: string;
+            /** Format: uuid */
+            id: string;
+            status: components["schemas"]["DeliveryStatus"];
+        };
+        /** @description A webhook endpoint (its secret is shown only when made or rotated). */
+        WebhookEndpoint: {
+            /** Format: date-time */
+            created_at: string;
+            description?: string | null;
+            /**
+             * Format: date-time
+             * @description When it was disabled after its deliveries failed for `WEBHOOK_DISABLE_AFTER_SECONDS`.
+             */
+            disabled_at?: string | null;
+            /** @description Whether events are sent to it. */
+            enabled: boolean;
+            /** @description The event types sent to it, or `["*"]`. */
+            events: components["schemas"]["SubscribedEventType"][];
+            /**
+             * Format: date-time
+             * @description Since when its deliveries have failed without a success in between, if they do.
+             */
+            failing_since?: string | null;
+            /** Format: uuid */
+            id: string;
+            /**
+             * Format: date-time
+             * @description After a rotation: until when the previous secret still signs beside the new one.
+             */
+            previous_secret_expires_at?: string | null;
+            /** Format: date-time */
+            updated_at: string;
+            url: string;
+        };
+        /** @description Endpoints, oldest first. */
+        WebhookEndpointList: {
+            data: components["schemas"]["WebhookEndpoint"][];
+        };
+        /** @description A webhook endpoint with its signing secret, shown this once. */
+        WebhookEndpointWithSecret: components["schemas"]["WebhookEndpoint"] & {
+            /**
+             * @description The Standard Webhooks signing secret, `whsec_` and the base64 of 32 random bytes: give it
+             *     to a `standardwebhooks` verifier. It is not shown again.
+             * @example whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSwMfKQ9r8GKYq=
+             */
+            secret: string;
         };
     };
     responses: {
@@ -2922,6 +3170,19 @@ export interface components {
                 "application/problem+json": components["schemas"]["Problem"] & {
                     /** @enum {string} */
                     code: "wallet_not_found";
+                };
+            };
+        };
+        /** @description `webhook_endpoint_disabled`: The webhook endpoint is disabled: enable it (`PATCH` with `enabled: true`) before redelivering to it. */
+        WebhookEndpointDisabled: {
+            headers: {
+                "X-Request-Id": components["headers"]["X-Request-Id"];
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"] & {
+                    /** @enum {string} */
+                    code: "webhook_endpoint_disabled";
                 };
             };
         };
@@ -6927,6 +7188,483 @@ export interface operations {
                 };
             };
             404: components["responses"]["WalletNotFound"];
+            422: components["responses"]["ValidationFailed"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["DatabaseUnavailable"];
+        };
+    };
+    list_webhook_endpoints: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookEndpointList"];
+                };
+            };
+            401: components["responses"]["AdminUnauthorized"];
+            /**
+             * @description - `admin_required`: The action needs an administrator.
+             *     - `admin_key_disabled`: An `x-admin-key` was sent, but the server has no `ADMIN_API_KEY`.
+             *     - `missing_scope`: The server key lacks the scope the route needs (`required_scope`).
+             *     - `server_key_required`: Customer routes take a server key or an administrator, never a personal API key or a user's session.
+             */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "admin_required" | "admin_key_disabled" | "missing_scope" | "server_key_required";
+                    };
+                };
+            };
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["DatabaseUnavailable"];
+        };
+    };
+    create_webhook_endpoint: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateWebhookEndpointRequest"];
+            };
+        };
+        responses: {
+            /** @description Registered; events from now on are sent to it. */
+            201: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookEndpointWithSecret"];
+                };
+            };
+            400: components["responses"]["InvalidJson"];
+            401: components["responses"]["AdminUnauthorized"];
+            /**
+             * @description - `admin_required`: The action needs an administrator.
+             *     - `admin_key_disabled`: An `x-admin-key` was sent, but the server has no `ADMIN_API_KEY`.
+             *     - `missing_scope`: The server key lacks the scope the route needs (`required_scope`).
+             *     - `server_key_required`: Customer routes take a server key or an administrator, never a personal API key or a user's session.
+             */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "admin_required" | "admin_key_disabled" | "missing_scope" | "server_key_required";
+                    };
+                };
+            };
+            408: components["responses"]["RequestTimeout"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["ValidationFailed"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["DatabaseUnavailable"];
+        };
+    };
+    get_webhook_endpoint: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookEndpoint"];
+                };
+            };
+            401: components["responses"]["AdminUnauthorized"];
+            /**
+             * @description - `admin_required`: The action needs an administrator.
+             *     - `admin_key_disabled`: An `x-admin-key` was sent, but the server has no `ADMIN_API_KEY`.
+             *     - `missing_scope`: The server key lacks the scope the route needs (`required_scope`).
+             *     - `server_key_required`: Customer routes take a server key or an administrator, never a personal API key or a user's session.
+             */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "admin_required" | "admin_key_disabled" | "missing_scope" | "server_key_required";
+                    };
+                };
+            };
+            /**
+             * @description - `not_found`: No such route, or a path parameter is malformed (e.g. not a UUID).
+             *     - `webhook_endpoint_not_found`: No such webhook endpoint.
+             */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "not_found" | "webhook_endpoint_not_found";
+                    };
+                };
+            };
+            422: components["responses"]["ValidationFailed"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["DatabaseUnavailable"];
+        };
+    };
+    delete_webhook_endpoint: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Removed. */
+            204: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            401: components["responses"]["AdminUnauthorized"];
+            /**
+             * @description - `admin_required`: The action needs an administrator.
+             *     - `admin_key_disabled`: An `x-admin-key` was sent, but the server has no `ADMIN_API_KEY`.
+             *     - `missing_scope`: The server key lacks the scope the route needs (`required_scope`).
+             *     - `server_key_required`: Customer routes take a server key or an administrator, never a personal API key or a user's session.
+             */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "admin_required" | "admin_key_disabled" | "missing_scope" | "server_key_required";
+                    };
+                };
+            };
+            /**
+             * @description - `not_found`: No such route, or a path parameter is malformed (e.g. not a UUID).
+             *     - `webhook_endpoint_not_found`: No such webhook endpoint.
+             */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "not_found" | "webhook_endpoint_not_found";
+                    };
+                };
+            };
+            422: components["responses"]["ValidationFailed"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["DatabaseUnavailable"];
+        };
+    };
+    update_webhook_endpoint: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["UpdateWebhookEndpointRequest"];
+            };
+        };
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookEndpoint"];
+                };
+            };
+            400: components["responses"]["InvalidJson"];
+            401: components["responses"]["AdminUnauthorized"];
+            /**
+             * @description - `admin_required`: The action needs an administrator.
+             *     - `admin_key_disabled`: An `x-admin-key` was sent, but the server has no `ADMIN_API_KEY`.
+             *     - `missing_scope`: The server key lacks the scope the route needs (`required_scope`).
+             *     - `server_key_required`: Customer routes take a server key or an administrator, never a personal API key or a user's session.
+             */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "admin_required" | "admin_key_disabled" | "missing_scope" | "server_key_required";
+                    };
+                };
+            };
+            /**
+             * @description - `not_found`: No such route, or a path parameter is malformed (e.g. not a UUID).
+             *     - `webhook_endpoint_not_found`: No such webhook endpoint.
+             */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "not_found" | "webhook_endpoint_not_found";
+                    };
+                };
+            };
+            408: components["responses"]["RequestTimeout"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["ValidationFailed"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["DatabaseUnavailable"];
+        };
+    };
+    list_webhook_deliveries: {
+        parameters: {
+            query?: {
+                /** @description Only the attempts at this event. */
+                event_id?: string;
+                /** @description From `next_cursor` of the previous page. */
+                cursor?: string;
+                /** @description 1 to 100, default 50. */
+                limit?: number;
+            };
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookAttemptPage"];
+                };
+            };
+            400: components["responses"]["InvalidQuery"];
+            401: components["responses"]["AdminUnauthorized"];
+            /**
+             * @description - `admin_required`: The action needs an administrator.
+             *     - `admin_key_disabled`: An `x-admin-key` was sent, but the server has no `ADMIN_API_KEY`.
+             *     - `missing_scope`: The server key lacks the scope the route needs (`required_scope`).
+             *     - `server_key_required`: Customer routes take a server key or an administrator, never a personal API key or a user's session.
+             */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "admin_required" | "admin_key_disabled" | "missing_scope" | "server_key_required";
+                    };
+                };
+            };
+            /**
+             * @description - `not_found`: No such route, or a path parameter is malformed (e.g. not a UUID).
+             *     - `webhook_endpoint_not_found`: No such webhook endpoint.
+             */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "not_found" | "webhook_endpoint_not_found";
+                    };
+                };
+            };
+            422: components["responses"]["ValidationFailed"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["DatabaseUnavailable"];
+        };
+    };
+    redeliver_webhook_event: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+                /** @description The event's id, `evt_…`. */
+                event_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Queued; sent within a second. */
+            202: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookDelivery"];
+                };
+            };
+            401: components["responses"]["AdminUnauthorized"];
+            /**
+             * @description - `admin_required`: The action needs an administrator.
+             *     - `admin_key_disabled`: An `x-admin-key` was sent, but the server has no `ADMIN_API_KEY`.
+             *     - `missing_scope`: The server key lacks the scope the route needs (`required_scope`).
+             *     - `server_key_required`: Customer routes take a server key or an administrator, never a personal API key or a user's session.
+             */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "admin_required" | "admin_key_disabled" | "missing_scope" | "server_key_required";
+                    };
+                };
+            };
+            /**
+             * @description - `not_found`: No such route, or a path parameter is malformed (e.g. not a UUID).
+             *     - `event_not_found`: No such event: in the event log (`GET /events/{id}`, kept for `EVENT_RETENTION_DAYS`), or in the Stripe inbox on its admin routes.
+             *     - `webhook_endpoint_not_found`: No such webhook endpoint.
+             */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "not_found" | "event_not_found" | "webhook_endpoint_not_found";
+                    };
+                };
+            };
+            409: components["responses"]["WebhookEndpointDisabled"];
+            422: components["responses"]["ValidationFailed"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["DatabaseUnavailable"];
+        };
+    };
+    rotate_webhook_secret: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookEndpointWithSecret"];
+                };
+            };
+            401: components["responses"]["AdminUnauthorized"];
+            /**
+             * @description - `admin_required`: The action needs an administrator.
+             *     - `admin_key_disabled`: An `x-admin-key` was sent, but the server has no `ADMIN_API_KEY`.
+             *     - `missing_scope`: The server key lacks the scope the route needs (`required_scope`).
+             *     - `server_key_required`: Customer routes take a server key or an administrator, never a personal API key or a user's session.
+             */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "admin_required" | "admin_key_disabled" | "missing_scope" | "server_key_required";
+                    };
+                };
+            };
+            /**
+             * @description - `not_found`: No such route, or a path parameter is malformed (e.g. not a UUID).
+             *     - `webhook_endpoint_not_found`: No such webhook endpoint.
+             */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "not_found" | "webhook_endpoint_not_found";
+                    };
+                };
+            };
             422: components["responses"]["ValidationFailed"];
             500: components["responses"]["InternalError"];
             503: components["responses"]["DatabaseUnavailable"];
