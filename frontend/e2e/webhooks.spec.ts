@@ -79,7 +79,7 @@ test('an admin adds a webhook endpoint, sees its secret once, and reads and rede
     await form.getByRole('button', { name: 'Add endpoint' }).click();
 
     // The secret, once, with a copy button.
-    const field = region.getByLabel('Signing secret');
+    const field = region.getByLabel('Signing secret', { exact: true });
     await expect(field).toHaveValue(/^whsec_[A-Za-z0-9+/=]{40,}$/);
     const secret = await field.inputValue();
     await region.getByRole('button', { name: 'Copy' }).click();
@@ -87,7 +87,7 @@ test('an admin adds a webhook endpoint, sees its secret once, and reads and rede
     expect(await page.evaluate(() => navigator.clipboard.readText())).toBe(secret);
     await screenshot(page, testInfo, '42-webhook-secret');
     await region.getByRole('button', { name: 'Done' }).click();
-    await expect(region.getByLabel('Signing secret')).toHaveCount(0);
+    await expect(region.getByLabel('Signing secret', { exact: true })).toHaveCount(0);
     const list = region.getByRole('list', { name: 'Webhook endpoints' });
     const row = list.getByRole('listitem').filter({ hasText: receiver.url });
     await expect(row).toContainText('The product backend');
@@ -136,7 +136,7 @@ test('an admin adds a webhook endpoint, sees its secret once, and reads and rede
     await expect(row).toContainText('Disabled');
     await row.getByRole('button', { name: `Rotate the secret of ${receiver.url}` }).click();
     await page.getByRole('dialog', { name: 'Rotate the signing secret?' }).getByRole('button', { name: 'Rotate secret' }).click();
-    const rotated = region.getByLabel('Signing secret');
+    const rotated = region.getByLabel('Signing secret', { exact: true });
     await expect(rotated).toHaveValue(/^whsec_/);
     expect(await rotated.inputValue()).not.toBe(secret);
     await region.getByRole('button', { name: 'Done' }).click();
