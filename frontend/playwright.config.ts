@@ -35,6 +35,8 @@ const serverEnv: Record<string, string> = {
   RUST_LOG: 'warn',
   GATEWAY_UPSTREAM_URL: `http://127.0.0.1:${upstreamPort}/v1`,
   GATEWAY_TIMEOUT_SECONDS: '20',
+  // The webhooks spec's receiver fails once: retry within a second, not the default 5 s.
+  WEBHOOK_RETRY_SCHEDULE: '1,1,1,1,1',
 };
 // For the specs that run the CLI against the same database (see e2e/helpers.ts).
 process.env.TOLLGATE_E2E_BIN = binary;

@@ -2,7 +2,8 @@ import { QueryClient, QueryClientProvider } from '@tanstack/react-query';
 import { useState, type ReactNode } from 'react';
 import { Link, Outlet, Route, Routes } from 'react-router';
 import { ApiError } from './api/errors';
-import { AuthProvider } from './auth/AuthProvider';
+import { LiveProvider } from './api/live';
+import { AuthProvider, useUser } from './auth/AuthProvider';
 import { RequireAuth } from './auth/RequireAuth';
 import { Layout } from './components/Layout';
 import { SandboxBanner } from './components/SandboxBanner';
@@ -42,6 +43,16 @@ function NotFoundPage() {
   );
 }
 
+/** One live stream of the wallet's events for all the signed-in pages (per user). */
+function Live({ children }: { children: ReactNode }) {
+  const user = useUser();
+  return (
+    <LiveProvider key={user.id} userId={user.id}>
+      {children}
+    </LiveProvider>
+  );
+}
+
 /** The signed-in app's pages share one session; the hosted portal stays outside it. */
 function WithSession() {
   return (
@@ -62,7 +73,9 @@ export function AppRoutes() {
         <Route
           element={
             <RequireAuth>
-              <Layout />
+              <Live>
+                <Layout />
+              </Live>
             </RequireAuth>
           }
         >

@@ -7,6 +7,7 @@ export type Schemas = components['schemas'];
 export type User = Schemas['UserResponse'];
 export type Balance = Schemas['BalanceResponse'];
 export type WalletBalance = Schemas['WalletBalance'];
+export type Alerts = Schemas['AlertsResponse'];
 export type LedgerEntry = Schemas['LedgerEntry'];
 export type TransferKind = Schemas['TransferKind'];
 export type LedgerPage = Schemas['LedgerPage'];
@@ -24,6 +25,9 @@ export type Customer = Schemas['Customer'];
 export type ServerKey = Schemas['ServerKeyResponse'];
 export type ServerKeyScope = Schemas['Scope'];
 export type HostedSession = Schemas['HostedSessionResponse'];
+export type WebhookEndpoint = Schemas['WebhookEndpoint'];
+export type WebhookAttempt = Schemas['WebhookAttempt'];
+export type SubscribedEventType = Schemas['SubscribedEventType'];
 
 /** The typed API client (same origin as the SPA). */
 export const api = createClient<paths>({

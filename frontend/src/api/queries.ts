@@ -1,10 +1,11 @@
 import { keepPreviousData, useInfiniteQuery, useQuery, type QueryClient } from '@tanstack/react-query';
-import { api, unwrap, type BalanceInterval, type Customer, type TransferKind } from './client';
+import { api, unwrap, type Balance, type BalanceInterval, type Customer, type TransferKind } from './client';
 
 export const keys = {
   ready: ['ready'] as const,
   me: ['me'] as const,
   balance: ['balance'] as const,
+  alerts: ['alerts'] as const,
   balanceHistory: (range: BalanceRange) => ['balance-history', range] as const,
   balanceHistoryAll: ['balance-history'] as const,
   ledger: (filters: LedgerFilters) => ['ledger', filters] as const,
@@ -29,6 +30,7 @@ export interface LedgerFilters {
 export function invalidateCredits(queryClient: QueryClient): Promise<void> {
   return Promise.all([
     queryClient.invalidateQueries({ queryKey: keys.balance }),
+    queryClient.invalidateQueries({ queryKey: keys.alerts }),
     queryClient.invalidateQueries({ queryKey: keys.balanceHistoryAll }),
     queryClient.invalidateQueries({ queryKey: keys.ledgerAll }),
     queryClient.invalidateQueries({ queryKey: keys.usageAll }),
@@ -45,11 +47,33 @@ export function useReady() {
   });
 }
 
-export function useBalance(options: { refetchInterval?: number | false } = {}) {
+/**
+ * Bumped each time the live stream writes the balance into the cache (see `LiveProvider`). An
+ * answer to a balance request made before an event arrived may be older than the event: the
+ * event's figures are kept then, and only the rest of the answer taken.
+ */
+export const liveBalance = { writes: 0 };
+
+/** The wallet's figures: fetched once, then kept current by the live stream (never polled). */
+export function useBalance() {
   return useQuery({
     queryKey: keys.balance,
-    queryFn: () => unwrap(api.GET('/api/v1/credits/balance')),
-    refetchInterval: options.refetchInterval,
+    queryFn: async ({ client }) => {
+      const writes = liveBalance.writes;
+      const fresh = await unwrap(api.GET('/api/v1/credits/balance'));
+      const cached = client.getQueryData<Balance>(keys.balance);
+      if (liveBalance.writes === writes || !cached) return fresh;
+      const { balance, available, held, debt } = cached;
+      return { ...fresh, balance, available, held, debt };
+    },
+  });
+}
+
+/** The low-balance alerts and where the wallet stands against them (kept current by the stream). */
+export function useAlerts() {
+  return useQuery({
+    queryKey: keys.alerts,
+    queryFn: () => unwrap(api.GET('/api/v1/credits/alerts')),
   });
 }
 
@@ -189,6 +213,8 @@ export const adminKeys = {
   customer: (id: string) => ['admin', 'customers', 'one', id] as const,
   customerLedger: (id: string) => ['admin', 'customers', 'one', id, 'ledger'] as const,
   serverKeys: ['admin', 'server-keys'] as const,
+  webhookEndpoints: ['admin', 'webhook-endpoints'] as const,
+  webhookAttempts: (id: string) => ['admin', 'webhook-endpoints', id, 'attempts'] as const,
 };
 
 /** Customers, newest first, paged by cursor; `q` is a prefix of an email or external id. */
@@ -233,5 +259,27 @@ export function useServerKeys() {
   return useQuery({
     queryKey: adminKeys.serverKeys,
     queryFn: () => unwrap(api.GET('/api/v1/admin/server-keys')),
+  });
+}
+
+export function useWebhookEndpoints() {
+  return useQuery({
+    queryKey: adminKeys.webhookEndpoints,
+    queryFn: () => unwrap(api.GET('/api/v1/webhook-endpoints')).then((list) => list.data),
+  });
+}
+
+/** An endpoint's delivery attempts, newest first, paged by cursor. */
+export function useWebhookAttempts(endpointId: string) {
+  return useInfiniteQuery({
+    queryKey: adminKeys.webhookAttempts(endpointId),
+    initialPageParam: undefined as string | undefined,
+    queryFn: ({ pageParam }) =>
+      unwrap(
+        api.GET('/api/v1/webhook-endpoints/{id}/deliveries', {
+          params: { path: { id: endpointId }, query: { limit: 20, cursor: pageParam } },
+        }),
+      ),
+    getNextPageParam: (last) => last.next_cursor ?? undefined,
   });
 }

@@ -1,6 +1,7 @@
 import { useQuery } from '@tanstack/react-query';
 import { useEffect, useRef, useState } from 'react';
 import type { CatalogPrice, LedgerEntry } from '../api/client';
+import { useLiveEvents, useLiveStream } from '../api/live';
 import { formatCredits } from '../lib/format';
 import { Alert, Button } from './ui';
 
@@ -34,20 +35,136 @@ function readPending(storageKey: string): PendingCheckout | null {
 }
 
 /** How long to wait for the payment's credits before saying they are late. */
-const LANDING_TIMEOUT_MS = 60_000;
+export const LANDING_TIMEOUT_MS = 60_000;
+
+/** The fields of a ledger entry (or a `credits.granted` event's data) that tell a payment's credits. */
+interface Credited {
+  kind: string;
+  amount: number;
+  created_at: string;
+  metadata?: unknown;
+}
+
+/** What landed: the credits the payment added, when known. */
+interface Landed {
+  amount: number | null;
+}
 
 /**
- * Back from checkout: says how it went and waits until the credits are in the wallet, by
- * polling the newest ledger entries for the session's purchase (or, for a plan, its first credits;
- * or, when the return carries no session id, the pack's purchase since the checkout started).
+ * Whether `entry` is this checkout's credits: the session's purchase (or, for a plan, its first
+ * credits; or, when the return carries no session id, the pack's purchase since the checkout started).
  */
+function isPayment(entry: Credited, sessionId: string | null, pending: PendingCheckout | null, since: number): boolean {
+  const meta = entry.metadata as { checkout_session?: unknown } | null | undefined;
+  if (sessionId && meta?.checkout_session === sessionId) return true;
+  if (!pending || Date.parse(entry.created_at) < since) return false;
+  if (pending.recurring) return entry.kind === 'subscription';
+  return !sessionId && entry.kind === 'purchase' && entry.amount === pending.credits;
+}
+
+/**
+ * How the return screen learns that the credits landed. The signed-in app waits on its live
+ * stream; the hosted portal, which has no stream, asks the ledger every 1.5 s.
+ */
+export type LandingSource =
+  | { kind: 'stream'; recentEntries: () => Promise<readonly LedgerEntry[]> }
+  | {
+      kind: 'poll';
+      /** Names the polling query; distinct per wallet. */
+      queryKey: readonly unknown[];
+      recentEntries: () => Promise<readonly LedgerEntry[]>;
+    };
+
+interface Watch {
+  enabled: boolean;
+  sessionId: string | null;
+  pending: PendingCheckout | null;
+  since: number;
+}
+
+/**
+ * Waits on the live stream for `checkout.completed` of this checkout, and takes the credits it
+ * added from the `credits.granted` written with it (in the same transaction, so just before it).
+ * Each time the stream connects, the newest ledger entries are read once: the payment may have
+ * landed before the stream was there to tell.
+ */
+function useStreamedLanding(source: LandingSource, watch: Watch): Landed | null {
+  const live = useLiveStream();
+  const [landed, setLanded] = useState<Landed | null>(null);
+  const grants = useRef<{ session: unknown; kind: unknown; amount: number }[]>([]);
+  const enabled = watch.enabled && source.kind === 'stream';
+  const { sessionId, pending, since } = watch;
+
+  useLiveEvents((event) => {
+    if (!enabled || landed) return;
+    if (event.type === 'credits.granted') {
+      const data = event.data as { kind?: unknown; amount?: unknown; metadata?: { checkout_session?: unknown } | null };
+      if (typeof data.amount === 'number') {
+        grants.current.push({ session: data.metadata?.checkout_session, kind: data.kind, amount: data.amount });
+      }
+      return;
+    }
+    if (event.type !== 'checkout.completed') return;
+    const session = (event.data as { checkout_session?: { id?: unknown; price_id?: unknown; mode?: unknown } }).checkout_session;
+    if (!session) return;
+    const ours = sessionId ? session.id === sessionId : pending !== null && session.price_id === pending.priceId;
+    if (!ours) return;
+    const credited = grants.current.filter((g) =>
+      g.session === session.id ? true : session.mode === 'subscription' && g.kind === 'subscription',
+    );
+    setLanded({ amount: credited.length > 0 ? credited.reduce((sum, g) => sum + g.amount, 0) : null });
+  });
+
+  // Read the ledger once per connection (and once when there is no stream to wait on).
+  const connections = live?.connections ?? 0;
+  const noStream = !live || live.status === 'stopped';
+  const recentEntries = useRef(source.recentEntries);
+  useEffect(() => {
+    recentEntries.current = source.recentEntries;
+  });
+  useEffect(() => {
+    if (!enabled || (connections === 0 && !noStream)) return;
+    let cancelled = false;
+    recentEntries.current().then(
+      (entries) => {
+        const entry = entries.find((e) => isPayment(e, sessionId, pending, since));
+        if (entry && !cancelled) setLanded((current) => current ?? { amount: entry.amount });
+      },
+      () => {
+        // The stream still tells; the timeout says when nothing came.
+      },
+    );
+    return () => {
+      cancelled = true;
+    };
+  }, [enabled, connections, noStream, sessionId, pending, since]);
+
+  return enabled ? landed : null;
+}
+
+/** The hosted portal's way: the newest ledger entries, every 1.5 s until the credits are there. */
+function usePolledLanding(source: LandingSource, watch: Watch, timedOut: boolean): Landed | null {
+  const { sessionId, pending, since } = watch;
+  const landing = useQuery({
+    queryKey: source.kind === 'poll' ? [...source.queryKey, sessionId] : ['checkout-landing', 'unused'],
+    enabled: watch.enabled && source.kind === 'poll',
+    queryFn: async () => {
+      const entries = await source.recentEntries();
+      const entry = entries.find((e) => isPayment(e, sessionId, pending, since));
+      return entry ? { amount: entry.amount } : null;
+    },
+    refetchInterval: (query) => (query.state.data || timedOut ? false : 1500),
+  });
+  return source.kind === 'poll' ? (landing.data ?? null) : null;
+}
+
+/** Back from checkout: says how it went and waits until the credits are in the wallet. */
 export function CheckoutReturn({
   outcome,
   sessionId,
   onDismiss,
   storageKey,
-  queryKey,
-  recentEntries,
+  source,
   balance,
   onLanded,
 }: {
@@ -56,43 +173,24 @@ export function CheckoutReturn({
   onDismiss: () => void;
   /** Where `rememberCheckout` noted the checkout. */
   storageKey: string;
-  /** Names the polling query; distinct per wallet. */
-  queryKey: readonly unknown[];
-  /** The wallet's newest ledger entries. */
-  recentEntries: () => Promise<readonly LedgerEntry[]>;
+  source: LandingSource;
   /** The wallet's balance, once known. */
   balance: number | undefined;
-  /** Refetches what the payment changed. */
+  /** Refetches what the payment changed (the stream has already brought the balance). */
   onLanded: () => void;
 }) {
   const [pending] = useState(() => readPending(storageKey));
   const [timedOut, setTimedOut] = useState(false);
   const success = outcome === 'success';
-  const since = (pending?.startedAt ?? Date.now() - 15 * 60_000) - 2 * 60_000;
+  const [since] = useState(() => (pending?.startedAt ?? Date.now() - 15 * 60_000) - 2 * 60_000);
 
   // Without the session's id or a note of the checkout (another tab, a reload after landing),
   // there is nothing to recognise the payment's credits by.
   const traceable = sessionId !== null || pending !== null;
-
-  const landing = useQuery({
-    queryKey: [...queryKey, sessionId],
-    enabled: success && traceable,
-    queryFn: async () => {
-      const entries = await recentEntries();
-      return (
-        entries.find((e) => {
-          const meta = e.metadata as { checkout_session?: unknown } | null | undefined;
-          if (sessionId && meta?.checkout_session === sessionId) return true;
-          if (!pending || Date.parse(e.created_at) < since) return false;
-          if (pending.recurring) return e.kind === 'subscription';
-          // Without the session's id, the pack's purchase made since the checkout started.
-          return !sessionId && e.kind === 'purchase' && e.amount === pending.credits;
-        }) ?? null
-      );
-    },
-    refetchInterval: (query) => (query.state.data || timedOut ? false : 1500),
-  });
-  const landed = landing.data ?? null;
+  const watch = { enabled: success && traceable, sessionId, pending, since };
+  const streamed = useStreamedLanding(source, watch);
+  const polled = usePolledLanding(source, watch, timedOut);
+  const landed = streamed ?? polled;
 
   useEffect(() => {
     if (!success || !traceable) return;
@@ -105,12 +203,13 @@ export function CheckoutReturn({
   useEffect(() => {
     onLandedRef.current = onLanded;
   });
+  const hasLanded = landed !== null;
   useEffect(() => {
-    if (landed) {
+    if (hasLanded) {
       sessionStorage.removeItem(storageKey);
       onLandedRef.current();
     }
-  }, [landed, storageKey]);
+  }, [hasLanded, storageKey]);
 
   const dismiss = (
     <Button variant="secondary" onClick={onDismiss}>
@@ -128,7 +227,7 @@ export function CheckoutReturn({
   if (landed) {
     return (
       <Alert tone="success" title="Payment complete" action={dismiss}>
-        {formatCredits(landed.amount)} added to your wallet.
+        {landed.amount !== null ? `${formatCredits(landed.amount)} added to your wallet.` : 'Your credits are in your wallet.'}
         {balance !== undefined && <> Your balance is now {formatCredits(balance)}.</>}
       </Alert>
     );

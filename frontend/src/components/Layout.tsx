@@ -2,6 +2,7 @@ import { useEffect, useRef, useState } from 'react';
 import { NavLink, Outlet, useLocation } from 'react-router';
 import { errorMessage } from '../api/errors';
 import { useAuth } from '../auth/AuthProvider';
+import { HeaderBalance, LiveIndicator, LowBalanceBanner } from './LiveBalance';
 import { Alert, Button } from './ui';
 
 const links = [
@@ -87,6 +88,8 @@ export function Layout() {
           </NavLink>
           {user && (
             <div className="flex min-w-0 items-center gap-2">
+              <LiveIndicator />
+              <HeaderBalance />
               <span className="hidden truncate text-sm text-slate-600 sm:inline" title={user.email}>
                 {user.name || user.email}
               </span>
@@ -132,6 +135,7 @@ export function Layout() {
             </Alert>
           </div>
         )}
+        <LowBalanceBanner />
         <Outlet />
       </main>
     </div>

@@ -8,11 +8,14 @@ import { Button } from './ui';
 export function NewSecret({
   created,
   secretLabel = 'Secret of the new key',
+  title,
   onDone,
 }: {
   created: { name: string; secret: string };
   /** The secret field's accessible name. */
   secretLabel?: string;
+  /** The heading; by default “Key “name” created”. */
+  title?: string;
   onDone: () => void;
 }) {
   const [copied, setCopied] = useState<'yes' | 'failed' | null>(null);
@@ -34,7 +37,7 @@ export function NewSecret({
   return (
     <section aria-labelledby={`${id}-heading`} className="space-y-3 rounded-xl bg-emerald-50 p-4 ring-1 ring-emerald-200 sm:p-6">
       <h2 id={`${id}-heading`} ref={headingRef} tabIndex={-1} className="font-semibold text-emerald-950 focus:outline-none">
-        Key “{created.name}” created
+        {title ?? `Key “${created.name}” created`}
       </h2>
       <p className="text-sm text-emerald-900">
         Copy the secret now and store it somewhere safe. <strong>It will not be shown again.</strong>

@@ -12,6 +12,7 @@ import { Customers } from './admin/Customers';
 import { GrantCredits } from './admin/GrantCredits';
 import { Models } from './admin/Models';
 import { ServerKeys } from './admin/ServerKeys';
+import { Webhooks } from './admin/Webhooks';
 
 function Reconcile() {
   const report = useReconcile();
@@ -174,7 +175,7 @@ export function AdminPage() {
   }
   return (
     <>
-      <PageHeader title="Admin" description="Operator tools: customers, server keys, the models' rate card, grants, payments and the ledger's health." />
+      <PageHeader title="Admin" description="Operator tools: customers, server keys, webhooks, the models' rate card, grants, payments and the ledger's health." />
       <div className="space-y-6">
         {/* Every admin tool's data is under the "admin" key: one retry for all that failed. */}
         <PageLoadErrors queryKeys={[['admin']]} />
@@ -183,6 +184,7 @@ export function AdminPage() {
         {!customerOpen && (
           <>
             <ServerKeys />
+            <Webhooks />
             <Models />
             <div className="grid grid-cols-1 gap-6 lg:grid-cols-2">
               <GrantCredits />

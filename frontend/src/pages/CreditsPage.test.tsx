@@ -2,7 +2,7 @@ import { screen, within } from '@testing-library/react';
 import userEvent from '@testing-library/user-event';
 import { describe, expect, it, vi } from 'vitest';
 import { browser } from '../lib/navigate';
-import { balance, json, mockApi, problem, tokens, unavailable } from '../test/mockApi';
+import { balance, eventStream, json, liveEvent, mockApi, problem, tokens, unavailable } from '../test/mockApi';
 import { renderApp } from '../test/renderApp';
 
 const price = (id: string, name: string, unit_amount: number, credits: number, interval: string | null = null) => ({
@@ -73,36 +73,105 @@ describe('credits', () => {
     expect(alert).toHaveTextContent('You already have a subscription: change plans in the portal');
   });
 
-  it('on return from a paid checkout, waits for the credits and shows the new balance', async () => {
-    let landed = false;
-    mockApi({
+  it('on return from a paid checkout, waits on the live stream for checkout.completed, without polling', async () => {
+    let stream: ReturnType<typeof eventStream> | undefined;
+    const { requests } = mockApi({
       ...base,
-      'GET /api/v1/credits/balance': () => json({ ...balance, balance: landed ? 100 : 0, available: landed ? 100 : 0 }),
-      'GET /api/v1/credits/ledger': () => {
-        const entries = landed
-          ? [
-              {
-                id: 'e1',
-                kind: 'purchase',
-                amount: 100,
-                balance_after: 100,
-                created_at: new Date().toISOString(),
-                description: 'Starter pack (100 credits)',
-                lots: [],
-                metadata: { checkout_session: 'cs_1', price_id: 'pack_100' },
-              },
-            ]
-          : [];
-        landed = true;
-        return json({ entries, next_cursor: null });
+      'GET /api/v1/credits/balance': () => json(balance),
+      'GET /api/v1/credits/ledger': () => json({ entries: [], next_cursor: null }),
+      'GET /api/v1/credits/stream': (request) => {
+        stream = eventStream(request);
+        return stream.response;
       },
     });
     renderApp('/credits?checkout=success&session_id=cs_1');
     expect(await screen.findByText('Payment received')).toBeInTheDocument();
-    expect(await screen.findByText('Payment complete', {}, { timeout: 4000 })).toBeInTheDocument();
+    // Once connected, the ledger is read once (the payment may have landed before the stream).
+    await vi.waitFor(() => expect(requests.filter((r) => r.url.includes('/credits/ledger'))).toHaveLength(1));
+
+    // The grant comes first (same transaction); the screen waits for the checkout's completion.
+    stream!.event(
+      liveEvent('credits.granted', { balance: 100 }, {
+        kind: 'purchase',
+        amount: 100,
+        metadata: { checkout_session: 'cs_1', price_id: 'pack_100' },
+      }),
+    );
+    await vi.waitFor(() => expect(screen.getByTestId('credits-balance')).toHaveTextContent('100 credits'));
+    expect(screen.queryByText('Payment complete')).not.toBeInTheDocument();
+    stream!.event(liveEvent('checkout.completed', { balance: 100 }, { checkout_session: { id: 'cs_other', price_id: 'pack_100', mode: 'payment' } }));
+    stream!.event(liveEvent('checkout.completed', { balance: 100 }, { checkout_session: { id: 'cs_1', price_id: 'pack_100', mode: 'payment' } }));
+
+    expect(await screen.findByText('Payment complete')).toBeInTheDocument();
+    expect(screen.getByText('100 credits added to your wallet. Your balance is now 100 credits.')).toBeInTheDocument();
+    await new Promise((r) => setTimeout(r, 1600));
+    // Nothing polled: one ledger read, one balance read.
+    expect(requests.filter((r) => r.url.includes('/credits/ledger'))).toHaveLength(1);
+    expect(requests.filter((r) => r.url.endsWith('/credits/balance'))).toHaveLength(1);
+  });
+
+  it('on return from a plan checkout, counts the subscription credits granted with it', async () => {
+    let stream: ReturnType<typeof eventStream> | undefined;
+    mockApi({
+      ...base,
+      'GET /api/v1/credits/balance': () => json(balance),
+      'GET /api/v1/credits/ledger': () => json({ entries: [], next_cursor: null }),
+      'GET /api/v1/credits/stream': (request) => {
+        stream = eventStream(request);
+        return stream.response;
+      },
+    });
+    renderApp('/credits?checkout=success&session_id=cs_plan');
+    expect(await screen.findByText('Payment received')).toBeInTheDocument();
+    await vi.waitFor(() => expect(stream).toBeDefined());
+    stream!.event(liveEvent('subscription.updated', { balance: 0 }, { subscription: { id: 'sub_1', status: 'active' } }));
+    stream!.event(liveEvent('credits.granted', { balance: 1000 }, { kind: 'subscription', amount: 1000, metadata: { invoice: 'in_1' } }));
+    stream!.event(liveEvent('checkout.completed', { balance: 1000 }, { checkout_session: { id: 'cs_plan', price_id: 'plan_month', mode: 'subscription' } }));
+    expect(await screen.findByText('1,000 credits added to your wallet. Your balance is now 1,000 credits.')).toBeInTheDocument();
+  });
+
+  it('on return after the credits already landed, finds them in the ledger once connected', async () => {
+    mockApi({
+      ...base,
+      'GET /api/v1/credits/balance': () => json({ ...balance, balance: 100, available: 100 }),
+      'GET /api/v1/credits/ledger': () =>
+        json({
+          entries: [
+            {
+              id: 'e1',
+              kind: 'purchase',
+              amount: 100,
+              balance_after: 100,
+              created_at: new Date().toISOString(),
+              description: 'Starter pack (100 credits)',
+              lots: [],
+              metadata: { checkout_session: 'cs_1', price_id: 'pack_100' },
+            },
+          ],
+          next_cursor: null,
+        }),
+    });
+    renderApp('/credits?checkout=success&session_id=cs_1');
     expect(
       await screen.findByText('100 credits added to your wallet. Your balance is now 100 credits.'),
     ).toBeInTheDocument();
+  });
+
+  it('says the credits are late when nothing came within a minute', async () => {
+    vi.useFakeTimers({ shouldAdvanceTime: true });
+    try {
+      mockApi({
+        ...base,
+        'GET /api/v1/credits/balance': () => json(balance),
+        'GET /api/v1/credits/ledger': () => json({ entries: [], next_cursor: null }),
+      });
+      renderApp('/credits?checkout=success&session_id=cs_1');
+      expect(await screen.findByText(/Adding your credits to your wallet/)).toBeInTheDocument();
+      await vi.advanceTimersByTimeAsync(61_000);
+      expect(await screen.findByText(/Your credits have not arrived yet/)).toBeInTheDocument();
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('on return from a cancelled checkout, says nothing was charged', async () => {

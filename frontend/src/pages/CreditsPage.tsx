@@ -2,7 +2,8 @@ import { useMutation, useQueryClient } from '@tanstack/react-query';
 import { useRef } from 'react';
 import { useSearchParams } from 'react-router';
 import { api, unwrap, type CatalogPrice, type Subscription } from '../api/client';
-import { billingKeys, invalidateCredits, isLiveSubscription, keys, useBalance, useCatalog, useSubscription } from '../api/queries';
+import { billingKeys, isLiveSubscription, keys, useBalance, useCatalog, useSubscription } from '../api/queries';
+import { AlertSettings } from '../components/AlertSettings';
 import { CheckoutReturn, rememberCheckout } from '../components/CheckoutReturn';
 import { LoadError, PageLoadErrors, Unavailable } from '../components/LoadErrors';
 import { Offers, SubscriptionSummary } from '../components/Offers';
@@ -81,7 +82,7 @@ export function CreditsPage() {
         actions={catalog.data && catalog.data.mode !== 'live' ? <Badge tone="warn">{formatKind(catalog.data.mode)} mode</Badge> : undefined}
       />
       <div className="space-y-8">
-        <PageLoadErrors queryKeys={[keys.balance, billingKeys.catalog, billingKeys.subscription]} />
+        <PageLoadErrors queryKeys={[keys.balance, keys.alerts, billingKeys.catalog, billingKeys.subscription]} />
         {outcome && (
           <CheckoutReturn
             key={`${outcome}-${sessionId}`}
@@ -89,15 +90,13 @@ export function CreditsPage() {
             sessionId={sessionId}
             onDismiss={dismissReturn}
             storageKey={PENDING_KEY}
-            queryKey={['checkout-landing']}
-            recentEntries={() =>
-              unwrap(api.GET('/api/v1/credits/ledger', { params: { query: { limit: 20 } } })).then((page) => page.entries)
-            }
-            balance={balance.data?.balance}
-            onLanded={() => {
-              void invalidateCredits(queryClient);
-              void queryClient.invalidateQueries({ queryKey: billingKeys.subscription });
+            source={{
+              kind: 'stream',
+              recentEntries: () =>
+                unwrap(api.GET('/api/v1/credits/ledger', { params: { query: { limit: 20 } } })).then((page) => page.entries),
             }}
+            balance={balance.data?.balance}
+            onLanded={() => void queryClient.invalidateQueries({ queryKey: billingKeys.subscription })}
           />
         )}
 
@@ -112,6 +111,8 @@ export function CreditsPage() {
             <LoadError error={subscription.error} what="your subscription" />
           </Card>
         )}
+
+        <AlertSettings />
 
         {checkout.isError && (
           <div ref={errorRef} tabIndex={-1}>

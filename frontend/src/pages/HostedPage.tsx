@@ -236,10 +236,12 @@ export function HostedPage() {
             sessionId={sessionId}
             onDismiss={dismissReturn}
             storageKey={PENDING_KEY}
-            queryKey={[...hostedKeys.all, 'checkout-landing']}
-            recentEntries={() =>
-              unwrap(hostedApi.GET('/api/v1/hosted/ledger', { params: { query: { limit: 20 } } })).then((page) => page.entries)
-            }
+            source={{
+              kind: 'poll',
+              queryKey: [...hostedKeys.all, 'checkout-landing'],
+              recentEntries: () =>
+                unwrap(hostedApi.GET('/api/v1/hosted/ledger', { params: { query: { limit: 20 } } })).then((page) => page.entries),
+            }}
             balance={b?.balance}
             onLanded={() => void invalidateHostedCredits(queryClient)}
           />

@@ -58,6 +58,12 @@ export function mockApi(routes: Record<string, Handler>) {
     const handler = routes[`${request.method} ${url.pathname}`];
     if (!handler) {
       if (url.pathname === '/readyz') return json({ status: 'ready', database: 'sqlite', stripe_mode: 'sandbox', version: 'test' });
+      // Every signed-in page opens the live stream and reads the alerts: by default, a stream
+      // that stays quiet and no alerts.
+      if (request.method === 'GET' && url.pathname === '/api/v1/credits/stream') return eventStream(request).response;
+      if (request.method === 'GET' && url.pathname === '/api/v1/credits/alerts') return json({ thresholds: [], available: 0, below: [] });
+      // The admin page lists webhook endpoints: none by default.
+      if (request.method === 'GET' && url.pathname === '/api/v1/webhook-endpoints') return json({ data: [] });
       throw new Error(`unexpected request: ${request.method} ${url.pathname}`);
     }
     return handler(request);
@@ -75,4 +81,60 @@ export function deferred<T>() {
     reject = rej;
   });
   return { promise, resolve, reject };
+}
+
+/**
+ * A `text/event-stream` response the test writes to: `event` sends one event (as the server
+ * frames it), `raw` any text, `close` ends the body. Aborting the request errors the body.
+ */
+export function eventStream(request?: Request) {
+  const encoder = new TextEncoder();
+  let controller!: ReadableStreamDefaultController<Uint8Array>;
+  let open = true;
+  const body = new ReadableStream<Uint8Array>({
+    start(c) {
+      controller = c;
+    },
+    cancel() {
+      open = false;
+    },
+  });
+  request?.signal.addEventListener('abort', () => {
+    if (!open) return;
+    open = false;
+    controller.error(new DOMException('The operation was aborted.', 'AbortError'));
+  });
+  const raw = (text: string) => {
+    if (open) controller.enqueue(encoder.encode(text));
+  };
+  return {
+    response: new Response(body, { status: 200, headers: { 'content-type': 'text/event-stream' } }),
+    raw,
+    event(event: { id: string; type: string; [field: string]: unknown }) {
+      raw(`id: ${event.id}\nevent: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`);
+    },
+    close() {
+      if (!open) return;
+      open = false;
+      controller.close();
+    },
+    get open() {
+      return open;
+    },
+  };
+}
+
+let eventSeq = 0;
+
+/** An event as the server sends it, with the wallet's figures after it. */
+export function liveEvent(type: string, figures: Partial<typeof balance> & { balance: number }, data: Record<string, unknown> = {}) {
+  eventSeq++;
+  const { balance: b, available = b, held = 0, debt = 0 } = figures;
+  return {
+    id: `evt_${String(eventSeq).padStart(26, '0')}`,
+    type,
+    created_at: new Date().toISOString(),
+    customer: { id: user.id, external_id: null },
+    data: { ...data, balance: { balance: b, available, held, debt } },
+  };
 }

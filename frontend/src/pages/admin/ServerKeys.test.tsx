@@ -41,7 +41,7 @@ describe('admin server keys', () => {
     const region = await screen.findByRole('region', { name: 'Server keys' });
     expect(await within(region).findByText('There are no server keys.')).toBeInTheDocument();
     const form = within(region).getByRole('form', { name: 'Create a server key' });
-    expect(within(form).getAllByRole('checkbox')).toHaveLength(6);
+    expect(within(form).getAllByRole('checkbox')).toHaveLength(8);
     await u.type(within(form).getByLabelText('Key name'), 'production backend');
     // Ticked out of order, sent in the form's order.
     await u.click(within(form).getByRole('checkbox', { name: /\(credits:spend\)/ }));

@@ -16,6 +16,8 @@ const SCOPES: readonly { value: ServerKeyScope; label: string }[] = [
   { value: 'credits:spend', label: 'Spend and hold credits' },
   { value: 'credits:grant', label: 'Grant credits' },
   { value: 'billing:write', label: 'Start checkouts and open the customer portal' },
+  { value: 'events:read', label: 'Read the event log' },
+  { value: 'webhooks:write', label: 'Manage webhook endpoints' },
 ];
 
 /**
