@@ -30,5 +30,4 @@ mod schema;
 mod status_checks;
 mod streams;
 mod stripe;
-mod wal;
 mod webhooks;

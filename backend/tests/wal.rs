@@ -1,4 +1,15 @@
 //! SQLite's write-ahead log under writes that never pause.
+//!
+//! A test binary of its own: what it checks depends on the background checkpointer getting the
+//! CPU in time, which the API tests running beside it (servers, dispatchers, streams) took away on
+//! a 2-core machine. Cargo runs test binaries one after another, so here it runs alone.
+
+#![recursion_limit = "256"]
+#![allow(clippy::unwrap_used, reason = "a test that cannot unwrap should fail loudly")]
+#![allow(dead_code, unused_macros, reason = "only test_settings of the shared helpers is used here")]
+
+#[path = "api/helpers.rs"]
+mod helpers;
 
 use sea_orm::ConnectionTrait;
 use tollgate::db::{self, WalRestart};
