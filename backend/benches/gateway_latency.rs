@@ -391,8 +391,10 @@ async fn drive(load: Arc<Load>, concurrency: usize, seconds: u64, server: u32) -
         let stop = stop.clone();
         let errors = errors.clone();
         tasks.push(tokio::spawn(async move {
-            let client =
-                reqwest::Client::builder().pool_max_idle_per_host(1).tcp_nodelay(true).build().expect("client");
+            // No cap on idle connections: a call made as soon as a stream ended can find its
+            // connection not yet back in the pool and open another; capped at one, the spare
+            // would be closed again each time, and every such call would pay a connect.
+            let client = reqwest::Client::builder().tcp_nodelay(true).build().expect("client");
             let mut latencies = Vec::with_capacity(100_000);
             let mut totals = Vec::with_capacity(100_000);
             while !stop.load(Ordering::Relaxed) {
