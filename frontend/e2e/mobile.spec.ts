@@ -25,9 +25,10 @@ test('every page fits a 375 px wide screen', async ({ page }, testInfo) => {
   ] as const) {
     await page.goto(path);
     await expect(page.getByRole('heading', { level: 1, name: heading })).toBeVisible();
-    // Not 'networkidle': the live balance stream keeps a request open for as long as the page is.
-    await page.waitForLoadState('load');
-    await page.waitForTimeout(300);
+    // Not 'networkidle': the live balance stream stays open. Settled when the stream is live and
+    // nothing is loading any more.
+    await expect(page.getByTestId('live-status')).toHaveText('Live');
+    await expect(page.getByRole('status').filter({ hasText: /Loading|Checking/ })).toHaveCount(0);
     expect(await fits(), `${path} overflows horizontally`).toBe(true);
     await screenshot(page, testInfo, `41-mobile-${heading.toLowerCase().replace(/\s+/g, '-')}`);
   }

@@ -1,38 +1,17 @@
 // The signed-in user's live balance: one stream of their wallet's events per session
 // (GET /api/v1/credits/stream), which keeps the query cache current, so nothing polls.
 import { useQueryClient, type QueryClient } from '@tanstack/react-query';
-import { createContext, useCallback, useContext, useEffect, useMemo, useRef, useState, type ReactNode } from 'react';
+import { useCallback, useEffect, useMemo, useRef, useState, type ReactNode } from 'react';
 import { openEventStream, type StreamStatus } from '../lib/eventStream';
 import type { SseMessage } from '../lib/sse';
 import type { Alerts, Balance, WalletBalance } from './client';
+
+export { useLiveStream, type LiveEvent, type LiveListener, type LiveStream };
+import { LiveContext, useLiveStream, type LiveEvent, type LiveListener, type LiveStream } from './liveContext';
 import { billingKeys, keys, liveBalance } from './queries';
 import { apiUrl, authFetch } from './session';
 
-/** An event as the stream sends it (`data:`): the wire shape of the spec's `Event`. */
-export interface LiveEvent {
-  id: string;
-  type: string;
-  created_at: string;
-  customer?: { id: string; external_id?: string | null } | null;
-  data: { balance?: WalletBalance; [field: string]: unknown };
-}
 
-export type LiveListener = (event: LiveEvent) => void;
-
-export interface LiveStream {
-  status: StreamStatus;
-  /** Counts the connections accepted so far (a new one may follow a gap: see `onOpen`). */
-  connections: number;
-  /** Calls `listener` with each event as it arrives; returns the unsubscribe. */
-  subscribe: (listener: LiveListener) => () => void;
-}
-
-const LiveContext = createContext<LiveStream | null>(null);
-
-/** The session's stream; null outside a signed-in page (e.g. in the hosted portal). */
-export function useLiveStream(): LiveStream | null {
-  return useContext(LiveContext);
-}
 
 const CREDIT_QUERIES = [keys.ledgerAll, keys.usageAll, keys.balanceHistoryAll] as const;
 

@@ -1,5 +1,6 @@
 import { keepPreviousData, useInfiniteQuery, useQuery, type QueryClient } from '@tanstack/react-query';
 import { api, unwrap, type Balance, type BalanceInterval, type Customer, type TransferKind } from './client';
+import { useLiveStaleTime } from './liveContext';
 
 export const keys = {
   ready: ['ready'] as const,
@@ -57,6 +58,7 @@ export const liveBalance = { writes: 0 };
 /** The wallet's figures: fetched once, then kept current by the live stream (never polled). */
 export function useBalance() {
   return useQuery({
+    ...useLiveStaleTime(),
     queryKey: keys.balance,
     queryFn: async ({ client }) => {
       const writes = liveBalance.writes;
@@ -72,6 +74,7 @@ export function useBalance() {
 /** The low-balance alerts and where the wallet stands against them (kept current by the stream). */
 export function useAlerts() {
   return useQuery({
+    ...useLiveStaleTime(),
     queryKey: keys.alerts,
     queryFn: () => unwrap(api.GET('/api/v1/credits/alerts')),
   });
