@@ -420,7 +420,7 @@ async fn place_and_send(
     })
 }
 
-crate::openapi::errors!(GatewayModelsErrors: InsufficientScope, CustomerNotFound);
+crate::openapi::errors!(GatewayModelsErrors: InsufficientScope, CustomerNotFound, ValidationFailed);
 
 /// The models this gateway offers, as OpenAI lists them.
 #[utoipa::path(

@@ -8073,6 +8073,7 @@ export interface operations {
                 };
             };
             404: components["responses"]["CustomerNotFound"];
+            422: components["responses"]["ValidationFailed"];
             500: components["responses"]["InternalError"];
             503: components["responses"]["DatabaseUnavailable"];
         };
