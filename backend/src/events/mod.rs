@@ -14,8 +14,6 @@ use tokio::sync::watch;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::db;
-
 /// Every event type Tollgate records.
 pub const EVENT_TYPES: &[&str] = &[
     "credits.granted",
@@ -274,11 +272,6 @@ impl Signal {
     pub fn bump(&self) {
         self.0.send_modify(|n| *n = n.wrapping_add(1));
     }
-}
-
-/// Whether the database's `events` reader is PostgreSQL (whose readers also `LISTEN`).
-pub fn listens(db: &sea_orm::DatabaseConnection) -> bool {
-    db::backend(db) == DbBackend::Postgres
 }
 
 #[cfg(test)]

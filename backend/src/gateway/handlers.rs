@@ -140,6 +140,8 @@ struct Parsed {
     /// `max_tokens` or `max_completion_tokens`, whichever is larger, if given.
     max_output: Option<u64>,
     choices: u64,
+    /// The request's size in bytes.
+    raw_len: usize,
 }
 
 fn parse(raw: &[u8]) -> Result<Parsed, ApiError> {
@@ -210,7 +212,7 @@ fn parse(raw: &[u8]) -> Result<Parsed, ApiError> {
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
     }
-    Ok(Parsed { body, model, stream, max_output, choices })
+    Ok(Parsed { body, model, stream, max_output, choices, raw_len: raw.len() })
 }
 
 crate::openapi::errors!(ChatCompletionErrors:
@@ -296,7 +298,7 @@ async fn completions(req: &HttpRequest, raw: &[u8], state: &AppState) -> Result<
             }
         }
     };
-    let result = place_and_send(req, state, upstream, &wallet, model, parsed, claim).await;
+    let result = place_and_send(state, upstream, &wallet, model, parsed, claim).await;
     if result.is_err()
         && let Some(id) = claim
     {
@@ -307,7 +309,6 @@ async fn completions(req: &HttpRequest, raw: &[u8], state: &AppState) -> Result<
 }
 
 async fn place_and_send(
-    req: &HttpRequest,
     state: &AppState,
     upstream: Arc<Upstream>,
     wallet: &WalletRoute,
@@ -318,16 +319,17 @@ async fn place_and_send(
     let tokenizer = Tokenizer::for_model(&model.upstream_model);
     let prices = model.prices();
     let max_output = parsed.max_output.unwrap_or_else(|| u64::try_from(model.max_output_tokens).unwrap_or(1));
-    let (body, client_wants_usage) = upstream_body(parsed.body, &model, parsed.stream, max_output);
-    let input_bound = if body.len() > COUNT_INLINE_BYTES {
-        let counted: Map<String, Value> = serde_json::from_slice(&body).unwrap_or_default();
+    // Counted on the client's request: what `upstream_body` changes (model, output bound, stream
+    // options) is not input.
+    let input_bound = if parsed.raw_len > COUNT_INLINE_BYTES {
+        let counted = parsed.body.clone();
         tokio::task::spawn_blocking(move || tokenizer.count_input(&counted))
             .await
             .map_err(|e| ApiError::internal(anyhow::anyhow!("counting tokens: {e}")))?
     } else {
-        let counted: Map<String, Value> = serde_json::from_slice(&body).unwrap_or_default();
-        tokenizer.count_input(&counted)
+        tokenizer.count_input(&parsed.body)
     };
+    let (body, client_wants_usage) = upstream_body(parsed.body, &model, parsed.stream, max_output);
     // The worst case: every input token at the dearer input price, every choice at the bound.
     let worst = TokenUsage {
         input_tokens: input_bound,
@@ -384,7 +386,6 @@ async fn place_and_send(
         body,
         client_wants_usage,
     };
-    let _ = req;
     Ok(match call.run(parsed.stream).await {
         Answered::Whole { status, content_type, body, charged } => {
             let mut response = HttpResponse::build(StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY));
