@@ -1,9 +1,10 @@
 //! Latency benchmark for the LLM gateway (#16): what `POST /gateway/v1/chat/completions` adds
 //! over calling its upstream directly.
 //!
-//! Starts a fake OpenAI-compatible upstream in this process (its own actix worker thread, no
-//! artificial delay: a JSON answer with usage, or an SSE stream of a few chunks with the usage
-//! chunk when `stream_options.include_usage`, then `[DONE]`), and the release server as its own
+//! Starts a fake OpenAI-compatible upstream in this process (its own actix worker thread; it
+//! answers at once, or after `--upstream-delay-ms` as a model would: a JSON answer with usage,
+//! or an SSE stream of a few chunks with the usage chunk when `stream_options.include_usage`,
+//! then `[DONE]`), and the release server as its own
 //! process over a fresh SQLite file or PostgreSQL database, pointed at the fake. Creates a priced
 //! model, a user with a billion credits and an API key that may spend, then drives calls from
 //! 32 workers (one keep-alive connection each) for a fixed time, alternating runs straight to the
@@ -22,7 +23,7 @@
 //! ```sh
 //! cargo build --release -p tollgate
 //! cargo bench -p tollgate --bench gateway_latency -- --db sqlite --seconds 10
-//! cargo bench -p tollgate --bench gateway_latency -- --db postgres --seconds 10 [--rounds 2] [--concurrency 32] [--breakdown]
+//! cargo bench -p tollgate --bench gateway_latency -- --db postgres --seconds 10 [--rounds 2] [--concurrency 32] [--breakdown] [--upstream-delay-ms 0]
 //! ```
 
 use std::{
@@ -62,6 +63,8 @@ struct Options {
     /// Direct and gateway runs of each kind: direct, gateway, direct, gateway, ...
     rounds: usize,
     breakdown: bool,
+    /// How long the fake takes to answer (before a stream's first event), as a model would.
+    upstream_delay: Duration,
 }
 
 fn options() -> Options {
@@ -71,6 +74,7 @@ fn options() -> Options {
         concurrency: 32,
         rounds: 2,
         breakdown: false,
+        upstream_delay: Duration::ZERO,
         binary: format!(
             "{}/release/tollgate",
             std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "/var/tmp/tollgate-target".to_owned())
@@ -101,6 +105,10 @@ fn options() -> Options {
                 i += 1;
             }
             "--breakdown" => opts.breakdown = true,
+            "--upstream-delay-ms" => {
+                opts.upstream_delay = Duration::from_millis(args.get(i + 1).and_then(|s| s.parse().ok()).unwrap_or(0));
+                i += 1;
+            }
             _ => {}
         }
         i += 1;
@@ -130,13 +138,14 @@ fn chunk(delta: Value, finish: Option<&str>) -> web::Bytes {
 
 /// The fake's answers, made once: the whole one, and a stream's events without and with usage.
 struct Answers {
+    delay: Duration,
     whole: web::Bytes,
     events: Vec<web::Bytes>,
     usage: web::Bytes,
 }
 
 impl Answers {
-    fn new() -> Self {
+    fn new(delay: Duration) -> Self {
         let whole = json!({
             "id": "chatcmpl-bench-1", "object": "chat.completion", "created": 1_700_000_000, "model": UPSTREAM_MODEL,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": REPLY}, "finish_reason": "stop"}],
@@ -151,12 +160,15 @@ impl Answers {
             "id": "chatcmpl-bench-1", "object": "chat.completion.chunk", "created": 1_700_000_000,
             "model": UPSTREAM_MODEL, "choices": [], "usage": usage(),
         }));
-        Self { whole: web::Bytes::from(serde_json::to_vec(&whole).expect("json")), events, usage }
+        Self { delay, whole: web::Bytes::from(serde_json::to_vec(&whole).expect("json")), events, usage }
     }
 }
 
 async fn fake_completions(body: web::Bytes, answers: web::Data<Answers>) -> HttpResponse {
     let request: Value = serde_json::from_slice(&body).unwrap_or_default();
+    if !answers.delay.is_zero() {
+        tokio::time::sleep(answers.delay).await;
+    }
     if request["stream"].as_bool() != Some(true) {
         return HttpResponse::Ok().content_type("application/json").body(answers.whole.clone());
     }
@@ -170,8 +182,8 @@ async fn fake_completions(body: web::Bytes, answers: web::Data<Answers>) -> Http
 }
 
 /// Starts the fake on its own worker thread; returns its API base, `http://127.0.0.1:<port>/v1`.
-fn start_fake() -> String {
-    let answers = web::Data::new(Answers::new());
+fn start_fake(delay: Duration) -> String {
+    let answers = web::Data::new(Answers::new(delay));
     let server = HttpServer::new(move || {
         App::new().app_data(answers.clone()).route("/v1/chat/completions", web::post().to(fake_completions))
     })
@@ -531,7 +543,7 @@ async fn settled(client: &reqwest::Client, token: &str) -> Value {
 #[tokio::main]
 async fn main() {
     let opts = options();
-    let upstream = start_fake();
+    let upstream = start_fake(opts.upstream_delay);
     let dir = tempfile::tempdir().expect("tempdir");
     let db_url = fresh_database(&opts.db, dir.path()).await;
     let mut server = start_server(&opts, &db_url, dir.path(), &upstream);
@@ -607,9 +619,10 @@ async fn main() {
     }
 
     println!(
-        "database: {} | {} concurrent calls | {} rounds of {} s per target, alternating | load average after: {}",
+        "database: {} | {} concurrent calls | upstream answers after {} ms | {} rounds of {} s per target, alternating | load average after: {}",
         opts.db,
         opts.concurrency,
+        opts.upstream_delay.as_millis(),
         opts.rounds,
         opts.seconds,
         load_average()

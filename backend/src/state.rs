@@ -36,6 +36,7 @@ pub struct AppState {
     pub customer_ids: crate::customers::CustomerIds,
     /// Server keys as recently read.
     pub server_keys: crate::auth::server_keys::ServerKeyCache,
+    pub api_keys: crate::auth::api_keys::ApiKeyCache,
     /// Rung after every commit that wrote events (the ledger's batches, billing).
     pub events: crate::events::Signal,
     /// The LLM gateway's upstream, when `GATEWAY_UPSTREAM_URL` names one.
@@ -89,6 +90,7 @@ impl AppState {
             wal_restart,
             customer_ids: Default::default(),
             server_keys: Default::default(),
+            api_keys: Default::default(),
         })
     }
 }

@@ -240,7 +240,8 @@ def test_non_streamed_completion_is_charged_by_the_reported_usage(
     assert served.usage["prompt_tokens_details"]["cached_tokens"] > 0
     assert cost_micro(models["gpt-test"], served.usage) % 1_000_000 != 0  # the charge is rounded up
 
-    expected = assert_one_llm_spend(rich.new_entries(before), "gpt-test", models["gpt-test"], served)
+    # The capture is written just after the answer.
+    expected = assert_one_llm_spend(rich.wait_for_entries(before), "gpt-test", models["gpt-test"], served)
     assert_nothing_held(rich, before.balance["balance"] - expected)
     assert raw.headers.get("X-Tollgate-Charged") == str(expected)
 
@@ -456,7 +457,7 @@ def test_a_server_key_spends_from_the_customer_it_names(
 
     assert completion.choices[0].message.content == reply_text("fake-fast")
     served = fake.answer(completion.id)
-    expected = assert_one_llm_spend(wallet.new_entries(before), "gpt-test", models["gpt-test"], served)
+    expected = assert_one_llm_spend(wallet.wait_for_entries(before), "gpt-test", models["gpt-test"], served)
     assert_nothing_held(wallet, 100 - expected)
     api.close()
     wallet.client.close()

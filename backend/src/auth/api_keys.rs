@@ -20,6 +20,27 @@ use crate::{
 /// How many characters of a key are kept in clear to recognise it.
 const DISPLAY_PREFIX_LEN: usize = 11;
 
+/// A personal API key as recently read, with its owner's role (see `KeyCache`).
+#[derive(Clone)]
+pub struct CachedApiKey {
+    pub key: api_keys::Model,
+    pub role: super::Role,
+}
+
+impl super::key_cache::CachedKey for CachedApiKey {
+    fn id(&self) -> Uuid {
+        self.key.id
+    }
+    fn hash(&self) -> &str {
+        &self.key.key_hash
+    }
+    fn set_last_used(&mut self, at: chrono::DateTime<chrono::Utc>) {
+        self.key.last_used_at = Some(at);
+    }
+}
+
+pub type ApiKeyCache = super::key_cache::KeyCache<CachedApiKey>;
+
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CreateApiKeyRequest {
     /// What the key is for, 1 to 100 characters.
@@ -145,9 +166,10 @@ pub async fn revoke_api_key(
     caller: SessionUser,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
     let revoked = api_keys::Entity::update_many()
         .col_expr(api_keys::Column::RevokedAt, Expr::value(state.clock.now()))
-        .filter(api_keys::Column::Id.eq(id.into_inner()))
+        .filter(api_keys::Column::Id.eq(id))
         .filter(api_keys::Column::UserId.eq(caller.0.user_id))
         .filter(api_keys::Column::RevokedAt.is_null())
         .exec(&state.db)
@@ -155,5 +177,6 @@ pub async fn revoke_api_key(
     if revoked.rows_affected == 0 {
         return Err(ApiError::new(ErrorCode::ApiKeyNotFound, "No such API key."));
     }
+    state.api_keys.forget(id);
     Ok(HttpResponse::NoContent().finish())
 }

@@ -14,7 +14,7 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
-use super::{Role, Scope, jwt::TokenError, service::hash_secret};
+use super::{Role, Scope, api_keys::CachedApiKey, jwt::TokenError, service::hash_secret};
 use crate::{
     entities::{api_keys, server_keys},
     error::{ApiError, ErrorCode},
@@ -104,29 +104,35 @@ async fn authenticate(req: &HttpRequest) -> Result<Principal, ApiError> {
 }
 
 async fn authenticate_api_key(state: &AppState, token: &str) -> Result<Principal, ApiError> {
-    let key = api_keys::Entity::find()
-        .filter(api_keys::Column::KeyHash.eq(hash_secret(token)))
-        .filter(api_keys::Column::RevokedAt.is_null())
-        .one(&state.db)
-        .await?
-        .ok_or_else(|| ApiError::new(ErrorCode::InvalidApiKey, "The API key is unknown or revoked."))?;
-    let user = crate::entities::users::Entity::find_by_id(key.user_id)
-        .one(&state.db)
-        .await?
-        .ok_or_else(|| ApiError::new(ErrorCode::InvalidApiKey, "The API key is unknown or revoked."))?;
-
-    let id = key.id;
-    touch_later(state, key.last_used_at, move |now| {
+    let hash = hash_secret(token);
+    let cached = match state.api_keys.get(&hash) {
+        Some(cached) => cached,
+        None => {
+            let unknown = || ApiError::new(ErrorCode::InvalidApiKey, "The API key is unknown or revoked.");
+            let (key, user) = api_keys::Entity::find()
+                .filter(api_keys::Column::KeyHash.eq(hash.as_str()))
+                .filter(api_keys::Column::RevokedAt.is_null())
+                .find_also_related(crate::entities::users::Entity)
+                .one(&state.db)
+                .await?
+                .ok_or_else(unknown)?;
+            let user = user.ok_or_else(unknown)?;
+            let cached = CachedApiKey { key, role: Role::parse(&user.role) };
+            state.api_keys.remember(&cached);
+            cached
+        }
+    };
+    let id = cached.key.id;
+    let touched = touch_later(state, cached.key.last_used_at, move |now| {
         api_keys::Entity::update_many()
             .col_expr(api_keys::Column::LastUsedAt, Expr::value(now))
             .filter(api_keys::Column::Id.eq(id))
     });
-    let scopes = Scope::parse_list(&key.scopes);
-    Ok(Principal {
-        user_id: user.id,
-        role: Role::parse(&user.role),
-        credential: Credential::ApiKey { id: key.id, scopes },
-    })
+    if let Some(at) = touched {
+        state.api_keys.used(&hash, at);
+    }
+    let scopes = Scope::parse_list(&cached.key.scopes);
+    Ok(Principal { user_id: cached.key.user_id, role: cached.role, credential: Credential::ApiKey { id, scopes } })
 }
 
 fn server_key_not_allowed() -> ApiError {

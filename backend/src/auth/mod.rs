@@ -5,6 +5,7 @@ pub mod api_keys;
 pub mod extractors;
 pub mod handlers;
 pub mod jwt;
+pub mod key_cache;
 pub mod password;
 pub mod server_keys;
 pub mod service;

@@ -19,50 +19,18 @@ use crate::{
     state::AppState,
 };
 
-/// Server keys as recently read, by their hash. A product's backend sends one key with every
-/// request, and reading it from the database each time halved the customer routes' throughput
-/// (the spend benchmark's `--route customer`). An entry lives `TTL`; revoking a key forgets it
-/// at once on the replica that revoked it, and another replica stops taking it within `TTL`.
-#[derive(Clone, Default)]
-pub struct ServerKeyCache(
-    std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, (server_keys::Model, std::time::Instant)>>>,
-);
+/// Server keys as recently read (see `KeyCache`).
+pub type ServerKeyCache = super::key_cache::KeyCache<server_keys::Model>;
 
-impl ServerKeyCache {
-    pub const TTL: std::time::Duration = std::time::Duration::from_secs(5);
-    const MAX: usize = 10_000;
-
-    /// The live key with this hash, if read less than `TTL` ago.
-    pub fn get(&self, hash: &str) -> Option<server_keys::Model> {
-        let keys = self.0.lock().ok()?;
-        keys.get(hash).filter(|(_, read)| read.elapsed() < Self::TTL).map(|(key, _)| key.clone())
+impl super::key_cache::CachedKey for server_keys::Model {
+    fn id(&self) -> Uuid {
+        self.id
     }
-
-    /// Remembers a key just read from the database.
-    pub fn remember(&self, key: &server_keys::Model) {
-        if let Ok(mut keys) = self.0.lock() {
-            if keys.len() >= Self::MAX {
-                keys.retain(|_, (_, read)| read.elapsed() < Self::TTL);
-            }
-            keys.insert(key.key_hash.clone(), (key.clone(), std::time::Instant::now()));
-        }
+    fn hash(&self) -> &str {
+        &self.key_hash
     }
-
-    /// Notes that the key's use was recorded at `at`, so that its next uses do not record it
-    /// again within the minute.
-    pub fn used(&self, hash: &str, at: DateTime<Utc>) {
-        if let Ok(mut keys) = self.0.lock()
-            && let Some((key, _)) = keys.get_mut(hash)
-        {
-            key.last_used_at = Some(at);
-        }
-    }
-
-    /// Forgets a revoked key.
-    pub fn forget(&self, id: Uuid) {
-        if let Ok(mut keys) = self.0.lock() {
-            keys.retain(|_, (key, _)| key.id != id);
-        }
+    fn set_last_used(&mut self, at: DateTime<Utc>) {
+        self.last_used_at = Some(at);
     }
 }
 

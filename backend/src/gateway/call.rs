@@ -130,11 +130,19 @@ impl Call {
         if let Ok(value) = serde_json::from_slice::<Value>(&body) {
             reading.absorb(&value);
         }
-        let charged = self.settle(&reading, false).await?;
-        if let Some(id) = self.claim {
-            let text = String::from_utf8_lossy(&body).into_owned();
-            calls::complete(&self.state.db, id, status, Some(text), self.state.clock.now()).await?;
-        }
+        let settlement = self.settlement(&reading, false);
+        let charged = settlement.charged();
+        let Some(id) = self.claim else {
+            // Nobody can ask for this answer again: it goes out now, and the capture is written
+            // after it (the hold keeps the credits meanwhile), which spares the caller a commit.
+            let _ = first.send(Answered::Whole { status, content_type, body, charged: Some(charged) });
+            self.settle(settlement).await?;
+            return Ok(outcome(charged));
+        };
+        // A retry with the key gets the stored answer: it is stored, with the capture, first.
+        self.settle(settlement).await?;
+        let text = String::from_utf8_lossy(&body).into_owned();
+        calls::complete(&self.state.db, id, status, Some(text), self.state.clock.now()).await?;
         let _ = first.send(Answered::Whole { status, content_type, body, charged: Some(charged) });
         Ok(outcome(charged))
     }
@@ -212,7 +220,9 @@ impl Call {
             let _ = tx.send(Bytes::from(rest)).await;
         }
         drop(client);
-        let charged = self.settle(&reading, true).await?;
+        let settlement = self.settlement(&reading, true);
+        let charged = settlement.charged();
+        self.settle(settlement).await?;
         if let Some(id) = self.claim {
             calls::complete(&self.state.db, id, status, None, self.state.clock.now()).await?;
         }
@@ -230,25 +240,23 @@ impl Call {
         Ok(())
     }
 
-    /// Captures what the call used (at most the hold) and releases the rest; a call that
-    /// produced nothing is charged nothing. Returns the credits charged.
-    async fn settle(&self, reading: &Reading, streamed: bool) -> anyhow::Result<i64> {
+    /// What the call is charged: what it used (at most the hold), or nothing for a call that
+    /// produced nothing or a free model.
+    fn settlement(&self, reading: &Reading, streamed: bool) -> Settlement {
         if reading.usage.is_none() && reading.text.is_empty() {
-            self.charge_nothing().await?;
-            return Ok(0);
+            return Settlement::Nothing;
         }
+        let Some((hold_id, held)) = self.hold else {
+            return Settlement::Free;
+        };
         let counted = reading.usage.is_none();
         let usage = reading.usage.unwrap_or_else(|| TokenUsage {
             input_tokens: self.input_bound,
             cached_input_tokens: 0,
             output_tokens: self.tokenizer.count(&reading.text),
         });
-        let held = self.hold.map_or(0, |(_, amount)| amount.get());
         let cost = self.prices.charge(&usage).map_or(i64::MAX, Credits::get);
-        let charged = cost.min(held);
-        let Some((hold_id, _)) = self.hold else {
-            return Ok(0);
-        };
+        let held = held.get();
         let metadata = json!({ "llm": {
             "model": self.model.id,
             "upstream_model": self.model.upstream_model,
@@ -267,9 +275,21 @@ impl Call {
             },
         }});
         let measured = Measured { quantity: i64::try_from(usage.total()).ok(), metadata: Some(metadata) };
-        let amount = Credits::new(charged).map_err(|e| anyhow::anyhow!("{e}"))?;
-        self.submit(Op::Capture { hold_id, amount, description: None, measured: Some(measured) }).await?;
-        Ok(charged)
+        Settlement::Capture { hold_id, amount: cost.min(held), measured }
+    }
+
+    /// Writes the settlement: captures the amount and releases the rest of the hold, or releases
+    /// it all (and gives the key back) when the call is charged nothing.
+    async fn settle(&self, settlement: Settlement) -> anyhow::Result<()> {
+        match settlement {
+            Settlement::Free => Ok(()),
+            Settlement::Nothing => self.charge_nothing().await,
+            Settlement::Capture { hold_id, amount, measured } => {
+                let amount = Credits::new(amount).map_err(|e| anyhow::anyhow!("{e}"))?;
+                self.submit(Op::Capture { hold_id, amount, description: None, measured: Some(measured) }).await?;
+                Ok(())
+            }
+        }
     }
 
     /// Writes one command on the call's wallet, retrying a failed write a few times: a hold left
@@ -289,6 +309,28 @@ impl Call {
             attempt += 1;
             tokio::time::sleep(wait).await;
             wait *= 4;
+        }
+    }
+}
+
+/// What a finished call is charged, decided before it is written.
+enum Settlement {
+    /// A free model's call: there is no hold.
+    Free,
+    /// The call produced nothing: the hold is released and the key given back.
+    Nothing,
+    Capture {
+        hold_id: Uuid,
+        amount: i64,
+        measured: Measured,
+    },
+}
+
+impl Settlement {
+    fn charged(&self) -> i64 {
+        match self {
+            Self::Capture { amount, .. } => *amount,
+            Self::Free | Self::Nothing => 0,
         }
     }
 }

@@ -574,16 +574,24 @@ async fn a_server_key_charges_the_customer_it_names(backend: Backend) {
     };
     let res = call(Some("org/42")).await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
-    let balance: Value = app
-        .client
-        .get(app.url("/api/v1/customers/org%2F42/balance"))
-        .bearer_auth(&server_key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    // The capture is written just after the answer: wait for the hold to close.
+    let mut balance = Value::Null;
+    for _ in 0..200 {
+        balance = app
+            .client
+            .get(app.url("/api/v1/customers/org%2F42/balance"))
+            .bearer_auth(&server_key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if balance["held"] == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_eq!(balance["balance"], 50 - reported_cost());
 
     let body = problem(call(None).await.unwrap(), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
