@@ -103,7 +103,8 @@ pub fn api_routes(cfg: &mut ServiceConfig) {
         .service(webhooks::handlers::list_webhook_deliveries)
         .service(webhooks::handlers::redeliver_webhook_event)
         .service(crate::streams::handlers::stream_credits)
-        .service(crate::streams::handlers::stream_customer);
+        .service(crate::streams::handlers::stream_customer)
+        .service(crate::streams::handlers::stream_hosted);
 }
 
 /// Routes outside `/api/v1`, also documented.

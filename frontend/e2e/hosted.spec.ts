@@ -1,12 +1,22 @@
-import { expect, test } from '@playwright/test';
+import { expect, test, type Page } from '@playwright/test';
 import { createServerKey, fitsViewport, screenshot, serverKeyApi, stat, uniqueEmail } from './helpers';
 
-test('a customer opens the hosted portal from a one-time link, buys a pack, and the used link has expired', async ({
+/** Counts the page's requests to each path. */
+function countRequests(page: Page) {
+  const counts = new Map<string, number>();
+  page.on('request', (r) => {
+    const path = new URL(r.url()).pathname;
+    counts.set(path, (counts.get(path) ?? 0) + 1);
+  });
+  return (path: string) => counts.get(path) ?? 0;
+}
+
+test('a customer opens the hosted portal from a one-time link, sees a spend live, buys a pack, and the used link has expired', async ({
   page,
   baseURL,
 }, testInfo) => {
   // The product's backend: a customer with some credits, and a portal link for it.
-  const secret = await createServerKey(baseURL!, 'portal backend', ['customers:write', 'credits:grant', 'credits:read', 'billing:write']);
+  const secret = await createServerKey(baseURL!, 'portal backend', ['customers:write', 'credits:grant', 'credits:spend', 'credits:read', 'billing:write']);
   const backend = serverKeyApi(baseURL!, secret);
   const externalId = `hosted-${Date.now().toString(36)}`;
   const email = uniqueEmail('portal');
@@ -19,6 +29,7 @@ test('a customer opens the hosted portal from a one-time link, buys a pack, and 
   expect(url).toContain('/hosted/open?token=');
 
   // The customer follows the link: the portal, with no app around it.
+  const count = countRequests(page);
   await page.goto(url);
   await expect(page).toHaveURL(/\/hosted$/);
   await expect(page.getByRole('heading', { level: 1, name: 'Billing' })).toBeVisible();
@@ -33,18 +44,33 @@ test('a customer opens the hosted portal from a one-time link, buys a pack, and 
   await expect(page.getByRole('region', { name: 'History' }).getByRole('row').filter({ hasText: 'Trial credits' })).toContainText('+40');
   await screenshot(page, testInfo, '60-hosted-portal');
 
+  // The product's backend spends for the customer: the page follows from the customer's stream,
+  // with no reload and no polling.
+  await expect(page.getByTestId('live-status')).toHaveText('Live');
+  await page.evaluate(() => Object.assign(window, { __sameDocument: true }));
+  const balanceReads = count('/api/v1/hosted/balance');
+  const spent = await backend('POST', `/api/v1/customers/${externalId}/spend`, { amount: 7, description: 'Spent by the product' }, true);
+  expect(spent.status).toBe(200);
+  await expect(stat(page, 'Balance')).toHaveText('33 credits');
+  await expect(stat(page, 'Available')).toHaveText('33 credits');
+  await expect(page.getByRole('region', { name: 'History' }).getByRole('row').filter({ hasText: 'Spent by the product' })).toBeVisible();
+  // The figures came with the event: the balance was not asked for again.
+  expect(count('/api/v1/hosted/balance')).toBe(balanceReads);
+  expect(count('/api/v1/hosted/stream')).toBe(1);
+  expect(await page.evaluate(() => (window as { __sameDocument?: boolean }).__sameDocument)).toBe(true);
+
   // Buy the 100-credit pack through the sandbox checkout.
   await page.getByRole('button', { name: 'Buy 100 credits' }).click();
   await expect(page).toHaveURL(/\/sandbox\/checkout\//);
   await page.getByRole('button', { name: /^Pay/ }).click();
   await expect(page).toHaveURL(/\/hosted\?checkout=success/);
   await expect(page.getByText('Payment complete')).toBeVisible();
-  await expect(page.getByText('100 credits added to your wallet. Your balance is now 140 credits.')).toBeVisible();
-  await expect(stat(page, 'Balance')).toHaveText('140 credits');
+  await expect(page.getByText('100 credits added to your wallet. Your balance is now 133 credits.')).toBeVisible();
+  await expect(stat(page, 'Balance')).toHaveText('133 credits');
   await expect(page.getByRole('region', { name: 'History' }).getByRole('row').filter({ hasText: 'Purchase' })).toContainText('+100');
   await screenshot(page, testInfo, '61-hosted-after-purchase');
   const read = await backend('GET', `/api/v1/customers/${externalId}/balance`);
-  expect(((await read.json()) as { balance: number }).balance).toBe(140);
+  expect(((await read.json()) as { balance: number }).balance).toBe(133);
 
   await page.getByRole('button', { name: 'Dismiss' }).click();
   await expect(page).toHaveURL(/\/hosted$/);
@@ -52,7 +78,7 @@ test('a customer opens the hosted portal from a one-time link, buys a pack, and 
   // It fits a phone.
   await page.setViewportSize({ width: 375, height: 812 });
   await page.reload();
-  await expect(stat(page, 'Balance')).toHaveText('140 credits');
+  await expect(stat(page, 'Balance')).toHaveText('133 credits');
   expect(await fitsViewport(page)).toBe(true);
   await screenshot(page, testInfo, '62-hosted-mobile');
 

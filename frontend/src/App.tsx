@@ -2,7 +2,7 @@ import { QueryClient, QueryClientProvider } from '@tanstack/react-query';
 import { useState, type ReactNode } from 'react';
 import { Link, Outlet, Route, Routes } from 'react-router';
 import { ApiError } from './api/errors';
-import { LiveProvider } from './api/live';
+import { LiveProvider, signedInStream } from './api/live';
 import { AuthProvider, useUser } from './auth/AuthProvider';
 import { RequireAuth } from './auth/RequireAuth';
 import { Layout } from './components/Layout';
@@ -47,7 +47,7 @@ function NotFoundPage() {
 function Live({ children }: { children: ReactNode }) {
   const user = useUser();
   return (
-    <LiveProvider key={user.id} userId={user.id}>
+    <LiveProvider key={user.id} source={signedInStream}>
       {children}
     </LiveProvider>
   );

@@ -1,4 +1,4 @@
-//! The two stream routes. They differ only in how the wallet is found; `open` does the rest.
+//! The stream routes. They differ only in how the wallet is found; `open` does the rest.
 
 use std::time::Duration;
 
@@ -8,6 +8,7 @@ use uuid::Uuid;
 use super::stream::EventStream;
 use crate::{
     auth::extractors::{CreditsRead, Scoped, ServerCaller},
+    customers::hosted::HostedCustomer,
     error::{ApiError, ErrorCode},
     state::AppState,
 };
@@ -16,7 +17,7 @@ use crate::{
 /// outbox, before it answers 503.
 const READY_WAIT: Duration = Duration::from_secs(5);
 
-/// What the spec says about the stream's body, for both routes.
+/// What the spec says about the stream's body, for every stream route.
 const STREAM_DESCRIPTION: &str = "A `text/event-stream` that stays open. It starts with a `retry:` hint; each event of the wallet then comes as `id: <evt_…>`, `event: <type>` and `data: <Event JSON>` lines and a blank line, in the order they were committed, each once; after `STREAM_HEARTBEAT_SECONDS` (15) without one, a `: heartbeat` comment. The stream ends when the server shuts down, or when the client reads so slowly that more than `STREAM_BUFFER_EVENTS` events wait for it: reconnect with `Last-Event-ID` to get what followed.";
 
 crate::openapi::errors!(CreditsStreamErrors: InsufficientScope, ValidationFailed);
@@ -68,6 +69,29 @@ pub async fn stream_customer(
 ) -> Result<HttpResponse, ApiError> {
     let route = crate::customers::wallet_route(&state, &external_id, &caller.0).await?;
     open(&req, &state, route.owner).await
+}
+
+crate::openapi::errors!(HostedStreamErrors: ValidationFailed);
+
+/// The hosted session's customer's wallet events as they happen (hosted session cookie):
+/// server-sent events, exactly as `GET /credits/stream` sends them, `Last-Event-ID` included.
+/// What keeps the hosted pages' balance current without polling.
+#[utoipa::path(
+    tag = "hosted",
+    params(("Last-Event-ID" = Option<String>, Header, description = "The `id` of the last event received: the stream resumes after it.")),
+    responses(
+        (status = 200, description = STREAM_DESCRIPTION, content((String = "text/event-stream"))),
+        HostedStreamErrors,
+    ),
+    security(("hosted_session" = []))
+)]
+#[get("/hosted/stream")]
+pub async fn stream_hosted(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: HostedCustomer,
+) -> Result<HttpResponse, ApiError> {
+    open(&req, &state, caller.0.customer_id).await
 }
 
 /// Checks `Last-Event-ID`, joins the hub, and answers with the stream.

@@ -1,5 +1,6 @@
-//! The live stream (#18): `GET /credits/stream` and `GET /customers/{external_id}/stream`, read
-//! as a client reads them, over HTTP; two replicas on one PostgreSQL; shutdown.
+//! The live stream (#18): `GET /credits/stream`, `GET /customers/{external_id}/stream` and
+//! `GET /hosted/stream`, read as a client reads them, over HTTP; two replicas on one PostgreSQL;
+//! shutdown.
 
 use std::time::{Duration, Instant};
 
@@ -17,6 +18,9 @@ both!(
     a_customer_stream_sees_only_its_customer,
     last_event_id_replays_exactly_the_missed_events_then_goes_live,
     streams_take_the_credentials_their_twins_take,
+    a_hosted_stream_sees_only_its_sessions_customer,
+    a_hosted_stream_resumes_after_last_event_id,
+    a_hosted_stream_needs_a_live_hosted_session,
 );
 both_backends!(a_quiet_stream_gets_heartbeats, shutdown_ends_open_streams_at_once);
 
@@ -255,6 +259,156 @@ async fn streams_take_the_credentials_their_twins_take(app: TestApp) {
     problem(open(theirs, &user.token, None).await, StatusCode::FORBIDDEN, "server_key_required").await;
     let nobody = app.url("/api/v1/customers/org_nobody/stream");
     problem(open(nobody, &server, None).await, StatusCode::NOT_FOUND, "customer_not_found").await;
+}
+
+/// Opens the hosted pages as a customer's browser does: a portal-session link minted with a server
+/// key, opened once; returns the hosted session cookie (`name=value`).
+async fn hosted_session(app: &TestApp, key: &str, external_id: &str) -> String {
+    let path = format!("/api/v1/customers/{external_id}/portal-session");
+    let res = as_key(app, key, &path, "p", json!({})).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let link = res.json::<Value>().await.unwrap()["url"].as_str().unwrap().to_owned();
+    let token = link.split_once("?token=").expect("a hosted link").1.to_owned();
+    let browser = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let res = browser.get(app.url(&format!("/hosted/open?token={token}"))).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(res.headers()["location"], "/hosted");
+    let cookie = res.headers()["set-cookie"].to_str().unwrap();
+    cookie.split(';').next().unwrap().to_owned()
+}
+
+/// Opens `GET /hosted/stream` with a hosted session cookie (`name=value`), if any.
+async fn open_hosted(app: &TestApp, cookie: Option<&str>, last_event_id: Option<&str>) -> Response {
+    let mut req = reqwest::Client::new().get(app.url("/api/v1/hosted/stream"));
+    if let Some(cookie) = cookie {
+        req = req.header("cookie", cookie);
+    }
+    if let Some(id) = last_event_id {
+        req = req.header("Last-Event-ID", id);
+    }
+    req.send().await.unwrap()
+}
+
+impl Sse {
+    async fn hosted(app: &TestApp, cookie: &str, last_event_id: Option<&str>) -> Self {
+        let mut sse = Self::new(open_hosted(app, Some(cookie), last_event_id).await);
+        assert_eq!(sse.block().await.as_deref(), Some("retry: 2000"));
+        sse
+    }
+}
+
+/// A server key for the hosted tests, and customers `ids` it created.
+async fn hosted_customers(app: &TestApp, ids: &[&str]) -> String {
+    let key =
+        server_key(app, &["customers:write", "credits:read", "credits:spend", "credits:grant", "billing:write"]).await;
+    for id in ids {
+        assert_eq!(as_key(app, &key, &format!("/api/v1/customers/{id}"), "put", Value::Null).await.status(), 201);
+    }
+    key
+}
+
+/// A server-key spend of `amount` from customer `id`.
+async fn customer_spend(app: &TestApp, key: &str, id: &str, amount: i64) {
+    let path = format!("/api/v1/customers/{id}/spend");
+    let res = as_key(app, key, &path, &Uuid::new_v4().to_string(), json!({ "amount": amount })).await;
+    assert_eq!(res.status(), StatusCode::OK, "{}", res.text().await.unwrap());
+}
+
+async fn customer_grant(app: &TestApp, key: &str, id: &str, amount: i64) {
+    let path = format!("/api/v1/customers/{id}/grant");
+    let res = as_key(app, key, &path, &Uuid::new_v4().to_string(), json!({ "amount": amount, "reason": "t" })).await;
+    assert_eq!(res.status(), StatusCode::OK, "{}", res.text().await.unwrap());
+}
+
+async fn a_hosted_stream_sees_only_its_sessions_customer(app: TestApp) {
+    let key = hosted_customers(&app, &["org_h", "org_other"]).await;
+    let cookie = hosted_session(&app, &key, "org_h").await;
+    let mut sse = Sse::hosted(&app, &cookie, None).await;
+    // The other customer's changes come first: none of them may reach this stream.
+    customer_grant(&app, &key, "org_other", 50).await;
+    customer_spend(&app, &key, "org_other", 5).await;
+    customer_grant(&app, &key, "org_h", 30).await;
+    customer_spend(&app, &key, "org_h", 7).await;
+
+    let granted = sse.event().await;
+    assert_eq!(granted.kind, "credits.granted");
+    assert_eq!(granted.data["customer"]["external_id"], "org_h");
+    let spent = sse.event().await;
+    assert_eq!(spent.kind, "credits.spent");
+    assert_eq!(spent.data["customer"]["external_id"], "org_h");
+    assert_eq!(spent.data["data"]["balance"]["balance"], 23);
+    // Another session, of the other customer, gets the other customer's events only.
+    let theirs = hosted_session(&app, &key, "org_other").await;
+    let mut other = Sse::hosted(&app, &theirs, None).await;
+    customer_spend(&app, &key, "org_h", 1).await;
+    customer_spend(&app, &key, "org_other", 2).await;
+    let next = other.event().await;
+    assert_eq!((next.kind.as_str(), &next.data["customer"]["external_id"]), ("credits.spent", &json!("org_other")));
+    assert_eq!(next.data["data"]["balance"]["balance"], 43);
+    assert_eq!(sse.event().await.data["data"]["balance"]["balance"], 22);
+}
+
+async fn a_hosted_stream_resumes_after_last_event_id(app: TestApp) {
+    let key = hosted_customers(&app, &["org_r", "org_q"]).await;
+    let cookie = hosted_session(&app, &key, "org_r").await;
+    let mut sse = Sse::hosted(&app, &cookie, None).await;
+    customer_grant(&app, &key, "org_r", 100).await;
+    customer_spend(&app, &key, "org_r", 1).await;
+    assert_eq!(sse.event().await.kind, "credits.granted");
+    let seen = sse.event().await;
+    assert_eq!(seen.kind, "credits.spent");
+    drop(sse);
+
+    // Missed while disconnected (with another customer's changes in between).
+    for amount in [2, 3, 4] {
+        customer_spend(&app, &key, "org_r", amount).await;
+        customer_grant(&app, &key, "org_q", amount).await;
+    }
+    let mut sse = Sse::hosted(&app, &cookie, Some(&seen.id)).await;
+    let mut balances = Vec::new();
+    for _ in 0..3 {
+        let event = sse.event().await;
+        assert_eq!((event.kind.as_str(), &event.data["customer"]["external_id"]), ("credits.spent", &json!("org_r")));
+        balances.push(event.data["data"]["balance"]["balance"].as_i64().unwrap());
+    }
+    assert_eq!(balances, [97, 94, 90]);
+    // Then live, with nothing repeated in between.
+    customer_spend(&app, &key, "org_r", 5).await;
+    assert_eq!(sse.event().await.data["data"]["balance"]["balance"], 85);
+
+    // An id of another customer's event, or of none, is refused before the stream opens.
+    let mut theirs = Sse::hosted(&app, &hosted_session(&app, &key, "org_q").await, None).await;
+    customer_grant(&app, &key, "org_q", 1).await;
+    let their_event = theirs.event().await;
+    for unknown in [their_event.id.as_str(), "evt_00000000000000000000000000", "nonsense"] {
+        let res = open_hosted(&app, Some(&cookie), Some(unknown)).await;
+        let body = problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+        assert_eq!(body["errors"][0]["field"], "Last-Event-ID");
+    }
+}
+
+async fn a_hosted_stream_needs_a_live_hosted_session(app: TestApp) {
+    let key = hosted_customers(&app, &["org_s"]).await;
+    let user = app.user().await;
+    // No cookie, a cookie that names no session, and a bearer credential: the hosted pages' 401.
+    problem(open_hosted(&app, None, None).await, StatusCode::UNAUTHORIZED, "portal_session_required").await;
+    let forged = open_hosted(&app, Some("tollgate_hosted=not-a-session"), None).await;
+    problem(forged, StatusCode::UNAUTHORIZED, "portal_session_required").await;
+    for bearer in [&user.token, &key] {
+        let res =
+            reqwest::Client::new().get(app.url("/api/v1/hosted/stream")).bearer_auth(bearer).send().await.unwrap();
+        problem(res, StatusCode::UNAUTHORIZED, "portal_session_required").await;
+    }
+
+    let cookie = hosted_session(&app, &key, "org_s").await;
+    assert!(cookie.starts_with("tollgate_hosted="), "{cookie}");
+    Sse::hosted(&app, &cookie, None).await;
+    // The hosted session's cookie is not a credential for the other streams.
+    let res = reqwest::Client::new().get(app.url("/api/v1/customers/org_s/stream")).header("cookie", &cookie);
+    problem(res.send().await.unwrap(), StatusCode::UNAUTHORIZED, "unauthenticated").await;
+    // Sessions last 30 minutes; an ended one opens no stream.
+    app.clock.advance(chrono::Duration::minutes(31));
+    problem(open_hosted(&app, Some(&cookie), None).await, StatusCode::UNAUTHORIZED, "portal_session_required").await;
 }
 
 async fn a_quiet_stream_gets_heartbeats(backend: Backend) {

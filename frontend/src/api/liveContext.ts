@@ -25,7 +25,7 @@ export interface LiveStream {
 
 export const LiveContext = createContext<LiveStream | null>(null);
 
-/** The session's stream; null outside a signed-in page (e.g. in the hosted portal). */
+/** The page's stream (the signed-in user's, or the hosted portal's customer's); null outside one. */
 export function useLiveStream(): LiveStream | null {
   return useContext(LiveContext);
 }

@@ -1104,6 +1104,27 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/hosted/stream": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The hosted session's customer's wallet events as they happen (hosted session cookie):
+         *     server-sent events, exactly as `GET /credits/stream` sends them, `Last-Event-ID` included.
+         *     What keeps the hosted pages' balance current without polling.
+         */
+        get: operations["stream_hosted"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/hosted/subscription": {
         parameters: {
             query?: never;
@@ -7064,6 +7085,34 @@ export interface operations {
                 };
             };
             401: components["responses"]["PortalSessionRequired"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["DatabaseUnavailable"];
+        };
+    };
+    stream_hosted: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The `id` of the last event received: the stream resumes after it. */
+                "Last-Event-ID"?: string | null;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A `text/event-stream` that stays open. It starts with a `retry:` hint; each event of the wallet then comes as `id: <evt_…>`, `event: <type>` and `data: <Event JSON>` lines and a blank line, in the order they were committed, each once; after `STREAM_HEARTBEAT_SECONDS` (15) without one, a `: heartbeat` comment. The stream ends when the server shuts down, or when the client reads so slowly that more than `STREAM_BUFFER_EVENTS` events wait for it: reconnect with `Last-Event-ID` to get what followed. */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/event-stream": string;
+                };
+            };
+            401: components["responses"]["PortalSessionRequired"];
+            422: components["responses"]["ValidationFailed"];
             500: components["responses"]["InternalError"];
             503: components["responses"]["DatabaseUnavailable"];
         };

@@ -1,4 +1,3 @@
-import { useQuery } from '@tanstack/react-query';
 import { useEffect, useRef, useState } from 'react';
 import type { CatalogPrice, LedgerEntry } from '../api/client';
 import { useLiveEvents, useLiveStream } from '../api/live';
@@ -62,19 +61,6 @@ function isPayment(entry: Credited, sessionId: string | null, pending: PendingCh
   return !sessionId && entry.kind === 'purchase' && entry.amount === pending.credits;
 }
 
-/**
- * How the return screen learns that the credits landed. The signed-in app waits on its live
- * stream; the hosted portal, which has no stream, asks the ledger every 1.5 s.
- */
-export type LandingSource =
-  | { kind: 'stream'; recentEntries: () => Promise<readonly LedgerEntry[]> }
-  | {
-      kind: 'poll';
-      /** Names the polling query; distinct per wallet. */
-      queryKey: readonly unknown[];
-      recentEntries: () => Promise<readonly LedgerEntry[]>;
-    };
-
 interface Watch {
   enabled: boolean;
   sessionId: string | null;
@@ -83,17 +69,17 @@ interface Watch {
 }
 
 /**
- * Waits on the live stream for `checkout.completed` of this checkout, and takes the credits it
- * added from the `credits.granted` written with it (in the same transaction, so just before it).
- * Each time the stream connects, the newest ledger entries are read once: the payment may have
- * landed before the stream was there to tell.
+ * Waits on the page's live stream (the signed-in user's, or the hosted portal's customer's) for
+ * `checkout.completed` of this checkout, and takes the credits it added from the
+ * `credits.granted` written with it (in the same transaction, so just before it). Each time the
+ * stream connects, the newest ledger entries (`recentEntries`) are read once: the payment may
+ * have landed before the stream was there to tell. Nothing polls.
  */
-function useStreamedLanding(source: LandingSource, watch: Watch): Landed | null {
+function useStreamedLanding(recentEntries: () => Promise<readonly LedgerEntry[]>, watch: Watch): Landed | null {
   const live = useLiveStream();
   const [landed, setLanded] = useState<Landed | null>(null);
   const grants = useRef<{ session: unknown; kind: unknown; amount: number }[]>([]);
-  const enabled = watch.enabled && source.kind === 'stream';
-  const { sessionId, pending, since } = watch;
+  const { enabled, sessionId, pending, since } = watch;
 
   useLiveEvents((event) => {
     if (!enabled || landed) return;
@@ -118,14 +104,14 @@ function useStreamedLanding(source: LandingSource, watch: Watch): Landed | null 
   // Read the ledger once per connection (and once when there is no stream to wait on).
   const connections = live?.connections ?? 0;
   const noStream = !live || live.status === 'stopped';
-  const recentEntries = useRef(source.recentEntries);
+  const latestEntries = useRef(recentEntries);
   useEffect(() => {
-    recentEntries.current = source.recentEntries;
+    latestEntries.current = recentEntries;
   });
   useEffect(() => {
     if (!enabled || (connections === 0 && !noStream)) return;
     let cancelled = false;
-    recentEntries.current().then(
+    latestEntries.current().then(
       (entries) => {
         const entry = entries.find((e) => isPayment(e, sessionId, pending, since));
         if (entry && !cancelled) setLanded((current) => current ?? { amount: entry.amount });
@@ -142,29 +128,13 @@ function useStreamedLanding(source: LandingSource, watch: Watch): Landed | null 
   return enabled ? landed : null;
 }
 
-/** The hosted portal's way: the newest ledger entries, every 1.5 s until the credits are there. */
-function usePolledLanding(source: LandingSource, watch: Watch, timedOut: boolean): Landed | null {
-  const { sessionId, pending, since } = watch;
-  const landing = useQuery({
-    queryKey: source.kind === 'poll' ? [...source.queryKey, sessionId] : ['checkout-landing', 'unused'],
-    enabled: watch.enabled && source.kind === 'poll',
-    queryFn: async () => {
-      const entries = await source.recentEntries();
-      const entry = entries.find((e) => isPayment(e, sessionId, pending, since));
-      return entry ? { amount: entry.amount } : null;
-    },
-    refetchInterval: (query) => (query.state.data || timedOut ? false : 1500),
-  });
-  return source.kind === 'poll' ? (landing.data ?? null) : null;
-}
-
 /** Back from checkout: says how it went and waits until the credits are in the wallet. */
 export function CheckoutReturn({
   outcome,
   sessionId,
   onDismiss,
   storageKey,
-  source,
+  recentEntries,
   balance,
   onLanded,
 }: {
@@ -173,7 +143,8 @@ export function CheckoutReturn({
   onDismiss: () => void;
   /** Where `rememberCheckout` noted the checkout. */
   storageKey: string;
-  source: LandingSource;
+  /** The wallet's newest ledger entries, read once per connection of the stream. */
+  recentEntries: () => Promise<readonly LedgerEntry[]>;
   /** The wallet's balance, once known. */
   balance: number | undefined;
   /** Refetches what the payment changed (the stream has already brought the balance). */
@@ -188,9 +159,7 @@ export function CheckoutReturn({
   // there is nothing to recognise the payment's credits by.
   const traceable = sessionId !== null || pending !== null;
   const watch = { enabled: success && traceable, sessionId, pending, since };
-  const streamed = useStreamedLanding(source, watch);
-  const polled = usePolledLanding(source, watch, timedOut);
-  const landed = streamed ?? polled;
+  const landed = useStreamedLanding(recentEntries, watch);
 
   useEffect(() => {
     if (!success || !traceable) return;

@@ -90,11 +90,9 @@ export function CreditsPage() {
             sessionId={sessionId}
             onDismiss={dismissReturn}
             storageKey={PENDING_KEY}
-            source={{
-              kind: 'stream',
-              recentEntries: () =>
-                unwrap(api.GET('/api/v1/credits/ledger', { params: { query: { limit: 20 } } })).then((page) => page.entries),
-            }}
+            recentEntries={() =>
+              unwrap(api.GET('/api/v1/credits/ledger', { params: { query: { limit: 20 } } })).then((page) => page.entries)
+            }
             balance={balance.data?.balance}
             onLanded={() => void queryClient.invalidateQueries({ queryKey: billingKeys.subscription })}
           />

@@ -3,7 +3,7 @@ import userEvent from '@testing-library/user-event';
 import { describe, expect, it, vi } from 'vitest';
 import { setAccessToken } from '../api/session';
 import { browser } from '../lib/navigate';
-import { balance, json, mockApi, problem, type Handler } from '../test/mockApi';
+import { balance, eventStream, json, liveEvent, mockApi, problem, type Handler } from '../test/mockApi';
 import { renderApp } from '../test/renderApp';
 
 const session = {
@@ -185,6 +185,94 @@ describe('hosted portal', () => {
     expect(await screen.findByText('100 credits added to your wallet. Your balance is now 350 credits.')).toBeInTheDocument();
     await u.click(screen.getByRole('button', { name: 'Dismiss' }));
     expect(screen.getByTestId('location')).toHaveTextContent(/^\/hosted$/);
+  });
+
+  it("keeps the balance current from the customer's stream, with no polling", async () => {
+    const streams: ReturnType<typeof eventStream>[] = [];
+    const { requests } = mockApi(
+      portal({
+        'GET /api/v1/hosted/balance': () => json({ ...balance, balance: 250, available: 250 }),
+        'GET /api/v1/hosted/stream': (request) => {
+          const stream = eventStream(request);
+          streams.push(stream);
+          return stream.response;
+        },
+      }),
+    );
+    const count = (path: string) => requests.filter((r) => new URL(r.url).pathname === path).length;
+    renderApp('/hosted');
+    const figures = (label: string) => screen.getByText(label, { selector: 'dt' }).parentElement!;
+    await waitFor(() => expect(figures('Balance')).toHaveTextContent('250 credits'));
+    await waitFor(() => expect(screen.getByTestId('live-status')).toHaveTextContent('Live'));
+    // The customer's stream, with the portal cookie only.
+    const opened = requests.filter((r) => new URL(r.url).pathname === '/api/v1/hosted/stream');
+    expect(opened).toHaveLength(1);
+    expect(opened[0]!.headers.get('accept')).toBe('text/event-stream');
+    expect(opened[0]!.headers.get('authorization')).toBeNull();
+    expect(count('/api/v1/credits/stream')).toBe(0);
+
+    // Spent by the product's backend: the figures move at once, without asking for the balance.
+    streams[0]!.event(liveEvent('credits.spent', { balance: 243, available: 233, held: 10 }, { kind: 'spend', amount: 7 }));
+    await waitFor(() => expect(figures('Balance')).toHaveTextContent('243 credits'));
+    expect(figures('Available')).toHaveTextContent('233 credits');
+    // The history and usage it changed are asked for again, once.
+    await waitFor(() => expect(count('/api/v1/hosted/usage')).toBe(2));
+    await waitFor(() => expect(count('/api/v1/hosted/ledger')).toBe(2));
+    // Nothing asks on a timer.
+    await new Promise((r) => setTimeout(r, 1600));
+    expect(count('/api/v1/hosted/balance')).toBe(1);
+    expect(count('/api/v1/hosted/ledger')).toBe(2);
+    expect(count('/api/v1/hosted/stream')).toBe(1);
+  });
+
+  it('on return from a paid checkout, waits on the stream for checkout.completed, without polling', async () => {
+    let stream: ReturnType<typeof eventStream> | undefined;
+    const { requests } = mockApi(
+      portal({
+        'GET /api/v1/hosted/balance': () => json({ ...balance, balance: 250, available: 250 }),
+        'GET /api/v1/hosted/ledger': () => json({ entries: [], next_cursor: null }),
+        'GET /api/v1/hosted/stream': (request) => {
+          stream = eventStream(request);
+          return stream.response;
+        },
+      }),
+    );
+    const ledgerReads = () => requests.filter((r) => new URL(r.url).pathname === '/api/v1/hosted/ledger').length;
+    renderApp('/hosted?checkout=success&session_id=cs_1');
+    expect(await screen.findByText('Payment received')).toBeInTheDocument();
+    // The history, and once connected one read for a payment that landed before the stream.
+    await vi.waitFor(() => expect(ledgerReads()).toBe(2));
+    await new Promise((r) => setTimeout(r, 1600));
+    expect(ledgerReads()).toBe(2);
+    expect(screen.queryByText('Payment complete')).not.toBeInTheDocument();
+
+    // The grant comes first (same transaction); the screen waits for this checkout's completion.
+    stream!.event(
+      liveEvent('credits.granted', { balance: 350 }, {
+        kind: 'purchase',
+        amount: 100,
+        metadata: { checkout_session: 'cs_1', price_id: 'pack_100' },
+      }),
+    );
+    const figures = (label: string) => screen.getByText(label, { selector: 'dt' }).parentElement!;
+    await vi.waitFor(() => expect(figures('Balance')).toHaveTextContent('350 credits'));
+    expect(screen.queryByText('Payment complete')).not.toBeInTheDocument();
+    stream!.event(liveEvent('checkout.completed', { balance: 350 }, { checkout_session: { id: 'cs_other', price_id: 'pack_100', mode: 'payment' } }));
+    stream!.event(liveEvent('checkout.completed', { balance: 350 }, { checkout_session: { id: 'cs_1', price_id: 'pack_100', mode: 'payment' } }));
+    expect(await screen.findByText('Payment complete')).toBeInTheDocument();
+    expect(screen.getByText('100 credits added to your wallet. Your balance is now 350 credits.')).toBeInTheDocument();
+  });
+
+  it('shows the expired state when the stream is refused for want of a session', async () => {
+    mockApi(portal({ 'GET /api/v1/hosted/stream': expired }));
+    renderApp('/hosted');
+    expect(
+      await screen.findByRole('heading', { level: 1, name: 'This link has expired or was already used' }),
+    ).toBeInTheDocument();
+    expect(screen.getAllByRole('link', { name: /Back to app\.example\.com/ })[0]).toHaveAttribute(
+      'href',
+      'https://app.example.com/account?tab=billing',
+    );
   });
 
   it('on a return it cannot trace (another tab, a reload), thanks without waiting', async () => {

@@ -1,9 +1,9 @@
 import { useMutation, useQueryClient } from '@tanstack/react-query';
-import { useEffect, useMemo, useRef, type ReactNode } from 'react';
+import { useEffect, useMemo, useRef, useState, type ReactNode } from 'react';
 import { useSearchParams } from 'react-router';
 import { hostedApi, unwrap, type Balance, type CatalogPrice, type HostedSession, type UsageResponse } from '../api/client';
 import {
-  hostedKeys,
+  hostedStream,
   invalidateHostedCredits,
   isPortalSessionEnded,
   useHostedBalance,
@@ -13,10 +13,12 @@ import {
   useHostedSubscription,
   useHostedUsage,
 } from '../api/hosted';
+import { LiveProvider } from '../api/live';
 import { isLiveSubscription } from '../api/queries';
 import { CheckoutReturn, rememberCheckout } from '../components/CheckoutReturn';
 import { SkipLink } from '../components/Layout';
 import { LedgerTable } from '../components/LedgerTable';
+import { LiveIndicator } from '../components/LiveBalance';
 import { Offers, SubscriptionSummary } from '../components/Offers';
 import { Alert, Button, Card, ErrorAlert, Loading, PageHeader, Stat, buttonClass } from '../components/ui';
 import { formatCredits, formatDate, formatNumber } from '../lib/format';
@@ -151,23 +153,61 @@ function UsageByFeature({ usage }: { usage: UsageResponse }) {
 /**
  * The hosted customer portal (`/hosted`): a product's customer, sent here by a one-time link,
  * sees their credits, buys more, and reads their history. The portal cookie is its only
- * credential; it never signs anyone in.
+ * credential; it never signs anyone in. While the session lasts, the customer's live stream
+ * keeps the page current (nothing polls); once it ends, only the expired state is left.
  */
 export function HostedPage() {
   useDocumentTitle('Billing');
-  const queryClient = useQueryClient();
-  const [params, setParams] = useSearchParams();
+  const [params] = useSearchParams();
   const linkExpired = params.get('error') === 'link_expired';
   const outcome = params.get('checkout');
-  const sessionId = params.get('session_id');
-  const live = !linkExpired;
+  const session = useHostedSession(!linkExpired);
+  // Set when a call or the stream was refused for want of a session: it ended while the page was open.
+  const [sessionEnded, setSessionEnded] = useState(false);
 
-  const session = useHostedSession(live);
-  const balance = useHostedBalance(live);
-  const ledger = useHostedLedger(live);
-  const usage = useHostedUsage(live);
-  const subscription = useHostedSubscription(live);
-  const catalog = useHostedCatalog(live);
+  const back = useMemo(() => (session.data ? returnTo(session.data) : null), [session.data]);
+  useEffect(() => {
+    if (!session.data) return;
+    if (back) sessionStorage.setItem(RETURN_KEY, JSON.stringify(back));
+    else sessionStorage.removeItem(RETURN_KEY);
+  }, [session.data, back]);
+
+  if (linkExpired || sessionEnded || isPortalSessionEnded(session.error)) {
+    return <LinkExpired back={back ?? storedReturn()} paid={outcome === 'success'} />;
+  }
+  // The stream opens with the first calls, not after them; leaving this page closes it.
+  return (
+    <LiveProvider
+      source={hostedStream}
+      onStopped={(error) => {
+        if (isPortalSessionEnded(error)) setSessionEnded(true);
+      }}
+    >
+      <HostedPortal session={session} back={back} onSessionEnded={() => setSessionEnded(true)} />
+    </LiveProvider>
+  );
+}
+
+/** The portal itself, inside the customer's live stream. */
+function HostedPortal({
+  session,
+  back,
+  onSessionEnded,
+}: {
+  session: ReturnType<typeof useHostedSession>;
+  back: ReturnTo | null;
+  onSessionEnded: () => void;
+}) {
+  const queryClient = useQueryClient();
+  const [params, setParams] = useSearchParams();
+  const outcome = params.get('checkout');
+  const sessionId = params.get('session_id');
+
+  const balance = useHostedBalance();
+  const ledger = useHostedLedger();
+  const usage = useHostedUsage();
+  const subscription = useHostedSubscription();
+  const catalog = useHostedCatalog();
   const errorRef = useRef<HTMLDivElement>(null);
 
   const checkout = useMutation({
@@ -182,17 +222,11 @@ export function HostedPage() {
     onError: () => setTimeout(() => errorRef.current?.focus(), 0),
   });
 
-  const back = useMemo(() => (session.data ? returnTo(session.data) : null), [session.data]);
+  const ended = [balance.error, ledger.error, usage.error, subscription.error, checkout.error].some(isPortalSessionEnded);
   useEffect(() => {
-    if (!session.data) return;
-    if (back) sessionStorage.setItem(RETURN_KEY, JSON.stringify(back));
-    else sessionStorage.removeItem(RETURN_KEY);
-  }, [session.data, back]);
-
-  const ended =
-    linkExpired ||
-    [session.error, balance.error, ledger.error, usage.error, subscription.error, checkout.error].some(isPortalSessionEnded);
-  if (ended) return <LinkExpired back={back ?? storedReturn()} paid={outcome === 'success'} />;
+    if (ended) onSessionEnded();
+  }, [ended, onSessionEnded]);
+  if (ended) return null;
 
   if (session.isPending) {
     return (
@@ -227,7 +261,7 @@ export function HostedPage() {
 
   return (
     <HostedShell back={back} who={who}>
-      <PageHeader title="Billing" description={who ? `Credits for ${who}` : undefined} />
+      <PageHeader title="Billing" description={who ? `Credits for ${who}` : undefined} actions={<LiveIndicator />} />
       <div className="space-y-8">
         {outcome && (
           <CheckoutReturn
@@ -236,12 +270,9 @@ export function HostedPage() {
             sessionId={sessionId}
             onDismiss={dismissReturn}
             storageKey={PENDING_KEY}
-            source={{
-              kind: 'poll',
-              queryKey: [...hostedKeys.all, 'checkout-landing'],
-              recentEntries: () =>
-                unwrap(hostedApi.GET('/api/v1/hosted/ledger', { params: { query: { limit: 20 } } })).then((page) => page.entries),
-            }}
+            recentEntries={() =>
+              unwrap(hostedApi.GET('/api/v1/hosted/ledger', { params: { query: { limit: 20 } } })).then((page) => page.entries)
+            }
             balance={b?.balance}
             onLanded={() => void invalidateHostedCredits(queryClient)}
           />

@@ -58,9 +58,10 @@ export function mockApi(routes: Record<string, Handler>) {
     const handler = routes[`${request.method} ${url.pathname}`];
     if (!handler) {
       if (url.pathname === '/readyz') return json({ status: 'ready', database: 'sqlite', stripe_mode: 'sandbox', version: 'test' });
-      // Every signed-in page opens the live stream and reads the alerts: by default, a stream
-      // that stays quiet and no alerts.
+      // Every signed-in page opens the live stream and reads the alerts, and the hosted portal
+      // opens its customer's stream: by default, a stream that stays quiet and no alerts.
       if (request.method === 'GET' && url.pathname === '/api/v1/credits/stream') return eventStream(request).response;
+      if (request.method === 'GET' && url.pathname === '/api/v1/hosted/stream') return eventStream(request).response;
       if (request.method === 'GET' && url.pathname === '/api/v1/credits/alerts') return json({ thresholds: [], available: 0, below: [] });
       // The admin page lists webhook endpoints: none by default.
       if (request.method === 'GET' && url.pathname === '/api/v1/webhook-endpoints') return json({ data: [] });
