@@ -289,6 +289,7 @@ async fn listen(hub: Hub, url: String) {
 /// committed in another, so a reader that only moved forward from the highest seq it read would
 /// skip an event committed late with a lower seq. The tail reads such seqs again until their
 /// event comes, or until every transaction that could have written one has ended.
+#[derive(Clone)]
 struct Hole {
     /// `pg_snapshot_xmax` of a snapshot taken after the hole was seen: every transaction that
     /// could fill it has an id below this. `None` until such a snapshot was taken.
@@ -297,6 +298,7 @@ struct Hole {
 }
 
 /// The tail's position: every event up to `head` was handed out, except the holes'.
+#[derive(Clone)]
 struct Position {
     head: i64,
     holes: BTreeMap<i64, Hole>,
@@ -343,42 +345,76 @@ async fn tail(hub: Hub, db: DatabaseConnection) {
 
 /// Publishes the events that filled holes, then every event after the head; true when holes
 /// remain (PostgreSQL only: SQLite has one writer, so a seq passed over was rolled back).
+///
+/// With no stream open, nobody needs the events themselves: the pass reads only their seqs, to
+/// keep the head and the holes. A stream that joins during such a pass could miss events of
+/// it, so the pass is then read again, in full, from where it began.
 async fn catch_up(hub: &Hub, db: &DatabaseConnection, position: &mut Position) -> Result<bool, DbErr> {
+    let (idle, joined) = {
+        let shared = hub.lock();
+        (shared.streams.is_empty(), shared.next_id)
+    };
+    if idle {
+        let before = position.clone();
+        let holes = pass(hub, db, position, false).await?;
+        let mut shared = hub.lock();
+        if shared.next_id == joined {
+            shared.head = shared.head.max(position.head);
+            return Ok(holes);
+        }
+        drop(shared);
+        *position = before;
+    }
+    pass(hub, db, position, true).await
+}
+
+/// The seqs a read found, and the events themselves when it read them in full.
+async fn read(db: &DatabaseConnection, filter: Filter<'_>, full: bool) -> Result<(Vec<i64>, Vec<Event>), DbErr> {
+    if full {
+        let events = visible(db, filter, PAGE).await?;
+        Ok((events.iter().map(|e| e.position.seq).collect(), events))
+    } else {
+        Ok((visible_seqs(db, filter, PAGE).await?, Vec::new()))
+    }
+}
+
+/// One pass over the holes and the log after the head (see `catch_up`).
+async fn pass(hub: &Hub, db: &DatabaseConnection, position: &mut Position, full: bool) -> Result<bool, DbErr> {
     let postgres = db.get_database_backend() == DbBackend::Postgres;
     if postgres && !position.holes.is_empty() {
         // Taken before the holes are read: a transaction that ended before it is seen by the read.
         let (xmin, xmax) = snapshot(db).await?;
         let seqs: Vec<i64> = position.holes.keys().copied().take(PAGE as usize).collect();
-        let filled = visible(db, Filter::Seqs(&seqs), PAGE).await?;
-        for event in &filled {
-            position.holes.remove(&event.position.seq);
+        let (filled, events) = read(db, Filter::Seqs(&seqs), full).await?;
+        for seq in &filled {
+            position.holes.remove(seq);
         }
-        hub.publish(&filled);
+        hub.publish(&events);
         position.holes.retain(|_, hole| !(hole.xmax.is_some_and(|x| xmin >= x) && hole.seen.elapsed() >= HOLE_MIN_AGE));
         for hole in position.holes.values_mut() {
             hole.xmax.get_or_insert(xmax);
         }
     }
     loop {
-        let events = visible(db, Filter::After { after: position.head, customer: None }, PAGE).await?;
+        let (seqs, events) = read(db, Filter::After { after: position.head, customer: None }, full).await?;
         if postgres {
             let mut next = position.head + 1;
-            for event in &events {
-                if event.position.seq - next <= MAX_HOLES {
-                    for seq in next..event.position.seq {
-                        position.holes.insert(seq, Hole { xmax: None, seen: Instant::now() });
+            for &seq in &seqs {
+                if seq - next <= MAX_HOLES {
+                    for missing in next..seq {
+                        position.holes.insert(missing, Hole { xmax: None, seen: Instant::now() });
                     }
                 } else {
-                    log::warn!("event streams: the outbox's seq jumped from {next} to {}", event.position.seq);
+                    log::warn!("event streams: the outbox's seq jumped from {next} to {seq}");
                 }
-                next = event.position.seq + 1;
+                next = seq + 1;
             }
         }
-        if let Some(last) = events.last() {
-            position.head = last.position.seq;
+        if let Some(&last) = seqs.last() {
+            position.head = last;
         }
         hub.publish(&events);
-        if (events.len() as u64) < PAGE {
+        if (seqs.len() as u64) < PAGE {
             break;
         }
     }
@@ -434,28 +470,7 @@ struct EventRow {
 /// seqs it passed over (`Hole`).
 pub async fn visible(db: &impl ConnectionTrait, filter: Filter<'_>, limit: u64) -> Result<Vec<Event>, DbErr> {
     let backend = db.get_database_backend();
-    let mut values: Vec<sea_orm::Value> = Vec::new();
-    let mut param = |value: sea_orm::Value| {
-        values.push(value);
-        match backend {
-            DbBackend::Postgres => format!("${}", values.len()),
-            _ => "?".to_owned(),
-        }
-    };
-    let condition = match filter {
-        Filter::After { after, customer: None } => format!("e.seq > {}", param(after.into())),
-        Filter::After { after, customer: Some(customer) } => {
-            // In the text's order: SQLite's `?` are positional.
-            let customer = param(customer.into());
-            format!("e.customer_id = {customer} AND e.seq > {}", param(after.into()))
-        }
-        Filter::Seqs([]) => return Ok(Vec::new()),
-        Filter::Seqs(seqs) => {
-            let list: Vec<String> = seqs.iter().map(|s| param((*s).into())).collect();
-            format!("e.seq IN ({})", list.join(", "))
-        }
-    };
-    let limit = param(i64::try_from(limit).unwrap_or(i64::MAX).into());
+    let Some((condition, limit, values)) = condition(backend, filter, limit) else { return Ok(Vec::new()) };
     let sql = format!(
         "SELECT e.seq, e.id, e.type AS kind, e.customer_id, e.data, e.created_at, c.external_id \
          FROM events e LEFT JOIN customers c ON c.id = e.customer_id WHERE {condition} ORDER BY e.seq LIMIT {limit}"
@@ -472,6 +487,43 @@ pub async fn visible(db: &impl ConnectionTrait, filter: Filter<'_>, limit: u64) 
             position: crate::events::Position { txid: 0, seq: r.seq },
         })
         .collect())
+}
+
+/// The seqs `visible` would read, without the events.
+async fn visible_seqs(db: &impl ConnectionTrait, filter: Filter<'_>, limit: u64) -> Result<Vec<i64>, DbErr> {
+    let backend = db.get_database_backend();
+    let Some((condition, limit, values)) = condition(backend, filter, limit) else { return Ok(Vec::new()) };
+    let sql = format!("SELECT e.seq FROM events e WHERE {condition} ORDER BY e.seq LIMIT {limit}");
+    let rows = db.query_all_raw(Statement::from_sql_and_values(backend, sql, values)).await?;
+    rows.iter().map(|r| r.try_get::<i64>("", "seq")).collect()
+}
+
+/// A read's `WHERE` condition, its `LIMIT` placeholder and their values; `None` when it can
+/// match nothing.
+fn condition(backend: DbBackend, filter: Filter<'_>, limit: u64) -> Option<(String, String, Vec<sea_orm::Value>)> {
+    let mut values: Vec<sea_orm::Value> = Vec::new();
+    let mut param = |value: sea_orm::Value| {
+        values.push(value);
+        match backend {
+            DbBackend::Postgres => format!("${}", values.len()),
+            _ => "?".to_owned(),
+        }
+    };
+    let condition = match filter {
+        Filter::After { after, customer: None } => format!("e.seq > {}", param(after.into())),
+        Filter::After { after, customer: Some(customer) } => {
+            // In the text's order: SQLite's `?` are positional.
+            let customer = param(customer.into());
+            format!("e.customer_id = {customer} AND e.seq > {}", param(after.into()))
+        }
+        Filter::Seqs([]) => return None,
+        Filter::Seqs(seqs) => {
+            let list: Vec<String> = seqs.iter().map(|s| param((*s).into())).collect();
+            format!("e.seq IN ({})", list.join(", "))
+        }
+    };
+    let limit = param(i64::try_from(limit).unwrap_or(i64::MAX).into());
+    Some((condition, limit, values))
 }
 
 #[cfg(test)]

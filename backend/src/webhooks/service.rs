@@ -115,9 +115,12 @@ pub async fn create(
         created_at: now,
         updated_at: now,
     };
+    let txn = crate::db::begin_write(&state.db).await?;
+    super::dispatcher::start_from_now(&txn, model.id).await?;
     webhook_endpoints::Entity::insert(webhook_endpoints::ActiveModel::from(model.clone()))
-        .exec_without_returning(&state.db)
+        .exec_without_returning(&txn)
         .await?;
+    txn.commit().await?;
     Ok(WebhookEndpointWithSecret { endpoint: WebhookEndpoint::of(model, now), secret })
 }
 
@@ -170,6 +173,7 @@ pub async fn update(
     }
     match request.enabled {
         Some(true) if !current.enabled => {
+            super::dispatcher::start_from_now(&txn, id).await?;
             model.enabled = Set(true);
             model.disabled_at = Set(None);
             model.failing_since = Set(None);

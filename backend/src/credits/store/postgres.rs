@@ -171,7 +171,7 @@ const PARTS_SQL: [(&str, &str); 9] = [
         "ev",
         "INSERT INTO events (id, type, customer_id, data, created_at) \
                   SELECT x.id, x.type, x.customer_id, x.data, {now}::timestamptz \
-                  FROM jsonb_to_recordset({rows}::jsonb) AS x(id text, type text, customer_id uuid, data json) RETURNING 1",
+                  FROM json_to_recordset({rows}::json) AS x(id text, type text, customer_id uuid, data json) RETURNING 1",
     ),
 ];
 
