@@ -28,7 +28,10 @@
 //! cargo bench -p tollgate --bench webhook_delivery -- --db postgres --seconds 0 --backlog 10000
 //! ```
 //! Other options: `--users 100`, `--clients 16`, `--rate 0` (0: unpaced), `--endpoints 1`,
-//! `--timeout 300` (seconds to wait for every delivery), `--binary PATH`.
+//! `--timeout 300` (seconds to wait for every delivery), `--binary PATH`. Environment:
+//! `BENCH_SQLITE_SYNCHRONOUS` (the server's `SQLITE_SYNCHRONOUS`, FULL by default),
+//! `BENCH_PG_SYNCHRONOUS_COMMIT` (`off`: PostgreSQL commits do not wait for the disk),
+//! `BENCH_RUST_LOG` (the server's `RUST_LOG`, `warn` by default).
 
 use std::{
     collections::{HashMap, HashSet},
@@ -250,6 +253,20 @@ async fn fresh_database(kind: &str, dir: &std::path::Path) -> String {
                 .await
                 .expect("drop");
             admin.execute_unprepared("CREATE DATABASE tollgate_bench_webhooks").await.expect("create");
+            // BENCH_PG_SYNCHRONOUS_COMMIT=off: commits stop waiting for the WAL to reach the disk
+            // (to see how much of the time is the disk's).
+            if let Ok(value) = std::env::var("BENCH_PG_SYNCHRONOUS_COMMIT") {
+                assert!(
+                    ["on", "off", "local"].contains(&value.as_str()),
+                    "BENCH_PG_SYNCHRONOUS_COMMIT: on, off or local"
+                );
+                admin
+                    .execute_unprepared(&format!(
+                        "ALTER DATABASE tollgate_bench_webhooks SET synchronous_commit = {value}"
+                    ))
+                    .await
+                    .expect("synchronous_commit");
+            }
             "postgres://postgres@127.0.0.1:5432/tollgate_bench_webhooks".to_owned()
         }
         _ => format!("sqlite://{}?mode=rwc", dir.join("bench.db").display()),
@@ -303,6 +320,27 @@ fn cpu_time(pid: u32) -> Duration {
     let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
     let ticks: u64 = rest.split_whitespace().skip(11).take(2).filter_map(|t| t.parse::<u64>().ok()).sum();
     Duration::from_millis(ticks * 10)
+}
+
+/// CPU time used so far by each PostgreSQL backend connected to the benchmark's database (its
+/// process title names the database), by process id; empty on SQLite.
+fn pg_backends_cpu() -> HashMap<u32, Duration> {
+    let mut found = HashMap::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        let title = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let title = String::from_utf8_lossy(&title);
+        if title.starts_with("postgres: ") && title.contains(" tollgate_bench_webhooks ") {
+            found.insert(pid, cpu_time(pid));
+        }
+    }
+    found
+}
+
+/// The CPU the backends used between two `pg_backends_cpu` readings (a backend that ended in
+/// between is not counted).
+fn pg_cpu_since(before: &HashMap<u32, Duration>) -> Duration {
+    pg_backends_cpu().iter().map(|(pid, cpu)| cpu.saturating_sub(before.get(pid).copied().unwrap_or_default())).sum()
 }
 
 fn proc_status_mib(pid: u32, field: &str) -> f64 {
@@ -529,6 +567,8 @@ async fn drain(
     let ids = event_ids_after(conn, seq).await;
     let expected = (ids.len() * opts.endpoints) as u64;
 
+    let pg_before = pg_backends_cpu();
+    let own_before = cpu_time(std::process::id());
     let started = Instant::now();
     let server = start_server(opts, database, dir);
     wait_ready(&client).await;
@@ -536,6 +576,8 @@ async fn drain(
     let complete = wait_for(receiver, before.1 + expected, Duration::from_secs(opts.timeout)).await;
     let ended = started.elapsed();
     let cpu = cpu_time(server.id());
+    let pg_cpu = pg_cpu_since(&pg_before);
+    let own_cpu = cpu_time(std::process::id()).saturating_sub(own_before);
     tokio::time::sleep(Duration::from_secs(1)).await;
     let peak = proc_status_mib(server.id(), "VmHWM:");
     let receipts = take_receipts(receiver);
@@ -571,6 +613,19 @@ async fn drain(
         100.0 * cpu.as_secs_f64() / ended.as_secs_f64(),
         1e6 * cpu.as_secs_f64() / delivered
     );
+    if opts.db == "postgres" {
+        println!(
+            "  PostgreSQL backends' CPU meanwhile: {:.2} s ({:.0}% of one core, {:.0} us per delivery)",
+            pg_cpu.as_secs_f64(),
+            100.0 * pg_cpu.as_secs_f64() / ended.as_secs_f64(),
+            1e6 * pg_cpu.as_secs_f64() / delivered
+        );
+    }
+    println!(
+        "  this process's CPU (the receiver) meanwhile: {:.2} s ({:.0}% of one core)",
+        own_cpu.as_secs_f64(),
+        100.0 * own_cpu.as_secs_f64() / ended.as_secs_f64()
+    );
     println!("  server peak memory (VmHWM, this process since its start): {peak:.1} MiB");
     server
 }
@@ -588,6 +643,8 @@ async fn steady(
     take_receipts(receiver);
     let seq = last_seq(conn).await;
     let cpu_before = cpu_time(server.id());
+    let pg_before = pg_backends_cpu();
+    let own_before = cpu_time(std::process::id());
     let stop = Arc::new(AtomicBool::new(false));
     let errors = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
@@ -654,6 +711,8 @@ async fn steady(
     let expected = (ids.len() * opts.endpoints) as u64;
     let complete = wait_for(receiver, before.1 + expected, Duration::from_secs(opts.timeout)).await;
     let cpu = cpu_time(server.id()).saturating_sub(cpu_before);
+    let pg_cpu = pg_cpu_since(&pg_before);
+    let own_cpu = cpu_time(std::process::id()).saturating_sub(own_before);
     let ended = started.elapsed();
     tokio::time::sleep(Duration::from_secs(1)).await;
     let peak = proc_status_mib(server.id(), "VmHWM:");
@@ -714,6 +773,18 @@ async fn steady(
         "  server CPU, spends and deliveries: {:.2} s ({:.0}% of one core)",
         cpu.as_secs_f64(),
         100.0 * cpu.as_secs_f64() / ended.as_secs_f64()
+    );
+    if opts.db == "postgres" {
+        println!(
+            "  PostgreSQL backends' CPU meanwhile: {:.2} s ({:.0}% of one core)",
+            pg_cpu.as_secs_f64(),
+            100.0 * pg_cpu.as_secs_f64() / ended.as_secs_f64()
+        );
+    }
+    println!(
+        "  this process's CPU (the clients and the receiver) meanwhile: {:.2} s ({:.0}% of one core)",
+        own_cpu.as_secs_f64(),
+        100.0 * own_cpu.as_secs_f64() / ended.as_secs_f64()
     );
     println!("  server peak memory (VmHWM): {peak:.1} MiB");
 }
