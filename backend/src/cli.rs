@@ -109,7 +109,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Migrate => {
             eprintln!("tollgate: using the {}", db::describe(&settings));
             let db = db::connect(&settings).await?;
-            db::migrate(&db).await?;
+            db::migrate(&db, &settings).await?;
             println!("migrations applied to the {}", db::describe(&settings));
             Ok(0)
         }
@@ -202,7 +202,7 @@ async fn connect_migrated(settings: &Settings) -> anyhow::Result<sea_orm::Databa
     eprintln!("tollgate: using the {}", db::describe(settings));
     let db = db::connect_existing(settings).await?;
     if settings.migrate_on_start {
-        db::migrate(&db).await?;
+        db::migrate(&db, &settings).await?;
     }
     Ok(db)
 }

@@ -223,8 +223,17 @@ fn ensure_sqlite_parent_dir(url: &str) {
     }
 }
 
-/// Applies every pending migration.
-pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
+/// Applies every pending migration. On a SQLite file they run on a connection of their own: with
+/// a pool of several, one statement could run on a connection that had not yet seen the schema
+/// change of the one before ("index idx_lots_account already exists" on a fresh database).
+pub async fn migrate(db: &DatabaseConnection, settings: &Settings) -> Result<(), DbErr> {
+    if settings.is_sqlite() && settings.database_max_connections > 1 && sqlite_path(&settings.database_url).is_some() {
+        let single = Settings { database_max_connections: 1, ..settings.clone() };
+        let own = open(&single, true).await?;
+        let applied = Migrator::up(&own, None).await;
+        own.close().await?;
+        return applied;
+    }
     Migrator::up(db, None).await
 }
 

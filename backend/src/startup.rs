@@ -226,7 +226,7 @@ impl Application {
     pub async fn build_with_clock(settings: Settings, clock: Clock) -> anyhow::Result<Self> {
         let db = db::connect(&settings).await?;
         if settings.migrate_on_start {
-            db::migrate(&db).await?;
+            db::migrate(&db, &settings).await?;
         }
         if settings.payments == crate::config::Payments::Sandbox {
             billing::service::seed_sandbox_catalog(&db, &clock).await?;

@@ -20,6 +20,7 @@ use crate::{
 both_backends!(production_never_runs_the_sandbox_by_accident);
 both!(grants_are_bounded_and_reconcile_sums_cannot_overflow);
 both_backends!(commands_refuse_a_missing_database_and_name_the_one_they_use);
+both_backends!(migrate_creates_a_fresh_database_with_a_pool_of_several_connections);
 
 const JWT: &str = "cli-test-jwt-secret-0123456789-abcdefgh";
 
@@ -200,4 +201,20 @@ async fn commands_refuse_a_missing_database_and_name_the_one_they_use(backend: B
     assert!(stderr.contains(&named), "{stderr}");
     let report: serde_json::Value = serde_json::from_str(&stdout).expect("stdout stays the JSON report");
     assert_eq!(report["ok"], json!(true));
+}
+
+/// `tollgate migrate` on a fresh database with `DATABASE_MAX_CONNECTIONS` above 1: on SQLite the
+/// migrations' statements went to different connections of the pool, and one saw the schema
+/// before another's change ("index idx_lots_account already exists").
+async fn migrate_creates_a_fresh_database_with_a_pool_of_several_connections(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(url) = database(backend, dir.path()).await else { return };
+    let (code, stdout, stderr) =
+        run(dir.path(), &["migrate"], &[("DATABASE_URL", &url), ("DATABASE_MAX_CONNECTIONS", "4")]);
+    assert_eq!(code, 0, "migrate failed: {stderr}");
+    assert!(stdout.contains("migrations applied"), "{stdout}");
+    // And it is a working database: a command that reads it runs.
+    let (code, _, stderr) =
+        run(dir.path(), &["reconcile"], &[("DATABASE_URL", &url), ("DATABASE_MAX_CONNECTIONS", "4")]);
+    assert_eq!(code, 0, "reconcile on the migrated database: {stderr}");
 }
