@@ -202,7 +202,7 @@ async fn connect_migrated(settings: &Settings) -> anyhow::Result<sea_orm::Databa
     eprintln!("tollgate: using the {}", db::describe(settings));
     let db = db::connect_existing(settings).await?;
     if settings.migrate_on_start {
-        db::migrate(&db, &settings).await?;
+        db::migrate(&db, settings).await?;
     }
     Ok(db)
 }
