@@ -99,8 +99,24 @@ async fn sums_by(db: &impl ConnectionTrait, column: transfers::Column) -> Result
     sums(db, transfers::Entity::find(), column, "amount").await
 }
 
-/// Runs every check. Read-only; the report is stamped by `clock`.
-pub async fn reconcile(db: &impl ConnectionTrait, clock: &Clock) -> Result<ReconcileReport, DbErr> {
+/// Runs every check, read-only, on one snapshot of the database: checks read in separate
+/// statements would otherwise see a write that commits between two of them by halves (one side
+/// of a transfer, "balances sum to -23") and report a violation that is not there. The report
+/// is stamped by `clock`.
+pub async fn reconcile(db: &sea_orm::DatabaseConnection, clock: &Clock) -> Result<ReconcileReport, DbErr> {
+    use sea_orm::{AccessMode, DbBackend, IsolationLevel, TransactionTrait};
+    let snapshot = if db.get_database_backend() == DbBackend::Postgres {
+        db.begin_with_config(Some(IsolationLevel::RepeatableRead), Some(AccessMode::ReadOnly)).await?
+    } else {
+        // SQLite (WAL): a transaction reads one snapshot from its first read on.
+        db.begin().await?
+    };
+    let report = checks(&snapshot, clock).await?;
+    snapshot.commit().await?;
+    Ok(report)
+}
+
+async fn checks(db: &impl ConnectionTrait, clock: &Clock) -> Result<ReconcileReport, DbErr> {
     let mut checks = Vec::new();
 
     // 1. Every transfer balances; all balances sum to zero.
