@@ -153,14 +153,24 @@ fn sql(db: &impl ConnectionTrait, postgres: &str, sqlite: &str, values: Vec<Valu
     Statement::from_sql_and_values(backend, text, values)
 }
 
-/// The cursor: the position of the last event fanned out. `lock`: on PostgreSQL, lock its row
-/// unless another replica holds it (then `None`: that replica is fanning out).
-async fn cursor(db: &impl ConnectionTrait, lock: bool) -> Result<Option<Position>, DbErr> {
+/// How `cursor` locks the cursor's row on PostgreSQL (SQLite's write transactions hold the whole
+/// file already).
+#[derive(Clone, Copy)]
+enum Lock {
+    None,
+    /// Unless another replica holds it (then `cursor` is `None`: that replica is fanning out).
+    SkipLocked,
+    /// Waiting for whoever holds it.
+    Wait,
+}
+
+/// The cursor: the position of the last event fanned out.
+async fn cursor(db: &impl ConnectionTrait, lock: Lock) -> Result<Option<Position>, DbErr> {
     let plain = "SELECT last_txid, last_seq FROM webhook_dispatch WHERE id = 1";
-    let postgres = if lock {
-        "SELECT last_txid, last_seq FROM webhook_dispatch WHERE id = 1 FOR UPDATE SKIP LOCKED"
-    } else {
-        plain
+    let postgres = match lock {
+        Lock::None => plain,
+        Lock::SkipLocked => "SELECT last_txid, last_seq FROM webhook_dispatch WHERE id = 1 FOR UPDATE SKIP LOCKED",
+        Lock::Wait => "SELECT last_txid, last_seq FROM webhook_dispatch WHERE id = 1 FOR UPDATE",
     };
     let row = db.query_one_raw(sql(db, postgres, plain, vec![])).await?;
     row.map(|r| Ok(Position { txid: r.try_get("", "last_txid")?, seq: r.try_get("", "last_seq")? })).transpose()
@@ -172,13 +182,7 @@ async fn cursor(db: &impl ConnectionTrait, lock: bool) -> Result<Option<Position
 /// happened since it was made) instead of reading the whole log. The cursor's row is locked
 /// first: a fan-out running now ends before.
 pub async fn start_from_now(txn: &impl ConnectionTrait, except: Uuid) -> Result<(), DbErr> {
-    txn.execute_raw(sql(
-        txn,
-        "SELECT last_seq FROM webhook_dispatch WHERE id = 1 FOR UPDATE",
-        "SELECT last_seq FROM webhook_dispatch WHERE id = 1",
-        vec![],
-    ))
-    .await?;
+    let Some(now) = cursor(txn, Lock::Wait).await? else { return Ok(()) };
     let others = webhook_endpoints::Entity::find()
         .filter(webhook_endpoints::Column::Enabled.eq(true))
         .filter(webhook_endpoints::Column::Id.ne(except))
@@ -188,8 +192,7 @@ pub async fn start_from_now(txn: &impl ConnectionTrait, except: Uuid) -> Result<
         return Ok(());
     }
     let end = events::head(txn).await?;
-    let Some(now) = cursor(txn, false).await? else { return Ok(()) };
-    if (end.txid, end.seq) > (now.txid, now.seq) {
+    if end > now {
         txn.execute_raw(sql(
             txn,
             "UPDATE webhook_dispatch SET last_txid = $1, last_seq = $2 WHERE id = 1",
@@ -211,12 +214,12 @@ async fn fan_out(state: &AppState) -> Result<usize, DbErr> {
     if enabled.one(&state.db).await?.is_none() {
         return Ok(0);
     }
-    let Some(after) = cursor(&state.db, false).await? else { return Ok(0) };
+    let Some(after) = cursor(&state.db, Lock::None).await? else { return Ok(0) };
     if events::committed_after(&state.db, after, None, 1).await?.is_empty() {
         return Ok(0);
     }
     let txn = db::begin_write(&state.db).await?;
-    let Some(after) = cursor(&txn, true).await? else { return Ok(0) };
+    let Some(after) = cursor(&txn, Lock::SkipLocked).await? else { return Ok(0) };
     let batch = events::committed_after(&txn, after, None, FAN_OUT_BATCH).await?;
     let Some(last) = batch.last().map(|e| e.position) else { return Ok(0) };
     let endpoints =
