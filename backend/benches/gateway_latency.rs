@@ -26,6 +26,8 @@
 //! cargo bench -p tollgate --bench gateway_latency -- --db postgres --seconds 10 [--rounds 2] [--concurrency 32] [--breakdown] [--upstream-delay-ms 0]
 //! ```
 
+mod common;
+
 use std::{
     process::{Child, Command, Stdio},
     sync::{
@@ -37,7 +39,7 @@ use std::{
 
 use actix_web::{App, HttpResponse, HttpServer, web};
 use reqwest::{Method, StatusCode};
-use sea_orm::{ConnectionTrait, Database};
+use sea_orm::Database;
 use serde_json::{Value, json};
 
 const SECRET: &str = "benchmark-jwt-secret-0123456789-abcdef";
@@ -199,24 +201,6 @@ fn start_fake(delay: Duration) -> String {
 
 // The server.
 
-async fn fresh_database(kind: &str, dir: &std::path::Path) -> String {
-    match kind {
-        "postgres" => {
-            let admin = Database::connect("postgres://postgres@127.0.0.1:5432/postgres").await.expect("postgres");
-            admin
-                .execute_unprepared("DROP DATABASE IF EXISTS tollgate_gateway_bench WITH (FORCE)")
-                .await
-                .expect("drop");
-            admin.execute_unprepared("CREATE DATABASE tollgate_gateway_bench").await.expect("create");
-            match std::env::var("BENCH_PG_SOCKET") {
-                Ok(dir) => format!("postgres://postgres@localhost/tollgate_gateway_bench?host={dir}"),
-                Err(_) => "postgres://postgres@127.0.0.1:5432/tollgate_gateway_bench".to_owned(),
-            }
-        }
-        _ => format!("sqlite://{}?mode=rwc", dir.join("bench.db").display()),
-    }
-}
-
 fn start_server(opts: &Options, url: &str, dir: &std::path::Path, upstream: &str) -> Child {
     let mut command = Command::new(&opts.binary);
     if let Ok(pool) = std::env::var("BENCH_POOL") {
@@ -242,18 +226,6 @@ fn start_server(opts: &Options, url: &str, dir: &std::path::Path, upstream: &str
 
 fn url(path: &str) -> String {
     format!("http://127.0.0.1:{PORT}{path}")
-}
-
-async fn wait_ready(client: &reqwest::Client) {
-    for _ in 0..300 {
-        if let Ok(res) = client.get(url("/readyz")).send().await
-            && res.status().is_success()
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("the server did not become ready");
 }
 
 async fn expect(res: reqwest::Response, status: StatusCode, what: &str) -> Value {
@@ -545,10 +517,10 @@ async fn main() {
     let opts = options();
     let upstream = start_fake(opts.upstream_delay);
     let dir = tempfile::tempdir().expect("tempdir");
-    let db_url = fresh_database(&opts.db, dir.path()).await;
+    let db_url = common::fresh_database(&opts.db, dir.path(), "tollgate_gateway_bench").await;
     let mut server = start_server(&opts, &db_url, dir.path(), &upstream);
     let client = reqwest::Client::new();
-    wait_ready(&client).await;
+    common::wait_ready(&client, PORT).await;
     let (token, key) = seed(&client).await;
 
     let direct = |stream| Arc::new(chat(format!("{upstream}/chat/completions"), None, UPSTREAM_MODEL, stream));

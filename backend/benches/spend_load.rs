@@ -20,6 +20,8 @@
 //! `BENCH_SQL` (statements separated by `;`) runs after the seeding, before the spends: to see
 //! what a piece of the schema costs, e.g. `BENCH_SQL='DROP INDEX idx_events_type'`.
 
+mod common;
+
 use std::{
     process::{Child, Command, Stdio},
     sync::{
@@ -99,23 +101,6 @@ fn options() -> Options {
     opts
 }
 
-async fn fresh_database(kind: &str, dir: &std::path::Path) -> String {
-    match kind {
-        "postgres" => {
-            let admin = Database::connect("postgres://postgres@127.0.0.1:5432/postgres").await.expect("postgres");
-            admin.execute_unprepared("DROP DATABASE IF EXISTS tollgate_bench WITH (FORCE)").await.expect("drop");
-            admin.execute_unprepared("CREATE DATABASE tollgate_bench").await.expect("create");
-            // BENCH_PG_SOCKET: the server and the seeding reach PostgreSQL through this socket
-            // directory instead of TCP.
-            match std::env::var("BENCH_PG_SOCKET") {
-                Ok(dir) => format!("postgres://postgres@localhost/tollgate_bench?host={dir}"),
-                Err(_) => "postgres://postgres@127.0.0.1:5432/tollgate_bench".to_owned(),
-            }
-        }
-        _ => format!("sqlite://{}?mode=rwc", dir.join("bench.db").display()),
-    }
-}
-
 fn start_server(opts: &Options, url: &str, dir: &std::path::Path) -> Child {
     let mut command = Command::new(&opts.binary);
     // The server's own pool default unless BENCH_POOL overrides it.
@@ -135,18 +120,6 @@ fn start_server(opts: &Options, url: &str, dir: &std::path::Path) -> Child {
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {}: {e} (run `cargo build --release -p tollgate` first)", opts.binary))
-}
-
-async fn wait_ready(client: &reqwest::Client) {
-    for _ in 0..300 {
-        if let Ok(res) = client.get(format!("http://127.0.0.1:{PORT}/readyz")).send().await
-            && res.status().is_success()
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("the server did not become ready");
 }
 
 /// Seeds users (customers, with external ids) with wallets and one lot each, 1,000 per
@@ -320,10 +293,10 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
 async fn main() {
     let opts = options();
     let dir = tempfile::tempdir().expect("tempdir");
-    let url = fresh_database(&opts.db, dir.path()).await;
+    let url = common::fresh_database(&opts.db, dir.path(), "tollgate_bench").await;
     let mut server = start_server(&opts, &url, dir.path());
     let client = reqwest::Client::new();
-    wait_ready(&client).await;
+    common::wait_ready(&client, PORT).await;
 
     let seeding = Instant::now();
     let tokens = Arc::new(seed(&url, &opts.route).await);

@@ -14,6 +14,8 @@
 //! cargo bench -p tollgate --bench stream_latency -- --db postgres --streams 1000 --rate 200 --seconds 20
 //! ```
 
+mod common;
+
 use std::{
     collections::VecDeque,
     process::{Child, Command, Stdio},
@@ -22,7 +24,7 @@ use std::{
 };
 
 use chrono::Utc;
-use sea_orm::{ActiveValue::Set, ConnectionTrait, Database, EntityTrait};
+use sea_orm::{ActiveValue::Set, Database, EntityTrait};
 use tollgate::{
     auth::{Role, jwt::JwtKeys},
     credits::{
@@ -81,21 +83,6 @@ fn options() -> Options {
     opts
 }
 
-async fn fresh_database(kind: &str, dir: &std::path::Path) -> String {
-    match kind {
-        "postgres" => {
-            let admin = Database::connect("postgres://postgres@127.0.0.1:5432/postgres").await.expect("postgres");
-            admin
-                .execute_unprepared("DROP DATABASE IF EXISTS tollgate_bench_streams WITH (FORCE)")
-                .await
-                .expect("drop");
-            admin.execute_unprepared("CREATE DATABASE tollgate_bench_streams").await.expect("create");
-            "postgres://postgres@127.0.0.1:5432/tollgate_bench_streams".to_owned()
-        }
-        _ => format!("sqlite://{}?mode=rwc", dir.join("bench.db").display()),
-    }
-}
-
 fn start_server(opts: &Options, url: &str, dir: &std::path::Path) -> Child {
     Command::new(&opts.binary)
         .arg("serve")
@@ -109,18 +96,6 @@ fn start_server(opts: &Options, url: &str, dir: &std::path::Path) -> Child {
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {}: {e} (run `cargo build --release -p tollgate` first)", opts.binary))
-}
-
-async fn wait_ready(client: &reqwest::Client) {
-    for _ in 0..300 {
-        if let Ok(res) = client.get(format!("http://127.0.0.1:{PORT}/readyz")).send().await
-            && res.status().is_success()
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("the server did not become ready");
 }
 
 /// Seeds `n` users with a wallet and credits, 500 per transaction; returns their access tokens.
@@ -234,10 +209,10 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 async fn main() {
     let opts = options();
     let dir = tempfile::tempdir().expect("tempdir");
-    let url = fresh_database(&opts.db, dir.path()).await;
+    let url = common::fresh_database(&opts.db, dir.path(), "tollgate_bench_streams").await;
     let mut server = start_server(&opts, &url, dir.path());
     let client = reqwest::Client::new();
-    wait_ready(&client).await;
+    common::wait_ready(&client, PORT).await;
     let tokens = Arc::new(seed(&url, opts.streams).await);
     let idle_rss = proc_status_mib(server.id(), "VmRSS:");
 

@@ -33,6 +33,8 @@
 //! `BENCH_PG_SYNCHRONOUS_COMMIT` (`off`: PostgreSQL commits do not wait for the disk),
 //! `BENCH_RUST_LOG` (the server's `RUST_LOG`, `warn` by default).
 
+mod common;
+
 use std::{
     collections::{HashMap, HashSet},
     process::{Child, Command, Stdio},
@@ -244,35 +246,6 @@ fn start_receiver(state: Arc<ReceiverState>) -> u16 {
 
 // The server.
 
-async fn fresh_database(kind: &str, dir: &std::path::Path) -> String {
-    match kind {
-        "postgres" => {
-            let admin = Database::connect("postgres://postgres@127.0.0.1:5432/postgres").await.expect("postgres");
-            admin
-                .execute_unprepared("DROP DATABASE IF EXISTS tollgate_bench_webhooks WITH (FORCE)")
-                .await
-                .expect("drop");
-            admin.execute_unprepared("CREATE DATABASE tollgate_bench_webhooks").await.expect("create");
-            // BENCH_PG_SYNCHRONOUS_COMMIT=off: commits stop waiting for the WAL to reach the disk
-            // (to see how much of the time is the disk's).
-            if let Ok(value) = std::env::var("BENCH_PG_SYNCHRONOUS_COMMIT") {
-                assert!(
-                    ["on", "off", "local"].contains(&value.as_str()),
-                    "BENCH_PG_SYNCHRONOUS_COMMIT: on, off or local"
-                );
-                admin
-                    .execute_unprepared(&format!(
-                        "ALTER DATABASE tollgate_bench_webhooks SET synchronous_commit = {value}"
-                    ))
-                    .await
-                    .expect("synchronous_commit");
-            }
-            "postgres://postgres@127.0.0.1:5432/tollgate_bench_webhooks".to_owned()
-        }
-        _ => format!("sqlite://{}?mode=rwc", dir.join("bench.db").display()),
-    }
-}
-
 fn start_server(opts: &Options, url: &str, dir: &std::path::Path) -> Child {
     Command::new(&opts.binary)
         .arg("serve")
@@ -293,18 +266,6 @@ fn start_server(opts: &Options, url: &str, dir: &std::path::Path) -> Child {
 
 fn url(path: &str) -> String {
     format!("http://127.0.0.1:{PORT}{path}")
-}
-
-async fn wait_ready(client: &reqwest::Client) {
-    for _ in 0..600 {
-        if let Ok(res) = client.get(url("/readyz")).send().await
-            && res.status().is_success()
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the server did not become ready");
 }
 
 fn stop_server(server: &mut Child) {
@@ -571,7 +532,7 @@ async fn drain(
     let own_before = cpu_time(std::process::id());
     let started = Instant::now();
     let server = start_server(opts, database, dir);
-    wait_ready(&client).await;
+    common::wait_ready(&client, PORT).await;
     let ready = started.elapsed();
     let complete = wait_for(receiver, before.1 + expected, Duration::from_secs(opts.timeout)).await;
     let ended = started.elapsed();
@@ -798,12 +759,12 @@ async fn main() {
     assert!(!verifies(&example, id, timestamp, b"{}", "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="));
     let opts = options();
     let dir = tempfile::tempdir().expect("tempdir");
-    let database = fresh_database(&opts.db, dir.path()).await;
+    let database = common::fresh_database(&opts.db, dir.path(), "tollgate_bench_webhooks").await;
     let receiver = Arc::new(ReceiverState::default());
     let receiver_port = start_receiver(receiver.clone());
     let mut server = start_server(&opts, &database, dir.path());
     let client = reqwest::Client::new();
-    wait_ready(&client).await;
+    common::wait_ready(&client, PORT).await;
     let conn = Database::connect(&database).await.expect("connect");
     let users = Arc::new(seed_users(&conn, opts.users).await);
     register_endpoints(&client, &receiver, receiver_port, opts.endpoints).await;
