@@ -24,6 +24,8 @@ pub struct Metrics {
     /// upstream), `upstream_error`, `upstream_unreachable`, `replayed`, and `ledger_error` (a
     /// capture or release that could not be written: its hold expires instead; alert on it).
     pub gateway_calls: IntCounterVec,
+    /// How long an LLM call waits for its hold (queued and committed) before it is sent upstream.
+    pub gateway_hold_seconds: Histogram,
     /// Stripe webhook deliveries by outcome: `processed`, `ignored`, `duplicate`, `failed`, `rejected`.
     pub webhook_events: IntCounterVec,
     /// Database pool connections by state: `idle`, `in_use`.
@@ -32,6 +34,8 @@ pub struct Metrics {
     pub spend_batch_size: Histogram,
     /// Ledger commands of every kind committed together, per batch.
     pub ledger_batch_size: Histogram,
+    /// How long a ledger batch takes, from its first read to its commit.
+    pub ledger_batch_seconds: Histogram,
     /// Spends a batch handed to the general path (a wallet with something to settle, a
     /// database error, a failed commit).
     pub spends_run_alone: IntCounter,
@@ -78,6 +82,21 @@ impl Metrics {
             .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]),
         )?;
         registry.register(Box::new(ledger_batch_size.clone()))?;
+        let ledger_batch_seconds = Histogram::with_opts(
+            HistogramOpts::new("ledger_batch_seconds", "Time a ledger batch takes, from its first read to its commit")
+                .namespace("tollgate")
+                .buckets(vec![0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256]),
+        )?;
+        registry.register(Box::new(ledger_batch_seconds.clone()))?;
+        let gateway_hold_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "gateway_hold_seconds",
+                "Time an LLM call waits for its hold (queued and committed) before it is sent upstream",
+            )
+            .namespace("tollgate")
+            .buckets(vec![0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256]),
+        )?;
+        registry.register(Box::new(gateway_hold_seconds.clone()))?;
         let spends_run_alone = IntCounter::with_opts(
             Opts::new("spends_run_alone_total", "Ledger commands run alone after their batch failed as a whole")
                 .namespace("tollgate"),
@@ -103,6 +122,8 @@ impl Metrics {
             db_pool,
             spend_batch_size,
             ledger_batch_size,
+            ledger_batch_seconds,
+            gateway_hold_seconds,
             spends_run_alone,
             password_hashes_in_flight: gauge(&registry, "password_hashes_in_flight", "Password hashes running now")?,
             password_hashes_in_flight_peak: gauge(

@@ -136,11 +136,11 @@ impl Call {
             // Nobody can ask for this answer again: it goes out now, and the capture is written
             // after it (the hold keeps the credits meanwhile), which spares the caller a commit.
             let _ = first.send(Answered::Whole { status, content_type, body, charged: Some(charged) });
-            self.settle(settlement).await?;
+            self.settle(settlement, Lane::Later).await?;
             return Ok(outcome(charged));
         };
         // A retry with the key gets the stored answer: it is stored, with the capture, first.
-        self.settle(settlement).await?;
+        self.settle(settlement, Lane::Now).await?;
         let text = String::from_utf8_lossy(&body).into_owned();
         calls::complete(&self.state.db, id, status, Some(text), self.state.clock.now()).await?;
         let _ = first.send(Answered::Whole { status, content_type, body, charged: Some(charged) });
@@ -222,17 +222,23 @@ impl Call {
         drop(client);
         let settlement = self.settlement(&reading, true);
         let charged = settlement.charged();
-        self.settle(settlement).await?;
+        // The client has had every event: nobody waits on the capture.
+        self.settle(settlement, Lane::Later).await?;
         if let Some(id) = self.claim {
             calls::complete(&self.state.db, id, status, None, self.state.clock.now()).await?;
         }
         Ok(outcome(charged))
     }
 
-    /// Releases the hold and gives the key back: the call is charged nothing.
+    /// Releases the hold and gives the key back: the call is charged nothing. Before the
+    /// client is answered (an upstream that failed), in the ledger's waiting lane.
     async fn charge_nothing(&self) -> anyhow::Result<()> {
+        self.release(Lane::Now).await
+    }
+
+    async fn release(&self, lane: Lane) -> anyhow::Result<()> {
         if let Some((hold_id, _)) = self.hold {
-            self.submit(Op::Release { hold_id }).await?;
+            self.submit(Op::Release { hold_id }, lane).await?;
         }
         if let Some(id) = self.claim {
             calls::forget(&self.state.db, id).await?;
@@ -280,13 +286,14 @@ impl Call {
 
     /// Writes the settlement: captures the amount and releases the rest of the hold, or releases
     /// it all (and gives the key back) when the call is charged nothing.
-    async fn settle(&self, settlement: Settlement) -> anyhow::Result<()> {
+    async fn settle(&self, settlement: Settlement, lane: Lane) -> anyhow::Result<()> {
         match settlement {
             Settlement::Free => Ok(()),
-            Settlement::Nothing => self.charge_nothing().await,
+            Settlement::Nothing => self.release(lane).await,
             Settlement::Capture { hold_id, amount, measured } => {
                 let amount = Credits::new(amount).map_err(|e| anyhow::anyhow!("{e}"))?;
-                self.submit(Op::Capture { hold_id, amount, description: None, measured: Some(measured) }).await?;
+                let op = Op::Capture { hold_id, amount, description: None, measured: Some(measured) };
+                self.submit(op, lane).await?;
                 Ok(())
             }
         }
@@ -294,12 +301,16 @@ impl Call {
 
     /// Writes one command on the call's wallet, retrying a failed write a few times: a hold left
     /// open would release the credits of a call that was made.
-    async fn submit(&self, op: Op) -> anyhow::Result<Answer> {
+    async fn submit(&self, op: Op, lane: Lane) -> anyhow::Result<Answer> {
         let mut wait = Duration::from_millis(50);
         let mut attempt = 0;
         loop {
             let command = Command { user_id: self.owner, key: None, op: op.clone() };
-            match self.state.ledger.submit(command).await {
+            let verdict = match lane {
+                Lane::Now => self.state.ledger.submit(command).await,
+                Lane::Later => self.state.ledger.submit_later(command).await,
+            };
+            match verdict {
                 Ok(answer) => return Ok(answer),
                 Err(e @ crate::credits::CreditsError::Database(_)) if attempt < 4 => {
                     log::warn!("gateway ledger write failed, retrying: {e}");
@@ -311,6 +322,13 @@ impl Call {
             wait *= 4;
         }
     }
+}
+
+/// Which of the ledger's lanes a write goes in: `Now` when the client's answer waits on it.
+#[derive(Clone, Copy)]
+enum Lane {
+    Now,
+    Later,
 }
 
 /// What a finished call is charged, decided before it is written.

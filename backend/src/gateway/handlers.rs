@@ -360,7 +360,10 @@ async fn place_and_send(
             ..TransferDetails::default()
         };
         let op = Op::Hold { amount: price, details, ttl: upstream.hold_ttl() };
-        match state.ledger.submit(Command { user_id: wallet.owner, key: None, op }).await {
+        let started = std::time::Instant::now();
+        let placed = state.ledger.submit(Command { user_id: wallet.owner, key: None, op }).await;
+        state.metrics.gateway_hold_seconds.observe(started.elapsed().as_secs_f64());
+        match placed {
             Ok(Answer::Hold(held)) => Some((held.hold.id, price)),
             Ok(other) => return Err(ApiError::internal(anyhow::anyhow!("a hold was answered {other:?}"))),
             Err(e @ CreditsError::InsufficientCredits { .. }) => {
