@@ -23,7 +23,7 @@
 //! ```sh
 //! cargo build --release -p tollgate
 //! cargo bench -p tollgate --bench gateway_latency -- --db sqlite --seconds 10
-//! cargo bench -p tollgate --bench gateway_latency -- --db postgres --seconds 10 [--rounds 2] [--concurrency 32] [--breakdown] [--upstream-delay-ms 0]
+//! cargo bench -p tollgate --bench gateway_latency -- --db postgres --seconds 10 [--rounds 2] [--concurrency 32] [--breakdown] [--upstream-delay-ms 0] [--upstream-jitter-ms 0]
 //! ```
 
 mod common;
@@ -67,6 +67,9 @@ struct Options {
     breakdown: bool,
     /// How long the fake takes to answer (before a stream's first event), as a model would.
     upstream_delay: Duration,
+    /// Each answer's delay is drawn evenly from `upstream_delay` ± this, as a model's time varies
+    /// with the answer. With none, 32 workers fall into step: their calls arrive together.
+    upstream_jitter: Duration,
 }
 
 fn options() -> Options {
@@ -77,6 +80,7 @@ fn options() -> Options {
         rounds: 2,
         breakdown: false,
         upstream_delay: Duration::ZERO,
+        upstream_jitter: Duration::ZERO,
         binary: format!(
             "{}/release/tollgate",
             std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "/var/tmp/tollgate-target".to_owned())
@@ -111,6 +115,10 @@ fn options() -> Options {
                 opts.upstream_delay = Duration::from_millis(args.get(i + 1).and_then(|s| s.parse().ok()).unwrap_or(0));
                 i += 1;
             }
+            "--upstream-jitter-ms" => {
+                opts.upstream_jitter = Duration::from_millis(args.get(i + 1).and_then(|s| s.parse().ok()).unwrap_or(0));
+                i += 1;
+            }
             _ => {}
         }
         i += 1;
@@ -141,13 +149,14 @@ fn chunk(delta: Value, finish: Option<&str>) -> web::Bytes {
 /// The fake's answers, made once: the whole one, and a stream's events without and with usage.
 struct Answers {
     delay: Duration,
+    jitter: Duration,
     whole: web::Bytes,
     events: Vec<web::Bytes>,
     usage: web::Bytes,
 }
 
 impl Answers {
-    fn new(delay: Duration) -> Self {
+    fn new(delay: Duration, jitter: Duration) -> Self {
         let whole = json!({
             "id": "chatcmpl-bench-1", "object": "chat.completion", "created": 1_700_000_000, "model": UPSTREAM_MODEL,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": REPLY}, "finish_reason": "stop"}],
@@ -162,14 +171,22 @@ impl Answers {
             "id": "chatcmpl-bench-1", "object": "chat.completion.chunk", "created": 1_700_000_000,
             "model": UPSTREAM_MODEL, "choices": [], "usage": usage(),
         }));
-        Self { delay, whole: web::Bytes::from(serde_json::to_vec(&whole).expect("json")), events, usage }
+        Self {
+            delay,
+            jitter: jitter.min(delay),
+            whole: web::Bytes::from(serde_json::to_vec(&whole).expect("json")),
+            events,
+            usage,
+        }
     }
 }
 
 async fn fake_completions(body: web::Bytes, answers: web::Data<Answers>) -> HttpResponse {
     let request: Value = serde_json::from_slice(&body).unwrap_or_default();
     if !answers.delay.is_zero() {
-        tokio::time::sleep(answers.delay).await;
+        let jitter = answers.jitter.as_micros() as u64;
+        let delay = answers.delay - answers.jitter + Duration::from_micros(rand::random_range(0..=2 * jitter));
+        tokio::time::sleep(delay).await;
     }
     if request["stream"].as_bool() != Some(true) {
         return HttpResponse::Ok().content_type("application/json").body(answers.whole.clone());
@@ -184,13 +201,17 @@ async fn fake_completions(body: web::Bytes, answers: web::Data<Answers>) -> Http
 }
 
 /// Starts the fake on its own worker thread; returns its API base, `http://127.0.0.1:<port>/v1`.
-fn start_fake(delay: Duration) -> String {
-    let answers = web::Data::new(Answers::new(delay));
+fn start_fake(delay: Duration, jitter: Duration) -> String {
+    let answers = web::Data::new(Answers::new(delay, jitter));
     let server = HttpServer::new(move || {
         App::new().app_data(answers.clone()).route("/v1/chat/completions", web::post().to(fake_completions))
     })
     .workers(1)
     .backlog(1024)
+    // As providers' servers do (nginx's default): without it the fake's writes wait on the
+    // gateway's delayed ACKs (up to 40 ms per answer), which the direct calls, whose timing
+    // differs, mostly escape.
+    .tcp_nodelay(true)
     .disable_signals()
     .bind(("127.0.0.1", 0))
     .expect("bind the fake upstream");
@@ -515,7 +536,7 @@ async fn settled(client: &reqwest::Client, token: &str) -> Value {
 #[tokio::main]
 async fn main() {
     let opts = options();
-    let upstream = start_fake(opts.upstream_delay);
+    let upstream = start_fake(opts.upstream_delay, opts.upstream_jitter);
     let dir = tempfile::tempdir().expect("tempdir");
     let db_url = common::fresh_database(&opts.db, dir.path(), "tollgate_gateway_bench").await;
     let mut server = start_server(&opts, &db_url, dir.path(), &upstream);
@@ -591,10 +612,11 @@ async fn main() {
     }
 
     println!(
-        "database: {} | {} concurrent calls | upstream answers after {} ms | {} rounds of {} s per target, alternating | load average after: {}",
+        "database: {} | {} concurrent calls | upstream answers after {} ± {} ms | {} rounds of {} s per target, alternating | load average after: {}",
         opts.db,
         opts.concurrency,
         opts.upstream_delay.as_millis(),
+        opts.upstream_jitter.min(opts.upstream_delay).as_millis(),
         opts.rounds,
         opts.seconds,
         load_average()
