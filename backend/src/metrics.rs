@@ -59,6 +59,12 @@ fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> prom
     Ok(metric)
 }
 
+fn histogram(registry: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> prometheus::Result<Histogram> {
+    let metric = Histogram::with_opts(HistogramOpts::new(name, help).namespace("tollgate").buckets(buckets))?;
+    registry.register(Box::new(metric.clone()))?;
+    Ok(metric)
+}
+
 impl Metrics {
     pub fn new() -> prometheus::Result<Self> {
         let registry = Registry::new();
@@ -67,36 +73,28 @@ impl Metrics {
             &["state"],
         )?;
         registry.register(Box::new(db_pool.clone()))?;
-        let spend_batch_size = Histogram::with_opts(
-            HistogramOpts::new("spend_batch_size", "Spends committed together, per batch")
-                .namespace("tollgate")
-                .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]),
+        let sizes = || vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0];
+        let seconds = || vec![0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256];
+        let spend_batch_size =
+            histogram(&registry, "spend_batch_size", "Spends committed together, per batch", sizes())?;
+        let ledger_batch_size = histogram(
+            &registry,
+            "ledger_batch_size",
+            "Ledger commands (spends, holds, grants, expiry) committed together, per batch",
+            sizes(),
         )?;
-        registry.register(Box::new(spend_batch_size.clone()))?;
-        let ledger_batch_size = Histogram::with_opts(
-            HistogramOpts::new(
-                "ledger_batch_size",
-                "Ledger commands (spends, holds, grants, expiry) committed together, per batch",
-            )
-            .namespace("tollgate")
-            .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]),
+        let ledger_batch_seconds = histogram(
+            &registry,
+            "ledger_batch_seconds",
+            "Time a ledger batch takes, from its first read to its commit",
+            seconds(),
         )?;
-        registry.register(Box::new(ledger_batch_size.clone()))?;
-        let ledger_batch_seconds = Histogram::with_opts(
-            HistogramOpts::new("ledger_batch_seconds", "Time a ledger batch takes, from its first read to its commit")
-                .namespace("tollgate")
-                .buckets(vec![0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256]),
+        let gateway_hold_seconds = histogram(
+            &registry,
+            "gateway_hold_seconds",
+            "Time an LLM call waits for its hold (queued and committed) before it is sent upstream",
+            seconds(),
         )?;
-        registry.register(Box::new(ledger_batch_seconds.clone()))?;
-        let gateway_hold_seconds = Histogram::with_opts(
-            HistogramOpts::new(
-                "gateway_hold_seconds",
-                "Time an LLM call waits for its hold (queued and committed) before it is sent upstream",
-            )
-            .namespace("tollgate")
-            .buckets(vec![0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256]),
-        )?;
-        registry.register(Box::new(gateway_hold_seconds.clone()))?;
         let spends_run_alone = IntCounter::with_opts(
             Opts::new("spends_run_alone_total", "Ledger commands run alone after their batch failed as a whole")
                 .namespace("tollgate"),

@@ -77,10 +77,6 @@ struct Inner {
     lagged: IntCounter,
     /// Reads of the outbox by the tail.
     reads: IntCounter,
-    /// Passes asked for by streams opening on an idle hub, and the last asked for that a
-    /// finished pass began after (see `subscribe`).
-    passes_asked: std::sync::atomic::AtomicU64,
-    passes_done: watch::Sender<u64>,
 }
 
 struct Shared {
@@ -145,8 +141,6 @@ impl Hub {
                 open,
                 lagged,
                 reads,
-                passes_asked: std::sync::atomic::AtomicU64::new(0),
-                passes_done: watch::channel(0).0,
             }),
         })
     }
@@ -165,15 +159,6 @@ impl Hub {
         if self.is_closing() {
             return None;
         }
-        if self.lock().streams.is_empty() {
-            // The tail of an idle hub passes once a second: its head may be that far behind, and
-            // a stream starting from it would be sent changes made before it opened. It is
-            // asked for a pass now, and the stream waits for one that began after the asking.
-            let ticket = self.inner.passes_asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
-            let mut done = self.inner.passes_done.subscribe();
-            self.wake();
-            tokio::time::timeout(wait, done.wait_for(|d| *d >= ticket)).await.ok()?.ok()?;
-        }
         let (tx, rx) = mpsc::channel(self.inner.buffer);
         let mut shared = self.lock();
         let id = shared.next_id;
@@ -182,6 +167,12 @@ impl Hub {
         let from = shared.head;
         drop(shared);
         self.inner.open.inc();
+        // The tail of a hub with no stream passes once a second, so its head may be up to that
+        // far behind: the stream is then handed that second's events of its customer too, in
+        // order, at once. Starting from a head read now instead could skip a change committed
+        // while the client's request was on its way (seen: a page's balance read before a grant,
+        // and the stream joined after it), so the stream errs towards events it may know.
+        self.wake();
         Some(Subscription { from, rx, hub: self.clone(), customer, id })
     }
 
@@ -362,14 +353,11 @@ async fn tail(hub: Hub, db: DatabaseConnection) {
         if hub.is_closing() {
             return;
         }
-        let asked = hub.inner.passes_asked.load(std::sync::atomic::Ordering::SeqCst);
-        if idle() && Instant::now() < next_idle_pass && asked <= *hub.inner.passes_done.borrow() {
+        if idle() && Instant::now() < next_idle_pass {
             continue;
         }
         next_idle_pass = Instant::now() + POLL;
-        let result = catch_up(&hub, &db, &mut position).await;
-        hub.inner.passes_done.send_replace(asked);
-        retry = match result {
+        retry = match catch_up(&hub, &db, &mut position).await {
             Ok(false) => None,
             // Holes to look at again soon.
             Ok(true) => Some(retry.map_or(HOLE_RETRY, |r| (r * 2).min(POLL))),
@@ -582,18 +570,9 @@ mod tests {
         }
     }
 
-    /// A hub whose tail, reading nothing, answers every pass asked for.
     async fn ready_hub(buffer: usize) -> Hub {
         let hub = Hub::new(buffer, &Registry::new()).expect("hub");
         hub.inner.ready.send_replace(Some(0));
-        let tail = hub.clone();
-        tokio::spawn(async move {
-            loop {
-                tail.inner.wake.notified().await;
-                let asked = tail.inner.passes_asked.load(std::sync::atomic::Ordering::SeqCst);
-                tail.inner.passes_done.send_replace(asked);
-            }
-        });
         hub
     }
 
