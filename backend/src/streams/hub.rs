@@ -75,8 +75,6 @@ struct Inner {
     buffer: usize,
     open: IntGauge,
     lagged: IntCounter,
-    /// Reads of the outbox by the tail.
-    reads: IntCounter,
 }
 
 struct Shared {
@@ -124,13 +122,8 @@ impl Hub {
             Opts::new("streams_lagged_total", "Event streams closed because their client fell too far behind.")
                 .namespace("tollgate"),
         )?;
-        let reads = IntCounter::with_opts(
-            Opts::new("streams_outbox_reads_total", "Reads of the outbox by the event streams' tail.")
-                .namespace("tollgate"),
-        )?;
         registry.register(Box::new(open.clone()))?;
         registry.register(Box::new(lagged.clone()))?;
-        registry.register(Box::new(reads.clone()))?;
         Ok(Self {
             inner: Arc::new(Inner {
                 shared: Mutex::new(Shared { head: 0, next_id: 0, streams: HashMap::new() }),
@@ -140,7 +133,6 @@ impl Hub {
                 buffer: buffer.max(1),
                 open,
                 lagged,
-                reads,
             }),
         })
     }
@@ -167,12 +159,6 @@ impl Hub {
         let from = shared.head;
         drop(shared);
         self.inner.open.inc();
-        // The tail of a hub with no stream passes once a second, so its head may be up to that
-        // far behind: the stream is then handed that second's events of its customer too, in
-        // order, at once. Starting from a head read now instead could skip a change committed
-        // while the client's request was on its way (seen: a page's balance read before a grant,
-        // and the stream joined after it), so the stream errs towards events it may know.
-        self.wake();
         Some(Subscription { from, rx, hub: self.clone(), customer, id })
     }
 
@@ -337,26 +323,14 @@ async fn tail(hub: Hub, db: DatabaseConnection) {
     hub.inner.ready.send_replace(Some(head));
     let mut position = Position { head, holes: BTreeMap::new() };
     let mut retry: Option<Duration> = None;
-    let mut next_idle_pass = Instant::now() + POLL;
     loop {
-        // With no stream open nobody waits for the events: the tail keeps its place once per
-        // poll rather than once per commit (a read per batch, under load), holes included. A
-        // stream that opens wakes it with a stream registered, and the pass then hands it
-        // everything after its `from`, however far behind the head was.
-        let idle = || hub.lock().streams.is_empty();
-        let wait =
-            if idle() { next_idle_pass.saturating_duration_since(Instant::now()) } else { retry.unwrap_or(POLL) };
         tokio::select! {
             _ = hub.inner.wake.notified() => {}
-            _ = tokio::time::sleep(wait) => {}
+            _ = tokio::time::sleep(retry.unwrap_or(POLL)) => {}
         }
         if hub.is_closing() {
             return;
         }
-        if idle() && Instant::now() < next_idle_pass {
-            continue;
-        }
-        next_idle_pass = Instant::now() + POLL;
         retry = match catch_up(&hub, &db, &mut position).await {
             Ok(false) => None,
             // Holes to look at again soon.
@@ -411,7 +385,6 @@ async fn pass(hub: &Hub, db: &DatabaseConnection, position: &mut Position, full:
         // Taken before the holes are read: a transaction that ended before it is seen by the read.
         let (xmin, xmax) = snapshot(db).await?;
         let seqs: Vec<i64> = position.holes.keys().copied().take(PAGE as usize).collect();
-        hub.inner.reads.inc();
         let (filled, events) = read(db, Filter::Seqs(&seqs), full).await?;
         for seq in &filled {
             position.holes.remove(seq);
@@ -423,7 +396,6 @@ async fn pass(hub: &Hub, db: &DatabaseConnection, position: &mut Position, full:
         }
     }
     loop {
-        hub.inner.reads.inc();
         let (seqs, events) = read(db, Filter::After { after: position.head, customer: None }, full).await?;
         if postgres {
             let mut next = position.head + 1;
