@@ -67,8 +67,8 @@ struct Options {
     breakdown: bool,
     /// How long the fake takes to answer (before a stream's first event), as a model would.
     upstream_delay: Duration,
-    /// Each answer's delay is drawn evenly from `upstream_delay` ± this, as a model's time varies
-    /// with the answer. With none, 32 workers fall into step: their calls arrive together.
+    /// Each answer's delay is drawn evenly from `upstream_delay` ± this (at most the delay), as a
+    /// model's time varies with the answer. With none, 32 workers fall into step: their calls arrive together.
     upstream_jitter: Duration,
 }
 
@@ -123,6 +123,7 @@ fn options() -> Options {
         }
         i += 1;
     }
+    opts.upstream_jitter = opts.upstream_jitter.min(opts.upstream_delay);
     opts
 }
 
@@ -171,13 +172,7 @@ impl Answers {
             "id": "chatcmpl-bench-1", "object": "chat.completion.chunk", "created": 1_700_000_000,
             "model": UPSTREAM_MODEL, "choices": [], "usage": usage(),
         }));
-        Self {
-            delay,
-            jitter: jitter.min(delay),
-            whole: web::Bytes::from(serde_json::to_vec(&whole).expect("json")),
-            events,
-            usage,
-        }
+        Self { delay, jitter, whole: web::Bytes::from(serde_json::to_vec(&whole).expect("json")), events, usage }
     }
 }
 
@@ -616,7 +611,7 @@ async fn main() {
         opts.db,
         opts.concurrency,
         opts.upstream_delay.as_millis(),
-        opts.upstream_jitter.min(opts.upstream_delay).as_millis(),
+        opts.upstream_jitter.as_millis(),
         opts.rounds,
         opts.seconds,
         load_average()

@@ -17,9 +17,8 @@
 //! database error), each of its commands runs again as a batch of one, so that one bad command
 //! cannot fail the others; idempotency keys make that safe.
 //!
-//! Two lanes: commands a caller is waiting on (a spend, a hold before an LLM call is sent), and
-//! commands nobody waits on ([`Ledger::submit_later`]: an LLM call's capture once its answer has
-//! gone out). A batch takes the waiting lane's commands first and adds later ones only when none
+//! Two lanes ([`Lane`]): commands a caller is waiting on (a spend, a hold before an LLM call is
+//! sent), and commands nobody waits on (an LLM call's capture once its answer has gone out). A batch takes the waiting lane's commands first and adds later ones only when none
 //! is waiting, or when they have waited `LATER_PATIENCE`; so a hold does not queue behind the
 //! captures of the calls answered just before it, and a capture is never held back for long.
 
@@ -49,6 +48,14 @@ const QUEUE_CAPACITY: usize = 4096;
 /// The longest a command nobody waits on is passed over for commands somebody waits on.
 const LATER_PATIENCE: std::time::Duration = std::time::Duration::from_millis(20);
 
+/// Which lane a command goes in: `Now` when somebody is waiting on its answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    Now,
+    /// Passed over for `Now` commands by at most `LATER_PATIENCE`.
+    Later,
+}
+
 struct Job {
     command: Command,
     reply: oneshot::Sender<Verdict>,
@@ -74,9 +81,7 @@ impl Lanes {
     /// none or they have waited long enough. Waits for a command; `None` once both lanes closed.
     async fn next_batch(&mut self) -> Option<Vec<Job>> {
         let mut batch = Vec::new();
-        while let Ok(job) = self.later.try_recv() {
-            self.waiting.push_back(job);
-        }
+        self.gather_later();
         if self.waiting.is_empty() {
             tokio::select! {
                 biased;
@@ -90,9 +95,7 @@ impl Lanes {
                 Err(_) => break,
             }
         }
-        while let Ok(job) = self.later.try_recv() {
-            self.waiting.push_back(job);
-        }
+        self.gather_later();
         let anyone_waits = !batch.is_empty();
         while batch.len() < MAX_BATCH
             && self.waiting.front().is_some_and(|job| !anyone_waits || job.queued.elapsed() >= LATER_PATIENCE)
@@ -100,6 +103,13 @@ impl Lanes {
             batch.extend(self.waiting.pop_front());
         }
         Some(batch)
+    }
+
+    /// Moves what the later lane holds behind the commands already passed over.
+    fn gather_later(&mut self) {
+        while let Ok(job) = self.later.try_recv() {
+            self.waiting.push_back(job);
+        }
     }
 }
 
@@ -167,18 +177,16 @@ impl Ledger {
 
     /// Judges and writes one command in the next batch; answers once the batch has committed.
     pub async fn submit(&self, command: Command) -> Verdict {
-        let queue = self.queue(command.user_id).map(|q| &q.now);
-        self.submit_to(queue, command).await
+        self.submit_in(Lane::Now, command).await
     }
 
-    /// As `submit`, for a command nobody is waiting on (an LLM call's capture after its answer
-    /// went out): it goes after the commands somebody waits on, by at most `LATER_PATIENCE`.
-    pub async fn submit_later(&self, command: Command) -> Verdict {
-        let queue = self.queue(command.user_id).map(|q| &q.later);
-        self.submit_to(queue, command).await
-    }
-
-    async fn submit_to(&self, queue: Option<&mpsc::Sender<Job>>, command: Command) -> Verdict {
+    /// As `submit`, in `lane`: a command nobody is waiting on (an LLM call's capture after its
+    /// answer went out) goes after the commands somebody waits on, by at most `LATER_PATIENCE`.
+    pub async fn submit_in(&self, lane: Lane, command: Command) -> Verdict {
+        let queue = self.queue(command.user_id).map(|q| match lane {
+            Lane::Now => &q.now,
+            Lane::Later => &q.later,
+        });
         if let Some(queue) = queue {
             let (reply, answer) = oneshot::channel();
             match queue.send(Job { command, reply, queued: Instant::now() }).await {
@@ -243,16 +251,13 @@ fn no_verdict() -> CreditsError {
 async fn run(ledger: Ledger, mut lanes: Lanes, metrics: Metrics, wal_restart: WalRestart) {
     loop {
         let Some(batch) = lanes.next_batch().await else { return };
-        if batch.is_empty() {
-            continue;
-        }
         metrics.ledger_batch_size.observe(batch.len() as f64);
         let spends = batch.iter().filter(|job| matches!(job.command.op, Op::Spend { .. })).count();
         if spends > 0 {
             metrics.spend_batch_size.observe(spends as f64);
         }
         let (commands, replies): (Vec<Command>, Vec<_>) = batch.into_iter().map(|j| (j.command, j.reply)).unzip();
-        let started = std::time::Instant::now();
+        let started = Instant::now();
         let (verdicts, alone) = ledger.run_batch(commands).await;
         metrics.ledger_batch_seconds.observe(started.elapsed().as_secs_f64());
         metrics.spends_run_alone.inc_by(alone as u64);
@@ -268,10 +273,9 @@ async fn run(ledger: Ledger, mut lanes: Lanes, metrics: Metrics, wal_restart: Wa
 mod tests {
     use super::*;
 
-    fn job(user_id: Uuid, queued: Instant) -> (Job, oneshot::Receiver<Verdict>) {
-        let (reply, answer) = oneshot::channel();
+    fn job(user_id: Uuid, queued: Instant) -> Job {
         let command = Command { user_id, key: None, op: Op::Release { hold_id: Uuid::new_v4() } };
-        (Job { command, reply, queued }, answer)
+        Job { command, reply: oneshot::channel().0, queued }
     }
 
     fn lanes() -> (Queue, Lanes) {
@@ -288,8 +292,8 @@ mod tests {
     async fn commands_somebody_waits_on_go_before_captures_nobody_waits_on() {
         let (queue, mut lanes) = lanes();
         let (capture, hold) = (Uuid::new_v4(), Uuid::new_v4());
-        queue.later.try_send(job(capture, Instant::now()).0).map_err(|_| ()).unwrap();
-        queue.now.try_send(job(hold, Instant::now()).0).map_err(|_| ()).unwrap();
+        queue.later.try_send(job(capture, Instant::now())).map_err(|_| ()).unwrap();
+        queue.now.try_send(job(hold, Instant::now())).map_err(|_| ()).unwrap();
         // The hold goes alone, although the capture was queued first...
         assert_eq!(users(&lanes.next_batch().await.unwrap()), vec![hold]);
         // ...and the capture next, with nothing waiting.
@@ -301,24 +305,22 @@ mod tests {
         let (queue, mut lanes) = lanes();
         let (old, fresh, hold) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
         let long_ago = Instant::now().checked_sub(LATER_PATIENCE * 2).unwrap();
-        queue.later.try_send(job(old, long_ago).0).map_err(|_| ()).unwrap();
-        queue.later.try_send(job(fresh, Instant::now()).0).map_err(|_| ()).unwrap();
-        queue.now.try_send(job(hold, Instant::now()).0).map_err(|_| ()).unwrap();
+        queue.later.try_send(job(old, long_ago)).map_err(|_| ()).unwrap();
+        queue.later.try_send(job(fresh, Instant::now())).map_err(|_| ()).unwrap();
+        queue.now.try_send(job(hold, Instant::now())).map_err(|_| ()).unwrap();
         assert_eq!(users(&lanes.next_batch().await.unwrap()), vec![hold, old]);
         assert_eq!(users(&lanes.next_batch().await.unwrap()), vec![fresh]);
     }
 
     #[tokio::test]
     async fn each_wallet_has_one_runner_and_the_wallets_are_shared_out() {
-        let db = sea_orm::DatabaseConnection::default();
-        let mut queues = Vec::new();
-        let mut receivers = Vec::new();
-        for _ in 0..4 {
-            let (queue, lanes) = lanes();
-            queues.push(queue);
-            receivers.push(lanes);
-        }
-        let ledger = Ledger { db, clock: Clock::system(), queues: queues.into(), signal: Default::default() };
+        let queues: Vec<Queue> = (0..4).map(|_| lanes().0).collect();
+        let ledger = Ledger {
+            db: sea_orm::DatabaseConnection::default(),
+            clock: Clock::system(),
+            queues: queues.into(),
+            signal: Default::default(),
+        };
         let runner = |user: Uuid| {
             let queue = ledger.queue(user).unwrap();
             ledger.queues.iter().position(|q| std::ptr::eq(q, queue)).unwrap()

@@ -17,7 +17,10 @@ use super::{
     tokens::Tokenizer,
 };
 use crate::{
-    credits::core::{Answer, Command, Measured, Op},
+    credits::{
+        batch::Lane,
+        core::{Answer, Command, Measured, Op},
+    },
     domain::Credits,
     entities::models,
     state::AppState,
@@ -306,11 +309,7 @@ impl Call {
         let mut attempt = 0;
         loop {
             let command = Command { user_id: self.owner, key: None, op: op.clone() };
-            let verdict = match lane {
-                Lane::Now => self.state.ledger.submit(command).await,
-                Lane::Later => self.state.ledger.submit_later(command).await,
-            };
-            match verdict {
+            match self.state.ledger.submit_in(lane, command).await {
                 Ok(answer) => return Ok(answer),
                 Err(e @ crate::credits::CreditsError::Database(_)) if attempt < 4 => {
                     log::warn!("gateway ledger write failed, retrying: {e}");
@@ -322,13 +321,6 @@ impl Call {
             wait *= 4;
         }
     }
-}
-
-/// Which of the ledger's lanes a write goes in: `Now` when the client's answer waits on it.
-#[derive(Clone, Copy)]
-enum Lane {
-    Now,
-    Later,
 }
 
 /// What a finished call is charged, decided before it is written.
