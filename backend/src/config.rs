@@ -139,6 +139,9 @@ pub struct Settings {
     pub gateway_timeout: Duration,
     /// How long a stream whose client left is still read, for the usage it reports.
     pub gateway_drain_timeout: Duration,
+    /// The most worst-case calls one lease (a hold a wallet's concurrent gateway calls share)
+    /// is placed for; 0: every call places a hold of its own.
+    pub gateway_lease_calls: u32,
     /// How long one webhook delivery attempt may take, connecting included.
     pub webhook_timeout: Duration,
     /// The waits before each retry of a failed webhook delivery; once they are used up the
@@ -400,6 +403,7 @@ impl Settings {
             gateway_upstream_key: var("GATEWAY_UPSTREAM_KEY").map(Secret::new),
             gateway_timeout: Duration::from_secs(parse_number("GATEWAY_TIMEOUT_SECONDS", 600, 1, 3600)?),
             gateway_drain_timeout: Duration::from_secs(parse_number("GATEWAY_DRAIN_SECONDS", 120, 1, 3600)?),
+            gateway_lease_calls: parse_number("GATEWAY_LEASE_CALLS", 64, 0, 1024)?,
             webhook_timeout: Duration::from_secs(parse_number("WEBHOOK_TIMEOUT_SECONDS", 10, 1, 300)?),
             webhook_retry_schedule: parse_schedule("WEBHOOK_RETRY_SCHEDULE", DEFAULT_WEBHOOK_RETRY_SCHEDULE)?,
             webhook_disable_after: Duration::from_secs(parse_number(

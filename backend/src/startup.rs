@@ -283,6 +283,9 @@ impl Application {
         });
         let result = self.server.await;
         self.state.streams.close_all();
+        if let Some(gateway) = &self.state.gateway {
+            gateway.leases.release_unused(&self.state.ledger).await;
+        }
         stopper.abort();
         background.abort();
         dispatcher.abort();

@@ -90,6 +90,32 @@ test('credits granted and spent outside the app move the balance on the page at 
   await expect(live).toHaveText('Live');
 });
 
+test('a change committed while the page\'s stream is still on its way shows once the stream opens', async ({
+  page,
+  request,
+}) => {
+  // The page reads the balance, then opens its stream; a grant committed between the two is not
+  // in the stream (it starts at its registration), so the stream's first opening refetches.
+  let release!: () => void;
+  const granted = new Promise<void>((resolve) => (release = resolve));
+  let held = 0;
+  await page.route('**/api/v1/credits/stream', async (route) => {
+    held++;
+    await granted;
+    await route.continue();
+  });
+  const email = uniqueEmail('race');
+  await signUp(page, email);
+  await expect(stat(page, 'Balance')).toHaveText('0 credits');
+  await expect.poll(() => held).toBe(1);
+  await grant(request, email, 100);
+  release();
+  await expect(page.getByTestId('live-status')).toHaveText('Live');
+  await expect(stat(page, 'Balance')).toHaveText('100 credits');
+  await expect(page.getByTestId('header-balance')).toHaveText('Available: 100 credits');
+  await expect(page.getByRole('region', { name: 'Recent activity' })).toContainText('Welcome credits');
+});
+
 test('the low-balance banner appears on every page once a spend crosses an alert, and goes when credits are back', async ({
   page,
   request,

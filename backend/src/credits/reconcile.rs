@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QuerySelect, Select,
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QuerySelect, Select, Statement,
     sea_query::{Expr, ExprTrait},
 };
 use serde::Serialize;
@@ -293,18 +293,26 @@ async fn checks(db: &impl ConnectionTrait, clock: &Clock) -> Result<ReconcileRep
             once.violation(format!("account {account}: key {key} applied {n} times, recorded {records} times"));
         }
     }
-    let duplicate_captures: Vec<(Option<Uuid>, i64)> = transfers::Entity::find()
-        .select_only()
-        .column(transfers::Column::HoldId)
-        .column_as(Expr::cust("COUNT(*)"), "n")
-        .filter(transfers::Column::HoldId.is_not_null())
-        .group_by(transfers::Column::HoldId)
-        .having(Expr::cust("COUNT(*) > 1"))
-        .into_tuple()
-        .all(db)
+    // What the spends naming a hold took is what the hold records as captured: one capture, or
+    // a lease's draws adding up to it.
+    let spent_from_holds = db
+        .query_all_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT h.id, h.status, h.captured_amount, t.total, t.n FROM holds h \
+             JOIN (SELECT hold_id, CAST(SUM(amount) AS BIGINT) AS total, COUNT(*) AS n FROM transfers \
+                   WHERE hold_id IS NOT NULL GROUP BY hold_id) t ON t.hold_id = h.id \
+             WHERE COALESCE(h.captured_amount, 0) <> t.total OR (h.status = 'captured' AND t.n > 1)",
+        ))
         .await?;
-    for (hold, n) in duplicate_captures {
-        once.violation(format!("hold {} captured {n} times", hold.unwrap_or_default()));
+    for row in spent_from_holds {
+        let id: Uuid = row.try_get("", "id")?;
+        let status: String = row.try_get("", "status")?;
+        let captured: Option<i64> = row.try_get("", "captured_amount")?;
+        let (total, n): (i64, i64) = (row.try_get("", "total")?, row.try_get("", "n")?);
+        once.violation(format!(
+            "hold {id} ({status}): the spends naming it took {total} credits in {n}, but it records {} captured",
+            captured.unwrap_or(0)
+        ));
     }
     let keys: i64 = idempotency_keys::Entity::find()
         .select_only()

@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use super::{
     Upstream, calls,
+    lease::{Reserved, Ticket},
     pricing::{Prices, TokenUsage},
     sse::{EventSplitter, Reading, event_data, is_usage_only},
     tokens::Tokenizer,
@@ -19,7 +20,7 @@ use super::{
 use crate::{
     credits::{
         batch::Lane,
-        core::{Answer, Command, Measured, Op},
+        core::{Answer, Command, Measured, Op, TransferDetails},
     },
     domain::Credits,
     entities::models,
@@ -39,8 +40,12 @@ pub struct Call {
     pub model: models::Model,
     pub prices: Prices,
     pub tokenizer: Tokenizer,
-    /// The hold and its amount; none for a free model.
+    /// The hold and the call's worst case on it; none for a free model.
     pub hold: Option<(Uuid, Credits)>,
+    /// The call's place on its wallet, and on a lease (the hold is then the lease's): the
+    /// call draws what it used, and the rest of its worst case goes back to the lease when
+    /// the call is dropped.
+    pub ticket: Option<Ticket>,
     /// The idempotency claim's row, when the call came with a key.
     pub claim: Option<Uuid>,
     pub request_id: String,
@@ -239,8 +244,16 @@ impl Call {
         self.release(Lane::Now).await
     }
 
+    /// Whether the call's worst case is held on a lease its wallet's calls share.
+    fn on_lease(&self) -> bool {
+        matches!(self.ticket.as_ref().map(|t| t.reserved), Some(Reserved::Lease { .. }))
+    }
+
     async fn release(&self, lane: Lane) -> anyhow::Result<()> {
-        if let Some((hold_id, _)) = self.hold {
+        // On a lease, the call's worst case goes back to the lease when the call ends.
+        if let Some((hold_id, _)) = self.hold
+            && !self.on_lease()
+        {
             self.submit(Op::Release { hold_id }, lane).await?;
         }
         if let Some(id) = self.claim {
@@ -295,6 +308,21 @@ impl Call {
             Settlement::Nothing => self.release(lane).await,
             Settlement::Capture { hold_id, amount, measured } => {
                 let amount = Credits::new(amount).map_err(|e| anyhow::anyhow!("{e}"))?;
+                if let Some(ticket) = self.ticket.as_ref().filter(|_| self.on_lease()) {
+                    if amount.is_zero() {
+                        return Ok(());
+                    }
+                    let details = TransferDetails {
+                        description: Some(format!("LLM call: {}", self.model.id)),
+                        feature: Some(self.model.feature()),
+                        quantity: measured.quantity,
+                        metadata: measured.metadata,
+                        ..TransferDetails::default()
+                    };
+                    self.submit(Op::Draw { hold_id, amount, details }, lane).await?;
+                    ticket.drawn(amount);
+                    return Ok(());
+                }
                 let op = Op::Capture { hold_id, amount, description: None, measured: Some(measured) };
                 self.submit(op, lane).await?;
                 Ok(())

@@ -13,6 +13,7 @@ use super::{
     CUSTOMER_HEADER, Upstream,
     call::{Answered, Call, upstream_body},
     calls::{self, Claim, NewCall},
+    lease::Reserved,
     models::{self, CreateModelRequest, ModelView, UpdateModelRequest},
     pricing::{Prices, TokenUsage},
     tokens::Tokenizer,
@@ -345,8 +346,17 @@ async fn place_and_send(
         )
     })?;
     let request_id = request_id::current().unwrap_or_default();
+    let started = std::time::Instant::now();
+    // A call without a key may share a lease with its wallet's other calls in flight.
+    let ticket = match claim {
+        None if !price.is_zero() => Some(upstream.leases.reserve(&state.ledger, wallet.owner, price).await),
+        _ => None,
+    };
     let hold = if price.is_zero() {
         None
+    } else if let Some(Reserved::Lease { hold_id }) = ticket.as_ref().map(|t| t.reserved) {
+        state.metrics.gateway_hold_seconds.observe(started.elapsed().as_secs_f64());
+        Some((hold_id, price))
     } else {
         let details = TransferDetails {
             description: Some(format!("LLM call: {}", model.id)),
@@ -360,7 +370,6 @@ async fn place_and_send(
             ..TransferDetails::default()
         };
         let op = Op::Hold { amount: price, details, ttl: upstream.hold_ttl() };
-        let started = std::time::Instant::now();
         let placed = state.ledger.submit(Command { user_id: wallet.owner, key: None, op }).await;
         state.metrics.gateway_hold_seconds.observe(started.elapsed().as_secs_f64());
         match placed {
@@ -383,6 +392,7 @@ async fn place_and_send(
         prices,
         tokenizer,
         hold,
+        ticket,
         claim,
         request_id,
         input_bound,

@@ -7,6 +7,7 @@
 pub mod call;
 pub mod calls;
 pub mod handlers;
+pub mod lease;
 pub mod models;
 pub mod pricing;
 pub mod sse;
@@ -29,6 +30,8 @@ pub struct Upstream {
     pub timeout: Duration,
     /// How long a stream whose client left is read on.
     pub drain: Duration,
+    /// The leases concurrent calls share.
+    pub leases: std::sync::Arc<lease::Leases>,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -48,19 +51,26 @@ impl Upstream {
             .tcp_nodelay(true)
             .pool_idle_timeout(Duration::from_secs(60))
             .build()?;
-        Ok(Some(Self {
+        let (timeout, drain) = (settings.gateway_timeout, settings.gateway_drain_timeout);
+        let leases = std::sync::Arc::new(lease::Leases::new(settings.gateway_lease_calls, call_ttl(timeout, drain)));
+        let upstream = Self {
             client,
             completions_url: format!("{url}/chat/completions"),
             key: settings.gateway_upstream_key.clone(),
-            timeout: settings.gateway_timeout,
-            drain: settings.gateway_drain_timeout,
-        }))
+            timeout,
+            drain,
+            leases,
+        };
+        Ok(Some(upstream))
     }
 
     /// How long a call's hold lives: past the longest the call can take, so it is always
     /// captured or released by the call itself, and past that only if the server stopped.
     pub fn hold_ttl(&self) -> chrono::Duration {
-        chrono::Duration::from_std(self.timeout + self.drain).unwrap_or(chrono::Duration::hours(2))
-            + chrono::Duration::seconds(60)
+        call_ttl(self.timeout, self.drain)
     }
+}
+
+fn call_ttl(timeout: Duration, drain: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(timeout + drain).unwrap_or(chrono::Duration::hours(2)) + chrono::Duration::seconds(60)
 }

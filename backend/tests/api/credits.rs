@@ -499,6 +499,25 @@ async fn reconcile_catches_a_corrupted_wallet(app: TestApp) {
     assert_eq!(wallets.violation_count, 2, "against transfers and against lots");
     assert!(report.to_text().contains("VIOLATIONS"));
 
+    // A hold whose spends do not add up to what it records as captured (a capture applied
+    // twice, or a lease's draws lost) is named.
+    let res = app.post("/api/v1/credits/holds", Some(&user.token), Some("h"), &json!({ "amount": 4 })).await;
+    let id = res.json::<Value>().await.unwrap()["hold"]["id"].as_str().unwrap().to_owned();
+    let res = app
+        .post(&format!("/api/v1/credits/holds/{id}/capture"), Some(&user.token), None, &json!({ "amount": 2 }))
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let once = |report: &tollgate::credits::reconcile::ReconcileReport| {
+        report.checks.iter().find(|c| c.name == "applied_once").unwrap().violations.clone()
+    };
+    assert!(once(&tollgate::credits::reconcile::reconcile(&app.db, &app.clock).await.unwrap()).is_empty());
+    app.db.execute_unprepared("UPDATE holds SET captured_amount = 1 WHERE status = 'captured'").await.unwrap();
+    let violations = once(&tollgate::credits::reconcile::reconcile(&app.db, &app.clock).await.unwrap());
+    assert_eq!(
+        violations,
+        vec![format!("hold {id} (captured): the spends naming it took 2 credits in 1, but it records 1 captured")]
+    );
+
     if app.backend == crate::helpers::Backend::Postgres {
         // PostgreSQL has no foreign key from transfers to accounts: reconcile is what notices.
         let ghost = "00000000-0000-4000-8000-00000000dead";

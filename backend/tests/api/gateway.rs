@@ -267,6 +267,114 @@ async fn fifty_concurrent_calls_on_ten_worst_cases(backend: Backend) {
     app.assert_reconciled().await;
 }
 
+/// Sends `n` concurrent non-streamed calls to the gated model and lets them through once all
+/// reached the upstream; returns each call's charge.
+async fn overlapping_calls(app: &TestApp, fake: &FakeLlm, key: &str, n: usize) -> Vec<i64> {
+    let calls: Vec<_> = (0..n)
+        .map(|_| {
+            let (client, url, key) = (app.client.clone(), app.url("/gateway/v1/chat/completions"), key.to_owned());
+            tokio::spawn(async move {
+                let res = client
+                    .post(url)
+                    .bearer_auth(key)
+                    .json(&json!({ "model": "gated", "messages": messages() }))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(res.status(), StatusCode::OK);
+                res.headers()["x-tollgate-charged"].to_str().unwrap().parse::<i64>().unwrap()
+            })
+        })
+        .collect();
+    fake.wait_for_requests(n).await;
+    fake.open_gate();
+    let mut charged = Vec::new();
+    for call in calls {
+        charged.push(call.await.unwrap());
+    }
+    charged
+}
+
+async fn wallet_holds(app: &TestApp, user: &TestUser) -> Vec<(i64, Option<i64>, String)> {
+    use sea_orm::{ConnectionTrait, Statement};
+    let sql = "SELECT h.amount, h.captured_amount, h.status FROM holds h JOIN accounts a ON a.id = h.account_id \
+               WHERE a.user_id = $1 ORDER BY h.created_at";
+    let sql = if app.db.get_database_backend() == sea_orm::DbBackend::Sqlite {
+        sql.replace("$1", "?")
+    } else {
+        sql.to_owned()
+    };
+    let rows = app
+        .db
+        .query_all_raw(Statement::from_sql_and_values(app.db.get_database_backend(), sql, [user.id.into()]))
+        .await
+        .unwrap();
+    rows.iter()
+        .map(|r| {
+            (
+                r.try_get::<i64>("", "amount").unwrap(),
+                r.try_get::<Option<i64>>("", "captured_amount").unwrap(),
+                r.try_get::<String>("", "status").unwrap(),
+            )
+        })
+        .collect()
+}
+
+async fn overlapping_calls_share_a_lease_and_each_is_charged_its_own_usage(backend: Backend) {
+    let fake = FakeLlm::start().await;
+    let Some(app) = gateway_app(backend, &fake, Duration::from_secs(30)).await else { return };
+    create_model(&app, "gated", "fake-gated").await;
+    let (user, key) = spender(&app, 1000).await;
+
+    let charged = overlapping_calls(&app, &fake, &key, 24).await;
+    assert_eq!(charged, vec![reported_cost(); 24]);
+    let (balance, available, held) = settled(&app, &user).await;
+    assert_eq!((balance, available, held), (1000 - 24 * reported_cost(), 1000 - 24 * reported_cost(), 0));
+
+    // Far fewer holds than calls: the calls that overlapped shared leases, each placed for
+    // several worst cases, and each released once its calls were done.
+    let holds = wallet_holds(&app, &user).await;
+    assert!(holds.len() <= 8, "24 overlapping calls placed {} holds: {holds:?}", holds.len());
+    assert!(holds.iter().all(|(_, _, status)| status != "open"), "{holds:?}");
+    let drawn: i64 = holds.iter().filter(|(_, _, s)| s == "released").filter_map(|h| h.1).sum();
+    let captured: i64 = holds.iter().filter(|(_, _, s)| s == "captured").filter_map(|h| h.1).sum();
+    assert_eq!(drawn + captured, 24 * reported_cost(), "{holds:?}");
+    assert!(drawn > 0, "{holds:?}");
+
+    // Each call is a spend of its own, with its own tokens and request id.
+    let spends = spends(&app, &user).await;
+    assert_eq!(spends.len(), 24);
+    let mut request_ids = std::collections::HashSet::new();
+    for spend in &spends {
+        assert_eq!(spend["amount"], -reported_cost());
+        assert_eq!(spend["feature"], "llm.gated");
+        assert_eq!(spend["metadata"]["llm"]["output_tokens"], COMPLETION_TOKENS);
+        request_ids.insert(spend["metadata"]["llm"]["request_id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(request_ids.len(), 24);
+    app.assert_reconciled().await;
+
+    // With GATEWAY_LEASE_CALLS=0 each call holds its own.
+    let fake = FakeLlm::start().await;
+    let base = fake.base.clone();
+    let Some(app) = TestApp::spawn_with(backend, move |s| {
+        s.gateway_upstream_url = Some(base);
+        s.gateway_lease_calls = 0;
+    })
+    .await
+    else {
+        return;
+    };
+    create_model(&app, "gated", "fake-gated").await;
+    let (user, key) = spender(&app, 1000).await;
+    assert_eq!(overlapping_calls(&app, &fake, &key, 6).await, vec![reported_cost(); 6]);
+    settled(&app, &user).await;
+    let holds = wallet_holds(&app, &user).await;
+    assert_eq!(holds.len(), 6);
+    assert!(holds.iter().all(|(_, captured, status)| status == "captured" && *captured == Some(reported_cost())));
+    app.assert_reconciled().await;
+}
+
 async fn upstream_failures_charge_nothing(backend: Backend) {
     let fake = FakeLlm::start().await;
     let Some(app) = gateway_app(backend, &fake, Duration::from_secs(1)).await else { return };
@@ -719,6 +827,7 @@ both_backends!(
     streamed_calls_pass_chunks_on_and_are_charged_once,
     a_wallet_short_of_the_worst_case_is_refused_before_the_upstream,
     fifty_concurrent_calls_on_ten_worst_cases,
+    overlapping_calls_share_a_lease_and_each_is_charged_its_own_usage,
     upstream_failures_charge_nothing,
     an_unreachable_upstream_charges_nothing,
     a_client_gone_mid_stream_is_charged_once_for_the_reported_usage,

@@ -213,6 +213,7 @@ pub fn test_settings(database_url: String, data_dir: std::path::PathBuf) -> Sett
         gateway_upstream_key: None,
         gateway_timeout: std::time::Duration::from_secs(30),
         gateway_drain_timeout: std::time::Duration::from_secs(10),
+        gateway_lease_calls: 64,
         webhook_timeout: Duration::from_secs(5),
         webhook_retry_schedule: vec![Duration::from_secs(5), Duration::from_secs(300)],
         webhook_disable_after: Duration::from_secs(5 * 86_400),

@@ -160,8 +160,11 @@ export function LiveProvider({
       },
       onOpen: ({ resumed }) => {
         opened++;
-        // A later connection that could not resume (no event had come yet) may have missed some.
-        if (opened > 1 && !resumed) {
+        // A connection that did not resume starts at its registration on the server: what was
+        // committed between the page's reads and then is not in it. The first connection too (the
+        // page read the balance before its stream was registered), and a later one that could not
+        // resume (no event had come yet).
+        if (!resumed) {
           for (const key of allKeys(source.keys)) batch.mark(key);
         }
         setConnections(opened);

@@ -8,8 +8,8 @@ use chrono::{DateTime, Duration, Utc};
 use uuid::{ContextV7, Timestamp, Uuid};
 
 use super::{
-    Answer, Command, Journal, LotUpdate, Measured, Movement, NewLot, Op, Snapshot, TakeBack, TransferDetails, Verdict,
-    Wallet, WalletUpdate, available, is_due, movement_view, refusal, spend_order, thresholds,
+    Answer, Command, HoldUpdate, Journal, LotUpdate, Measured, Movement, NewLot, Op, Snapshot, TakeBack,
+    TransferDetails, Verdict, Wallet, WalletUpdate, available, is_due, movement_view, refusal, spend_order, thresholds,
 };
 use crate::{
     credits::{
@@ -32,8 +32,8 @@ struct Ledger {
     read: (i64, i64, i64),
     /// Lots read, by id: what each held when read.
     lots_read: HashMap<Uuid, i64>,
-    /// Holds read, by id: whether each was open.
-    holds_read: HashMap<Uuid, bool>,
+    /// Holds read, by id: whether each was open, and what it held.
+    holds_read: HashMap<Uuid, (bool, i64)>,
 }
 
 pub(super) struct Books {
@@ -82,7 +82,11 @@ impl Books {
                 let ledger = Ledger {
                     read: (a.balance, a.held, a.debt),
                     lots_read: wallet.lots.iter().map(|l| (l.id, l.remaining)).collect(),
-                    holds_read: wallet.holds.iter().map(|h| (h.id, h.status == HoldStatus::Open.as_str())).collect(),
+                    holds_read: wallet
+                        .holds
+                        .iter()
+                        .map(|h| (h.id, (h.status == HoldStatus::Open.as_str(), h.amount)))
+                        .collect(),
                     wallet,
                 };
                 (user, ledger)
@@ -180,8 +184,15 @@ impl Books {
                 }
             } else if t.debit_account_id == wallet {
                 match kind {
-                    // A capture's spend is told by `credits.hold.captured`.
-                    Some(TransferKind::Spend) if t.hold_id.is_some() => continue,
+                    // A capture's spend is told by `credits.hold.captured`; a draw's (the hold
+                    // stays open) is a spend of its own.
+                    Some(TransferKind::Spend)
+                        if t.hold_id.is_some_and(|id| {
+                            ledger.wallet.holds.iter().any(|h| h.id == id && h.status != HoldStatus::Open.as_str())
+                        }) =>
+                    {
+                        continue;
+                    }
                     Some(TransferKind::Spend) => "credits.spent",
                     Some(TransferKind::Expiry) => "credits.expired",
                     Some(TransferKind::Clawback) => "credits.clawed_back",
@@ -203,6 +214,7 @@ impl Books {
                     "metadata": t.metadata,
                     "reference": t.reference,
                     "lot_id": t.lot_id,
+                    "hold_id": t.hold_id,
                 }),
             ));
         }
@@ -265,6 +277,7 @@ impl Books {
                 self.capture(ledger, *hold_id, *amount, description, measured.as_ref(), command.key.as_ref())
             }
             Op::Release { hold_id } => self.release(ledger, *hold_id),
+            Op::Draw { hold_id, amount, details } => self.draw(ledger, *hold_id, *amount, details),
             Op::Credit { lot, details } => self.credit(ledger, command.user_id, lot, details, command.key.as_ref()),
             Op::Settle => Ok(Answer::Settled),
             Op::TakeBack(take) => self.take_back(ledger, take),
@@ -498,6 +511,49 @@ impl Books {
         Ok(Answer::Hold(HoldResponse { hold, transfer, balance: WalletBalance::of(&ledger.wallet.account) }))
     }
 
+    /// Spends part of an open hold and keeps the rest held: what it holds shrinks by `amount`,
+    /// which `captured_amount` adds up.
+    fn draw(&mut self, ledger: &mut Ledger, hold_id: Uuid, amount: Credits, details: &TransferDetails) -> Verdict {
+        let i = Self::hold_index(ledger, hold_id)?;
+        let hold = &ledger.wallet.holds[i];
+        match HoldStatus::parse(&hold.status) {
+            HoldStatus::Open if hold.expires_at > self.now => {}
+            HoldStatus::Open | HoldStatus::Expired => {
+                return Err(CreditsError::HoldExpired { expires_at: hold.expires_at });
+            }
+            HoldStatus::Captured => {
+                return Err(CreditsError::HoldAlreadyCaptured { captured: hold.captured_amount.unwrap_or_default() });
+            }
+            HoldStatus::Released => return Err(CreditsError::HoldNotOpen { status: hold.status.clone() }),
+        }
+        if amount.get() > hold.amount {
+            return Err(CreditsError::CaptureExceedsHold { held: hold.amount, requested: amount.get() });
+        }
+        let hold_id = hold.id;
+        let account = &ledger.wallet.account;
+        let held = sub(account.held, amount.get())?;
+        if account.debt > 0 && !amount.is_zero() {
+            return Err(CreditsError::OutstandingDebt { debt: account.debt });
+        }
+        // The drawn credits leave what is held: what is left must still cover what stays held.
+        let spendable = sub(account.balance, held)?;
+        if spendable < amount.get() {
+            return Err(CreditsError::InsufficientCredits { available: spendable.max(0), requested: amount.get() });
+        }
+        let transfer = if amount.is_zero() {
+            None
+        } else {
+            let details = TransferDetails { hold_id: Some(hold_id), ..details.clone() };
+            Some(self.debit(ledger, amount, details, None)?)
+        };
+        ledger.wallet.account.held = held;
+        let hold = &mut ledger.wallet.holds[i];
+        hold.amount -= amount.get();
+        hold.captured_amount = Some(add(hold.captured_amount.unwrap_or(0), amount.get())?);
+        let hold = (&*hold).into();
+        Ok(Answer::Hold(HoldResponse { hold, transfer, balance: WalletBalance::of(&ledger.wallet.account) }))
+    }
+
     fn release(&mut self, ledger: &mut Ledger, hold_id: Uuid) -> Verdict {
         let i = Self::hold_index(ledger, hold_id)?;
         let hold = &ledger.wallet.holds[i];
@@ -641,7 +697,9 @@ impl Books {
             for hold in ledger.wallet.holds {
                 match ledger.holds_read.get(&hold.id) {
                     None => journal.new_holds.push(hold),
-                    Some(true) if hold.status != HoldStatus::Open.as_str() => journal.closed_holds.push(hold),
+                    Some(&(true, before)) if hold.status != HoldStatus::Open.as_str() || hold.amount != before => {
+                        journal.hold_updates.push(HoldUpdate { before, hold });
+                    }
                     Some(_) => {}
                 }
             }

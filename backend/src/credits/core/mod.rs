@@ -137,6 +137,14 @@ pub enum Op {
     Release {
         hold_id: Uuid,
     },
+    /// Spends `amount` of an open hold's credits and keeps the rest held: a lease (one hold that
+    /// many of the gateway's concurrent calls share) charged for one call. The spend carries
+    /// `details` (the call's own feature and token counts) and names the hold.
+    Draw {
+        hold_id: Uuid,
+        amount: Credits,
+        details: TransferDetails,
+    },
     /// A new lot: a grant, a purchase, a period's credits, frozen credits given back.
     Credit {
         lot: NewLot,
@@ -208,6 +216,14 @@ pub struct WalletUpdate {
     pub debt: i64,
 }
 
+/// A hold read open and changed by the batch (closed, or drawn from), guarded by the amount it
+/// held when read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HoldUpdate {
+    pub before: i64,
+    pub hold: holds::Model,
+}
+
 /// How much one transfer took from one lot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Movement {
@@ -226,8 +242,8 @@ pub struct Journal {
     pub lot_updates: Vec<LotUpdate>,
     pub wallets: Vec<WalletUpdate>,
     pub new_holds: Vec<holds::Model>,
-    /// Holds read open and closed by the batch.
-    pub closed_holds: Vec<holds::Model>,
+    /// Holds read open and closed or drawn from by the batch.
+    pub hold_updates: Vec<HoldUpdate>,
     pub keys: Vec<idempotency_keys::Model>,
     /// The outbox's rows: what each command changed, for webhooks and streams.
     pub events: Vec<crate::events::NewEvent>,
@@ -240,7 +256,7 @@ impl Journal {
             && self.lot_updates.is_empty()
             && self.wallets.is_empty()
             && self.new_holds.is_empty()
-            && self.closed_holds.is_empty()
+            && self.hold_updates.is_empty()
             && self.keys.is_empty()
             && self.events.is_empty()
     }

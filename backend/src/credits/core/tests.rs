@@ -208,6 +208,51 @@ fn debt_is_covered_first_by_new_credits() {
     assert_eq!(journal.movements.len(), 1, "the debt's cover is a movement against the new lot");
 }
 
+#[test]
+fn draws_spend_from_a_hold_that_stays_open_until_released() {
+    let user = Uuid::now_v7();
+    let l = lot(Uuid::now_v7(), 100, 0, None, 10);
+    let lease = hold(l.account_id, 50, 600);
+    let lease_id = lease.id;
+    let w = wallet(user, vec![l], vec![lease], 0);
+    let draw = |amount: i64| Command {
+        user_id: user,
+        key: None,
+        op: Op::Draw {
+            hold_id: lease_id,
+            amount: credits(amount),
+            details: TransferDetails { feature: Some("llm.m".to_owned()), ..TransferDetails::default() },
+        },
+    };
+    let commands = [
+        draw(10),
+        draw(15),
+        draw(26),
+        draw(25),
+        Command { user_id: user, key: None, op: Op::Release { hold_id: lease_id } },
+    ];
+    let (verdicts, journal) = judge(snapshot(vec![w]), &commands, now());
+    let Ok(Answer::Hold(second)) = &verdicts[1] else { panic!("{verdicts:?}") };
+    assert_eq!((second.balance.balance, second.balance.held, second.balance.available), (75, 25, 50));
+    assert_eq!((second.hold.amount, second.hold.captured_amount, second.hold.status.as_str()), (25, Some(25), "open"));
+    assert!(
+        matches!(verdicts[2], Err(CreditsError::CaptureExceedsHold { held: 25, requested: 26 })),
+        "a draw takes no more than the hold still holds: {:?}",
+        verdicts[2]
+    );
+    let Ok(Answer::Hold(released)) = &verdicts[4] else { panic!("{verdicts:?}") };
+    assert_eq!((released.balance.balance, released.balance.held), (50, 0));
+    assert_eq!((released.hold.amount, released.hold.captured_amount), (0, Some(50)));
+    let spends: Vec<_> = journal.transfers.iter().filter(|t| t.hold_id == Some(lease_id)).map(|t| t.amount).collect();
+    assert_eq!(spends, vec![10, 15, 25]);
+    // Each draw is told as a spend of its own, naming the hold; the hold's release once.
+    let kinds: Vec<&str> = journal.events.iter().map(|e| e.kind).collect();
+    assert_eq!(kinds, vec!["credits.spent", "credits.spent", "credits.spent", "credits.hold.released"]);
+    assert_eq!(journal.events[0].data["hold_id"], serde_json::json!(lease_id));
+    assert_eq!(journal.hold_updates.len(), 1);
+    assert_eq!(journal.hold_updates[0].before, 50, "guarded by what the hold held when read");
+}
+
 // ---- Random batches: the books' invariants hold after every journal. ----
 
 /// What a random command does; indexes pick a wallet and a hold.
@@ -217,6 +262,7 @@ enum Step {
     Hold { wallet: usize, amount: i64, ttl: i64, key: Option<u8> },
     Capture { wallet: usize, hold: usize, amount: i64 },
     Release { wallet: usize, hold: usize },
+    Draw { wallet: usize, hold: usize, amount: i64 },
     Credit { wallet: usize, amount: i64, expires: Option<i64>, reference: u8 },
     Settle { wallet: usize },
     TakeBack { wallet: usize, share: i64 },
@@ -235,6 +281,7 @@ fn step() -> impl Strategy<Value = Step> {
         }),
         (w.clone(), 0usize..4, 0i64..40).prop_map(|(wallet, hold, amount)| Step::Capture { wallet, hold, amount }),
         (w.clone(), 0usize..4).prop_map(|(wallet, hold)| Step::Release { wallet, hold }),
+        (w.clone(), 0usize..4, 0i64..15).prop_map(|(wallet, hold, amount)| Step::Draw { wallet, hold, amount }),
         (w.clone(), 1i64..80, proptest::option::of(-10i64..10), 0u8..3)
             .prop_map(|(wallet, amount, expires, reference)| Step::Credit { wallet, amount, expires, reference }),
         w.clone().prop_map(|wallet| Step::Settle { wallet }),
@@ -304,6 +351,15 @@ fn command(step: &Step, users: &[Uuid], holds: &[Vec<Uuid>]) -> Command {
                 measured: None,
             },
         },
+        Step::Draw { wallet, hold, amount } => Command {
+            user_id: user(wallet),
+            key: None,
+            op: Op::Draw {
+                hold_id: hold_of(wallet, hold),
+                amount: Credits::new(amount).unwrap(),
+                details: TransferDetails { feature: Some("llm.m".to_owned()), ..TransferDetails::default() },
+            },
+        },
         Step::Release { wallet, hold } => {
             Command { user_id: user(wallet), key: None, op: Op::Release { hold_id: hold_of(wallet, hold) } }
         }
@@ -360,10 +416,13 @@ fn apply(
     for hold in &journal.new_holds {
         books.get_mut(&hold.account_id).expect("a wallet read").2.push(hold.clone());
     }
-    for closed in &journal.closed_holds {
-        let hold = books.values_mut().flat_map(|b| b.2.iter_mut()).find(|h| h.id == closed.id).expect("a hold read");
-        assert_eq!(hold.status, HoldStatus::Open.as_str(), "only open holds are closed");
-        *hold = closed.clone();
+    for update in &journal.hold_updates {
+        let hold =
+            books.values_mut().flat_map(|b| b.2.iter_mut()).find(|h| h.id == update.hold.id).expect("a hold read");
+        assert_eq!(hold.status, HoldStatus::Open.as_str(), "only open holds are changed");
+        assert_eq!(hold.amount, update.before, "a hold update is guarded by what it held when read");
+        assert!(update.hold.amount <= hold.amount, "a hold never grows");
+        *hold = update.hold.clone();
     }
     for update in &journal.wallets {
         let account = &mut books.get_mut(&update.id).expect("a wallet read").0;

@@ -18,7 +18,7 @@ use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, DbErr};
 use serde::{Serialize, Serializer};
 use uuid::Uuid;
 
-use super::core::{Command, Journal, Op, Snapshot, Wallet};
+use super::core::{Command, HoldUpdate, Journal, Op, Snapshot, Wallet};
 use crate::entities::{accounts, holds, lots};
 
 /// What a batch of commands needs read.
@@ -54,7 +54,9 @@ impl Needs {
                 needs.keys.push((request.scope.clone(), request.key.as_str().to_owned()));
             }
             match &command.op {
-                Op::Capture { hold_id, .. } | Op::Release { hold_id } => needs.holds.push(*hold_id),
+                Op::Capture { hold_id, .. } | Op::Release { hold_id } | Op::Draw { hold_id, .. } => {
+                    needs.holds.push(*hold_id)
+                }
                 Op::Credit { lot, .. } => needs.references.push(lot.reference.clone()),
                 Op::TakeBack(take) => needs.expired_lots.extend(take.payment_lots.iter().copied()),
                 _ => {}
@@ -155,7 +157,7 @@ pub struct Rows {
 /// The parts of a write, in the order both stores run them (rows before the rows that name
 /// them) and their parameters are numbered.
 pub const PARTS: [&str; 9] =
-    ["new lots", "transfers", "movements", "lot updates", "new holds", "closed holds", "wallets", "keys", "events"];
+    ["new lots", "transfers", "movements", "lot updates", "new holds", "hold updates", "wallets", "keys", "events"];
 
 /// A UUID as both databases read it from JSON: hex digits (SQLite `unhex`es them into the
 /// 16-byte blob sqlx stores; PostgreSQL's `uuid` reads them as they are), written without an
@@ -267,8 +269,10 @@ struct HoldRow<'a> {
 }
 
 #[derive(Serialize)]
-struct ClosedHoldRow<'a> {
+struct HoldUpdateRow<'a> {
     id: Hex,
+    before: i64,
+    amount: i64,
     status: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     captured_amount: Option<i64>,
@@ -370,8 +374,10 @@ impl Rows {
             created_at: at(h.created_at),
             closed_at: h.closed_at.map(at),
         }));
-        let closed_holds = to_json(journal.closed_holds.iter().map(|h| ClosedHoldRow {
+        let hold_updates = to_json(journal.hold_updates.iter().map(|HoldUpdate { before, hold: h }| HoldUpdateRow {
             id: Hex(h.id),
+            before: *before,
+            amount: h.amount,
             status: &h.status,
             captured_amount: h.captured_amount,
             capture_transfer_id: h.capture_transfer_id.map(Hex),
@@ -396,7 +402,7 @@ impl Rows {
             customer_id: e.customer_id.map(Hex),
             data: &e.data,
         }));
-        let parts = [new_lots, transfers, movements, lot_updates, new_holds, closed_holds, wallets, keys, events];
+        let parts = [new_lots, transfers, movements, lot_updates, new_holds, hold_updates, wallets, keys, events];
         let expected = parts.each_ref().map(|(_, n)| *n);
         let [a, b, c, d, e, f, g, h, i] = parts.map(|(json, _)| json);
         Self { params: [a, b, c, d, e, f, g, h, i, time(now, backend)], expected }

@@ -146,11 +146,11 @@ const PARTS_SQL: [(&str, &str); 9] = [
     ),
     (
         "ch",
-        "UPDATE holds SET status = x.status, captured_amount = x.captured_amount, \
+        "UPDATE holds SET status = x.status, amount = x.amount, captured_amount = x.captured_amount, \
                      capture_transfer_id = x.capture_transfer_id, closed_at = x.closed_at \
-                   FROM jsonb_to_recordset({rows}::jsonb) AS x(id uuid, status text, captured_amount bigint, \
-                     capture_transfer_id uuid, closed_at timestamptz) \
-                   WHERE holds.id = x.id AND holds.status = 'open' \
+                   FROM jsonb_to_recordset({rows}::jsonb) AS x(id uuid, before bigint, amount bigint, status text, \
+                     captured_amount bigint, capture_transfer_id uuid, closed_at timestamptz) \
+                   WHERE holds.id = x.id AND holds.status = 'open' AND holds.amount = x.before \
                      AND holds.id = ANY (ARRAY(SELECT (e ->> 'id')::uuid FROM jsonb_array_elements({rows}::jsonb) e)) RETURNING 1",
     ),
     (

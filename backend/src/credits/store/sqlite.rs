@@ -104,13 +104,13 @@ const WRITES: [(&str, &[usize]); 9] = [
         &[4],
     ),
     (
-        "UPDATE holds SET status = x.status, captured_amount = x.captured_amount, \
+        "UPDATE holds SET status = x.status, amount = x.amount, captured_amount = x.captured_amount, \
                 capture_transfer_id = x.capture_transfer_id, closed_at = x.closed_at \
-              FROM (SELECT unhex(value ->> 'id') AS id, value ->> 'status' AS status, \
-                      value ->> 'captured_amount' AS captured_amount, \
+              FROM (SELECT unhex(value ->> 'id') AS id, value ->> 'before' AS before, value ->> 'amount' AS amount, \
+                      value ->> 'status' AS status, value ->> 'captured_amount' AS captured_amount, \
                       unhex(value ->> 'capture_transfer_id') AS capture_transfer_id, value ->> 'closed_at' AS closed_at \
                     FROM json_each(?)) AS x \
-              WHERE holds.id = x.id AND +holds.status = 'open'",
+              WHERE holds.id = x.id AND +holds.status = 'open' AND holds.amount = x.before",
         &[5],
     ),
     (
