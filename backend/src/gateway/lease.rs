@@ -71,6 +71,8 @@ struct Wallet {
 
 struct Lease {
     hold_id: Uuid,
+    /// What it was placed for.
+    size: i64,
     /// Credits held and not reserved by a call in flight nor yet drawn.
     room: i64,
     calls: u32,
@@ -150,39 +152,56 @@ impl Leases {
                     wallet.calls += 1;
                     counted = true;
                 }
-                if let Some(hold_id) = take_room(wallet, price_n) {
+                let refused = wallet.refused_until.is_some_and(|until| until > Instant::now());
+                if let Some((hold_id, low)) = take_room(wallet, price_n) {
                     ticket.reserved = Reserved::Lease { hold_id };
+                    // Running low: the next lease is placed while this one still has room, so
+                    // that no call waits for it.
+                    if low && !refused && self.placing(wallet).is_none() {
+                        self.start_placing(ledger, owner, wallet, price_n);
+                    }
                     return ticket;
                 }
                 let alone = wallet.calls == 1;
-                let refused = wallet.refused_until.is_some_and(|until| until > Instant::now());
                 let per_call = self.max_calls.checked_mul(price_n).is_none_or(|_| self.max_calls < MIN_LEASE_CALLS);
                 if alone || refused || per_call {
                     return ticket;
                 }
-                match wallet.placing.as_ref().filter(|rx| rx.has_changed().is_ok()) {
-                    Some(rx) => rx.clone(),
-                    None => {
-                        let (tx, rx) = watch::channel(());
-                        wallet.placing = Some(rx.clone());
-                        let calls = i64::from(wallet.calls);
-                        let size = (2 * calls).clamp(MIN_LEASE_CALLS, self.max_calls) * price_n;
-                        // Placed by a task of its own: a caller that goes away mid-way cannot
-                        // leave a committed lease unrecorded.
-                        let leases = self.clone();
-                        let ledger = ledger.clone();
-                        tokio::spawn(async move {
-                            leases.place(&ledger, owner, size, price_n).await;
-                            drop(tx);
-                        });
-                        rx
-                    }
+                match self.placing(wallet) {
+                    Some(rx) => rx,
+                    None => self.start_placing(ledger, owner, wallet, price_n),
                 }
             };
             let mut waiting = waiting;
             // Err once the placing task is done, whatever it placed.
             let _ = waiting.changed().await;
         }
+    }
+
+    /// The lease being placed for the wallet, if one is.
+    fn placing(&self, wallet: &Wallet) -> Option<watch::Receiver<()>> {
+        wallet.placing.as_ref().filter(|rx| rx.has_changed().is_ok()).cloned()
+    }
+
+    /// Starts placing a lease for twice the wallet's calls in flight (within the bounds), by a
+    /// task of its own: a caller that goes away mid-way cannot leave a committed lease
+    /// unrecorded. The receiver hears when it is done.
+    fn start_placing(
+        self: &Arc<Self>,
+        ledger: &Ledger,
+        owner: Uuid,
+        wallet: &mut Wallet,
+        price: i64,
+    ) -> watch::Receiver<()> {
+        let (tx, rx) = watch::channel(());
+        wallet.placing = Some(rx.clone());
+        let size = (2 * i64::from(wallet.calls)).clamp(MIN_LEASE_CALLS, self.max_calls) * price;
+        let (leases, ledger) = (self.clone(), ledger.clone());
+        tokio::spawn(async move {
+            leases.place(&ledger, owner, size, price).await;
+            drop(tx);
+        });
+        rx
     }
 
     /// Places a lease of `size` credits (or as many worst cases as the wallet has, if fewer)
@@ -218,7 +237,14 @@ impl Leases {
                         lease.retired = true;
                     }
                     release.extend(drain_unused(wallet));
-                    wallet.leases.push(Lease { hold_id, room, calls: 0, placed: Instant::now(), retired: false });
+                    wallet.leases.push(Lease {
+                        hold_id,
+                        size: room,
+                        room,
+                        calls: 0,
+                        placed: Instant::now(),
+                        retired: false,
+                    });
                 }
                 None => wallet.refused_until = Some(Instant::now() + REFUSED_FOR),
             }
@@ -310,8 +336,10 @@ impl Leases {
     }
 }
 
-/// Reserves `price` on the wallet's lease with room for it, retiring leases too old to admit.
-fn take_room(wallet: &mut Wallet, price: i64) -> Option<Uuid> {
+/// Reserves `price` on the wallet's lease with room for it, retiring leases too old to admit;
+/// says too whether that lease is running low (under a quarter of its size left, or too old
+/// to admit much longer).
+fn take_room(wallet: &mut Wallet, price: i64) -> Option<(Uuid, bool)> {
     for lease in &mut wallet.leases {
         if lease.placed.elapsed() >= ADMIT_FOR {
             lease.retired = true;
@@ -320,7 +348,8 @@ fn take_room(wallet: &mut Wallet, price: i64) -> Option<Uuid> {
     let lease = wallet.leases.iter_mut().find(|l| !l.retired && l.room >= price)?;
     lease.room -= price;
     lease.calls += 1;
-    Some(lease.hold_id)
+    let low = lease.room < lease.size / 4 || lease.placed.elapsed() >= ADMIT_FOR - ADMIT_FOR / 8;
+    Some((lease.hold_id, low))
 }
 
 /// Takes the retired leases with no call in flight off the wallet.
