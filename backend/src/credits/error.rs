@@ -37,6 +37,8 @@ pub enum CreditsError {
     HoldNotOpen { status: String },
     #[error("the hold was already captured for {captured}")]
     HoldAlreadyCaptured { captured: i64 },
+    #[error("the hold belongs to the LLM gateway's calls, which capture or release it themselves")]
+    HoldOwnedByGateway,
     #[error("cannot capture {requested}: the hold is for {held}")]
     CaptureExceedsHold { held: i64, requested: i64 },
     #[error("{field}: {message}")]
@@ -80,6 +82,7 @@ impl From<CreditsError> for ApiError {
             CreditsError::HoldNotFound => ApiError::new(ErrorCode::HoldNotFound, detail),
             CreditsError::HoldExpired { .. } => ApiError::new(ErrorCode::HoldExpired, detail),
             CreditsError::HoldNotOpen { .. } => ApiError::new(ErrorCode::HoldNotOpen, detail),
+            CreditsError::HoldOwnedByGateway => ApiError::new(ErrorCode::HoldOwnedByGateway, detail),
             CreditsError::HoldAlreadyCaptured { captured } => {
                 ApiError::new(ErrorCode::HoldAlreadyCaptured, detail).with("captured_amount", captured)
             }

@@ -148,6 +148,13 @@ pub mod wallet {
         state.limits.check_spend(&wallet.limit_key)?;
         let key = idempotency::require_key(req.headers())?;
         spend::check_details(&body.description, &body.metadata)?;
+        if body.metadata.as_ref().and_then(|m| m.get("llm")).is_some() {
+            return Err(ApiError::field(
+                "metadata",
+                "invalid",
+                "metadata must not hold `llm`: it marks the holds of the LLM gateway's calls",
+            ));
+        }
         let charge = spend::parse_charge(body.amount, body.feature.clone(), body.quantity)?;
         let ttl = body.ttl_seconds.unwrap_or(holds::DEFAULT_HOLD_TTL_SECONDS);
         if !(1..=holds::MAX_HOLD_TTL_SECONDS).contains(&ttl) {
@@ -182,6 +189,7 @@ pub mod wallet {
         let amount = spend::parse_amount("amount", body.amount, true)?;
         let request = key.map(|k| wallet.keyed(req, k, &body));
         let command = CaptureCommand { amount, description: body.description };
+        holds::ensure_not_gateways(&state.ledger, wallet.owner, id).await?;
         let result = holds::capture_hold(&state.ledger, wallet.owner, id, request.as_ref(), command).await;
         state.metrics.holds.with_label_values(&["capture", Metrics::outcome(&result)]).inc();
         Ok(respond(result?))
@@ -196,6 +204,7 @@ pub mod wallet {
         state.limits.check_spend(&wallet.limit_key)?;
         let key = idempotency::key_from_headers(req.headers())?;
         let request = key.map(|k| wallet.keyed(req, k, &serde_json::Value::Null));
+        holds::ensure_not_gateways(&state.ledger, wallet.owner, id).await?;
         let result = holds::release_hold(&state.ledger, wallet.owner, id, request.as_ref()).await;
         state.metrics.holds.with_label_values(&["release", Metrics::outcome(&result)]).inc();
         Ok(respond(result?))
@@ -416,7 +425,7 @@ pub async fn get_hold(
 
 crate::openapi::errors!(CaptureHoldErrors:
     InsufficientCredits, OutstandingDebt, InsufficientScope, WalletNotFound, HoldNotFound, IdempotencyKeyReused,
-    HoldExpired, HoldNotOpen, HoldAlreadyCaptured,
+    HoldExpired, HoldNotOpen, HoldAlreadyCaptured, HoldOwnedByGateway,
 );
 
 /// Spend the actual cost (at most the hold) and release the rest.
@@ -444,7 +453,7 @@ pub async fn capture_hold(
 }
 
 crate::openapi::errors!(ReleaseHoldErrors:
-    InsufficientScope, WalletNotFound, HoldNotFound, IdempotencyKeyReused, HoldAlreadyCaptured,
+    InsufficientScope, WalletNotFound, HoldNotFound, IdempotencyKeyReused, HoldAlreadyCaptured, HoldOwnedByGateway,
 );
 
 /// Release a hold without spending.

@@ -55,6 +55,25 @@ pub async fn create_hold(
     answer(ledger, ledger.submit(Command { user_id, key: Some(request.clone()), op }).await).await
 }
 
+/// Refuses a caller's capture or release of a hold the LLM gateway placed (its metadata holds
+/// `llm`, which callers cannot set on a hold): a call's, or a lease its calls share. Closing one
+/// under a call in flight would leave the call uncharged. A hold's metadata never changes, so
+/// reading it before the command is safe.
+pub async fn ensure_not_gateways(ledger: &Ledger, user_id: Uuid, hold_id: Uuid) -> Result<(), CreditsError> {
+    let Some(wallet) = store::find_wallet(ledger.db(), user_id).await? else { return Ok(()) };
+    let hold =
+        holds::Entity::find_by_id(hold_id).filter(holds::Column::AccountId.eq(wallet.id)).one(ledger.db()).await?;
+    match hold {
+        Some(hold) if is_gateways(&hold) => Err(CreditsError::HoldOwnedByGateway),
+        _ => Ok(()),
+    }
+}
+
+/// Whether the LLM gateway placed this hold.
+pub fn is_gateways(hold: &holds::Model) -> bool {
+    hold.metadata.as_ref().is_some_and(|m| m.get("llm").is_some())
+}
+
 /// Spends the actual cost (at most the hold) and releases the rest. Capturing again with the
 /// same amount answers as the first capture did.
 pub async fn capture_hold(

@@ -287,7 +287,7 @@ pub async fn customer_get_hold(
 
 crate::openapi::errors!(CustomerCaptureErrors:
     InsufficientCredits, OutstandingDebt, MissingScope, ServerKeyRequired, CustomerNotFound, WalletNotFound,
-    HoldNotFound, IdempotencyKeyReused, HoldExpired, HoldNotOpen, HoldAlreadyCaptured,
+    HoldNotFound, IdempotencyKeyReused, HoldExpired, HoldNotOpen, HoldAlreadyCaptured, HoldOwnedByGateway,
 );
 
 /// Spend the actual cost of a hold (at most the hold) and release the rest (`credits:spend`).
@@ -313,7 +313,7 @@ pub async fn customer_capture_hold(
 
 crate::openapi::errors!(CustomerReleaseErrors:
     MissingScope, ServerKeyRequired, CustomerNotFound, WalletNotFound, HoldNotFound, IdempotencyKeyReused,
-    HoldAlreadyCaptured,
+    HoldAlreadyCaptured, HoldOwnedByGateway,
 );
 
 /// Release a hold of the customer's without spending (`credits:spend`).

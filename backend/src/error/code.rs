@@ -114,6 +114,7 @@ error_codes! {
     HoldExpired = ("hold_expired", CONFLICT, "Conflict", "The hold expired; its credits were released."),
     HoldNotOpen = ("hold_not_open", CONFLICT, "Conflict", "The hold was released and can no longer be captured."),
     HoldAlreadyCaptured = ("hold_already_captured", CONFLICT, "Conflict", "The hold was captured already (`captured_amount`): it cannot be released, nor captured for another amount."),
+    HoldOwnedByGateway = ("hold_owned_by_gateway", CONFLICT, "Conflict", "The hold is an LLM gateway call's (or a lease its calls share): the gateway captures or releases it itself, when the call ends."),
     AlreadySubscribed = ("already_subscribed", CONFLICT, "Conflict", "The user has a live subscription: change plans in the billing portal."),
     CheckoutSessionClosed = ("checkout_session_closed", CONFLICT, "Conflict", "The checkout session was completed or expired."),
     SandboxMode = ("sandbox_mode", CONFLICT, "Conflict", "The server runs in sandbox mode: there is no Stripe account to act on."),

@@ -375,6 +375,79 @@ async fn overlapping_calls_share_a_lease_and_each_is_charged_its_own_usage(backe
     app.assert_reconciled().await;
 }
 
+async fn callers_cannot_close_the_gateways_holds(backend: Backend) {
+    let fake = FakeLlm::start().await;
+    let Some(app) = gateway_app(backend, &fake, Duration::from_secs(30)).await else { return };
+    create_model(&app, "gated", "fake-gated").await;
+    let (user, key) = spender(&app, 100).await;
+    // Two calls in flight: the first holds its own worst case, the second is on a lease.
+    let calls = tokio::spawn({
+        let (app_url, client, key) = (app.url("/gateway/v1/chat/completions"), app.client.clone(), key.clone());
+        async move {
+            let one = || {
+                client
+                    .post(&app_url)
+                    .bearer_auth(&key)
+                    .json(&json!({ "model": "gated", "messages": messages() }))
+                    .send()
+            };
+            let (a, b) = tokio::join!(one(), one());
+            (a.unwrap().status(), b.unwrap().status())
+        }
+    });
+    fake.wait_for_requests(2).await;
+    use sea_orm::{ConnectionTrait, Statement};
+    let sql = format!(
+        "SELECT h.id FROM holds h JOIN accounts a ON a.id = h.account_id WHERE a.user_id = {} AND h.status = 'open'",
+        if app.db.get_database_backend() == sea_orm::DbBackend::Sqlite { "?" } else { "$1" }
+    );
+    let open: Vec<uuid::Uuid> = app
+        .db
+        .query_all_raw(Statement::from_sql_and_values(app.db.get_database_backend(), sql, [user.id.into()]))
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.try_get("", "id").unwrap())
+        .collect();
+    assert_eq!(open.len(), 2, "a call's hold and a lease");
+    // Closing one under a call in flight would leave the call uncharged: refused, to the
+    // user's session and to their API key alike.
+    for id in &open {
+        for credential in [&user.token, &key] {
+            let res = app
+                .post(&format!("/api/v1/credits/holds/{id}/release"), Some(credential.as_str()), None, &json!(null))
+                .await;
+            problem(res, StatusCode::CONFLICT, "hold_owned_by_gateway").await;
+            let res = app
+                .post(
+                    &format!("/api/v1/credits/holds/{id}/capture"),
+                    Some(credential.as_str()),
+                    None,
+                    &json!({ "amount": 1 }),
+                )
+                .await;
+            problem(res, StatusCode::CONFLICT, "hold_owned_by_gateway").await;
+        }
+    }
+    fake.open_gate();
+    assert_eq!(calls.await.unwrap(), (StatusCode::OK, StatusCode::OK));
+    assert_eq!(settled(&app, &user).await.0, 100 - 2 * reported_cost());
+    assert_eq!(spends(&app, &user).await.len(), 2);
+
+    // Nobody can mark a hold of their own as the gateway's.
+    let res = app
+        .post(
+            "/api/v1/credits/holds",
+            Some(&user.token),
+            Some("mine"),
+            &json!({ "amount": 1, "metadata": { "llm": {} } }),
+        )
+        .await;
+    let body = problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    assert_eq!(body["errors"][0]["field"], "metadata");
+    app.assert_reconciled().await;
+}
+
 async fn upstream_failures_charge_nothing(backend: Backend) {
     let fake = FakeLlm::start().await;
     let Some(app) = gateway_app(backend, &fake, Duration::from_secs(1)).await else { return };
@@ -828,6 +901,7 @@ both_backends!(
     a_wallet_short_of_the_worst_case_is_refused_before_the_upstream,
     fifty_concurrent_calls_on_ten_worst_cases,
     overlapping_calls_share_a_lease_and_each_is_charged_its_own_usage,
+    callers_cannot_close_the_gateways_holds,
     upstream_failures_charge_nothing,
     an_unreachable_upstream_charges_nothing,
     a_client_gone_mid_stream_is_charged_once_for_the_reported_usage,

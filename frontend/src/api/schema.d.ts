@@ -1937,6 +1937,7 @@ export interface components {
          *     - `hold_expired` (409): The hold expired; its credits were released.
          *     - `hold_not_open` (409): The hold was released and can no longer be captured.
          *     - `hold_already_captured` (409): The hold was captured already (`captured_amount`): it cannot be released, nor captured for another amount.
+         *     - `hold_owned_by_gateway` (409): The hold is an LLM gateway call's (or a lease its calls share): the gateway captures or releases it itself, when the call ends.
          *     - `already_subscribed` (409): The user has a live subscription: change plans in the billing portal.
          *     - `checkout_session_closed` (409): The checkout session was completed or expired.
          *     - `sandbox_mode` (409): The server runs in sandbox mode: there is no Stripe account to act on.
@@ -1955,7 +1956,7 @@ export interface components {
          *     - `upstream_timeout` (504): The gateway's LLM provider did not answer within `GATEWAY_TIMEOUT_SECONDS`; nothing was charged.
          * @enum {string}
          */
-        ErrorCode: "invalid_json" | "invalid_query" | "idempotency_key_required" | "missing_signature" | "invalid_signature" | "stale_signature" | "invalid_payload" | "unauthenticated" | "invalid_token" | "token_expired" | "invalid_api_key" | "invalid_admin_key" | "invalid_credentials" | "invalid_refresh_token" | "refresh_token_reused" | "portal_session_required" | "insufficient_credits" | "outstanding_debt" | "insufficient_scope" | "session_required" | "admin_required" | "admin_key_disabled" | "missing_scope" | "server_key_required" | "server_key_not_allowed" | "not_found" | "api_key_not_found" | "server_key_not_found" | "customer_not_found" | "wallet_not_found" | "user_not_found" | "hold_not_found" | "checkout_session_not_found" | "subscription_not_found" | "no_customer" | "webhooks_not_configured" | "event_not_found" | "model_not_found" | "webhook_endpoint_not_found" | "method_not_allowed" | "request_timeout" | "email_taken" | "idempotency_key_reused" | "feature_exists" | "model_exists" | "idempotency_key_in_use" | "hold_expired" | "hold_not_open" | "hold_already_captured" | "already_subscribed" | "checkout_session_closed" | "sandbox_mode" | "webhook_endpoint_disabled" | "payload_too_large" | "unsupported_media_type" | "validation_failed" | "rate_limited" | "too_many_attempts" | "internal_error" | "stripe_unavailable" | "upstream_unavailable" | "gateway_not_configured" | "database_unavailable" | "password_hashing_busy" | "upstream_timeout";
+        ErrorCode: "invalid_json" | "invalid_query" | "idempotency_key_required" | "missing_signature" | "invalid_signature" | "stale_signature" | "invalid_payload" | "unauthenticated" | "invalid_token" | "token_expired" | "invalid_api_key" | "invalid_admin_key" | "invalid_credentials" | "invalid_refresh_token" | "refresh_token_reused" | "portal_session_required" | "insufficient_credits" | "outstanding_debt" | "insufficient_scope" | "session_required" | "admin_required" | "admin_key_disabled" | "missing_scope" | "server_key_required" | "server_key_not_allowed" | "not_found" | "api_key_not_found" | "server_key_not_found" | "customer_not_found" | "wallet_not_found" | "user_not_found" | "hold_not_found" | "checkout_session_not_found" | "subscription_not_found" | "no_customer" | "webhooks_not_configured" | "event_not_found" | "model_not_found" | "webhook_endpoint_not_found" | "method_not_allowed" | "request_timeout" | "email_taken" | "idempotency_key_reused" | "feature_exists" | "model_exists" | "idempotency_key_in_use" | "hold_expired" | "hold_not_open" | "hold_already_captured" | "hold_owned_by_gateway" | "already_subscribed" | "checkout_session_closed" | "sandbox_mode" | "webhook_endpoint_disabled" | "payload_too_large" | "unsupported_media_type" | "validation_failed" | "rate_limited" | "too_many_attempts" | "internal_error" | "stripe_unavailable" | "upstream_unavailable" | "gateway_not_configured" | "database_unavailable" | "password_hashing_busy" | "upstream_timeout";
         /** @description What running the feature would cost. */
         EstimateResponse: {
             /** Format: int64 */
@@ -4857,6 +4858,7 @@ export interface operations {
              *     - `hold_expired`: The hold expired; its credits were released.
              *     - `hold_not_open`: The hold was released and can no longer be captured.
              *     - `hold_already_captured`: The hold was captured already (`captured_amount`): it cannot be released, nor captured for another amount.
+             *     - `hold_owned_by_gateway`: The hold is an LLM gateway call's (or a lease its calls share): the gateway captures or releases it itself, when the call ends.
              */
             409: {
                 headers: {
@@ -4866,7 +4868,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
-                        code: "idempotency_key_reused" | "hold_expired" | "hold_not_open" | "hold_already_captured";
+                        code: "idempotency_key_reused" | "hold_expired" | "hold_not_open" | "hold_already_captured" | "hold_owned_by_gateway";
                     };
                 };
             };
@@ -4939,6 +4941,7 @@ export interface operations {
             /**
              * @description - `idempotency_key_reused`: The `Idempotency-Key` was already used with a different request.
              *     - `hold_already_captured`: The hold was captured already (`captured_amount`): it cannot be released, nor captured for another amount.
+             *     - `hold_owned_by_gateway`: The hold is an LLM gateway call's (or a lease its calls share): the gateway captures or releases it itself, when the call ends.
              */
             409: {
                 headers: {
@@ -4948,7 +4951,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
-                        code: "idempotency_key_reused" | "hold_already_captured";
+                        code: "idempotency_key_reused" | "hold_already_captured" | "hold_owned_by_gateway";
                     };
                 };
             };
@@ -6115,6 +6118,7 @@ export interface operations {
              *     - `hold_expired`: The hold expired; its credits were released.
              *     - `hold_not_open`: The hold was released and can no longer be captured.
              *     - `hold_already_captured`: The hold was captured already (`captured_amount`): it cannot be released, nor captured for another amount.
+             *     - `hold_owned_by_gateway`: The hold is an LLM gateway call's (or a lease its calls share): the gateway captures or releases it itself, when the call ends.
              */
             409: {
                 headers: {
@@ -6124,7 +6128,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
-                        code: "idempotency_key_reused" | "hold_expired" | "hold_not_open" | "hold_already_captured";
+                        code: "idempotency_key_reused" | "hold_expired" | "hold_not_open" | "hold_already_captured" | "hold_owned_by_gateway";
                     };
                 };
             };
@@ -6201,6 +6205,7 @@ export interface operations {
             /**
              * @description - `idempotency_key_reused`: The `Idempotency-Key` was already used with a different request.
              *     - `hold_already_captured`: The hold was captured already (`captured_amount`): it cannot be released, nor captured for another amount.
+             *     - `hold_owned_by_gateway`: The hold is an LLM gateway call's (or a lease its calls share): the gateway captures or releases it itself, when the call ends.
              */
             409: {
                 headers: {
@@ -6210,7 +6215,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
-                        code: "idempotency_key_reused" | "hold_already_captured";
+                        code: "idempotency_key_reused" | "hold_already_captured" | "hold_owned_by_gateway";
                     };
                 };
             };
