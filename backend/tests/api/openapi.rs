@@ -119,7 +119,7 @@ async fn the_served_spec_lists_each_routes_codes(app: crate::helpers::TestApp) {
     assert_eq!(codes(response(&spec, spend, "post", "409")), ["idempotency_key_reused"]);
     assert_eq!(
         codes(response(&spec, "/api/v1/credits/holds/{id}/capture", "post", "409")),
-        ["idempotency_key_reused", "hold_expired", "hold_not_open", "hold_already_captured"]
+        ["idempotency_key_reused", "hold_expired", "hold_not_open", "hold_already_captured", "hold_owned_by_gateway"]
     );
     assert_eq!(
         codes(response(&spec, "/api/v1/me", "get", "401")),
