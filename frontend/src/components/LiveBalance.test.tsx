@@ -38,6 +38,8 @@ describe('live balance', () => {
     const stream = requests.find((r) => r.url.endsWith('/credits/stream'))!;
     expect(stream.headers.get('authorization')).toBe('Bearer access-1');
     expect(stream.headers.get('accept')).toBe('text/event-stream');
+    // Once, as the stream opens: what changed before the server had registered it.
+    await vi.waitFor(() => expect(count('/api/v1/credits/balance')).toBe(2));
 
     streams[0]!.event(liveEvent('credits.spent', { balance: 45 }, { kind: 'spend', amount: 5 }));
     await vi.waitFor(() => expect(screen.getByTestId('credits-balance')).toHaveTextContent('45 credits'));
@@ -45,7 +47,7 @@ describe('live balance', () => {
     streams[0]!.event(liveEvent('credits.hold.created', { balance: 45, available: 40, held: 5 }));
     await vi.waitFor(() => expect(header).toHaveTextContent('Available: 40 credits'));
     expect(screen.getByTestId('credits-balance')).toHaveTextContent('45 credits');
-    expect(count('/api/v1/credits/balance')).toBe(1);
+    expect(count('/api/v1/credits/balance')).toBe(2);
   });
 
   it('says when it reconnects, and resumes after the last event it had', async () => {
@@ -71,17 +73,20 @@ describe('live balance', () => {
     renderApp('/history');
     await vi.waitFor(() => expect(count('/api/v1/credits/ledger')).toBe(1));
     await vi.waitFor(() => expect(screen.getByTestId('live-status')).toHaveTextContent('Live'));
-    for (let i = 0; i < 5; i++) streams[0]!.event(liveEvent('credits.spent', { balance: 50 - i }));
+    // Read again once as the stream opens.
     await vi.waitFor(() => expect(count('/api/v1/credits/ledger')).toBe(2));
+    for (let i = 0; i < 5; i++) streams[0]!.event(liveEvent('credits.spent', { balance: 50 - i }));
+    await vi.waitFor(() => expect(count('/api/v1/credits/ledger')).toBe(3));
     await new Promise((r) => setTimeout(r, 400));
-    expect(count('/api/v1/credits/ledger')).toBe(2);
-    expect(count('/api/v1/credits/balance')).toBe(1);
+    expect(count('/api/v1/credits/ledger')).toBe(3);
+    expect(count('/api/v1/credits/balance')).toBe(2);
   });
 
   it('shows the low-balance banner on every page once available credits reach an alert, and hides it above', async () => {
-    const { streams } = creditsApi({ available: 50, thresholds: [20, 10] });
+    const { streams, count } = creditsApi({ available: 50, thresholds: [20, 10] });
     renderApp('/history');
     await vi.waitFor(() => expect(screen.getByTestId('live-status')).toHaveTextContent('Live'));
+    await vi.waitFor(() => expect(count('/api/v1/credits/alerts')).toBe(2));
     expect(screen.queryByTestId('low-balance-banner')).not.toBeInTheDocument();
 
     streams[0]!.event(liveEvent('credits.spent', { balance: 25 }));

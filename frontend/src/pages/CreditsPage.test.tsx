@@ -86,8 +86,11 @@ describe('credits', () => {
     });
     renderApp('/credits?checkout=success&session_id=cs_1');
     expect(await screen.findByText('Payment received')).toBeInTheDocument();
-    // Once connected, the ledger is read once (the payment may have landed before the stream).
+    // Once connected, the ledger is read once for the payment (it may have landed before the
+    // stream), and the balance the page shows again once (it may have changed before the stream
+    // was registered).
     await vi.waitFor(() => expect(requests.filter((r) => r.url.includes('/credits/ledger'))).toHaveLength(1));
+    await vi.waitFor(() => expect(requests.filter((r) => r.url.endsWith('/credits/balance'))).toHaveLength(2));
 
     // The grant comes first (same transaction); the screen waits for the checkout's completion.
     stream!.event(
@@ -105,9 +108,9 @@ describe('credits', () => {
     expect(await screen.findByText('Payment complete')).toBeInTheDocument();
     expect(screen.getByText('100 credits added to your wallet. Your balance is now 100 credits.')).toBeInTheDocument();
     await new Promise((r) => setTimeout(r, 1600));
-    // Nothing polled: one ledger read, one balance read.
+    // Nothing polled since.
     expect(requests.filter((r) => r.url.includes('/credits/ledger'))).toHaveLength(1);
-    expect(requests.filter((r) => r.url.endsWith('/credits/balance'))).toHaveLength(1);
+    expect(requests.filter((r) => r.url.endsWith('/credits/balance'))).toHaveLength(2);
   });
 
   it('on return from a plan checkout, counts the subscription credits granted with it', async () => {

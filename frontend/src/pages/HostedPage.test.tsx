@@ -210,18 +210,21 @@ describe('hosted portal', () => {
     expect(opened[0]!.headers.get('accept')).toBe('text/event-stream');
     expect(opened[0]!.headers.get('authorization')).toBeNull();
     expect(count('/api/v1/credits/stream')).toBe(0);
+    // Read again once as the stream opens (a change before the server registered it).
+    await waitFor(() => expect(count('/api/v1/hosted/balance')).toBe(2));
+    await waitFor(() => expect(count('/api/v1/hosted/ledger')).toBe(2));
 
     // Spent by the product's backend: the figures move at once, without asking for the balance.
     streams[0]!.event(liveEvent('credits.spent', { balance: 243, available: 233, held: 10 }, { kind: 'spend', amount: 7 }));
     await waitFor(() => expect(figures('Balance')).toHaveTextContent('243 credits'));
     expect(figures('Available')).toHaveTextContent('233 credits');
     // The history and usage it changed are asked for again, once.
-    await waitFor(() => expect(count('/api/v1/hosted/usage')).toBe(2));
-    await waitFor(() => expect(count('/api/v1/hosted/ledger')).toBe(2));
+    await waitFor(() => expect(count('/api/v1/hosted/usage')).toBe(3));
+    await waitFor(() => expect(count('/api/v1/hosted/ledger')).toBe(3));
     // Nothing asks on a timer.
     await new Promise((r) => setTimeout(r, 1600));
-    expect(count('/api/v1/hosted/balance')).toBe(1);
-    expect(count('/api/v1/hosted/ledger')).toBe(2);
+    expect(count('/api/v1/hosted/balance')).toBe(2);
+    expect(count('/api/v1/hosted/ledger')).toBe(3);
     expect(count('/api/v1/hosted/stream')).toBe(1);
   });
 
@@ -240,10 +243,11 @@ describe('hosted portal', () => {
     const ledgerReads = () => requests.filter((r) => new URL(r.url).pathname === '/api/v1/hosted/ledger').length;
     renderApp('/hosted?checkout=success&session_id=cs_1');
     expect(await screen.findByText('Payment received')).toBeInTheDocument();
-    // The history, and once connected one read for a payment that landed before the stream.
-    await vi.waitFor(() => expect(ledgerReads()).toBe(2));
+    // The history; once connected, one read for a payment that landed before the stream, and
+    // one as the stream opens (what the page shows, in case it changed before the stream).
+    await vi.waitFor(() => expect(ledgerReads()).toBe(3));
     await new Promise((r) => setTimeout(r, 1600));
-    expect(ledgerReads()).toBe(2);
+    expect(ledgerReads()).toBe(3);
     expect(screen.queryByText('Payment complete')).not.toBeInTheDocument();
 
     // The grant comes first (same transaction); the screen waits for this checkout's completion.
