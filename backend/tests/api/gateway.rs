@@ -232,20 +232,7 @@ async fn fifty_concurrent_calls_on_ten_worst_cases(backend: Backend) {
     create_model(&app, "gated", "fake-gated").await;
     let (user, key) = spender(&app, 10 * WORST).await;
 
-    let calls = (0..50).map(|_| {
-        let (client, url, key) = (app.client.clone(), app.url("/gateway/v1/chat/completions"), key.clone());
-        tokio::spawn(async move {
-            let res = client
-                .post(url)
-                .bearer_auth(key)
-                .json(&json!({ "model": "gated", "messages": messages() }))
-                .send()
-                .await
-                .unwrap();
-            res.status()
-        })
-    });
-    let calls: Vec<_> = calls.collect();
+    let calls = gated_calls(&app, &key, 50);
     // Every call that could be held has reached the upstream, which holds them all.
     fake.wait_for_requests(10).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -253,7 +240,7 @@ async fn fifty_concurrent_calls_on_ten_worst_cases(backend: Backend) {
     let mut ok = 0;
     let mut refused = 0;
     for call in calls {
-        match call.await.unwrap() {
+        match call.await.unwrap().status() {
             StatusCode::OK => ok += 1,
             StatusCode::PAYMENT_REQUIRED => refused += 1,
             other => panic!("unexpected {other}"),
@@ -267,38 +254,40 @@ async fn fifty_concurrent_calls_on_ten_worst_cases(backend: Backend) {
     app.assert_reconciled().await;
 }
 
-/// Sends `n` concurrent non-streamed calls to the gated model and lets them through once all
-/// reached the upstream; returns each call's charge.
-async fn overlapping_calls(app: &TestApp, fake: &FakeLlm, key: &str, n: usize) -> Vec<i64> {
-    let calls: Vec<_> = (0..n)
+/// Starts `n` concurrent non-streamed calls to the gated model (the fake holds them until the
+/// test opens its gate).
+fn gated_calls(app: &TestApp, key: &str, n: usize) -> Vec<tokio::task::JoinHandle<reqwest::Response>> {
+    (0..n)
         .map(|_| {
             let (client, url, key) = (app.client.clone(), app.url("/gateway/v1/chat/completions"), key.to_owned());
             tokio::spawn(async move {
-                let res = client
-                    .post(url)
-                    .bearer_auth(key)
-                    .json(&json!({ "model": "gated", "messages": messages() }))
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(res.status(), StatusCode::OK);
-                res.headers()["x-tollgate-charged"].to_str().unwrap().parse::<i64>().unwrap()
+                let body = json!({ "model": "gated", "messages": messages() });
+                client.post(url).bearer_auth(key).json(&body).send().await.unwrap()
             })
         })
-        .collect();
+        .collect()
+}
+
+/// Sends `n` concurrent calls to the gated model and lets them through once all reached the
+/// upstream; returns each call's charge.
+async fn overlapping_calls(app: &TestApp, fake: &FakeLlm, key: &str, n: usize) -> Vec<i64> {
+    let calls = gated_calls(app, key, n);
     fake.wait_for_requests(n).await;
     fake.open_gate();
     let mut charged = Vec::new();
     for call in calls {
-        charged.push(call.await.unwrap());
+        let res = call.await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        charged.push(res.headers()["x-tollgate-charged"].to_str().unwrap().parse::<i64>().unwrap());
     }
     charged
 }
 
-async fn wallet_holds(app: &TestApp, user: &TestUser) -> Vec<(i64, Option<i64>, String)> {
+/// The wallet's holds, oldest first: amount, captured amount, status, id.
+async fn wallet_holds(app: &TestApp, user: &TestUser) -> Vec<(i64, Option<i64>, String, uuid::Uuid)> {
     use sea_orm::{ConnectionTrait, Statement};
-    let sql = "SELECT h.amount, h.captured_amount, h.status FROM holds h JOIN accounts a ON a.id = h.account_id \
-               WHERE a.user_id = $1 ORDER BY h.created_at";
+    let sql = "SELECT h.id, h.amount, h.captured_amount, h.status FROM holds h \
+               JOIN accounts a ON a.id = h.account_id WHERE a.user_id = $1 ORDER BY h.created_at";
     let sql = if app.db.get_database_backend() == sea_orm::DbBackend::Sqlite {
         sql.replace("$1", "?")
     } else {
@@ -315,6 +304,7 @@ async fn wallet_holds(app: &TestApp, user: &TestUser) -> Vec<(i64, Option<i64>, 
                 r.try_get::<i64>("", "amount").unwrap(),
                 r.try_get::<Option<i64>>("", "captured_amount").unwrap(),
                 r.try_get::<String>("", "status").unwrap(),
+                r.try_get::<uuid::Uuid>("", "id").unwrap(),
             )
         })
         .collect()
@@ -335,9 +325,9 @@ async fn overlapping_calls_share_a_lease_and_each_is_charged_its_own_usage(backe
     // several worst cases, and each released once its calls were done.
     let holds = wallet_holds(&app, &user).await;
     assert!(holds.len() <= 8, "24 overlapping calls placed {} holds: {holds:?}", holds.len());
-    assert!(holds.iter().all(|(_, _, status)| status != "open"), "{holds:?}");
-    let drawn: i64 = holds.iter().filter(|(_, _, s)| s == "released").filter_map(|h| h.1).sum();
-    let captured: i64 = holds.iter().filter(|(_, _, s)| s == "captured").filter_map(|h| h.1).sum();
+    assert!(holds.iter().all(|h| h.2 != "open"), "{holds:?}");
+    let drawn: i64 = holds.iter().filter(|h| h.2 == "released").filter_map(|h| h.1).sum();
+    let captured: i64 = holds.iter().filter(|h| h.2 == "captured").filter_map(|h| h.1).sum();
     assert_eq!(drawn + captured, 24 * reported_cost(), "{holds:?}");
     assert!(drawn > 0, "{holds:?}");
 
@@ -371,7 +361,7 @@ async fn overlapping_calls_share_a_lease_and_each_is_charged_its_own_usage(backe
     settled(&app, &user).await;
     let holds = wallet_holds(&app, &user).await;
     assert_eq!(holds.len(), 6);
-    assert!(holds.iter().all(|(_, captured, status)| status == "captured" && *captured == Some(reported_cost())));
+    assert!(holds.iter().all(|h| h.2 == "captured" && h.1 == Some(reported_cost())));
     app.assert_reconciled().await;
 }
 
@@ -381,34 +371,10 @@ async fn callers_cannot_close_the_gateways_holds(backend: Backend) {
     create_model(&app, "gated", "fake-gated").await;
     let (user, key) = spender(&app, 100).await;
     // Two calls in flight: the first holds its own worst case, the second is on a lease.
-    let calls = tokio::spawn({
-        let (app_url, client, key) = (app.url("/gateway/v1/chat/completions"), app.client.clone(), key.clone());
-        async move {
-            let one = || {
-                client
-                    .post(&app_url)
-                    .bearer_auth(&key)
-                    .json(&json!({ "model": "gated", "messages": messages() }))
-                    .send()
-            };
-            let (a, b) = tokio::join!(one(), one());
-            (a.unwrap().status(), b.unwrap().status())
-        }
-    });
+    let calls = gated_calls(&app, &key, 2);
     fake.wait_for_requests(2).await;
-    use sea_orm::{ConnectionTrait, Statement};
-    let sql = format!(
-        "SELECT h.id FROM holds h JOIN accounts a ON a.id = h.account_id WHERE a.user_id = {} AND h.status = 'open'",
-        if app.db.get_database_backend() == sea_orm::DbBackend::Sqlite { "?" } else { "$1" }
-    );
-    let open: Vec<uuid::Uuid> = app
-        .db
-        .query_all_raw(Statement::from_sql_and_values(app.db.get_database_backend(), sql, [user.id.into()]))
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.try_get("", "id").unwrap())
-        .collect();
+    let open: Vec<uuid::Uuid> =
+        wallet_holds(&app, &user).await.into_iter().filter(|h| h.2 == "open").map(|h| h.3).collect();
     assert_eq!(open.len(), 2, "a call's hold and a lease");
     // Closing one under a call in flight would leave the call uncharged: refused, to the
     // user's session and to their API key alike.
@@ -430,7 +396,9 @@ async fn callers_cannot_close_the_gateways_holds(backend: Backend) {
         }
     }
     fake.open_gate();
-    assert_eq!(calls.await.unwrap(), (StatusCode::OK, StatusCode::OK));
+    for call in calls {
+        assert_eq!(call.await.unwrap().status(), StatusCode::OK);
+    }
     assert_eq!(settled(&app, &user).await.0, 100 - 2 * reported_cost());
     assert_eq!(spends(&app, &user).await.len(), 2);
 
