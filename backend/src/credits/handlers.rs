@@ -148,7 +148,7 @@ pub mod wallet {
         state.limits.check_spend(&wallet.limit_key)?;
         let key = idempotency::require_key(req.headers())?;
         spend::check_details(&body.description, &body.metadata)?;
-        if body.metadata.as_ref().and_then(|m| m.get("llm")).is_some() {
+        if holds::carries_llm(body.metadata.as_ref()) {
             return Err(ApiError::field(
                 "metadata",
                 "invalid",

@@ -71,7 +71,14 @@ pub async fn ensure_not_gateways(ledger: &Ledger, user_id: Uuid, hold_id: Uuid) 
 
 /// Whether the LLM gateway placed this hold.
 pub fn is_gateways(hold: &holds::Model) -> bool {
-    hold.metadata.as_ref().is_some_and(|m| m.get("llm").is_some())
+    carries_llm(hold.metadata.as_ref())
+}
+
+/// Whether metadata holds `llm`: where Tollgate records an LLM call's model and tokens, and so
+/// the mark of the gateway's holds; callers may not set it on a hold, nor beside a spend priced
+/// by tokens.
+pub fn carries_llm(metadata: Option<&serde_json::Value>) -> bool {
+    metadata.is_some_and(|m| m.get("llm").is_some())
 }
 
 /// Spends the actual cost (at most the hold) and releases the rest. Capturing again with the

@@ -110,7 +110,7 @@ pub fn parse_spend_charge(
                     "is priced by its tokens: send model and usage without amount, feature or quantity",
                 ));
             }
-            if metadata.as_ref().and_then(|m| m.get("llm")).is_some() {
+            if super::holds::carries_llm(metadata.as_ref()) {
                 return Err(invalid("metadata", "must not hold `llm`: Tollgate records the model and tokens there"));
             }
             let limit = 1_000_000_000_000u64;

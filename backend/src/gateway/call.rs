@@ -313,7 +313,7 @@ impl Call {
                         return Ok(());
                     }
                     let details = TransferDetails {
-                        description: Some(format!("LLM call: {}", self.model.id)),
+                        description: Some(self.model.call_description()),
                         feature: Some(self.model.feature()),
                         quantity: measured.quantity,
                         metadata: measured.metadata,

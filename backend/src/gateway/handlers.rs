@@ -359,7 +359,7 @@ async fn place_and_send(
         Some((hold_id, price))
     } else {
         let details = TransferDetails {
-            description: Some(format!("LLM call: {}", model.id)),
+            description: Some(model.call_description()),
             feature: Some(model.feature()),
             metadata: Some(json!({ "llm": {
                 "model": model.id,

@@ -69,6 +69,13 @@ struct Wallet {
     idle_epoch: u64,
 }
 
+impl Wallet {
+    /// No call, no lease and none being placed: nothing left to keep.
+    fn is_idle(&self) -> bool {
+        self.calls == 0 && self.leases.is_empty() && self.placing.is_none()
+    }
+}
+
 struct Lease {
     hold_id: Uuid,
     /// What it was placed for.
@@ -205,7 +212,8 @@ impl Leases {
     }
 
     /// Places a lease of `size` credits (or as many worst cases as the wallet has, if fewer)
-    /// and records it; records a refusal instead when the wallet cannot afford two calls.
+    /// and records it; records a refusal instead when the wallet cannot afford
+    /// `MIN_LEASE_CALLS` calls.
     async fn place(self: &Arc<Self>, ledger: &Ledger, owner: Uuid, size: i64, price: i64) {
         let mut size = size;
         let placed = loop {
@@ -233,10 +241,7 @@ impl Leases {
             match placed {
                 Some((hold_id, room)) => {
                     // The older leases take no more calls; those with none in flight go now.
-                    for lease in &mut wallet.leases {
-                        lease.retired = true;
-                    }
-                    release.extend(drain_unused(wallet));
+                    release.extend(retire_all(wallet));
                     wallet.leases.push(Lease {
                         hold_id,
                         size: room,
@@ -274,7 +279,7 @@ impl Leases {
             if wallet.calls == 0 {
                 self.idle_later(ledger, owner, wallet);
             }
-            if wallet.calls == 0 && wallet.leases.is_empty() && wallet.placing.is_none() {
+            if wallet.is_idle() {
                 wallets.remove(&owner);
             }
         }
@@ -297,11 +302,8 @@ impl Leases {
                 if wallet.calls > 0 || wallet.idle_epoch != epoch {
                     return;
                 }
-                for lease in &mut wallet.leases {
-                    lease.retired = true;
-                }
-                let release = drain_unused(wallet);
-                if wallet.leases.is_empty() && wallet.placing.is_none() {
+                let release = retire_all(wallet);
+                if wallet.is_idle() {
                     wallets.remove(&owner);
                 }
                 release
@@ -315,22 +317,11 @@ impl Leases {
     pub async fn release_unused(&self, ledger: &Ledger) {
         let unused: Vec<(Uuid, Vec<Uuid>)> = {
             let mut wallets = self.wallets();
-            wallets
-                .iter_mut()
-                .map(|(owner, wallet)| {
-                    for lease in &mut wallet.leases {
-                        lease.retired = true;
-                    }
-                    (*owner, drain_unused(wallet))
-                })
-                .collect()
+            wallets.iter_mut().map(|(owner, wallet)| (*owner, retire_all(wallet))).collect()
         };
         for (owner, holds) in unused {
             for hold_id in holds {
-                let command = Command { user_id: owner, key: None, op: Op::Release { hold_id } };
-                if let Err(e) = ledger.submit(command).await {
-                    log::warn!("releasing gateway lease {hold_id}: {e} (it expires at its time instead)");
-                }
+                release(ledger, Lane::Now, owner, hold_id).await;
             }
         }
     }
@@ -352,6 +343,14 @@ fn take_room(wallet: &mut Wallet, price: i64) -> Option<(Uuid, bool)> {
     Some((lease.hold_id, low))
 }
 
+/// Retires every lease of the wallet and takes those with no call in flight off it.
+fn retire_all(wallet: &mut Wallet) -> Vec<Uuid> {
+    for lease in &mut wallet.leases {
+        lease.retired = true;
+    }
+    drain_unused(wallet)
+}
+
 /// Takes the retired leases with no call in flight off the wallet.
 fn drain_unused(wallet: &mut Wallet) -> Vec<Uuid> {
     let mut gone = Vec::new();
@@ -369,11 +368,14 @@ fn drain_unused(wallet: &mut Wallet) -> Vec<Uuid> {
 fn release_all(ledger: &Ledger, owner: Uuid, holds: Vec<Uuid>) {
     for hold_id in holds {
         let ledger = ledger.clone();
-        tokio::spawn(async move {
-            let command = Command { user_id: owner, key: None, op: Op::Release { hold_id } };
-            if let Err(e) = ledger.submit_in(Lane::Later, command).await {
-                log::warn!("releasing gateway lease {hold_id}: {e} (it expires at its time instead)");
-            }
-        });
+        tokio::spawn(async move { release(&ledger, Lane::Later, owner, hold_id).await });
+    }
+}
+
+/// Releases one lease; one that cannot be released expires at its time instead.
+async fn release(ledger: &Ledger, lane: Lane, owner: Uuid, hold_id: Uuid) {
+    let command = Command { user_id: owner, key: None, op: Op::Release { hold_id } };
+    if let Err(e) = ledger.submit_in(lane, command).await {
+        log::warn!("releasing gateway lease {hold_id}: {e} (it expires at its time instead)");
     }
 }

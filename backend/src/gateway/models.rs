@@ -116,6 +116,11 @@ impl models::Model {
     pub fn feature(&self) -> String {
         feature_of(&self.id)
     }
+
+    /// The description of a call's hold and of its charge.
+    pub fn call_description(&self) -> String {
+        format!("LLM call: {}", self.id)
+    }
 }
 
 /// `llm.<model>`: the feature an LLM call's spend carries.
