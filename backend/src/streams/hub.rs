@@ -1,7 +1,8 @@
 //! The fan-out behind every open stream of a replica: ONE tail reads the events committed since
 //! the last it read (`events::committed_after`, gap-safe) whenever it is woken, and hands each
 //! to the streams of its customer. A replica with 1,000 open streams reads the outbox once per
-//! wake-up, not 1,000 times.
+//! wake-up, not 1,000 times. With no stream open it reads once a second, not at every commit:
+//! under load that was a query per batch for nobody (see `tail` and `subscribe`).
 //!
 //! Woken by `LISTEN tollgate_events` on PostgreSQL (the outbox's trigger notifies at commit, from
 //! any replica), by the in-process `events::Signal` on SQLite, and by a poll every second that
@@ -75,6 +76,12 @@ struct Inner {
     buffer: usize,
     open: IntGauge,
     lagged: IntCounter,
+    /// Reads of the outbox by the tail.
+    reads: IntCounter,
+    /// Passes asked for by streams opening on an idle hub, and the last asked for that a
+    /// finished pass began after (see `subscribe`).
+    passes_asked: std::sync::atomic::AtomicU64,
+    passes_done: watch::Sender<u64>,
 }
 
 struct Shared {
@@ -122,8 +129,13 @@ impl Hub {
             Opts::new("streams_lagged_total", "Event streams closed because their client fell too far behind.")
                 .namespace("tollgate"),
         )?;
+        let reads = IntCounter::with_opts(
+            Opts::new("streams_outbox_reads_total", "Reads of the outbox by the event streams' tail.")
+                .namespace("tollgate"),
+        )?;
         registry.register(Box::new(open.clone()))?;
         registry.register(Box::new(lagged.clone()))?;
+        registry.register(Box::new(reads.clone()))?;
         Ok(Self {
             inner: Arc::new(Inner {
                 shared: Mutex::new(Shared { head: 0, next_id: 0, streams: HashMap::new() }),
@@ -133,6 +145,9 @@ impl Hub {
                 buffer: buffer.max(1),
                 open,
                 lagged,
+                reads,
+                passes_asked: std::sync::atomic::AtomicU64::new(0),
+                passes_done: watch::channel(0).0,
             }),
         })
     }
@@ -150,6 +165,15 @@ impl Hub {
         tokio::time::timeout(wait, ready.wait_for(Option::is_some)).await.ok()?.ok()?;
         if self.is_closing() {
             return None;
+        }
+        if self.lock().streams.is_empty() {
+            // The tail of an idle hub passes once a second: its head may be that far behind, and
+            // a stream starting from it would be sent changes made before it opened. It is
+            // asked for a pass now, and the stream waits for one that began after the asking.
+            let ticket = self.inner.passes_asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+            let mut done = self.inner.passes_done.subscribe();
+            self.wake();
+            tokio::time::timeout(wait, done.wait_for(|d| *d >= ticket)).await.ok()?.ok()?;
         }
         let (tx, rx) = mpsc::channel(self.inner.buffer);
         let mut shared = self.lock();
@@ -323,15 +347,30 @@ async fn tail(hub: Hub, db: DatabaseConnection) {
     hub.inner.ready.send_replace(Some(head));
     let mut position = Position { head, holes: BTreeMap::new() };
     let mut retry: Option<Duration> = None;
+    let mut next_idle_pass = Instant::now() + POLL;
     loop {
+        // With no stream open nobody waits for the events: the tail keeps its place once per
+        // poll rather than once per commit (a read per batch, under load), holes included. A
+        // stream that opens wakes it with a stream registered, and the pass then hands it
+        // everything after its `from`, however far behind the head was.
+        let idle = || hub.lock().streams.is_empty();
+        let wait =
+            if idle() { next_idle_pass.saturating_duration_since(Instant::now()) } else { retry.unwrap_or(POLL) };
         tokio::select! {
             _ = hub.inner.wake.notified() => {}
-            _ = tokio::time::sleep(retry.unwrap_or(POLL)) => {}
+            _ = tokio::time::sleep(wait) => {}
         }
         if hub.is_closing() {
             return;
         }
-        retry = match catch_up(&hub, &db, &mut position).await {
+        let asked = hub.inner.passes_asked.load(std::sync::atomic::Ordering::SeqCst);
+        if idle() && Instant::now() < next_idle_pass && asked <= *hub.inner.passes_done.borrow() {
+            continue;
+        }
+        next_idle_pass = Instant::now() + POLL;
+        let result = catch_up(&hub, &db, &mut position).await;
+        hub.inner.passes_done.send_replace(asked);
+        retry = match result {
             Ok(false) => None,
             // Holes to look at again soon.
             Ok(true) => Some(retry.map_or(HOLE_RETRY, |r| (r * 2).min(POLL))),
@@ -385,6 +424,7 @@ async fn pass(hub: &Hub, db: &DatabaseConnection, position: &mut Position, full:
         // Taken before the holes are read: a transaction that ended before it is seen by the read.
         let (xmin, xmax) = snapshot(db).await?;
         let seqs: Vec<i64> = position.holes.keys().copied().take(PAGE as usize).collect();
+        hub.inner.reads.inc();
         let (filled, events) = read(db, Filter::Seqs(&seqs), full).await?;
         for seq in &filled {
             position.holes.remove(seq);
@@ -396,6 +436,7 @@ async fn pass(hub: &Hub, db: &DatabaseConnection, position: &mut Position, full:
         }
     }
     loop {
+        hub.inner.reads.inc();
         let (seqs, events) = read(db, Filter::After { after: position.head, customer: None }, full).await?;
         if postgres {
             let mut next = position.head + 1;
@@ -542,9 +583,18 @@ mod tests {
         }
     }
 
+    /// A hub whose tail, reading nothing, answers every pass asked for.
     async fn ready_hub(buffer: usize) -> Hub {
         let hub = Hub::new(buffer, &Registry::new()).expect("hub");
         hub.inner.ready.send_replace(Some(0));
+        let tail = hub.clone();
+        tokio::spawn(async move {
+            loop {
+                tail.inner.wake.notified().await;
+                let asked = tail.inner.passes_asked.load(std::sync::atomic::Ordering::SeqCst);
+                tail.inner.passes_done.send_replace(asked);
+            }
+        });
         hub
     }
 

@@ -13,7 +13,7 @@ use tollgate_migrations::{Migrator, MigratorTrait};
 
 use crate::{
     both, both_backends,
-    helpers::{Backend, PASSWORD, TestApp, problem},
+    helpers::{Backend, PASSWORD, TestApp, metric, problem},
 };
 
 both!(
@@ -37,14 +37,6 @@ both_backends!(
     concurrent_sign_ins_never_hash_more_than_the_limit,
     sign_ins_waiting_too_long_for_a_hash_get_503,
 );
-
-/// A value of a metric without labels, as `/metrics` shows it.
-async fn metric(app: &TestApp, name: &str) -> f64 {
-    let text = app.get("/metrics", None).await.text().await.unwrap();
-    text.lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no metric {name} in:\n{text}"))
-}
 
 async fn register_normalises_email_and_rejects_duplicates(app: TestApp) {
     let res = app.register("  Ada.Lovelace@Example.COM ", PASSWORD).await;

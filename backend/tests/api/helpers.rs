@@ -406,3 +406,11 @@ pub async fn problem(res: Response, status: StatusCode, code: &str) -> Value {
     assert_eq!(body["request_id"].as_str(), request_id.as_deref(), "request id in body and header");
     body
 }
+
+/// A value of a metric without labels, as `/metrics` shows it.
+pub async fn metric(app: &TestApp, name: &str) -> f64 {
+    let text = app.get("/metrics", None).await.text().await.unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no metric {name} in:\n{text}"))
+}

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use crate::{
     both, both_backends,
-    helpers::{Backend, TestApp, TestUser, problem},
+    helpers::{Backend, TestApp, TestUser, metric, problem},
 };
 
 both!(
@@ -21,6 +21,7 @@ both!(
     a_hosted_stream_sees_only_its_sessions_customer,
     a_hosted_stream_resumes_after_last_event_id,
     a_hosted_stream_needs_a_live_hosted_session,
+    with_no_stream_open_the_outbox_is_not_read_per_commit,
 );
 both_backends!(a_quiet_stream_gets_heartbeats, shutdown_ends_open_streams_at_once);
 
@@ -147,6 +148,32 @@ async fn a_grant_a_spend_and_a_hold_reach_the_users_stream_in_order(app: TestApp
     spend(&app, &user, 1).await;
     let next = sse.event().await;
     assert_eq!((next.kind.as_str(), &next.data["customer"]["id"]), ("credits.spent", &json!(user.id.to_string())));
+}
+
+/// With no stream open, the streams' tail keeps its place in the outbox once a second, not once
+/// per commit (it read the outbox after every batch, under load a query per batch for nobody);
+/// a stream opened afterwards starts from the log's end, not from where the idle tail last was,
+/// and still gets the next change at once.
+async fn with_no_stream_open_the_outbox_is_not_read_per_commit(app: TestApp) {
+    const READS: &str = "tollgate_streams_outbox_reads_total";
+    let user = app.user().await;
+    app.grant(&user, 1_000).await;
+    let before = metric(&app, READS).await;
+    let started = Instant::now();
+    for _ in 0..60 {
+        spend(&app, &user, 1).await;
+    }
+    let reads = metric(&app, READS).await - before;
+    // A pass a second reads the log once, and on PostgreSQL its holes once more.
+    let allowed = 2.0 * (started.elapsed().as_secs_f64().ceil() + 1.0);
+    assert!(reads <= allowed, "{reads} reads of the outbox for 60 spends with no stream open (at most {allowed})");
+
+    let mut sse = Sse::user(&app, &user, None).await;
+    spend(&app, &user, 7).await;
+    // The first event is the spend made after the stream opened, not one of the 60 before it.
+    let spent = sse.event().await;
+    assert_eq!((spent.kind.as_str(), &spent.data["data"]["amount"]), ("credits.spent", &json!(7)));
+    assert_eq!(spent.data["data"]["balance"]["balance"], 1_000 - 60 - 7);
 }
 
 /// Creates a server key with `scopes`; returns its secret.
