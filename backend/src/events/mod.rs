@@ -54,6 +54,20 @@ pub fn event_id(uuid: Uuid) -> String {
     format!("evt_{}", String::from_utf8_lossy(&out))
 }
 
+/// A new event's id, made at `now` (the clock's, as the event's `created_at`).
+pub fn new_event_id(now: DateTime<Utc>) -> String {
+    let secs = u64::try_from(now.timestamp()).unwrap_or_default();
+    event_id(Uuid::new_v7(uuid::Timestamp::from_unix(uuid::NoContext, secs, now.timestamp_subsec_nanos())))
+}
+
+/// The least id an event made at or after `t` can have: its time is the UUID's first 48 bits,
+/// and the rest of the bits are zero here, so `id < id_floor(t)` is exactly "made before `t`"
+/// (to the millisecond) for every id [`event_id`] made from a UUID v7.
+pub fn id_floor(t: DateTime<Utc>) -> String {
+    let ms = u128::try_from(t.timestamp_millis()).unwrap_or_default() & ((1 << 48) - 1);
+    event_id(Uuid::from_u128(ms << 80))
+}
+
 /// Whose wallet an event is about.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
 pub struct EventCustomer {
@@ -236,14 +250,16 @@ pub async fn insert(db: &impl ConnectionTrait, events: &[NewEvent], now: DateTim
     Ok(())
 }
 
-/// Deletes events older than `before`; returns how many.
+/// Deletes events made before `before`; returns how many. By id, whose unique index is the
+/// log's time order too (see [`id_floor`]); the log keeps no index on `created_at`.
 pub async fn purge(db: &impl ConnectionTrait, before: DateTime<Utc>) -> Result<u64, DbErr> {
-    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
-    let done = crate::entities::events::Entity::delete_many()
-        .filter(crate::entities::events::Column::CreatedAt.lt(before))
-        .exec(db)
-        .await?;
-    Ok(done.rows_affected)
+    let backend = db.get_database_backend();
+    let sql = match backend {
+        DbBackend::Postgres => "DELETE FROM events WHERE id < $1",
+        _ => "DELETE FROM events WHERE id < ?",
+    };
+    let done = db.execute_raw(Statement::from_sql_and_values(backend, sql, [id_floor(before).into()])).await?;
+    Ok(done.rows_affected())
 }
 
 /// Rung after every commit that wrote events, so in-process readers (streams, the webhook
@@ -287,6 +303,19 @@ mod tests {
         assert!(ids.iter().all(|id| id.len() == 30 && id.starts_with("evt_")));
         assert_eq!(event_id(Uuid::nil()), "evt_00000000000000000000000000");
     }
+
+    #[test]
+    fn the_id_floor_of_a_time_parts_the_ids_made_before_it_from_the_rest() {
+        let t = chrono::DateTime::parse_from_rfc3339("2026-12-03T10:00:00.250Z").unwrap().with_timezone(&Utc);
+        let floor = id_floor(t);
+        for ms in [-86_400_000, -1, 0, 1, 86_400_000] {
+            let at = t + chrono::Duration::milliseconds(ms);
+            for _ in 0..50 {
+                let id = new_event_id(at);
+                assert_eq!(id < floor, ms < 0, "{id} made {ms} ms from the floor {floor}");
+            }
+        }
+    }
 }
 
 /// Billing's events, written in billing's own transactions.
@@ -296,7 +325,7 @@ pub mod billing {
     use serde_json::json;
     use uuid::Uuid;
 
-    use super::{NewEvent, event_id, insert};
+    use super::{NewEvent, insert, new_event_id};
     use crate::entities::{checkout_sessions, subscriptions};
 
     /// `subscription.updated`, with the subscription as `txn` now holds it.
@@ -312,12 +341,8 @@ pub mod billing {
             "current_period_end": sub.current_period_end,
             "cancel_at_period_end": sub.cancel_at_period_end,
         }});
-        let event = NewEvent {
-            id: event_id(Uuid::now_v7()),
-            kind: "subscription.updated",
-            customer_id: Some(sub.user_id),
-            data,
-        };
+        let event =
+            NewEvent { id: new_event_id(now), kind: "subscription.updated", customer_id: Some(sub.user_id), data };
         insert(txn, &[event], now).await
     }
 
@@ -331,12 +356,8 @@ pub mod billing {
             "price_id": session.price_id,
             "mode": session.mode,
         }});
-        let event = NewEvent {
-            id: event_id(Uuid::now_v7()),
-            kind: "checkout.completed",
-            customer_id: Some(session.user_id),
-            data,
-        };
+        let event =
+            NewEvent { id: new_event_id(now), kind: "checkout.completed", customer_id: Some(session.user_id), data };
         insert(txn, &[event], now).await
     }
 }

@@ -385,6 +385,35 @@ async fn a_reader_never_skips_a_late_commit(app: TestApp) {
     assert!(committed_after(&app.db, last, None, 100).await.unwrap().is_empty());
 }
 
+/// The background task's purge (by id, whose first bits are the time the event was made)
+/// deletes what is older than `EVENT_RETENTION_DAYS` and nothing newer, to the millisecond.
+async fn events_past_the_retention_are_purged_and_no_others(app: TestApp) {
+    let user = app.user().await;
+    app.grant(&user, 100).await;
+    assert_eq!(app.spend(&user, "old-1", json!({ "amount": 1 })).await.status(), StatusCode::OK);
+    let old = events(&app, "").await;
+    assert!(old.len() >= 2, "{old:?}");
+    app.clock.advance(chrono::Duration::days(30));
+    let user = app.sign_in_again(&user).await;
+    assert_eq!(app.spend(&user, "new-1", json!({ "amount": 2 })).await.status(), StatusCode::OK);
+    app.clock.advance(chrono::Duration::milliseconds(5));
+    let retention = chrono::Duration::days(30);
+    // Kept: the spend made 30 days before the horizon's millisecond, and later.
+    let purged = tollgate::events::purge(&app.db, app.clock.now() - retention).await.unwrap();
+    assert_eq!(purged as usize, old.len());
+    let left = events(&app, "").await;
+    assert_eq!(types(&left), ["credits.spent"], "{left:?}");
+    assert_eq!(left[0]["data"]["amount"], 2);
+    let id = old[0]["id"].as_str().unwrap();
+    let res =
+        app.client.get(app.url(&format!("/api/v1/events/{id}"))).header("x-admin-key", ADMIN_KEY).send().await.unwrap();
+    problem(res, StatusCode::NOT_FOUND, "event_not_found").await;
+    // Past the newest event's own time plus the retention, nothing is left.
+    app.clock.advance(retention);
+    assert_eq!(tollgate::events::purge(&app.db, app.clock.now() - retention).await.unwrap(), 1);
+    assert!(events(&app, "").await.is_empty());
+}
+
 crate::both!(
     a_reader_never_skips_a_late_commit,
     every_change_of_credits_is_one_event_in_order,
@@ -393,4 +422,5 @@ crate::both!(
     one_low_balance_event_per_crossing_whatever_runs_at_once,
     a_customers_alerts_and_events_name_it,
     a_rolled_back_batch_records_no_event,
+    events_past_the_retention_are_purged_and_no_others,
 );
