@@ -323,7 +323,6 @@ pub mod billing {
     use chrono::{DateTime, Utc};
     use sea_orm::{ConnectionTrait, DbErr, EntityTrait};
     use serde_json::json;
-    use uuid::Uuid;
 
     use super::{NewEvent, insert, new_event_id};
     use crate::entities::{checkout_sessions, subscriptions};
