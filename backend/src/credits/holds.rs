@@ -64,14 +64,9 @@ pub async fn ensure_not_gateways(ledger: &Ledger, user_id: Uuid, hold_id: Uuid) 
     let hold =
         holds::Entity::find_by_id(hold_id).filter(holds::Column::AccountId.eq(wallet.id)).one(ledger.db()).await?;
     match hold {
-        Some(hold) if is_gateways(&hold) => Err(CreditsError::HoldOwnedByGateway),
+        Some(hold) if carries_llm(hold.metadata.as_ref()) => Err(CreditsError::HoldOwnedByGateway),
         _ => Ok(()),
     }
-}
-
-/// Whether the LLM gateway placed this hold.
-pub fn is_gateways(hold: &holds::Model) -> bool {
-    carries_llm(hold.metadata.as_ref())
 }
 
 /// Whether metadata holds `llm`: where Tollgate records an LLM call's model and tokens, and so

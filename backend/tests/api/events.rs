@@ -4,16 +4,10 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{ADMIN_KEY, TestApp, TestUser, problem};
+use crate::helpers::{TestApp, TestUser, problem};
 
 async fn events(app: &TestApp, query: &str) -> Vec<Value> {
-    let res = app
-        .client
-        .get(app.url(&format!("/api/v1/events{query}")))
-        .header("x-admin-key", ADMIN_KEY)
-        .send()
-        .await
-        .unwrap();
+    let res = app.get_admin(&format!("/api/v1/events{query}")).await;
     assert_eq!(res.status(), StatusCode::OK);
     let page: Value = res.json().await.unwrap();
     page["data"].as_array().cloned().unwrap()
@@ -89,27 +83,11 @@ async fn every_change_of_credits_is_one_event_in_order(app: TestApp) {
     assert_eq!(first.len(), 2);
     let rest = events(&app, &format!("?after={}", first[1]["id"].as_str().unwrap())).await;
     assert_eq!(rest.len(), 4);
-    let one: Value = app
-        .client
-        .get(app.url(&format!("/api/v1/events/{}", ids[1])))
-        .header("x-admin-key", ADMIN_KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let one: Value = app.get_admin(&format!("/api/v1/events/{}", ids[1])).await.json().await.unwrap();
     assert_eq!(one, all[1]);
-    let missing =
-        app.client.get(app.url("/api/v1/events/evt_nope")).header("x-admin-key", ADMIN_KEY).send().await.unwrap();
+    let missing = app.get_admin("/api/v1/events/evt_nope").await;
     problem(missing, StatusCode::NOT_FOUND, "event_not_found").await;
-    let res = app
-        .client
-        .get(app.url("/api/v1/events?type=credits.nope"))
-        .header("x-admin-key", ADMIN_KEY)
-        .send()
-        .await
-        .unwrap();
+    let res = app.get_admin("/api/v1/events?type=credits.nope").await;
     problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
     // A person's session cannot read the log.
     problem(app.get("/api/v1/events", Some(&user.token)).await, StatusCode::FORBIDDEN, "server_key_required").await;
@@ -405,8 +383,7 @@ async fn events_past_the_retention_are_purged_and_no_others(app: TestApp) {
     assert_eq!(types(&left), ["credits.spent"], "{left:?}");
     assert_eq!(left[0]["data"]["amount"], 2);
     let id = old[0]["id"].as_str().unwrap();
-    let res =
-        app.client.get(app.url(&format!("/api/v1/events/{id}"))).header("x-admin-key", ADMIN_KEY).send().await.unwrap();
+    let res = app.get_admin(&format!("/api/v1/events/{id}")).await;
     problem(res, StatusCode::NOT_FOUND, "event_not_found").await;
     // Past the newest event's own time plus the retention, nothing is left.
     app.clock.advance(retention);

@@ -295,6 +295,10 @@ impl TestApp {
         req.send().await.expect("request")
     }
 
+    pub async fn get_admin(&self, path: &str) -> Response {
+        self.client.get(self.url(path)).header("x-admin-key", ADMIN_KEY).send().await.expect("request")
+    }
+
     pub async fn post_admin(&self, path: &str, key: Option<&str>, body: &Value) -> Response {
         let mut req = self.client.post(self.url(path)).header("x-admin-key", ADMIN_KEY).json(body);
         if let Some(key) = key {
