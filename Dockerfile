@@ -14,6 +14,7 @@ RUN npm run build
 FROM rust:1.95-bookworm AS server
 WORKDIR /src
 COPY Cargo.toml Cargo.lock rustfmt.toml clippy.toml ./
+COPY .cargo/ .cargo/
 COPY allocator/ allocator/
 COPY migrations/ migrations/
 COPY backend/ backend/

@@ -225,6 +225,12 @@ impl Application {
     /// Builds with a clock of the caller's (the tests move theirs forward instead of sleeping).
     pub async fn build_with_clock(settings: Settings, clock: Clock) -> anyhow::Result<Self> {
         let db = db::connect(&settings).await?;
+        if settings.is_sqlite() && !db::sqlite_plans_are_stable(&db).await? {
+            log::warn!(
+                "this build's SQLite lacks SQLITE_ENABLE_QPSG (the repository's .cargo/config.toml sets it): every \
+                 query with a bound LIMIT is compiled again each time it runs, which slows SQLite down"
+            );
+        }
         if settings.migrate_on_start {
             db::migrate(&db, &settings).await?;
         }

@@ -65,3 +65,16 @@ async fn rolled_back_to_migration_7_the_schema_is_what_migration_7_left(app: Tes
     app.grant(&user, 5).await;
     app.assert_reconciled().await;
 }
+
+/// SQLite keeps a statement's plan whatever values are bound to it (the bundled SQLite is built
+/// with `SQLITE_ENABLE_QPSG`, from `.cargo/config.toml`). Without that, every query with a bound
+/// `LIMIT`, which is every sea-orm `.one()`, was compiled again each time it ran. PostgreSQL plans
+/// its own way, so this is SQLite's alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_keeps_a_statements_plan_whatever_is_bound_to_it() {
+    let app = TestApp::spawn(Backend::Sqlite).await.expect("SQLite is always available");
+    assert!(
+        tollgate::db::sqlite_plans_are_stable(&app.db).await.unwrap(),
+        "PRAGMA compile_options lacks ENABLE_QPSG: was LIBSQLITE3_FLAGS (.cargo/config.toml) dropped?"
+    );
+}
