@@ -39,6 +39,8 @@ pub struct AppState {
     pub api_keys: crate::auth::api_keys::ApiKeyCache,
     /// Rung after every commit that wrote events (the ledger's batches, billing).
     pub events: crate::events::Signal,
+    /// The gateway's rate card, kept in memory on SQLite (see `RateCard`).
+    pub rate_card: crate::gateway::models::RateCard,
     /// The LLM gateway's upstream, when `GATEWAY_UPSTREAM_URL` names one.
     pub gateway: Option<Arc<crate::gateway::Upstream>>,
     /// The webhook dispatcher's HTTP client and wake-up bell.
@@ -73,7 +75,9 @@ impl AppState {
         let gateway = crate::gateway::Upstream::from_settings(&settings)?.map(Arc::new);
         let webhooks = crate::webhooks::Webhooks::new(&settings)?;
         let streams = crate::streams::Hub::new(settings.stream_buffer, &metrics.registry)?;
+        let rate_card = crate::gateway::models::RateCard::new(settings.is_sqlite());
         Ok(Self {
+            rate_card,
             events,
             webhooks,
             streams,

@@ -254,7 +254,7 @@ async fn completions(req: &HttpRequest, raw: &[u8], state: &AppState) -> Result<
     state.limits.check_spend(&wallet.limit_key)?;
     let key = idempotency::key_from_headers(req.headers())?;
     let parsed = parse(raw)?;
-    let model = models::find_active(&state.db, &parsed.model).await?;
+    let model = state.rate_card.find_active(&state.db, &parsed.model).await?;
     if let Some(max) = parsed.max_output
         && max > u64::try_from(model.max_output_tokens).unwrap_or(0)
     {
@@ -504,7 +504,7 @@ pub async fn create_model(
     state: web::Data<AppState>,
     body: web::Json<CreateModelRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let model = models::create(&state.db, &state.clock, body.into_inner()).await?;
+    let model = state.rate_card.change(models::create(&state.db, &state.clock, body.into_inner())).await?;
     Ok(HttpResponse::Created().json(model))
 }
 
@@ -526,5 +526,5 @@ pub async fn update_model(
     id: web::Path<String>,
     body: web::Json<UpdateModelRequest>,
 ) -> Result<web::Json<ModelView>, ApiError> {
-    Ok(web::Json(models::update(&state.db, &state.clock, &id, body.into_inner()).await?))
+    Ok(web::Json(state.rate_card.change(models::update(&state.db, &state.clock, &id, body.into_inner())).await?))
 }

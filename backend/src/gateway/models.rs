@@ -2,9 +2,11 @@
 //! to calls that start after it: a call reads its model once, holds its worst case at those
 //! prices and captures at the same prices.
 
+use std::{collections::HashMap, sync::Arc};
+
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
     TransactionTrait,
 };
 use serde::{Deserialize, Serialize};
@@ -140,15 +142,80 @@ fn not_found(id: &str) -> ApiError {
 
 /// The model a call names, if it may be called now.
 pub async fn find_active(db: &impl ConnectionTrait, id: &str) -> Result<models::Model, ApiError> {
+    active(read(db, id).await?, id)
+}
+
+/// A model by id, active or not; `None` for an id no model could have.
+async fn read(db: &impl ConnectionTrait, id: &str) -> Result<Option<models::Model>, DbErr> {
     if !valid_id(id) {
-        return Err(not_found(id));
+        return Ok(None);
     }
-    match models::Entity::find_by_id(id.to_owned()).one(db).await? {
+    models::Entity::find_by_id(id.to_owned()).one(db).await
+}
+
+/// The model a call may use: on the card and active.
+fn active(model: Option<models::Model>, id: &str) -> Result<models::Model, ApiError> {
+    match model {
         Some(model) if model.active => Ok(model),
         Some(_) => {
             Err(ApiError::new(ErrorCode::ModelNotFound, format!("Model `{id}` is not offered now.")).with("model", id))
         }
         None => Err(not_found(id)),
+    }
+}
+
+/// The rate card as this process last read it, for the gateway's calls; SQLite only.
+///
+/// A SQLite file has one process serving it, and every change to the rate card goes through
+/// [`RateCard::change`], which holds back the card's readers while the change is written and
+/// forgets what was read once it is committed: a call that starts after a change gets its prices,
+/// as without the card, and the gateway spares a read of the database per call. PostgreSQL's
+/// replicas each change the rate card on their own, so there every call reads it.
+#[derive(Clone, Default)]
+pub struct RateCard(Option<Arc<tokio::sync::RwLock<Known>>>);
+
+#[derive(Default)]
+struct Known {
+    models: HashMap<String, models::Model>,
+    /// Bumped by each change: a read that began before one is not kept.
+    changes: u64,
+}
+
+impl RateCard {
+    /// A card kept in memory (`true`: the SQLite process), or one that reads the database each time.
+    pub fn new(in_memory: bool) -> Self {
+        Self(in_memory.then(Arc::default))
+    }
+
+    /// The model a call asked for, if it is on the card and active.
+    pub async fn find_active(&self, db: &DatabaseConnection, id: &str) -> Result<models::Model, ApiError> {
+        let Some(card) = &self.0 else { return find_active(db, id).await };
+        let changes = {
+            let known = card.read().await;
+            if let Some(model) = known.models.get(id) {
+                return active(Some(model.clone()), id);
+            }
+            known.changes
+        };
+        let model = read(db, id).await?;
+        if let Some(model) = &model {
+            let mut known = card.write().await;
+            if known.changes == changes {
+                known.models.insert(id.to_owned(), model.clone());
+            }
+        }
+        active(model, id)
+    }
+
+    /// Runs a change of the rate card: no call reads the card meanwhile, and what it kept is
+    /// forgotten after, whether the change was written or not.
+    pub async fn change<T>(&self, write: impl Future<Output = Result<T, ApiError>>) -> Result<T, ApiError> {
+        let Some(card) = &self.0 else { return write.await };
+        let mut known = card.write().await;
+        let written = write.await;
+        known.models.clear();
+        known.changes += 1;
+        written
     }
 }
 

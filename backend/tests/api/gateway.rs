@@ -544,6 +544,21 @@ async fn a_call_keeps_the_price_it_started_with(backend: Backend) {
     // The next call pays the new prices: ceil(23) = 23.
     let res = chat(&app, &key, json!({ "model": "gated", "messages": messages() })).await;
     assert_eq!(res.headers()["x-tollgate-charged"], "23");
+
+    // Taken off the card: the next call is refused before the upstream sees it.
+    let res = app
+        .client
+        .patch(app.url("/api/v1/models/gated"))
+        .header("x-admin-key", ADMIN_KEY)
+        .json(&json!({ "active": false }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let sent = fake.requests().len();
+    let res = chat(&app, &key, json!({ "model": "gated", "messages": messages() })).await;
+    problem(res, StatusCode::NOT_FOUND, "model_not_found").await;
+    assert_eq!(fake.requests().len(), sent);
     app.assert_reconciled().await;
 }
 
