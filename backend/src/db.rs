@@ -206,7 +206,7 @@ pub async fn checkpoint_sqlite(settings: Settings, restart: WalRestart) {
 /// SQLite: whether the query planner's stability guarantee is on (the bundled SQLite built with
 /// `SQLITE_ENABLE_QPSG`, as `.cargo/config.toml` asks). Without it a statement whose plan may
 /// depend on a bound value, such as sea-orm's `LIMIT ?` on every `.one()`, is compiled again each
-/// time it runs: a tenth of the gateway's SQLite work (docs/performance.md, session 14).
+/// time it runs: 5% of the server's CPU on the gateway benchmark (docs/performance.md, session 14).
 pub async fn sqlite_plans_are_stable(db: &DatabaseConnection) -> Result<bool, DbErr> {
     let rows = db.query_all_raw(sea_orm::Statement::from_string(DbBackend::Sqlite, "PRAGMA compile_options")).await?;
     Ok(rows.iter().any(|row| row.try_get_by_index::<String>(0).is_ok_and(|option| option == "ENABLE_QPSG")))

@@ -208,14 +208,22 @@ impl RateCard {
     }
 
     /// Runs a change of the rate card: no call reads the card meanwhile, and what it kept is
-    /// forgotten after, whether the change was written or not.
+    /// forgotten after, whether the change was written or not, and also when the request is
+    /// dropped half way (its commit may have gone through).
     pub async fn change<T>(&self, write: impl Future<Output = Result<T, ApiError>>) -> Result<T, ApiError> {
         let Some(card) = &self.0 else { return write.await };
-        let mut known = card.write().await;
-        let written = write.await;
-        known.models.clear();
-        known.changes += 1;
-        written
+        let _forget = Forget(card.write().await);
+        write.await
+    }
+}
+
+/// Holds the card's readers back while it lives, and empties the card when dropped.
+struct Forget<'a>(tokio::sync::RwLockWriteGuard<'a, Known>);
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        self.0.models.clear();
+        self.0.changes += 1;
     }
 }
 
