@@ -63,6 +63,17 @@ async fn create_model(app: &TestApp, id: &str, upstream: &str) {
     assert_eq!(res.status(), StatusCode::CREATED, "{}", res.text().await.unwrap());
 }
 
+/// `PATCH /api/v1/models/{id}` as the admin.
+async fn patch_model(app: &TestApp, id: &str, body: &Value) -> reqwest::Response {
+    app.client
+        .patch(app.url(&format!("/api/v1/models/{id}")))
+        .header("x-admin-key", ADMIN_KEY)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
 /// A user with `credits` and an API key that may spend.
 async fn spender(app: &TestApp, credits: i64) -> (TestUser, String) {
     let user = app.user().await;
@@ -527,14 +538,10 @@ async fn a_call_keeps_the_price_it_started_with(backend: Backend) {
     };
     fake.wait_for_requests(1).await;
     // Ten times the prices while the call is in flight.
-    let res = app
-        .client
-        .patch(app.url("/api/v1/models/gated"))
-        .header("x-admin-key", ADMIN_KEY)
-        .json(&json!({ "input_per_million": 10 * P_IN, "cached_input_per_million": 10 * P_CACHED, "output_per_million": 10 * P_OUT }))
-        .send()
-        .await
-        .unwrap();
+    let tenfold = json!({
+        "input_per_million": 10 * P_IN, "cached_input_per_million": 10 * P_CACHED, "output_per_million": 10 * P_OUT,
+    });
+    let res = patch_model(&app, "gated", &tenfold).await;
     assert_eq!(res.status(), StatusCode::OK);
     fake.open_gate();
     let res = call.await.unwrap();
@@ -546,14 +553,7 @@ async fn a_call_keeps_the_price_it_started_with(backend: Backend) {
     assert_eq!(res.headers()["x-tollgate-charged"], "23");
 
     // Taken off the card: the next call is refused before the upstream sees it.
-    let res = app
-        .client
-        .patch(app.url("/api/v1/models/gated"))
-        .header("x-admin-key", ADMIN_KEY)
-        .json(&json!({ "active": false }))
-        .send()
-        .await
-        .unwrap();
+    let res = patch_model(&app, "gated", &json!({ "active": false })).await;
     assert_eq!(res.status(), StatusCode::OK);
     let sent = fake.requests().len();
     let res = chat(&app, &key, json!({ "model": "gated", "messages": messages() })).await;
@@ -795,35 +795,14 @@ async fn the_rate_card_refuses_negative_prices(app: TestApp) {
         "model_exists",
     )
     .await;
-    let patch = app
-        .client
-        .patch(app.url("/api/v1/models/free"))
-        .header("x-admin-key", ADMIN_KEY)
-        .json(&json!({ "output_per_million": -3 }))
-        .send()
-        .await
-        .unwrap();
+    let patch = patch_model(&app, "free", &json!({ "output_per_million": -3 })).await;
     problem(patch, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
     let listed: Value = app.get("/api/v1/models", None).await.json().await.unwrap();
     assert_eq!(listed[0]["output_per_million"], 0);
-    let patch = app
-        .client
-        .patch(app.url("/api/v1/models/none"))
-        .header("x-admin-key", ADMIN_KEY)
-        .json(&json!({ "active": false }))
-        .send()
-        .await
-        .unwrap();
+    let patch = patch_model(&app, "none", &json!({ "active": false })).await;
     problem(patch, StatusCode::NOT_FOUND, "model_not_found").await;
     // Inactive models leave the public list, not the admin's.
-    let res = app
-        .client
-        .patch(app.url("/api/v1/models/free"))
-        .header("x-admin-key", ADMIN_KEY)
-        .json(&json!({ "active": false }))
-        .send()
-        .await
-        .unwrap();
+    let res = patch_model(&app, "free", &json!({ "active": false })).await;
     assert_eq!(res.status(), StatusCode::OK);
     let listed: Value = app.get("/api/v1/models", None).await.json().await.unwrap();
     assert_eq!(listed, json!([]));
