@@ -795,14 +795,14 @@ async fn the_rate_card_refuses_negative_prices(app: TestApp) {
         "model_exists",
     )
     .await;
-    let patch = patch_model(&app, "free", &json!({ "output_per_million": -3 })).await;
+    let patch = patch_model(app, "free", &json!({ "output_per_million": -3 })).await;
     problem(patch, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
     let listed: Value = app.get("/api/v1/models", None).await.json().await.unwrap();
     assert_eq!(listed[0]["output_per_million"], 0);
-    let patch = patch_model(&app, "none", &json!({ "active": false })).await;
+    let patch = patch_model(app, "none", &json!({ "active": false })).await;
     problem(patch, StatusCode::NOT_FOUND, "model_not_found").await;
     // Inactive models leave the public list, not the admin's.
-    let res = patch_model(&app, "free", &json!({ "active": false })).await;
+    let res = patch_model(app, "free", &json!({ "active": false })).await;
     assert_eq!(res.status(), StatusCode::OK);
     let listed: Value = app.get("/api/v1/models", None).await.json().await.unwrap();
     assert_eq!(listed, json!([]));
