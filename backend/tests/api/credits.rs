@@ -455,17 +455,11 @@ async fn rate_card_is_managed_by_admins(app: TestApp) {
         app.spend(&user, "c1", json!({ "feature": "chat.completion", "quantity": 2 })).await.json().await.unwrap();
     assert_eq!(spent["transfer"]["amount"], 6);
 
-    let patch = |body: Value| {
-        app.client
-            .patch(app.url("/api/v1/features/chat.completion"))
-            .header("x-admin-key", crate::helpers::ADMIN_KEY)
-            .json(&body)
-            .send()
-    };
-    assert_eq!(patch(json!({ "credits_per_unit": 4 })).await.unwrap().status(), StatusCode::OK);
+    let feature = "/api/v1/features/chat.completion";
+    assert_eq!(app.patch_admin(feature, &json!({ "credits_per_unit": 4 })).await.status(), StatusCode::OK);
     let spent: Value = app.spend(&user, "c2", json!({ "feature": "chat.completion" })).await.json().await.unwrap();
     assert_eq!(spent["transfer"]["amount"], 4, "the new price applies");
-    assert_eq!(patch(json!({ "active": false })).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(app.patch_admin(feature, &json!({ "active": false })).await.status(), StatusCode::OK);
     let res = app.spend(&user, "c3", json!({ "feature": "chat.completion" })).await;
     let body = problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
     assert_eq!(body["errors"][0]["code"], "feature_inactive");

@@ -13,7 +13,7 @@ use tollgate::config::Secret;
 use crate::{
     both_backends,
     fake_llm::{CACHED_TOKENS, COMPLETION_TOKENS, FakeLlm, PROMPT_TOKENS, REPLY},
-    helpers::{ADMIN_KEY, Backend, TestApp, TestUser, problem},
+    helpers::{Backend, TestApp, TestUser, problem},
 };
 
 const UPSTREAM_KEY: &str = "sk-upstream-secret-for-tests";
@@ -65,13 +65,7 @@ async fn create_model(app: &TestApp, id: &str, upstream: &str) {
 
 /// `PATCH /api/v1/models/{id}` as the admin.
 async fn patch_model(app: &TestApp, id: &str, body: &Value) -> reqwest::Response {
-    app.client
-        .patch(app.url(&format!("/api/v1/models/{id}")))
-        .header("x-admin-key", ADMIN_KEY)
-        .json(body)
-        .send()
-        .await
-        .unwrap()
+    app.patch_admin(&format!("/api/v1/models/{id}"), body).await
 }
 
 /// A user with `credits` and an API key that may spend.
@@ -806,16 +800,7 @@ async fn the_rate_card_refuses_negative_prices(app: TestApp) {
     assert_eq!(res.status(), StatusCode::OK);
     let listed: Value = app.get("/api/v1/models", None).await.json().await.unwrap();
     assert_eq!(listed, json!([]));
-    let all: Value = app
-        .client
-        .get(app.url("/api/v1/admin/models"))
-        .header("x-admin-key", ADMIN_KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let all: Value = app.get_admin("/api/v1/admin/models").await.json().await.unwrap();
     assert_eq!(all[0]["id"], "free");
 }
 

@@ -299,6 +299,10 @@ impl TestApp {
         self.client.get(self.url(path)).header("x-admin-key", ADMIN_KEY).send().await.expect("request")
     }
 
+    pub async fn patch_admin(&self, path: &str, body: &Value) -> Response {
+        self.client.patch(self.url(path)).header("x-admin-key", ADMIN_KEY).json(body).send().await.expect("request")
+    }
+
     pub async fn post_admin(&self, path: &str, key: Option<&str>, body: &Value) -> Response {
         let mut req = self.client.post(self.url(path)).header("x-admin-key", ADMIN_KEY).json(body);
         if let Some(key) = key {
