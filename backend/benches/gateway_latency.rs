@@ -381,7 +381,7 @@ async fn call(client: &reqwest::Client, load: &Load) -> Option<(u64, u64)> {
 /// Sends `load` from `concurrency` workers, each with its own keep-alive connection, for `seconds`;
 /// `server` is the server's process id, whose CPU time is read before and after.
 async fn drive(load: Arc<Load>, concurrency: usize, seconds: u64, server: u32) -> Run {
-    let cpu_before = cpu_time(server);
+    let cpu_before = common::cpu_time(server);
     let stop = Arc::new(AtomicBool::new(false));
     let errors = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
@@ -420,21 +420,10 @@ async fn drive(load: Arc<Load>, concurrency: usize, seconds: u64, server: u32) -
         totals_us.extend(totals);
     }
     let elapsed = started.elapsed();
-    let server_cpu = cpu_time(server).saturating_sub(cpu_before);
+    let server_cpu = common::cpu_time(server).saturating_sub(cpu_before);
     latencies_us.sort_unstable();
     totals_us.sort_unstable();
     Run { errors: errors.load(Ordering::Relaxed), latencies_us, totals_us, elapsed, server_cpu }
-}
-
-/// A process's CPU time so far, all threads, user and system (from `/proc`, in clock ticks of
-/// 10 ms).
-fn cpu_time(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // The fields after the command's name, which is in parentheses: utime and stime are the
-    // 12th and 13th of them.
-    let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let ticks: u64 = rest.split_whitespace().skip(11).take(2).filter_map(|t| t.parse::<u64>().ok()).sum();
-    Duration::from_millis(ticks * 10)
 }
 
 fn percentile(sorted: &[u64], p: f64) -> f64 {

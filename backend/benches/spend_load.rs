@@ -5,7 +5,9 @@
 //! connections for a fixed time, over wallets spread across all users and over one hot wallet.
 //! Reports spends per second, p50 and p99 latency, the mean number of spends per batch (one
 //! transaction), the commands run again alone after their batch failed, the server's peak memory, and
-//! reconciles.
+//! reconciles. Also the CPU time each spend took, in the server and (PostgreSQL) in every
+//! PostgreSQL process: steadier than spends per second on a machine shared with others, since
+//! time the machine spends elsewhere is not counted.
 //!
 //! With `--route customer`, the same spends go to `POST /customers/{external_id}/spend` with one
 //! server key, as a product's backend sends them; by default to `POST /credits/spend` with each
@@ -193,6 +195,11 @@ async fn seed(url: &str, route: &str) -> Vec<(String, String)> {
     tokens
 }
 
+/// PostgreSQL's CPU time so far; SQLite's is the server's own.
+fn database_cpu_time(db: &str) -> Duration {
+    if db == "postgres" { common::postgres_cpu_time() } else { Duration::ZERO }
+}
+
 fn peak_rss_mib(pid: u32) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
@@ -312,15 +319,21 @@ async fn main() {
 
     println!("database: {} | route: {} | {CONNECTIONS} connections | {} s per run", opts.db, opts.route, opts.seconds);
     println!(
-        "{:<8} {:>10} {:>10} {:>10} {:>8} {:>10} {:>8}",
-        "wallets", "spends/s", "p50 ms", "p99 ms", "errors", "per batch", "alone"
+        "{:<8} {:>10} {:>10} {:>10} {:>8} {:>10} {:>8} {:>14} {:>14}",
+        "wallets", "spends/s", "p50 ms", "p99 ms", "errors", "per batch", "alone", "server µs/sp", "database µs/sp"
     );
     for hot in [false, true] {
         let before = batch_counters(&client).await;
+        let cpu_before = (common::cpu_time(server.id()), database_cpu_time(&opts.db));
         let run = drive(tokens.clone(), hot, opts.seconds).await;
+        let cpu = (
+            common::cpu_time(server.id()).saturating_sub(cpu_before.0),
+            database_cpu_time(&opts.db).saturating_sub(cpu_before.1),
+        );
         let after = batch_counters(&client).await;
+        let per_spend = |d: Duration| d.as_secs_f64() * 1e6 / run.ok.max(1) as f64;
         println!(
-            "{:<8} {:>10.0} {:>10.2} {:>10.2} {:>8} {:>10.1} {:>8}",
+            "{:<8} {:>10.0} {:>10.2} {:>10.2} {:>8} {:>10.1} {:>8} {:>14.0} {:>14}",
             if hot { "hot" } else { "spread" },
             run.ok as f64 / run.elapsed.as_secs_f64(),
             percentile(&run.latencies_us, 0.50),
@@ -328,6 +341,8 @@ async fn main() {
             run.errors,
             (after.1 - before.1) / (after.0 - before.0),
             after.2 - before.2,
+            per_spend(cpu.0),
+            if opts.db == "postgres" { format!("{:.0}", per_spend(cpu.1)) } else { "-".to_owned() },
         );
     }
     println!("server peak memory (VmHWM): {:.1} MiB", peak_rss_mib(server.id()));

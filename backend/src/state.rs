@@ -39,7 +39,7 @@ pub struct AppState {
     pub api_keys: crate::auth::api_keys::ApiKeyCache,
     /// Rung after every commit that wrote events (the ledger's batches, billing).
     pub events: crate::events::Signal,
-    /// The gateway's rate card, kept in memory on SQLite (see `RateCard`).
+    /// The gateway's rate card as this process last read it (see `RateCard`).
     pub rate_card: crate::gateway::models::RateCard,
     /// The LLM gateway's upstream, when `GATEWAY_UPSTREAM_URL` names one.
     pub gateway: Option<Arc<crate::gateway::Upstream>>,

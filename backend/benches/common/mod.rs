@@ -42,3 +42,28 @@ pub async fn wait_ready(client: &reqwest::Client, port: u16) {
     }
     panic!("the server did not become ready");
 }
+
+/// A process's CPU time so far, all threads, user and system (from `/proc`, in clock ticks of
+/// 10 ms).
+#[allow(dead_code)]
+pub fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command's name, which is in parentheses: utime and stime are the
+    // 12th and 13th of them.
+    let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let ticks: u64 = rest.split_whitespace().skip(11).take(2).filter_map(|t| t.parse::<u64>().ok()).sum();
+    Duration::from_millis(ticks * 10)
+}
+
+/// The CPU time of every PostgreSQL process on this machine so far (its backends, the WAL writer,
+/// the checkpointer...). A backend that exits between two readings takes its time with it, so
+/// this is for runs over a pool's long-lived connections.
+#[allow(dead_code)]
+pub fn postgres_cpu_time() -> Duration {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return Duration::ZERO };
+    dir.filter_map(Result::ok)
+        .filter_map(|entry| entry.file_name().to_str().and_then(|name| name.parse::<u32>().ok()))
+        .filter(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|comm| comm.trim() == "postgres"))
+        .map(cpu_time)
+        .sum()
+}

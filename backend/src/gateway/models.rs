@@ -2,7 +2,11 @@
 //! to calls that start after it: a call reads its model once, holds its worst case at those
 //! prices and captures at the same prices.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::HashMap,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
@@ -164,56 +168,86 @@ fn active(model: Option<models::Model>, id: &str) -> Result<models::Model, ApiEr
     }
 }
 
-/// The rate card as this process last read it, for the gateway's calls; SQLite only.
+/// The rate card as this process last read it, for the gateway's calls, so that a call need not
+/// read the database for its model.
 ///
-/// A SQLite file has one process serving it, and every change to the rate card goes through
-/// [`RateCard::change`], which holds back the card's readers while the change is written and
-/// forgets what was read once it is committed: a call that starts after a change gets its prices,
-/// as without the card, and the gateway spares a read of the database per call. PostgreSQL's
-/// replicas each change the rate card on their own, so there every call reads it.
-#[derive(Clone, Default)]
-pub struct RateCard(Option<Arc<tokio::sync::RwLock<Known>>>);
+/// A price change applies to the calls that start after it, on every replica:
+/// - **SQLite** (one process serves the file, and every change to the rate card goes through
+///   [`RateCard::change`]): what was read is kept until a change. A change holds back the card's
+///   readers while it is written and forgets what was read once it is committed.
+/// - **PostgreSQL** (replicas each change the rate card on their own): what was read is kept for
+///   [`RATE_CARD_LEASE`] from when its read began, and a change, once committed, answers only after
+///   that lease has run out on every replica. A call that starts after the change's answer was
+///   received therefore prices with a read made after its commit, whichever replica serves it; a
+///   call that starts while the change is being answered is concurrent with it, and may take either
+///   price. Each replica reads a model at most about once a lease while calls keep naming it.
+#[derive(Clone)]
+pub struct RateCard {
+    known: Arc<tokio::sync::RwLock<Known>>,
+    /// How long a read may be used (PostgreSQL), or `None`: until a change (SQLite).
+    lease: Option<Duration>,
+}
+
+/// How long a PostgreSQL replica prices calls with a model it read, and how long a change of the
+/// rate card waits, after its commit, before it answers.
+pub const RATE_CARD_LEASE: Duration = Duration::from_secs(1);
 
 #[derive(Default)]
 struct Known {
-    models: HashMap<String, models::Model>,
+    /// Each model with when its read began.
+    models: HashMap<String, (models::Model, Instant)>,
     /// Bumped by each change: a read that began before one is not kept.
     changes: u64,
 }
 
 impl RateCard {
-    /// A card kept in memory (`true`: the SQLite process), or one that reads the database each time.
-    pub fn new(in_memory: bool) -> Self {
-        Self(in_memory.then(Arc::default))
+    /// The SQLite process's card (`true`: kept until a change), or a PostgreSQL replica's (kept for
+    /// [`RATE_CARD_LEASE`]).
+    pub fn new(single_process: bool) -> Self {
+        Self::with_lease(if single_process { None } else { Some(RATE_CARD_LEASE) })
+    }
+
+    fn with_lease(lease: Option<Duration>) -> Self {
+        Self { known: Arc::default(), lease }
     }
 
     /// The model a call asked for, if it is on the card and active.
     pub async fn find_active(&self, db: &DatabaseConnection, id: &str) -> Result<models::Model, ApiError> {
-        let Some(card) = &self.0 else { return find_active(db, id).await };
         let changes = {
-            let known = card.read().await;
-            if let Some(model) = known.models.get(id) {
+            let known = self.known.read().await;
+            if let Some((model, read_at)) = known.models.get(id)
+                && self.lease.is_none_or(|lease| read_at.elapsed() < lease)
+            {
                 return active(Some(model.clone()), id);
             }
             known.changes
         };
+        let began = Instant::now();
         let model = read(db, id).await?;
+        // Unknown ids are not kept: names no model has cannot grow the card.
         if let Some(model) = &model {
-            let mut known = card.write().await;
+            let mut known = self.known.write().await;
             if known.changes == changes {
-                known.models.insert(id.to_owned(), model.clone());
+                known.models.insert(id.to_owned(), (model.clone(), began));
             }
         }
         active(model, id)
     }
 
-    /// Runs a change of the rate card: no call reads the card meanwhile, and what it kept is
-    /// forgotten after, whether the change was written or not, and also when the request is
-    /// dropped half way (its commit may have gone through).
+    /// Runs a change of the rate card: no call on this replica reads the card meanwhile, and what
+    /// it kept is forgotten after, whether the change was written or not, and also when the request
+    /// is dropped half way (its commit may have gone through). On PostgreSQL, a change that may
+    /// have been written then waits out the other replicas' leases before it answers.
     pub async fn change<T>(&self, write: impl Future<Output = Result<T, ApiError>>) -> Result<T, ApiError> {
-        let Some(card) = &self.0 else { return write.await };
-        let _forget = Forget(card.write().await);
-        write.await
+        let result = {
+            let _forget = Forget(self.known.write().await);
+            write.await
+        };
+        let refused = matches!(&result, Err(e) if e.code().status().is_client_error());
+        if let (Some(lease), false) = (self.lease, refused) {
+            tokio::time::sleep(lease).await;
+        }
+        result
     }
 }
 

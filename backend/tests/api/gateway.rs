@@ -556,6 +556,45 @@ async fn a_call_keeps_the_price_it_started_with(backend: Backend) {
     app.assert_reconciled().await;
 }
 
+/// Each PostgreSQL replica keeps the models it read for a while; a price change made on one
+/// replica still applies, on every replica, to the calls that start after its answer.
+async fn a_price_change_on_one_replica_reaches_calls_on_another() {
+    let fake = FakeLlm::start().await;
+    let Some(a) = gateway_app(Backend::Postgres, &fake, Duration::from_secs(30)).await else { return };
+    let base = fake.base.clone();
+    let b = a
+        .replica(move |s| {
+            s.gateway_upstream_url = Some(base);
+            s.gateway_upstream_key = Some(Secret::new(UPSTREAM_KEY.to_owned()));
+        })
+        .await;
+    create_model(&a, "gated", "fake-echo").await;
+    let (user, key) = spender(&a, 1000).await;
+    let on_b = |body: Value| {
+        a.client.post(format!("{}/gateway/v1/chat/completions", b.address)).bearer_auth(&key).json(&body).send()
+    };
+    let body = json!({ "model": "gated", "messages": messages() });
+    // B reads the model at its first prices.
+    let res = on_b(body.clone()).await.unwrap();
+    assert_eq!(res.headers()["x-tollgate-charged"], reported_cost().to_string().as_str());
+
+    // Ten times the prices, changed on A: B's next call pays them, ceil(23) = 23.
+    let tenfold = json!({
+        "input_per_million": 10 * P_IN, "cached_input_per_million": 10 * P_CACHED, "output_per_million": 10 * P_OUT,
+    });
+    assert_eq!(patch_model(&a, "gated", &tenfold).await.status(), StatusCode::OK);
+    let res = on_b(body.clone()).await.unwrap();
+    assert_eq!(res.headers()["x-tollgate-charged"], "23");
+
+    // Taken off the card on A: B refuses the next call before the upstream sees it.
+    assert_eq!(patch_model(&a, "gated", &json!({ "active": false })).await.status(), StatusCode::OK);
+    let sent = fake.requests().len();
+    problem(on_b(body).await.unwrap(), StatusCode::NOT_FOUND, "model_not_found").await;
+    assert_eq!(fake.requests().len(), sent);
+    assert_eq!(settled(&a, &user).await.0, 1000 - reported_cost() - 23);
+    a.assert_reconciled().await;
+}
+
 async fn idempotency_keys_answer_once_and_charge_once(backend: Backend) {
     let fake = FakeLlm::start().await;
     let Some(app) = gateway_app(backend, &fake, Duration::from_secs(30)).await else { return };
@@ -858,6 +897,13 @@ both_backends!(
     bad_requests_reach_no_upstream,
     a_server_key_charges_the_customer_it_names,
 );
+
+mod two_replicas {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        super::a_price_change_on_one_replica_reaches_calls_on_another().await;
+    }
+}
 
 crate::both!(
     without_an_upstream_the_gateway_says_so,
