@@ -510,7 +510,11 @@ pub async fn create_model(
 
 crate::openapi::errors!(UpdateModelErrors: ModelNotFound);
 
-/// Changes a model (admin). Calls already running keep the prices they started with.
+/// Changes a model (admin).
+///
+/// Calls already running keep the prices they started with; calls that start after the answer get
+/// the change on every replica (on PostgreSQL the answer comes 1 s after the commit, when no
+/// replica prices with what it read before).
 #[utoipa::path(
     tag = "models",
     operation_id = "update_model",
