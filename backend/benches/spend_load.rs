@@ -6,8 +6,7 @@
 //! Reports spends per second, p50 and p99 latency, the mean number of spends per batch (one
 //! transaction), the commands run again alone after their batch failed, the server's peak memory, and
 //! reconciles. Also the CPU time each spend took, in the server and (PostgreSQL) in every
-//! PostgreSQL process: steadier than spends per second on a machine shared with others, since
-//! time the machine spends elsewhere is not counted.
+//! PostgreSQL process: where a change's cost goes, beside what it does to spends per second.
 //!
 //! With `--route customer`, the same spends go to `POST /customers/{external_id}/spend` with one
 //! server key, as a product's backend sends them; by default to `POST /credits/spend` with each
