@@ -1207,7 +1207,12 @@ export interface paths {
         delete?: never;
         options?: never;
         head?: never;
-        /** Changes a model (admin). Calls already running keep the prices they started with. */
+        /**
+         * Changes a model (admin).
+         * @description Calls already running keep the prices they started with; calls that start after the answer get
+         *     the change on every replica (on PostgreSQL the answer comes 1 s after the commit, when no
+         *     replica prices with what it read before).
+         */
         patch: operations["update_model"];
         trace?: never;
     };
