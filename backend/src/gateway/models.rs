@@ -204,11 +204,7 @@ impl RateCard {
     /// The SQLite process's card (`true`: kept until a change), or a PostgreSQL replica's (kept for
     /// [`RATE_CARD_LEASE`]).
     pub fn new(single_process: bool) -> Self {
-        Self::with_lease(if single_process { None } else { Some(RATE_CARD_LEASE) })
-    }
-
-    fn with_lease(lease: Option<Duration>) -> Self {
-        Self { known: Arc::default(), lease }
+        Self { known: Arc::default(), lease: (!single_process).then_some(RATE_CARD_LEASE) }
     }
 
     /// The model a call asked for, if it is on the card and active.

@@ -8,7 +8,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use tollgate::config::Secret;
+use tollgate::config::{Secret, Settings};
 
 use crate::{
     both_backends,
@@ -39,13 +39,22 @@ fn messages() -> Value {
 
 async fn gateway_app(backend: Backend, fake: &FakeLlm, timeout: Duration) -> Option<TestApp> {
     let base = fake.base.clone();
-    TestApp::spawn_with(backend, move |s| {
-        s.gateway_upstream_url = Some(base);
-        s.gateway_upstream_key = Some(Secret::new(UPSTREAM_KEY.to_owned()));
-        s.gateway_timeout = timeout;
-        s.gateway_drain_timeout = Duration::from_secs(10);
+    TestApp::spawn_with(backend, move |s| point_at(s, base, timeout)).await
+}
+
+/// A server's gateway aimed at the fake upstream at `base`.
+fn point_at(s: &mut Settings, base: String, timeout: Duration) {
+    s.gateway_upstream_url = Some(base);
+    s.gateway_upstream_key = Some(Secret::new(UPSTREAM_KEY.to_owned()));
+    s.gateway_timeout = timeout;
+    s.gateway_drain_timeout = Duration::from_secs(10);
+}
+
+/// Ten times the prices `create_model` sets.
+fn tenfold_prices() -> Value {
+    json!({
+        "input_per_million": 10 * P_IN, "cached_input_per_million": 10 * P_CACHED, "output_per_million": 10 * P_OUT,
     })
-    .await
 }
 
 async fn create_model(app: &TestApp, id: &str, upstream: &str) {
@@ -532,10 +541,7 @@ async fn a_call_keeps_the_price_it_started_with(backend: Backend) {
     };
     fake.wait_for_requests(1).await;
     // Ten times the prices while the call is in flight.
-    let tenfold = json!({
-        "input_per_million": 10 * P_IN, "cached_input_per_million": 10 * P_CACHED, "output_per_million": 10 * P_OUT,
-    });
-    let res = patch_model(&app, "gated", &tenfold).await;
+    let res = patch_model(&app, "gated", &tenfold_prices()).await;
     assert_eq!(res.status(), StatusCode::OK);
     fake.open_gate();
     let res = call.await.unwrap();
@@ -562,12 +568,7 @@ async fn a_price_change_on_one_replica_reaches_calls_on_another() {
     let fake = FakeLlm::start().await;
     let Some(a) = gateway_app(Backend::Postgres, &fake, Duration::from_secs(30)).await else { return };
     let base = fake.base.clone();
-    let b = a
-        .replica(move |s| {
-            s.gateway_upstream_url = Some(base);
-            s.gateway_upstream_key = Some(Secret::new(UPSTREAM_KEY.to_owned()));
-        })
-        .await;
+    let b = a.replica(move |s| point_at(s, base, Duration::from_secs(30))).await;
     create_model(&a, "gated", "fake-echo").await;
     let (user, key) = spender(&a, 1000).await;
     let on_b = |body: Value| {
@@ -579,10 +580,7 @@ async fn a_price_change_on_one_replica_reaches_calls_on_another() {
     assert_eq!(res.headers()["x-tollgate-charged"], reported_cost().to_string().as_str());
 
     // Ten times the prices, changed on A: B's next call pays them, ceil(23) = 23.
-    let tenfold = json!({
-        "input_per_million": 10 * P_IN, "cached_input_per_million": 10 * P_CACHED, "output_per_million": 10 * P_OUT,
-    });
-    assert_eq!(patch_model(&a, "gated", &tenfold).await.status(), StatusCode::OK);
+    assert_eq!(patch_model(&a, "gated", &tenfold_prices()).await.status(), StatusCode::OK);
     let res = on_b(body.clone()).await.unwrap();
     assert_eq!(res.headers()["x-tollgate-charged"], "23");
 
