@@ -504,7 +504,7 @@ pub async fn create_model(
     state: web::Data<AppState>,
     body: web::Json<CreateModelRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let model = state.rate_card.change(models::create(&state.db, &state.clock, body.into_inner())).await?;
+    let model = state.rate_card.add(models::create(&state.db, &state.clock, body.into_inner())).await?;
     Ok(HttpResponse::Created().json(model))
 }
 
