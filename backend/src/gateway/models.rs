@@ -230,15 +230,10 @@ impl RateCard {
         active(model, id)
     }
 
-    /// Runs a change of the rate card: no call on this replica reads the card meanwhile, and what
-    /// it kept is forgotten after, whether the change was written or not, and also when the request
-    /// is dropped half way (its commit may have gone through). On PostgreSQL, a change that may
-    /// have been written then waits out the other replicas' leases before it answers.
+    /// Runs a change of an existing model: as [`RateCard::add`], and then on PostgreSQL a change
+    /// that may have been written waits out the other replicas' leases before it answers.
     pub async fn change<T>(&self, write: impl Future<Output = Result<T, ApiError>>) -> Result<T, ApiError> {
-        let result = {
-            let _forget = Forget(self.known.write().await);
-            write.await
-        };
+        let result = self.add(write).await;
         let refused = matches!(&result, Err(e) if e.code().status().is_client_error());
         if let (Some(lease), false) = (self.lease, refused) {
             tokio::time::sleep(lease).await;
@@ -246,9 +241,11 @@ impl RateCard {
         result
     }
 
-    /// Runs the creation of a model: as [`RateCard::change`], without the wait. No replica kept
-    /// anything under the new id (ids no model has are not kept, and models are never deleted),
-    /// so the next call on any replica reads it.
+    /// Runs a write of the rate card: no call on this replica reads the card meanwhile, and what
+    /// it kept is forgotten after, whether the write went through or not, and also when the request
+    /// is dropped half way (its commit may have gone through). Enough by itself for a new model:
+    /// no replica kept anything under its id (ids no model has are not kept, and models are never
+    /// deleted), so the next call on any replica reads it.
     pub async fn add<T>(&self, write: impl Future<Output = Result<T, ApiError>>) -> Result<T, ApiError> {
         let _forget = Forget(self.known.write().await);
         write.await
