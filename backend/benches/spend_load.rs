@@ -19,7 +19,7 @@
 //! ```
 //!
 //! `BENCH_SQL` (statements separated by `;`) runs after the seeding, before the spends: to see
-//! what a piece of the schema costs, e.g. `BENCH_SQL='DROP INDEX idx_events_customer'`.
+//! what a piece of the schema costs, e.g. `BENCH_SQL='DROP INDEX idx_transfers_lot'`.
 
 mod common;
 
@@ -308,7 +308,7 @@ async fn main() {
     let tokens = Arc::new(seed(&url, &opts.route).await);
     eprintln!("seeded {USERS} users in {:.1}s", seeding.elapsed().as_secs_f64());
     if let Ok(sql) = std::env::var("BENCH_SQL") {
-        // For attributing costs: e.g. `DROP INDEX idx_events_customer` to see what one index costs.
+        // For attributing costs: e.g. `DROP INDEX idx_transfers_lot` to see what one index costs.
         let db = Database::connect(&url).await.expect("connect for BENCH_SQL");
         for statement in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
             db.execute_unprepared(statement).await.unwrap_or_else(|e| panic!("BENCH_SQL `{statement}`: {e}"));

@@ -271,6 +271,7 @@ impl Application {
         let dispatcher = tokio::spawn(webhooks::dispatcher::run(self.state.clone()));
         let checkpoints =
             tokio::spawn(crate::db::checkpoint_sqlite((*self.state.settings).clone(), self.state.wal_restart.clone()));
+        let customer_index = tokio::spawn(index_customers(self.state.clone()));
         self.state.streams.start(
             self.state.db.clone(),
             self.state.settings.database_url.clone(),
@@ -296,7 +297,32 @@ impl Application {
         background.abort();
         dispatcher.abort();
         checkpoints.abort();
+        customer_index.abort();
         result
+    }
+}
+
+/// SQLite: copies new events' customers into `customer_events` every second (see
+/// `events::index_customers`); ends at once on PostgreSQL.
+async fn index_customers(state: AppState) {
+    if !state.settings.is_sqlite() {
+        return;
+    }
+    let mut ticker = tokio::time::interval(std::time::Duration::from_secs(1));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        // A backlog (a long stop, a burst) is copied a batch at a time, each its own transaction.
+        loop {
+            match crate::events::index_customers(&state.db).await {
+                Ok(n) if n >= crate::events::INDEX_BATCH => continue,
+                Ok(_) => break,
+                Err(e) => {
+                    log::warn!("events: indexing customers: {e}");
+                    break;
+                }
+            }
+        }
     }
 }
 

@@ -23,6 +23,7 @@ mod m20261206_000601_events;
 mod m20261206_000602_webhooks;
 mod m20261207_000701_events_without_customer_key;
 mod m20261208_000801_events_lean_indexes;
+mod m20261209_000901_sqlite_customer_events;
 
 /// The values each status, kind and source column accepts (migration `000301`), for the
 /// server's test that they are its enums' values.
@@ -55,6 +56,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000602_webhooks::Migration),
             Box::new(m20261207_000701_events_without_customer_key::Migration),
             Box::new(m20261208_000801_events_lean_indexes::Migration),
+            Box::new(m20261209_000901_sqlite_customer_events::Migration),
         ]
     }
 }

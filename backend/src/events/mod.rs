@@ -7,7 +7,7 @@ pub mod alerts;
 pub mod handlers;
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, DbBackend, DbErr, FromQueryResult, Statement};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, FromQueryResult, Statement};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::watch;
@@ -33,12 +33,28 @@ pub const EVENT_TYPES: &[&str] = &[
 ];
 
 /// An event about to be written: the ledger's core makes these, billing too.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct NewEvent {
     pub id: String,
     pub kind: &'static str,
     pub customer_id: Option<Uuid>,
-    pub data: Value,
+    /// The event's data as JSON text, serialized once from what made it (a spend's is a plain
+    /// struct, never a `serde_json::Value` built key by key) and written as it is.
+    pub data: Box<serde_json::value::RawValue>,
+}
+
+impl NewEvent {
+    pub fn new(id: String, kind: &'static str, customer_id: Option<Uuid>, data: &impl Serialize) -> Self {
+        // What events carry is strings, numbers, ids, times and JSON objects with string keys:
+        // serde_json cannot fail on it.
+        let data = serde_json::value::to_raw_value(data).expect("an event's data serializes to JSON");
+        Self { id, kind, customer_id, data }
+    }
+
+    /// The data, parsed.
+    pub fn data(&self) -> Value {
+        serde_json::from_str(self.data.get()).unwrap_or_default()
+    }
 }
 
 /// `evt_` and a time-ordered UUID (v7) in Crockford's base32: 26 characters that sort as the
@@ -147,6 +163,60 @@ pub(crate) const HORIZON: &str = "(WITH snap AS (SELECT pg_current_snapshot() AS
           AND a.datname IS DISTINCT FROM current_database())) \
     SELECT COALESCE((SELECT MIN(x::text::bigint) FROM blocking), (SELECT pg_snapshot_xmax(s)::text::bigint FROM snap)))";
 
+/// SQLite: the seqs of one customer's events (`?1`) after the seq `?2`, at most `?3` of them, in
+/// order. Up to where [`index_customers`] got they are read from `customer_events`, after it
+/// from the log itself (a short stretch: the task runs every second). One statement, so both
+/// halves are read from one snapshot and meet exactly at `customer_events_through`.
+pub(crate) const SQLITE_CUSTOMER_SEQS: &str = "SELECT seq FROM (SELECT seq FROM customer_events \
+        WHERE customer_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3) \
+    UNION ALL SELECT seq FROM (SELECT seq FROM events \
+        WHERE seq > MAX(?2, (SELECT seq FROM customer_events_through WHERE id = 1)) AND customer_id = ?1 \
+        ORDER BY seq LIMIT ?3)";
+
+/// Events copied into `customer_events` per transaction.
+pub const INDEX_BATCH: i64 = 20_000;
+
+/// SQLite: copies the customers of the events made since the last copy into `customer_events`
+/// (at most `INDEX_BATCH` events, in one transaction) and moves `customer_events_through` past
+/// them; returns how many of the log's seqs it passed. Nothing on PostgreSQL, whose log keeps
+/// an index on the customer (see migration `m20261209_000901`).
+pub async fn index_customers(db: &DatabaseConnection) -> Result<i64, DbErr> {
+    if db.get_database_backend() != DbBackend::Sqlite {
+        return Ok(0);
+    }
+    let bounds = "SELECT (SELECT seq FROM customer_events_through WHERE id = 1) AS through, \
+        CAST(COALESCE((SELECT MAX(seq) FROM events), 0) AS BIGINT) AS last";
+    let read = |row: Option<sea_orm::QueryResult>| -> Result<(i64, i64), DbErr> {
+        let row = row.ok_or_else(|| DbErr::Custom("customer_events_through has no row".to_owned()))?;
+        Ok((row.try_get("", "through")?, row.try_get("", "last")?))
+    };
+    // A look first, outside a transaction: with nothing new, the write lock is not taken.
+    let (through, last) = read(db.query_one_raw(Statement::from_string(DbBackend::Sqlite, bounds)).await?)?;
+    if last <= through {
+        return Ok(0);
+    }
+    let txn = crate::db::begin_write(db).await?;
+    let (through, last) = read(txn.query_one_raw(Statement::from_string(DbBackend::Sqlite, bounds)).await?)?;
+    let end = last.min(through + INDEX_BATCH);
+    if end > through {
+        txn.execute_raw(Statement::from_sql_and_values(
+            DbBackend::Sqlite,
+            "INSERT INTO customer_events (customer_id, seq) SELECT customer_id, seq FROM events \
+             WHERE seq > ? AND seq <= ? AND customer_id IS NOT NULL ORDER BY customer_id, seq",
+            [through.into(), end.into()],
+        ))
+        .await?;
+        txn.execute_raw(Statement::from_sql_and_values(
+            DbBackend::Sqlite,
+            "UPDATE customer_events_through SET seq = ? WHERE id = 1",
+            [end.into()],
+        ))
+        .await?;
+    }
+    txn.commit().await?;
+    Ok(end - through)
+}
+
 /// Committed events after `after`, in log order, at most `limit`, of one customer or all. A
 /// reader that moves its position to the last event it read never skips one: on PostgreSQL, an
 /// event of a transaction still running is not returned, nor anything after it.
@@ -167,8 +237,8 @@ pub async fn committed_after(
             vec![after.txid.into(), after.seq.into(), customer.into(), limit.into()],
         ),
         (_, Some(customer)) => (
-            format!("{SELECT} WHERE e.seq > ? AND e.customer_id = ? ORDER BY e.seq LIMIT ?"),
-            vec![after.seq.into(), customer.into(), limit.into()],
+            format!("{SELECT} WHERE e.seq IN ({SQLITE_CUSTOMER_SEQS}) ORDER BY e.seq LIMIT ?3"),
+            vec![customer.into(), after.seq.into(), limit.into()],
         ),
         (_, None) => (format!("{SELECT} WHERE e.seq > ? ORDER BY e.seq LIMIT ?"), vec![after.seq.into(), limit.into()]),
     };
@@ -240,7 +310,7 @@ pub async fn insert(db: &impl ConnectionTrait, events: &[NewEvent], now: DateTim
             id: sea_orm::ActiveValue::Set(e.id.clone()),
             kind: sea_orm::ActiveValue::Set(e.kind.to_owned()),
             customer_id: sea_orm::ActiveValue::Set(e.customer_id),
-            data: sea_orm::ActiveValue::Set(e.data.clone()),
+            data: sea_orm::ActiveValue::Set(e.data()),
             created_at: sea_orm::ActiveValue::Set(now),
             txid: sea_orm::ActiveValue::NotSet,
         })
@@ -251,16 +321,26 @@ pub async fn insert(db: &impl ConnectionTrait, events: &[NewEvent], now: DateTim
 }
 
 /// Deletes events made before `before`; returns how many. By id, whose unique index is the
-/// log's time order too (see [`id_floor`]); the log keeps no index on `created_at`.
-pub async fn purge(db: &impl ConnectionTrait, before: DateTime<Utc>) -> Result<u64, DbErr> {
+/// log's time order too (see [`id_floor`]); the log keeps no index on `created_at`. On SQLite
+/// their entries in `customer_events` go in the same transaction, one key lookup each.
+pub async fn purge(db: &DatabaseConnection, before: DateTime<Utc>) -> Result<u64, DbErr> {
     let backend = db.get_database_backend();
-    let sql = match backend {
-        DbBackend::Postgres => "DELETE FROM events WHERE id < $1",
-        _ => "DELETE FROM events WHERE id < ?",
-    };
-    let done = db.execute_raw(Statement::from_sql_and_values(backend, sql, [id_floor(before).into()])).await?;
+    let floor: sea_orm::Value = id_floor(before).into();
+    if backend == DbBackend::Postgres {
+        let sql = "DELETE FROM events WHERE id < $1";
+        return Ok(db.execute_raw(Statement::from_sql_and_values(backend, sql, [floor])).await?.rows_affected());
+    }
+    let txn = crate::db::begin_write(db).await?;
+    txn.execute_raw(Statement::from_sql_and_values(backend, SQLITE_PURGE_CUSTOMER_EVENTS, [floor.clone()])).await?;
+    let done =
+        txn.execute_raw(Statement::from_sql_and_values(backend, "DELETE FROM events WHERE id < ?", [floor])).await?;
+    txn.commit().await?;
     Ok(done.rows_affected())
 }
+
+/// SQLite: the `customer_events` entries of the events made before the id `?`.
+pub(crate) const SQLITE_PURGE_CUSTOMER_EVENTS: &str = "DELETE FROM customer_events WHERE (customer_id, seq) IN \
+    (SELECT customer_id, seq FROM events WHERE id < ? AND customer_id IS NOT NULL)";
 
 /// Rung after every commit that wrote events, so in-process readers (streams, the webhook
 /// dispatcher) look at once instead of at their next poll. On PostgreSQL `LISTEN tollgate_events`
@@ -340,8 +420,7 @@ pub mod billing {
             "current_period_end": sub.current_period_end,
             "cancel_at_period_end": sub.cancel_at_period_end,
         }});
-        let event =
-            NewEvent { id: new_event_id(now), kind: "subscription.updated", customer_id: Some(sub.user_id), data };
+        let event = NewEvent::new(new_event_id(now), "subscription.updated", Some(sub.user_id), &data);
         insert(txn, &[event], now).await
     }
 
@@ -355,8 +434,7 @@ pub mod billing {
             "price_id": session.price_id,
             "mode": session.mode,
         }});
-        let event =
-            NewEvent { id: new_event_id(now), kind: "checkout.completed", customer_id: Some(session.user_id), data };
+        let event = NewEvent::new(new_event_id(now), "checkout.completed", Some(session.user_id), &data);
         insert(txn, &[event], now).await
     }
 }

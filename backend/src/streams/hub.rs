@@ -547,13 +547,18 @@ fn condition(backend: DbBackend, filter: Filter<'_>, limit: u64) -> Option<(Stri
         values.push(value);
         match backend {
             DbBackend::Postgres => format!("${}", values.len()),
-            _ => "?".to_owned(),
+            _ => format!("?{}", values.len()),
         }
     };
     let condition = match filter {
         Filter::After { after, customer: None } => format!("e.seq > {}", param(after.into())),
+        Filter::After { after, customer: Some(customer) } if backend == DbBackend::Sqlite => {
+            // `?1` the customer, `?2` after, `?3` the limit (pushed below).
+            param(customer.into());
+            param(after.into());
+            format!("e.seq IN ({})", crate::events::SQLITE_CUSTOMER_SEQS)
+        }
         Filter::After { after, customer: Some(customer) } => {
-            // In the text's order: SQLite's `?` are positional.
             let customer = param(customer.into());
             format!("e.customer_id = {customer} AND e.seq > {}", param(after.into()))
         }

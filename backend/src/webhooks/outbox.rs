@@ -40,6 +40,6 @@ pub async fn record_disabled(
         "failing_since": endpoint.failing_since,
         "disabled_at": now,
     });
-    let event = events::NewEvent { id: events::new_event_id(now), kind: ENDPOINT_DISABLED, customer_id: None, data };
+    let event = events::NewEvent::new(events::new_event_id(now), ENDPOINT_DISABLED, None, &data);
     events::insert(db, &[event], now).await
 }

@@ -389,6 +389,49 @@ async fn events_past_the_retention_are_purged_and_no_others(app: TestApp) {
     app.clock.advance(retention);
     assert_eq!(tollgate::events::purge(&app.db, app.clock.now() - retention).await.unwrap(), 1);
     assert!(events(&app, "").await.is_empty());
+    if app.backend == crate::helpers::Backend::Sqlite {
+        // The customers' copies of the purged events go with them.
+        tollgate::events::index_customers(&app.db).await.unwrap();
+        assert_eq!(tollgate::events::purge(&app.db, app.clock.now()).await.unwrap(), 0);
+        app.grant(&user, 1).await;
+        tollgate::events::index_customers(&app.db).await.unwrap();
+        app.clock.advance(chrono::Duration::milliseconds(5));
+        assert_eq!(tollgate::events::purge(&app.db, app.clock.now()).await.unwrap(), 1);
+        assert_eq!(app.count("customer_events").await, 0);
+    }
+}
+
+/// A customer's events are read whole, in order, whether or not the background task has copied
+/// them into `customer_events` yet (SQLite; PostgreSQL's log has an index on the customer), and
+/// a page ends where its limit says, on either side of where the copy got.
+async fn a_customers_events_are_read_whole_before_and_after_they_are_indexed(app: TestApp) {
+    use tollgate::events::{Position, committed_after, index_customers};
+    let user = app.user().await;
+    let other = app.user().await;
+    app.grant(&user, 100).await;
+    app.grant(&other, 100).await;
+    for (who, key, amount) in [(&user, "a-1", 1), (&other, "b-1", 1)] {
+        assert_eq!(app.spend(who, key, json!({ "amount": amount })).await.status(), StatusCode::OK);
+    }
+    index_customers(&app.db).await.unwrap();
+    for (who, key, amount) in [(&user, "a-2", 2), (&other, "b-2", 2), (&user, "a-3", 3)] {
+        assert_eq!(app.spend(who, key, json!({ "amount": amount })).await.status(), StatusCode::OK);
+    }
+    let amounts = |events: &[tollgate::events::Event]| -> Vec<i64> {
+        assert!(events.iter().all(|e| e.customer.as_ref().unwrap().id == user.id), "{events:?}");
+        events.iter().map(|e| e.data["amount"].as_i64().unwrap()).collect()
+    };
+    let read = |after: Position, limit: u64| committed_after(&app.db, after, Some(user.id), limit);
+    for indexed in [false, true] {
+        let all = read(Position::default(), 100).await.unwrap();
+        assert_eq!(amounts(&all), [100, 1, 2, 3], "indexed: {indexed}");
+        assert!(all.windows(2).all(|w| w[0].position < w[1].position));
+        assert_eq!(amounts(&read(Position::default(), 2).await.unwrap()), [100, 1]);
+        assert_eq!(amounts(&read(all[0].position, 2).await.unwrap()), [1, 2]);
+        assert_eq!(amounts(&read(all[1].position, 100).await.unwrap()), [2, 3]);
+        assert!(read(all[3].position, 100).await.unwrap().is_empty());
+        index_customers(&app.db).await.unwrap();
+    }
 }
 
 crate::both!(
@@ -400,4 +443,5 @@ crate::both!(
     a_customers_alerts_and_events_name_it,
     a_rolled_back_batch_records_no_event,
     events_past_the_retention_are_purged_and_no_others,
+    a_customers_events_are_read_whole_before_and_after_they_are_indexed,
 );

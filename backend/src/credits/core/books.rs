@@ -5,6 +5,7 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Duration, Utc};
+use serde::Serialize;
 use uuid::{ContextV7, Timestamp, Uuid};
 
 use super::{
@@ -49,6 +50,55 @@ pub(super) struct Books {
     movements: Vec<Movement>,
     stored: Vec<idempotency_keys::Model>,
     events: Vec<NewEvent>,
+}
+
+/// What a ledger event tells, besides the wallet's figures after it.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum EventData<'a> {
+    Transfer(TransferData<'a>),
+    Hold { hold: HoldView },
+    Low { threshold: i64, available: i64 },
+}
+
+/// A transfer as its event tells it.
+#[derive(Serialize)]
+struct TransferData<'a> {
+    transfer_id: Uuid,
+    kind: &'a str,
+    amount: i64,
+    feature: Option<&'a str>,
+    quantity: Option<i64>,
+    description: Option<&'a str>,
+    metadata: Option<&'a serde_json::Value>,
+    reference: Option<&'a str>,
+    lot_id: Option<Uuid>,
+    hold_id: Option<Uuid>,
+}
+
+impl<'a> TransferData<'a> {
+    fn of(t: &'a transfers::Model) -> Self {
+        Self {
+            transfer_id: t.id,
+            kind: &t.kind,
+            amount: t.amount,
+            feature: t.feature.as_deref(),
+            quantity: t.quantity,
+            description: t.description.as_deref(),
+            metadata: t.metadata.as_ref(),
+            reference: t.reference.as_deref(),
+            lot_id: t.lot_id,
+            hold_id: t.hold_id,
+        }
+    }
+}
+
+/// An event's data: what it tells and `balance`, in one object.
+#[derive(Serialize)]
+struct WithBalance<'a> {
+    #[serde(flatten)]
+    data: EventData<'a>,
+    balance: &'a WalletBalance,
 }
 
 /// A wallet as a command found it: what its events are told against.
@@ -173,8 +223,8 @@ impl Books {
     /// available credits fell to or below (from above it: a crossing, once).
     fn record(&mut self, ledger: &Ledger, customer: Uuid, before: &Before) {
         let wallet = ledger.wallet.account.id;
-        let balance = serde_json::to_value(WalletBalance::of(&ledger.wallet.account)).unwrap_or_default();
-        let mut made: Vec<(&'static str, serde_json::Value)> = Vec::new();
+        let balance = WalletBalance::of(&ledger.wallet.account);
+        let mut made: Vec<(&'static str, EventData<'_>)> = Vec::new();
         for t in &self.transfers[before.transfers..] {
             let kind = TransferKind::parse(&t.kind);
             let event = if t.credit_account_id == wallet {
@@ -202,21 +252,7 @@ impl Books {
             } else {
                 continue;
             };
-            made.push((
-                event,
-                serde_json::json!({
-                    "transfer_id": t.id,
-                    "kind": t.kind,
-                    "amount": t.amount,
-                    "feature": t.feature,
-                    "quantity": t.quantity,
-                    "description": t.description,
-                    "metadata": t.metadata,
-                    "reference": t.reference,
-                    "lot_id": t.lot_id,
-                    "hold_id": t.hold_id,
-                }),
-            ));
+            made.push((event, EventData::Transfer(TransferData::of(t))));
         }
         for hold in &ledger.wallet.holds {
             let was = before.holds.iter().find(|(id, _)| *id == hold.id).map(|(_, s)| s.as_str());
@@ -227,21 +263,17 @@ impl Books {
                 (Some("open"), HoldStatus::Expired) => "credits.hold.expired",
                 _ => continue,
             };
-            let view: HoldView = hold.into();
-            made.push((event, serde_json::json!({ "hold": view })));
+            made.push((event, EventData::Hold { hold: hold.into() }));
         }
         let after = available(&ledger.wallet.account);
         for threshold in thresholds(&ledger.wallet.account) {
             if before.available > threshold && after <= threshold {
-                made.push(("balance.low", serde_json::json!({ "threshold": threshold, "available": after })));
+                made.push(("balance.low", EventData::Low { threshold, available: after }));
             }
         }
-        for (kind, mut data) in made {
-            if let serde_json::Value::Object(map) = &mut data {
-                map.insert("balance".to_owned(), balance.clone());
-            }
+        for (kind, data) in made {
             let id = crate::events::event_id(self.new_id());
-            self.events.push(NewEvent { id, kind, customer_id: Some(customer), data });
+            self.events.push(NewEvent::new(id, kind, Some(customer), &WithBalance { data, balance: &balance }));
         }
     }
 

@@ -248,7 +248,7 @@ fn draws_spend_from_a_hold_that_stays_open_until_released() {
     // Each draw is told as a spend of its own, naming the hold; the hold's release once.
     let kinds: Vec<&str> = journal.events.iter().map(|e| e.kind).collect();
     assert_eq!(kinds, vec!["credits.spent", "credits.spent", "credits.spent", "credits.hold.released"]);
-    assert_eq!(journal.events[0].data["hold_id"], serde_json::json!(lease_id));
+    assert_eq!(journal.events[0].data()["hold_id"], serde_json::json!(lease_id));
     assert_eq!(journal.hold_updates.len(), 1);
     assert_eq!(journal.hold_updates[0].before, 50, "guarded by what the hold held when read");
 }

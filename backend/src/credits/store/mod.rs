@@ -297,7 +297,7 @@ struct EventRow<'a> {
     kind: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     customer_id: Option<Hex>,
-    data: &'a serde_json::Value,
+    data: &'a serde_json::value::RawValue,
 }
 
 #[derive(Serialize)]

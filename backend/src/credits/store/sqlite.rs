@@ -350,6 +350,30 @@ mod tests {
         rows.iter().map(|r| r.try_get::<String>("", "detail").expect("detail")).collect()
     }
 
+    /// A customer's events are read, and purged, by key: through `customer_events`' key and the
+    /// log's seq, never by a scan of either.
+    #[tokio::test]
+    async fn a_customers_events_are_read_and_purged_by_key() {
+        let id: sea_orm::Value = uuid::Uuid::nil().into();
+        let read = plan(crate::events::SQLITE_CUSTOMER_SEQS, vec![id, 0i64.into(), 10i64.into()]).await;
+        assert!(
+            read.iter().any(|s| s.contains("customer_events USING PRIMARY KEY (customer_id=? AND seq>?)")),
+            "{read:#?}"
+        );
+        assert!(read.iter().any(|s| s.contains("events USING INTEGER PRIMARY KEY (rowid>?)")), "{read:#?}");
+        let purge = plan(crate::events::SQLITE_PURGE_CUSTOMER_EVENTS, vec!["evt_".into()]).await;
+        assert!(
+            purge.iter().any(|s| s.contains("customer_events USING PRIMARY KEY (customer_id=? AND seq=?)")),
+            "{purge:#?}"
+        );
+        for plan in [read, purge] {
+            assert!(
+                !plan.iter().any(|s| s.starts_with("SCAN customer_events") || s.starts_with("SCAN events")),
+                "{plan:#?}"
+            );
+        }
+    }
+
     #[tokio::test]
     async fn a_batch_reads_only_its_wallets_open_holds() {
         let plan = plan(super::HOLDS, vec!["[]".into(), "2026-01-01".into(), "[]".into()]).await;
